@@ -1,0 +1,33 @@
+/**
+ * The core: tensors, reverse-mode autodiff, ops, nn modules, optimizers and gradient checks.
+ * Generic: nothing here knows about CTR models.
+ */
+export {
+  Tensor,
+  RowSparseGrad,
+  noGrad,
+  enableGrad,
+  isGradEnabled,
+  tidy,
+  registerOp,
+  listOps,
+  getOp,
+  apply,
+  coalesce,
+  groupIndices,
+  addGradients,
+  type Gradient,
+  type OpDefinition,
+  type BackwardContext,
+  type ForwardResult,
+  type TensorOptions,
+  type TidyResult,
+} from './tensor.js';
+export * from './ops/index.js';
+export type { TensorLike, MatmulOptions, BagInput } from './ops/index.js';
+export { Rng } from './random.js';
+export * as init from './init.js';
+export * as nn from './nn/index.js';
+export * as optim from './optim/index.js';
+export { gradcheck, type GradcheckOptions, type GradcheckResult } from './gradcheck.js';
+export { tensor, zeros, ones, scalar } from './creation.js';

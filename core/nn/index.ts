@@ -1,0 +1,16 @@
+/** Neural-network building blocks. */
+export { Module, parameter, isParameter, type StateDictValue } from './module.js';
+export {
+  Layer,
+  Linear,
+  PReLU,
+  ReLU,
+  Sigmoid,
+  Dropout,
+  Sequential,
+  Embedding,
+  EmbeddingBag,
+  mlp,
+  type LayerOptions,
+  type MlpOptions,
+} from './layers.js';

@@ -1,0 +1,109 @@
+/**
+ * Adam (Kingma & Ba, 2015) with PyTorch's semantics and defaults, and its lazy
+ * sparse variant for embedding tables (PyTorch's `SparseAdam`).
+ *
+ * `Adam` routes each parameter by its gradient: a dense gradient takes the dense
+ * kernel; a row-sparse gradient (from an embedding lookup) takes the lazy path,
+ * which updates only the touched rows' values, m and v. Cost then grows with the
+ * batch, not with the vocabulary.
+ */
+import { RowSparseGrad, Tensor } from '../tensor.js';
+import { currentGradient, Optimizer, restoreInto, stateLike, type OptimizerState } from './optimizer.js';
+
+/** Adam options (PyTorch defaults). */
+export interface AdamOptions {
+  lr?: number;
+  betas?: [number, number];
+  eps?: number;
+  /** L2 penalty added to the gradient (PyTorch `Adam`'s weight_decay); on sparse rows, applied to touched rows only. */
+  weightDecay?: number;
+}
+
+interface AdamSlot {
+  m: Tensor;
+  v: Tensor;
+  /** Updates this parameter has received; bias correction uses it, as PyTorch's state['step']. */
+  step: number;
+}
+
+/** Adam; sparse gradients automatically take the lazy (SparseAdam) update. */
+export class Adam extends Optimizer {
+  lr: number;
+  readonly beta1: number;
+  readonly beta2: number;
+  readonly eps: number;
+  readonly weightDecay: number;
+  protected readonly slots = new Map<Tensor, AdamSlot>();
+
+  constructor(params: Iterable<Tensor>, options: AdamOptions = {}) {
+    super(params);
+    this.lr = options.lr ?? 1e-3;
+    [this.beta1, this.beta2] = options.betas ?? [0.9, 0.999];
+    this.eps = options.eps ?? 1e-8;
+    this.weightDecay = options.weightDecay ?? 0;
+    if (!(this.lr > 0)) throw new Error(`Adam: learning rate must be positive, got ${this.lr}`);
+    for (const b of [this.beta1, this.beta2]) if (!(b >= 0 && b < 1)) throw new Error(`Adam: betas must be in [0, 1), got ${b}`);
+  }
+
+  protected slot(p: Tensor): AdamSlot {
+    let s = this.slots.get(p);
+    if (!s) {
+      s = { m: stateLike(p), v: stateLike(p), step: 0 };
+      this.slots.set(p, s);
+    }
+    return s;
+  }
+
+  step(): void {
+    for (const p of this.params) {
+      const g = currentGradient(p);
+      if (!g) continue;
+      this.update(p, g);
+    }
+  }
+
+  protected update(p: Tensor, g: Tensor | RowSparseGrad): void {
+    const s = this.slot(p);
+    s.step += 1;
+    const hyper = { lr: this.lr, beta1: this.beta1, beta2: this.beta2, eps: this.eps, weightDecay: this.weightDecay, step: s.step };
+    if (g instanceof RowSparseGrad) {
+      p.backend.sparseAdam(p.storage, s.m.storage, s.v.storage, p.shape[1], g.rows, g.values.storage, hyper);
+    } else {
+      p.backend.adam(p.storage, g.storage, s.m.storage, s.v.storage, hyper);
+    }
+  }
+
+  stateDict(): OptimizerState {
+    const tensors: Record<string, Tensor> = {};
+    const scalars: Record<string, number> = {};
+    this.params.forEach((p, i) => {
+      const s = this.slots.get(p);
+      if (!s) return;
+      tensors[`${i}.m`] = s.m;
+      tensors[`${i}.v`] = s.v;
+      scalars[`${i}.step`] = s.step;
+    });
+    return { tensors, scalars };
+  }
+
+  loadStateDict(state: OptimizerState): void {
+    this.params.forEach((p, i) => {
+      const step = state.scalars[`${i}.step`];
+      if (step === undefined) return;
+      const s = this.slot(p);
+      restoreInto(s.m, state.tensors[`${i}.m`], `${i}.m`);
+      restoreInto(s.v, state.tensors[`${i}.v`], `${i}.v`);
+      s.step = step;
+    });
+  }
+}
+
+/** PyTorch's `SparseAdam`: lazy Adam that accepts only sparse (embedding) gradients. */
+export class SparseAdam extends Adam {
+  protected override update(p: Tensor, g: Tensor | RowSparseGrad): void {
+    if (!(g instanceof RowSparseGrad)) {
+      throw new Error(`SparseAdam: parameter [${p.shape.join(', ')}] has a dense gradient; use Adam for dense parameters`);
+    }
+    super.update(p, g);
+  }
+}

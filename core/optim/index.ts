@@ -1,0 +1,5 @@
+/** Optimizers (`optim.Adam`, `optim.SGD`, `optim.SparseAdam`) and gradient clipping. */
+export { Optimizer, type OptimizerState } from './optimizer.js';
+export { Adam, SparseAdam, type AdamOptions } from './adam.js';
+export { SGD, type SgdOptions } from './sgd.js';
+export { clipGradNorm } from './clip.js';

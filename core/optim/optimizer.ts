@@ -1,0 +1,61 @@
+/**
+ * The optimizer base: parameter groups of one, zeroGrad, and the state it keeps
+ * on the parameters' backend so that a step never reads values back.
+ */
+import { coalesce, RowSparseGrad, Tensor } from '../tensor.js';
+
+/** Base class of optimizers. */
+export abstract class Optimizer {
+  readonly params: Tensor[];
+
+  constructor(params: Iterable<Tensor>) {
+    this.params = [...new Set(params)];
+    if (this.params.length === 0) throw new Error(`${new.target.name}: no parameters to optimise`);
+  }
+
+  /** Clear (and free) every parameter's gradient. */
+  zeroGrad(): void {
+    for (const p of this.params) {
+      if (p.grad instanceof Tensor) p.grad.dispose();
+      else if (p.grad) p.grad.values.dispose();
+      p.grad = null;
+    }
+  }
+
+  /** Apply one update from the current gradients. */
+  abstract step(): void;
+
+  /** Optimizer state for checkpoints: name → tensor, and scalar counters. */
+  abstract stateDict(): OptimizerState;
+
+  /** Restore from {@link Optimizer.stateDict}; shapes are checked. */
+  abstract loadStateDict(state: OptimizerState): void;
+}
+
+/** Serialisable optimizer state: per-parameter tensors by index, and counters. */
+export interface OptimizerState {
+  tensors: Record<string, Tensor>;
+  scalars: Record<string, number>;
+}
+
+/** A parameter's gradient with duplicate rows merged, or the dense one. */
+export function currentGradient(p: Tensor): Tensor | RowSparseGrad | null {
+  if (!p.grad) return null;
+  return p.grad instanceof RowSparseGrad ? coalesce(p.grad) : p.grad;
+}
+
+/** Zero tensor shaped like `p`, kept across tidy scopes (optimizer state). */
+export function stateLike(p: Tensor): Tensor {
+  const t = Tensor.zeros(p.shape, { dtype: p.dtype, backend: p.backend });
+  t.keepAlive = true;
+  return t;
+}
+
+/** Copy saved state into live state tensors after checking shapes. */
+export function restoreInto(target: Tensor, source: Tensor | undefined, name: string): void {
+  if (!source) throw new Error(`optimizer state: missing '${name}'`);
+  if (source.size !== target.size || source.shape.some((d, i) => d !== target.shape[i])) {
+    throw new Error(`optimizer state: '${name}' has shape [${source.shape.join(', ')}], expected [${target.shape.join(', ')}]`);
+  }
+  target.backend.write(target.storage, source.toArray());
+}

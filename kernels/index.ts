@@ -1,0 +1,73 @@
+/**
+ * Kernels: the backend interface, its implementations, and the choice of the active one.
+ *
+ * `setBackend('reference')` selects a backend for tensors created from then on;
+ * the environment variable `ESMM_BACKEND` sets the initial choice.
+ */
+import type { Backend } from './backend.js';
+import { ReferenceBackend } from './reference.js';
+
+export type {
+  AdamHyper,
+  Backend,
+  BagMode,
+  BinaryOp,
+  DType,
+  FloatArray,
+  MatmulGeometry,
+  Storage,
+  TypedArrayFor,
+  UnaryOp,
+} from './backend.js';
+export { ReferenceBackend, HostStorage, bagScale } from './reference.js';
+export { broadcastShapes, broadcastStrides, sameShape, sizeOf, stridesOf } from './shape-util.js';
+export * as stableMath from './stable-math.js';
+
+/** Options a backend factory may read (e.g. the gpu.js mode). */
+export interface BackendOptions {
+  /** gpu.js mode for the `gpu` backend: `cpu`, `webasm`, `headlessgl`, `webgl2`, `webgpu` or `auto`. */
+  mode?: string;
+  /** Worker threads for backends that can use them. */
+  threads?: number;
+}
+
+/** Makes a backend; registered by name. */
+export type BackendFactory = (options: BackendOptions) => Backend;
+
+const factories = new Map<string, BackendFactory>();
+factories.set('reference', () => new ReferenceBackend());
+
+let active: Backend | null = null;
+
+/** Make a backend available to {@link setBackend} under `name`. */
+export function registerBackend(name: string, factory: BackendFactory): void {
+  factories.set(name, factory);
+}
+
+/** Names of the registered backends. */
+export function listBackends(): string[] {
+  return [...factories.keys()];
+}
+
+/** Create a backend by name without making it active. */
+export function createBackend(name: string, options: BackendOptions = {}): Backend {
+  const factory = factories.get(name);
+  if (!factory) throw new Error(`unknown backend '${name}'; registered: ${listBackends().join(', ')}`);
+  return factory(options);
+}
+
+/** Select the backend that new tensors are created on. Returns it. */
+export function setBackend(nameOrBackend: string | Backend, options: BackendOptions = {}): Backend {
+  active = typeof nameOrBackend === 'string' ? createBackend(nameOrBackend, options) : nameOrBackend;
+  return active;
+}
+
+/** The active backend: the one set last, else `ESMM_BACKEND`, else `reference`. */
+export function getBackend(): Backend {
+  if (!active) {
+    const env = typeof process !== 'undefined' ? process.env : {};
+    const name = env.ESMM_BACKEND ?? 'reference';
+    active = createBackend(name, { mode: env.ESMM_GPU_MODE });
+  }
+  return active;
+}

@@ -1,0 +1,51 @@
+/**
+ * Scalar formulas shared by host-side kernels. Each is written so that it neither
+ * overflows nor loses all precision for arguments anywhere in ±100 (and well beyond).
+ */
+
+/** 1 / (1 + e^-x) without overflow for large |x|. */
+export function sigmoid(x: number): number {
+  if (x >= 0) return 1 / (1 + Math.exp(-x));
+  const e = Math.exp(x);
+  return e / (1 + e);
+}
+
+/** log(sigmoid(x)) = -softplus(-x). */
+export function logSigmoid(x: number): number {
+  return x >= 0 ? -Math.log1p(Math.exp(-x)) : x - Math.log1p(Math.exp(x));
+}
+
+/** log(e^a + e^b). */
+export function logAddExp(a: number, b: number): number {
+  const hi = Math.max(a, b);
+  if (hi === -Infinity) return -Infinity;
+  return hi + Math.log1p(Math.exp(-Math.abs(a - b)));
+}
+
+/** Binary cross-entropy of sigmoid(x) against label y. */
+export function bceWithLogits(x: number, y: number): number {
+  return Math.max(x, 0) - x * y + Math.log1p(Math.exp(-Math.abs(x)));
+}
+
+/**
+ * BCE(p, y) for p = sigmoid(a) * sigmoid(b), in log space:
+ * log p = logσ(a) + logσ(b) and log(1 - p) = log(σ(-a) + σ(a)·σ(-b)).
+ */
+export function productBce(a: number, b: number, y: number): number {
+  const logP = logSigmoid(a) + logSigmoid(b);
+  const logOneMinusP = logAddExp(logSigmoid(-a), logSigmoid(a) + logSigmoid(-b));
+  return -y * logP - (1 - y) * logOneMinusP;
+}
+
+/**
+ * d productBce / da. With p = σ(a)σ(b):
+ * dL/da = (1 - y) · p · σ(-a) / (1 - p) - y · σ(-a). Since 1 - p = σ(-a) + σ(a)σ(-b) and
+ * σ(a)/σ(-a) = e^a, the ratio σ(-a) / (1 - p) equals σ(-t) with t = a + logσ(-b),
+ * which stays finite when p → 1.
+ * The derivative with respect to b is the same formula with a and b swapped.
+ */
+export function productBceGradA(a: number, b: number, y: number): number {
+  const p = Math.exp(logSigmoid(a) + logSigmoid(b));
+  const t = a + logSigmoid(-b);
+  return (1 - y) * p * sigmoid(-t) - y * sigmoid(-a);
+}

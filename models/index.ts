@@ -1,0 +1,2 @@
+/** The ESMM model zoo: base models, the two-tower frame, baselines, data, metrics and training. */
+export {};

@@ -1,0 +1,21 @@
+import { describe, expect, it } from 'vitest';
+import { add, matmul, sum, tensor, sigmoid, embeddingBag, Tensor, RowSparseGrad } from '../core/index.js';
+
+describe('smoke', () => {
+  it('adds with broadcasting and backprops', () => {
+    const a = tensor([[1, 2, 3], [4, 5, 6]], undefined, { requiresGrad: true });
+    const b = tensor([10, 20, 30], undefined, { requiresGrad: true });
+    const y = sum(add(a, b));
+    expect(y.item()).toBe(21 + 120);
+    y.backward();
+    expect([...(b.grad as Tensor).toArray()]).toEqual([2, 2, 2]);
+    const m = matmul(a, tensor([[1], [1], [1]]));
+    expect([...m.toArray()]).toEqual([6, 15]);
+    expect(sigmoid(tensor([0])).item()).toBe(0.5);
+    const t = tensor([[1, 2], [3, 4], [5, 6]], undefined, { requiresGrad: true });
+    const e = embeddingBag(t, { ids: Int32Array.from([0, 2, 2]), offsets: Int32Array.from([0, 2, 3]) });
+    expect([...e.toArray()]).toEqual([6, 8, 5, 6]);
+    sum(e).backward();
+    expect(t.grad).toBeInstanceOf(RowSparseGrad);
+  });
+});
