@@ -263,20 +263,25 @@ export class ReferenceBackend implements Backend {
     const bs = host(b);
     const os = host(out);
     const { m, n, k } = g;
+    // Accumulate each output row in float64 (the ground truth should not round per term),
+    // walking B row by row when it is not transposed so the inner loop is contiguous.
+    const row = new Float64Array(n);
     for (let bi = 0; bi < g.batch; bi++) {
       const aOff = g.batchA ? bi * m * k : 0;
       const bOff = g.batchB ? bi * k * n : 0;
       const oOff = bi * m * n;
       for (let i = 0; i < m; i++) {
-        for (let j = 0; j < n; j++) {
-          let acc = 0;
-          for (let p = 0; p < k; p++) {
-            const av = g.transA ? as[aOff + p * m + i] : as[aOff + i * k + p];
-            const bv = g.transB ? bs[bOff + j * k + p] : bs[bOff + p * n + j];
-            acc += av * bv;
+        row.fill(0);
+        for (let p = 0; p < k; p++) {
+          const av = g.transA ? as[aOff + p * m + i] : as[aOff + i * k + p];
+          if (g.transB) {
+            for (let j = 0; j < n; j++) row[j] += av * bs[bOff + j * k + p];
+          } else {
+            const bRow = bOff + p * n;
+            for (let j = 0; j < n; j++) row[j] += av * bs[bRow + j];
           }
-          os[oOff + i * n + j] = acc;
         }
+        for (let j = 0; j < n; j++) os[oOff + i * n + j] = row[j];
       }
     }
   }
