@@ -24,6 +24,7 @@ export {
   type TidyResult,
 } from './tensor.js';
 export * from './ops/index.js';
+import './tensor-methods.js';
 export type { TensorLike, MatmulOptions, BagInput } from './ops/index.js';
 export { Rng } from './random.js';
 export * as init from './init.js';

@@ -19,3 +19,16 @@ describe('smoke', () => {
     expect(t.grad).toBeInstanceOf(RowSparseGrad);
   });
 });
+
+describe('tensor methods', () => {
+  it('chain like PyTorch and record gradients', () => {
+    const x = tensor([[1, 2], [3, 4]], undefined, { requiresGrad: true });
+    const w = tensor([[1], [-1]]);
+    const y = x.matmul(w).add(1).mul(2).sum();
+    expect(y.item()).toBe(2 * (-1 + 1) + 2 * (-1 + 1));
+    y.backward();
+    expect([...(x.grad as Tensor).toArray()]).toEqual([2, -2, 2, -2]);
+    expect(x.reshape([4]).shape).toEqual([4]);
+    expect(x.transpose().toArray()).toEqual(Float32Array.from([1, 3, 2, 4]));
+  });
+});
