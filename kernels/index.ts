@@ -5,6 +5,7 @@
  * the environment variable `ESMM_BACKEND` sets the initial choice.
  */
 import type { Backend } from './backend.js';
+import { GpuBackend } from './gpu/index.js';
 import { ReferenceBackend } from './reference.js';
 
 export type {
@@ -20,6 +21,7 @@ export type {
   UnaryOp,
 } from './backend.js';
 export { ReferenceBackend, HostStorage, bagScale } from './reference.js';
+export { GpuBackend, GpuStorage, GPU_MODES, resolveGpuMode } from './gpu/index.js';
 export { broadcastShapes, broadcastStrides, sameShape, sizeOf, stridesOf } from './shape-util.js';
 export * as stableMath from './stable-math.js';
 
@@ -36,6 +38,7 @@ export type BackendFactory = (options: BackendOptions) => Backend;
 
 const factories = new Map<string, BackendFactory>();
 factories.set('reference', () => new ReferenceBackend());
+factories.set('gpu', (options) => new GpuBackend(options));
 
 let active: Backend | null = null;
 
