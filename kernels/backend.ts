@@ -133,8 +133,9 @@ export interface Backend {
   /** out = x permuted by `perm` (out shape[i] = shape[perm[i]]). */
   permute(x: Storage, shape: readonly number[], perm: readonly number[], out: Storage): void;
   /**
-   * Copy a block between two arrays of the same rank: out[outBegin + i] = (accumulate ? out[...] : 0) + src[srcBegin + i]
-   * for every index i < `extent`. Covers slice, concat and their gradients.
+   * Copy a block between two arrays of the same rank: out[outBegin + i] = src[srcBegin + i]
+   * for every multi-index i < `extent`; the rest of `out` is left as it is.
+   * Covers slice, concat and their gradients.
    */
   copyBlock(
     src: Storage,

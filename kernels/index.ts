@@ -7,6 +7,7 @@
 import type { Backend } from './backend.js';
 import { GpuBackend } from './gpu/index.js';
 import { ReferenceBackend } from './reference.js';
+import { WasmBackend } from './wasm/index.js';
 
 export type {
   AdamHyper,
@@ -22,6 +23,7 @@ export type {
 } from './backend.js';
 export { ReferenceBackend, HostStorage, bagScale } from './reference.js';
 export { GpuBackend, GpuStorage, GPU_MODES, resolveGpuMode } from './gpu/index.js';
+export { WasmBackend, createWasmBackend } from './wasm/index.js';
 export { broadcastShapes, broadcastStrides, sameShape, sizeOf, stridesOf } from './shape-util.js';
 export * as stableMath from './stable-math.js';
 
@@ -39,6 +41,7 @@ export type BackendFactory = (options: BackendOptions) => Backend;
 const factories = new Map<string, BackendFactory>();
 factories.set('reference', () => new ReferenceBackend());
 factories.set('gpu', (options) => new GpuBackend(options));
+factories.set('wasm', (options) => new WasmBackend(options));
 
 let active: Backend | null = null;
 

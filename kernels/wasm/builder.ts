@@ -1,0 +1,419 @@
+/**
+ * A small typed WebAssembly assembler: enough of the binary format (types, imports,
+ * functions, exports, code) and of the instruction set (i32, f32, f64 and the f32x4
+ * part of SIMD) to write kernels as readable TypeScript that produces module bytes.
+ *
+ * Instructions are emitted in stack order; structured control flow (`block`, `loop`,
+ * `if`) takes callbacks so nesting is visible in the TypeScript source, and
+ * {@link FunctionBuilder.forRange} hides the usual loop/branch boilerplate.
+ */
+
+/** A WebAssembly value type. */
+export type ValType = 'i32' | 'i64' | 'f32' | 'f64' | 'v128';
+
+const valTypeCode: Record<ValType, number> = { i32: 0x7f, i64: 0x7e, f32: 0x7d, f64: 0x7c, v128: 0x7b };
+
+/** Unsigned LEB128, as used for sizes and indices. */
+export function uleb(value: number, out: number[] = []): number[] {
+  let v = value >>> 0;
+  do {
+    let byte = v & 0x7f;
+    v >>>= 7;
+    if (v !== 0) byte |= 0x80;
+    out.push(byte);
+  } while (v !== 0);
+  return out;
+}
+
+/** Signed LEB128, as used for i32 constants. */
+export function sleb(value: number, out: number[] = []): number[] {
+  let v = value | 0;
+  for (;;) {
+    const byte = v & 0x7f;
+    v >>= 7;
+    const done = (v === 0 && (byte & 0x40) === 0) || (v === -1 && (byte & 0x40) !== 0);
+    out.push(done ? byte : byte | 0x80);
+    if (done) return out;
+  }
+}
+
+function encodeString(s: string): number[] {
+  const bytes = [...new TextEncoder().encode(s)];
+  return [...uleb(bytes.length), ...bytes];
+}
+
+// Appends without spreading: function bodies can be longer than the engine's argument limit.
+function append(out: number[], bytes: readonly number[]): number[] {
+  for (const b of bytes) out.push(b);
+  return out;
+}
+
+function section(id: number, body: number[]): number[] {
+  return append([id, ...uleb(body.length)], body);
+}
+
+function vector(items: number[][]): number[] {
+  const out = uleb(items.length);
+  for (const item of items) append(out, item);
+  return out;
+}
+
+/** A local variable (parameters included) of a function under construction. */
+export interface Local {
+  readonly index: number;
+  readonly type: ValType;
+}
+
+/** Index of a function in the module's function index space (imports first). */
+export interface FuncRef {
+  readonly index: number;
+  readonly params: readonly ValType[];
+  readonly results: readonly ValType[];
+}
+
+// Natural alignment (log2 bytes) for each memory access width.
+const ALIGN = { 1: 0, 2: 1, 4: 2, 8: 3, 16: 4 } as const;
+
+/** Emits the body of one function. Methods push instructions and return `this` for chaining. */
+export class FunctionBuilder {
+  /** Instruction bytes, without the trailing `end`. */
+  readonly code: number[] = [];
+  private readonly localTypes: ValType[] = [];
+  private readonly paramCount: number;
+
+  constructor(readonly params: readonly ValType[]) {
+    this.paramCount = params.length;
+  }
+
+  /** The i-th parameter. */
+  param(i: number): Local {
+    if (i < 0 || i >= this.paramCount) throw new Error(`no parameter ${i}`);
+    return { index: i, type: this.params[i] };
+  }
+
+  /** Declare a new local of `type`. */
+  local(type: ValType): Local {
+    this.localTypes.push(type);
+    return { index: this.paramCount + this.localTypes.length - 1, type };
+  }
+
+  /** The local declarations, run-length encoded as the binary format wants. */
+  encodeLocals(): number[] {
+    const groups: number[][] = [];
+    let i = 0;
+    while (i < this.localTypes.length) {
+      let j = i;
+      while (j < this.localTypes.length && this.localTypes[j] === this.localTypes[i]) j++;
+      groups.push([...uleb(j - i), valTypeCode[this.localTypes[i]]]);
+      i = j;
+    }
+    return vector(groups);
+  }
+
+  private op(...bytes: number[]): this {
+    for (const b of bytes) this.code.push(b);
+    return this;
+  }
+  private simd(opcode: number, ...imm: number[]): this {
+    this.code.push(0xfd, ...uleb(opcode), ...imm);
+    return this;
+  }
+  private mem(opcode: number, width: 1 | 2 | 4 | 8 | 16, offset: number): this {
+    return this.op(opcode, ...uleb(ALIGN[width]), ...uleb(offset));
+  }
+  private simdMem(opcode: number, width: 4 | 16, offset: number): this {
+    return this.simd(opcode, ...uleb(ALIGN[width]), ...uleb(offset));
+  }
+
+  // ---- control ----
+  /** `block … end`; a `br` of depth 0 inside `body` jumps past the end. */
+  block(body: () => void): this {
+    this.op(0x02, 0x40);
+    body();
+    return this.op(0x0b);
+  }
+  /** `loop … end`; a `br` of depth 0 inside `body` jumps back to the top. */
+  loop(body: () => void): this {
+    this.op(0x03, 0x40);
+    body();
+    return this.op(0x0b);
+  }
+  /** Pops an i32 condition: `if … else … end` without results. */
+  ifElse(then: () => void, otherwise?: () => void): this {
+    this.op(0x04, 0x40);
+    then();
+    if (otherwise) {
+      this.op(0x05);
+      otherwise();
+    }
+    return this.op(0x0b);
+  }
+  /** Pops an i32 condition: `if (result t) … else … end`, both arms leave one value. */
+  select2(type: ValType, then: () => void, otherwise: () => void): this {
+    this.op(0x04, valTypeCode[type]);
+    then();
+    this.op(0x05);
+    otherwise();
+    return this.op(0x0b);
+  }
+  br(depth: number): this {
+    return this.op(0x0c, ...uleb(depth));
+  }
+  brIf(depth: number): this {
+    return this.op(0x0d, ...uleb(depth));
+  }
+  ret(): this {
+    return this.op(0x0f);
+  }
+  call(f: FuncRef): this {
+    return this.op(0x10, ...uleb(f.index));
+  }
+  drop(): this {
+    return this.op(0x1a);
+  }
+  /** Pops a, b, cond: a when cond ≠ 0, else b. */
+  select(): this {
+    return this.op(0x1b);
+  }
+
+  /**
+   * `for (i = start; i < end; i += step) body()` on i32 locals. `start` and `end` are
+   * emitters so they can be constants or expressions; `end` is re-evaluated each trip,
+   * so pass a local when it is costly.
+   */
+  forRange(i: Local, start: () => void, end: () => void, step: number, body: () => void): this {
+    start();
+    this.set(i);
+    return this.block(() =>
+      this.loop(() => {
+        this.get(i);
+        end();
+        this.op(0x4e); // i32.ge_s
+        this.brIf(1);
+        body();
+        this.get(i).i32(step).op(0x6a).set(i);
+        this.br(0);
+      }),
+    );
+  }
+
+  /** Pushes base + off, a byte address. */
+  at(base: Local, off: Local): this {
+    return this.get(base).get(off).i32Add();
+  }
+  /** Pushes base + index * 4, the address of a 4-byte element. */
+  elemAt(base: Local, index: Local): this {
+    return this.get(base).get(index).i32(2).i32Shl().i32Add();
+  }
+
+  // ---- locals and constants ----
+  get(l: Local): this {
+    return this.op(0x20, ...uleb(l.index));
+  }
+  set(l: Local): this {
+    return this.op(0x21, ...uleb(l.index));
+  }
+  tee(l: Local): this {
+    return this.op(0x22, ...uleb(l.index));
+  }
+  i32(v: number): this {
+    return this.op(0x41, ...sleb(v));
+  }
+  f32(v: number): this {
+    const b = new Uint8Array(new Float32Array([v]).buffer);
+    return this.op(0x43, ...b);
+  }
+  f64(v: number): this {
+    const b = new Uint8Array(new Float64Array([v]).buffer);
+    return this.op(0x44, ...b);
+  }
+
+  // ---- memory ----
+  i32Load(offset = 0): this {
+    return this.mem(0x28, 4, offset);
+  }
+  f32Load(offset = 0): this {
+    return this.mem(0x2a, 4, offset);
+  }
+  f64Load(offset = 0): this {
+    return this.mem(0x2b, 8, offset);
+  }
+  i32Store(offset = 0): this {
+    return this.mem(0x36, 4, offset);
+  }
+  f32Store(offset = 0): this {
+    return this.mem(0x38, 4, offset);
+  }
+  f64Store(offset = 0): this {
+    return this.mem(0x39, 8, offset);
+  }
+  /** memory.copy: pops dest, src, byte length. */
+  memoryCopy(): this {
+    return this.op(0xfc, ...uleb(10), 0x00, 0x00);
+  }
+  /** memory.fill: pops dest, byte value, byte length. */
+  memoryFill(): this {
+    return this.op(0xfc, ...uleb(11), 0x00);
+  }
+
+  // ---- i32 ----
+  i32Eqz(): this { return this.op(0x45); }
+  i32Eq(): this { return this.op(0x46); }
+  i32Ne(): this { return this.op(0x47); }
+  i32LtS(): this { return this.op(0x48); }
+  i32GtS(): this { return this.op(0x4a); }
+  i32LeS(): this { return this.op(0x4c); }
+  i32GeS(): this { return this.op(0x4e); }
+  i32Add(): this { return this.op(0x6a); }
+  i32Sub(): this { return this.op(0x6b); }
+  i32Mul(): this { return this.op(0x6c); }
+  i32DivS(): this { return this.op(0x6d); }
+  i32And(): this { return this.op(0x71); }
+  i32Shl(): this { return this.op(0x74); }
+  i32ShrS(): this { return this.op(0x75); }
+
+  // ---- f32 ----
+  f32Gt(): this { return this.op(0x5e); }
+  f32Abs(): this { return this.op(0x8b); }
+  f32Add(): this { return this.op(0x92); }
+  f32Sub(): this { return this.op(0x93); }
+  f32Mul(): this { return this.op(0x94); }
+  f32Div(): this { return this.op(0x95); }
+  f32Sqrt(): this { return this.op(0x91); }
+
+  // ---- f64 ----
+  f64Eq(): this { return this.op(0x61); }
+  f64Lt(): this { return this.op(0x63); }
+  f64Gt(): this { return this.op(0x64); }
+  f64Ge(): this { return this.op(0x66); }
+  f64Abs(): this { return this.op(0x99); }
+  f64Neg(): this { return this.op(0x9a); }
+  f64Sqrt(): this { return this.op(0x9f); }
+  f64Add(): this { return this.op(0xa0); }
+  f64Sub(): this { return this.op(0xa1); }
+  f64Mul(): this { return this.op(0xa2); }
+  f64Div(): this { return this.op(0xa3); }
+  f64Min(): this { return this.op(0xa4); }
+  f64Max(): this { return this.op(0xa5); }
+  f64ConvertI32S(): this { return this.op(0xb7); }
+  f32DemoteF64(): this { return this.op(0xb6); }
+  f64PromoteF32(): this { return this.op(0xbb); }
+
+  // ---- v128 / f32x4 ----
+  v128Load(offset = 0): this { return this.simdMem(0x00, 16, offset); }
+  /** Loads one f32 and splats it to all four lanes. */
+  v128Load32Splat(offset = 0): this { return this.simdMem(0x09, 4, offset); }
+  v128Store(offset = 0): this { return this.simdMem(0x0b, 16, offset); }
+  f32x4Splat(): this { return this.simd(0x13); }
+  f32x4ExtractLane(lane: number): this { return this.simd(0x1f, lane); }
+  f32x4Eq(): this { return this.simd(0x41); }
+  f32x4Lt(): this { return this.simd(0x43); }
+  f32x4Gt(): this { return this.simd(0x44); }
+  f32x4Le(): this { return this.simd(0x45); }
+  f32x4Ge(): this { return this.simd(0x46); }
+  v128Not(): this { return this.simd(0x4d); }
+  v128And(): this { return this.simd(0x4e); }
+  /** a & ~b. */
+  v128AndNot(): this { return this.simd(0x4f); }
+  v128Or(): this { return this.simd(0x50); }
+  /** Pops a, b, mask: bits of a where mask is 1, else bits of b. */
+  v128Bitselect(): this { return this.simd(0x52); }
+  f32x4Abs(): this { return this.simd(0xe0); }
+  f32x4Neg(): this { return this.simd(0xe1); }
+  f32x4Sqrt(): this { return this.simd(0xe3); }
+  f32x4Add(): this { return this.simd(0xe4); }
+  f32x4Sub(): this { return this.simd(0xe5); }
+  f32x4Mul(): this { return this.simd(0xe6); }
+  f32x4Div(): this { return this.simd(0xe7); }
+}
+
+interface FuncDef {
+  name: string | null;
+  typeIndex: number;
+  body: FunctionBuilder;
+}
+
+interface ImportDef {
+  module: string;
+  name: string;
+  desc: number[];
+}
+
+/** Assembles a module: imported memory and functions, defined functions, exports. */
+export class ModuleBuilder {
+  private readonly types: string[] = [];
+  private readonly typeBytes: number[][] = [];
+  private readonly imports: ImportDef[] = [];
+  private readonly funcs: FuncDef[] = [];
+  private importedFuncs = 0;
+  private sealedImports = false;
+
+  private typeIndex(params: readonly ValType[], results: readonly ValType[]): number {
+    const key = `${params.join(',')}->${results.join(',')}`;
+    let i = this.types.indexOf(key);
+    if (i < 0) {
+      i = this.types.length;
+      this.types.push(key);
+      this.typeBytes.push([
+        0x60,
+        ...vector(params.map((p) => [valTypeCode[p]])),
+        ...vector(results.map((r) => [valTypeCode[r]])),
+      ]);
+    }
+    return i;
+  }
+
+  /** Import a linear memory (the arena) of at least `minPages` 64 KiB pages. */
+  importMemory(module: string, name: string, minPages: number, maxPages?: number, shared = false): void {
+    const flags = (maxPages !== undefined ? 1 : 0) | (shared ? 2 : 0);
+    const limits = [flags, ...uleb(minPages), ...(maxPages !== undefined ? uleb(maxPages) : [])];
+    this.imports.push({ module, name, desc: [0x02, ...limits] });
+  }
+
+  /** Import a host function; imports must precede every defined function. */
+  importFunc(module: string, name: string, params: readonly ValType[], results: readonly ValType[]): FuncRef {
+    if (this.sealedImports) throw new Error('import functions before defining any');
+    const t = this.typeIndex(params, results);
+    this.imports.push({ module, name, desc: [0x00, ...uleb(t)] });
+    return { index: this.importedFuncs++, params, results };
+  }
+
+  /**
+   * Define a function; `name` non-null exports it. The body callback receives the
+   * builder with the parameters already declared.
+   */
+  func(
+    name: string | null,
+    params: readonly ValType[],
+    results: readonly ValType[],
+    body: (f: FunctionBuilder) => void,
+  ): FuncRef {
+    this.sealedImports = true;
+    const fb = new FunctionBuilder(params);
+    body(fb);
+    this.funcs.push({ name, typeIndex: this.typeIndex(params, results), body: fb });
+    return { index: this.importedFuncs + this.funcs.length - 1, params, results };
+  }
+
+  /** The module's binary encoding. */
+  build(): Uint8Array<ArrayBuffer> {
+    const out: number[] = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
+    append(out, section(1, vector(this.typeBytes)));
+    append(
+      out,
+      section(2, vector(this.imports.map((im) => [...encodeString(im.module), ...encodeString(im.name), ...im.desc]))),
+    );
+    append(out, section(3, vector(this.funcs.map((f) => uleb(f.typeIndex)))));
+    const exports = this.funcs
+      .map((f, i) => ({ f, i }))
+      .filter(({ f }) => f.name !== null)
+      .map(({ f, i }) => [...encodeString(f.name as string), 0x00, ...uleb(this.importedFuncs + i)]);
+    append(out, section(7, vector(exports)));
+    const bodies = this.funcs.map((f) => {
+      const body = append(append(f.body.encodeLocals(), f.body.code), [0x0b]);
+      return append(uleb(body.length), body);
+    });
+    append(out, section(10, vector(bodies)));
+    return Uint8Array.from(out);
+  }
+}

@@ -1,0 +1,748 @@
+/**
+ * The float32 kernels, written against the assembler in `builder.ts`.
+ *
+ * Conventions: every pointer is a byte offset into the arena; counts are elements.
+ * SIMD loops handle four floats at a time and finish with a scalar tail that reuses
+ * the same vector code on a splatted lane, so each op is written once.
+ * Transcendental math (exp, log1p, tanh, pow) calls the host's `Math` functions, which
+ * V8 binds directly to its C implementations; those kernels compute in f64 with the
+ * formulas of `stable-math.ts`, so they match the reference backend bit for bit.
+ */
+import { FunctionBuilder, ModuleBuilder, type FuncRef, type Local } from './builder.js';
+
+/** Unary ops with a SIMD body. */
+export const SIMD_UNARY = ['neg', 'square', 'abs', 'relu', 'step', 'sign', 'sqrt'] as const;
+/** Unary ops computed in f64 with host math. */
+export const MATH_UNARY = ['exp', 'log', 'log1p', 'tanh', 'sigmoid', 'logSigmoid'] as const;
+/** Binary ops with a SIMD body. */
+export const SIMD_BINARY = ['add', 'sub', 'mul', 'div', 'maximum', 'minimum'] as const;
+
+/** GEMM register tile: rows of A per micro-kernel. */
+export const TILE_M = 4;
+/** GEMM register tile: columns of B per micro-kernel (two v128). */
+export const TILE_N = 8;
+
+type Ptr = number;
+
+/** Signatures of the exported kernels. */
+export interface KernelExports {
+  [name: `unary_${string}`]: (x: Ptr, out: Ptr, n: number) => void;
+  [name: `binary_${string}`]: (
+    a: Ptr, aRow: number, aSplat: number, b: Ptr, bRow: number, bSplat: number, out: Ptr, rows: number, cols: number,
+  ) => void;
+  affine(x: Ptr, out: Ptr, n: number, alpha: number, beta: number): void;
+  axpby(a: number, x: Ptr, b: number, y: Ptr, out: Ptr, n: number): void;
+  colSum(x: Ptr, out: Ptr, rows: number, cols: number): void;
+  rowSum(x: Ptr, out: Ptr, rows: number, cols: number): void;
+  pack(src: Ptr, dst: Ptr, count: number, width: number, k: number, strideRow: number, strideK: number): void;
+  gemmPacked(aPack: Ptr, bPack: Ptr, out: Ptr, m: number, n: number, k: number, tmp: Ptr): void;
+  dotRows(x: Ptr, v: Ptr, out: Ptr, rows: number, len: number): void;
+  axpyRows(x: Ptr, coef: Ptr, out: Ptr, rows: number, len: number): void;
+  gatherRows(x: Ptr, dim: number, ids: Ptr, count: number, out: Ptr): void;
+  embeddingBag(table: Ptr, dim: number, ids: Ptr, offsets: Ptr, weights: Ptr, mode: number, out: Ptr, batch: number): void;
+  segmentSumRows(src: Ptr, dim: number, segments: Ptr, nseg: number, srcRows: Ptr, scales: Ptr, out: Ptr): void;
+  scatterAddRows(values: Ptr, dim: number, rows: Ptr, count: number, out: Ptr): void;
+  prelu(x: Ptr, slope: Ptr, out: Ptr, rows: number, channels: number): void;
+  preluBackward(x: Ptr, slope: Ptr, g: Ptr, gx: Ptr, gs: Ptr, rows: number, channels: number): void;
+  bce(x: Ptr, y: Ptr, out: Ptr, n: number): void;
+  bceBackward(x: Ptr, y: Ptr, g: Ptr, out: Ptr, n: number): void;
+  productBce(a: Ptr, b: Ptr, y: Ptr, out: Ptr, n: number): void;
+  productBceBackward(a: Ptr, b: Ptr, y: Ptr, g: Ptr, ga: Ptr, gb: Ptr, n: number): void;
+  adam(
+    p: Ptr, g: Ptr, m: Ptr, v: Ptr, n: number,
+    beta1: number, oneMinusBeta1: number, beta2: number, oneMinusBeta2: number,
+    eps: number, weightDecay: number, stepSize: number, sqrtC2: number,
+  ): void;
+  sparseAdam(
+    p: Ptr, m: Ptr, v: Ptr, dim: number, rows: Ptr, count: number, g: Ptr,
+    beta1: number, oneMinusBeta1: number, beta2: number, oneMinusBeta2: number,
+    eps: number, weightDecay: number, stepSize: number, sqrtC2: number,
+  ): void;
+}
+
+/**
+ * Emits a loop over `n` floats (n in a local) in byte offsets: `vec(off)` for each full
+ * group of four, then `tail(off)` for the remaining ones.
+ */
+function simdLoop(f: FunctionBuilder, n: Local, vec: (off: Local) => void, tail: (off: Local) => void): void {
+  const off = f.local('i32');
+  const endVec = f.local('i32');
+  const end = f.local('i32');
+  f.get(n).i32(-4).i32And().i32(2).i32Shl().set(endVec);
+  f.get(n).i32(2).i32Shl().set(end);
+  f.forRange(off, () => f.i32(0), () => f.get(endVec), 16, () => vec(off));
+  f.forRange(off, () => f.get(endVec), () => f.get(end), 4, () => tail(off));
+}
+
+// Vector bodies of the SIMD unary ops: they pop one f32x4 and push the result.
+const unaryBodies: Record<(typeof SIMD_UNARY)[number], (f: FunctionBuilder, t: Local) => void> = {
+  neg: (f) => f.f32x4Neg(),
+  square: (f, t) => f.tee(t).get(t).f32x4Mul(),
+  abs: (f) => f.f32x4Abs(),
+  // x > 0 ? x : 0, and NaN maps to 0 as in the reference.
+  relu: (f, t) => f.tee(t).get(t).f32(0).f32x4Splat().f32x4Gt().v128And(),
+  step: (f) => f.f32(0).f32x4Splat().f32x4Gt().f32(1).f32x4Splat().v128And(),
+  sign: (f, t) =>
+    f
+      .tee(t)
+      .f32(0).f32x4Splat().f32x4Gt().f32(1).f32x4Splat().v128And()
+      .get(t).f32(0).f32x4Splat().f32x4Lt().f32(-1).f32x4Splat().v128And()
+      .v128Or(),
+  sqrt: (f) => f.f32x4Sqrt(),
+};
+
+// Vector bodies of the SIMD binary ops: they pop a, b (f32x4) and push the result.
+const binaryBodies: Record<(typeof SIMD_BINARY)[number], (f: FunctionBuilder, a: Local, b: Local) => void> = {
+  add: (f) => f.f32x4Add(),
+  sub: (f) => f.f32x4Sub(),
+  mul: (f) => f.f32x4Mul(),
+  div: (f) => f.f32x4Div(),
+  // a >= b ? a : b (NaN in a yields b, NaN in b yields b), exactly the reference's choice.
+  maximum: (f, a, b) => f.set(b).set(a).get(a).get(b).get(a).get(b).f32x4Ge().v128Bitselect(),
+  minimum: (f, a, b) => f.set(b).set(a).get(a).get(b).get(a).get(b).f32x4Le().v128Bitselect(),
+};
+
+/** Builds the module's bytes. */
+export function buildKernelModule(): Uint8Array<ArrayBuffer> {
+  const mb = new ModuleBuilder();
+  mb.importMemory('env', 'memory', 1, 65536);
+  const exp = mb.importFunc('math', 'exp', ['f64'], ['f64']);
+  const log = mb.importFunc('math', 'log', ['f64'], ['f64']);
+  const log1p = mb.importFunc('math', 'log1p', ['f64'], ['f64']);
+  const tanh = mb.importFunc('math', 'tanh', ['f64'], ['f64']);
+  const pow = mb.importFunc('math', 'pow', ['f64', 'f64'], ['f64']);
+
+  // ---- scalar f64 helpers mirroring stable-math.ts ----
+  const sigmoid = mb.func(null, ['f64'], ['f64'], (f) => {
+    const x = f.param(0);
+    const e = f.local('f64');
+    f.get(x).f64(0).f64Ge().select2(
+      'f64',
+      () => f.f64(1).f64(1).get(x).f64Neg().call(exp).f64Add().f64Div(),
+      () => f.get(x).call(exp).tee(e).f64(1).get(e).f64Add().f64Div(),
+    );
+  });
+  const logSigmoid = mb.func(null, ['f64'], ['f64'], (f) => {
+    const x = f.param(0);
+    f.get(x).f64(0).f64Ge().select2(
+      'f64',
+      () => f.get(x).f64Neg().call(exp).call(log1p).f64Neg(),
+      () => f.get(x).get(x).call(exp).call(log1p).f64Sub(),
+    );
+  });
+  const logAddExp = mb.func(null, ['f64', 'f64'], ['f64'], (f) => {
+    const [a, b] = [f.param(0), f.param(1)];
+    const hi = f.local('f64');
+    f.get(a).get(b).f64Max().tee(hi).f64(-Infinity).f64Eq().select2(
+      'f64',
+      () => f.f64(-Infinity),
+      () => f.get(hi).get(a).get(b).f64Sub().f64Abs().f64Neg().call(exp).call(log1p).f64Add(),
+    );
+  });
+  const bceScalar = mb.func(null, ['f64', 'f64'], ['f64'], (f) => {
+    const [x, y] = [f.param(0), f.param(1)];
+    f.get(x).f64(0).f64Max().get(x).get(y).f64Mul().f64Sub();
+    f.get(x).f64Abs().f64Neg().call(exp).call(log1p).f64Add();
+  });
+  const productBceScalar = mb.func(null, ['f64', 'f64', 'f64'], ['f64'], (f) => {
+    const [a, b, y] = [f.param(0), f.param(1), f.param(2)];
+    const logP = f.local('f64');
+    const logQ = f.local('f64');
+    f.get(a).call(logSigmoid).get(b).call(logSigmoid).f64Add().set(logP);
+    f.get(a).f64Neg().call(logSigmoid);
+    f.get(a).call(logSigmoid).get(b).f64Neg().call(logSigmoid).f64Add();
+    f.call(logAddExp).set(logQ);
+    f.get(y).f64Neg().get(logP).f64Mul();
+    f.f64(1).get(y).f64Sub().get(logQ).f64Mul().f64Sub();
+  });
+  const productBceGradA = mb.func(null, ['f64', 'f64', 'f64'], ['f64'], (f) => {
+    const [a, b, y] = [f.param(0), f.param(1), f.param(2)];
+    const p = f.local('f64');
+    const t = f.local('f64');
+    f.get(a).call(logSigmoid).get(b).call(logSigmoid).f64Add().call(exp).set(p);
+    f.get(a).get(b).f64Neg().call(logSigmoid).f64Add().set(t);
+    f.f64(1).get(y).f64Sub().get(p).f64Mul().get(t).f64Neg().call(sigmoid).f64Mul();
+    f.get(y).get(a).f64Neg().call(sigmoid).f64Mul().f64Sub();
+  });
+
+  /** dst[0..len) += w * src[0..len), the row update behind bags, segment sums and scatters. */
+  const axpyRow = mb.func(null, ['i32', 'i32', 'f32', 'i32'], [], (f) => {
+    const [dst, src, w, len] = [f.param(0), f.param(1), f.param(2), f.param(3)];
+    const wv = f.local('v128');
+    f.get(w).f32x4Splat().set(wv);
+    simdLoop(
+      f,
+      len,
+      (o) => {
+        f.at(dst, o);
+        f.at(dst, o).v128Load().get(wv).at(src, o).v128Load().f32x4Mul().f32x4Add().v128Store();
+      },
+      (o) => {
+        f.at(dst, o);
+        f.at(dst, o).f32Load().get(w).at(src, o).f32Load().f32Mul().f32Add().f32Store();
+      },
+    );
+  });
+
+  // ---- elementwise ----
+  for (const op of SIMD_UNARY) {
+    mb.func(`unary_${op}`, ['i32', 'i32', 'i32'], [], (f) => {
+      const [x, out, n] = [f.param(0), f.param(1), f.param(2)];
+      const t = f.local('v128');
+      simdLoop(
+        f,
+        n,
+        (o) => {
+          f.at(out, o);
+          f.at(x, o).v128Load();
+          unaryBodies[op](f, t);
+          f.v128Store();
+        },
+        (o) => {
+          f.at(out, o);
+          f.at(x, o).v128Load32Splat();
+          unaryBodies[op](f, t);
+          f.f32x4ExtractLane(0).f32Store();
+        },
+      );
+    });
+  }
+  const mathUnary: Record<(typeof MATH_UNARY)[number], FuncRef> = { exp, log, log1p, tanh, sigmoid, logSigmoid };
+  for (const op of MATH_UNARY) {
+    mb.func(`unary_${op}`, ['i32', 'i32', 'i32'], [], (f) => {
+      const [x, out, n] = [f.param(0), f.param(1), f.param(2)];
+      const i = f.local('i32');
+      f.forRange(i, () => f.i32(0), () => f.get(n), 1, () => {
+        f.elemAt(out, i);
+        f.elemAt(x, i).f32Load().f64PromoteF32().call(mathUnary[op]).f32DemoteF64().f32Store();
+      });
+    });
+  }
+
+  // Broadcast binary over a [rows, cols] view: each operand advances by its row stride per row
+  // and is either contiguous along the row or one splatted value.
+  const binaryKernel = (name: string, body: ((f: FunctionBuilder, a: Local, b: Local) => void) | null): void => {
+    mb.func(name, ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32'], [], (f) => {
+      const [a, aRow, aSplat, b, bRow, bSplat, out, rows, cols] = [0, 1, 2, 3, 4, 5, 6, 7, 8].map((i) => f.param(i));
+      const r = f.local('i32');
+      const pa = f.local('i32');
+      const pb = f.local('i32');
+      const po = f.local('i32');
+      const va = f.local('v128');
+      const vb = f.local('v128');
+      const ta = f.local('v128');
+      const tb = f.local('v128');
+      const sa = f.local('f64');
+      const sb = f.local('f64');
+      const rowLoop = (splatA: boolean, splatB: boolean): void => {
+        f.forRange(r, () => f.i32(0), () => f.get(rows), 1, () => {
+          f.get(a).get(r).get(aRow).i32Mul().i32(2).i32Shl().i32Add().set(pa);
+          f.get(b).get(r).get(bRow).i32Mul().i32(2).i32Shl().i32Add().set(pb);
+          f.get(out).get(r).get(cols).i32Mul().i32(2).i32Shl().i32Add().set(po);
+          if (body === null) {
+            // pow: scalar f64 through the host's Math.pow.
+            if (splatA) f.get(pa).f32Load().f64PromoteF32().set(sa);
+            if (splatB) f.get(pb).f32Load().f64PromoteF32().set(sb);
+            const j = f.local('i32');
+            f.forRange(j, () => f.i32(0), () => f.get(cols), 1, () => {
+              f.elemAt(po, j);
+              if (splatA) f.get(sa);
+              else f.elemAt(pa, j).f32Load().f64PromoteF32();
+              if (splatB) f.get(sb);
+              else f.elemAt(pb, j).f32Load().f64PromoteF32();
+              f.call(pow).f32DemoteF64().f32Store();
+            });
+            return;
+          }
+          if (splatA) f.get(pa).v128Load32Splat().set(va);
+          if (splatB) f.get(pb).v128Load32Splat().set(vb);
+          simdLoop(
+            f,
+            cols,
+            (o) => {
+              f.at(po, o);
+              if (splatA) f.get(va);
+              else f.at(pa, o).v128Load();
+              if (splatB) f.get(vb);
+              else f.at(pb, o).v128Load();
+              body(f, ta, tb);
+              f.v128Store();
+            },
+            (o) => {
+              f.at(po, o);
+              if (splatA) f.get(va);
+              else f.at(pa, o).v128Load32Splat();
+              if (splatB) f.get(vb);
+              else f.at(pb, o).v128Load32Splat();
+              body(f, ta, tb);
+              f.f32x4ExtractLane(0).f32Store();
+            },
+          );
+        });
+      };
+      f.get(aSplat).ifElse(
+        () => f.get(bSplat).ifElse(() => rowLoop(true, true), () => rowLoop(true, false)),
+        () => f.get(bSplat).ifElse(() => rowLoop(false, true), () => rowLoop(false, false)),
+      );
+    });
+  };
+  for (const op of SIMD_BINARY) binaryKernel(`binary_${op}`, binaryBodies[op]);
+  binaryKernel('binary_pow', null);
+
+  mb.func('affine', ['i32', 'i32', 'i32', 'f64', 'f64'], [], (f) => {
+    const [x, out, n, alpha, beta] = [0, 1, 2, 3, 4].map((i) => f.param(i));
+    const av = f.local('v128');
+    const bv = f.local('v128');
+    f.get(alpha).f32DemoteF64().f32x4Splat().set(av);
+    f.get(beta).f32DemoteF64().f32x4Splat().set(bv);
+    simdLoop(
+      f,
+      n,
+      (o) => f.at(out, o).get(av).at(x, o).v128Load().f32x4Mul().get(bv).f32x4Add().v128Store(),
+      (o) => f.at(out, o).get(av).at(x, o).v128Load32Splat().f32x4Mul().get(bv).f32x4Add().f32x4ExtractLane(0).f32Store(),
+    );
+  });
+  mb.func('axpby', ['f64', 'i32', 'f64', 'i32', 'i32', 'i32'], [], (f) => {
+    const [a, x, b, y, out, n] = [0, 1, 2, 3, 4, 5].map((i) => f.param(i));
+    const av = f.local('v128');
+    const bv = f.local('v128');
+    f.get(a).f32DemoteF64().f32x4Splat().set(av);
+    f.get(b).f32DemoteF64().f32x4Splat().set(bv);
+    simdLoop(
+      f,
+      n,
+      (o) => f.at(out, o).get(av).at(x, o).v128Load().f32x4Mul().get(bv).at(y, o).v128Load().f32x4Mul().f32x4Add().v128Store(),
+      (o) =>
+        f.at(out, o)
+          .get(av).at(x, o).v128Load32Splat().f32x4Mul()
+          .get(bv).at(y, o).v128Load32Splat().f32x4Mul()
+          .f32x4Add().f32x4ExtractLane(0).f32Store(),
+    );
+  });
+
+  // ---- reductions ----
+  // Sum over the leading axis: adding whole rows in order gives every column the
+  // reference's summation order, so results are exact.
+  mb.func('colSum', ['i32', 'i32', 'i32', 'i32'], [], (f) => {
+    const [x, out, rows, cols] = [0, 1, 2, 3].map((i) => f.param(i));
+    const r = f.local('i32');
+    f.get(out).i32(0).get(cols).i32(2).i32Shl().memoryFill();
+    f.forRange(r, () => f.i32(0), () => f.get(rows), 1, () => {
+      f.get(out).get(x).get(r).get(cols).i32Mul().i32(2).i32Shl().i32Add().f32(1).get(cols).call(axpyRow);
+    });
+  });
+  // Sum over trailing axes, sequentially in f32 as the reference does.
+  mb.func('rowSum', ['i32', 'i32', 'i32', 'i32'], [], (f) => {
+    const [x, out, rows, cols] = [0, 1, 2, 3].map((i) => f.param(i));
+    const r = f.local('i32');
+    const j = f.local('i32');
+    const acc = f.local('f32');
+    const p = f.local('i32');
+    f.get(x).set(p);
+    f.forRange(r, () => f.i32(0), () => f.get(rows), 1, () => {
+      f.f32(0).set(acc);
+      f.forRange(j, () => f.i32(0), () => f.get(cols), 1, () => {
+        f.get(acc).get(p).f32Load().f32Add().set(acc);
+        f.get(p).i32(4).i32Add().set(p);
+      });
+      f.elemAt(out, r).get(acc).f32Store();
+    });
+  });
+
+  // ---- GEMM ----
+  // Pack `count` rows (of length k, element (row, p) at row*strideRow + p*strideK) into
+  // panels of `width` rows interleaved as [panel][p][width], zero-padding the last panel.
+  // Every layout (A, Aᵀ, B, Bᵀ) becomes the one the micro-kernel streams.
+  mb.func('pack', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32'], [], (f) => {
+    const [src, dst, count, width, k, strideRow, strideK] = [0, 1, 2, 3, 4, 5, 6].map((i) => f.param(i));
+    const row0 = f.local('i32');
+    const p = f.local('i32');
+    const r = f.local('i32');
+    const row = f.local('i32');
+    const d = f.local('i32');
+    const padded = f.local('i32');
+    f.get(dst).set(d);
+    f.get(count).get(width).i32Add().i32(1).i32Sub().get(width).i32DivS().get(width).i32Mul().set(padded);
+    // Step 0: the panel width is a runtime value, so the body advances row0 itself.
+    f.forRange(row0, () => f.i32(0), () => f.get(padded), 0, () => {
+      f.forRange(p, () => f.i32(0), () => f.get(k), 1, () => {
+        f.forRange(r, () => f.i32(0), () => f.get(width), 1, () => {
+          f.get(row0).get(r).i32Add().tee(row).get(count).i32LtS().ifElse(
+            () => {
+              f.get(d);
+              f.get(src).get(row).get(strideRow).i32Mul().get(p).get(strideK).i32Mul().i32Add().i32(2).i32Shl().i32Add();
+              f.f32Load().f32Store();
+            },
+            () => f.get(d).f32(0).f32Store(),
+          );
+          f.get(d).i32(4).i32Add().set(d);
+        });
+      });
+      f.get(row0).get(width).i32Add().set(row0);
+    });
+  });
+
+  // The 4×8 register-tiled micro-kernel over packed panels. B's panel (k×8) stays in L1
+  // while the A panels stream past it; each k step loads two B vectors and splats four
+  // A values, for 8 multiplies and 8 adds on 8 accumulators.
+  mb.func('gemmPacked', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32'], [], (f) => {
+    const [aPack, bPack, out, m, n, k, tmp] = [0, 1, 2, 3, 4, 5, 6].map((i) => f.param(i));
+    const i = f.local('i32');
+    const j = f.local('i32');
+    const p = f.local('i32');
+    const ap = f.local('i32');
+    const bp = f.local('i32');
+    const bPanel = f.local('i32');
+    const o = f.local('i32');
+    const r = f.local('i32');
+    const c = f.local('i32');
+    const rEnd = f.local('i32');
+    const cEnd = f.local('i32');
+    const b0 = f.local('v128');
+    const b1 = f.local('v128');
+    const av = f.local('v128');
+    const acc: Local[] = [];
+    for (let q = 0; q < 2 * TILE_M; q++) acc.push(f.local('v128'));
+
+    f.get(bPack).set(bPanel);
+    f.forRange(j, () => f.i32(0), () => f.get(n), TILE_N, () => {
+      f.get(aPack).set(ap);
+      f.forRange(i, () => f.i32(0), () => f.get(m), TILE_M, () => {
+        for (const a of acc) f.f32(0).f32x4Splat().set(a);
+        f.get(bPanel).set(bp);
+        f.forRange(p, () => f.i32(0), () => f.get(k), 1, () => {
+          f.get(bp).v128Load(0).set(b0);
+          f.get(bp).v128Load(16).set(b1);
+          for (let q = 0; q < TILE_M; q++) {
+            f.get(ap).v128Load32Splat(4 * q).set(av);
+            f.get(acc[2 * q]).get(av).get(b0).f32x4Mul().f32x4Add().set(acc[2 * q]);
+            f.get(acc[2 * q + 1]).get(av).get(b1).f32x4Mul().f32x4Add().set(acc[2 * q + 1]);
+          }
+          f.get(ap).i32(4 * TILE_M).i32Add().set(ap);
+          f.get(bp).i32(4 * TILE_N).i32Add().set(bp);
+        });
+        // Full tile: store straight into out; edge tile: spill to tmp and copy the valid part.
+        f.get(i).i32(TILE_M).i32Add().get(m).i32LeS().get(j).i32(TILE_N).i32Add().get(n).i32LeS().i32And().ifElse(
+          () => {
+            f.get(out).get(i).get(n).i32Mul().get(j).i32Add().i32(2).i32Shl().i32Add().set(o);
+            for (let q = 0; q < TILE_M; q++) {
+              f.get(o).get(acc[2 * q]).v128Store(0);
+              f.get(o).get(acc[2 * q + 1]).v128Store(16);
+              if (q < TILE_M - 1) f.get(o).get(n).i32(2).i32Shl().i32Add().set(o);
+            }
+          },
+          () => {
+            for (let q = 0; q < 2 * TILE_M; q++) f.get(tmp).get(acc[q]).v128Store(16 * q);
+            f.get(m).get(i).i32Sub().set(rEnd);
+            f.get(rEnd).i32(TILE_M).i32GtS().ifElse(() => f.i32(TILE_M).set(rEnd));
+            f.get(n).get(j).i32Sub().set(cEnd);
+            f.get(cEnd).i32(TILE_N).i32GtS().ifElse(() => f.i32(TILE_N).set(cEnd));
+            f.forRange(r, () => f.i32(0), () => f.get(rEnd), 1, () => {
+              f.forRange(c, () => f.i32(0), () => f.get(cEnd), 1, () => {
+                f.get(out).get(i).get(r).i32Add().get(n).i32Mul().get(j).i32Add().get(c).i32Add().i32(2).i32Shl().i32Add();
+                f.get(tmp).get(r).i32(TILE_N).i32Mul().get(c).i32Add().i32(2).i32Shl().i32Add().f32Load();
+                f.f32Store();
+              });
+            });
+          },
+        );
+      });
+      f.get(bPanel).get(k).i32(4 * TILE_N).i32Mul().i32Add().set(bPanel);
+    });
+  });
+
+  // Matrix–vector with contiguous rows: out[r] = x[r, :] · v.
+  mb.func('dotRows', ['i32', 'i32', 'i32', 'i32', 'i32'], [], (f) => {
+    const [x, v, out, rows, len] = [0, 1, 2, 3, 4].map((i) => f.param(i));
+    const r = f.local('i32');
+    const row = f.local('i32');
+    const acc = f.local('v128');
+    const s = f.local('f32');
+    f.get(x).set(row);
+    f.forRange(r, () => f.i32(0), () => f.get(rows), 1, () => {
+      f.f32(0).f32x4Splat().set(acc);
+      f.f32(0).set(s);
+      simdLoop(
+        f,
+        len,
+        (o) => f.get(acc).at(row, o).v128Load().at(v, o).v128Load().f32x4Mul().f32x4Add().set(acc),
+        (o) => f.get(s).at(row, o).f32Load().at(v, o).f32Load().f32Mul().f32Add().set(s),
+      );
+      f.elemAt(out, r);
+      f.get(acc).f32x4ExtractLane(0).get(acc).f32x4ExtractLane(1).f32Add();
+      f.get(acc).f32x4ExtractLane(2).get(acc).f32x4ExtractLane(3).f32Add().f32Add();
+      f.get(s).f32Add().f32Store();
+      f.get(row).get(len).i32(2).i32Shl().i32Add().set(row);
+    });
+  });
+  // Vector–matrix: out[:] = sum over r of coef[r] * x[r, :].
+  mb.func('axpyRows', ['i32', 'i32', 'i32', 'i32', 'i32'], [], (f) => {
+    const [x, coef, out, rows, len] = [0, 1, 2, 3, 4].map((i) => f.param(i));
+    const r = f.local('i32');
+    f.get(out).i32(0).get(len).i32(2).i32Shl().memoryFill();
+    f.forRange(r, () => f.i32(0), () => f.get(rows), 1, () => {
+      f.get(out).get(x).get(r).get(len).i32Mul().i32(2).i32Shl().i32Add();
+      f.elemAt(coef, r).f32Load().get(len).call(axpyRow);
+    });
+  });
+
+  // ---- rows and embeddings ----
+  mb.func('gatherRows', ['i32', 'i32', 'i32', 'i32', 'i32'], [], (f) => {
+    const [x, dim, ids, count, out] = [0, 1, 2, 3, 4].map((i) => f.param(i));
+    const i = f.local('i32');
+    const rowBytes = f.local('i32');
+    f.get(dim).i32(2).i32Shl().set(rowBytes);
+    f.forRange(i, () => f.i32(0), () => f.get(count), 1, () => {
+      f.get(out).get(i).get(rowBytes).i32Mul().i32Add();
+      f.get(x).elemAt(ids, i).i32Load().get(rowBytes).i32Mul().i32Add();
+      f.get(rowBytes).memoryCopy();
+    });
+  });
+  // mode: 0 sum, 1 mean, 2 sqrtn; weights 0 means none. The bag scale is computed in f64
+  // as bagScale() does.
+  mb.func('embeddingBag', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32'], [], (f) => {
+    const [table, dim, ids, offsets, weights, mode, out, batch] = [0, 1, 2, 3, 4, 5, 6, 7].map((i) => f.param(i));
+    const b = f.local('i32');
+    const j = f.local('i32');
+    const start = f.local('i32');
+    const end = f.local('i32');
+    const total = f.local('f64');
+    const scale = f.local('f64');
+    const w = f.local('f64');
+    const rowBytes = f.local('i32');
+    f.get(dim).i32(2).i32Shl().set(rowBytes);
+    f.get(out).i32(0).get(batch).get(rowBytes).i32Mul().memoryFill();
+    const weightAt = (): void => {
+      f.get(weights).select2(
+        'f64',
+        () => f.elemAt(weights, j).f32Load().f64PromoteF32(),
+        () => f.f64(1),
+      );
+    };
+    f.forRange(b, () => f.i32(0), () => f.get(batch), 1, () => {
+      f.elemAt(offsets, b).i32Load().set(start);
+      f.elemAt(offsets, b).i32Load(4).set(end);
+      f.f64(1).set(scale);
+      f.get(mode).i32(0).i32Ne().get(end).get(start).i32Ne().i32And().ifElse(() => {
+        f.f64(0).set(total);
+        f.forRange(j, () => f.get(start), () => f.get(end), 1, () => {
+          weightAt();
+          f.set(w);
+          f.get(total).get(w);
+          f.get(mode).i32(1).i32Eq().select2('f64', () => f.f64(1), () => f.get(w));
+          f.f64Mul().f64Add().set(total);
+        });
+        f.get(total).f64(0).f64Eq().select2(
+          'f64',
+          () => f.f64(0),
+          () => f.get(mode).i32(1).i32Eq().select2(
+            'f64',
+            () => f.f64(1).get(total).f64Div(),
+            () => f.f64(1).get(total).f64Sqrt().f64Div(),
+          ),
+        );
+        f.set(scale);
+      });
+      f.forRange(j, () => f.get(start), () => f.get(end), 1, () => {
+        f.get(out).get(b).get(rowBytes).i32Mul().i32Add();
+        f.get(table).elemAt(ids, j).i32Load().get(rowBytes).i32Mul().i32Add();
+        weightAt();
+        f.get(scale).f64Mul().f32DemoteF64().get(dim).call(axpyRow);
+      });
+    });
+  });
+  mb.func('segmentSumRows', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32'], [], (f) => {
+    const [src, dim, segments, nseg, srcRows, scales, out] = [0, 1, 2, 3, 4, 5, 6].map((i) => f.param(i));
+    const u = f.local('i32');
+    const c = f.local('i32');
+    const rowBytes = f.local('i32');
+    f.get(dim).i32(2).i32Shl().set(rowBytes);
+    f.get(out).i32(0).get(nseg).get(rowBytes).i32Mul().memoryFill();
+    f.forRange(u, () => f.i32(0), () => f.get(nseg), 1, () => {
+      f.forRange(c, () => f.elemAt(segments, u).i32Load(), () => f.elemAt(segments, u).i32Load(4), 1, () => {
+        f.get(out).get(u).get(rowBytes).i32Mul().i32Add();
+        f.get(src).elemAt(srcRows, c).i32Load().get(rowBytes).i32Mul().i32Add();
+        f.get(scales).select2('f32', () => f.elemAt(scales, c).f32Load(), () => f.f32(1));
+        f.get(dim).call(axpyRow);
+      });
+    });
+  });
+  mb.func('scatterAddRows', ['i32', 'i32', 'i32', 'i32', 'i32'], [], (f) => {
+    const [values, dim, rows, count, out] = [0, 1, 2, 3, 4].map((i) => f.param(i));
+    const i = f.local('i32');
+    const rowBytes = f.local('i32');
+    f.get(dim).i32(2).i32Shl().set(rowBytes);
+    f.forRange(i, () => f.i32(0), () => f.get(count), 1, () => {
+      f.get(out).elemAt(rows, i).i32Load().get(rowBytes).i32Mul().i32Add();
+      f.get(values).get(i).get(rowBytes).i32Mul().i32Add();
+      f.f32(1).get(dim).call(axpyRow);
+    });
+  });
+
+  // ---- fused nn ----
+  mb.func('prelu', ['i32', 'i32', 'i32', 'i32', 'i32'], [], (f) => {
+    const [x, slope, out, rows, channels] = [0, 1, 2, 3, 4].map((i) => f.param(i));
+    const r = f.local('i32');
+    const px = f.local('i32');
+    const po = f.local('i32');
+    const t = f.local('v128');
+    const rowBytes = f.local('i32');
+    f.get(channels).i32(2).i32Shl().set(rowBytes);
+    // v > 0 ? v : s * v
+    const body = (load: (base: Local, o: Local) => void, o: Local): void => {
+      load(px, o);
+      f.tee(t);
+      load(slope, o);
+      f.get(t).f32x4Mul();
+      f.get(t).f32(0).f32x4Splat().f32x4Gt().v128Bitselect();
+    };
+    f.forRange(r, () => f.i32(0), () => f.get(rows), 1, () => {
+      f.get(x).get(r).get(rowBytes).i32Mul().i32Add().set(px);
+      f.get(out).get(r).get(rowBytes).i32Mul().i32Add().set(po);
+      simdLoop(
+        f,
+        channels,
+        (o) => {
+          f.at(po, o);
+          body((base, off) => f.at(base, off).v128Load(), o);
+          f.v128Store();
+        },
+        (o) => {
+          f.at(po, o);
+          body((base, off) => f.at(base, off).v128Load32Splat(), o);
+          f.f32x4ExtractLane(0).f32Store();
+        },
+      );
+    });
+  });
+  mb.func('preluBackward', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32'], [], (f) => {
+    const [x, slope, g, gx, gs, rows, channels] = [0, 1, 2, 3, 4, 5, 6].map((i) => f.param(i));
+    const r = f.local('i32');
+    const base = f.local('i32');
+    const vx = f.local('v128');
+    const vg = f.local('v128');
+    const mask = f.local('v128');
+    const rowBytes = f.local('i32');
+    const px = f.local('i32');
+    const pg = f.local('i32');
+    const pgx = f.local('i32');
+    f.get(channels).i32(2).i32Shl().set(rowBytes);
+    f.get(gs).i32(0).get(rowBytes).memoryFill();
+    // gx = x > 0 ? g : s * g; gs[c] += x > 0 ? 0 : x * g.
+    const body = (load: (b: Local, o: Local) => void, o: Local, store: () => void): void => {
+      load(px, o);
+      f.set(vx);
+      load(pg, o);
+      f.set(vg);
+      f.get(vx).f32(0).f32x4Splat().f32x4Gt().set(mask);
+      f.at(pgx, o).get(vg);
+      load(slope, o);
+      f.get(vg).f32x4Mul().get(mask).v128Bitselect();
+      store();
+      f.at(gs, o);
+      load(gs, o);
+      f.get(vx).get(vg).f32x4Mul().get(mask).v128AndNot().f32x4Add();
+      store();
+    };
+    f.forRange(r, () => f.i32(0), () => f.get(rows), 1, () => {
+      f.get(r).get(rowBytes).i32Mul().set(base);
+      f.get(x).get(base).i32Add().set(px);
+      f.get(g).get(base).i32Add().set(pg);
+      f.get(gx).get(base).i32Add().set(pgx);
+      simdLoop(
+        f,
+        channels,
+        (o) => body((b, off) => f.at(b, off).v128Load(), o, () => f.v128Store()),
+        (o) => body((b, off) => f.at(b, off).v128Load32Splat(), o, () => f.f32x4ExtractLane(0).f32Store()),
+      );
+    });
+  });
+
+  // Elementwise f64 kernels over f32 storage: out[i] = fn(in0[i], in1[i], ...).
+  const mapF64 = (name: string, inputs: number, emit: (f: FunctionBuilder, vals: Local[]) => void): void => {
+    const params = Array<'i32'>(inputs + 2).fill('i32');
+    mb.func(name, params, [], (f) => {
+      const ins = Array.from({ length: inputs }, (_, q) => f.param(q));
+      const out = f.param(inputs);
+      const n = f.param(inputs + 1);
+      const i = f.local('i32');
+      const vals = ins.map(() => f.local('f64'));
+      f.forRange(i, () => f.i32(0), () => f.get(n), 1, () => {
+        ins.forEach((p, q) => f.elemAt(p, i).f32Load().f64PromoteF32().set(vals[q]));
+        f.elemAt(out, i);
+        emit(f, vals);
+        f.f32DemoteF64().f32Store();
+      });
+    });
+  };
+  mapF64('bce', 2, (f, [x, y]) => f.get(x).get(y).call(bceScalar));
+  mapF64('bceBackward', 3, (f, [x, y, g]) => f.get(x).call(sigmoid).get(y).f64Sub().get(g).f64Mul());
+  mapF64('productBce', 3, (f, [a, b, y]) => f.get(a).get(b).get(y).call(productBceScalar));
+  mb.func('productBceBackward', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32'], [], (f) => {
+    const [a, b, y, g, ga, gb, n] = [0, 1, 2, 3, 4, 5, 6].map((i) => f.param(i));
+    const i = f.local('i32');
+    const [va, vb, vy, vg] = [f.local('f64'), f.local('f64'), f.local('f64'), f.local('f64')];
+    f.forRange(i, () => f.i32(0), () => f.get(n), 1, () => {
+      f.elemAt(a, i).f32Load().f64PromoteF32().set(va);
+      f.elemAt(b, i).f32Load().f64PromoteF32().set(vb);
+      f.elemAt(y, i).f32Load().f64PromoteF32().set(vy);
+      f.elemAt(g, i).f32Load().f64PromoteF32().set(vg);
+      f.elemAt(ga, i).get(va).get(vb).get(vy).call(productBceGradA).get(vg).f64Mul().f32DemoteF64().f32Store();
+      f.elemAt(gb, i).get(vb).get(va).get(vy).call(productBceGradA).get(vg).f64Mul().f32DemoteF64().f32Store();
+    });
+  });
+
+  // ---- optimizers ----
+  // Adam in f64 per element, reading m and v back at f32 precision as the reference does.
+  const adamParams = ['f64', 'f64', 'f64', 'f64', 'f64', 'f64', 'f64', 'f64'] as const;
+  const adamRange = mb.func(null, ['i32', 'i32', 'i32', 'i32', 'i32', ...adamParams], [], (f) => {
+    const [p, g, m, v, n] = [0, 1, 2, 3, 4].map((i) => f.param(i));
+    const [b1, omb1, b2, omb2, eps, wd, stepSize, sqrtC2] = [5, 6, 7, 8, 9, 10, 11, 12].map((i) => f.param(i));
+    const i = f.local('i32');
+    const grad = f.local('f64');
+    const mv = f.local('f64');
+    const vv = f.local('f64');
+    f.forRange(i, () => f.i32(0), () => f.get(n), 1, () => {
+      f.elemAt(g, i).f32Load().f64PromoteF32().get(wd).elemAt(p, i).f32Load().f64PromoteF32().f64Mul().f64Add().set(grad);
+      f.get(b1).elemAt(m, i).f32Load().f64PromoteF32().f64Mul().get(omb1).get(grad).f64Mul().f64Add();
+      f.f32DemoteF64().f64PromoteF32().set(mv);
+      f.elemAt(m, i).get(mv).f32DemoteF64().f32Store();
+      f.get(b2).elemAt(v, i).f32Load().f64PromoteF32().f64Mul().get(omb2).get(grad).f64Mul().get(grad).f64Mul().f64Add();
+      f.f32DemoteF64().f64PromoteF32().set(vv);
+      f.elemAt(v, i).get(vv).f32DemoteF64().f32Store();
+      f.elemAt(p, i);
+      f.elemAt(p, i).f32Load().f64PromoteF32();
+      f.get(stepSize).get(mv).f64Mul().get(vv).f64Sqrt().get(sqrtC2).f64Div().get(eps).f64Add().f64Div();
+      f.f64Sub().f32DemoteF64().f32Store();
+    });
+  });
+  mb.func('adam', ['i32', 'i32', 'i32', 'i32', 'i32', ...adamParams], [], (f) => {
+    for (let q = 0; q < 13; q++) f.get(f.param(q));
+    f.call(adamRange);
+  });
+  mb.func('sparseAdam', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', ...adamParams], [], (f) => {
+    const [p, m, v, dim, rows, count, g] = [0, 1, 2, 3, 4, 5, 6].map((i) => f.param(i));
+    const i = f.local('i32');
+    const off = f.local('i32');
+    f.forRange(i, () => f.i32(0), () => f.get(count), 1, () => {
+      f.elemAt(rows, i).i32Load().get(dim).i32Mul().i32(2).i32Shl().set(off);
+      f.get(p).get(off).i32Add();
+      f.get(g).get(i).get(dim).i32Mul().i32(2).i32Shl().i32Add();
+      f.get(m).get(off).i32Add();
+      f.get(v).get(off).i32Add();
+      f.get(dim);
+      for (let q = 7; q < 15; q++) f.get(f.param(q));
+      f.call(adamRange);
+    });
+  });
+
+  return mb.build();
+}
+
+let cached: WebAssembly.Module | null = null;
+
+/** The compiled kernel module, built and compiled synchronously once per process. */
+export function kernelModule(): WebAssembly.Module {
+  cached ??= new WebAssembly.Module(buildKernelModule());
+  return cached;
+}
