@@ -1,0 +1,188 @@
+/**
+ * DIN, the Deep Interest Network (Zhou et al., "Deep Interest Network for Click-Through
+ * Rate Prediction", KDD 2018): each behaviour sequence is pooled by attention against the
+ * candidate item. An activation unit scores every behaviour e against the target q from
+ * [e, q, e − q, e ⊙ q] through a small MLP (80-40, PReLU); padding is masked; the behaviours
+ * are summed with those scores, unnormalised as in the paper (`none`) or softmax-normalised as in
+ * the authors' code (`softmax`). The result replaces the sequence's sum-pooled vector and all
+ * fields go, concatenated, through the tower MLP.
+ */
+import { add, affine, broadcastTo, concat, div, init, matmul, mean, mul, nn, noGrad, reshape, Rng, sigmoid, softmax, sqrt, square, sub, type Tensor } from '../../core/index.js';
+import type { DType } from '../../kernels/index.js';
+import type { TowerInput } from '../embedding.js';
+import { tableOf, type Schema } from '../schema.js';
+import { BaseModel, concatFields, registerBaseModel, totalWidth, towerMlp, type BaseModelOptions, type InputDims } from './base-model.js';
+
+/** How attention scores become pooling weights. */
+export type DinNormalization = 'none' | 'softmax';
+
+/** DIN's activation-unit settings (under the `attention` key of the tower options). */
+export interface DinAttentionOptions {
+  /** Hidden sizes of the activation unit (default [80, 40]). */
+  hidden?: readonly number[];
+  /** `none` (the paper, default) or `softmax` (the authors' code). */
+  normalization?: DinNormalization;
+  /** Activation of the unit's hidden layers (default `prelu`; `dice` is the paper's data-adaptive one). */
+  activation?: 'prelu' | 'relu' | 'dice';
+}
+
+/** Tower options of DIN. */
+export interface DinOptions extends BaseModelOptions {
+  attention?: DinAttentionOptions;
+}
+
+/**
+ * Dice (DIN, section 4.3): p = σ((x − E[x]) / √(Var[x] + ε)), out = p·x + (1 − p)·α·x, with α one
+ * learnable value per channel. Training uses the batch's statistics and tracks running ones for
+ * evaluation. The running statistics are buffers, not parameters, so they are not in `stateDict()`.
+ */
+export class Dice extends nn.Layer {
+  readonly alpha: Tensor;
+  /** Running mean [1, channels] used in evaluation. */
+  runningMean: Tensor;
+  /** Running variance [1, channels] used in evaluation. */
+  runningVar: Tensor;
+  private readonly eps: number;
+  private readonly momentum: number;
+
+  constructor(
+    readonly channels: number,
+    options: { eps?: number; momentum?: number; dtype?: DType } = {},
+  ) {
+    super();
+    this.eps = options.eps ?? 1e-8;
+    this.momentum = options.momentum ?? 0.01;
+    this.alpha = nn.parameter(init.full([channels], 0, { dtype: options.dtype }));
+    this.runningMean = init.full([1, channels], 0, { dtype: options.dtype });
+    this.runningVar = init.full([1, channels], 1, { dtype: options.dtype });
+    this.runningMean.keepAlive = true;
+    this.runningVar.keepAlive = true;
+  }
+
+  forward(x: Tensor): Tensor {
+    let m = this.runningMean;
+    let v = this.runningVar;
+    if (this.training) {
+      m = mean(x, 0, true);
+      v = mean(square(sub(x, m)), 0, true);
+      const [bm, bv] = [m, v];
+      noGrad(() => {
+        const next = (old: Tensor, batch: Tensor): Tensor => {
+          const t = add(affine(old, 1 - this.momentum, 0), affine(batch, this.momentum, 0));
+          t.keepAlive = true;
+          old.dispose();
+          return t;
+        };
+        this.runningMean = next(this.runningMean, bm);
+        this.runningVar = next(this.runningVar, bv);
+      });
+    }
+    const p = sigmoid(div(sub(x, m), sqrt(affine(v, 1, this.eps))));
+    return add(mul(p, x), mul(mul(affine(p, -1, 1), this.alpha), x));
+  }
+}
+
+/** An MLP whose hidden activations are Dice, ending in a linear layer of `outFeatures`. */
+export function diceMlp(inFeatures: number, hidden: readonly number[], outFeatures: number, options: { rng?: Rng; dtype?: DType } = {}): nn.Sequential {
+  const rng = options.rng ?? new Rng(0);
+  const layers: nn.Layer[] = [];
+  let width = inFeatures;
+  for (const size of hidden) {
+    layers.push(new nn.Linear(width, size, { rng, dtype: options.dtype }), new Dice(size, { dtype: options.dtype }));
+    width = size;
+  }
+  layers.push(new nn.Linear(width, outFeatures, { rng, dtype: options.dtype }));
+  return new nn.Sequential(...layers);
+}
+
+/** A sequence field and the target field it is attended against. */
+export interface DinPair {
+  sequence: string;
+  target: string;
+}
+
+/**
+ * Pair each sequence field (`isSequence`) with the target field (`isTarget`) reading the same
+ * table; a single target is used for every sequence when no table matches.
+ */
+export function dinPairs(schema: Schema): DinPair[] {
+  const targets = schema.fields.filter((f) => f.kind === 'categorical' && f.isTarget);
+  const pairs: DinPair[] = [];
+  for (const field of schema.fields) {
+    if (field.kind !== 'bag' || !field.isSequence) continue;
+    const sameTable = targets.find((t) => t.kind === 'categorical' && tableOf(t) === tableOf(field));
+    const target = sameTable ?? (targets.length === 1 ? targets[0] : undefined);
+    if (!target) {
+      throw new Error(`DIN: sequence field '${field.name}' needs a target field (isTarget) reading table '${tableOf(field)}'`);
+    }
+    pairs.push({ sequence: field.name, target: target.name });
+  }
+  return pairs;
+}
+
+/** Deep Interest Network tower. */
+export class DinTower extends BaseModel {
+  readonly kind = 'din';
+  readonly pairs: DinPair[];
+  readonly normalization: DinNormalization;
+  /** One activation unit per sequence field. */
+  readonly units: Map<string, nn.Sequential>;
+  readonly net: nn.Sequential;
+
+  constructor(schema: Schema, options: DinOptions, inputDims: InputDims) {
+    super();
+    const attention = options.attention ?? {};
+    this.normalization = attention.normalization ?? 'none';
+    if (this.normalization !== 'none' && this.normalization !== 'softmax') {
+      throw new Error(`DIN: attention.normalization must be 'none' or 'softmax', got '${String(this.normalization)}'`);
+    }
+    if (!['prelu', 'relu', 'dice', undefined].includes(attention.activation)) {
+      throw new Error(`DIN: attention.activation must be 'prelu', 'relu' or 'dice', got '${String(attention.activation)}'`);
+    }
+    this.pairs = dinPairs(schema);
+    const rng = options.rng ?? new Rng(0);
+    this.units = new Map();
+    for (const { sequence, target } of this.pairs) {
+      const d = inputDims.get(sequence)!;
+      if (inputDims.get(target) !== d) throw new Error(`DIN: '${sequence}' (dim ${d}) and its target '${target}' (dim ${inputDims.get(target)}) differ in width`);
+      const hidden = attention.hidden ?? [80, 40];
+      const activation = attention.activation ?? 'prelu';
+      this.units.set(
+        sequence,
+        activation === 'dice'
+          ? diceMlp(4 * d, hidden, 1, { rng, dtype: options.dtype })
+          : nn.mlp(4 * d, hidden, { activation, outFeatures: 1, rng, dtype: options.dtype }),
+      );
+    }
+    this.net = towerMlp(totalWidth(inputDims), { ...options, rng });
+  }
+
+  /** Pooling weights [batch, maxLen] of one sequence field against its target; padding gets 0. */
+  attentionWeights(input: TowerInput, pair: DinPair): Tensor {
+    const seq = input.sequence(pair.sequence);
+    const [b, l, d] = seq.values.shape;
+    const e = seq.values;
+    const q = broadcastTo(reshape(input.pooled.get(pair.target)!, [b, 1, d]), [b, l, d]);
+    const features = concat([e, q, sub(e, q), mul(e, q)], 2);
+    const unit = this.units.get(pair.sequence)!;
+    const scores = reshape(unit.forward(reshape(features, [b * l, 4 * d])), [b, l]);
+    return this.normalization === 'softmax' ? softmax(scores, seq.mask) : mul(scores, seq.mask);
+  }
+
+  /** Attention-pooled vector [batch, dim] of one sequence field against its target. */
+  attend(input: TowerInput, pair: DinPair): Tensor {
+    const e = input.sequence(pair.sequence).values;
+    const [b, l, d] = e.shape;
+    const weights = this.attentionWeights(input, pair);
+    return reshape(matmul(reshape(weights, [b, 1, l]), e), [b, d]);
+  }
+
+  /** Logits [batch, 1]: every field, with sequences attention-pooled, through the MLP. */
+  forward(input: TowerInput): Tensor {
+    const pooled = new Map(input.pooled);
+    for (const pair of this.pairs) pooled.set(pair.sequence, this.attend(input, pair));
+    return this.net.forward(concatFields(pooled));
+  }
+}
+
+registerBaseModel('din', (schema, options, dims) => new DinTower(schema, options as DinOptions, dims));

@@ -1,0 +1,26 @@
+/**
+ * The ESMM tower (Ma et al., "Entire Space Multi-Task Model: An Effective Approach for
+ * Estimating Post-Click Conversion Rate", SIGIR 2018): the field-wise pooled embeddings
+ * concatenated, then an MLP (200-80, PReLU as in the reference code, ReLU selectable) to one logit.
+ */
+import type { Tensor } from '../../core/index.js';
+import type { TowerInput } from '../embedding.js';
+import type { Schema } from '../schema.js';
+import { BaseModel, concatFields, registerBaseModel, totalWidth, towerMlp, type BaseModelOptions, type InputDims } from './base-model.js';
+
+/** The paper's tower: concat of field vectors → hidden layers → 1 logit. */
+export class MlpTower extends BaseModel {
+  readonly kind = 'mlp';
+  readonly net;
+
+  constructor(_schema: Schema, options: BaseModelOptions, inputDims: InputDims) {
+    super();
+    this.net = towerMlp(totalWidth(inputDims), options);
+  }
+
+  forward(input: TowerInput): Tensor {
+    return this.net.forward(concatFields(input.pooled));
+  }
+}
+
+registerBaseModel('mlp', (schema, options, dims) => new MlpTower(schema, options, dims));

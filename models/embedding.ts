@@ -1,0 +1,200 @@
+/**
+ * The embedding layer of ESMM: one table per distinct `table` name of the schema,
+ * field-wise pooling into one vector per field, and, for DIN, the unpooled
+ * behaviour sequences with their padding mask.
+ *
+ * Initialisation: every table is drawn from N(0, 0.01²) (as DeepCTR-style models
+ * start embeddings near zero, so the towers first learn from biases and then from
+ * ids); `std` overrides it.
+ */
+import { embeddingBag, gatherRows, init, mul, nn, reshape, Rng, Tensor } from '../core/index.js';
+import { getBackend, type Backend, type DType } from '../kernels/index.js';
+import { embeddingDimOf, tableOf, tableSizes, type Batch, type BagField, type CategoricalField, type FieldSpec, type Schema } from './schema.js';
+
+/** Default standard deviation of the embedding initialisation. */
+export const DEFAULT_EMBEDDING_STD = 0.01;
+
+/** Options of {@link SharedEmbedding}. */
+export interface SharedEmbeddingOptions {
+  /** Generator for the initial values (default `Rng(0)`). */
+  rng?: Rng;
+  dtype?: DType;
+  /** Standard deviation of the normal initialisation (default 0.01). */
+  std?: number;
+}
+
+/** A behaviour sequence before pooling, for attention. */
+export interface SequenceEmbedding {
+  /** [batch, maxLen, dim]; padded positions are exactly zero (weighted bags are scaled by their values). */
+  values: Tensor;
+  /** [batch, maxLen]: 1 for a real behaviour, 0 for padding. */
+  mask: Tensor;
+  /** Number of real behaviours of each row. */
+  lengths: Int32Array;
+  /** Padded length; at least 1 so that an all-empty batch still has a valid shape. */
+  maxLen: number;
+}
+
+/** What a tower reads: the batch, its per-field vectors, and sequences on demand. */
+export interface TowerInput {
+  /** The raw batch (models with their own lookups, such as DeepFM's first-order term, read ids from it). */
+  readonly batch: Batch;
+  /** Rows in the batch. */
+  readonly size: number;
+  /** One [batch, width] tensor per field, in schema order; numeric fields pass through as values. */
+  readonly pooled: ReadonlyMap<string, Tensor>;
+  /** The unpooled sequence of a bag field (computed once, on first request). */
+  sequence(field: string): SequenceEmbedding;
+  /** Element type of the tensors. */
+  readonly dtype: DType;
+  /** Backend of the tensors. */
+  readonly backend: Backend;
+}
+
+/** Field-wise embeddings over a schema, with tables shared by name. */
+export class SharedEmbedding extends nn.Module {
+  /** Table name → parameter [rows, dim]. */
+  readonly tables: Map<string, Tensor>;
+  /** Element type of the tables and of every tensor this layer produces. */
+  readonly dtype: DType;
+  /** Backend the tables live on. */
+  readonly backend: Backend;
+  private readonly schema: Schema;
+
+  constructor(schema: Schema, options: SharedEmbeddingOptions = {}) {
+    super();
+    this.schema = schema;
+    this.dtype = options.dtype ?? 'float32';
+    this.backend = getBackend();
+    const rng = options.rng ?? new Rng(0);
+    const std = options.std ?? DEFAULT_EMBEDDING_STD;
+    const names = new Set<string>();
+    const dims = new Map<string, [number, string]>();
+    for (const field of schema.fields) {
+      if (names.has(field.name)) throw new Error(`SharedEmbedding: field '${field.name}' appears twice in the schema`);
+      names.add(field.name);
+      if (field.kind === 'numeric') continue;
+      const table = tableOf(field);
+      const dim = embeddingDimOf(field);
+      const seen = dims.get(table);
+      if (seen && seen[0] !== dim) {
+        throw new Error(`SharedEmbedding: table '${table}' is read by '${seen[1]}' with dim ${seen[0]} and by '${field.name}' with dim ${dim}; fields sharing a table need one dim`);
+      }
+      dims.set(table, [dim, field.name]);
+    }
+    this.tables = new Map();
+    for (const [table, rows] of tableSizes(schema)) {
+      const dim = dims.get(table)![0];
+      this.tables.set(table, nn.parameter(init.normal([rows, dim], 0, std, { rng, dtype: this.dtype })));
+    }
+  }
+
+  /** The table a field reads. */
+  tableFor(fieldName: string): Tensor {
+    const field = this.field(fieldName);
+    if (field.kind === 'numeric') throw new Error(`SharedEmbedding: numeric field '${fieldName}' has no table`);
+    return this.tables.get(tableOf(field))!;
+  }
+
+  /** Width of each field's pooled vector, in schema order (embedding dim, or a numeric field's dim). */
+  fieldDims(): Map<string, number> {
+    return new Map(this.schema.fields.map((f) => [f.name, f.kind === 'numeric' ? (f.dim ?? 1) : embeddingDimOf(f)]));
+  }
+
+  /** Embed a batch: pooled vectors for every field, sequences when asked for. */
+  forward(batch: Batch): TowerInput {
+    const pooled = new Map<string, Tensor>();
+    for (const field of this.schema.fields) pooled.set(field.name, this.pool(field, batch));
+    const cache = new Map<string, SequenceEmbedding>();
+    return {
+      batch,
+      size: batch.size,
+      pooled,
+      dtype: this.dtype,
+      backend: this.backend,
+      sequence: (name: string): SequenceEmbedding => {
+        let seq = cache.get(name);
+        if (!seq) {
+          seq = this.sequence(name, batch);
+          cache.set(name, seq);
+        }
+        return seq;
+      },
+    };
+  }
+
+  /** The unpooled, padded sequence of a bag field: gathered rows reshaped to [batch, maxLen, dim], with its mask. */
+  sequence(fieldName: string, batch: Batch): SequenceEmbedding {
+    const field = this.field(fieldName);
+    if (field.kind !== 'bag') throw new Error(`SharedEmbedding: '${fieldName}' is ${field.kind}; only bag fields have sequences`);
+    const data = this.data(field, batch);
+    if (data.kind !== 'bag') throw new Error(`SharedEmbedding: field '${fieldName}' is not a bag in the batch`);
+    const n = batch.size;
+    const lengths = new Int32Array(n);
+    let maxLen = 1;
+    for (let r = 0; r < n; r++) {
+      lengths[r] = data.offsets[r + 1] - data.offsets[r];
+      maxLen = Math.max(maxLen, lengths[r]);
+    }
+    // Padding reads row 0 (always valid) and is then zeroed by the scale, so it carries no value and no gradient.
+    const ids = new Int32Array(n * maxLen);
+    const scale = new Float64Array(n * maxLen);
+    const mask = new Float64Array(n * maxLen);
+    for (let r = 0; r < n; r++) {
+      for (let j = 0; j < lengths[r]; j++) {
+        const src = data.offsets[r] + j;
+        ids[r * maxLen + j] = data.ids[src];
+        mask[r * maxLen + j] = 1;
+        scale[r * maxLen + j] = field.weighted && data.values ? data.values[src] : 1;
+      }
+    }
+    const table = this.tables.get(tableOf(field))!;
+    const dim = table.shape[1];
+    const rows = reshape(gatherRows(table, ids), [n, maxLen, dim]);
+    const values = mul(rows, this.constant(scale, [n, maxLen, 1]));
+    return { values, mask: this.constant(mask, [n, maxLen]), lengths, maxLen };
+  }
+
+  /** A constant tensor of this layer's dtype and backend. */
+  constant(values: ArrayLike<number>, shape: readonly number[]): Tensor {
+    return Tensor.fromArray(values, shape, { dtype: this.dtype, backend: this.backend });
+  }
+
+  private pool(field: FieldSpec, batch: Batch): Tensor {
+    const data = this.data(field, batch);
+    if (field.kind === 'numeric') {
+      if (data.kind !== 'numeric') throw new Error(`SharedEmbedding: field '${field.name}' is not numeric in the batch`);
+      return this.constant(data.values, [batch.size, field.dim ?? 1]);
+    }
+    const table = this.tables.get(tableOf(field))!;
+    if (field.kind === 'categorical') {
+      if (data.kind !== 'categorical') throw new Error(`SharedEmbedding: field '${field.name}' is not categorical in the batch`);
+      // A bag of one: gatherRows is the same lookup without the offsets.
+      return gatherRows(table, data.ids);
+    }
+    if (data.kind !== 'bag') throw new Error(`SharedEmbedding: field '${field.name}' is not a bag in the batch`);
+    return embeddingBag(table, {
+      ids: data.ids,
+      offsets: data.offsets,
+      weights: field.weighted ? (data.values ?? null) : null,
+      mode: field.pooling ?? 'sum',
+    });
+  }
+
+  private field(name: string): FieldSpec {
+    const field = this.schema.fields.find((f) => f.name === name);
+    if (!field) throw new Error(`SharedEmbedding: no field '${name}' in the schema`);
+    return field;
+  }
+
+  private data(field: FieldSpec, batch: Batch): Batch['fields'][string] {
+    const data = batch.fields[field.name];
+    if (!data) throw new Error(`SharedEmbedding: field '${field.name}' is missing from the batch`);
+    return data;
+  }
+}
+
+/** Fields that carry an id lookup (categorical and bag), in schema order. */
+export function sparseFields(schema: Schema): (CategoricalField | BagField)[] {
+  return schema.fields.filter((f): f is CategoricalField | BagField => f.kind !== 'numeric');
+}

@@ -1,0 +1,182 @@
+/**
+ * The click-space baselines of the paper's Table 2. Each pairs a CTR model trained on all
+ * impressions with a CVR model of the same structure trained on rows chosen from the batch;
+ * they differ only in that choice, and all score pCTCVR = pCTR × pCVR.
+ *
+ * - BASE: the clicked rows, labelled by conversion.
+ * - AMAN (Pan et al., 2008, all-missing-as-negative): the clicked rows plus each unclicked row
+ *   with probability `negativeRate` (10%, 20%, 50% or 100% in the paper), labelled 0.
+ * - OVERSAMPLING (Weiss, 2004): the clicked rows, each converted one repeated `factor` times.
+ * - UNBIAS (after Zhang et al., KDD 2016): the clicked rows thinned by rejection sampling
+ *   with the CTR model's pCTR, see {@link UnbiasAcceptance}.
+ */
+import { add, mul, noGrad, sigmoid, type Rng } from '../../core/index.js';
+import type { CvrPredictions } from '../esmm.js';
+import { selectRows, type Batch, type Schema } from '../schema.js';
+import { CvrMethod, samplingRng, SingleTaskModel, weightedBce, type MethodCommonOptions, type MethodLoss, type SingleTaskOptions } from './method.js';
+
+/** Rows of a batch that train the CVR model, with their labels. */
+export interface RowSelection {
+  rows: Int32Array;
+  labels: Float32Array;
+}
+
+/** Options of the click-space methods. */
+export type ClickSpaceOptions = SingleTaskOptions & MethodCommonOptions;
+
+/** The shared frame of BASE, AMAN, OVERSAMPLING and UNBIAS. */
+export abstract class ClickSpaceMethod extends CvrMethod {
+  readonly schema: Schema;
+  /** The separately trained CTR model that supplies pCTR. */
+  readonly ctrModel: SingleTaskModel;
+  /** The CVR model, trained on {@link ClickSpaceMethod.selectRows}'s rows. */
+  readonly cvrModel: SingleTaskModel;
+  protected readonly rng: Rng;
+
+  constructor(schema: Schema, options: ClickSpaceOptions = {}) {
+    super();
+    this.schema = schema;
+    this.validate = options.validate ?? true;
+    const seed = options.seed ?? 0;
+    // Both models have the same structure but their own initial values.
+    this.ctrModel = new SingleTaskModel(schema, { ...options, seed });
+    this.cvrModel = new SingleTaskModel(schema, { ...options, seed: seed + 1 });
+    this.rng = samplingRng(seed);
+  }
+
+  /** Which rows of the batch train the CVR model, and their labels (may draw from the method's seeded generator). */
+  abstract selectRows(batch: Batch): RowSelection;
+
+  forward(batch: Batch): CvrPredictions {
+    this.check(batch);
+    const pctr = sigmoid(this.ctrModel.forward(batch));
+    const pcvr = sigmoid(this.cvrModel.forward(batch));
+    return { pctr, pcvr, pctcvr: mul(pctr, pcvr) };
+  }
+
+  lossFor(batch: Batch): MethodLoss {
+    this.check(batch, true);
+    const ctr = weightedBce(this.ctrModel.forward(batch), batch.click);
+    const { rows, labels } = this.selectRows(batch);
+    // The models share no parameter, so one summed loss trains each exactly as if alone.
+    if (rows.length === 0) return { loss: ctr, parts: { ctr }, rows: { ctr: batch.size, cvr: 0 } };
+    const cvr = weightedBce(this.cvrModel.forward(selectRows(batch, rows)), labels);
+    return { loss: add(ctr, cvr), parts: { ctr, cvr }, rows: { ctr: batch.size, cvr: rows.length } };
+  }
+}
+
+function clickedRows(batch: Batch): number[] {
+  const rows: number[] = [];
+  for (let i = 0; i < batch.size; i++) if (batch.click[i] === 1) rows.push(i);
+  return rows;
+}
+
+function withConversionLabels(batch: Batch, rows: number[]): RowSelection {
+  return { rows: Int32Array.from(rows), labels: Float32Array.from(rows, (r) => batch.conversion[r]) };
+}
+
+/** BASE: the CVR model learns from clicked rows only. */
+export class BaseMethod extends ClickSpaceMethod {
+  readonly method = 'base';
+  selectRows(batch: Batch): RowSelection {
+    return withConversionLabels(batch, clickedRows(batch));
+  }
+}
+
+/** Options of {@link AmanMethod}. */
+export interface AmanOptions extends ClickSpaceOptions {
+  /** Fraction of unclicked rows sampled as negatives (default 0.1; the paper tries 0.1, 0.2, 0.5, 1). */
+  negativeRate?: number;
+}
+
+/** AMAN: BASE plus a sample of unclicked rows as negatives. */
+export class AmanMethod extends ClickSpaceMethod {
+  readonly method = 'aman';
+  readonly negativeRate: number;
+  constructor(schema: Schema, options: AmanOptions = {}) {
+    super(schema, options);
+    this.negativeRate = options.negativeRate ?? 0.1;
+    if (!(this.negativeRate >= 0 && this.negativeRate <= 1)) throw new Error(`aman: negativeRate must be in [0, 1], got ${this.negativeRate}`);
+  }
+  selectRows(batch: Batch): RowSelection {
+    const rows: number[] = [];
+    for (let i = 0; i < batch.size; i++) {
+      if (batch.click[i] === 1 || this.rng.bernoulli(this.negativeRate)) rows.push(i);
+    }
+    // Unclicked rows never convert, so their conversion label is already the 0 AMAN assigns.
+    return withConversionLabels(batch, rows);
+  }
+}
+
+/** Options of {@link OversamplingMethod}. */
+export interface OversamplingOptions extends ClickSpaceOptions {
+  /** Copies of each converted clicked row (default 5; the paper tries 2, 3, 5, 10). */
+  factor?: number;
+}
+
+/** OVERSAMPLING: BASE with each converted row repeated `factor` times. */
+export class OversamplingMethod extends ClickSpaceMethod {
+  readonly method = 'oversampling';
+  readonly factor: number;
+  constructor(schema: Schema, options: OversamplingOptions = {}) {
+    super(schema, options);
+    this.factor = options.factor ?? 5;
+    if (!(Number.isInteger(this.factor) && this.factor >= 1)) throw new Error(`oversampling: factor must be an integer ≥ 1, got ${this.factor}`);
+  }
+  selectRows(batch: Batch): RowSelection {
+    const rows: number[] = [];
+    for (const r of clickedRows(batch)) {
+      const copies = batch.conversion[r] === 1 ? this.factor : 1;
+      for (let c = 0; c < copies; c++) rows.push(r);
+    }
+    return withConversionLabels(batch, rows);
+  }
+}
+
+/**
+ * How UNBIAS accepts a clicked row given its pCTR p (from the CTR model, no gradient):
+ * - `paper`: pCTR is the rejection probability, as the ESMM paper words it: accept with 1 − p.
+ * - `inverse`: accept with min(1, p_min / p), the rejection-sampling form of the 1/p importance
+ *   weight that maps the click space back onto the impression space; p_min is `minPctr`, or the
+ *   smallest pCTR among the batch's clicked rows.
+ */
+export type UnbiasAcceptance = 'paper' | 'inverse';
+
+/** Options of {@link UnbiasMethod}. */
+export interface UnbiasOptions extends ClickSpaceOptions {
+  acceptance?: UnbiasAcceptance;
+  /** p_min of the `inverse` acceptance (default: the batch's smallest clicked-row pCTR). */
+  minPctr?: number;
+}
+
+/** UNBIAS: clicked rows thinned by rejection sampling on pCTR. */
+export class UnbiasMethod extends ClickSpaceMethod {
+  readonly method = 'unbias';
+  readonly acceptance: UnbiasAcceptance;
+  readonly minPctr: number | undefined;
+  constructor(schema: Schema, options: UnbiasOptions = {}) {
+    super(schema, options);
+    this.acceptance = options.acceptance ?? 'paper';
+    if (this.acceptance !== 'paper' && this.acceptance !== 'inverse') throw new Error(`unbias: unknown acceptance '${String(this.acceptance)}'`);
+    this.minPctr = options.minPctr;
+  }
+  /** Acceptance probability of each clicked row. */
+  acceptanceProbabilities(batch: Batch, clicked: number[]): Float64Array {
+    const accept = new Float64Array(clicked.length);
+    if (clicked.length === 0) return accept;
+    const pctr = noGrad(() => sigmoid(this.ctrModel.forward(selectRows(batch, clicked))).toArray());
+    if (this.acceptance === 'paper') {
+      for (let i = 0; i < clicked.length; i++) accept[i] = 1 - pctr[i];
+    } else {
+      let floor = this.minPctr ?? Infinity;
+      if (this.minPctr === undefined) for (const p of pctr) floor = Math.min(floor, p);
+      for (let i = 0; i < clicked.length; i++) accept[i] = Math.min(1, floor / Math.max(pctr[i], 1e-12));
+    }
+    return accept;
+  }
+  selectRows(batch: Batch): RowSelection {
+    const clicked = clickedRows(batch);
+    const accept = this.acceptanceProbabilities(batch, clicked);
+    return withConversionLabels(batch, clicked.filter((_, i) => this.rng.uniform() < accept[i]));
+  }
+}

@@ -1,0 +1,50 @@
+/**
+ * DIVISION: separately trained CTR and CTCVR models (same structure, each on every
+ * impression), with pCVR recovered as pCTCVR / pCTR clipped to [0, 1].
+ */
+import { add, clamp, div, maximum, sigmoid } from '../../core/index.js';
+import type { CvrPredictions } from '../esmm.js';
+import type { Batch, Schema } from '../schema.js';
+import { CvrMethod, SingleTaskModel, weightedBce, type MethodCommonOptions, type MethodLoss, type SingleTaskOptions } from './method.js';
+
+/** Options of {@link DivisionMethod}. */
+export interface DivisionOptions extends SingleTaskOptions, MethodCommonOptions {
+  /** Floor on pCTR in the division, against 0/0 (default 1e-7). */
+  epsilon?: number;
+}
+
+/** DIVISION: pCVR = clip(pCTCVR / pCTR, 0, 1). */
+export class DivisionMethod extends CvrMethod {
+  readonly method = 'division';
+  readonly schema: Schema;
+  readonly ctrModel: SingleTaskModel;
+  readonly ctcvrModel: SingleTaskModel;
+  readonly epsilon: number;
+
+  constructor(schema: Schema, options: DivisionOptions = {}) {
+    super();
+    this.schema = schema;
+    this.validate = options.validate ?? true;
+    const seed = options.seed ?? 0;
+    this.ctrModel = new SingleTaskModel(schema, { ...options, seed });
+    this.ctcvrModel = new SingleTaskModel(schema, { ...options, seed: seed + 1 });
+    this.epsilon = options.epsilon ?? 1e-7;
+  }
+
+  forward(batch: Batch): CvrPredictions {
+    this.check(batch);
+    const pctr = sigmoid(this.ctrModel.forward(batch));
+    const pctcvr = sigmoid(this.ctcvrModel.forward(batch));
+    const pcvr = clamp(div(pctcvr, maximum(pctr, this.epsilon)), 0, 1);
+    return { pctr, pcvr, pctcvr };
+  }
+
+  lossFor(batch: Batch): MethodLoss {
+    this.check(batch, true);
+    const labels = new Float32Array(batch.size);
+    for (let i = 0; i < batch.size; i++) labels[i] = batch.click[i] * batch.conversion[i];
+    const ctr = weightedBce(this.ctrModel.forward(batch), batch.click);
+    const ctcvr = weightedBce(this.ctcvrModel.forward(batch), labels);
+    return { loss: add(ctr, ctcvr), parts: { ctr, ctcvr }, rows: { ctr: batch.size, ctcvr: batch.size } };
+  }
+}

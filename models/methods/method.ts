@@ -1,0 +1,151 @@
+/**
+ * What every method of the paper's Table 2 looks like to a trainer: a module that scores
+ * pCTR, pCVR and pCTCVR for any batch, and a loss for one batch of impressions that hides
+ * the method's own row selection, sampling and weighting. One loop trains them all:
+ *
+ *   const opt = new optim.Adam(method.parameters(), { lr });
+ *   for (const batch of batches) trainStep(method, opt, batch);
+ */
+import { bceWithLogits, div, mean, mul, nn, noGrad, reshape, Rng, sum, tidy, type optim, type Tensor } from '../../core/index.js';
+import type { DType } from '../../kernels/index.js';
+import { createBaseModel, type BaseModel, type BaseModelOptions } from '../base/base-model.js';
+import { SharedEmbedding } from '../embedding.js';
+import { labelTensor, type CvrPredictions } from '../esmm.js';
+import { validateBatch, type Batch, type Schema } from '../schema.js';
+
+/** One batch's loss, its named terms, and how many rows each term saw. */
+export interface MethodLoss {
+  /** The scalar to back-propagate. */
+  loss: Tensor;
+  /** Named terms (already weighted) summing to `loss`. */
+  parts: Record<string, Tensor>;
+  /** Rows behind each term (e.g. the CVR term of BASE sees the clicked rows only). */
+  rows: Record<string, number>;
+}
+
+/** Host copies of a method's predictions. */
+export interface HostPredictions {
+  pctr: Float32Array;
+  pcvr: Float32Array;
+  pctcvr: Float32Array;
+}
+
+/** Settings every method shares. */
+export interface MethodCommonOptions {
+  /** Check each batch against the schema before use (default true); each batch object is checked once. */
+  validate?: boolean;
+  /** Seed of the method's sampling (AMAN, UNBIAS); initial weights are seeded by the model options. */
+  seed?: number;
+}
+
+/** A method of Table 2: scoring, a per-batch loss, and the parameters to optimise. */
+export abstract class CvrMethod extends nn.Module {
+  /** Method name, e.g. `esmm` or `aman`. */
+  abstract readonly method: string;
+  /** The schema the method was built for. */
+  abstract readonly schema: Schema;
+  /** pCTR, pCVR and pCTCVR ([batch] each) for every row. */
+  abstract forward(batch: Batch): CvrPredictions;
+  /** The method's loss on one batch of impressions, with its own row selection or sampling inside. */
+  abstract lossFor(batch: Batch): MethodLoss;
+
+  private readonly checked = new WeakSet<Batch>();
+  protected validate = true;
+
+  /** The scalar loss of {@link CvrMethod.lossFor}. */
+  loss(batch: Batch): Tensor {
+    return this.lossFor(batch).loss;
+  }
+
+  /** Scores on the host, in evaluation mode and without recording the graph. */
+  predict(batch: Batch): HostPredictions {
+    const wasTraining = this.training;
+    this.eval();
+    try {
+      const result: HostPredictions[] = [];
+      // tidy frees the scoring graph's tensors at once on device backends; only host copies leave.
+      tidy(() =>
+        noGrad(() => {
+          const p = this.forward(batch);
+          result.push({ pctr: Float32Array.from(p.pctr.toArray()), pcvr: Float32Array.from(p.pcvr.toArray()), pctcvr: Float32Array.from(p.pctcvr.toArray()) });
+        }),
+      );
+      return result[0];
+    } finally {
+      this.train(wasTraining);
+    }
+  }
+
+  /** Validate a batch once (when enabled); a loss also needs at least one row, since a mean over none is NaN. */
+  protected check(batch: Batch, forLoss = false): void {
+    if (forLoss && batch.size === 0) throw new Error(`${this.method}: cannot compute a loss on an empty batch`);
+    if (!this.validate || this.checked.has(batch)) return;
+    validateBatch(this.schema, batch);
+    this.checked.add(batch);
+  }
+}
+
+/** Options of a {@link SingleTaskModel}. */
+export interface SingleTaskOptions {
+  base?: string;
+  tower?: BaseModelOptions;
+  seed?: number;
+  dtype?: DType;
+  embeddingStd?: number;
+}
+
+/** One embedding layer and one tower: the separate CTR, CVR or CTCVR model of the baselines. */
+export class SingleTaskModel extends nn.Module {
+  readonly embedding: SharedEmbedding;
+  readonly tower: BaseModel;
+
+  constructor(schema: Schema, options: SingleTaskOptions = {}) {
+    super();
+    const rng = new Rng(options.seed ?? 0);
+    const dtype = options.dtype ?? 'float32';
+    this.embedding = new SharedEmbedding(schema, { rng: rng.fork(), dtype, std: options.embeddingStd });
+    this.tower = createBaseModel(options.base ?? 'mlp', schema, { ...options.tower, rng: rng.fork(), dtype }, this.embedding.fieldDims());
+  }
+
+  /** Logits [batch]. */
+  forward(batch: Batch): Tensor {
+    return reshape(this.tower.forward(this.embedding.forward(batch)), [batch.size]);
+  }
+}
+
+/** Mean BCE of logits against labels, or Σ wᵢ·BCEᵢ / Σ wᵢ with weights. */
+export function weightedBce(logits: Tensor, labels: ArrayLike<number>, weights?: ArrayLike<number>): Tensor {
+  const losses = bceWithLogits(logits, labelTensor(labels, logits));
+  if (!weights) return mean(losses);
+  let total = 0;
+  for (let i = 0; i < weights.length; i++) total += weights[i];
+  return div(sum(mul(losses, labelTensor(weights, logits))), total > 0 ? total : 1);
+}
+
+/** Result of {@link trainStep}: the loss and its terms as numbers. */
+export interface StepResult {
+  loss: number;
+  parts: Record<string, number>;
+}
+
+/**
+ * One optimisation step of any method: zero the gradients, the method's loss, backward,
+ * update. Runs inside `tidy` so that a step's temporaries are freed on device backends.
+ */
+export function trainStep(method: CvrMethod, optimizer: optim.Optimizer, batch: Batch): StepResult {
+  return tidy(() => {
+    optimizer.zeroGrad();
+    const { loss, parts } = method.lossFor(batch);
+    loss.backward();
+    optimizer.step();
+    const values: Record<string, number> = {};
+    for (const [k, v] of Object.entries(parts)) values[k] = v.item();
+    return { loss: loss.item(), parts: values };
+  });
+}
+
+/** A seeded generator for a method's sampling. */
+export function samplingRng(seed: number | undefined): Rng {
+  // Offset from the weight seed so that sampling and initialisation draw different streams.
+  return new Rng(((seed ?? 0) ^ 0x5eed) >>> 0);
+}
