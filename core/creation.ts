@@ -1,7 +1,8 @@
 /** Tensor constructors in the style of `torch.tensor` / `torch.zeros`. */
 import { Tensor, type TensorOptions } from './tensor.js';
 
-type Nested = number | Nested[];
+/** Nested arrays of numbers, as `torch.tensor` takes them. */
+export type Nested = number | Nested[];
 
 function inferShape(data: Nested): number[] {
   const shape: number[] = [];

@@ -22,6 +22,7 @@ export {
   type ForwardResult,
   type TensorOptions,
   type TidyResult,
+  type GraphNode,
 } from './tensor.js';
 export * from './ops/index.js';
 import './tensor-methods.js';
@@ -31,4 +32,4 @@ export * as init from './init.js';
 export * as nn from './nn/index.js';
 export * as optim from './optim/index.js';
 export { gradcheck, type GradcheckOptions, type GradcheckResult } from './gradcheck.js';
-export { tensor, zeros, ones, scalar } from './creation.js';
+export { tensor, zeros, ones, scalar, type Nested } from './creation.js';

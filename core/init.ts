@@ -1,5 +1,7 @@
 /**
  * Weight initialisers (as `torch.nn.init`), all drawing from a seeded {@link Rng}.
+ *
+ * @module
  */
 import type { DType } from '../kernels/index.js';
 import { Rng } from './random.js';

@@ -74,6 +74,7 @@ export interface OpDefinition<A = unknown> {
   name: string;
   /** How many tensor inputs it takes; `variadic` for one or more (concat). */
   arity: number | 'variadic';
+  /** Compute the output with kernels (recording is off while it runs); optionally keep tensors for the backward. */
   forward(inputs: readonly Tensor[], attrs: A): ForwardResult;
   /**
    * Gradient rule: one gradient (or null) per input, given the output gradient.
@@ -82,7 +83,8 @@ export interface OpDefinition<A = unknown> {
   backward?(gradOutput: Tensor, context: BackwardContext<A>): (Gradient | null)[];
 }
 
-interface GraphNode {
+/** The tape entry an op leaves on its output: what the backward pass needs to run its gradient rule. */
+export interface GraphNode {
   op: OpDefinition<unknown>;
   inputs: Tensor[];
   attrs: unknown;
@@ -344,6 +346,7 @@ export class Tensor {
     runBackward(this, seed);
   }
 
+  /** A one-line description: shape, dtype, backend and whether it requires grad. */
   toString(): string {
     return `Tensor(shape=[${this.shape.join(', ')}], dtype=${this.dtype}, backend=${this.backend.name}${this.requiresGrad ? ', requiresGrad' : ''})`;
   }

@@ -107,8 +107,11 @@ export interface Backend {
   free(storage: Storage): void;
 
   // ---- elementwise ----
+  /** Set every element of `out` to `value`. */
   fill(out: Storage, value: number): void;
+  /** out = src (same size). */
   copy(src: Storage, out: Storage): void;
+  /** out = op(x) elementwise; `out` may be `x`. */
   unary(op: UnaryOp, x: Storage, out: Storage): void;
   /** out = alpha * x + beta. */
   affine(x: Storage, alpha: number, beta: number, out: Storage): void;
@@ -148,6 +151,7 @@ export interface Backend {
   ): void;
 
   // ---- linear algebra ----
+  /** out[b] = op(A[b]) · op(B[b]) for the given geometry (see {@link MatmulGeometry}). */
   matmul(a: Storage, b: Storage, out: Storage, geometry: MatmulGeometry): void;
 
   // ---- rows and embeddings ----

@@ -22,8 +22,17 @@ export type {
   UnaryOp,
 } from './backend.js';
 export { ReferenceBackend, HostStorage, bagScale } from './reference.js';
-export { GpuBackend, GpuStorage, GPU_MODES, resolveGpuMode } from './gpu/index.js';
-export { WasmBackend, createWasmBackend } from './wasm/index.js';
+export {
+  GpuBackend,
+  GpuStorage,
+  GPU_MODES,
+  resolveGpuMode,
+  type ConcreteGpuMode,
+  type GpuBackendOptions,
+  type GpuMode,
+} from './gpu/index.js';
+export type { DeviceTexture } from './gpu/gpujs.js';
+export { WasmBackend, createWasmBackend, Arena, WasmStorage, type ArenaStats, type WasmBackendOptions } from './wasm/index.js';
 export { broadcastShapes, broadcastStrides, sameShape, sizeOf, stridesOf } from './shape-util.js';
 export * as stableMath from './stable-math.js';
 

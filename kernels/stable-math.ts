@@ -1,6 +1,8 @@
 /**
  * Scalar formulas shared by host-side kernels. Each is written so that it neither
  * overflows nor loses all precision for arguments anywhere in ±100 (and well beyond).
+ *
+ * @module
  */
 
 /** 1 / (1 + e^-x) without overflow for large |x|. */

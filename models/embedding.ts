@@ -27,7 +27,7 @@ export interface SharedEmbeddingOptions {
 export interface SequenceEmbedding {
   /** [batch, maxLen, dim]; padded positions are exactly zero (weighted bags are scaled by their values). */
   values: Tensor;
-  /** [batch, maxLen]: 1 for a real behaviour, 0 for padding. */
+  /** Shape [batch, maxLen], with 1 for a real behaviour and 0 for padding. */
   mask: Tensor;
   /** Number of real behaviours of each row. */
   lengths: Int32Array;

@@ -1,4 +1,6 @@
-/** Neural-network building blocks. */
+/** Neural-network building blocks. *
+ * @module
+ */
 export { Module, parameter, isParameter, type StateDictValue } from './module.js';
 export {
   Layer,

@@ -21,6 +21,7 @@ export interface LayerOptions {
 
 /** A module mapping one tensor to one tensor, usable in {@link Sequential}. */
 export abstract class Layer extends Module {
+  /** Map an input tensor to an output tensor. */
   abstract forward(x: Tensor): Tensor;
 }
 
@@ -41,6 +42,7 @@ export class Linear extends Layer {
     this.bias = options.bias === false ? null : parameter(uniform([outFeatures], -bound, bound, { rng, dtype: options.dtype }));
   }
 
+  /** Apply the layer. */
   forward(x: Tensor): Tensor {
     if (x.shape[x.rank - 1] !== this.inFeatures) {
       throw new Error(`Linear(${this.inFeatures}→${this.outFeatures}): input has ${x.shape[x.rank - 1]} features, shape [${x.shape.join(', ')}]`);
@@ -57,6 +59,7 @@ export class PReLU extends Layer {
     super();
     this.weight = parameter(full([channels], init, { dtype: options.dtype }));
   }
+  /** Apply the layer. */
   forward(x: Tensor): Tensor {
     return prelu(x, this.weight);
   }
@@ -64,6 +67,7 @@ export class PReLU extends Layer {
 
 /** max(x, 0). */
 export class ReLU extends Layer {
+  /** Apply the layer. */
   forward(x: Tensor): Tensor {
     return relu(x);
   }
@@ -71,6 +75,7 @@ export class ReLU extends Layer {
 
 /** Logistic sigmoid. */
 export class Sigmoid extends Layer {
+  /** Apply the layer. */
   forward(x: Tensor): Tensor {
     return sigmoid(x);
   }
@@ -87,6 +92,7 @@ export class Dropout extends Layer {
     if (!(p >= 0 && p < 1)) throw new Error(`Dropout: p must be in [0, 1), got ${p}`);
     this.rng = options.rng ?? new Rng(0);
   }
+  /** Apply the layer. */
   forward(x: Tensor): Tensor {
     if (!this.training || this.p === 0) return x;
     // The mask is drawn on the host and uploaded: a write to the device, never a read back.
@@ -104,6 +110,7 @@ export class Sequential extends Layer {
     super();
     this.layers = layers;
   }
+  /** Apply the layer. */
   forward(x: Tensor): Tensor {
     return this.layers.reduce((h, layer) => layer.forward(h), x);
   }
@@ -145,6 +152,7 @@ export class Embedding extends Module {
     super();
     this.weight = parameter(normal([numEmbeddings, embeddingDim], 0, options.std ?? 1, { rng: options.rng, dtype: options.dtype }));
   }
+  /** Apply the layer. */
   forward(ids: Int32Array): Tensor {
     return gatherRows(this.weight, ids);
   }
@@ -162,6 +170,7 @@ export class EmbeddingBag extends Module {
     super();
     this.weight = parameter(normal([numEmbeddings, embeddingDim], 0, options.std ?? 1, { rng: options.rng, dtype: options.dtype }));
   }
+  /** Apply the layer. */
   forward(input: BagInput): Tensor {
     return embeddingBag(this.weight, { ...input, mode: input.mode ?? this.mode });
   }

@@ -19,7 +19,8 @@ export interface AdamOptions {
   weightDecay?: number;
 }
 
-interface AdamSlot {
+/** Adam's per-parameter state. */
+export interface AdamSlot {
   m: Tensor;
   v: Tensor;
   /** Updates this parameter has received; bias correction uses it, as PyTorch's state['step']. */
@@ -45,6 +46,7 @@ export class Adam extends Optimizer {
     for (const b of [this.beta1, this.beta2]) if (!(b >= 0 && b < 1)) throw new Error(`Adam: betas must be in [0, 1), got ${b}`);
   }
 
+  /** The state of `p`, created on first use. */
   protected slot(p: Tensor): AdamSlot {
     let s = this.slots.get(p);
     if (!s) {
@@ -62,6 +64,7 @@ export class Adam extends Optimizer {
     }
   }
 
+  /** Apply one update to `p`: lazy rows for a sparse gradient, every element for a dense one. */
   protected update(p: Tensor, g: Tensor | RowSparseGrad): void {
     const s = this.slot(p);
     s.step += 1;
@@ -100,6 +103,7 @@ export class Adam extends Optimizer {
 
 /** PyTorch's `SparseAdam`: lazy Adam that accepts only sparse (embedding) gradients. */
 export class SparseAdam extends Adam {
+  /** As Adam's update, but only for sparse gradients. */
   protected override update(p: Tensor, g: Tensor | RowSparseGrad): void {
     if (!(g instanceof RowSparseGrad)) {
       throw new Error(`SparseAdam: parameter [${p.shape.join(', ')}] has a dense gradient; use Adam for dense parameters`);

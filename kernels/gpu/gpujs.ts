@@ -11,7 +11,9 @@ export type GpuMode = 'cpu' | 'webasm' | 'headlessgl' | 'webgl2' | 'webgpu' | 'a
 
 /** A device-resident result (GL texture or WebGPU buffer) as gpu.js returns it from a pipeline kernel. */
 export interface DeviceTexture {
+  /** Read the values back to the host (the only readback path). */
   toArray(): unknown;
+  /** Release the device memory. */
   delete(): void;
 }
 

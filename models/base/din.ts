@@ -59,6 +59,7 @@ export class Dice extends nn.Layer {
     this.runningVar.keepAlive = true;
   }
 
+  /** Apply Dice to a [rows, channels] input. */
   forward(x: Tensor): Tensor {
     let m = this.runningMean;
     let v = this.runningVar;
