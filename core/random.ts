@@ -85,6 +85,20 @@ export class Rng {
     }
   }
 
+  /** The generator's full state, for checkpoints. */
+  getState(): number[] {
+    return [this.s0, this.s1, this.s2, this.s3, this.spareNormal ?? NaN];
+  }
+
+  /** Restore a state from {@link Rng.getState}. */
+  setState(state: readonly number[]): void {
+    if (state.length !== 5 || state.slice(0, 4).some((x) => !Number.isInteger(x) || x < 0 || x > 0xffffffff)) {
+      throw new Error(`Rng.setState: expected 4 unsigned 32-bit words and a cached normal, got [${state.join(', ')}]`);
+    }
+    [this.s0, this.s1, this.s2, this.s3] = state;
+    this.spareNormal = Number.isNaN(state[4]) ? null : state[4];
+  }
+
   /** An independent generator derived from this one (for sub-streams). */
   fork(): Rng {
     return new Rng(this.nextUint32());

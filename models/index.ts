@@ -8,3 +8,7 @@ export * from './methods/esmm-method.js';
 export * from './methods/click-space.js';
 export * from './methods/division.js';
 export * from './model-factory.js';
+export * from './data/index.js';
+export * from './metrics.js';
+export * from './checkpoint.js';
+export * from './training/index.js';

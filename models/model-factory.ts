@@ -11,6 +11,8 @@
  */
 import type { DType } from '../kernels/index.js';
 import type { BaseModelOptions } from './base/base-model.js';
+// The built-in towers register themselves; a method can name any of them.
+import './base/index.js';
 import type { EsmmLossWeights } from './esmm.js';
 import { AmanMethod, BaseMethod, OversamplingMethod, UnbiasMethod, type UnbiasAcceptance } from './methods/click-space.js';
 import { DivisionMethod } from './methods/division.js';

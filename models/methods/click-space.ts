@@ -44,6 +44,16 @@ export abstract class ClickSpaceMethod extends CvrMethod {
     this.rng = samplingRng(seed);
   }
 
+  /** The sampling generator's state (AMAN's negatives, UNBIAS's rejections). */
+  override samplingState(): number[] {
+    return this.rng.getState();
+  }
+
+  /** Restore the sampling generator. */
+  override restoreSamplingState(state: readonly number[]): void {
+    this.rng.setState(state);
+  }
+
   /** Which rows of the batch train the CVR model, and their labels (may draw from the method's seeded generator). */
   abstract selectRows(batch: Batch): RowSelection;
 

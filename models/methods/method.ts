@@ -49,6 +49,16 @@ export abstract class CvrMethod extends nn.Module {
   /** The method's loss on one batch of impressions, with its own row selection or sampling inside. */
   abstract lossFor(batch: Batch): MethodLoss;
 
+  /** State of the method's own sampling (empty when it samples nothing), saved in checkpoints so a resumed run draws the same rows. */
+  samplingState(): number[] {
+    return [];
+  }
+
+  /** Restore {@link CvrMethod.samplingState}. */
+  restoreSamplingState(state: readonly number[]): void {
+    if (state.length > 0) throw new Error(`${this.method}: has no sampling state to restore`);
+  }
+
   private readonly checked = new WeakSet<Batch>();
   protected validate = true;
 

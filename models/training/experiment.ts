@@ -1,0 +1,298 @@
+/**
+ * The paper's Table 2 protocol as one call: every method trained with the same base
+ * model, optimizer, embedding size and towers on the same data, N repeats with
+ * different seeds, CVR AUC on clicked test rows and CTCVR AUC on all test rows
+ * (plus the entire-space CVR AUC that only simulated data allows), mean ± std.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { getBackend } from '../../kernels/index.js';
+import { aliCcpFiles, AliCcpReader, Vocabulary } from '../data/aliccp.js';
+import { FunnelSimulator, type SimulatorConfig } from '../data/simulator.js';
+import { createModel, METHODS, type CreateModelOptions, type MethodName } from '../model-factory.js';
+import type { EsmmMetrics } from '../metrics.js';
+import type { Schema } from '../schema.js';
+import { aliCcpSource, simulatorSource } from './sources.js';
+import { Trainer, type BatchSource } from './trainer.js';
+
+/** The paper's Table 2 (public Ali-CCP data set), AUC in percent: mean and std over 10 runs. */
+export const PAPER_TABLE2: Readonly<Record<MethodName, { cvr: [number, number]; ctcvr: [number, number] }>> = {
+  base: { cvr: [66.0, 0.37], ctcvr: [62.07, 0.45] },
+  aman: { cvr: [65.21, 0.59], ctcvr: [63.53, 0.57] },
+  oversampling: { cvr: [67.18, 0.32], ctcvr: [63.05, 0.48] },
+  unbias: { cvr: [66.65, 0.28], ctcvr: [63.56, 0.7] },
+  division: { cvr: [67.56, 0.48], ctcvr: [63.62, 0.09] },
+  'esmm-ns': { cvr: [68.25, 0.44], ctcvr: [64.44, 0.62] },
+  esmm: { cvr: [68.56, 0.37], ctcvr: [65.32, 0.49] },
+};
+
+/** Where the experiment's data come from. */
+export type ExperimentData =
+  | { kind: 'simulator'; config?: Partial<SimulatorConfig>; trainRows: number; testRows: number }
+  | { kind: 'aliccp'; dir: string; minCount?: number; limit?: number; shuffleBuffer?: number };
+
+/** Options of {@link runTable2}. */
+export interface Table2Options {
+  data: ExperimentData;
+  methods?: readonly MethodName[];
+  /** Base model of every tower (default `mlp`). */
+  base?: string;
+  /** Repeats with different seeds (default 10, as the paper). */
+  repeats?: number;
+  epochs?: number;
+  batchSize?: number;
+  lr?: number;
+  /** Tower hidden sizes (default [200, 80], the paper's). */
+  hidden?: number[];
+  /** AMAN's negative sampling rate (default 0.2). */
+  amanRate?: number;
+  /** OVERSAMPLING's factor (default 5). */
+  oversamplingFactor?: number;
+  /** ESMM's loss weights (CTR, CTCVR). */
+  lossWeights?: { ctr: number; ctcvr: number };
+  /** First seed; repeat r uses seed + r. */
+  seed?: number;
+  /** Write report.md, report.svg, results.json and train.jsonl here. */
+  outDir?: string;
+  /** Progress lines (default: stderr). */
+  log?: (line: string) => void;
+}
+
+/** One trained method in one repeat. */
+export interface RunResult {
+  method: MethodName;
+  repeat: number;
+  seed: number;
+  metrics: EsmmMetrics;
+  seconds: number;
+}
+
+/** Mean and sample standard deviation. */
+export interface MeanStd {
+  mean: number;
+  std: number;
+}
+
+/** Per-method summary over repeats. */
+export interface MethodSummary {
+  method: MethodName;
+  cvrAuc: MeanStd;
+  ctcvrAuc: MeanStd;
+  ctrAuc: MeanStd;
+  cvrAucEntireSpace?: MeanStd;
+  seconds: number;
+}
+
+/** Everything the experiment produced. */
+export interface Table2Result {
+  runs: RunResult[];
+  summary: MethodSummary[];
+  markdown: string;
+  svg: string;
+  seconds: number;
+  description: string;
+}
+
+interface PreparedData {
+  schema: Schema;
+  train: BatchSource;
+  test: BatchSource;
+  description: string;
+}
+
+async function prepare(data: ExperimentData, batchSize: number, seed: number): Promise<PreparedData> {
+  if (data.kind === 'simulator') {
+    const sim = new FunnelSimulator(data.config ?? {});
+    // Generated in stream order: the earlier half trains, the later half tests (time-ordered, as the paper's split).
+    const train = sim.generate(data.trainRows);
+    const test = sim.generate(data.testRows);
+    const c = sim.config;
+    return {
+      schema: sim.schema,
+      train: simulatorSource(sim, train, { batchSize, shuffle: true, seed }),
+      test: simulatorSource(sim, test, { batchSize: 4096 }),
+      description:
+        `simulated funnel (seed ${c.seed}): ${data.trainRows} train / ${data.testRows} test impressions, ` +
+        `target CTR ${c.ctr}, CVR ${c.cvr}; ${c.numUsers} users, ${c.numItems} items`,
+    };
+  }
+  const trainFiles = aliCcpFiles(data.dir, 'train');
+  const testFiles = aliCcpFiles(data.dir, 'test');
+  const vocabulary = await Vocabulary.build(trainFiles, { minCount: data.minCount ?? 1 });
+  const open = (files: typeof trainFiles) => () => new AliCcpReader(files, { encoder: vocabulary, limit: data.limit });
+  const schema = open(trainFiles)().schema;
+  return {
+    schema,
+    train: aliCcpSource(open(trainFiles), { batchSize, shuffleBuffer: data.shuffleBuffer ?? 100_000, seed }),
+    test: aliCcpSource(open(testFiles), { batchSize: 4096 }),
+    description: `Ali-CCP files in ${data.dir} (vocabulary from the train split, min count ${data.minCount ?? 1}${data.limit ? `, first ${data.limit} rows` : ''})`,
+  };
+}
+
+function meanStd(values: number[]): MeanStd {
+  const mean = values.reduce((a, b) => a + b, 0) / values.length;
+  const variance = values.length > 1 ? values.reduce((a, b) => a + (b - mean) ** 2, 0) / (values.length - 1) : 0;
+  return { mean, std: Math.sqrt(variance) };
+}
+
+function methodOptions(method: MethodName, o: Table2Options, schema: Schema, seed: number): CreateModelOptions {
+  const common = { schema, base: o.base ?? 'mlp', seed, tower: { hidden: o.hidden ?? [200, 80] } };
+  switch (method) {
+    case 'aman':
+      return { ...common, method, negativeRate: o.amanRate ?? 0.2 };
+    case 'oversampling':
+      return { ...common, method, factor: o.oversamplingFactor ?? 5 };
+    case 'esmm':
+    case 'esmm-ns':
+      return { ...common, method, lossWeights: o.lossWeights };
+    default:
+      return { ...common, method };
+  }
+}
+
+/** Train and evaluate every method `repeats` times; returns the runs, the summary and the report. */
+export async function runTable2(options: Table2Options): Promise<Table2Result> {
+  const started = performance.now();
+  const methods = options.methods ?? METHODS;
+  const repeats = options.repeats ?? 10;
+  const seed0 = options.seed ?? 1;
+  const batchSize = options.batchSize ?? 1024;
+  const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  for (const m of methods) if (!METHODS.includes(m)) throw new Error(`unknown method '${m}'; known: ${METHODS.join(', ')}`);
+  if (!(Number.isInteger(repeats) && repeats >= 1)) throw new Error(`repeats must be a positive integer, got ${repeats}`);
+  const data = await prepare(options.data, batchSize, seed0);
+  log(`Table 2 on ${data.description}; methods ${methods.join(', ')}; ${repeats} repeat(s); backend ${getBackend().name}`);
+  if (options.outDir) mkdirSync(options.outDir, { recursive: true });
+
+  const runs: RunResult[] = [];
+  for (let r = 0; r < repeats; r++) {
+    const seed = seed0 + r;
+    for (const method of methods) {
+      const model = createModel(methodOptions(method, options, data.schema, seed));
+      const trainer = new Trainer(model, {
+        epochs: options.epochs ?? 2,
+        lr: options.lr ?? 2e-3,
+        progress: 'none',
+        jsonlPath: options.outDir ? join(options.outDir, 'train.jsonl') : undefined,
+      });
+      const t = performance.now();
+      await trainer.fit(data.train);
+      const metrics = await trainer.evaluate(data.test);
+      const seconds = (performance.now() - t) / 1000;
+      runs.push({ method, repeat: r, seed, metrics, seconds });
+      log(
+        `repeat ${r + 1}/${repeats} ${method.padEnd(12)} CVR AUC ${pct(metrics.cvrAuc)}  CTCVR AUC ${pct(metrics.ctcvrAuc)}` +
+          (metrics.cvrAucEntireSpace !== undefined ? `  entire-space CVR AUC ${pct(metrics.cvrAucEntireSpace)}` : '') +
+          `  (${seconds.toFixed(1)} s)`,
+      );
+    }
+  }
+
+  const summary: MethodSummary[] = methods.map((method) => {
+    const mine = runs.filter((x) => x.method === method);
+    const es = mine.map((x) => x.metrics.cvrAucEntireSpace).filter((v): v is number => v !== undefined);
+    return {
+      method,
+      cvrAuc: meanStd(mine.map((x) => x.metrics.cvrAuc)),
+      ctcvrAuc: meanStd(mine.map((x) => x.metrics.ctcvrAuc)),
+      ctrAuc: meanStd(mine.map((x) => x.metrics.ctrAuc)),
+      cvrAucEntireSpace: es.length === mine.length ? meanStd(es) : undefined,
+      seconds: mine.reduce((a, x) => a + x.seconds, 0),
+    };
+  });
+  const seconds = (performance.now() - started) / 1000;
+  const markdown = table2Markdown(summary, { description: data.description, repeats, seconds, backend: getBackend().name, options });
+  const svg = table2Svg(summary);
+  if (options.outDir) {
+    writeFileSync(join(options.outDir, 'report.md'), markdown);
+    writeFileSync(join(options.outDir, 'report.svg'), svg);
+    writeFileSync(join(options.outDir, 'results.json'), JSON.stringify({ description: data.description, runs, summary, seconds }, null, 2));
+  }
+  return { runs, summary, markdown, svg, seconds, description: data.description };
+}
+
+function pct(x: number): string {
+  return (100 * x).toFixed(2);
+}
+
+function fmt(m: MeanStd | undefined): string {
+  return m ? `${pct(m.mean)} ± ${pct(m.std)}` : '—';
+}
+
+/** The report as a markdown table, with the paper's numbers beside ours. */
+export function table2Markdown(
+  summary: readonly MethodSummary[],
+  context: { description: string; repeats: number; seconds: number; backend: string; options: Table2Options },
+): string {
+  const hasEs = summary.some((s) => s.cvrAucEntireSpace);
+  const head = ['method', 'CVR AUC %', 'CTCVR AUC %', ...(hasEs ? ['entire-space CVR AUC %'] : []), 'CTR AUC %', 'paper CVR AUC %', 'paper CTCVR AUC %', 'train+eval s'];
+  const rows = summary.map((s) => [
+    s.method,
+    fmt(s.cvrAuc),
+    fmt(s.ctcvrAuc),
+    ...(hasEs ? [fmt(s.cvrAucEntireSpace)] : []),
+    fmt(s.ctrAuc),
+    `${PAPER_TABLE2[s.method].cvr[0].toFixed(2)} ± ${PAPER_TABLE2[s.method].cvr[1].toFixed(2)}`,
+    `${PAPER_TABLE2[s.method].ctcvr[0].toFixed(2)} ± ${PAPER_TABLE2[s.method].ctcvr[1].toFixed(2)}`,
+    s.seconds.toFixed(1),
+  ]);
+  const o = context.options;
+  return [
+    `# Table 2 reproduction`,
+    ``,
+    `Data: ${context.description}.`,
+    `Protocol: ${context.repeats} repeat(s) with seeds ${o.seed ?? 1}..${(o.seed ?? 1) + context.repeats - 1}; base model \`${o.base ?? 'mlp'}\`, ` +
+      `towers ${(o.hidden ?? [200, 80]).join('-')}, embedding dim 18, Adam lr ${o.lr ?? 2e-3}, batch ${o.batchSize ?? 1024}, ${o.epochs ?? 2} epoch(s); ` +
+      `backend ${context.backend}; ${context.seconds.toFixed(0)} s in all.`,
+    `CVR AUC is over clicked test rows, CTCVR AUC over all test rows (pCTCVR = pCTR × pCVR), both computed globally; mean ± sample std over repeats.` +
+      (hasEs ? ` The entire-space CVR AUC scores pCVR on every test impression against the conversion it would have had if clicked, which only a simulator knows.` : ''),
+    `The paper's numbers are on the public Ali-CCP data set and are shown for reference, not as a target for simulated data.`,
+    ``,
+    `| ${head.join(' | ')} |`,
+    `| ${head.map(() => '---').join(' | ')} |`,
+    ...rows.map((r) => `| ${r.join(' | ')} |`),
+    ``,
+  ].join('\n');
+}
+
+/** A grouped bar chart (CVR and CTCVR AUC, with ±1 std whiskers) as a standalone SVG. */
+export function table2Svg(summary: readonly MethodSummary[]): string {
+  const width = 720;
+  const height = 360;
+  const left = 60;
+  const bottom = 300;
+  const top = 40;
+  const values = summary.flatMap((s) => [s.cvrAuc.mean - s.cvrAuc.std, s.ctcvrAuc.mean - s.ctcvrAuc.std, s.cvrAuc.mean + s.cvrAuc.std, s.ctcvrAuc.mean + s.ctcvrAuc.std]);
+  const lo = Math.max(0, Math.floor(Math.min(...values) * 20) / 20 - 0.05);
+  const hi = Math.min(1, Math.ceil(Math.max(...values) * 20) / 20 + 0.02);
+  const y = (v: number): number => bottom - ((v - lo) / (hi - lo || 1)) * (bottom - top);
+  const group = (width - left - 20) / Math.max(1, summary.length);
+  const bar = group * 0.35;
+  const parts: string[] = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`,
+    `<rect width="100%" height="100%" fill="white"/>`,
+    `<text x="${width / 2}" y="20" text-anchor="middle" font-size="14">Table 2: test AUC by method (mean ± std)</text>`,
+  ];
+  for (let t = 0; t <= 4; t++) {
+    const v = lo + ((hi - lo) * t) / 4;
+    parts.push(`<line x1="${left}" x2="${width - 20}" y1="${y(v)}" y2="${y(v)}" stroke="#ddd"/>`);
+    parts.push(`<text x="${left - 6}" y="${y(v) + 4}" text-anchor="end">${(v * 100).toFixed(1)}</text>`);
+  }
+  summary.forEach((s, i) => {
+    const x0 = left + i * group + group * 0.12;
+    for (const [k, m, color] of [
+      [0, s.cvrAuc, '#4e79a7'],
+      [1, s.ctcvrAuc, '#f28e2b'],
+    ] as const) {
+      const x = x0 + k * bar;
+      parts.push(`<rect x="${x.toFixed(1)}" y="${y(m.mean).toFixed(1)}" width="${(bar - 2).toFixed(1)}" height="${(bottom - y(m.mean)).toFixed(1)}" fill="${color}"/>`);
+      const cx = x + (bar - 2) / 2;
+      parts.push(`<line x1="${cx.toFixed(1)}" x2="${cx.toFixed(1)}" y1="${y(m.mean + m.std).toFixed(1)}" y2="${y(m.mean - m.std).toFixed(1)}" stroke="black"/>`);
+    }
+    parts.push(`<text x="${(x0 + bar).toFixed(1)}" y="${bottom + 16}" text-anchor="middle">${s.method}</text>`);
+  });
+  parts.push(`<rect x="${left}" y="${height - 30}" width="12" height="12" fill="#4e79a7"/><text x="${left + 16}" y="${height - 20}">CVR AUC (clicked rows)</text>`);
+  parts.push(`<rect x="${left + 200}" y="${height - 30}" width="12" height="12" fill="#f28e2b"/><text x="${left + 216}" y="${height - 20}">CTCVR AUC (all rows)</text>`);
+  parts.push(`</svg>`);
+  return parts.join('\n');
+}

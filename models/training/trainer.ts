@@ -1,0 +1,294 @@
+/**
+ * The Trainer: epochs over a batch source, any method of Table 2, evaluation each
+ * epoch with globally computed metrics, early stopping, progress on a terminal,
+ * a JSONL log, and checkpoints that resume to the same result as an uninterrupted run.
+ */
+import { appendFileSync, mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { add, noGrad, optim, tidy, Tensor } from '../../core/index.js';
+import { loadCheckpoint, saveCheckpoint } from '../checkpoint.js';
+import { EsmmAccumulator, type EsmmMetrics } from '../metrics.js';
+import type { CvrMethod } from '../methods/method.js';
+import type { Batch } from '../schema.js';
+
+/** Batches for one epoch; called once per epoch with its number, so shuffling can be seeded by epoch. */
+export interface BatchSource {
+  batches(epoch: number): Iterable<Batch> | AsyncIterable<Batch>;
+  /** Rows per epoch, when known (drives the progress bar). */
+  rows?: number;
+}
+
+/** Extra columns a batch may carry: simulator ground truth and user ids, used by evaluation when present. */
+interface EvalColumns {
+  potentialConversion?: Float32Array;
+  userIds?: Int32Array;
+}
+
+/** Metrics that are better when smaller; every other metric is maximised. */
+const LOWER_IS_BETTER: ReadonlySet<string> = new Set(['ctrLogloss', 'cvrLogloss', 'ctcvrLogloss']);
+
+/** A metric the trainer can monitor for early stopping. */
+export type MonitoredMetric = 'ctrAuc' | 'cvrAuc' | 'ctcvrAuc' | 'cvrAucEntireSpace' | 'ctrLogloss' | 'cvrLogloss' | 'ctcvrLogloss';
+
+/** How progress is shown: a redrawn bar, plain lines, or nothing. `auto` picks a bar on a terminal. */
+export type ProgressMode = 'auto' | 'bar' | 'lines' | 'none';
+
+/** Trainer settings. */
+export interface TrainerOptions {
+  /** Epochs to run in total (a resumed trainer continues up to this number). Default 1. */
+  epochs?: number;
+  /** Learning rate. Default 1e-3, the paper's Adam. */
+  lr?: number;
+  /** `adam` (default; sparse rows updated lazily) or `sgd`. */
+  optimizer?: 'adam' | 'sgd';
+  /** SGD momentum. */
+  momentum?: number;
+  /** L2 weight decay. */
+  weightDecay?: number;
+  /** Clip the global gradient norm to this value. */
+  clipNorm?: number;
+  /** Stop after this many epochs without improvement of `monitor` on the validation source. */
+  patience?: number;
+  /** The validation metric for early stopping and the best epoch. Default `ctcvrAuc`. */
+  monitor?: MonitoredMetric;
+  /** Steps between loss read-backs for the progress display (a read-back synchronises a device). Default 50. */
+  logEvery?: number;
+  /** Progress display; default `auto`. */
+  progress?: ProgressMode;
+  /** Append one JSON object per log event to this file. */
+  jsonlPath?: string;
+  /** Save a checkpoint here after every epoch. */
+  checkpointPath?: string;
+  /** Where progress goes (default stderr). */
+  stream?: NodeJS.WriteStream;
+}
+
+/** What one epoch did. */
+export interface EpochRecord {
+  epoch: number;
+  /** Mean training loss over every step of the epoch. */
+  trainLoss: number;
+  steps: number;
+  samples: number;
+  seconds: number;
+  samplesPerSecond: number;
+  /** Validation metrics, when a validation source was given. */
+  metrics?: EsmmMetrics;
+}
+
+/** The outcome of {@link Trainer.fit}. */
+export interface FitResult {
+  history: EpochRecord[];
+  /** Epoch with the best monitored metric (the last epoch without validation). */
+  bestEpoch: number;
+  stoppedEarly: boolean;
+  seconds: number;
+}
+
+/** Trains one method; see {@link TrainerOptions}. */
+export class Trainer {
+  readonly optimizer: optim.Optimizer;
+  /** Epochs completed so far (restored from a checkpoint). */
+  epoch = 0;
+  /** Optimizer steps so far. */
+  step = 0;
+  private readonly options: Required<Pick<TrainerOptions, 'epochs' | 'lr' | 'logEvery' | 'monitor'>> & TrainerOptions;
+
+  constructor(
+    readonly method: CvrMethod,
+    options: TrainerOptions = {},
+  ) {
+    this.options = { epochs: 1, lr: 1e-3, logEvery: 50, monitor: 'ctcvrAuc', ...options };
+    const params = method.parameters();
+    this.optimizer =
+      (options.optimizer ?? 'adam') === 'adam'
+        ? new optim.Adam(params, { lr: this.options.lr, weightDecay: options.weightDecay })
+        : new optim.SGD(params, { lr: this.options.lr, momentum: options.momentum, weightDecay: options.weightDecay });
+    if (options.jsonlPath) mkdirSync(dirname(options.jsonlPath), { recursive: true });
+  }
+
+  /** Train until `epochs` (or early stopping), evaluating on `valid` after each epoch when given. */
+  async fit(train: BatchSource, valid?: BatchSource): Promise<FitResult> {
+    const started = performance.now();
+    const history: EpochRecord[] = [];
+    const { monitor, patience } = this.options;
+    let best = -Infinity;
+    let bestEpoch = this.epoch;
+    let sinceBest = 0;
+    let stoppedEarly = false;
+    while (this.epoch < this.options.epochs) {
+      const record = await this.trainEpoch(train);
+      if (valid) {
+        record.metrics = await this.evaluate(valid);
+        const value = record.metrics[monitor];
+        if (value === undefined) throw new Error(`Trainer: monitored metric '${monitor}' is not available on this data`);
+        const score = LOWER_IS_BETTER.has(monitor) ? -value : value;
+        if (score > best) {
+          best = score;
+          bestEpoch = record.epoch;
+          sinceBest = 0;
+        } else {
+          sinceBest++;
+        }
+      } else {
+        bestEpoch = record.epoch;
+      }
+      history.push(record);
+      this.logEvent({ type: 'epoch', ...record });
+      this.print(this.describeEpoch(record));
+      if (this.options.checkpointPath) await this.save(this.options.checkpointPath);
+      if (patience !== undefined && sinceBest >= patience) {
+        stoppedEarly = true;
+        this.print(`early stopping: ${monitor} has not improved for ${patience} epoch(s); best epoch ${bestEpoch}`);
+        break;
+      }
+    }
+    return { history, bestEpoch, stoppedEarly, seconds: (performance.now() - started) / 1000 };
+  }
+
+  /** One pass over the training source. */
+  async trainEpoch(train: BatchSource): Promise<EpochRecord> {
+    const epoch = this.epoch + 1;
+    const started = performance.now();
+    const bar = this.progressMode() === 'bar';
+    let samples = 0;
+    let steps = 0;
+    // The loss is summed on the device and read only every `logEvery` steps.
+    let lossSum: Tensor | null = null;
+    let lastShown = 0;
+    this.method.train();
+    for await (const batch of train.batches(epoch)) {
+      const loss = tidy(() => {
+        this.optimizer.zeroGrad();
+        const l = this.method.lossFor(batch).loss;
+        l.backward();
+        if (this.options.clipNorm !== undefined) optim.clipGradNorm(this.optimizer.params, this.options.clipNorm);
+        this.optimizer.step();
+        return l;
+      });
+      const next: Tensor = noGrad(() => (lossSum ? add(lossSum, loss) : loss.detach()));
+      if (lossSum) lossSum.dispose();
+      loss.dispose();
+      lossSum = next;
+      samples += batch.size;
+      steps++;
+      this.step++;
+      if (steps % this.options.logEvery === 0) {
+        lastShown = lossSum.item() / steps;
+        const rate = samples / ((performance.now() - started) / 1000);
+        this.logEvent({ type: 'step', epoch, step: this.step, loss: lastShown, samplesPerSecond: rate });
+        if (bar) this.drawBar(epoch, samples, train.rows, rate, lastShown);
+        else this.print(`epoch ${epoch} step ${this.step}: loss ${lastShown.toFixed(5)}, ${Math.round(rate)} samples/s`);
+      }
+    }
+    if (bar) this.out().write('\n');
+    const trainLoss = lossSum ? (lossSum as Tensor).item() / steps : NaN;
+    (lossSum as Tensor | null)?.dispose();
+    this.epoch = epoch;
+    const seconds = (performance.now() - started) / 1000;
+    return { epoch, trainLoss, steps, samples, seconds, samplesPerSecond: samples / seconds };
+  }
+
+  /** Metrics over a whole source, computed once over all rows (never averaged per batch). */
+  async evaluate(source: BatchSource): Promise<EsmmMetrics> {
+    const acc = new EsmmAccumulator();
+    for await (const batch of source.batches(0)) {
+      const p = this.method.predict(batch);
+      const extra = batch as Batch & EvalColumns;
+      acc.add({
+        click: batch.click,
+        conversion: batch.conversion,
+        pCtr: p.pctr,
+        pCvr: p.pcvr,
+        pCtcvr: p.pctcvr,
+        ...(extra.potentialConversion ? { potentialConversion: extra.potentialConversion } : {}),
+        ...(batch.userIds ? { userIds: batch.userIds } : {}),
+      });
+    }
+    return acc.compute();
+  }
+
+  /** Save model, optimizer state, sampling state and counters to one safetensors file (atomically). */
+  async save(path: string): Promise<void> {
+    const tensors: Record<string, Tensor> = {};
+    for (const [name, t] of this.method.namedParameters()) tensors[`model.${name}`] = t;
+    const state = this.optimizer.stateDict();
+    for (const [name, t] of Object.entries(state.tensors)) tensors[`optimizer.${name}`] = t;
+    await saveCheckpoint(path, tensors, {
+      format: 'esmm-ts/trainer@1',
+      method: this.method.method,
+      epoch: String(this.epoch),
+      step: String(this.step),
+      optimizerScalars: JSON.stringify(state.scalars),
+      samplingState: JSON.stringify(this.method.samplingState()),
+    });
+  }
+
+  /** Restore everything {@link Trainer.save} wrote; a mismatch with this model is a clear error and changes nothing. */
+  async load(path: string): Promise<void> {
+    const ckpt = await loadCheckpoint(path);
+    const meta = ckpt.metadata;
+    if (meta.format !== 'esmm-ts/trainer@1') throw new Error(`${path}: not a trainer checkpoint (format '${meta.format ?? 'missing'}')`);
+    if (meta.method !== this.method.method) throw new Error(`${path}: checkpoint of method '${meta.method}', this trainer trains '${this.method.method}'`);
+    const model: Record<string, Tensor> = {};
+    const optimizerTensors: Record<string, Tensor> = {};
+    for (const [name, t] of Object.entries(ckpt.tensors)) {
+      if (name.startsWith('model.')) model[name.slice(6)] = t;
+      else if (name.startsWith('optimizer.')) optimizerTensors[name.slice(10)] = t;
+      else throw new Error(`${path}: unexpected tensor '${name}'`);
+    }
+    const scalars = parseJson<Record<string, number>>(meta.optimizerScalars, path, 'optimizerScalars');
+    const sampling = parseJson<number[]>(meta.samplingState, path, 'samplingState');
+    this.method.loadStateDict(model);
+    this.optimizer.loadStateDict({ tensors: optimizerTensors, scalars });
+    this.method.restoreSamplingState(sampling);
+    this.epoch = Number(meta.epoch);
+    this.step = Number(meta.step);
+  }
+
+  private progressMode(): ProgressMode {
+    const mode = this.options.progress ?? 'auto';
+    if (mode !== 'auto') return mode;
+    return this.out().isTTY ? 'bar' : 'lines';
+  }
+
+  private out(): NodeJS.WriteStream {
+    return this.options.stream ?? process.stderr;
+  }
+
+  private print(line: string): void {
+    if (this.progressMode() === 'none') return;
+    this.out().write(`${line}\n`);
+  }
+
+  private drawBar(epoch: number, samples: number, total: number | undefined, rate: number, loss: number): void {
+    const width = 30;
+    const fraction = total ? Math.min(1, samples / total) : 0;
+    const filled = Math.round(fraction * width);
+    const bar = total ? `[${'='.repeat(filled)}${' '.repeat(width - filled)}] ${(fraction * 100).toFixed(0).padStart(3)}%` : `${samples} rows`;
+    this.out().write(`\repoch ${epoch} ${bar}  ${Math.round(rate)} samples/s  loss ${loss.toFixed(5)}`);
+  }
+
+  private describeEpoch(r: EpochRecord): string {
+    const m = r.metrics;
+    const metrics = m
+      ? `, CTR AUC ${m.ctrAuc.toFixed(4)}, CVR AUC ${m.cvrAuc.toFixed(4)}, CTCVR AUC ${m.ctcvrAuc.toFixed(4)}` +
+        (m.cvrAucEntireSpace !== undefined ? `, entire-space CVR AUC ${m.cvrAucEntireSpace.toFixed(4)}` : '')
+      : '';
+    return `epoch ${r.epoch}: loss ${r.trainLoss.toFixed(5)}, ${r.samples} samples in ${r.seconds.toFixed(1)} s (${Math.round(r.samplesPerSecond)}/s)${metrics}`;
+  }
+
+  private logEvent(event: Record<string, unknown>): void {
+    if (!this.options.jsonlPath) return;
+    appendFileSync(this.options.jsonlPath, `${JSON.stringify({ time: new Date().toISOString(), method: this.method.method, ...event })}\n`);
+  }
+}
+
+function parseJson<T>(text: string | undefined, path: string, key: string): T {
+  if (text === undefined) throw new Error(`${path}: checkpoint metadata lacks '${key}'`);
+  try {
+    return JSON.parse(text) as T;
+  } catch {
+    throw new Error(`${path}: checkpoint metadata '${key}' is not valid JSON`);
+  }
+}
