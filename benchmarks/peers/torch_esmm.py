@@ -1,0 +1,423 @@
+#!/usr/bin/env python3
+"""PyTorch peer of the ESMM reference workload (see benchmarks/peers/README.md).
+
+Model: 10 embedding tables (8 single-valued fields + 2 bags of 10 ids, 100,000 ids x 18,
+sum pooling) shared by two towers 180 -> 200 -> PReLU -> 80 -> PReLU -> 1.
+Loss: mean BCE(pCTR, click) + mean BCE(pCTR * pCVR, click * conversion), the second term
+in log space (log p = logsig(a) + logsig(b), log(1 - p) = logaddexp(logsig(-a), logsig(a) + logsig(-b))).
+
+Variants:
+  sparse  nn.EmbeddingBag(mode='sum', sparse=True) + torch.optim.SparseAdam for the tables,
+          torch.optim.Adam for the towers (lr 1e-3 both)
+  dense   nn.EmbeddingBag(mode='sum', sparse=False) + one torch.optim.Adam (lr 1e-3)
+
+Each (variant, threads, batch) runs in its own child process, so the peak RSS
+(getrusage ru_maxrss) is per configuration. Initial weights and data are read from the
+files written by benchmarks/peers/make-init.mjs (generated on demand via `node`).
+
+Usage:
+  /usr/bin/python3 benchmarks/peers/torch_esmm.py [--variants sparse,dense] [--threads 1,2]
+      [--batches 1024,256] [--warmup 5] [--repeats 5] [--steps 20] [--loss-steps 20]
+      [--omp-wait default,passive] [--blas system,reference] [--reference-threads 1]
+      [--out benchmarks/out/peer-torch.json] [--keep-env] [--quick]
+
+BLAS: 'system' runs with the libblas.so.3 the system resolves (OpenBLAS once
+libopenblas0-pthread is installed). 'reference' repeats the --reference-threads runs with
+Debian's reference (netlib) libblas.so.3 from libblas3, selected via LD_LIBRARY_PATH; that is
+the BLAS Debian's torch gets when no OpenBLAS is installed. The library that actually provides
+sgemm_ to libtorch is recorded per run (dlsym in libtorch_cpu's scope + dladdr).
+
+Runs with more than one thread are made once per OpenMP wait policy in --omp-wait: libgomp's
+default spins before sleeping, which collapses throughput when the cores are shared with
+other busy processes; OMP_WAIT_POLICY=PASSIVE sleeps at once.
+
+The children get OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE removed (OpenBLAS auto-detects the
+CPU and its caches), OPENBLAS_NUM_THREADS / OMP_NUM_THREADS = threads, and glibc's
+MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_ raised so freed buffers are reused
+instead of being unmapped and faulted in again each step; --keep-env passes the
+environment through unchanged (for comparison).
+
+Exits 0 with a clear message (and a JSON with "skipped": true) when torch is missing.
+"""
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUT_DIR = os.path.normpath(os.path.join(HERE, "..", "out"))
+MANIFEST = os.path.join(OUT_DIR, "init-manifest.json")
+
+# glibc refuses an mmap threshold above HEAP_MAX_SIZE / 2 (32 MiB on 64-bit) and would
+# silently ignore a larger value, so this is the largest one that takes effect; every
+# per-step buffer of this workload (at most a 7.2 MB dense table gradient) is below it.
+MALLOC_MMAP_THRESHOLD = str(32 * 1024 * 1024)
+MALLOC_TRIM_THRESHOLD = str(1_000_000_000)
+
+
+def child_env(threads, keep_env, omp_wait=None, blas_dir=None):
+    env = dict(os.environ)
+    if blas_dir:
+        env["LD_LIBRARY_PATH"] = blas_dir + (os.pathsep + env["LD_LIBRARY_PATH"] if env.get("LD_LIBRARY_PATH") else "")
+    if omp_wait:
+        env["OMP_WAIT_POLICY"] = omp_wait
+    if not keep_env:
+        env.pop("OPENBLAS_CORETYPE", None)
+        env.pop("OPENBLAS_L2_SIZE", None)
+        env["MALLOC_MMAP_THRESHOLD_"] = MALLOC_MMAP_THRESHOLD
+        env["MALLOC_TRIM_THRESHOLD_"] = MALLOC_TRIM_THRESHOLD
+    env["OPENBLAS_NUM_THREADS"] = str(threads)
+    env["OMP_NUM_THREADS"] = str(threads)
+    env["MKL_NUM_THREADS"] = str(threads)
+    return env
+
+
+def ensure_init():
+    if not os.path.exists(MANIFEST):
+        maker = os.path.join(HERE, "make-init.mjs")
+        print("torch peer: generating shared init files with node " + maker, file=sys.stderr)
+        subprocess.run(["node", maker], check=True)
+    with open(MANIFEST) as f:
+        return json.load(f)
+
+
+# ---------------------------------------------------------------------------- child
+
+
+def loaded_libraries():
+    """Shared libraries of interest mapped into this process (BLAS, LAPACK, OpenMP, oneDNN)."""
+    keys = ("blas", "lapack", "mkl", "dnnl", "gomp", "iomp", "libtorch_cpu")
+    libs = []
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 6 and parts[5].startswith("/"):
+                    p = parts[5]
+                    if any(k in os.path.basename(p).lower() for k in keys) and p not in libs:
+                        libs.append(p)
+    except OSError:
+        pass
+    return [{"path": p, "real": os.path.realpath(p)} for p in libs]
+
+
+def sgemm_provider(libs):
+    """Path of the library that provides sgemm_ to libtorch (dlsym in libtorch_cpu's scope, then dladdr)."""
+    import ctypes
+
+    class DlInfo(ctypes.Structure):
+        _fields_ = [("dli_fname", ctypes.c_char_p), ("dli_fbase", ctypes.c_void_p),
+                    ("dli_sname", ctypes.c_char_p), ("dli_saddr", ctypes.c_void_p)]
+
+    torch_cpu = next((l["path"] for l in libs if os.path.basename(l["path"]).startswith("libtorch_cpu")), None)
+    try:
+        scope = ctypes.CDLL(torch_cpu) if torch_cpu else ctypes.CDLL(None)
+        addr = ctypes.cast(scope.sgemm_, ctypes.c_void_p).value
+        info = DlInfo()
+        libc = ctypes.CDLL(None)
+        libc.dladdr.argtypes = [ctypes.c_void_p, ctypes.POINTER(DlInfo)]
+        if addr and libc.dladdr(ctypes.c_void_p(addr), ctypes.byref(info)):
+            return os.path.realpath(info.dli_fname.decode())
+    except (OSError, AttributeError):
+        pass
+    return None
+
+
+def openblas_info(provider):
+    """Core name and build config reported by OpenBLAS, when OpenBLAS provides sgemm_."""
+    import ctypes
+
+    if not provider:
+        return None
+    try:
+        h = ctypes.CDLL(provider)
+        h.openblas_get_corename.restype = ctypes.c_char_p
+        h.openblas_get_config.restype = ctypes.c_char_p
+        info = {
+            "library": provider,
+            "corename": h.openblas_get_corename().decode(),
+            "config": h.openblas_get_config().decode().strip(),
+        }
+        try:
+            info["threads"] = h.openblas_get_num_threads()
+        except AttributeError:
+            pass
+        return info
+    except (OSError, AttributeError):
+        return None
+
+
+def run_child(variant, threads, batch, warmup, repeats, steps, loss_steps):
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    torch.set_num_threads(threads)
+    manifest = ensure_init()
+
+    def load(entry, dtype):
+        with open(os.path.join(OUT_DIR, entry["file"]), "rb") as f:
+            buf = bytearray(f.read())
+        return torch.frombuffer(buf, dtype=dtype).reshape(entry["shape"]).clone()
+
+    tensors = {t["name"]: t for t in manifest["tensors"]}
+    single = manifest["singleFields"]
+    bags = manifest["bagFields"]
+    bag_len = manifest["bagLen"]
+    sparse = variant == "sparse"
+
+    class Tower(nn.Module):
+        def __init__(self, prefix):
+            super().__init__()
+            dims = manifest["towerDims"]
+            self.l1 = nn.Linear(dims[0], dims[1])
+            self.p1 = nn.PReLU(dims[1])
+            self.l2 = nn.Linear(dims[1], dims[2])
+            self.p2 = nn.PReLU(dims[2])
+            self.l3 = nn.Linear(dims[2], dims[3])
+            with torch.no_grad():
+                for name, p in self.named_parameters():
+                    p.copy_(load(tensors[f"{prefix}.{name}"], torch.float32))
+
+        def forward(self, x):
+            return self.l3(self.p2(self.l2(self.p1(self.l1(x))))).squeeze(1)
+
+    class ESMM(nn.Module):
+        def __init__(self):
+            super().__init__()
+            names = [f"emb.f{i}" for i in range(single)] + [f"emb.b{i}" for i in range(bags)]
+            self.tables = nn.ModuleList()
+            for name in names:
+                w = load(tensors[name], torch.float32)
+                self.tables.append(nn.EmbeddingBag.from_pretrained(w, freeze=False, mode="sum", sparse=sparse))
+            self.ctr = Tower("ctr")
+            self.cvr = Tower("cvr")
+
+        def forward(self, field_ids):
+            x = torch.cat([t(ids) for t, ids in zip(self.tables, field_ids)], dim=1)
+            return self.ctr(x), self.cvr(x)
+
+    def esmm_loss(a, b, click, conv):
+        ctr = F.binary_cross_entropy_with_logits(a, click)
+        log_p = F.logsigmoid(a) + F.logsigmoid(b)
+        log_1mp = torch.logaddexp(F.logsigmoid(-a), F.logsigmoid(a) + F.logsigmoid(-b))
+        ctcvr = -(conv * log_p + (1 - conv) * log_1mp).mean()
+        return ctr + ctcvr
+
+    model = ESMM()
+    emb_params = [p for t in model.tables for p in t.parameters()]
+    tower_params = list(model.ctr.parameters()) + list(model.cvr.parameters())
+    if sparse:
+        optimizers = [torch.optim.SparseAdam(emb_params, lr=1e-3), torch.optim.Adam(tower_params, lr=1e-3)]
+    else:
+        optimizers = [torch.optim.Adam(emb_params + tower_params, lr=1e-3)]
+
+    # Data: per-field contiguous id columns, so a batch is a contiguous row slice.
+    ids = load(manifest["data"]["ids"], torch.int32).long()
+    labels = load(manifest["data"]["labels"], torch.float32)
+    rows = manifest["data"]["rows"]
+    cols = [ids[:, i : i + 1].contiguous() for i in range(single)]
+    cols += [ids[:, single + i * bag_len : single + (i + 1) * bag_len].contiguous() for i in range(bags)]
+    click_all = labels[:, 0].contiguous()
+    conv_all = labels[:, 1].contiguous()
+    del ids, labels
+
+    def batch_at(k):
+        r0 = (k * batch) % rows
+        return [c[r0 : r0 + batch] for c in cols], click_all[r0 : r0 + batch], conv_all[r0 : r0 + batch]
+
+    losses = []
+    step_no = [0]
+
+    def step():
+        field_ids, click, conv = batch_at(step_no[0])
+        step_no[0] += 1
+        for o in optimizers:
+            o.zero_grad(set_to_none=True)
+        a, b = model(field_ids)
+        loss = esmm_loss(a, b, click, conv)
+        loss.backward()
+        for o in optimizers:
+            o.step()
+        value = loss.item()
+        if len(losses) < loss_steps:
+            losses.append(value)
+        return value
+
+    for _ in range(warmup):
+        step()
+    rates = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            step()
+        rates.append(steps * batch / (time.perf_counter() - t0))
+    while len(losses) < loss_steps:
+        step()
+
+    libs = loaded_libraries()
+    provider = sgemm_provider(libs)
+    return {
+        "framework": "pytorch",
+        "variant": variant,
+        "threads": threads,
+        "batch": batch,
+        "samplesPerSec": statistics.median(rates),
+        "samplesPerSecRepeats": rates,
+        "peakRssMB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "losses": losses,
+        "warmupSteps": warmup,
+        "repeats": repeats,
+        "stepsPerRepeat": steps,
+        "torchThreads": torch.get_num_threads(),
+        "libraries": libs,
+        "sgemmProvider": provider,
+        "openblas": openblas_info(provider),
+        "notes": (
+            "EmbeddingBag(sum, sparse=True) + SparseAdam for tables, Adam for towers"
+            if sparse
+            else "EmbeddingBag(sum, sparse=False) + one Adam over all parameters"
+        ),
+    }
+
+
+# ---------------------------------------------------------------------------- parent
+
+
+def torch_meta():
+    import torch
+
+    return {
+        "torchVersion": torch.__version__,
+        "python": platform.python_version(),
+        "pythonExecutable": sys.executable,
+        "config": torch.__config__.show(),
+        "parallelInfo": torch.__config__.parallel_info(),
+    }
+
+
+def blas_summary(result):
+    ob = result.get("openblas")
+    if ob:
+        version = next((w for w in ob["config"].split()[1:2]), "")
+        return f"OpenBLAS {version} core={ob['corename']} ({ob['library']})"
+    if result.get("sgemmProvider"):
+        return result["sgemmProvider"]
+    blas = [l["real"] for l in result.get("libraries", []) if "blas" in os.path.basename(l["real"]).lower()]
+    return ", ".join(blas) or "unknown"
+
+
+def reference_blas_dir():
+    """Directory of Debian's reference (netlib) libblas.so.3 (package libblas3), if installed."""
+    import glob
+
+    hits = sorted(glob.glob("/usr/lib/*-linux-gnu/blas/libblas.so.3")) + sorted(glob.glob("/usr/lib/blas/libblas.so.3"))
+    return os.path.dirname(hits[0]) if hits else None
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--variants", default="sparse,dense")
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--batches", default="1024,256")
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--loss-steps", type=int, default=20)
+    ap.add_argument("--out", default=os.path.join(OUT_DIR, "peer-torch.json"))
+    ap.add_argument("--omp-wait", default="default,passive",
+                    help="OpenMP wait policies to run with threads > 1: 'default' (libgomp spins, then sleeps) and/or 'passive'")
+    ap.add_argument("--blas", default="system,reference",
+                    help="'system': the libblas.so.3 the system resolves (OpenBLAS once installed); 'reference': also run "
+                         "--reference-threads with Debian's reference libblas3 via LD_LIBRARY_PATH, when installed")
+    ap.add_argument("--reference-threads", default="1")
+    ap.add_argument("--keep-env", action="store_true", help="do not adjust OpenBLAS / malloc environment for the children")
+    ap.add_argument("--quick", action="store_true", help="warmup 2, repeats 3, steps 5")
+    ap.add_argument("--child", nargs=3, metavar=("VARIANT", "THREADS", "BATCH"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.quick:
+        args.warmup, args.repeats, args.steps = 2, 3, 5
+        args.loss_steps = min(args.loss_steps, args.warmup + args.repeats * args.steps)
+
+    if args.child:
+        variant, threads, batch = args.child[0], int(args.child[1]), int(args.child[2])
+        res = run_child(variant, threads, batch, args.warmup, args.repeats, args.steps, args.loss_steps)
+        print("@@RESULT@@" + json.dumps(res))
+        return 0
+
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    try:
+        meta = torch_meta()
+    except ImportError as e:
+        msg = f"torch peer skipped: PyTorch is not importable by {sys.executable} ({e}). On Debian: apt-get install -y python3-torch libopenblas0-pthread, then run with /usr/bin/python3."
+        print(msg)
+        with open(args.out, "w") as f:
+            json.dump({"framework": "pytorch", "skipped": True, "reason": msg, "results": []}, f, indent=2)
+        return 0
+    ensure_init()
+
+    results = []
+    failures = []
+    blas_modes = [b for b in args.blas.split(",") if b]
+    ref_dir = reference_blas_dir() if "reference" in blas_modes else None
+    skipped_modes = []
+    if "reference" in blas_modes and not ref_dir:
+        skipped_modes.append("reference BLAS runs skipped: no reference libblas.so.3 found (Debian: apt-get install libblas3)")
+        print("torch: " + skipped_modes[-1])
+    plan = []
+    for batch in [int(x) for x in args.batches.split(",") if x]:
+        for blas in [b for b in blas_modes if b == "system" or (b == "reference" and ref_dir)]:
+            thread_list = args.threads if blas == "system" else args.reference_threads
+            for variant in [v for v in args.variants.split(",") if v]:
+                for t in [int(x) for x in thread_list.split(",") if x]:
+                    for w in ([p for p in args.omp_wait.split(",") if p] if t > 1 else ["default"]):
+                        plan.append((batch, blas, variant, t, w))
+    for batch, blas, variant, threads, omp_wait in plan:
+        cmd = [sys.executable, os.path.abspath(__file__), "--child", variant, str(threads), str(batch),
+               "--warmup", str(args.warmup), "--repeats", str(args.repeats), "--steps", str(args.steps),
+               "--loss-steps", str(args.loss_steps)]
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, env=child_env(threads, args.keep_env, None if omp_wait == "default" else omp_wait.upper(),
+                                            ref_dir if blas == "reference" else None),
+                              capture_output=True, text=True)
+        line = next((l for l in proc.stdout.splitlines() if l.startswith("@@RESULT@@")), None)
+        if proc.returncode != 0 or line is None:
+            failures.append({"variant": variant, "threads": threads, "ompWait": omp_wait, "blasMode": blas, "batch": batch, "rc": proc.returncode, "stderr": proc.stderr[-2000:]})
+            print(f"torch {variant} t={threads} blas={blas} b={batch}: FAILED rc={proc.returncode}\n{proc.stderr[-2000:]}", file=sys.stderr)
+            continue
+        res = json.loads(line[len("@@RESULT@@"):])
+        res["envAdjusted"] = not args.keep_env
+        res["ompWaitPolicy"] = omp_wait
+        res["blasMode"] = blas
+        res["wallSec"] = time.perf_counter() - t0
+        res["blas"] = blas_summary(res)
+        results.append(res)
+        print(f"torch {variant:6s} threads={threads}{'' if omp_wait == 'default' else ' (OMP ' + omp_wait + ')'} batch={batch:5d}: {res['samplesPerSec']:10.0f} samples/s, "
+              f"peak RSS {res['peakRssMB']:.0f} MB, losses {res['losses'][0]:.4f} -> {res['losses'][-1]:.4f}  [{res['blas']}]", flush=True)
+
+    out = {
+        "framework": "pytorch",
+        "skipped": False,
+        **{k: v for k, v in meta.items()},
+        "blas": next((r["blas"] for r in results if r["blasMode"] == "system"), None),
+        "referenceBlas": next((r["blas"] for r in results if r["blasMode"] == "reference"), None),
+        "skippedModes": skipped_modes,
+        "envAdjusted": not args.keep_env,
+        "settings": {"warmup": args.warmup, "repeats": args.repeats, "stepsPerRepeat": args.steps, "lossSteps": args.loss_steps},
+        "note": "figures from a shared, possibly noisy machine; median of repeats",
+        "results": results,
+        "failures": failures,
+    }
+    with open(args.out, "w") as f:
+        json.dump(out, f, indent=2)
+    print(f"wrote {args.out}")
+    return 1 if failures and not results else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
