@@ -1,9 +1,16 @@
 import { defineConfig } from 'vitest/config';
 
+const shared = { testTimeout: 120_000, hookTimeout: 600_000 };
+// The model zoo and trainer suites run again on the reference backend and on the
+// gpu backend (gpu.js cpu mode), so every backend runs the models, not just the kernels.
+const modelSuites = ['test/models-*.test.ts', 'test/training.test.ts'];
+
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
-    testTimeout: 120_000,
-    hookTimeout: 600_000,
+    projects: [
+      { test: { ...shared, name: 'default', include: ['test/**/*.test.ts'] } },
+      { test: { ...shared, name: 'models@reference', include: modelSuites, env: { ESMM_BACKEND: 'reference' } } },
+      { test: { ...shared, name: 'models@gpu-cpu', include: modelSuites, env: { ESMM_BACKEND: 'gpu', ESMM_GPU_MODE: 'cpu' } } },
+    ],
   },
 });

@@ -7,6 +7,11 @@ import { gradcheck, Rng, type Tensor } from '../core/index.js';
 import { createBaseModel, createModel, Esmm, SharedEmbedding, type BaseModelOptions, type CreateModelOptions, type MethodSpec } from '../models/index.js';
 import '../docs/examples/wide-and-deep.js';
 import { tinyBatch, tinySchema } from './models-fixtures.js';
+import { setBackend } from '../kernels/index.js';
+
+// Finite differences need float64, which only the reference backend runs natively; the other
+// backends reproduce its autodiff op by op (test/core-backends-autodiff.test.ts).
+setBackend('reference');
 
 const tiny: BaseModelOptions = { hidden: [3, 2], attention: { hidden: [3, 2] } };
 
