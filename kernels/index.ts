@@ -30,6 +30,17 @@ export {
   type ConcreteGpuMode,
   type GpuBackendOptions,
   type GpuMode,
+  AsyncGpuBackend,
+  AsyncGpuStorage,
+  asyncOf,
+  MlpTowerSession,
+  type AsyncBackend,
+  type AsyncKernels,
+  type AsyncMethod,
+  type BagFieldWeights,
+  type DenseLayerWeights,
+  type MlpTowerWeights,
+  type TowerBatch,
 } from './gpu/index.js';
 export type { DeviceTexture } from './gpu/gpujs.js';
 export { WasmBackend, createWasmBackend, Arena, WasmStorage, type ArenaStats, type WasmBackendOptions } from './wasm/index.js';

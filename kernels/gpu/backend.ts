@@ -9,9 +9,8 @@
  * fallback raises an error instead of returning slow-but-right values.
  *
  * `webgpu` kernels return Promises, which the synchronous {@link Backend} contract cannot
- * carry; asking for that mode throws with the reason. Every kernel here is already a pure
- * function of its arguments with results kept device-side, so an asynchronous backend
- * interface could await the same kernels unchanged.
+ * carry; asking for that mode throws with the reason. `async-backend.ts` awaits the same
+ * kernel sources with the same host-side arguments (`launch-args.ts`) on webgpu.
  */
 import type {
   AdamHyper,
@@ -37,6 +36,7 @@ import {
   type GpuMode,
   type KernelArg,
 } from './gpujs.js';
+import { hostArray, inverseMap, loopClass, padded } from './launch-args.js';
 import { HELPERS, MAX_RANK, SOURCES } from './sources.js';
 
 /** A concrete gpu.js mode (what `auto` resolves to). */
@@ -76,37 +76,6 @@ export class GpuStorage implements Storage {
     public handle: Float32Array | DeviceTexture | null,
     readonly owner: GpuBackend,
   ) {}
-}
-
-/** Smallest power of two ≥ n (at least 16): loop bounds are compiled in, so lengths share classes. */
-function loopClass(n: number): number {
-  let c = 16;
-  while (c < n) c *= 2;
-  return c;
-}
-
-function padded(values: readonly number[], length = MAX_RANK): Float32Array {
-  const out = new Float32Array(length);
-  out.set(values);
-  return out;
-}
-
-/** Host index arrays as kernel arguments; gpu.js rejects empty arrays, so pad to one. */
-function hostArray(values: ArrayLike<number>): Float32Array {
-  const out = new Float32Array(Math.max(1, values.length));
-  out.set(values as ArrayLike<number>);
-  return out;
-}
-
-/** Row -> position in `rows` (or -1): turns a scatter to distinct rows into a gather. */
-function inverseMap(rows: Int32Array, rowCount: number): Float32Array {
-  const inv = new Float32Array(Math.max(1, rowCount)).fill(-1);
-  for (let i = 0; i < rows.length; i++) {
-    const r = rows[i];
-    if (r < 0 || r >= rowCount) throw new Error(`gpu backend: row ${r} outside [0, ${rowCount})`);
-    inv[r] = i;
-  }
-  return inv;
 }
 
 /** gpu.js kernels behind the {@link Backend} interface. */

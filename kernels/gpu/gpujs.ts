@@ -55,6 +55,7 @@ interface GpuStatics {
   readonly isWebGL2Supported: boolean;
   readonly isWebGPUSupported: boolean;
   readonly isWebAssemblySupported: boolean;
+  isWebGPUAvailable(): Promise<boolean>;
 }
 
 interface GpuModule {
@@ -65,6 +66,7 @@ interface GpuModule {
   HeadlessGLKernel: object;
   WebGL2Kernel: object;
   WebGPUKernel: object;
+  WebGPUBufferResult: abstract new (...args: never[]) => object;
 }
 
 const lib = gpujs as unknown as GpuModule;
@@ -103,6 +105,28 @@ export function runsOn(kernel: CompiledKernel, mode: Exclude<GpuMode, 'auto'>): 
 /** A new gpu.js instance pinned to one concrete mode. */
 export function createGpu(mode: Exclude<GpuMode, 'auto'>): GpuInstance {
   return new lib.GPU({ mode });
+}
+
+/** A device-resident webgpu pipeline result; unlike a GL texture, its readback is a Promise. */
+export interface DeviceBuffer {
+  /** Read the values back to the host (maps a staging buffer, hence asynchronous). */
+  toArray(): Promise<unknown>;
+  /** Release the device memory (reference counted inside gpu.js). */
+  delete(): void;
+}
+
+/** True for a gpu.js webgpu buffer (device-resident pipeline result of a webgpu kernel). */
+export function isDeviceBuffer(value: unknown): value is DeviceBuffer {
+  return value instanceof lib.WebGPUBufferResult;
+}
+
+/**
+ * Whether a webgpu adapter actually answers here. `isModeSupported('webgpu')` only sees
+ * `navigator.gpu`, which exists without an adapter (e.g. outside a secure context's GPU process).
+ */
+export async function isWebGpuAvailable(): Promise<boolean> {
+  if (!lib.GPU.isWebGPUSupported) return false;
+  return lib.GPU.isWebGPUAvailable();
 }
 
 /** True for a gpu.js texture (device-resident pipeline result). */

@@ -1,9 +1,23 @@
 /**
- * Browser bundle entry: exposes `esmmGpuChecks(mode, scale)` on `globalThis`, which runs the
- * shared kernel checks against the gpu backend in one mode and reports per-check results.
+ * Browser bundle entry: exposes `esmmGpuChecks(mode, scale)` (the shared kernel checks on
+ * the synchronous gpu backend) and `esmmWebGpu(scale, tower)` (the same checks awaited on
+ * webgpu, plus a tower forward compared with the reference backend) on `globalThis`.
  */
-import { GpuBackend, isModeSupported, type ConcreteGpuMode } from '../../kernels/gpu/index.js';
+import { ReferenceBackend } from '../../kernels/reference.js';
+import {
+  AsyncGpuBackend,
+  asyncOf,
+  GpuBackend,
+  isModeSupported,
+  isWebGpuAvailable,
+  MlpTowerSession,
+  type ConcreteGpuMode,
+  type MlpTowerWeights,
+  type TowerBatch,
+} from '../../kernels/gpu/index.js';
 import { kernelChecks } from '../gpu/kernel-checks.js';
+import { runChecksAsync } from './async-checks.js';
+import type { TowerFixture } from './tower-fixture.js';
 
 /** What one browser run reports back to Node. */
 export interface BrowserReport {
@@ -12,6 +26,19 @@ export interface BrowserReport {
   reason: string | null;
   passed: number;
   failed: { name: string; error: string }[];
+}
+
+/** The webgpu run: checks, adapter, and the tower forward on both backends. */
+export interface WebGpuReport extends BrowserReport {
+  /** Adapter description (architecture, fallback or not). */
+  adapter: string | null;
+  /** Backend calls replayed by the checks, and kernel launches on webgpu. */
+  calls: number;
+  launches: number;
+  /** Tower probabilities on webgpu and on the reference backend (null when the tower failed). */
+  tower: { webgpu: number[]; reference: number[] } | null;
+  towerError: string | null;
+  seconds: number;
 }
 
 function run(mode: ConcreteGpuMode, scale: number): BrowserReport {
@@ -37,4 +64,71 @@ function run(mode: ConcreteGpuMode, scale: number): BrowserReport {
   return report;
 }
 
-(globalThis as unknown as { esmmGpuChecks: typeof run }).esmmGpuChecks = run;
+function towerOf(t: TowerFixture): { weights: MlpTowerWeights; batch: TowerBatch } {
+  return {
+    weights: {
+      fields: t.fields.map((f) => ({ ...f, table: Float32Array.from(f.table) })),
+      layers: t.layers.map((l) => ({
+        ...l,
+        weight: Float32Array.from(l.weight),
+        bias: l.bias ? Float32Array.from(l.bias) : null,
+        preluSlope: l.preluSlope ? Float32Array.from(l.preluSlope) : null,
+      })),
+    },
+    batch: {
+      size: t.batch.size,
+      fields: t.batch.fields.map((f) => ({ ids: Int32Array.from(f.ids), offsets: Int32Array.from(f.offsets) })),
+    },
+  };
+}
+
+async function runWebGpu(scale: number, fixture: TowerFixture): Promise<WebGpuReport> {
+  const t0 = performance.now();
+  const report: WebGpuReport = {
+    mode: 'webgpu', started: false, reason: null, passed: 0, failed: [],
+    adapter: null, calls: 0, launches: 0, tower: null, towerError: null, seconds: 0,
+  };
+  const nav = navigator as Navigator & { gpu?: { requestAdapter(): Promise<{ info?: { architecture?: string; vendor?: string }; isFallbackAdapter?: boolean } | null> } };
+  if (!nav.gpu) {
+    report.reason = isSecureContext ? 'navigator.gpu absent' : 'navigator.gpu absent (not a secure context)';
+    return report;
+  }
+  const adapter = await nav.gpu.requestAdapter();
+  if (!adapter || !(await isWebGpuAvailable())) {
+    report.reason = 'navigator.gpu present but no adapter';
+    return report;
+  }
+  report.adapter = `${adapter.info?.vendor ?? '?'}/${adapter.info?.architecture ?? '?'}${adapter.isFallbackAdapter ? ' (fallback adapter)' : ''}`;
+  let backend: AsyncGpuBackend;
+  try {
+    backend = await AsyncGpuBackend.create();
+  } catch (e) {
+    report.reason = (e as Error).message;
+    return report;
+  }
+  report.started = true;
+  const result = await runChecksAsync(kernelChecks(scale), backend);
+  report.passed = result.passed;
+  report.failed = result.failed;
+  report.calls = result.calls;
+  try {
+    const { weights, batch } = towerOf(fixture);
+    const score = async (b: AsyncGpuBackend | ReturnType<typeof asyncOf>): Promise<number[]> => {
+      const session = await MlpTowerSession.load(b, weights);
+      try {
+        return Array.from(await session.forward(batch));
+      } finally {
+        await session.dispose();
+      }
+    };
+    report.tower = { webgpu: await score(backend), reference: await score(asyncOf(new ReferenceBackend())) };
+  } catch (e) {
+    report.towerError = String((e as Error).message).slice(0, 500);
+  }
+  report.launches = backend.launches;
+  await backend.dispose();
+  report.seconds = (performance.now() - t0) / 1000;
+  return report;
+}
+
+Object.assign(globalThis, { esmmGpuChecks: run, esmmWebGpu: runWebGpu });

@@ -19,12 +19,21 @@ export interface KernelCheck {
 }
 
 /** Tolerances of a comparison. */
-interface Tol {
+export interface Tol {
   atol?: number;
   rtol?: number;
 }
 
 const ref = new ReferenceBackend();
+
+/**
+ * Optional hook on a backend under test: after each comparison's reads it hears which
+ * comparison they belonged to and its tolerance, so a recording backend can replay the
+ * same reads elsewhere (e.g. awaited on webgpu) against the same tolerances.
+ */
+export interface ComparisonSink {
+  noteComparison(what: string, tol: Tol): void;
+}
 
 /** Deterministic float32 data in [lo, hi) from a seed (fast for large arrays). */
 export function randomArray(n: number, seed: number, lo = -2, hi = 2): Float32Array {
@@ -77,6 +86,7 @@ function compare(
   };
   const want = run(ref);
   const got = run(backend);
+  (backend as Partial<ComparisonSink>).noteComparison?.(what, tol);
   got.forEach((g, i) => assertClose(g, want[i], `${what} [array ${i}]`, tol));
 }
 

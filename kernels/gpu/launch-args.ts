@@ -1,0 +1,37 @@
+/**
+ * Host-side argument shaping shared by the synchronous and the asynchronous gpu.js
+ * backends, so both hand identical arguments to the same kernel sources.
+ */
+import { MAX_RANK } from './sources.js';
+
+/** Smallest power of two ≥ n (at least 16): loop bounds are compiled in, so lengths share classes. */
+export function loopClass(n: number): number {
+  let c = 16;
+  while (c < n) c *= 2;
+  return c;
+}
+
+/** `values` zero-padded to `length` (MAX_RANK by default), as the shape-generic kernels expect. */
+export function padded(values: readonly number[], length = MAX_RANK): Float32Array {
+  const out = new Float32Array(length);
+  out.set(values);
+  return out;
+}
+
+/** Host index arrays as kernel arguments; gpu.js rejects empty arrays, so pad to one. */
+export function hostArray(values: ArrayLike<number>): Float32Array {
+  const out = new Float32Array(Math.max(1, values.length));
+  out.set(values as ArrayLike<number>);
+  return out;
+}
+
+/** Row -> position in `rows` (or -1): turns a scatter to distinct rows into a gather. */
+export function inverseMap(rows: Int32Array, rowCount: number): Float32Array {
+  const inv = new Float32Array(Math.max(1, rowCount)).fill(-1);
+  for (let i = 0; i < rows.length; i++) {
+    const r = rows[i];
+    if (r < 0 || r >= rowCount) throw new Error(`gpu backend: row ${r} outside [0, ${rowCount})`);
+    inv[r] = i;
+  }
+  return inv;
+}
