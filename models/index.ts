@@ -12,3 +12,4 @@ export * from './data/index.js';
 export * from './metrics.js';
 export * from './checkpoint.js';
 export * from './training/index.js';
+export * from './practice/index.js';
