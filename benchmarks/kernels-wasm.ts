@@ -1,11 +1,13 @@
 /**
- * GEMM throughput of the wasm backend against the reference backend, single thread.
+ * GEMM throughput of the wasm backend at one and two threads, against the reference backend.
  *
  * Run (bundles the TypeScript with the rolldown already in devDependencies' tree, then runs it):
  *   npx rolldown benchmarks/kernels-wasm.ts --platform node --format esm --file /tmp/kernels-wasm.mjs && node /tmp/kernels-wasm.mjs
  *
  * Shapes are the ESMM tower's: batch 1024 through 180→200→80→1, forward (A·B) and the two
- * backward layouts (Aᵀ·B for weight gradients, A·Bᵀ for input gradients).
+ * backward layouts (Aᵀ·B for weight gradients, A·Bᵀ for input gradients). A second table
+ * times smaller square products at one and two threads, which is where the threads'
+ * size threshold (`PARALLEL_MIN`) comes from.
  */
 import type { Backend, MatmulGeometry, Storage } from '../kernels/backend.js';
 import { ReferenceBackend } from '../kernels/reference.js';
@@ -60,28 +62,54 @@ function time(backend: Backend, c: Case, budgetMs: number): number {
   return samples[samples.length >> 1] / 1000;
 }
 
-function main(): void {
-  const wasm = new WasmBackend();
+async function main(): Promise<void> {
+  const wasm = new WasmBackend({ threads: 1 });
+  const wasm2 = new WasmBackend({ threads: 2 });
+  await wasm2.ready();
+  // Two threads that cut even when a cut does not pay (no adaptive pause): the raw parallel speed.
+  const wasm2f = new WasmBackend({ threads: 2, adaptive: false });
+  await wasm2f.ready();
+  // Cut every GEMM, however small, to find where two threads start to pay.
+  const wasm2all = new WasmBackend({ threads: 2, parallelMin: { gemm: 0, simd: 0, math: 0, rows: 0 }, adaptive: false });
+  await wasm2all.ready();
   const ref = new ReferenceBackend();
   const cases = [...layerCases(1024, 180, 200), ...layerCases(1024, 200, 80), ...layerCases(1024, 80, 1)];
-  const rows: string[][] = [['shape', 'MFLOP', 'wasm ms', 'wasm GFLOP/s', 'ref ms', 'ref GFLOP/s', 'speed-up']];
+  const rows: string[][] = [['shape', 'MFLOP', '1T ms', '1T GFLOP/s', '2T ms', '2T GFLOP/s', '2T/1T', '2T forced GFLOP/s', 'ref GFLOP/s']];
   for (const c of cases) {
     const flops = 2 * c.m * c.n * c.k;
     const tw = time(wasm, c, 400);
-    const tr = time(ref, c, 200);
+    const t2 = time(wasm2, c, 400);
+    const t2f = time(wasm2f, c, 400);
+    const tr = time(ref, c, 100);
     rows.push([
       c.label,
       (flops / 1e6).toFixed(2),
       (tw * 1e3).toFixed(3),
       (flops / tw / 1e9).toFixed(1),
-      (tr * 1e3).toFixed(2),
+      (t2 * 1e3).toFixed(3),
+      (flops / t2 / 1e9).toFixed(1),
+      `${(tw / t2).toFixed(2)}x`,
+      (flops / t2f / 1e9).toFixed(1),
       (flops / tr / 1e9).toFixed(2),
-      `${(tr / tw).toFixed(0)}x`,
     ]);
   }
   printTable(rows);
   console.log();
-  printTable(elementwise(wasm, ref));
+  const small: string[][] = [['square GEMM (forced split)', 'm·n·k', '1T µs', '2T µs', '2T/1T']];
+  for (const d of [16, 32, 48, 64, 96, 128]) {
+    const c: Case = { label: `${d}x${d} · ${d}x${d}`, m: d, n: d, k: d, transA: false, transB: false };
+    const t1 = time(wasm, c, 150);
+    const t2 = time(wasm2all, c, 150);
+    small.push([c.label, String(d * d * d), (t1 * 1e6).toFixed(1), (t2 * 1e6).toFixed(1), `${(t1 / t2).toFixed(2)}x`]);
+  }
+  printTable(small);
+  console.log();
+  printTable(elementwise([['wasm 1T', wasm], ['wasm 2T', wasm2], ['ref', ref]]));
+  console.log();
+  printTable(elementSizes(wasm, wasm2all));
+  wasm2.dispose();
+  wasm2f.dispose();
+  wasm2all.dispose();
 }
 
 function printTable(rows: string[][]): void {
@@ -89,8 +117,25 @@ function printTable(rows: string[][]): void {
   for (const r of rows) console.log(r.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]) : cell.padStart(widths[i]))).join('  '));
 }
 
+/** Elements per second of `run` on `be` over `n` elements. */
+function rate(be: Backend, n: number, run: (be: Backend, x: Storage, y: Storage, out: Storage) => void, ms = 200): number {
+  const x = be.fromArray(random(n, 3), 'float32');
+  const y = be.fromArray(random(n, 4), 'float32');
+  const out = be.alloc(n, 'float32');
+  run(be, x, y, out);
+  let calls = 0;
+  const t0 = performance.now();
+  while (performance.now() - t0 < ms) {
+    run(be, x, y, out);
+    calls++;
+  }
+  const elapsed = (performance.now() - t0) / calls;
+  for (const s of [x, y, out]) be.free(s);
+  return n / elapsed / 1e3;
+}
+
 /** Throughput of the host-math kernels (f64 through imported Math.exp/log1p) and a SIMD one, for scale. */
-function elementwise(wasm: Backend, ref: Backend): string[][] {
+function elementwise(backends: [string, Backend][]): string[][] {
   const n = 1 << 18;
   const kernels: [string, (be: Backend, x: Storage, y: Storage, out: Storage) => void][] = [
     ['relu (SIMD)', (be, x, _y, out) => be.unary('relu', x, out)],
@@ -98,26 +143,25 @@ function elementwise(wasm: Backend, ref: Backend): string[][] {
     ['bceWithLogits', (be, x, y, out) => be.bceWithLogits(x, y, out)],
     ['productBce', (be, x, y, out) => be.productBce(x, y, y, out)],
   ];
-  const rows: string[][] = [['kernel (262144 elements)', 'wasm Melem/s', 'ref Melem/s']];
-  for (const [label, run] of kernels) {
-    const rate = (be: Backend): number => {
-      const x = be.fromArray(random(n, 3), 'float32');
-      const y = be.fromArray(random(n, 4), 'float32');
-      const out = be.alloc(n, 'float32');
-      run(be, x, y, out);
-      let calls = 0;
-      const t0 = performance.now();
-      while (performance.now() - t0 < 200) {
-        run(be, x, y, out);
-        calls++;
-      }
-      const ms = (performance.now() - t0) / calls;
-      for (const s of [x, y, out]) be.free(s);
-      return n / ms / 1e3;
-    };
-    rows.push([label, rate(wasm).toFixed(0), rate(ref).toFixed(0)]);
+  const rows: string[][] = [['kernel (262144 elements), Melem/s', ...backends.map(([name]) => name)]];
+  for (const [label, run] of kernels) rows.push([label, ...backends.map(([, be]) => rate(be, n, run).toFixed(0))]);
+  return rows;
+}
+
+/** One and two threads (every kernel cut) over growing sizes: where elementwise splits start to pay. */
+function elementSizes(one: Backend, two: Backend): string[][] {
+  const rows: string[][] = [['elements', 'relu 1T', 'relu 2T', 'add 1T', 'add 2T', 'sigmoid 1T', 'sigmoid 2T']];
+  const relu = (be: Backend, x: Storage, _y: Storage, out: Storage): void => be.unary('relu', x, out);
+  const sigmoid = (be: Backend, x: Storage, _y: Storage, out: Storage): void => be.unary('sigmoid', x, out);
+  for (const log2 of [10, 12, 14, 16, 18, 20]) {
+    const n = 1 << log2;
+    const add = (be: Backend, x: Storage, y: Storage, out: Storage): void => be.binary('add', x, [n], y, [n], out, [n]);
+    rows.push([
+      `2^${log2}`,
+      ...[relu, add, sigmoid].flatMap((k) => [rate(one, n, k, 100).toFixed(0), rate(two, n, k, 100).toFixed(0)]),
+    ]);
   }
   return rows;
 }
 
-main();
+await main();

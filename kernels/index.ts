@@ -51,8 +51,8 @@ export * as stableMath from './stable-math.js';
 export interface BackendOptions {
   /** gpu.js mode for the `gpu` backend: `cpu`, `webasm`, `headlessgl`, `webgl2`, `webgpu` or `auto`. */
   mode?: string;
-  /** Worker threads for backends that can use them. */
-  threads?: number;
+  /** Threads for backends that can use them (the wasm backend); `auto` uses a second core when one is free. */
+  threads?: number | 'auto';
 }
 
 /** Makes a backend; registered by name. */

@@ -7,7 +7,7 @@
  * Math functions in f64 as the reference does and are held to the default tolerance too.
  */
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   ReferenceBackend,
   createBackend,
@@ -22,7 +22,15 @@ import { WasmBackend, createWasmBackend, planBroadcast, sizeClass, ModuleBuilder
 import { assertClose, F32_TOL, randomArray, rng, type Tol } from './wasm/helpers-wasm.js';
 
 const ref = new ReferenceBackend();
-const wasm = new WasmBackend();
+/**
+ * The kernel suites run once per thread count. The two-thread backend cuts every kernel,
+ * however small, so the fast-check shapes exercise the chunked paths and their edges.
+ */
+const backends: Record<1 | 2, WasmBackend> = {
+  1: new WasmBackend({ threads: 1 }),
+  2: new WasmBackend({ threads: 2, parallelMin: { gemm: 0, simd: 0, math: 0, rows: 0 }, adaptive: false }),
+};
+let wasm: WasmBackend = backends[1];
 const RUNS = { numRuns: 60 };
 
 /** Upload one host array to both backends. */
@@ -101,392 +109,410 @@ describe('wasm backend: registry and building blocks', () => {
   });
 });
 
-describe('wasm backend: GEMM', () => {
-  it('matches the reference in every layout, batched and broadcast, past the tile sizes', () => {
-    fc.assert(
-      fc.property(
-        fc.record({
-          m: fc.integer({ min: 1, max: 70 }),
-          n: fc.integer({ min: 1, max: 70 }),
-          k: fc.integer({ min: 0, max: 70 }),
-          transA: fc.boolean(),
-          transB: fc.boolean(),
-          batch: fc.integer({ min: 1, max: 3 }),
-          batchA: fc.boolean(),
-          batchB: fc.boolean(),
-          seed: fc.integer(),
-        }),
-        (g) => {
-          const A = pair(randomArray(g.seed, (g.batchA ? g.batch : 1) * g.m * g.k));
-          const B = pair(randomArray(g.seed + 1, (g.batchB ? g.batch : 1) * g.k * g.n));
-          const O = pair(randomArray(g.seed + 2, g.batch * g.m * g.n));
-          ref.matmul(A[0], B[0], O[0], g);
-          wasm.matmul(A[1], B[1], O[1], g);
-          check(O, sumTol(g.k), `matmul ${JSON.stringify(g)}`);
-          freeAll(A, B, O);
-        },
-      ),
-      { numRuns: 150 },
-    );
+describe.each([1, 2] as const)('threads=%i', (threads) => {
+  beforeAll(async () => {
+    wasm = backends[threads];
+    await wasm.ready();
+  });
+  afterAll(() => {
+    if (threads === 2) wasm.dispose();
   });
 
-  it('handles the vector shapes (n = 1, m = 1) in all layouts', () => {
-    for (const [m, n, k] of [[33, 1, 70], [1, 45, 19], [1, 1, 9], [70, 1, 1]]) {
-      for (const transA of [false, true]) {
-        for (const transB of [false, true]) {
-          const g = { batch: 1, m, n, k, transA, transB, batchA: false, batchB: false };
-          const A = pair(randomArray(m + k, m * k));
-          const B = pair(randomArray(n + k, k * n));
-          const O = pair(new Float32Array(m * n));
-          ref.matmul(A[0], B[0], O[0], g);
-          wasm.matmul(A[1], B[1], O[1], g);
-          check(O, sumTol(k), `matmul ${JSON.stringify(g)}`);
-          freeAll(A, B, O);
-        }
-      }
-    }
-  });
-});
-
-describe('wasm backend: elementwise', () => {
-  const unaryOps: UnaryOp[] = ['neg', 'exp', 'log', 'log1p', 'sqrt', 'square', 'abs', 'sigmoid', 'logSigmoid', 'tanh', 'relu', 'step', 'sign'];
-
-  it('unary ops match, including tails, zeros and negatives', () => {
-    fc.assert(
-      fc.property(fc.constantFrom(...unaryOps), fc.integer({ min: 0, max: 67 }), fc.integer(), (op, n, seed) => {
-        const data = randomArray(seed, n, -30, 30);
-        if (n > 2) data[1] = 0;
-        const X = pair(data);
-        const O = pair(new Float32Array(n));
-        ref.unary(op, X[0], O[0]);
-        wasm.unary(op, X[1], O[1]);
-        check(O, F32_TOL, `unary ${op}`);
-        // In place (out === x) as the core may do.
-        wasm.unary(op, X[1], X[1]);
-        check([O[0], X[1]], F32_TOL, `unary ${op} in place`);
-        freeAll(X, O);
-      }),
-      RUNS,
-    );
-  });
-
-  it('affine and axpby match', () => {
-    fc.assert(
-      fc.property(fc.integer({ min: 0, max: 67 }), fc.double({ min: -3, max: 3, noNaN: true }), fc.double({ min: -3, max: 3, noNaN: true }), fc.integer(), (n, p, q, seed) => {
-        const X = pair(randomArray(seed, n));
-        const Y = pair(randomArray(seed + 1, n));
-        const O = pair(new Float32Array(n));
-        ref.affine(X[0], p, q, O[0]);
-        wasm.affine(X[1], p, q, O[1]);
-        check(O, F32_TOL, 'affine');
-        ref.axpby(p, X[0], q, Y[0], O[0]);
-        wasm.axpby(p, X[1], q, Y[1], O[1]);
-        check(O, F32_TOL, 'axpby');
-        freeAll(X, Y, O);
-      }),
-      RUNS,
-    );
-  });
-
-  const binaryOps: BinaryOp[] = ['add', 'sub', 'mul', 'div', 'maximum', 'minimum', 'pow'];
-  /** An output shape and operand shapes broadcast into it (dims dropped or set to 1). */
-  const broadcastCase = fc
-    .record({
-      out: fc.array(fc.integer({ min: 1, max: 9 }), { minLength: 0, maxLength: 4 }),
-      dropA: fc.nat(4),
-      dropB: fc.nat(4),
-      onesA: fc.array(fc.boolean(), { minLength: 4, maxLength: 4 }),
-      onesB: fc.array(fc.boolean(), { minLength: 4, maxLength: 4 }),
-    })
-    .map(({ out, dropA, dropB, onesA, onesB }) => {
-      const derive = (drop: number, ones: boolean[]): number[] =>
-        out.slice(Math.min(drop, out.length)).map((d, i) => (ones[i] ? 1 : d));
-      return { out, a: derive(dropA, onesA), b: derive(dropB, onesB) };
+  describe('wasm backend: GEMM', () => {
+    it('matches the reference in every layout, batched and broadcast, past the tile sizes', () => {
+      fc.assert(
+        fc.property(
+          fc.record({
+            m: fc.integer({ min: 1, max: 70 }),
+            n: fc.integer({ min: 1, max: 70 }),
+            k: fc.integer({ min: 0, max: 70 }),
+            transA: fc.boolean(),
+            transB: fc.boolean(),
+            batch: fc.integer({ min: 1, max: 3 }),
+            batchA: fc.boolean(),
+            batchB: fc.boolean(),
+            seed: fc.integer(),
+          }),
+          (g) => {
+            const A = pair(randomArray(g.seed, (g.batchA ? g.batch : 1) * g.m * g.k));
+            const B = pair(randomArray(g.seed + 1, (g.batchB ? g.batch : 1) * g.k * g.n));
+            const O = pair(randomArray(g.seed + 2, g.batch * g.m * g.n));
+            ref.matmul(A[0], B[0], O[0], g);
+            wasm.matmul(A[1], B[1], O[1], g);
+            check(O, sumTol(g.k), `matmul ${JSON.stringify(g)}`);
+            freeAll(A, B, O);
+          },
+        ),
+        { numRuns: 150 },
+      );
     });
 
-  it('binary ops match with broadcasting (fast paths and the generic path)', () => {
-    fc.assert(
-      fc.property(fc.constantFrom(...binaryOps), broadcastCase, fc.integer(), (op, s, seed) => {
-        const size = (sh: number[]): number => sh.reduce((p, d) => p * d, 1);
-        const lo = op === 'pow' ? 0.1 : -2;
-        const A = pair(randomArray(seed, size(s.a), lo, 2));
-        const B = pair(randomArray(seed + 1, size(s.b), -2, 2));
-        const O = pair(new Float32Array(size(s.out)));
-        ref.binary(op, A[0], s.a, B[0], s.b, O[0], s.out);
-        wasm.binary(op, A[1], s.a, B[1], s.b, O[1], s.out);
-        check(O, F32_TOL, `binary ${op} ${JSON.stringify(s)}`);
-        freeAll(A, B, O);
-      }),
-      { numRuns: 200 },
-    );
+    it('handles the vector shapes (n = 1, m = 1) in all layouts', () => {
+      for (const [m, n, k] of [[33, 1, 70], [1, 45, 19], [1, 1, 9], [70, 1, 1]]) {
+        for (const transA of [false, true]) {
+          for (const transB of [false, true]) {
+            const g = { batch: 1, m, n, k, transA, transB, batchA: false, batchB: false };
+            const A = pair(randomArray(m + k, m * k));
+            const B = pair(randomArray(n + k, k * n));
+            const O = pair(new Float32Array(m * n));
+            ref.matmul(A[0], B[0], O[0], g);
+            wasm.matmul(A[1], B[1], O[1], g);
+            check(O, sumTol(k), `matmul ${JSON.stringify(g)}`);
+            freeAll(A, B, O);
+          }
+        }
+      }
+    });
   });
 
-  it('binary ops accept out aliasing an operand', () => {
-    const A = pair(randomArray(5, 24));
-    const B = pair(randomArray(6, 6));
-    ref.binary('add', A[0], [4, 6], B[0], [6], A[0], [4, 6]);
-    wasm.binary('add', A[1], [4, 6], B[1], [6], A[1], [4, 6]);
-    check(A, F32_TOL, 'bias add in place');
-    freeAll(A, B);
-  });
-});
+  describe('wasm backend: elementwise', () => {
+    const unaryOps: UnaryOp[] = ['neg', 'exp', 'log', 'log1p', 'sqrt', 'square', 'abs', 'sigmoid', 'logSigmoid', 'tanh', 'relu', 'step', 'sign'];
 
-describe('wasm backend: reductions and layout', () => {
-  it('reduceSum matches for every axis subset', () => {
-    fc.assert(
-      fc.property(
-        fc.array(fc.integer({ min: 1, max: 9 }), { minLength: 1, maxLength: 4 }),
-        fc.array(fc.boolean(), { minLength: 4, maxLength: 4 }),
-        fc.integer(),
-        (shape, pick, seed) => {
-          const axes = shape.map((_, i) => i).filter((i) => pick[i]);
-          const size = shape.reduce((p, d) => p * d, 1);
-          const outSize = shape.reduce((p, d, i) => p * (axes.includes(i) ? 1 : d), 1);
-          const X = pair(randomArray(seed, size));
-          const O = pair(new Float32Array(outSize));
-          ref.reduceSum(X[0], shape, axes, O[0]);
-          wasm.reduceSum(X[1], shape, axes, O[1]);
-          check(O, sumTol(size), `reduceSum ${JSON.stringify({ shape, axes })}`);
+    it('unary ops match, including tails, zeros and negatives', () => {
+      fc.assert(
+        fc.property(fc.constantFrom(...unaryOps), fc.integer({ min: 0, max: 67 }), fc.integer(), (op, n, seed) => {
+          const data = randomArray(seed, n, -30, 30);
+          if (n > 2) data[1] = 0;
+          const X = pair(data);
+          const O = pair(new Float32Array(n));
+          ref.unary(op, X[0], O[0]);
+          wasm.unary(op, X[1], O[1]);
+          check(O, F32_TOL, `unary ${op}`);
+          // In place (out === x) as the core may do.
+          wasm.unary(op, X[1], X[1]);
+          check([O[0], X[1]], F32_TOL, `unary ${op} in place`);
           freeAll(X, O);
-        },
-      ),
-      RUNS,
-    );
+        }),
+        RUNS,
+      );
+    });
+
+    it('affine and axpby match', () => {
+      fc.assert(
+        fc.property(fc.integer({ min: 0, max: 67 }), fc.double({ min: -3, max: 3, noNaN: true }), fc.double({ min: -3, max: 3, noNaN: true }), fc.integer(), (n, p, q, seed) => {
+          const X = pair(randomArray(seed, n));
+          const Y = pair(randomArray(seed + 1, n));
+          const O = pair(new Float32Array(n));
+          ref.affine(X[0], p, q, O[0]);
+          wasm.affine(X[1], p, q, O[1]);
+          check(O, F32_TOL, 'affine');
+          ref.axpby(p, X[0], q, Y[0], O[0]);
+          wasm.axpby(p, X[1], q, Y[1], O[1]);
+          check(O, F32_TOL, 'axpby');
+          freeAll(X, Y, O);
+        }),
+        RUNS,
+      );
+    });
+
+    const binaryOps: BinaryOp[] = ['add', 'sub', 'mul', 'div', 'maximum', 'minimum', 'pow'];
+    /** An output shape and operand shapes broadcast into it (dims dropped or set to 1). */
+    const broadcastCase = fc
+      .record({
+        out: fc.array(fc.integer({ min: 1, max: 9 }), { minLength: 0, maxLength: 4 }),
+        dropA: fc.nat(4),
+        dropB: fc.nat(4),
+        onesA: fc.array(fc.boolean(), { minLength: 4, maxLength: 4 }),
+        onesB: fc.array(fc.boolean(), { minLength: 4, maxLength: 4 }),
+      })
+      .map(({ out, dropA, dropB, onesA, onesB }) => {
+        const derive = (drop: number, ones: boolean[]): number[] =>
+          out.slice(Math.min(drop, out.length)).map((d, i) => (ones[i] ? 1 : d));
+        return { out, a: derive(dropA, onesA), b: derive(dropB, onesB) };
+      });
+
+    it('binary ops match with broadcasting (fast paths and the generic path)', () => {
+      fc.assert(
+        fc.property(fc.constantFrom(...binaryOps), broadcastCase, fc.integer(), (op, s, seed) => {
+          const size = (sh: number[]): number => sh.reduce((p, d) => p * d, 1);
+          const lo = op === 'pow' ? 0.1 : -2;
+          const A = pair(randomArray(seed, size(s.a), lo, 2));
+          const B = pair(randomArray(seed + 1, size(s.b), -2, 2));
+          const O = pair(new Float32Array(size(s.out)));
+          ref.binary(op, A[0], s.a, B[0], s.b, O[0], s.out);
+          wasm.binary(op, A[1], s.a, B[1], s.b, O[1], s.out);
+          check(O, F32_TOL, `binary ${op} ${JSON.stringify(s)}`);
+          freeAll(A, B, O);
+        }),
+        { numRuns: 200 },
+      );
+    });
+
+    it('binary ops accept out aliasing an operand', () => {
+      const A = pair(randomArray(5, 24));
+      const B = pair(randomArray(6, 6));
+      ref.binary('add', A[0], [4, 6], B[0], [6], A[0], [4, 6]);
+      wasm.binary('add', A[1], [4, 6], B[1], [6], A[1], [4, 6]);
+      check(A, F32_TOL, 'bias add in place');
+      freeAll(A, B);
+    });
   });
 
-  it('bias-gradient reduction over the leading axis is exact', () => {
-    const X = pair(randomArray(9, 1024 * 37));
-    const O = pair(new Float32Array(37));
-    ref.reduceSum(X[0], [1024, 37], [0], O[0]);
-    wasm.reduceSum(X[1], [1024, 37], [0], O[1]);
-    expect(wasm.read(O[1])).toEqual(ref.read(O[0]));
-    freeAll(X, O);
-  });
+  describe('wasm backend: reductions and layout', () => {
+    it('reduceSum matches for every axis subset', () => {
+      fc.assert(
+        fc.property(
+          fc.array(fc.integer({ min: 1, max: 9 }), { minLength: 1, maxLength: 4 }),
+          fc.array(fc.boolean(), { minLength: 4, maxLength: 4 }),
+          fc.integer(),
+          (shape, pick, seed) => {
+            const axes = shape.map((_, i) => i).filter((i) => pick[i]);
+            const size = shape.reduce((p, d) => p * d, 1);
+            const outSize = shape.reduce((p, d, i) => p * (axes.includes(i) ? 1 : d), 1);
+            const X = pair(randomArray(seed, size));
+            const O = pair(new Float32Array(outSize));
+            ref.reduceSum(X[0], shape, axes, O[0]);
+            wasm.reduceSum(X[1], shape, axes, O[1]);
+            check(O, sumTol(size), `reduceSum ${JSON.stringify({ shape, axes })}`);
+            freeAll(X, O);
+          },
+        ),
+        RUNS,
+      );
+    });
 
-  it('permute, copyBlock, reduceMaxLast and softmaxLast match', () => {
-    fc.assert(
-      fc.property(fc.array(fc.integer({ min: 1, max: 6 }), { minLength: 1, maxLength: 4 }), fc.integer(), (shape, seed) => {
-        const r = rng(seed);
-        const size = shape.reduce((p, d) => p * d, 1);
-        const X = pair(randomArray(seed, size));
-        // permute
-        const perm = shape.map((_, i) => i).sort(() => r() - 0.5);
-        const P = pair(new Float32Array(size));
-        ref.permute(X[0], shape, perm, P[0]);
-        wasm.permute(X[1], shape, perm, P[1]);
-        check(P, F32_TOL, 'permute');
-        // copyBlock of a random sub-block into a larger array
-        const begin = shape.map((d) => Math.floor(r() * d));
-        const extent = shape.map((d, i) => 1 + Math.floor(r() * (d - begin[i])));
-        const outShape = shape.map((d) => d + 2);
-        const outBegin = extent.map((e, i) => Math.floor(r() * (outShape[i] - e + 1)));
-        const C = pair(randomArray(seed + 3, outShape.reduce((p, d) => p * d, 1)));
-        ref.copyBlock(X[0], shape, begin, C[0], outShape, outBegin, extent);
-        wasm.copyBlock(X[1], shape, begin, C[1], outShape, outBegin, extent);
-        check(C, { rel: 0, abs: 0 }, 'copyBlock');
-        // last-axis kernels
-        const cols = shape[shape.length - 1];
-        const rows = size / cols;
-        const M = pair(new Float32Array(rows));
-        ref.reduceMaxLast(X[0], rows, cols, M[0]);
-        wasm.reduceMaxLast(X[1], rows, cols, M[1]);
-        check(M, F32_TOL, 'reduceMaxLast');
-        const mask = pair(Float32Array.from({ length: size }, () => (r() < 0.3 ? 0 : 1)));
-        const S = pair(new Float32Array(size));
-        ref.softmaxLast(X[0], mask[0], rows, cols, S[0]);
-        wasm.softmaxLast(X[1], mask[1], rows, cols, S[1]);
-        check(S, F32_TOL, 'softmaxLast');
-        freeAll(X, P, C, M, mask, S);
-      }),
-      RUNS,
-    );
-  });
-});
+    it('bias-gradient reduction over the leading axis is exact', () => {
+      const X = pair(randomArray(9, 1024 * 37));
+      const O = pair(new Float32Array(37));
+      ref.reduceSum(X[0], [1024, 37], [0], O[0]);
+      wasm.reduceSum(X[1], [1024, 37], [0], O[1]);
+      expect(wasm.read(O[1])).toEqual(ref.read(O[0]));
+      freeAll(X, O);
+    });
 
-describe('wasm backend: rows and embeddings', () => {
-  /** Bags with empty ones, repeated ids and optional weights. */
-  const bagCase = fc.record({
-    rows: fc.integer({ min: 1, max: 20 }),
-    dim: fc.integer({ min: 1, max: 19 }),
-    bagSizes: fc.array(fc.integer({ min: 0, max: 6 }), { minLength: 1, maxLength: 9 }),
-    weighted: fc.boolean(),
-    mode: fc.constantFrom<BagMode>('sum', 'mean', 'sqrtn'),
-    seed: fc.integer(),
-  });
-
-  it('embeddingBag and gatherRows match', () => {
-    fc.assert(
-      fc.property(bagCase, (c) => {
-        const r = rng(c.seed);
-        const offsets = new Int32Array(c.bagSizes.length + 1);
-        c.bagSizes.forEach((s, i) => (offsets[i + 1] = offsets[i] + s));
-        const nIds = offsets[offsets.length - 1];
-        // Few distinct rows so ids repeat, within and across bags.
-        const ids = Int32Array.from({ length: nIds }, () => Math.floor(r() * Math.min(c.rows, 4)));
-        const weights = c.weighted ? randomArray(c.seed + 1, nIds, 0, 2) : null;
-        const T = pair(randomArray(c.seed + 2, c.rows * c.dim));
-        const O = pair(new Float32Array(c.bagSizes.length * c.dim));
-        ref.embeddingBag(T[0], c.dim, ids, offsets, weights, c.mode, O[0]);
-        wasm.embeddingBag(T[1], c.dim, ids, offsets, weights, c.mode, O[1]);
-        check(O, sumTol(6), `embeddingBag ${JSON.stringify(c)}`);
-        const G = pair(new Float32Array(nIds * c.dim));
-        ref.gatherRows(T[0], c.dim, ids, G[0]);
-        wasm.gatherRows(T[1], c.dim, ids, G[1]);
-        check(G, { rel: 0, abs: 0 }, 'gatherRows');
-        freeAll(T, O, G);
-      }),
-      RUNS,
-    );
-  });
-
-  it('segmentSumRows and scatterAddRows match', () => {
-    fc.assert(
-      fc.property(
-        fc.integer({ min: 1, max: 19 }),
-        fc.array(fc.integer({ min: 0, max: 5 }), { minLength: 0, maxLength: 8 }),
-        fc.boolean(),
-        fc.integer(),
-        (dim, segSizes, scaled, seed) => {
+    it('permute, copyBlock, reduceMaxLast and softmaxLast match', () => {
+      fc.assert(
+        fc.property(fc.array(fc.integer({ min: 1, max: 6 }), { minLength: 1, maxLength: 4 }), fc.integer(), (shape, seed) => {
           const r = rng(seed);
-          const segments = new Int32Array(segSizes.length + 1);
-          segSizes.forEach((s, i) => (segments[i + 1] = segments[i] + s));
-          const count = segments[segments.length - 1];
-          const srcRowsN = 7;
-          const srcRows = Int32Array.from({ length: count }, () => Math.floor(r() * srcRowsN));
-          const scales = scaled ? randomArray(seed + 1, count, -1, 1) : null;
-          const S = pair(randomArray(seed + 2, srcRowsN * dim));
-          const O = pair(randomArray(seed + 3, segSizes.length * dim));
-          ref.segmentSumRows(S[0], dim, segments, srcRows, scales, O[0]);
-          wasm.segmentSumRows(S[1], dim, segments, srcRows, scales, O[1]);
-          check(O, sumTol(5), 'segmentSumRows');
-          // scatter: distinct target rows
-          const target = 12;
-          const rows = Int32Array.from(
-            Array.from({ length: target }, (_, i) => i).sort(() => r() - 0.5).slice(0, Math.min(segSizes.length, target)),
-          );
-          const V = pair(randomArray(seed + 4, rows.length * dim));
-          const D = pair(randomArray(seed + 5, target * dim));
-          ref.scatterAddRows(V[0], dim, rows, D[0]);
-          wasm.scatterAddRows(V[1], dim, rows, D[1]);
-          check(D, F32_TOL, 'scatterAddRows');
-          freeAll(S, O, V, D);
-        },
-      ),
-      RUNS,
-    );
-  });
-});
-
-describe('wasm backend: fused nn kernels', () => {
-  it('prelu and its backward match', () => {
-    fc.assert(
-      fc.property(fc.integer({ min: 0, max: 9 }), fc.integer({ min: 1, max: 23 }), fc.integer(), (rows, channels, seed) => {
-        const n = rows * channels;
-        const X = pair(randomArray(seed, n, -2, 2));
-        const Sl = pair(randomArray(seed + 1, channels, 0, 0.5));
-        const G = pair(randomArray(seed + 2, n));
-        const O = pair(new Float32Array(n));
-        ref.prelu(X[0], Sl[0], channels, O[0]);
-        wasm.prelu(X[1], Sl[1], channels, O[1]);
-        check(O, F32_TOL, 'prelu');
-        const GX = pair(new Float32Array(n));
-        const GS = pair(randomArray(seed + 3, channels));
-        ref.preluBackward(X[0], Sl[0], G[0], channels, GX[0], GS[0]);
-        wasm.preluBackward(X[1], Sl[1], G[1], channels, GX[1], GS[1]);
-        check(GX, F32_TOL, 'prelu dx');
-        check(GS, sumTol(rows), 'prelu dslope');
-        freeAll(X, Sl, G, O, GX, GS);
-      }),
-      RUNS,
-    );
+          const size = shape.reduce((p, d) => p * d, 1);
+          const X = pair(randomArray(seed, size));
+          // permute
+          const perm = shape.map((_, i) => i).sort(() => r() - 0.5);
+          const P = pair(new Float32Array(size));
+          ref.permute(X[0], shape, perm, P[0]);
+          wasm.permute(X[1], shape, perm, P[1]);
+          check(P, F32_TOL, 'permute');
+          // copyBlock of a random sub-block into a larger array
+          const begin = shape.map((d) => Math.floor(r() * d));
+          const extent = shape.map((d, i) => 1 + Math.floor(r() * (d - begin[i])));
+          const outShape = shape.map((d) => d + 2);
+          const outBegin = extent.map((e, i) => Math.floor(r() * (outShape[i] - e + 1)));
+          const C = pair(randomArray(seed + 3, outShape.reduce((p, d) => p * d, 1)));
+          ref.copyBlock(X[0], shape, begin, C[0], outShape, outBegin, extent);
+          wasm.copyBlock(X[1], shape, begin, C[1], outShape, outBegin, extent);
+          check(C, { rel: 0, abs: 0 }, 'copyBlock');
+          // last-axis kernels
+          const cols = shape[shape.length - 1];
+          const rows = size / cols;
+          const M = pair(new Float32Array(rows));
+          ref.reduceMaxLast(X[0], rows, cols, M[0]);
+          wasm.reduceMaxLast(X[1], rows, cols, M[1]);
+          check(M, F32_TOL, 'reduceMaxLast');
+          const mask = pair(Float32Array.from({ length: size }, () => (r() < 0.3 ? 0 : 1)));
+          const S = pair(new Float32Array(size));
+          ref.softmaxLast(X[0], mask[0], rows, cols, S[0]);
+          wasm.softmaxLast(X[1], mask[1], rows, cols, S[1]);
+          check(S, F32_TOL, 'softmaxLast');
+          freeAll(X, P, C, M, mask, S);
+        }),
+        RUNS,
+      );
+    });
   });
 
-  it('BCE and product-BCE (forward and backward) match, also for large logits', () => {
-    fc.assert(
-      fc.property(fc.integer({ min: 0, max: 40 }), fc.integer(), (n, seed) => {
-        const r = rng(seed);
-        const A = pair(randomArray(seed, n, -40, 40));
-        const B = pair(randomArray(seed + 1, n, -40, 40));
-        const Y = pair(Float32Array.from({ length: n }, () => (r() < 0.5 ? 0 : 1)));
-        const G = pair(randomArray(seed + 2, n));
-        const O = pair(new Float32Array(n));
-        const O2 = pair(new Float32Array(n));
-        ref.bceWithLogits(A[0], Y[0], O[0]);
-        wasm.bceWithLogits(A[1], Y[1], O[1]);
-        check(O, F32_TOL, 'bce');
-        ref.bceWithLogitsBackward(A[0], Y[0], G[0], O[0]);
-        wasm.bceWithLogitsBackward(A[1], Y[1], G[1], O[1]);
-        check(O, F32_TOL, 'bce backward');
-        ref.productBce(A[0], B[0], Y[0], O[0]);
-        wasm.productBce(A[1], B[1], Y[1], O[1]);
-        check(O, F32_TOL, 'productBce');
-        ref.productBceBackward(A[0], B[0], Y[0], G[0], O[0], O2[0]);
-        wasm.productBceBackward(A[1], B[1], Y[1], G[1], O[1], O2[1]);
-        check(O, F32_TOL, 'productBce dA');
-        check(O2, F32_TOL, 'productBce dB');
-        freeAll(A, B, Y, G, O, O2);
-      }),
-      RUNS,
-    );
-  });
-});
+  describe('wasm backend: rows and embeddings', () => {
+    /** Bags with empty ones, repeated ids and optional weights. */
+    const bagCase = fc.record({
+      rows: fc.integer({ min: 1, max: 20 }),
+      dim: fc.integer({ min: 1, max: 19 }),
+      bagSizes: fc.array(fc.integer({ min: 0, max: 6 }), { minLength: 1, maxLength: 9 }),
+      weighted: fc.boolean(),
+      mode: fc.constantFrom<BagMode>('sum', 'mean', 'sqrtn'),
+      seed: fc.integer(),
+    });
 
-describe('wasm backend: optimizers', () => {
-  const hyper = (step: number, weightDecay: number): AdamHyper => ({ lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay, step });
+    it('embeddingBag and gatherRows match', () => {
+      fc.assert(
+        fc.property(bagCase, (c) => {
+          const r = rng(c.seed);
+          const offsets = new Int32Array(c.bagSizes.length + 1);
+          c.bagSizes.forEach((s, i) => (offsets[i + 1] = offsets[i] + s));
+          const nIds = offsets[offsets.length - 1];
+          // Few distinct rows so ids repeat, within and across bags.
+          const ids = Int32Array.from({ length: nIds }, () => Math.floor(r() * Math.min(c.rows, 4)));
+          const weights = c.weighted ? randomArray(c.seed + 1, nIds, 0, 2) : null;
+          const T = pair(randomArray(c.seed + 2, c.rows * c.dim));
+          const O = pair(new Float32Array(c.bagSizes.length * c.dim));
+          ref.embeddingBag(T[0], c.dim, ids, offsets, weights, c.mode, O[0]);
+          wasm.embeddingBag(T[1], c.dim, ids, offsets, weights, c.mode, O[1]);
+          check(O, sumTol(6), `embeddingBag ${JSON.stringify(c)}`);
+          const G = pair(new Float32Array(nIds * c.dim));
+          ref.gatherRows(T[0], c.dim, ids, G[0]);
+          wasm.gatherRows(T[1], c.dim, ids, G[1]);
+          check(G, { rel: 0, abs: 0 }, 'gatherRows');
+          freeAll(T, O, G);
+        }),
+        RUNS,
+      );
+    });
 
-  it('adam and sparseAdam match over several steps', () => {
-    fc.assert(
-      fc.property(fc.integer({ min: 1, max: 13 }), fc.integer({ min: 1, max: 9 }), fc.boolean(), fc.integer(), (rows, dim, decay, seed) => {
-        const n = rows * dim;
-        const P = pair(randomArray(seed, n));
-        const M = pair(new Float32Array(n));
-        const V = pair(new Float32Array(n));
-        const P2 = pair(randomArray(seed + 1, n));
-        const M2 = pair(new Float32Array(n));
-        const V2 = pair(new Float32Array(n));
-        const r = rng(seed);
-        for (let step = 1; step <= 3; step++) {
-          const h = hyper(step, decay ? 0.01 : 0);
-          const Gd = pair(randomArray(seed + 10 * step, n));
-          ref.adam(P[0], Gd[0], M[0], V[0], h);
-          wasm.adam(P[1], Gd[1], M[1], V[1], h);
-          const touched = Int32Array.from(
-            Array.from({ length: rows }, (_, i) => i).filter(() => r() < 0.6),
-          );
-          const Gs = pair(randomArray(seed + 10 * step + 1, touched.length * dim));
-          ref.sparseAdam(P2[0], M2[0], V2[0], dim, touched, Gs[0], h);
-          wasm.sparseAdam(P2[1], M2[1], V2[1], dim, touched, Gs[1], h);
-          freeAll(Gd, Gs);
-        }
-        for (const [x, what] of [[P, 'p'], [M, 'm'], [V, 'v'], [P2, 'sparse p'], [M2, 'sparse m'], [V2, 'sparse v']] as const) {
-          check(x, F32_TOL, `adam ${what}`);
-        }
-        freeAll(P, M, V, P2, M2, V2);
-      }),
-      { numRuns: 40 },
-    );
+    it('segmentSumRows and scatterAddRows match', () => {
+      fc.assert(
+        fc.property(
+          fc.integer({ min: 1, max: 19 }),
+          fc.array(fc.integer({ min: 0, max: 5 }), { minLength: 0, maxLength: 8 }),
+          fc.boolean(),
+          fc.integer(),
+          (dim, segSizes, scaled, seed) => {
+            const r = rng(seed);
+            const segments = new Int32Array(segSizes.length + 1);
+            segSizes.forEach((s, i) => (segments[i + 1] = segments[i] + s));
+            const count = segments[segments.length - 1];
+            const srcRowsN = 7;
+            const srcRows = Int32Array.from({ length: count }, () => Math.floor(r() * srcRowsN));
+            const scales = scaled ? randomArray(seed + 1, count, -1, 1) : null;
+            const S = pair(randomArray(seed + 2, srcRowsN * dim));
+            const O = pair(randomArray(seed + 3, segSizes.length * dim));
+            ref.segmentSumRows(S[0], dim, segments, srcRows, scales, O[0]);
+            wasm.segmentSumRows(S[1], dim, segments, srcRows, scales, O[1]);
+            check(O, sumTol(5), 'segmentSumRows');
+            // scatter: distinct target rows
+            const target = 12;
+            const rows = Int32Array.from(
+              Array.from({ length: target }, (_, i) => i).sort(() => r() - 0.5).slice(0, Math.min(segSizes.length, target)),
+            );
+            const V = pair(randomArray(seed + 4, rows.length * dim));
+            const D = pair(randomArray(seed + 5, target * dim));
+            ref.scatterAddRows(V[0], dim, rows, D[0]);
+            wasm.scatterAddRows(V[1], dim, rows, D[1]);
+            check(D, F32_TOL, 'scatterAddRows');
+            freeAll(S, O, V, D);
+          },
+        ),
+        RUNS,
+      );
+    });
   });
-});
 
-describe('wasm backend: float64', () => {
-  it('runs float64 kernels with reference results', () => {
-    const a = randomArray(3, 6 * 5);
-    const b = randomArray(4, 5 * 7);
-    const A64 = [ref.fromArray(Float64Array.from(a), 'float64'), wasm.fromArray(Float64Array.from(a), 'float64')] as const;
-    const B64 = [ref.fromArray(Float64Array.from(b), 'float64'), wasm.fromArray(Float64Array.from(b), 'float64')] as const;
-    const O64 = [ref.alloc(42, 'float64'), wasm.alloc(42, 'float64')] as const;
-    const g = { batch: 1, m: 6, n: 7, k: 5, transA: false, transB: false, batchA: false, batchB: false };
-    ref.matmul(A64[0], B64[0], O64[0], g);
-    wasm.matmul(A64[1], B64[1], O64[1], g);
-    const out = wasm.read(O64[1]);
-    expect(out).toBeInstanceOf(Float64Array);
-    expect(out).toEqual(ref.read(O64[0]));
-    wasm.unary('sigmoid', O64[1], O64[1]);
-    ref.unary('sigmoid', O64[0], O64[0]);
-    expect(wasm.read(O64[1])).toEqual(ref.read(O64[0]));
-    const S = [ref.alloc(7, 'float64'), wasm.alloc(7, 'float64')] as const;
-    ref.reduceSum(O64[0], [6, 7], [0], S[0]);
-    wasm.reduceSum(O64[1], [6, 7], [0], S[1]);
-    expect(wasm.read(S[1])).toEqual(ref.read(S[0]));
+  describe('wasm backend: fused nn kernels', () => {
+    it('prelu and its backward match', () => {
+      fc.assert(
+        fc.property(fc.integer({ min: 0, max: 9 }), fc.integer({ min: 1, max: 23 }), fc.integer(), (rows, channels, seed) => {
+          const n = rows * channels;
+          const X = pair(randomArray(seed, n, -2, 2));
+          const Sl = pair(randomArray(seed + 1, channels, 0, 0.5));
+          const G = pair(randomArray(seed + 2, n));
+          const O = pair(new Float32Array(n));
+          ref.prelu(X[0], Sl[0], channels, O[0]);
+          wasm.prelu(X[1], Sl[1], channels, O[1]);
+          check(O, F32_TOL, 'prelu');
+          const GX = pair(new Float32Array(n));
+          const GS = pair(randomArray(seed + 3, channels));
+          ref.preluBackward(X[0], Sl[0], G[0], channels, GX[0], GS[0]);
+          wasm.preluBackward(X[1], Sl[1], G[1], channels, GX[1], GS[1]);
+          check(GX, F32_TOL, 'prelu dx');
+          check(GS, sumTol(rows), 'prelu dslope');
+          freeAll(X, Sl, G, O, GX, GS);
+        }),
+        RUNS,
+      );
+    });
+
+    it('BCE and product-BCE (forward and backward) match, also for large logits', () => {
+      fc.assert(
+        fc.property(fc.integer({ min: 0, max: 40 }), fc.integer(), (n, seed) => {
+          const r = rng(seed);
+          const A = pair(randomArray(seed, n, -40, 40));
+          const B = pair(randomArray(seed + 1, n, -40, 40));
+          const Y = pair(Float32Array.from({ length: n }, () => (r() < 0.5 ? 0 : 1)));
+          const G = pair(randomArray(seed + 2, n));
+          const O = pair(new Float32Array(n));
+          const O2 = pair(new Float32Array(n));
+          ref.bceWithLogits(A[0], Y[0], O[0]);
+          wasm.bceWithLogits(A[1], Y[1], O[1]);
+          check(O, F32_TOL, 'bce');
+          ref.bceWithLogitsBackward(A[0], Y[0], G[0], O[0]);
+          wasm.bceWithLogitsBackward(A[1], Y[1], G[1], O[1]);
+          check(O, F32_TOL, 'bce backward');
+          ref.productBce(A[0], B[0], Y[0], O[0]);
+          wasm.productBce(A[1], B[1], Y[1], O[1]);
+          check(O, F32_TOL, 'productBce');
+          ref.productBceBackward(A[0], B[0], Y[0], G[0], O[0], O2[0]);
+          wasm.productBceBackward(A[1], B[1], Y[1], G[1], O[1], O2[1]);
+          check(O, F32_TOL, 'productBce dA');
+          check(O2, F32_TOL, 'productBce dB');
+          freeAll(A, B, Y, G, O, O2);
+        }),
+        RUNS,
+      );
+    });
   });
+
+  describe('wasm backend: optimizers', () => {
+    const hyper = (step: number, weightDecay: number): AdamHyper => ({ lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay, step });
+
+    it('adam and sparseAdam match over several steps', () => {
+      fc.assert(
+        fc.property(fc.integer({ min: 1, max: 13 }), fc.integer({ min: 1, max: 9 }), fc.boolean(), fc.integer(), (rows, dim, decay, seed) => {
+          const n = rows * dim;
+          const P = pair(randomArray(seed, n));
+          const M = pair(new Float32Array(n));
+          const V = pair(new Float32Array(n));
+          const P2 = pair(randomArray(seed + 1, n));
+          const M2 = pair(new Float32Array(n));
+          const V2 = pair(new Float32Array(n));
+          const r = rng(seed);
+          for (let step = 1; step <= 3; step++) {
+            const h = hyper(step, decay ? 0.01 : 0);
+            const Gd = pair(randomArray(seed + 10 * step, n));
+            ref.adam(P[0], Gd[0], M[0], V[0], h);
+            wasm.adam(P[1], Gd[1], M[1], V[1], h);
+            const touched = Int32Array.from(
+              Array.from({ length: rows }, (_, i) => i).filter(() => r() < 0.6),
+            );
+            const Gs = pair(randomArray(seed + 10 * step + 1, touched.length * dim));
+            ref.sparseAdam(P2[0], M2[0], V2[0], dim, touched, Gs[0], h);
+            wasm.sparseAdam(P2[1], M2[1], V2[1], dim, touched, Gs[1], h);
+            freeAll(Gd, Gs);
+          }
+          for (const [x, what] of [[P, 'p'], [M, 'm'], [V, 'v'], [P2, 'sparse p'], [M2, 'sparse m'], [V2, 'sparse v']] as const) {
+            check(x, F32_TOL, `adam ${what}`);
+          }
+          freeAll(P, M, V, P2, M2, V2);
+        }),
+        { numRuns: 40 },
+      );
+    });
+  });
+
+  describe('wasm backend: float64', () => {
+    it('runs float64 kernels with reference results', () => {
+      const a = randomArray(3, 6 * 5);
+      const b = randomArray(4, 5 * 7);
+      const A64 = [ref.fromArray(Float64Array.from(a), 'float64'), wasm.fromArray(Float64Array.from(a), 'float64')] as const;
+      const B64 = [ref.fromArray(Float64Array.from(b), 'float64'), wasm.fromArray(Float64Array.from(b), 'float64')] as const;
+      const O64 = [ref.alloc(42, 'float64'), wasm.alloc(42, 'float64')] as const;
+      const g = { batch: 1, m: 6, n: 7, k: 5, transA: false, transB: false, batchA: false, batchB: false };
+      ref.matmul(A64[0], B64[0], O64[0], g);
+      wasm.matmul(A64[1], B64[1], O64[1], g);
+      const out = wasm.read(O64[1]);
+      expect(out).toBeInstanceOf(Float64Array);
+      expect(out).toEqual(ref.read(O64[0]));
+      wasm.unary('sigmoid', O64[1], O64[1]);
+      ref.unary('sigmoid', O64[0], O64[0]);
+      expect(wasm.read(O64[1])).toEqual(ref.read(O64[0]));
+      const S = [ref.alloc(7, 'float64'), wasm.alloc(7, 'float64')] as const;
+      ref.reduceSum(O64[0], [6, 7], [0], S[0]);
+      wasm.reduceSum(O64[1], [6, 7], [0], S[1]);
+      expect(wasm.read(S[1])).toEqual(ref.read(S[0]));
+    });
+  });
+
+  if (threads === 2) {
+    it('the worker thread took part', () => {
+      expect(wasm.threads).toBe(2);
+      expect(wasm.poolStats().workers).toBe(1);
+      expect(wasm.poolStats().workerChunks).toBeGreaterThan(0);
+    });
+  }
 });

@@ -4,6 +4,7 @@
  * allocates no new memory.
  */
 import type { DType, Storage } from '../backend.js';
+import { MAX_PAGES } from './kernels.js';
 
 const PAGE = 65536;
 /** Smallest block; also the alignment of every block, so SIMD loads never straddle lines needlessly. */
@@ -48,7 +49,10 @@ export interface ArenaStats {
 /** One linear memory plus its allocator, typed views and a reusable scratch block. */
 export class Arena {
   readonly memory: WebAssembly.Memory;
-  /** Views over the whole memory; rebuilt after every grow (growing detaches them). */
+  /**
+   * Views over the whole memory; rebuilt after every grow (growing detaches them, or for
+   * a shared memory leaves them covering only the old size).
+   */
   f32!: Float32Array;
   f64!: Float64Array;
   i32!: Int32Array;
@@ -60,8 +64,16 @@ export class Arena {
   private scratchPtr = 0;
   private scratchCap = 0;
 
-  constructor(initialPages = 64) {
-    this.memory = new WebAssembly.Memory({ initial: initialPages, maximum: 65536 });
+  /**
+   * @param shared make the memory a shared one, so that worker threads can run kernels
+   *   over it. Its maximum is reserved up front (as address space, not memory), and it
+   *   only ever grows on the thread that owns the arena, between kernel calls.
+   */
+  constructor(
+    initialPages = 64,
+    readonly shared = false,
+  ) {
+    this.memory = new WebAssembly.Memory({ initial: initialPages, maximum: MAX_PAGES, shared });
     this.refreshViews();
   }
 

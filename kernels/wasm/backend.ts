@@ -11,6 +11,12 @@
  *   broadcasts and reductions, permute, reduceMaxLast, softmaxLast (reference code);
  *   copyBlock (row runs with `copyWithin`); fill and copy (typed-array natives).
  * float64 (gradient checks) runs the reference kernels over the arena's Float64Array view.
+ *
+ * With `threads` > 1 the arena memory is shared and large float32 kernels are cut into
+ * chunks that a {@link ThreadPool} spreads over worker threads (see `pool.ts`). Every cut
+ * keeps each output element's arithmetic and summation order, so results are identical
+ * to a single-threaded run. Kernels that accumulate into shared outputs (scatterAddRows,
+ * sparseAdam with repeated rows, preluBackward's slope gradient, reductions) stay serial.
  */
 import type {
   AdamHyper,
@@ -26,18 +32,80 @@ import type {
 import { HostStorage, ReferenceBackend } from '../reference.js';
 import { stridesOf } from '../shape-util.js';
 import { Arena, WasmStorage, type ArenaStats } from './arena.js';
-import { kernelModule, MATH_UNARY, SIMD_BINARY, SIMD_UNARY, TILE_M, TILE_N, type KernelExports } from './kernels.js';
+import { kernelModule, MATH_IMPORTS, MATH_UNARY, SIMD_BINARY, SIMD_UNARY, TILE_M, TILE_N, type KernelExports } from './kernels.js';
+import { CONTROL_BYTES, MAX_ARGS, MAX_CHUNKS, poolSupported, ThreadPool, type PoolStats } from './pool.js';
 
 /** Options of {@link WasmBackend}. */
 export interface WasmBackendOptions {
   /** Initial arena size in 64 KiB pages (it grows on demand). */
   initialPages?: number;
-  /** Worker threads; accepted for interface compatibility, kernels currently run on one thread. */
-  threads?: number;
+  /**
+   * Threads that compute, the calling thread included: 1 runs everything on the caller;
+   * `'auto'` (the default) picks {@link autoThreads}. Counts above 1 need Node's worker
+   * threads; elsewhere the backend runs on one thread.
+   */
+  threads?: number | 'auto';
+  /**
+   * Stop cutting a kernel for a while when its parallel runs measure no faster than serial
+   * ones (cores busy with other work); default true. Tests turn it off to always cut.
+   */
+  adaptive?: boolean;
+  /** Work thresholds overriding {@link PARALLEL_MIN} (0 cuts every kernel, which tests use). */
+  parallelMin?: Partial<ParallelThresholds>;
+}
+
+/** Work below which each family of kernels stays on the calling thread. */
+export interface ParallelThresholds {
+  /** GEMM multiply-adds (m·n·k). */
+  gemm: number;
+  /** Elements of a memory-bound SIMD kernel (unary, affine, binary, prelu, Adam). */
+  simd: number;
+  /** Elements of a kernel that calls host math per element (exp, sigmoid, BCE, pow). */
+  math: number;
+  /** Floats moved by a row kernel (gather, embedding bags, segment sums, matrix–vector). */
+  rows: number;
+}
+
+/**
+ * Work (in multiply-adds or element operations) below which a kernel stays on the calling
+ * thread: waking a worker and meeting at the barrier costs a few microseconds, which
+ * smaller kernels do not win back. Measured with `benchmarks/kernels-wasm.ts`.
+ */
+export const PARALLEL_MIN: Readonly<ParallelThresholds> = {
+  gemm: 1 << 17,
+  simd: 1 << 16,
+  math: 1 << 12,
+  rows: 1 << 15,
+};
+
+/**
+ * The thread count `'auto'` resolves to: 2 where the runtime supports the pool, the
+ * machine has more than one core and one of them is idle (the one-minute load average,
+ * where the OS reports one, leaves a core free), else 1. A second thread only pays on a
+ * core nobody else wants: on a saturated machine two threads measured no faster than
+ * one. More than two were not measured, so `'auto'` does not go beyond two.
+ */
+export function autoThreads(): number {
+  if (!poolSupported()) return 1;
+  const proc = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process;
+  const os = proc?.getBuiltinModule?.('node:os') as
+    | { availableParallelism?: () => number; cpus?: () => unknown[]; loadavg?: () => number[] }
+    | undefined;
+  const cores = os?.availableParallelism?.() ?? os?.cpus?.().length ?? 1;
+  // This thread accounts for one unit of load; another half unit still leaves a core mostly free.
+  const load = os?.loadavg?.()[0] ?? 0;
+  return cores > 1 && load < cores - 0.5 ? 2 : 1;
+}
+
+function resolveThreads(t: number | 'auto' | undefined): number {
+  if (t === undefined || t === 'auto') return autoThreads();
+  if (!Number.isFinite(t) || t <= 1 || !poolSupported()) return 1;
+  return Math.min(Math.floor(t), MAX_CHUNKS);
 }
 
 const BAG_MODE: Record<BagMode, number> = { sum: 0, mean: 1, sqrtn: 2 };
 const wasmUnary = new Set<string>([...SIMD_UNARY, ...MATH_UNARY]);
+const mathUnary = new Set<string>(MATH_UNARY);
 const wasmBinary = new Set<string>([...SIMD_BINARY, 'pow']);
 
 /** How a broadcast binary op folds into the `[rows, cols]` form of the wasm kernel. */
@@ -93,16 +161,104 @@ export class WasmBackend implements Backend {
   readonly name = 'wasm';
   /** The memory every tensor of this backend lives in. */
   readonly arena: Arena;
+  /** Threads that compute kernels, the calling thread included. */
+  readonly threads: number;
   private readonly k: KernelExports;
   private readonly ref = new ReferenceBackend();
+  private readonly pool: ThreadPool | null = null;
+  /** Pool kernel ids by export name. */
+  private readonly ids = new Map<string, number>();
+  private readonly min: ParallelThresholds;
+  /** Chunk boundaries of the job being cut (reused by every call). */
+  private readonly cuts = new Int32Array(MAX_CHUNKS + 1);
+  /** Argument template of the job being cut. */
+  private readonly tmpl = new Float64Array(MAX_ARGS);
 
   constructor(options: WasmBackendOptions = {}) {
-    this.arena = new Arena(options.initialPages);
-    const imports = {
-      env: { memory: this.arena.memory },
-      math: { exp: Math.exp, log: Math.log, log1p: Math.log1p, tanh: Math.tanh, pow: Math.pow },
-    };
-    this.k = new WebAssembly.Instance(kernelModule(), imports).exports as unknown as KernelExports;
+    this.threads = resolveThreads(options.threads);
+    this.min = { ...PARALLEL_MIN, ...options.parallelMin };
+    const shared = this.threads > 1;
+    this.arena = new Arena(options.initialPages, shared);
+    const math: Record<string, (...args: number[]) => number> = {};
+    for (const name of MATH_IMPORTS) math[name] = Math[name];
+    const module = kernelModule(shared);
+    const exports = new WebAssembly.Instance(module, { env: { memory: this.arena.memory }, math }).exports;
+    this.k = exports as unknown as KernelExports;
+    if (shared) {
+      const control = this.arena.allocBytes(CONTROL_BYTES).ptr;
+      this.pool = new ThreadPool(this.threads, this.arena.memory, module, exports, control, options.adaptive ?? true);
+      for (const name of Object.keys(exports)) if (typeof exports[name] === 'function') this.ids.set(name, this.pool.fn(name));
+    }
+  }
+
+  /** Stop the worker threads; later calls run on the calling thread. Safe to call twice. */
+  dispose(): void {
+    this.pool?.dispose();
+  }
+
+  /** Start the worker threads now (they otherwise start on the first large kernel) and resolve once they are ready. */
+  async ready(): Promise<void> {
+    await this.pool?.ready(this);
+  }
+
+  /** Counters of the worker pool (all zero with one thread). */
+  poolStats(): PoolStats {
+    return this.pool?.stats() ?? { workers: 0, ready: 0, workerChunks: 0 };
+  }
+
+  // ---- splitting kernels over the pool ----
+  /**
+   * The pool, when `work` is at least `min` and there is more than one thread. Workers
+   * start on the first call that returns a pool.
+   */
+  private parallel(work: number, min: number, name: string): ThreadPool | null {
+    return this.pool !== null && work >= min && this.pool.useful(this.ids.get(name) as number) ? this.pool : null;
+  }
+
+  /**
+   * Cut `total` units into at most `chunks` ranges whose starts are multiples of `align`;
+   * boundaries go to {@link cuts}. Returns the number of ranges.
+   */
+  private cut(total: number, chunks: number, align: number): number {
+    const per = Math.ceil(total / chunks / align) * align;
+    let used = 0;
+    for (let start = 0; start < total; start += per) this.cuts[used++] = start;
+    this.cuts[used] = total;
+    return used;
+  }
+
+  /**
+   * Run an elementwise kernel whose argument template is in {@link tmpl}: bit i of
+   * `ptrMask` marks a pointer to float32 data advanced to each chunk's first element,
+   * and argument `countAt` receives the chunk's element count.
+   */
+  private splitElems(pool: ThreadPool, name: string, n: number, nargs: number, ptrMask: number, countAt: number): void {
+    const used = this.cut(n, pool.chunks(Math.ceil(n / 16)), 16);
+    const args = pool.args;
+    for (let c = 0; c < used; c++) {
+      const start = this.cuts[c];
+      const row = c * MAX_ARGS;
+      for (let i = 0; i < nargs; i++) args[row + i] = (ptrMask >> i) & 1 ? this.tmpl[i] + start * 4 : this.tmpl[i];
+      args[row + countAt] = this.cuts[c + 1] - start;
+    }
+    pool.run(this.ids.get(name) as number, used, this);
+  }
+
+  /**
+   * Run a row kernel whose template is in {@link tmpl}: argument i advances by
+   * `rowBytes[i]` bytes per row (0 for arguments that stay), and argument `countAt`
+   * receives the chunk's row count.
+   */
+  private splitRows(pool: ThreadPool, name: string, rows: number, nargs: number, rowBytes: readonly number[], countAt: number): void {
+    const used = this.cut(rows, pool.chunks(rows), 1);
+    const args = pool.args;
+    for (let c = 0; c < used; c++) {
+      const start = this.cuts[c];
+      const row = c * MAX_ARGS;
+      for (let i = 0; i < nargs; i++) args[row + i] = this.tmpl[i] + start * (rowBytes[i] ?? 0);
+      args[row + countAt] = this.cuts[c + 1] - start;
+    }
+    pool.run(this.ids.get(name) as number, used, this);
   }
 
   supportsDtype(_dtype: DType): boolean {
@@ -193,15 +349,25 @@ export class WasmBackend implements Backend {
   }
   unary(op: UnaryOp, x: Storage, out: Storage): void {
     if (x.dtype === 'float64' || !wasmUnary.has(op)) return this.ref.unary(op, this.host(x), this.host(out));
-    this.k[`unary_${op}`](this.ptr(x), this.ptr(out), x.size);
+    const pool = this.parallel(x.size, mathUnary.has(op) ? this.min.math : this.min.simd, `unary_${op}`);
+    if (!pool) return this.k[`unary_${op}`](this.ptr(x), this.ptr(out), x.size);
+    this.tmpl[0] = this.ptr(x);
+    this.tmpl[1] = this.ptr(out);
+    this.splitElems(pool, `unary_${op}`, x.size, 3, 0b11, 2);
   }
   affine(x: Storage, alpha: number, beta: number, out: Storage): void {
     if (x.dtype === 'float64') return this.ref.affine(this.host(x), alpha, beta, this.host(out));
-    this.k.affine(this.ptr(x), this.ptr(out), x.size, alpha, beta);
+    const pool = this.parallel(x.size, this.min.simd, 'affine');
+    if (!pool) return this.k.affine(this.ptr(x), this.ptr(out), x.size, alpha, beta);
+    this.tmpl.set([this.ptr(x), this.ptr(out), 0, alpha, beta]);
+    this.splitElems(pool, 'affine', x.size, 5, 0b11, 2);
   }
   axpby(a: number, x: Storage, b: number, y: Storage, out: Storage): void {
     if (x.dtype === 'float64') return this.ref.axpby(a, this.host(x), b, this.host(y), this.host(out));
-    this.k.axpby(a, this.ptr(x), b, this.ptr(y), this.ptr(out), out.size);
+    const pool = this.parallel(out.size, this.min.simd, 'axpby');
+    if (!pool) return this.k.axpby(a, this.ptr(x), b, this.ptr(y), this.ptr(out), out.size);
+    this.tmpl.set([a, this.ptr(x), b, this.ptr(y), this.ptr(out)]);
+    this.splitElems(pool, 'axpby', out.size, 6, 0b11010, 5);
   }
   binary(
     op: BinaryOp,
@@ -215,11 +381,24 @@ export class WasmBackend implements Backend {
     if (out.size === 0) return;
     const plan = a.dtype === 'float64' || !wasmBinary.has(op) ? null : planBroadcast(aShape, bShape, outShape);
     if (!plan) return this.ref.binary(op, this.host(a), aShape, this.host(b), bShape, this.host(out), outShape);
-    this.k[`binary_${op}`](
-      this.ptr(a), plan.aRow, plan.aSplat ? 1 : 0,
-      this.ptr(b), plan.bRow, plan.bSplat ? 1 : 0,
-      this.ptr(out), plan.rows, plan.cols,
-    );
+    const t = this.tmpl;
+    t.set([this.ptr(a), plan.aRow, plan.aSplat ? 1 : 0, this.ptr(b), plan.bRow, plan.bSplat ? 1 : 0, this.ptr(out), plan.rows, plan.cols]);
+    const name = `binary_${op}` as const;
+    const pool = this.parallel(out.size, op === 'pow' ? this.min.math : this.min.simd, name);
+    if (!pool) return this.k[name](t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8]);
+    if (plan.rows >= pool.threads) {
+      this.splitRows(pool, name, plan.rows, 9, [4 * plan.aRow, 0, 0, 4 * plan.bRow, 0, 0, 4 * plan.cols], 7);
+    } else {
+      // Few long rows: cut every row along its columns instead (splatted operands stay put).
+      for (let r = 0; r < plan.rows; r++) {
+        t[0] = this.ptr(a) + 4 * r * plan.aRow;
+        t[3] = this.ptr(b) + 4 * r * plan.bRow;
+        t[6] = this.ptr(out) + 4 * r * plan.cols;
+        t[7] = 1;
+        t[8] = 0;
+        this.splitElems(pool, name, plan.cols, 8, (plan.aSplat ? 0 : 1) | (plan.bSplat ? 0 : 8) | 64, 8);
+      }
+    }
   }
 
   // ---- reductions and layout ----
@@ -310,7 +489,10 @@ export class WasmBackend implements Backend {
     const mPad = Math.ceil(m / TILE_M) * TILE_M;
     const nPad = Math.ceil(n / TILE_N) * TILE_N;
     const bBytes = nPad * k * 4;
-    const scratch = vector ? 0 : this.arena.scratch(bBytes + mPad * k * 4 + 4 * TILE_M * TILE_N);
+    const pool = vector ? null : this.parallel(m * n * k, this.min.gemm, 'packGemm');
+    // One spill tile per chunk when the row panels run in parallel.
+    const tmpBytes = 4 * TILE_M * TILE_N * (pool ? MAX_CHUNKS : 1);
+    const scratch = vector ? 0 : this.arena.scratch(bBytes + mPad * k * 4 + tmpBytes);
     const bPack = scratch;
     const aPack = scratch + bBytes;
     const tmp = aPack + mPad * k * 4;
@@ -320,11 +502,17 @@ export class WasmBackend implements Backend {
       const oOff = op + bi * m * n * 4;
       if (n === 1) {
         // A vector B has the same memory in both layouts.
-        if (!g.transA) this.k.dotRows(aOff, bOff, oOff, m, k);
+        const rowsPool = g.transA ? null : this.parallel(m * k, this.min.rows, 'dotRows');
+        if (rowsPool) {
+          this.tmpl.set([aOff, bOff, oOff, 0, k]);
+          this.splitRows(rowsPool, 'dotRows', m, 5, [4 * k, 0, 4], 3);
+        } else if (!g.transA) this.k.dotRows(aOff, bOff, oOff, m, k);
         else this.k.axpyRows(aOff, bOff, oOff, k, m);
       } else if (m === 1) {
         if (g.transB) this.k.dotRows(bOff, aOff, oOff, n, k);
         else this.k.axpyRows(bOff, aOff, oOff, k, n);
+      } else if (pool) {
+        this.gemmParallel(pool, aOff, bOff, oOff, g, bi === 0 || g.batchB, bPack, aPack, tmp);
       } else {
         // op(A)(i, p) at i*strideRow + p*strideK; op(B)(p, j) packed by columns j.
         if (bi === 0 || g.batchB) this.k.pack(bOff, bPack, n, TILE_N, k, g.transB ? k : 1, g.transB ? 1 : n);
@@ -334,11 +522,61 @@ export class WasmBackend implements Backend {
     }
   }
 
+  /**
+   * One GEMM on the pool: B packed by column panels, then row panels of the output, each
+   * packing its own rows of A. Each chunk computes whole output elements in the serial
+   * order, so the result matches the single-threaded one bit for bit.
+   */
+  private gemmParallel(
+    pool: ThreadPool,
+    aOff: number,
+    bOff: number,
+    oOff: number,
+    g: MatmulGeometry,
+    packB: boolean,
+    bPack: number,
+    aPack: number,
+    tmp: number,
+  ): void {
+    const { m, n, k } = g;
+    const t = this.tmpl;
+    if (packB) {
+      const bRow = g.transB ? k : 1;
+      const bK = g.transB ? 1 : n;
+      const panels = Math.ceil(n / TILE_N);
+      if (n * k >= this.min.gemm >> 2 && panels >= 2 && pool.useful(this.ids.get('pack') as number)) {
+        const used = this.cut(panels, pool.chunks(panels, 2), 1);
+        for (let c = 0; c < used; c++) {
+          const j0 = this.cuts[c] * TILE_N;
+          const j1 = Math.min(n, this.cuts[c + 1] * TILE_N);
+          pool.args.set([bOff + 4 * j0 * bRow, bPack + 4 * j0 * k, j1 - j0, TILE_N, k, bRow, bK], c * MAX_ARGS);
+        }
+        pool.run(this.ids.get('pack') as number, used, this);
+      } else {
+        this.k.pack(bOff, bPack, n, TILE_N, k, bRow, bK);
+      }
+    }
+    const aRow = g.transA ? 1 : k;
+    const aK = g.transA ? m : 1;
+    const tiles = Math.ceil(m / TILE_M);
+    const used = this.cut(tiles, pool.chunks(tiles), 1);
+    for (let c = 0; c < used; c++) {
+      const i0 = this.cuts[c] * TILE_M;
+      const i1 = Math.min(m, this.cuts[c + 1] * TILE_M);
+      t.set([aOff + 4 * i0 * aRow, aRow, aK, aPack + 4 * i0 * k, i1 - i0, k, bPack, oOff + 4 * i0 * n, n, tmp + 4 * TILE_M * TILE_N * c]);
+      pool.args.set(t.subarray(0, 10), c * MAX_ARGS);
+    }
+    pool.run(this.ids.get('packGemm') as number, used, this);
+  }
+
   // ---- rows and embeddings ----
   gatherRows(x: Storage, dim: number, ids: Int32Array, out: Storage): void {
     if (x.dtype === 'float64') return this.ref.gatherRows(this.host(x), dim, ids, this.host(out));
     const { ptrs } = this.upload([ids]);
-    this.k.gatherRows(this.ptr(x), dim, ptrs[0], ids.length, this.ptr(out));
+    const pool = this.parallel(ids.length * dim, this.min.rows, 'gatherRows');
+    if (!pool) return this.k.gatherRows(this.ptr(x), dim, ptrs[0], ids.length, this.ptr(out));
+    this.tmpl.set([this.ptr(x), dim, ptrs[0], 0, this.ptr(out)]);
+    this.splitRows(pool, 'gatherRows', ids.length, 5, [0, 0, 4, 0, 4 * dim], 3);
   }
   embeddingBag(
     table: Storage,
@@ -353,7 +591,12 @@ export class WasmBackend implements Backend {
       return this.ref.embeddingBag(this.host(table), dim, ids, offsets, weights, mode, this.host(out));
     }
     const { ptrs } = this.upload([ids, offsets, weights]);
-    this.k.embeddingBag(this.ptr(table), dim, ptrs[0], ptrs[1], ptrs[2], BAG_MODE[mode], this.ptr(out), offsets.length - 1);
+    const bags = offsets.length - 1;
+    const pool = bags > 1 ? this.parallel(ids.length * dim, this.min.rows, 'embeddingBag') : null;
+    if (!pool) return this.k.embeddingBag(this.ptr(table), dim, ptrs[0], ptrs[1], ptrs[2], BAG_MODE[mode], this.ptr(out), bags);
+    // Bags write disjoint output rows; offsets stay absolute into ids and weights.
+    this.tmpl.set([this.ptr(table), dim, ptrs[0], ptrs[1], ptrs[2], BAG_MODE[mode], this.ptr(out), 0]);
+    this.splitRows(pool, 'embeddingBag', bags, 8, [0, 0, 0, 4, 0, 0, 4 * dim], 7);
   }
   segmentSumRows(
     src: Storage,
@@ -365,7 +608,11 @@ export class WasmBackend implements Backend {
   ): void {
     if (src.dtype === 'float64') return this.ref.segmentSumRows(this.host(src), dim, segments, srcRows, scales, this.host(out));
     const { ptrs } = this.upload([segments, srcRows, scales]);
-    this.k.segmentSumRows(this.ptr(src), dim, ptrs[0], Math.max(0, segments.length - 1), ptrs[1], ptrs[2], this.ptr(out));
+    const nseg = Math.max(0, segments.length - 1);
+    const pool = nseg > 1 ? this.parallel(srcRows.length * dim, this.min.rows, 'segmentSumRows') : null;
+    if (!pool) return this.k.segmentSumRows(this.ptr(src), dim, ptrs[0], nseg, ptrs[1], ptrs[2], this.ptr(out));
+    this.tmpl.set([this.ptr(src), dim, ptrs[0], 0, ptrs[1], ptrs[2], this.ptr(out)]);
+    this.splitRows(pool, 'segmentSumRows', nseg, 7, [0, 0, 4, 0, 0, 0, 4 * dim], 3);
   }
   scatterAddRows(values: Storage, dim: number, rows: Int32Array, out: Storage): void {
     if (values.dtype === 'float64') return this.ref.scatterAddRows(this.host(values), dim, rows, this.host(out));
@@ -376,7 +623,11 @@ export class WasmBackend implements Backend {
   // ---- fused nn kernels ----
   prelu(x: Storage, slope: Storage, channels: number, out: Storage): void {
     if (x.dtype === 'float64') return this.ref.prelu(this.host(x), this.host(slope), channels, this.host(out));
-    this.k.prelu(this.ptr(x), this.ptr(slope), this.ptr(out), x.size / channels, channels);
+    const rows = x.size / channels;
+    const pool = rows > 1 ? this.parallel(x.size, this.min.simd, 'prelu') : null;
+    if (!pool) return this.k.prelu(this.ptr(x), this.ptr(slope), this.ptr(out), rows, channels);
+    this.tmpl.set([this.ptr(x), this.ptr(slope), this.ptr(out), 0, channels]);
+    this.splitRows(pool, 'prelu', rows, 5, [4 * channels, 0, 4 * channels], 3);
   }
   preluBackward(x: Storage, slope: Storage, gradOut: Storage, channels: number, gradX: Storage, gradSlope: Storage): void {
     if (x.dtype === 'float64') {
@@ -389,17 +640,26 @@ export class WasmBackend implements Backend {
   }
   bceWithLogits(logits: Storage, labels: Storage, out: Storage): void {
     if (logits.dtype === 'float64') return this.ref.bceWithLogits(this.host(logits), this.host(labels), this.host(out));
-    this.k.bce(this.ptr(logits), this.ptr(labels), this.ptr(out), logits.size);
+    const pool = this.parallel(logits.size, this.min.math, 'bce');
+    if (!pool) return this.k.bce(this.ptr(logits), this.ptr(labels), this.ptr(out), logits.size);
+    this.tmpl.set([this.ptr(logits), this.ptr(labels), this.ptr(out)]);
+    this.splitElems(pool, 'bce', logits.size, 4, 0b111, 3);
   }
   bceWithLogitsBackward(logits: Storage, labels: Storage, gradOut: Storage, out: Storage): void {
     if (logits.dtype === 'float64') {
       return this.ref.bceWithLogitsBackward(this.host(logits), this.host(labels), this.host(gradOut), this.host(out));
     }
-    this.k.bceBackward(this.ptr(logits), this.ptr(labels), this.ptr(gradOut), this.ptr(out), logits.size);
+    const pool = this.parallel(logits.size, this.min.math, 'bceBackward');
+    if (!pool) return this.k.bceBackward(this.ptr(logits), this.ptr(labels), this.ptr(gradOut), this.ptr(out), logits.size);
+    this.tmpl.set([this.ptr(logits), this.ptr(labels), this.ptr(gradOut), this.ptr(out)]);
+    this.splitElems(pool, 'bceBackward', logits.size, 5, 0b1111, 4);
   }
   productBce(a: Storage, b: Storage, labels: Storage, out: Storage): void {
     if (a.dtype === 'float64') return this.ref.productBce(this.host(a), this.host(b), this.host(labels), this.host(out));
-    this.k.productBce(this.ptr(a), this.ptr(b), this.ptr(labels), this.ptr(out), a.size);
+    const pool = this.parallel(a.size, this.min.math, 'productBce');
+    if (!pool) return this.k.productBce(this.ptr(a), this.ptr(b), this.ptr(labels), this.ptr(out), a.size);
+    this.tmpl.set([this.ptr(a), this.ptr(b), this.ptr(labels), this.ptr(out)]);
+    this.splitElems(pool, 'productBce', a.size, 5, 0b1111, 4);
   }
   productBceBackward(a: Storage, b: Storage, labels: Storage, gradOut: Storage, gradA: Storage, gradB: Storage): void {
     if (a.dtype === 'float64') {
@@ -407,9 +667,14 @@ export class WasmBackend implements Backend {
         this.host(a), this.host(b), this.host(labels), this.host(gradOut), this.host(gradA), this.host(gradB),
       );
     }
-    this.k.productBceBackward(
-      this.ptr(a), this.ptr(b), this.ptr(labels), this.ptr(gradOut), this.ptr(gradA), this.ptr(gradB), a.size,
-    );
+    const pool = this.parallel(a.size, this.min.math, 'productBceBackward');
+    if (!pool) {
+      return this.k.productBceBackward(
+        this.ptr(a), this.ptr(b), this.ptr(labels), this.ptr(gradOut), this.ptr(gradA), this.ptr(gradB), a.size,
+      );
+    }
+    this.tmpl.set([this.ptr(a), this.ptr(b), this.ptr(labels), this.ptr(gradOut), this.ptr(gradA), this.ptr(gradB)]);
+    this.splitElems(pool, 'productBceBackward', a.size, 7, 0b111111, 6);
   }
 
   // ---- optimizers ----
@@ -421,7 +686,10 @@ export class WasmBackend implements Backend {
   }
   adam(param: Storage, grad: Storage, m: Storage, v: Storage, hyper: AdamHyper): void {
     if (param.dtype === 'float64') return this.ref.adam(this.host(param), this.host(grad), this.host(m), this.host(v), hyper);
-    this.k.adam(this.ptr(param), this.ptr(grad), this.ptr(m), this.ptr(v), param.size, ...this.adamArgs(hyper));
+    const pool = this.parallel(param.size, this.min.simd, 'adam');
+    if (!pool) return this.k.adam(this.ptr(param), this.ptr(grad), this.ptr(m), this.ptr(v), param.size, ...this.adamArgs(hyper));
+    this.tmpl.set([this.ptr(param), this.ptr(grad), this.ptr(m), this.ptr(v), 0, ...this.adamArgs(hyper)]);
+    this.splitElems(pool, 'adam', param.size, 13, 0b1111, 4);
   }
   sparseAdam(param: Storage, m: Storage, v: Storage, dim: number, rows: Int32Array, gradRows: Storage, hyper: AdamHyper): void {
     if (param.dtype === 'float64') {

@@ -4,10 +4,19 @@
  */
 import { WasmBackend, type WasmBackendOptions } from './backend.js';
 
-export { WasmBackend, planBroadcast, type BroadcastPlan, type WasmBackendOptions } from './backend.js';
+export {
+  WasmBackend,
+  planBroadcast,
+  autoThreads,
+  PARALLEL_MIN,
+  type BroadcastPlan,
+  type ParallelThresholds,
+  type WasmBackendOptions,
+} from './backend.js';
+export { ThreadPool, poolSupported, type PoolStats } from './pool.js';
 export { Arena, WasmStorage, sizeClass, type ArenaStats } from './arena.js';
 export { ModuleBuilder, FunctionBuilder, type FuncRef, type Local, type ValType } from './builder.js';
-export { buildKernelModule, kernelModule, type KernelExports } from './kernels.js';
+export { buildKernelModule, kernelModule, MATH_IMPORTS, MAX_PAGES, type KernelExports } from './kernels.js';
 
 /** Make a wasm backend (the factory registered under the name `wasm`). */
 export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend {

@@ -36,6 +36,9 @@ export interface KernelExports {
   rowSum(x: Ptr, out: Ptr, rows: number, cols: number): void;
   pack(src: Ptr, dst: Ptr, count: number, width: number, k: number, strideRow: number, strideK: number): void;
   gemmPacked(aPack: Ptr, bPack: Ptr, out: Ptr, m: number, n: number, k: number, tmp: Ptr): void;
+  packGemm(
+    aSrc: Ptr, strideRow: number, strideK: number, aPack: Ptr, rows: number, k: number, bPack: Ptr, out: Ptr, n: number, tmp: Ptr,
+  ): void;
   dotRows(x: Ptr, v: Ptr, out: Ptr, rows: number, len: number): void;
   axpyRows(x: Ptr, coef: Ptr, out: Ptr, rows: number, len: number): void;
   gatherRows(x: Ptr, dim: number, ids: Ptr, count: number, out: Ptr): void;
@@ -102,10 +105,19 @@ const binaryBodies: Record<(typeof SIMD_BINARY)[number], (f: FunctionBuilder, a:
   minimum: (f, a, b) => f.set(b).set(a).get(a).get(b).get(a).get(b).f32x4Le().v128Bitselect(),
 };
 
-/** Builds the module's bytes. */
-export function buildKernelModule(): Uint8Array<ArrayBuffer> {
+/** Host `Math` functions the module imports (as `math.<name>`); worker threads bind the same ones. */
+export const MATH_IMPORTS = ['exp', 'log', 'log1p', 'tanh', 'pow'] as const;
+
+/** Most 64 KiB pages an arena memory may have (the i32 address space). */
+export const MAX_PAGES = 65536;
+
+/**
+ * Builds the module's bytes. `shared` declares the imported memory shared, which is what
+ * lets worker threads instantiate the same kernels over the same arena.
+ */
+export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
   const mb = new ModuleBuilder();
-  mb.importMemory('env', 'memory', 1, 65536);
+  mb.importMemory('env', 'memory', 1, MAX_PAGES, shared);
   const exp = mb.importFunc('math', 'exp', ['f64'], ['f64']);
   const log = mb.importFunc('math', 'log', ['f64'], ['f64']);
   const log1p = mb.importFunc('math', 'log1p', ['f64'], ['f64']);
@@ -353,7 +365,7 @@ export function buildKernelModule(): Uint8Array<ArrayBuffer> {
   // Pack `count` rows (of length k, element (row, p) at row*strideRow + p*strideK) into
   // panels of `width` rows interleaved as [panel][p][width], zero-padding the last panel.
   // Every layout (A, Aᵀ, B, Bᵀ) becomes the one the micro-kernel streams.
-  mb.func('pack', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32'], [], (f) => {
+  const pack = mb.func('pack', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32'], [], (f) => {
     const [src, dst, count, width, k, strideRow, strideK] = [0, 1, 2, 3, 4, 5, 6].map((i) => f.param(i));
     const row0 = f.local('i32');
     const p = f.local('i32');
@@ -385,7 +397,7 @@ export function buildKernelModule(): Uint8Array<ArrayBuffer> {
   // The 4×8 register-tiled micro-kernel over packed panels. B's panel (k×8) stays in L1
   // while the A panels stream past it; each k step loads two B vectors and splats four
   // A values, for 8 multiplies and 8 adds on 8 accumulators.
-  mb.func('gemmPacked', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32'], [], (f) => {
+  const gemmPacked = mb.func('gemmPacked', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32'], [], (f) => {
     const [aPack, bPack, out, m, n, k, tmp] = [0, 1, 2, 3, 4, 5, 6].map((i) => f.param(i));
     const i = f.local('i32');
     const j = f.local('i32');
@@ -449,6 +461,15 @@ export function buildKernelModule(): Uint8Array<ArrayBuffer> {
       });
       f.get(bPanel).get(k).i32(4 * TILE_N).i32Mul().i32Add().set(bPanel);
     });
+  });
+
+  // One row panel of a GEMM: pack `rows` rows of op(A) then multiply them by the packed B.
+  // Row panels are independent and each output element keeps its summation order, so
+  // threads can take panels in any order and the result stays bit-identical.
+  mb.func('packGemm', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32'], [], (f) => {
+    const [aSrc, strideRow, strideK, aPack, rows, k, bPack, out, n, tmp] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9].map((i) => f.param(i));
+    f.get(aSrc).get(aPack).get(rows).i32(TILE_M).get(k).get(strideRow).get(strideK).call(pack);
+    f.get(aPack).get(bPack).get(out).get(rows).get(n).get(k).get(tmp).call(gemmPacked);
   });
 
   // Matrix–vector with contiguous rows: out[r] = x[r, :] · v.
@@ -739,10 +760,11 @@ export function buildKernelModule(): Uint8Array<ArrayBuffer> {
   return mb.build();
 }
 
-let cached: WebAssembly.Module | null = null;
+const cached: [WebAssembly.Module | null, WebAssembly.Module | null] = [null, null];
 
-/** The compiled kernel module, built and compiled synchronously once per process. */
-export function kernelModule(): WebAssembly.Module {
-  cached ??= new WebAssembly.Module(buildKernelModule());
-  return cached;
+/** The compiled kernel module (for a shared memory or not), built and compiled synchronously once per process. */
+export function kernelModule(shared = false): WebAssembly.Module {
+  const i = shared ? 1 : 0;
+  cached[i] ??= new WebAssembly.Module(buildKernelModule(shared));
+  return cached[i];
 }

@@ -1,0 +1,316 @@
+/**
+ * The worker pool behind a multi-threaded wasm backend.
+ *
+ * The engine is synchronous, so a call cannot await a worker. Instead every worker
+ * instantiates the kernel module over the arena's shared memory and sleeps in
+ * `Atomics.wait` on a control block that lives in that memory. To run a kernel in
+ * parallel the calling thread writes one argument row per chunk into the block, bumps a
+ * sequence number and wakes the workers; then every thread, the caller included, claims
+ * chunks with `Atomics.add` until none are left, and the caller waits until all claimed
+ * chunks are done. Claiming (rather than assigning chunks to threads) keeps the caller
+ * from ever waiting on a worker that has not started yet or that lost its core to
+ * another process; which thread computes a chunk never changes its result.
+ *
+ * Memory growth needs no message either: only the calling thread allocates, between
+ * jobs, and a grown shared memory is seen by every instance at once. The control block
+ * sits below any later growth, so the workers' views of it stay valid.
+ */
+import { MATH_IMPORTS } from './kernels.js';
+
+/** Int32 slots of the control block. */
+const SEQ = 0;
+const NEXT = 1;
+const DONE = 2;
+const NCHUNK = 3;
+const FN = 4;
+const STOP = 5;
+const ERROR = 6;
+/** Workers that have instantiated the module and wait for jobs. */
+const READY = 7;
+/** Chunks the workers (not the calling thread) have computed, for tests and benchmarks. */
+const WORKER_CHUNKS = 8;
+/** Byte offset of the argument rows inside the control block. */
+const ARGS_AT = 64;
+
+/** Most chunks one job may have. */
+export const MAX_CHUNKS = 64;
+/** Arguments per chunk row (every kernel takes at most this many). */
+export const MAX_ARGS = 16;
+/** Bytes of the control block. */
+export const CONTROL_BYTES = ARGS_AT + MAX_CHUNKS * MAX_ARGS * 8;
+/**
+ * NEXT holds this between jobs, so a late worker's claim always fails while the next
+ * job's arguments are being written.
+ */
+const IDLE = 1 << 30;
+/** Polls of a control slot before falling back to `Atomics.wait` (wake-ups cost tens of µs). */
+const SPIN = 4000;
+
+/** Counters of a {@link ThreadPool}. */
+export interface PoolStats {
+  /** Worker threads started (the calling thread not counted). */
+  workers: number;
+  /** Workers that instantiated the kernels and wait for jobs. */
+  ready: number;
+  /** Chunks computed by workers so far. */
+  workerChunks: number;
+}
+
+/** Slow jobs in a row after which the pool pauses, and the first and longest pause (in jobs). */
+const STRIKES = 4;
+const MIN_PAUSE = 32;
+const MAX_PAUSE = 4096;
+
+type Kernel = (...args: number[]) => void;
+
+/** The `Worker` constructor and options of `node:worker_threads` that the pool uses. */
+interface WorkerLike {
+  unref(): void;
+  terminate(): Promise<number>;
+  on(event: 'error', listener: (err: unknown) => void): void;
+}
+type WorkerCtor = new (
+  code: string,
+  options: { eval: true; workerData: unknown; stdout?: boolean; stderr?: boolean },
+) => WorkerLike;
+
+/** The Node worker constructor, or null where there is none (browsers, other runtimes). */
+function nodeWorker(): WorkerCtor | null {
+  const proc = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process;
+  const mod = proc?.getBuiltinModule?.('node:worker_threads') as { Worker?: WorkerCtor; isMainThread?: boolean } | undefined;
+  return mod?.Worker ?? null;
+}
+
+/** Whether this runtime can run a pool (Node with worker threads and shared memory). */
+export function poolSupported(): boolean {
+  return nodeWorker() !== null && typeof SharedArrayBuffer !== 'undefined' && typeof Atomics.wait === 'function';
+}
+
+// The worker's whole program. It is evaluated from a string so that it needs no file of
+// its own (the same code runs from sources, from the compiled package and from bundles).
+const WORKER_SOURCE = `
+const { workerData } = require('node:worker_threads');
+const { module, memory, base, names, math } = workerData;
+const mathImports = {};
+for (const name of math) mathImports[name] = Math[name];
+const inst = new WebAssembly.Instance(module, { env: { memory }, math: mathImports });
+const fns = names.map((n) => inst.exports[n]);
+const ctl = new Int32Array(memory.buffer, base, ${ARGS_AT / 4});
+const args = new Float64Array(memory.buffer, base + ${ARGS_AT}, ${MAX_CHUNKS * MAX_ARGS});
+let seen = Atomics.load(ctl, ${SEQ});
+Atomics.add(ctl, ${READY}, 1);
+for (;;) {
+  let spins = ${SPIN};
+  while (Atomics.load(ctl, ${SEQ}) === seen) {
+    if (spins > 0) spins--;
+    else Atomics.wait(ctl, ${SEQ}, seen);
+  }
+  seen = Atomics.load(ctl, ${SEQ});
+  if (Atomics.load(ctl, ${STOP}) !== 0) break;
+  for (;;) {
+    const c = Atomics.add(ctl, ${NEXT}, 1);
+    const n = Atomics.load(ctl, ${NCHUNK});
+    if (c >= n) break;
+    try {
+      const a = c * ${MAX_ARGS};
+      fns[Atomics.load(ctl, ${FN})](args[a], args[a + 1], args[a + 2], args[a + 3], args[a + 4], args[a + 5], args[a + 6],
+        args[a + 7], args[a + 8], args[a + 9], args[a + 10], args[a + 11], args[a + 12], args[a + 13], args[a + 14], args[a + 15]);
+    } catch (e) {
+      Atomics.store(ctl, ${ERROR}, 1);
+    }
+    Atomics.add(ctl, ${WORKER_CHUNKS}, 1);
+    if (Atomics.add(ctl, ${DONE}, 1) + 1 === n) Atomics.notify(ctl, ${DONE});
+  }
+}
+`;
+
+/** Terminates a pool's workers; held by the finalizer so that it never references the backend. */
+class Shutdown {
+  constructor(
+    private readonly ctl: Int32Array,
+    readonly workers: WorkerLike[],
+  ) {}
+
+  run(): void {
+    if (this.workers.length === 0) return;
+    Atomics.store(this.ctl, STOP, 1);
+    Atomics.add(this.ctl, SEQ, 1);
+    Atomics.notify(this.ctl, SEQ);
+    for (const w of this.workers) void w.terminate().catch(() => undefined);
+    this.workers.length = 0;
+  }
+}
+
+const finalizer = new FinalizationRegistry<Shutdown>((s) => s.run());
+
+/**
+ * Worker threads sharing one arena memory. Workers start on the first parallel job, so
+ * a backend that only ever runs small kernels never spawns any.
+ */
+export class ThreadPool {
+  /** Kernel names in the order the job descriptor refers to them. */
+  private readonly names: string[];
+  private readonly fns: Kernel[];
+  private readonly ctl: Int32Array;
+  /** Argument rows, one per chunk: write them, then call {@link run}. */
+  readonly args: Float64Array;
+  private readonly shutdown: Shutdown;
+  private started = false;
+  /** Per kernel: consecutive jobs that ran no faster than serial code would have. */
+  private readonly strikes: Int32Array;
+  /** Per kernel: calls still to run serially before the pool is tried again, and the next such pause. */
+  private readonly pause: Int32Array;
+  private readonly nextPause: Int32Array;
+
+  /**
+   * @param threads threads that compute, the calling thread included.
+   * @param base byte offset of a {@link CONTROL_BYTES} block of the shared memory.
+   * @param adaptive pause kernels whose parallel runs do not pay (see {@link useful}).
+   */
+  constructor(
+    readonly threads: number,
+    private readonly memory: WebAssembly.Memory,
+    private readonly module: WebAssembly.Module,
+    exports: Record<string, unknown>,
+    private readonly base: number,
+    private readonly adaptive = true,
+  ) {
+    this.names = Object.keys(exports).filter((n) => typeof exports[n] === 'function');
+    this.fns = this.names.map((n) => exports[n] as Kernel);
+    this.strikes = new Int32Array(this.names.length);
+    this.pause = new Int32Array(this.names.length);
+    this.nextPause = new Int32Array(this.names.length).fill(MIN_PAUSE);
+    this.ctl = new Int32Array(memory.buffer, base, ARGS_AT / 4);
+    this.args = new Float64Array(memory.buffer, base + ARGS_AT, MAX_CHUNKS * MAX_ARGS);
+    this.ctl.fill(0);
+    Atomics.store(this.ctl, NEXT, IDLE);
+    this.shutdown = new Shutdown(this.ctl, []);
+  }
+
+  /** Index of an exported kernel, for {@link run}. */
+  fn(name: string): number {
+    const i = this.names.indexOf(name);
+    if (i < 0) throw new Error(`wasm pool: no kernel ${name}`);
+    return i;
+  }
+
+  /**
+   * Whether the next large kernel should use the pool. When the cores are busy with other
+   * work, a worker that wakes late or loses its core mid-chunk makes parallel jobs slower
+   * than serial ones; after a few such jobs the pool pauses for a while (longer each time
+   * it does not pay on return), and the caller runs kernels serially. Either way results
+   * are the same, since chunking never changes them. Kept per kernel, so that one that
+   * never gains does not hold back the others.
+   */
+  useful(fn: number): boolean {
+    if (!this.adaptive || this.pause[fn] === 0) return true;
+    this.pause[fn]--;
+    return false;
+  }
+
+  /** Record whether a job of kernel `fn` gained over the serial estimate (`serial` ms) and adapt its pause. */
+  private judge(fn: number, elapsed: number, serial: number): void {
+    if (elapsed < 0.85 * serial) {
+      this.strikes[fn] = 0;
+      this.nextPause[fn] = MIN_PAUSE;
+      return;
+    }
+    if (++this.strikes[fn] < STRIKES) return;
+    this.strikes[fn] = 0;
+    this.pause[fn] = this.nextPause[fn];
+    this.nextPause[fn] = Math.min(MAX_PAUSE, this.nextPause[fn] * 2);
+  }
+
+  /** Number of chunks to cut `units` of work into (at least 1, at most {@link MAX_CHUNKS}). */
+  chunks(units: number, perThread = 4): number {
+    return Math.max(1, Math.min(units, this.threads * perThread, MAX_CHUNKS));
+  }
+
+  private start(owner: object): void {
+    this.started = true;
+    const Worker = nodeWorker();
+    if (!Worker) return;
+    const workerData = { module: this.module, memory: this.memory, base: this.base, names: this.names, math: [...MATH_IMPORTS] };
+    try {
+      for (let t = 1; t < this.threads; t++) {
+        const w = new Worker(WORKER_SOURCE, { eval: true, workerData });
+        // A failed worker only means fewer helpers: the caller claims every chunk itself.
+        w.on('error', () => undefined);
+        w.unref();
+        this.shutdown.workers.push(w);
+      }
+    } catch {
+      // Same: run with the workers that did start.
+    }
+    finalizer.register(owner, this.shutdown, this);
+  }
+
+  /**
+   * Run kernel `fn` once per chunk with the argument rows `0..chunks` of {@link args},
+   * spread over the threads; returns when every chunk is done. `owner` is the backend
+   * whose collection should stop the workers.
+   */
+  run(fn: number, chunks: number, owner: object): void {
+    if (!this.started) this.start(owner);
+    const ctl = this.ctl;
+    const args = this.args;
+    const kernel = this.fns[fn];
+    const t0 = performance.now();
+    let own = 0;
+    let ownTime = 0;
+    Atomics.store(ctl, FN, fn);
+    Atomics.store(ctl, NCHUNK, chunks);
+    Atomics.store(ctl, DONE, 0);
+    Atomics.store(ctl, ERROR, 0);
+    Atomics.store(ctl, NEXT, 0);
+    Atomics.add(ctl, SEQ, 1);
+    if (this.shutdown.workers.length > 0) Atomics.notify(ctl, SEQ);
+    let failure: unknown = null;
+    for (;;) {
+      const c = Atomics.add(ctl, NEXT, 1);
+      if (c >= chunks) break;
+      const a = c * MAX_ARGS;
+      const c0 = performance.now();
+      try {
+        kernel(args[a], args[a + 1], args[a + 2], args[a + 3], args[a + 4], args[a + 5], args[a + 6], args[a + 7],
+          args[a + 8], args[a + 9], args[a + 10], args[a + 11], args[a + 12], args[a + 13], args[a + 14], args[a + 15]);
+      } catch (e) {
+        failure = e;
+      }
+      ownTime += performance.now() - c0;
+      own++;
+      Atomics.add(ctl, DONE, 1);
+    }
+    let spins = SPIN;
+    for (;;) {
+      const done = Atomics.load(ctl, DONE);
+      if (done >= chunks) break;
+      if (spins > 0) spins--;
+      else Atomics.wait(ctl, DONE, done);
+    }
+    Atomics.store(ctl, NEXT, IDLE);
+    if (own > 0 && this.shutdown.workers.length > 0) this.judge(fn, performance.now() - t0, (ownTime * chunks) / own);
+    if (failure !== null) throw failure;
+    if (Atomics.load(ctl, ERROR) !== 0) throw new Error('wasm pool: a kernel failed in a worker thread');
+  }
+
+  /** Start the workers if needed and resolve once all are ready for jobs (or after `timeoutMs`). */
+  async ready(owner: object, timeoutMs = 10_000): Promise<void> {
+    if (!this.started) this.start(owner);
+    const end = Date.now() + timeoutMs;
+    while (Atomics.load(this.ctl, READY) < this.shutdown.workers.length && Date.now() < end) {
+      await new Promise((resolve) => setTimeout(resolve, 2));
+    }
+  }
+
+  /** Workers running, workers ready, and chunks computed by workers so far. */
+  stats(): PoolStats {
+    return { workers: this.shutdown.workers.length, ready: Atomics.load(this.ctl, READY), workerChunks: Atomics.load(this.ctl, WORKER_CHUNKS) };
+  }
+
+  /** Stop the workers (idempotent); the pool then runs every chunk on the calling thread. */
+  dispose(): void {
+    finalizer.unregister(this);
+    this.shutdown.run();
+  }
+}
