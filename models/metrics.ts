@@ -182,16 +182,8 @@ export function esmmMetrics(input: EsmmEvalInput): EsmmMetrics {
   return out;
 }
 
-/** Predictions and labels of one batch, for {@link EsmmAccumulator.add}. */
-export interface EsmmBatchInput {
-  click: NumArray;
-  conversion: NumArray;
-  pCtr: NumArray;
-  pCvr: NumArray;
-  pCtcvr?: NumArray;
-  potentialConversion?: NumArray;
-  userIds?: NumArray;
-}
+/** Predictions and labels of one batch, for {@link EsmmAccumulator.add}: the same columns as a whole evaluation. */
+export type EsmmBatchInput = EsmmEvalInput;
 
 /** Collects predictions across batches and computes {@link EsmmMetrics} once at the end (never a mean of per-batch values). */
 export class EsmmAccumulator {
