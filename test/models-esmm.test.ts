@@ -145,11 +145,11 @@ describe('createModel', () => {
   it('UNBIAS accepts clicked rows with probability 1 − pCTR (paper) or min(1, p_min / pCTR) (inverse)', () => {
     const paper = createModel({ method: 'unbias', schema: tinySchema(3), tower }) as UnbiasMethod;
     const pctr = paper.predict(tinyBatch()).pctr;
-    const accept = paper.acceptanceProbabilities(tinyBatch(), [0, 2]);
+    const accept = paper.acceptanceProbabilities(tinyBatch(), [0, 2]).toArray();
     expect(accept[0]).toBeCloseTo(1 - pctr[0], 6);
     expect(accept[1]).toBeCloseTo(1 - pctr[2], 6);
     const inverse = createModel({ method: 'unbias', acceptance: 'inverse', schema: tinySchema(3), tower }) as UnbiasMethod;
-    const a = inverse.acceptanceProbabilities(tinyBatch(), [0, 2]);
+    const a = inverse.acceptanceProbabilities(tinyBatch(), [0, 2]).toArray();
     const lo = Math.min(pctr[0], pctr[2]);
     expect(a[0]).toBeCloseTo(lo / pctr[0], 6);
     expect(a[1]).toBeCloseTo(lo / pctr[2], 6);

@@ -47,6 +47,23 @@ export function mean(x: Tensor, axis?: number | readonly number[], keepDims = fa
   return affine(sum(x, axes, keepDims), count === 0 ? NaN : 1 / count, 0);
 }
 
+const maxLastOp = registerOp<null>({
+  name: 'maxLast',
+  arity: 1,
+  forward([x]) {
+    const cols = x.shape[x.rank - 1];
+    const out = emptyLike(x, x.shape.slice(0, -1));
+    x.backend.reduceMaxLast(x.storage, x.size / cols, cols, out.storage);
+    return { output: out };
+  },
+});
+
+/** Maximum over the last axis (not differentiable: for statistics such as a batch's largest score). */
+export function maxLast(x: Tensor): Tensor {
+  if (x.rank === 0 || x.shape[x.rank - 1] === 0) throw new Error(`maxLast: needs a non-empty last axis, got ${fmt(x.shape)}`);
+  return apply(maxLastOp, [x], null);
+}
+
 const broadcastToOp = registerOp<{ shape: number[] }>({
   name: 'broadcastTo',
   arity: 1,

@@ -10,7 +10,7 @@
  * - UNBIAS (after Zhang et al., KDD 2016): the clicked rows thinned by rejection sampling
  *   with the CTR model's pCTR, see {@link UnbiasAcceptance}.
  */
-import { add, mul, noGrad, sigmoid, type Rng } from '../../core/index.js';
+import { add, affine, div, maximum, maxLast, minimum, mul, neg, noGrad, reshape, sigmoid, step, sub, Tensor, type Rng } from '../../core/index.js';
 import type { CvrPredictions } from '../esmm.js';
 import { selectRows, type Batch, type Schema } from '../schema.js';
 import { CvrMethod, samplingRng, SingleTaskModel, weightedBce, type MethodCommonOptions, type MethodLoss, type SingleTaskOptions } from './method.js';
@@ -19,6 +19,8 @@ import { CvrMethod, samplingRng, SingleTaskModel, weightedBce, type MethodCommon
 export interface RowSelection {
   rows: Int32Array;
   labels: Float32Array;
+  /** Per-row weights of the CVR loss, kept on the device (UNBIAS's acceptance mask); absent: all 1. */
+  weights?: Tensor;
 }
 
 /** Options of the click-space methods. */
@@ -67,10 +69,10 @@ export abstract class ClickSpaceMethod extends CvrMethod {
   lossFor(batch: Batch): MethodLoss {
     this.check(batch, true);
     const ctr = weightedBce(this.ctrModel.forward(batch), batch.click);
-    const { rows, labels } = this.selectRows(batch);
+    const { rows, labels, weights } = this.selectRows(batch);
     // The models share no parameter, so one summed loss trains each exactly as if alone.
     if (rows.length === 0) return { loss: ctr, parts: { ctr }, rows: { ctr: batch.size, cvr: 0 } };
-    const cvr = weightedBce(this.cvrModel.forward(selectRows(batch, rows)), labels);
+    const cvr = weightedBce(this.cvrModel.forward(selectRows(batch, rows)), labels, weights);
     return { loss: add(ctr, cvr), parts: { ctr, cvr }, rows: { ctr: batch.size, cvr: rows.length } };
   }
 }
@@ -170,23 +172,26 @@ export class UnbiasMethod extends ClickSpaceMethod {
     if (this.acceptance !== 'paper' && this.acceptance !== 'inverse') throw new Error(`unbias: unknown acceptance '${String(this.acceptance)}'`);
     this.minPctr = options.minPctr;
   }
-  /** Acceptance probability of each clicked row. */
-  acceptanceProbabilities(batch: Batch, clicked: number[]): Float64Array {
-    const accept = new Float64Array(clicked.length);
-    if (clicked.length === 0) return accept;
-    const pctr = noGrad(() => sigmoid(this.ctrModel.forward(selectRows(batch, clicked))).toArray());
-    if (this.acceptance === 'paper') {
-      for (let i = 0; i < clicked.length; i++) accept[i] = 1 - pctr[i];
-    } else {
-      let floor = this.minPctr ?? Infinity;
-      if (this.minPctr === undefined) for (const p of pctr) floor = Math.min(floor, p);
-      for (let i = 0; i < clicked.length; i++) accept[i] = Math.min(1, floor / Math.max(pctr[i], 1e-12));
-    }
-    return accept;
+  /** Acceptance probability of each clicked row, computed on the device from the CTR model's pCTR (no gradient). */
+  acceptanceProbabilities(batch: Batch, clicked: number[]): Tensor {
+    return noGrad(() => {
+      const pctr = sigmoid(reshape(this.ctrModel.forward(selectRows(batch, clicked)), [clicked.length]));
+      if (this.acceptance === 'paper') return affine(pctr, -1, 1);
+      const floor = this.minPctr ?? neg(maxLast(neg(pctr)));
+      return minimum(div(floor, maximum(pctr, 1e-12)), 1);
+    });
   }
+  /**
+   * The clicked rows, each weighted 1 if accepted and 0 if rejected: the draw u < acceptance
+   * is made on the device against uniforms from the method's generator, so pCTR is never read back.
+   */
   selectRows(batch: Batch): RowSelection {
     const clicked = clickedRows(batch);
+    const selection = withConversionLabels(batch, clicked);
+    if (clicked.length === 0) return selection;
     const accept = this.acceptanceProbabilities(batch, clicked);
-    return withConversionLabels(batch, clicked.filter((_, i) => this.rng.uniform() < accept[i]));
+    const uniforms = Float32Array.from(clicked, () => this.rng.uniform());
+    const u = Tensor.fromArray(uniforms, [clicked.length], { dtype: accept.dtype, backend: accept.backend });
+    return { ...selection, weights: noGrad(() => step(sub(accept, u))) };
   }
 }

@@ -6,7 +6,7 @@
  *   const opt = new optim.Adam(method.parameters(), { lr });
  *   for (const batch of batches) trainStep(method, opt, batch);
  */
-import { bceWithLogits, div, mean, mul, nn, noGrad, reshape, Rng, sum, tidy, type optim, type Tensor } from '../../core/index.js';
+import { bceWithLogits, div, maximum, mean, mul, nn, noGrad, reshape, Rng, sum, Tensor, tidy, type optim } from '../../core/index.js';
 import type { DType } from '../../kernels/index.js';
 import { createBaseModel, type BaseModel, type BaseModelOptions } from '../base/base-model.js';
 import { SharedEmbedding } from '../embedding.js';
@@ -123,10 +123,14 @@ export class SingleTaskModel extends nn.Module {
   }
 }
 
-/** Mean BCE of logits against labels, or Σ wᵢ·BCEᵢ / Σ wᵢ with weights. */
-export function weightedBce(logits: Tensor, labels: ArrayLike<number>, weights?: ArrayLike<number>): Tensor {
+/**
+ * Mean BCE of logits against labels, or Σ wᵢ·BCEᵢ / Σ wᵢ with weights. Weights may be a
+ * device tensor (e.g. an acceptance mask computed from predictions), so no value is read back.
+ */
+export function weightedBce(logits: Tensor, labels: ArrayLike<number>, weights?: ArrayLike<number> | Tensor): Tensor {
   const losses = bceWithLogits(logits, labelTensor(labels, logits));
   if (!weights) return mean(losses);
+  if (weights instanceof Tensor) return div(sum(mul(losses, weights)), maximum(sum(weights), 1e-12));
   let total = 0;
   for (let i = 0; i < weights.length; i++) total += weights[i];
   return div(sum(mul(losses, labelTensor(weights, logits))), total > 0 ? total : 1);
