@@ -26,9 +26,9 @@ describe('docs/examples/wide-and-deep', () => {
     expect(model.namedParameters().some(([name]) => name.includes('crossTables'))).toBe(true);
     const opt = new optim.Adam(model.parameters(), { lr: 0.01 });
     const batches = miniBatches(task.train, 500);
-    const first = trainStep(model, opt, batches[0]).loss;
+    const first = trainStep(model, opt, batches[0]).item();
     let last = first;
-    for (let epoch = 0; epoch < 8; epoch++) for (const b of batches) last = trainStep(model, opt, b).loss;
+    for (let epoch = 0; epoch < 8; epoch++) for (const b of batches) last = trainStep(model, opt, b).item();
     expect(last).toBeLessThan(first);
     const p = model.predict(task.test);
     const clicked = [...task.test.click.keys()].filter((i) => task.test.click[i] === 1);

@@ -6,7 +6,9 @@
  *   const opt = new optim.Adam(method.parameters(), { lr });
  *   for (const batch of batches) trainStep(method, opt, batch);
  */
-import { bceWithLogits, div, maximum, mean, mul, nn, noGrad, reshape, Rng, sum, Tensor, tidy, type optim } from '../../core/index.js';
+import { bceWithLogits, div, maximum, mean, mul, nn, noGrad, optim, reshape, Rng, sum, Tensor, tidy } from '../../core/index.js';
+
+const { clipGradNorm } = optim;
 import type { DType } from '../../kernels/index.js';
 import { createBaseModel, type BaseModel, type BaseModelOptions } from '../base/base-model.js';
 import { SharedEmbedding } from '../embedding.js';
@@ -136,25 +138,26 @@ export function weightedBce(logits: Tensor, labels: ArrayLike<number>, weights?:
   return div(sum(mul(losses, labelTensor(weights, logits))), total > 0 ? total : 1);
 }
 
-/** Result of {@link trainStep}: the loss and its terms as numbers. */
-export interface StepResult {
-  loss: number;
-  parts: Record<string, number>;
+/** Options of {@link trainStep}. */
+export interface TrainStepOptions {
+  /** Clip the global gradient norm to this value before the update. */
+  clipNorm?: number;
 }
 
 /**
  * One optimisation step of any method: zero the gradients, the method's loss, backward,
- * update. Runs inside `tidy` so that a step's temporaries are freed on device backends.
+ * update. Runs inside `tidy`, so a step's temporaries are freed on device backends, and
+ * returns the step's loss as a scalar tensor: nothing is read back unless the caller
+ * asks (`.item()`), which keeps a device backend's pipeline full.
  */
-export function trainStep(method: CvrMethod, optimizer: optim.Optimizer, batch: Batch): StepResult {
+export function trainStep(method: CvrMethod, optimizer: optim.Optimizer, batch: Batch, options: TrainStepOptions = {}): Tensor {
   return tidy(() => {
     optimizer.zeroGrad();
-    const { loss, parts } = method.lossFor(batch);
+    const { loss } = method.lossFor(batch);
     loss.backward();
+    if (options.clipNorm !== undefined) clipGradNorm(optimizer.params, options.clipNorm);
     optimizer.step();
-    const values: Record<string, number> = {};
-    for (const [k, v] of Object.entries(parts)) values[k] = v.item();
-    return { loss: loss.item(), parts: values };
+    return loss;
   });
 }
 

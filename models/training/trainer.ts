@@ -5,10 +5,10 @@
  */
 import { appendFileSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { add, noGrad, optim, tidy, Tensor } from '../../core/index.js';
+import { add, noGrad, optim, Tensor } from '../../core/index.js';
 import { loadCheckpoint, saveCheckpoint } from '../checkpoint.js';
 import { EsmmAccumulator, type EsmmMetrics } from '../metrics.js';
-import type { CvrMethod } from '../methods/method.js';
+import { trainStep, type CvrMethod } from '../methods/method.js';
 import type { Batch } from '../schema.js';
 
 /** Batches for one epoch; called once per epoch with its number, so shuffling can be seeded by epoch. */
@@ -158,14 +158,7 @@ export class Trainer {
     let lastShown = 0;
     this.method.train();
     for await (const batch of train.batches(epoch)) {
-      const loss = tidy(() => {
-        this.optimizer.zeroGrad();
-        const l = this.method.lossFor(batch).loss;
-        l.backward();
-        if (this.options.clipNorm !== undefined) optim.clipGradNorm(this.optimizer.params, this.options.clipNorm);
-        this.optimizer.step();
-        return l;
-      });
+      const loss = trainStep(this.method, this.optimizer, batch, { clipNorm: this.options.clipNorm });
       const next: Tensor = noGrad(() => (lossSum ? add(lossSum, loss) : loss.detach()));
       if (lossSum) lossSum.dispose();
       loss.dispose();
