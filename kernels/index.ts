@@ -43,7 +43,7 @@ export {
   type TowerBatch,
 } from './gpu/index.js';
 export type { DeviceTexture } from './gpu/gpujs.js';
-export { WasmBackend, createWasmBackend, Arena, WasmStorage, type ArenaStats, type WasmBackendOptions } from './wasm/index.js';
+export { WasmBackend, createWasmBackend, Arena, WasmStorage, ModuleBuilder, FunctionBuilder, type ArenaStats, type WasmBackendOptions } from './wasm/index.js';
 export { broadcastShapes, broadcastStrides, sameShape, sizeOf, stridesOf } from './shape-util.js';
 export * as stableMath from './stable-math.js';
 

@@ -8,7 +8,7 @@ import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 
 const root = resolve(__dirname, '..');
-const documents = ['README.md', 'docs/architecture.md', 'docs/adding-an-op.md', 'docs/backends.md', 'docs/adding-a-base-model.md', 'docs/practice.md'];
+const documents = ['README.md', 'docs/architecture.md', 'docs/adding-an-op.md', 'docs/backends.md', 'docs/adding-a-base-model.md', 'docs/practice.md', 'docs/wasm.md'];
 const outDir = join(root, 'test', '.snippets');
 mkdirSync(outDir, { recursive: true });
 afterAll(() => rmSync(outDir, { recursive: true, force: true }));
