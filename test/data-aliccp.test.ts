@@ -37,7 +37,12 @@ function plain(v: unknown): unknown {
 
 /** All fields of a row: the session's shared ones overlaid with the impression's own. */
 function view(r: Row): Record<string, unknown> {
-  return { ...r.shared, ...r.features };
+  const out: Record<string, unknown> = {};
+  for (const part of [r.shared, r.features]) {
+    if (!part) continue;
+    for (const [k, v] of part instanceof Map ? part.entries() : Object.entries(part)) if (v !== undefined) out[k] = v;
+  }
+  return out;
 }
 
 async function collect(reader: AliCcpReader): Promise<Row[]> {

@@ -41,10 +41,10 @@ describe('collate', () => {
 
   it('refuses ids outside the vocabulary and values of the wrong kind', () => {
     const bad = row(1);
-    bad.features.item = 10;
+    bad.features = { ...bad.features, item: 10 };
     expect(() => collate(schema, [bad])).toThrow(/field "item" row 0: id 10 outside \[0, 10\)/);
     const wrong = row(1);
-    wrong.features.hist = 3;
+    wrong.features = { ...wrong.features, hist: 3 };
     expect(() => collate(schema, [wrong])).toThrow(/"hist" is a bag but row 0 holds a number/);
   });
 });

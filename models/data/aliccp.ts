@@ -296,7 +296,7 @@ export interface AliCcpReaderOptions {
 }
 
 interface Encoded {
-  features: Record<string, RowValue>;
+  features: Map<string, RowValue>;
   userId: number;
 }
 
@@ -372,7 +372,7 @@ export class AliCcpReader {
           continue;
         }
         try {
-          enc = this.encodeList(c.featureList, stats, true);
+          enc = this.encodeList(c.featureList, stats);
         } catch (e) {
           skip(this.files.common, common.lineNo, e);
           enc = MALFORMED;
@@ -402,7 +402,7 @@ export class AliCcpReader {
         try {
           click = checkLabel(s.click, 'click');
           conversion = checkLabel(s.conversion, 'conversion');
-          own = this.encodeList(s.featureList, stats, false);
+          own = this.encodeList(s.featureList, stats);
         } catch (e) {
           skip(this.files.skeleton, lineNo, e);
           continue;
@@ -440,13 +440,13 @@ export class AliCcpReader {
   }
 
   /**
-   * Encodes one feature list. Bags of a common row become typed arrays: they
-   * are shared read-only by every row of the session and copied into batches
-   * with one `set` each.
+   * Encodes one feature list into a Map (field ids are numeric strings, which a plain
+   * object would store as sparse array slots). Bags become typed arrays: a common row's
+   * are shared read-only by every row of the session, and batches copy them with one `set`.
    */
-  private encodeList(text: string, stats: AliCcpStats, typed: boolean): Encoded {
+  private encodeList(text: string, stats: AliCcpStats): Encoded {
     const enc = this.options.encoder;
-    const features: Record<string, RowValue> = {};
+    const features = new Map<string, RowValue>();
     let bags: Map<string, { ids: number[]; values: number[] }> | null = null;
     let extraCounted: Set<string> | null = null;
     let userId = -1;
@@ -464,8 +464,8 @@ export class AliCcpReader {
         if (!bag) bags.set(info.id, (bag = { ids: [], values: [] }));
         bag.ids.push(row);
         bag.values.push(value);
-      } else if (features[info.id] === undefined) {
-        features[info.id] = row;
+      } else if (!features.has(info.id)) {
+        features.set(info.id, row);
         // The raw user id (below 2^31 in Ali-CCP) keys GAUC; -1 marks a row without one.
         if (info.id === '101') userId = id <= 0x7fffffff ? id : hashId(id) & 0x7fffffff;
       } else if (!(extraCounted ??= new Set()).has(info.id)) {
@@ -475,7 +475,8 @@ export class AliCcpReader {
     });
     if (bags !== null) {
       for (const [name, bag] of bags as Map<string, { ids: number[]; values: number[] }>) {
-        features[name] = typed ? { ids: Int32Array.from(bag.ids), values: Float32Array.from(bag.values) } : bag;
+        // Typed arrays: rows wait in shuffle buffers, where plain number arrays would cost twice the memory.
+        features.set(name, { ids: Int32Array.from(bag.ids), values: Float32Array.from(bag.values) });
       }
     }
     return { features, userId };
@@ -487,23 +488,24 @@ export class AliCcpReader {
  * concatenated after the session's ids (a field spanning both files); the
  * session's fields themselves are shared, not copied, through {@link Row.shared}.
  */
-function ownFields(common: Readonly<Record<string, RowValue>>, own: Record<string, RowValue>): Record<string, RowValue | undefined> {
-  for (const name in own) {
-    const theirs = common[name];
-    const mine = own[name];
+function ownFields(common: ReadonlyMap<string, RowValue>, own: Map<string, RowValue>): Map<string, RowValue> {
+  for (const [name, mine] of own) {
+    const theirs = common.get(name);
     if (theirs === undefined) continue;
     if (typeof theirs === 'number' || typeof mine === 'number') {
       // A single-valued field keeps the session's id.
-      delete own[name];
+      own.delete(name);
       continue;
     }
     const a = theirs as BagValue;
     const b = mine as BagValue;
-    const ones = (n: number): number[] => new Array<number>(n).fill(1);
-    own[name] = {
-      ids: [...Array.from(a.ids), ...Array.from(b.ids)],
-      values: [...(a.values ? Array.from(a.values) : ones(a.ids.length)), ...(b.values ? Array.from(b.values) : ones(b.ids.length))],
-    };
+    const ids = new Int32Array(a.ids.length + b.ids.length);
+    ids.set(a.ids);
+    ids.set(b.ids, a.ids.length);
+    const values = new Float32Array(ids.length).fill(1);
+    if (a.values) values.set(a.values);
+    if (b.values) values.set(b.values, a.ids.length);
+    own.set(name, { ids, values });
   }
   return own;
 }

@@ -18,12 +18,20 @@ export interface BagValue {
 /** One field's value in a row: an id (categorical), a bag, or a numeric vector. */
 export type RowValue = number | BagValue | ArrayLike<number>;
 
+/**
+ * Field values by name: a plain object (convenient to write by hand) or a Map. Readers
+ * that hold many rows at once (a shuffle buffer) use Maps: Ali-CCP's field names are
+ * numeric strings, which V8 would store in an object as sparse array slots, several
+ * kilobytes per row.
+ */
+export type FieldValues = Readonly<Record<string, RowValue | undefined>> | ReadonlyMap<string, RowValue>;
+
 /** One sample: field values by field name, the two labels, and optional extras. */
 export interface Row {
   /** Values by field name; a missing categorical reads as id 0, a missing bag as empty, a missing numeric as zeros. */
-  features: Record<string, RowValue | undefined>;
+  features: FieldValues;
   /** Values shared by a group of rows (a user session), read where `features` has none; never mutated. */
-  shared?: Readonly<Record<string, RowValue | undefined>>;
+  shared?: FieldValues;
   click: number;
   conversion: number;
   /** Id of the user, for GAUC. */
@@ -155,8 +163,12 @@ function collateField(field: FieldSpec, rows: readonly Row[], checkIds: boolean)
 
 /** The value of a field in a row: its own, else the shared one. */
 export function valueOf(row: Row, name: string): RowValue | undefined {
-  const v = row.features[name];
-  return v !== undefined || row.shared === undefined ? v : row.shared[name];
+  const v = lookup(row.features, name);
+  return v !== undefined || row.shared === undefined ? v : lookup(row.shared, name);
+}
+
+function lookup(values: FieldValues, name: string): RowValue | undefined {
+  return values instanceof Map ? values.get(name) : (values as Readonly<Record<string, RowValue | undefined>>)[name];
 }
 
 function checkRange(name: string, vocabSize: number, ids: Int32Array, from: number, to: number, r: number): void {
