@@ -71,37 +71,97 @@ export interface AliCcpWriteResult {
   rawIds: SimulatorRawIds;
 }
 
-/** Writes `log` as `sample_skeleton_{split}.csv` + `common_features_{split}.csv` under `dir`. */
-export async function writeSimulatorAliCcp(sim: FunnelSimulator, log: ImpressionLog, dir: string, split: 'train' | 'test'): Promise<AliCcpWriteResult> {
-  const rawIds = new SimulatorRawIds(sim);
-  const files = aliCcpFiles(dir, split);
-  await mkdir(dir, { recursive: true });
-  const skel = new BufferedWriter(await open(files.skeleton, 'w'));
-  const common = new BufferedWriter(await open(files.common, 'w'));
-  let sessions = 0;
-  try {
-    const seen = new Set<number>();
-    let prev = -1;
+/** Running totals of an {@link AliCcpAppender}. */
+export interface AliCcpAppendStats {
+  impressions: number;
+  sessions: number;
+  skeletonBytes: number;
+  commonBytes: number;
+  /** Entries written per field, summed over lines (divide by sessions for a common field's mean bag size). */
+  entries: Record<string, number>;
+}
+
+/**
+ * Writes a split's two files chunk by chunk, for data sets too large to generate as one
+ * {@link ImpressionLog}: create it, append the logs of successive `sim.generate(n)` calls
+ * (sessions continue across calls, in order), close it. Sample ids count across chunks.
+ */
+export class AliCcpAppender {
+  readonly stats: AliCcpAppendStats = { impressions: 0, sessions: 0, skeletonBytes: 0, commonBytes: 0, entries: {} };
+  readonly rawIds: SimulatorRawIds;
+  private lastSession = -1;
+
+  private constructor(
+    private readonly sim: FunnelSimulator,
+    readonly files: AliCcpFiles,
+    private readonly skeleton: BufferedWriter,
+    private readonly common: BufferedWriter,
+  ) {
+    this.rawIds = new SimulatorRawIds(sim);
+  }
+
+  /** Create (truncate) the split's two files under `dir`. */
+  static async create(sim: FunnelSimulator, dir: string, split: 'train' | 'test'): Promise<AliCcpAppender> {
+    await mkdir(dir, { recursive: true });
+    const files = aliCcpFiles(dir, split);
+    const skeleton = new BufferedWriter(await open(files.skeleton, 'w'));
+    const common = new BufferedWriter(await open(files.common, 'w'));
+    return new AliCcpAppender(sim, files, skeleton, common);
+  }
+
+  /** Append every impression of `log`; a session's impressions must be consecutive and sessions in stream order. */
+  async append(log: ImpressionLog): Promise<void> {
     for (let r = 0; r < log.size; r++) {
       const session = log.session[r];
       const key = sessionKey(session);
-      if (session !== prev) {
-        if (seen.has(session)) throw new Error(`writeSimulatorAliCcp: impressions of session ${session} are not consecutive (row ${r}); Ali-CCP needs them together`);
-        seen.add(session);
-        prev = session;
-        sessions++;
-        await common.line(formatCommonLine(key, userFeatures(sim, log.user[r], rawIds)));
+      if (session !== this.lastSession) {
+        if (session < this.lastSession) {
+          throw new Error(`AliCcpAppender: session ${session} comes after session ${this.lastSession} (row ${r}); Ali-CCP needs a session's impressions together and in order`);
+        }
+        this.lastSession = session;
+        this.stats.sessions++;
+        const line = formatCommonLine(key, this.count(userFeatures(this.sim, log.user[r], this.rawIds)));
+        this.stats.commonBytes += line.length + 1;
+        await this.common.line(line);
       }
-      await skel.line(formatSkeletonLine(r + 1, log.click[r], log.conversion[r], key, itemFeatures(sim, log, r, rawIds)));
+      this.stats.impressions++;
+      const line = formatSkeletonLine(this.stats.impressions, log.click[r], log.conversion[r], key, this.count(itemFeatures(this.sim, log, r, this.rawIds)));
+      this.stats.skeletonBytes += line.length + 1;
+      await this.skeleton.line(line);
     }
-    await skel.close();
-    await common.close();
-  } catch (e) {
-    await skel.close().catch(() => undefined);
-    await common.close().catch(() => undefined);
-    throw e;
   }
-  return { files, impressions: log.size, sessions, rawIds };
+
+  /** Write out what is buffered, so the files on disk hold every appended line. */
+  async flush(): Promise<void> {
+    await this.skeleton.flush();
+    await this.common.flush();
+  }
+
+  /** Flush and close both files. */
+  async close(): Promise<void> {
+    try {
+      await this.skeleton.close();
+    } finally {
+      await this.common.close();
+    }
+  }
+
+  private count(list: FeatureList): FeatureList {
+    const e = this.stats.entries;
+    for (const f of list.fields) e[f] = (e[f] ?? 0) + 1;
+    return list;
+  }
+}
+
+/** Writes `log` as `sample_skeleton_{split}.csv` + `common_features_{split}.csv` under `dir`. */
+export async function writeSimulatorAliCcp(sim: FunnelSimulator, log: ImpressionLog, dir: string, split: 'train' | 'test'): Promise<AliCcpWriteResult> {
+  const writer = await AliCcpAppender.create(sim, dir, split);
+  try {
+    await writer.append(log);
+  } finally {
+    await writer.close();
+  }
+  return { files: writer.files, impressions: writer.stats.impressions, sessions: writer.stats.sessions, rawIds: writer.rawIds };
 }
 
 function userFeatures(sim: FunnelSimulator, u: number, rawIds: SimulatorRawIds): FeatureList {
@@ -166,7 +226,7 @@ class BufferedWriter {
     if (this.bytes >= 1 << 20) await this.flush();
   }
 
-  private async flush(): Promise<void> {
+  async flush(): Promise<void> {
     if (this.parts.length === 0) return;
     const chunk = this.parts.join('');
     this.parts = [];
