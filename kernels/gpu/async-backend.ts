@@ -3,9 +3,9 @@
  * with each method returning a Promise.
  *
  * gpu.js webgpu kernels resolve their results (device buffers) through Promises and read
- * back through `mapAsync`, so the synchronous engine cannot drive them. This class runs
- * the very kernel sources of the synchronous backend (`sources.ts`) with the same host-side
- * argument shaping (`launch-args.ts`); only the launch and the readback are awaited.
+ * back through `mapAsync`, so the synchronous engine cannot drive them. This class steps
+ * the very launch plans of the synchronous backend (`plans.ts`); only the launches and the
+ * readback are awaited.
  *
  * Calls are serialised on an internal queue: a method called before an earlier one settled
  * still runs after it, so a caller may issue a whole step without awaiting and await only
@@ -25,20 +25,9 @@ import type {
   Storage,
   UnaryOp,
 } from '../backend.js';
-import { bagScale } from '../reference.js';
-import { broadcastStrides, stridesOf } from '../shape-util.js';
-import {
-  createGpu,
-  isDeviceBuffer,
-  isWebGpuAvailable,
-  runsOn,
-  type CompiledKernel,
-  type DeviceBuffer,
-  type GpuInstance,
-  type KernelArg,
-} from './gpujs.js';
-import { hostArray, inverseMap, loopClass, padded } from './launch-args.js';
-import { HELPERS, MAX_RANK, SOURCES } from './sources.js';
+import { createGpu, isDeviceBuffer, isWebGpuAvailable, type DeviceBuffer } from './gpujs.js';
+import { Launcher } from './launcher.js';
+import { PLANS, upload, type Plan } from './plans.js';
 
 /** Names of the {@link Backend} members that are kernels or storage operations (everything but name and dtype support). */
 export type AsyncMethod = Exclude<
@@ -104,20 +93,31 @@ export class AsyncGpuStorage implements Storage {
 /** gpu.js webgpu kernels behind the {@link AsyncBackend} contract. Create with {@link AsyncGpuBackend.create}. */
 export class AsyncGpuBackend implements AsyncBackend {
   readonly name = 'gpu:webgpu';
-  private readonly kernels = new Map<string, CompiledKernel>();
+  private readonly launcher: Launcher<DeviceBuffer>;
   private tail: Promise<unknown> = Promise.resolve();
-  private emptyPlaceholder: DeviceBuffer | null = null;
-  /** Kernel launches so far, for tests and benchmarks. */
-  launches = 0;
 
-  private constructor(private readonly gpu: GpuInstance) {
-    for (const h of HELPERS) this.gpu.addFunction(h);
+  private constructor() {
+    this.launcher = new Launcher<DeviceBuffer>({
+      gpu: createGpu('webgpu'),
+      mode: 'webgpu',
+      empty: null,
+      own: (s) => this.own(s),
+      accept: (result, key) => {
+        if (!isDeviceBuffer(result)) throw new Error(`gpu backend: kernel '${key}' returned no webgpu buffer`);
+        return result;
+      },
+    });
   }
 
   /** A backend on gpu.js webgpu; rejects when no adapter answers (not just when `navigator.gpu` is missing). */
   static async create(): Promise<AsyncGpuBackend> {
     if (!(await isWebGpuAvailable())) throw new Error('gpu backend: no webgpu adapter is available here');
-    return new AsyncGpuBackend(createGpu('webgpu'));
+    return new AsyncGpuBackend();
+  }
+
+  /** Kernel launches so far, for tests and benchmarks. */
+  get launches(): number {
+    return this.launcher.launches;
   }
 
   supportsDtype(dtype: DType): boolean {
@@ -126,13 +126,7 @@ export class AsyncGpuBackend implements AsyncBackend {
 
   /** Release every compiled kernel and the gpu.js instance, after queued work settles. */
   dispose(): Promise<void> {
-    return this.enqueue(async () => {
-      this.emptyPlaceholder?.delete();
-      this.emptyPlaceholder = null;
-      for (const k of this.kernels.values()) k.destroy?.();
-      this.kernels.clear();
-      this.gpu.destroy();
-    });
+    return this.enqueue(async () => this.launcher.dispose());
   }
 
   // ---- plumbing ----
@@ -144,101 +138,42 @@ export class AsyncGpuBackend implements AsyncBackend {
     return next;
   }
 
+  /**
+   * Queues `plan` on `args`. Host inputs are copied first: the caller may reuse its arrays
+   * (ids, shapes, optimizer hyperparameters) before the queued launches run.
+   */
+  private run<A extends unknown[]>(plan: (...args: A) => Plan, ...args: A): Promise<void> {
+    const copied = args.map(snapshot) as A;
+    return this.enqueue(() => this.launcher.runAsync(plan(...copied)));
+  }
+
   private own(s: Storage): AsyncGpuStorage {
     if (!(s instanceof AsyncGpuStorage) || s.owner !== this) throw new Error('gpu backend: storage belongs to another backend');
     return s;
   }
 
-  private async arg(s: Storage): Promise<KernelArg> {
-    // Only empty buffers lack a handle; a one-element buffer keeps argument types uniform.
-    return this.own(s).handle ?? (await this.placeholder());
-  }
-
-  private async args(...storages: Storage[]): Promise<KernelArg[]> {
-    const out: KernelArg[] = [];
-    for (const s of storages) out.push(await this.arg(s));
-    return out;
-  }
-
-  private async placeholder(): Promise<DeviceBuffer> {
-    if (!this.emptyPlaceholder) {
-      const h = await this.launch('upload', SOURCES.upload, 1, [new Float32Array(1)]);
-      if (h === null) throw new Error('gpu backend: placeholder launch produced nothing');
-      this.emptyPlaceholder = h;
-    }
-    return this.emptyPlaceholder;
-  }
-
-  private kernel(key: string, source: string, loopMax: number): CompiledKernel {
-    const full = `${key}|${loopMax}`;
-    let k = this.kernels.get(full);
-    if (!k) {
-      k = this.gpu.createKernel(source, {
-        output: [1],
-        pipeline: true,
-        immutable: true,
-        dynamicOutput: true,
-        dynamicArguments: true,
-        loopMaxIterations: loopMax,
-        precision: 'single',
-        tactic: 'precision',
-      });
-      this.kernels.set(full, k);
-    }
-    return k;
-  }
-
-  /** Run a kernel producing `size` values; resolves to the new buffer (null for size 0). */
-  private async launch(key: string, source: string, size: number, args: KernelArg[], loopBound = 0): Promise<DeviceBuffer | null> {
-    if (size === 0) return null;
-    const k = this.kernel(key, source, loopClass(loopBound));
-    k.setOutput([size]);
-    const result: unknown = await k(...args);
-    this.launches++;
-    if (!runsOn(k, 'webgpu')) {
-      const ran = `${k.kernel.constructor.name ?? '?'} (${k.kernel.constructor.mode ?? '?'})`;
-      const reason = k.kernel.fallbackReason ?? 'unknown reason';
-      throw new Error(`gpu backend: kernel '${key}' ran on ${ran} instead of 'webgpu': ${reason}`);
-    }
-    if (!isDeviceBuffer(result)) throw new Error(`gpu backend: kernel '${key}' returned no webgpu buffer`);
-    return result;
-  }
-
-  /** Replace the contents of `out`, releasing what it held. */
-  private assign(out: Storage, handle: DeviceBuffer | null): void {
-    const o = this.own(out);
-    const old = o.handle;
-    o.handle = handle;
-    if (old && old !== handle) old.delete();
-  }
-
-  private async run(out: Storage, key: string, source: string, args: KernelArg[], loopBound = 0): Promise<void> {
-    this.assign(out, await this.launch(key, source, out.size, args, loopBound));
-  }
-
-  private checkDtype(dtype: DType): void {
-    if (dtype !== 'float32') throw new Error(`gpu backend: dtype ${dtype} is not supported (float32 only)`);
-  }
-
   // ---- storage ----
 
+  /** Queues {@link Backend.alloc}: a zero-filled buffer. */
   alloc(size: number, dtype: DType): Promise<Storage> {
     return this.enqueue(async () => {
-      this.checkDtype(dtype);
+      checkDtype(dtype);
       const s = new AsyncGpuStorage(size, null, this);
-      await this.run(s, 'fill', SOURCES.fill, [0]);
+      await this.launcher.runAsync(PLANS.fill(s, 0));
       return s;
     });
   }
+  /** Queues {@link Backend.fromArray}; `data` is copied at once. */
   fromArray(data: FloatArray, dtype: DType): Promise<Storage> {
     const host = Float32Array.from(data);
     return this.enqueue(async () => {
-      this.checkDtype(dtype);
+      checkDtype(dtype);
       const s = new AsyncGpuStorage(host.length, null, this);
-      await this.run(s, 'upload', SOURCES.upload, [host]);
+      await this.launcher.runAsync(upload(s, host));
       return s;
     });
   }
+  /** Queues {@link Backend.read}: the only readback, mapped asynchronously. */
   read(storage: Storage): Promise<Float32Array> {
     return this.enqueue(async () => {
       const s = this.own(storage);
@@ -248,36 +183,43 @@ export class AsyncGpuBackend implements AsyncBackend {
       return values.length === s.size ? values.slice() : values.slice(0, s.size);
     });
   }
+  /** Queues {@link Backend.write}; `data` is copied at once. */
   write(storage: Storage, data: ArrayLike<number>): Promise<void> {
-    // Copied now: the caller may reuse its array before the queued upload runs.
     const host = Float32Array.from(data);
     return this.enqueue(async () => {
       const s = this.own(storage);
       if (host.length !== s.size) throw new Error(`write: ${host.length} values into a buffer of ${s.size}`);
-      await this.run(s, 'upload', SOURCES.upload, [host]);
+      await this.launcher.runAsync(upload(s, host));
     });
   }
+  /** Queues {@link Backend.free}. */
   free(storage: Storage): Promise<void> {
-    return this.enqueue(async () => this.assign(storage, null));
+    return this.enqueue(async () => this.launcher.assign(storage, null));
   }
 
-  // ---- elementwise ----
+  // ---- kernels: the launches are in plans.ts ----
 
+  /** Queues {@link Backend.fill}. */
   fill(out: Storage, value: number): Promise<void> {
-    return this.enqueue(() => this.run(out, 'fill', SOURCES.fill, [value]));
+    return this.run(PLANS.fill, out, value);
   }
+  /** Queues {@link Backend.copy}. */
   copy(src: Storage, out: Storage): Promise<void> {
-    return this.enqueue(async () => this.run(out, 'copy', SOURCES.upload, await this.args(src)));
+    return this.run(PLANS.copy, src, out);
   }
+  /** Queues {@link Backend.unary}. */
   unary(op: UnaryOp, x: Storage, out: Storage): Promise<void> {
-    return this.enqueue(async () => this.run(out, `unary:${op}`, SOURCES.unary(op), await this.args(x)));
+    return this.run(PLANS.unary, op, x, out);
   }
+  /** Queues {@link Backend.affine}. */
   affine(x: Storage, alpha: number, beta: number, out: Storage): Promise<void> {
-    return this.enqueue(async () => this.run(out, 'affine', SOURCES.affine, [await this.arg(x), alpha, beta]));
+    return this.run(PLANS.affine, x, alpha, beta, out);
   }
+  /** Queues {@link Backend.axpby}. */
   axpby(a: number, x: Storage, b: number, y: Storage, out: Storage): Promise<void> {
-    return this.enqueue(async () => this.run(out, 'axpby', SOURCES.axpby, [a, await this.arg(x), b, await this.arg(y)]));
+    return this.run(PLANS.axpby, a, x, b, y, out);
   }
+  /** Queues {@link Backend.binary}. */
   binary(
     op: BinaryOp,
     a: Storage,
@@ -287,69 +229,21 @@ export class AsyncGpuBackend implements AsyncBackend {
     out: Storage,
     outShape: readonly number[],
   ): Promise<void> {
-    return this.enqueue(async () => {
-      const [aa, ba] = await this.args(a, b);
-      if (a.size === out.size && b.size === out.size) {
-        await this.run(out, `binary:${op}`, SOURCES.binarySame(op), [aa, ba]);
-        return;
-      }
-      if (outShape.length > MAX_RANK) throw new Error(`gpu backend: rank ${outShape.length} > ${MAX_RANK}`);
-      await this.run(out, `broadcast:${op}`, SOURCES.binaryBroadcast(op), [
-        aa,
-        ba,
-        padded(outShape),
-        padded(broadcastStrides(aShape, outShape)),
-        padded(broadcastStrides(bShape, outShape)),
-        outShape.length,
-      ]);
-    });
+    return this.run(PLANS.binary, op, a, aShape, b, bShape, out, outShape);
   }
-
-  // ---- reductions and layout ----
-
+  /** Queues {@link Backend.reduceSum}. */
   reduceSum(x: Storage, shape: readonly number[], axes: readonly number[], out: Storage): Promise<void> {
-    return this.enqueue(async () => {
-      if (shape.length > MAX_RANK) throw new Error(`gpu backend: rank ${shape.length} > ${MAX_RANK}`);
-      const strides = stridesOf(shape);
-      const kept = shape.map((_, i) => i).filter((i) => !axes.includes(i));
-      const red = shape.map((_, i) => i).filter((i) => axes.includes(i));
-      const redCount = red.reduce((p, i) => p * shape[i], 1);
-      await this.run(
-        out,
-        'reduceSum',
-        SOURCES.reduceSum,
-        [
-          await this.arg(x),
-          padded(kept.map((i) => shape[i])),
-          padded(kept.map((i) => strides[i])),
-          kept.length,
-          padded(red.map((i) => shape[i])),
-          padded(red.map((i) => strides[i])),
-          red.length,
-          redCount,
-        ],
-        redCount,
-      );
-    });
+    return this.run(PLANS.reduceSum, x, shape, axes, out);
   }
+  /** Queues {@link Backend.reduceMaxLast}. */
   reduceMaxLast(x: Storage, rows: number, cols: number, out: Storage): Promise<void> {
-    return this.enqueue(async () => {
-      if (cols === 0) return this.run(out, 'fill', SOURCES.fill, [-Infinity]);
-      await this.run(out, 'reduceMaxLast', SOURCES.reduceMaxLast, [await this.arg(x), cols], cols);
-    });
+    return this.run(PLANS.reduceMaxLast, x, rows, cols, out);
   }
+  /** Queues {@link Backend.permute}. */
   permute(x: Storage, shape: readonly number[], perm: readonly number[], out: Storage): Promise<void> {
-    return this.enqueue(async () => {
-      if (shape.length > MAX_RANK) throw new Error(`gpu backend: rank ${shape.length} > ${MAX_RANK}`);
-      const strides = stridesOf(shape);
-      await this.run(out, 'permute', SOURCES.permute, [
-        await this.arg(x),
-        padded(perm.map((p) => shape[p])),
-        padded(perm.map((p) => strides[p])),
-        shape.length,
-      ]);
-    });
+    return this.run(PLANS.permute, x, shape, perm, out);
   }
+  /** Queues {@link Backend.copyBlock}. */
   copyBlock(
     src: Storage,
     srcShape: readonly number[],
@@ -359,46 +253,17 @@ export class AsyncGpuBackend implements AsyncBackend {
     outBegin: readonly number[],
     extent: readonly number[],
   ): Promise<void> {
-    return this.enqueue(async () => {
-      if (outShape.length > MAX_RANK) throw new Error(`gpu backend: rank ${outShape.length} > ${MAX_RANK}`);
-      if (extent.some((e) => e === 0)) return;
-      const sStr = stridesOf(srcShape);
-      const srcBase = srcBegin.reduce((acc, b, d) => acc + b * sStr[d], 0);
-      const [sa, oa] = await this.args(src, out);
-      await this.run(out, 'copyBlock', SOURCES.copyBlock, [
-        sa,
-        oa,
-        padded(outShape),
-        padded(outBegin),
-        padded(extent),
-        padded(sStr),
-        outShape.length,
-        srcBase,
-      ]);
-    });
+    return this.run(PLANS.copyBlock, src, srcShape, srcBegin, out, outShape, outBegin, extent);
   }
-
-  // ---- linear algebra ----
-
+  /** Queues {@link Backend.matmul}. */
   matmul(a: Storage, b: Storage, out: Storage, g: MatmulGeometry): Promise<void> {
-    return this.enqueue(async () => {
-      const { m, n, k } = g;
-      if (k === 0) return this.run(out, 'fill', SOURCES.fill, [0]);
-      const aR = g.transA ? 1 : k;
-      const aC = g.transA ? m : 1;
-      const bR = g.transB ? 1 : n;
-      const bC = g.transB ? k : 1;
-      const [aa, ba] = await this.args(a, b);
-      await this.run(out, 'matmul', SOURCES.matmul, [aa, ba, m, n, k, g.batchA ? m * k : 0, aR, aC, g.batchB ? k * n : 0, bR, bC], k);
-    });
+    return this.run(PLANS.matmul, a, b, out, g);
   }
-
-  // ---- rows and embeddings ----
-
+  /** Queues {@link Backend.gatherRows}. */
   gatherRows(x: Storage, dim: number, ids: Int32Array, out: Storage): Promise<void> {
-    const idArg = hostArray(ids);
-    return this.enqueue(async () => this.run(out, 'gatherRows', SOURCES.gatherRows, [await this.arg(x), idArg, dim]));
+    return this.run(PLANS.gatherRows, x, dim, ids, out);
   }
+  /** Queues {@link Backend.embeddingBag}. */
   embeddingBag(
     table: Storage,
     dim: number,
@@ -408,19 +273,9 @@ export class AsyncGpuBackend implements AsyncBackend {
     mode: BagMode,
     out: Storage,
   ): Promise<void> {
-    const batch = offsets.length - 1;
-    const scales = new Float32Array(Math.max(1, batch));
-    let longest = 0;
-    for (let b = 0; b < batch; b++) {
-      scales[b] = bagScale(weights, offsets[b], offsets[b + 1], mode);
-      longest = Math.max(longest, offsets[b + 1] - offsets[b]);
-    }
-    const w = weights ? hostArray(weights) : hostArray(new Float32Array(ids.length).fill(1));
-    const [idArg, offArg] = [hostArray(ids), hostArray(offsets)];
-    return this.enqueue(async () =>
-      this.run(out, 'embeddingBag', SOURCES.embeddingBag, [await this.arg(table), idArg, offArg, w, scales, dim], longest),
-    );
+    return this.run(PLANS.embeddingBag, table, dim, ids, offsets, weights, mode, out);
   }
+  /** Queues {@link Backend.segmentSumRows}. */
   segmentSumRows(
     src: Storage,
     dim: number,
@@ -429,30 +284,17 @@ export class AsyncGpuBackend implements AsyncBackend {
     scales: Float32Array | null,
     out: Storage,
   ): Promise<void> {
-    const segCount = Math.max(0, segments.length - 1);
-    let longest = 0;
-    for (let u = 0; u < segCount; u++) longest = Math.max(longest, segments[u + 1] - segments[u]);
-    const s = scales ? hostArray(scales) : hostArray(new Float32Array(srcRows.length).fill(1));
-    const [segArg, rowArg] = [hostArray(segments.length > 0 ? segments : [0]), hostArray(srcRows)];
-    return this.enqueue(async () =>
-      this.run(out, 'segmentSumRows', SOURCES.segmentSumRows, [await this.arg(src), segArg, rowArg, s, dim, segCount], longest),
-    );
+    return this.run(PLANS.segmentSumRows, src, dim, segments, srcRows, scales, out);
   }
+  /** Queues {@link Backend.scatterAddRows}. */
   scatterAddRows(values: Storage, dim: number, rows: Int32Array, out: Storage): Promise<void> {
-    const rowsCopy = rows.slice();
-    return this.enqueue(async () => {
-      if (rowsCopy.length === 0 || dim === 0) return;
-      const inv = inverseMap(rowsCopy, out.size / dim);
-      const [oa, va] = await this.args(out, values);
-      await this.run(out, 'scatterAddRows', SOURCES.scatterAddRows, [oa, va, inv, dim]);
-    });
+    return this.run(PLANS.scatterAddRows, values, dim, rows, out);
   }
-
-  // ---- fused nn kernels ----
-
+  /** Queues {@link Backend.prelu}. */
   prelu(x: Storage, slope: Storage, channels: number, out: Storage): Promise<void> {
-    return this.enqueue(async () => this.run(out, 'prelu', SOURCES.prelu, [...(await this.args(x, slope)), channels]));
+    return this.run(PLANS.prelu, x, slope, channels, out);
   }
+  /** Queues {@link Backend.preluBackward}. */
   preluBackward(
     x: Storage,
     slope: Storage,
@@ -461,43 +303,25 @@ export class AsyncGpuBackend implements AsyncBackend {
     gradX: Storage,
     gradSlope: Storage,
   ): Promise<void> {
-    return this.enqueue(async () => {
-      const rows = channels === 0 ? 0 : x.size / channels;
-      const [xa, sa, ga] = await this.args(x, slope, gradOut);
-      const slopeGrad = await this.launch('preluGradSlope', SOURCES.preluGradSlope, gradSlope.size, [xa, ga, channels, rows], rows);
-      await this.run(gradX, 'preluGradX', SOURCES.preluGradX, [xa, sa, ga, channels]);
-      this.assign(gradSlope, slopeGrad);
-    });
+    return this.run(PLANS.preluBackward, x, slope, gradOut, channels, gradX, gradSlope);
   }
+  /** Queues {@link Backend.softmaxLast}. */
   softmaxLast(x: Storage, mask: Storage | null, rows: number, cols: number, out: Storage): Promise<void> {
-    return this.enqueue(async () => {
-      if (rows === 0 || cols === 0) return;
-      const masked = mask !== null;
-      const tag = masked ? 'masked' : 'plain';
-      const xa = await this.arg(x);
-      const ma: KernelArg[] = mask ? [await this.arg(mask)] : [];
-      const hi = await this.launch(`softmaxMax:${tag}`, SOURCES.softmaxMax(masked), rows, [xa, ...ma, cols], cols);
-      let total: DeviceBuffer | null = null;
-      try {
-        if (hi === null) return;
-        total = await this.launch(`softmaxSum:${tag}`, SOURCES.softmaxSum(masked), rows, [xa, ...ma, hi, cols], cols);
-        if (total === null) return;
-        await this.run(out, `softmaxNorm:${tag}`, SOURCES.softmaxNormalize(masked), [xa, ...ma, hi, total, cols]);
-      } finally {
-        hi?.delete();
-        total?.delete();
-      }
-    });
+    return this.run(PLANS.softmaxLast, x, mask, rows, cols, out);
   }
+  /** Queues {@link Backend.bceWithLogits}. */
   bceWithLogits(logits: Storage, labels: Storage, out: Storage): Promise<void> {
-    return this.enqueue(async () => this.run(out, 'bce', SOURCES.bce, await this.args(logits, labels)));
+    return this.run(PLANS.bceWithLogits, logits, labels, out);
   }
+  /** Queues {@link Backend.bceWithLogitsBackward}. */
   bceWithLogitsBackward(logits: Storage, labels: Storage, gradOut: Storage, out: Storage): Promise<void> {
-    return this.enqueue(async () => this.run(out, 'bceBackward', SOURCES.bceBackward, await this.args(logits, labels, gradOut)));
+    return this.run(PLANS.bceWithLogitsBackward, logits, labels, gradOut, out);
   }
+  /** Queues {@link Backend.productBce}. */
   productBce(a: Storage, b: Storage, labels: Storage, out: Storage): Promise<void> {
-    return this.enqueue(async () => this.run(out, 'productBce', SOURCES.productBce, await this.args(a, b, labels)));
+    return this.run(PLANS.productBce, a, b, labels, out);
   }
+  /** Queues {@link Backend.productBceBackward}. */
   productBceBackward(
     a: Storage,
     b: Storage,
@@ -506,33 +330,13 @@ export class AsyncGpuBackend implements AsyncBackend {
     gradA: Storage,
     gradB: Storage,
   ): Promise<void> {
-    return this.enqueue(async () => {
-      const [aa, ba, ya, ga] = await this.args(a, b, labels, gradOut);
-      const da = await this.launch('productBceGrad', SOURCES.productBceGrad, gradA.size, [aa, ba, ya, ga]);
-      const db = await this.launch('productBceGrad', SOURCES.productBceGrad, gradB.size, [ba, aa, ya, ga]);
-      this.assign(gradA, da);
-      this.assign(gradB, db);
-    });
+    return this.run(PLANS.productBceBackward, a, b, labels, gradOut, gradA, gradB);
   }
-
-  // ---- optimizers ----
-
+  /** Queues {@link Backend.adam}. */
   adam(param: Storage, grad: Storage, m: Storage, v: Storage, h: AdamHyper): Promise<void> {
-    const hyper = { ...h };
-    return this.enqueue(async () => {
-      const c1 = 1 - Math.pow(hyper.beta1, hyper.step);
-      const c2 = 1 - Math.pow(hyper.beta2, hyper.step);
-      const [pa, ga, ma, va] = await this.args(param, grad, m, v);
-      // m and v read the old parameter (weight decay), so all three are computed before any is replaced.
-      const mNew = await this.launch('adamM', SOURCES.adamM, m.size, [ma, ga, pa, hyper.beta1, hyper.weightDecay]);
-      const vNew = await this.launch('adamV', SOURCES.adamV, v.size, [va, ga, pa, hyper.beta2, hyper.weightDecay]);
-      if (mNew === null || vNew === null) return;
-      const pNew = await this.launch('adamP', SOURCES.adamP, param.size, [pa, mNew, vNew, hyper.lr / c1, Math.sqrt(c2), hyper.eps]);
-      this.assign(m, mNew);
-      this.assign(v, vNew);
-      this.assign(param, pNew);
-    });
+    return this.run(PLANS.adam, param, grad, m, v, h);
   }
+  /** Queues {@link Backend.sparseAdam}. */
   sparseAdam(
     param: Storage,
     m: Storage,
@@ -542,30 +346,18 @@ export class AsyncGpuBackend implements AsyncBackend {
     gradRows: Storage,
     h: AdamHyper,
   ): Promise<void> {
-    const hyper = { ...h };
-    const rowsCopy = rows.slice();
-    return this.enqueue(async () => {
-      if (rowsCopy.length === 0 || dim === 0) return;
-      const c1 = 1 - Math.pow(hyper.beta1, hyper.step);
-      const c2 = 1 - Math.pow(hyper.beta2, hyper.step);
-      const inv = inverseMap(rowsCopy, param.size / dim);
-      const [pa, ga, ma, va] = await this.args(param, gradRows, m, v);
-      const mNew = await this.launch('sparseAdamM', SOURCES.sparseAdamM, m.size, [ma, ga, pa, inv, dim, hyper.beta1, hyper.weightDecay]);
-      const vNew = await this.launch('sparseAdamV', SOURCES.sparseAdamV, v.size, [va, ga, pa, inv, dim, hyper.beta2, hyper.weightDecay]);
-      if (mNew === null || vNew === null) return;
-      const pNew = await this.launch('sparseAdamP', SOURCES.sparseAdamP, param.size, [
-        pa,
-        mNew,
-        vNew,
-        inv,
-        dim,
-        hyper.lr / c1,
-        Math.sqrt(c2),
-        hyper.eps,
-      ]);
-      this.assign(m, mNew);
-      this.assign(v, vNew);
-      this.assign(param, pNew);
-    });
+    return this.run(PLANS.sparseAdam, param, m, v, dim, rows, gradRows, h);
   }
+}
+
+function checkDtype(dtype: DType): void {
+  if (dtype !== 'float32') throw new Error(`gpu backend: dtype ${dtype} is not supported (float32 only)`);
+}
+
+/** A copy of a host input (typed array, shape, plain options object); storages and numbers as they are. */
+function snapshot(value: unknown): unknown {
+  if (value instanceof Int32Array || value instanceof Float32Array || value instanceof Float64Array) return value.slice();
+  if (Array.isArray(value)) return [...value];
+  if (value !== null && typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype) return { ...value };
+  return value;
 }

@@ -9,8 +9,9 @@
  * fallback raises an error instead of returning slow-but-right values.
  *
  * `webgpu` kernels return Promises, which the synchronous {@link Backend} contract cannot
- * carry; asking for that mode throws with the reason. `async-backend.ts` awaits the same
- * kernel sources with the same host-side arguments (`launch-args.ts`) on webgpu.
+ * carry; asking for that mode throws with the reason. Each kernel's launches are written
+ * once in `plans.ts`; this backend steps them at once, `async-backend.ts` awaits them on
+ * webgpu.
  */
 import type {
   AdamHyper,
@@ -23,21 +24,9 @@ import type {
   Storage,
   UnaryOp,
 } from '../backend.js';
-import { bagScale } from '../reference.js';
-import { broadcastStrides, stridesOf } from '../shape-util.js';
-import {
-  createGpu,
-  isDeviceTexture,
-  isModeSupported,
-  runsOn,
-  type CompiledKernel,
-  type DeviceTexture,
-  type GpuInstance,
-  type GpuMode,
-  type KernelArg,
-} from './gpujs.js';
-import { hostArray, inverseMap, loopClass, padded } from './launch-args.js';
-import { HELPERS, MAX_RANK, SOURCES } from './sources.js';
+import { createGpu, isDeviceTexture, isModeSupported, type DeviceTexture, type GpuMode } from './gpujs.js';
+import { Launcher } from './launcher.js';
+import { PLANS, upload, type Plan } from './plans.js';
 
 /** A concrete gpu.js mode (what `auto` resolves to). */
 export type ConcreteGpuMode = Exclude<GpuMode, 'auto'>;
@@ -83,11 +72,8 @@ export class GpuBackend implements Backend {
   /** The concrete gpu.js mode every kernel runs in. */
   readonly mode: ConcreteGpuMode;
   readonly name: string;
-  private readonly gpu: GpuInstance;
-  private readonly kernels = new Map<string, CompiledKernel>();
+  private readonly launcher: Launcher<Float32Array | DeviceTexture>;
   private readonly onDevice: boolean;
-  /** Kernel launches so far, for tests and benchmarks. */
-  launches = 0;
 
   constructor(options: GpuBackendOptions = {}) {
     this.mode = resolveGpuMode(options.mode ?? 'auto');
@@ -98,9 +84,27 @@ export class GpuBackend implements Backend {
     }
     if (!isModeSupported(this.mode)) throw new Error(`gpu backend: gpu.js mode '${this.mode}' is not available here`);
     this.name = `gpu:${this.mode}`;
-    this.onDevice = !HOST_MODES.has(this.mode);
-    this.gpu = createGpu(this.mode);
-    for (const h of HELPERS) this.gpu.addFunction(h);
+    const onDevice = !HOST_MODES.has(this.mode);
+    this.onDevice = onDevice;
+    this.launcher = new Launcher<Float32Array | DeviceTexture>({
+      gpu: createGpu(this.mode),
+      mode: this.mode,
+      empty: onDevice ? null : new Float32Array(0),
+      own: (s) => this.own(s),
+      accept: (result, key) => {
+        if (onDevice) {
+          if (!isDeviceTexture(result)) throw new Error(`gpu backend: kernel '${key}' returned no texture`);
+          return result;
+        }
+        if (!(result instanceof Float32Array)) throw new Error(`gpu backend: kernel '${key}' returned no float32 array`);
+        return result;
+      },
+    });
+  }
+
+  /** Kernel launches so far, for tests and benchmarks. */
+  get launches(): number {
+    return this.launcher.launches;
   }
 
   supportsDtype(dtype: DType): boolean {
@@ -109,107 +113,28 @@ export class GpuBackend implements Backend {
 
   /** Release every compiled kernel and the gpu.js context. */
   dispose(): void {
-    this.emptyPlaceholder?.delete();
-    this.emptyPlaceholder = null;
-    for (const k of this.kernels.values()) k.destroy?.();
-    this.kernels.clear();
-    this.gpu.destroy();
+    this.launcher.dispose();
   }
-
-  // ---- plumbing ----
 
   private own(s: Storage): GpuStorage {
     if (!(s instanceof GpuStorage) || s.owner !== this) throw new Error('gpu backend: storage belongs to another backend');
     return s;
   }
 
-  private arg(s: Storage): KernelArg {
-    // Only empty device buffers lack a handle; a placeholder of the same kind keeps argument types uniform.
-    const h = this.own(s).handle;
-    if (h === null) return this.placeholder();
-    return h instanceof Float32Array && h.length === 0 ? new Float32Array(1) : h;
-  }
-
-  private emptyPlaceholder: DeviceTexture | null = null;
-
-  /** A one-element device buffer standing in for empty inputs (their values are never read). */
-  private placeholder(): DeviceTexture {
-    if (!this.emptyPlaceholder) {
-      const h = this.launch('upload', SOURCES.upload, 1, [new Float32Array(1)]);
-      if (h === null || h instanceof Float32Array) throw new Error('gpu backend: placeholder is not a texture');
-      this.emptyPlaceholder = h;
-    }
-    return this.emptyPlaceholder;
-  }
-
-  private kernel(key: string, source: string, loopMax: number): CompiledKernel {
-    const full = `${key}|${loopMax}`;
-    let k = this.kernels.get(full);
-    if (!k) {
-      k = this.gpu.createKernel(source, {
-        output: [1],
-        pipeline: true,
-        immutable: true,
-        dynamicOutput: true,
-        dynamicArguments: true,
-        loopMaxIterations: loopMax,
-        precision: 'single',
-        // GL would otherwise choose lowp/mediump from the texture size, too coarse for index math.
-        tactic: 'precision',
-      });
-      this.kernels.set(full, k);
-    }
-    return k;
-  }
-
-  /** Run a kernel producing `size` values; returns the new handle (null for size 0). */
-  private launch(
-    key: string,
-    source: string,
-    size: number,
-    args: KernelArg[],
-    loopBound = 0,
-  ): Float32Array | DeviceTexture | null {
-    if (size === 0) return this.onDevice ? null : new Float32Array(0);
-    const k = this.kernel(key, source, loopClass(loopBound));
-    k.setOutput([size]);
-    const result = k(...args);
-    this.launches++;
-    if (!runsOn(k, this.mode)) {
-      const ran = `${k.kernel.constructor.name ?? '?'} (${k.kernel.constructor.mode ?? '?'})`;
-      const reason = k.kernel.fallbackReason ?? 'unknown reason';
-      throw new Error(`gpu backend: kernel '${key}' ran on ${ran} instead of '${this.mode}': ${reason}`);
-    }
-    if (this.onDevice) {
-      if (!isDeviceTexture(result)) throw new Error(`gpu backend: kernel '${key}' returned no texture`);
-      return result;
-    }
-    if (!(result instanceof Float32Array)) throw new Error(`gpu backend: kernel '${key}' returned no float32 array`);
-    return result;
-  }
-
-  /** Replace the contents of `out`, releasing what it held. */
-  private assign(out: Storage, handle: Float32Array | DeviceTexture | null): void {
-    const o = this.own(out);
-    const old = o.handle;
-    o.handle = handle;
-    if (old && old !== handle && !(old instanceof Float32Array)) old.delete();
-  }
-
-  private run(out: Storage, key: string, source: string, args: KernelArg[], loopBound = 0): void {
-    this.assign(out, this.launch(key, source, out.size, args, loopBound));
+  private run(plan: Plan): void {
+    this.launcher.runSync(plan);
   }
 
   // ---- storage ----
 
   alloc(size: number, dtype: DType): Storage {
-    this.checkDtype(dtype);
+    checkDtype(dtype);
     const s = new GpuStorage(size, this.onDevice ? null : new Float32Array(size), this);
     if (this.onDevice) this.fill(s, 0);
     return s;
   }
   fromArray(data: FloatArray, dtype: DType): Storage {
-    this.checkDtype(dtype);
+    checkDtype(dtype);
     const s = new GpuStorage(data.length, null, this);
     this.write(s, data);
     return s;
@@ -227,38 +152,29 @@ export class GpuBackend implements Backend {
     const s = this.own(storage);
     if (data.length !== s.size) throw new Error(`write: ${data.length} values into a buffer of ${s.size}`);
     const host = Float32Array.from(data);
-    if (!this.onDevice) {
-      this.assign(s, host);
-      return;
-    }
-    this.run(s, 'upload', SOURCES.upload, [host]);
+    if (this.onDevice) this.run(upload(s, host));
+    else this.launcher.assign(s, host);
   }
   free(storage: Storage): void {
-    this.assign(storage, null);
+    this.launcher.assign(storage, null);
   }
 
-  private checkDtype(dtype: DType): void {
-    if (dtype !== 'float32') throw new Error(`gpu backend: dtype ${dtype} is not supported (float32 only)`);
-  }
-
-  // ---- elementwise ----
+  // ---- kernels: the launches are in plans.ts ----
 
   fill(out: Storage, value: number): void {
-    this.run(out, 'fill', SOURCES.fill, [value]);
+    this.run(PLANS.fill(out, value));
   }
   copy(src: Storage, out: Storage): void {
-    // Not the 'upload' kernel: gpu.js switches kernel instances when an argument's type changes
-    // (array vs texture), and the switched instances share one output texture. One type per key.
-    this.run(out, 'copy', SOURCES.upload, [this.arg(src)]);
+    this.run(PLANS.copy(src, out));
   }
   unary(op: UnaryOp, x: Storage, out: Storage): void {
-    this.run(out, `unary:${op}`, SOURCES.unary(op), [this.arg(x)]);
+    this.run(PLANS.unary(op, x, out));
   }
   affine(x: Storage, alpha: number, beta: number, out: Storage): void {
-    this.run(out, 'affine', SOURCES.affine, [this.arg(x), alpha, beta]);
+    this.run(PLANS.affine(x, alpha, beta, out));
   }
   axpby(a: number, x: Storage, b: number, y: Storage, out: Storage): void {
-    this.run(out, 'axpby', SOURCES.axpby, [a, this.arg(x), b, this.arg(y)]);
+    this.run(PLANS.axpby(a, x, b, y, out));
   }
   binary(
     op: BinaryOp,
@@ -269,62 +185,16 @@ export class GpuBackend implements Backend {
     out: Storage,
     outShape: readonly number[],
   ): void {
-    if (a.size === out.size && b.size === out.size) {
-      this.run(out, `binary:${op}`, SOURCES.binarySame(op), [this.arg(a), this.arg(b)]);
-      return;
-    }
-    if (outShape.length > MAX_RANK) throw new Error(`gpu backend: rank ${outShape.length} > ${MAX_RANK}`);
-    this.run(out, `broadcast:${op}`, SOURCES.binaryBroadcast(op), [
-      this.arg(a),
-      this.arg(b),
-      padded(outShape),
-      padded(broadcastStrides(aShape, outShape)),
-      padded(broadcastStrides(bShape, outShape)),
-      outShape.length,
-    ]);
+    this.run(PLANS.binary(op, a, aShape, b, bShape, out, outShape));
   }
-
-  // ---- reductions and layout ----
-
   reduceSum(x: Storage, shape: readonly number[], axes: readonly number[], out: Storage): void {
-    if (shape.length > MAX_RANK) throw new Error(`gpu backend: rank ${shape.length} > ${MAX_RANK}`);
-    const strides = stridesOf(shape);
-    const kept = shape.map((_, i) => i).filter((i) => !axes.includes(i));
-    const red = shape.map((_, i) => i).filter((i) => axes.includes(i));
-    const redCount = red.reduce((p, i) => p * shape[i], 1);
-    this.run(
-      out,
-      'reduceSum',
-      SOURCES.reduceSum,
-      [
-        this.arg(x),
-        padded(kept.map((i) => shape[i])),
-        padded(kept.map((i) => strides[i])),
-        kept.length,
-        padded(red.map((i) => shape[i])),
-        padded(red.map((i) => strides[i])),
-        red.length,
-        redCount,
-      ],
-      redCount,
-    );
+    this.run(PLANS.reduceSum(x, shape, axes, out));
   }
   reduceMaxLast(x: Storage, rows: number, cols: number, out: Storage): void {
-    if (cols === 0) {
-      this.fill(out, -Infinity);
-      return;
-    }
-    this.run(out, 'reduceMaxLast', SOURCES.reduceMaxLast, [this.arg(x), cols], cols);
+    this.run(PLANS.reduceMaxLast(x, rows, cols, out));
   }
   permute(x: Storage, shape: readonly number[], perm: readonly number[], out: Storage): void {
-    if (shape.length > MAX_RANK) throw new Error(`gpu backend: rank ${shape.length} > ${MAX_RANK}`);
-    const strides = stridesOf(shape);
-    this.run(out, 'permute', SOURCES.permute, [
-      this.arg(x),
-      padded(perm.map((p) => shape[p])),
-      padded(perm.map((p) => strides[p])),
-      shape.length,
-    ]);
+    this.run(PLANS.permute(x, shape, perm, out));
   }
   copyBlock(
     src: Storage,
@@ -335,48 +205,13 @@ export class GpuBackend implements Backend {
     outBegin: readonly number[],
     extent: readonly number[],
   ): void {
-    if (outShape.length > MAX_RANK) throw new Error(`gpu backend: rank ${outShape.length} > ${MAX_RANK}`);
-    if (extent.some((e) => e === 0)) return;
-    const sStr = stridesOf(srcShape);
-    const srcBase = srcBegin.reduce((acc, b, d) => acc + b * sStr[d], 0);
-    this.run(out, 'copyBlock', SOURCES.copyBlock, [
-      this.arg(src),
-      this.arg(out),
-      padded(outShape),
-      padded(outBegin),
-      padded(extent),
-      padded(sStr),
-      outShape.length,
-      srcBase,
-    ]);
+    this.run(PLANS.copyBlock(src, srcShape, srcBegin, out, outShape, outBegin, extent));
   }
-
-  // ---- linear algebra ----
-
   matmul(a: Storage, b: Storage, out: Storage, g: MatmulGeometry): void {
-    const { m, n, k } = g;
-    if (k === 0) {
-      this.fill(out, 0);
-      return;
-    }
-    // Transposes and broadcast batches become strides, so one compiled kernel serves all eight layouts.
-    const aR = g.transA ? 1 : k;
-    const aC = g.transA ? m : 1;
-    const bR = g.transB ? 1 : n;
-    const bC = g.transB ? k : 1;
-    this.run(
-      out,
-      'matmul',
-      SOURCES.matmul,
-      [this.arg(a), this.arg(b), m, n, k, g.batchA ? m * k : 0, aR, aC, g.batchB ? k * n : 0, bR, bC],
-      k,
-    );
+    this.run(PLANS.matmul(a, b, out, g));
   }
-
-  // ---- rows and embeddings ----
-
   gatherRows(x: Storage, dim: number, ids: Int32Array, out: Storage): void {
-    this.run(out, 'gatherRows', SOURCES.gatherRows, [this.arg(x), hostArray(ids), dim]);
+    this.run(PLANS.gatherRows(x, dim, ids, out));
   }
   embeddingBag(
     table: Storage,
@@ -387,21 +222,7 @@ export class GpuBackend implements Backend {
     mode: BagMode,
     out: Storage,
   ): void {
-    const batch = offsets.length - 1;
-    const scales = new Float32Array(Math.max(1, batch));
-    let longest = 0;
-    for (let b = 0; b < batch; b++) {
-      scales[b] = bagScale(weights, offsets[b], offsets[b + 1], mode);
-      longest = Math.max(longest, offsets[b + 1] - offsets[b]);
-    }
-    const w = weights ? hostArray(weights) : hostArray(new Float32Array(ids.length).fill(1));
-    this.run(
-      out,
-      'embeddingBag',
-      SOURCES.embeddingBag,
-      [this.arg(table), hostArray(ids), hostArray(offsets), w, scales, dim],
-      longest,
-    );
+    this.run(PLANS.embeddingBag(table, dim, ids, offsets, weights, mode, out));
   }
   segmentSumRows(
     src: Storage,
@@ -411,28 +232,13 @@ export class GpuBackend implements Backend {
     scales: Float32Array | null,
     out: Storage,
   ): void {
-    const segCount = Math.max(0, segments.length - 1);
-    let longest = 0;
-    for (let u = 0; u < segCount; u++) longest = Math.max(longest, segments[u + 1] - segments[u]);
-    const s = scales ? hostArray(scales) : hostArray(new Float32Array(srcRows.length).fill(1));
-    this.run(
-      out,
-      'segmentSumRows',
-      SOURCES.segmentSumRows,
-      [this.arg(src), hostArray(segments.length > 0 ? segments : [0]), hostArray(srcRows), s, dim, segCount],
-      longest,
-    );
+    this.run(PLANS.segmentSumRows(src, dim, segments, srcRows, scales, out));
   }
   scatterAddRows(values: Storage, dim: number, rows: Int32Array, out: Storage): void {
-    if (rows.length === 0 || dim === 0) return;
-    const inv = inverseMap(rows, out.size / dim);
-    this.run(out, 'scatterAddRows', SOURCES.scatterAddRows, [this.arg(out), this.arg(values), inv, dim]);
+    this.run(PLANS.scatterAddRows(values, dim, rows, out));
   }
-
-  // ---- fused nn kernels ----
-
   prelu(x: Storage, slope: Storage, channels: number, out: Storage): void {
-    this.run(out, 'prelu', SOURCES.prelu, [this.arg(x), this.arg(slope), channels]);
+    this.run(PLANS.prelu(x, slope, channels, out));
   }
   preluBackward(
     x: Storage,
@@ -442,43 +248,19 @@ export class GpuBackend implements Backend {
     gradX: Storage,
     gradSlope: Storage,
   ): void {
-    const rows = channels === 0 ? 0 : x.size / channels;
-    // The slope gradient reads gradOut before gradX may overwrite it (they may not alias, but be safe).
-    const slopeGrad = this.launch('preluGradSlope', SOURCES.preluGradSlope, gradSlope.size, [
-      this.arg(x),
-      this.arg(gradOut),
-      channels,
-      rows,
-    ], rows);
-    this.run(gradX, 'preluGradX', SOURCES.preluGradX, [this.arg(x), this.arg(slope), this.arg(gradOut), channels]);
-    this.assign(gradSlope, slopeGrad);
+    this.run(PLANS.preluBackward(x, slope, gradOut, channels, gradX, gradSlope));
   }
   softmaxLast(x: Storage, mask: Storage | null, rows: number, cols: number, out: Storage): void {
-    if (rows === 0 || cols === 0) return;
-    const masked = mask !== null;
-    const tag = masked ? 'masked' : 'plain';
-    const xa = this.arg(x);
-    const ma: KernelArg[] = mask ? [this.arg(mask)] : [];
-    // Row statistics first, so each output cell is one exp and one divide.
-    const hi = this.launch(`softmaxMax:${tag}`, SOURCES.softmaxMax(masked), rows, [xa, ...ma, cols], cols);
-    const hiArg = hi as KernelArg;
-    const total = this.launch(`softmaxSum:${tag}`, SOURCES.softmaxSum(masked), rows, [xa, ...ma, hiArg, cols], cols);
-    const totalArg = total as KernelArg;
-    try {
-      this.run(out, `softmaxNorm:${tag}`, SOURCES.softmaxNormalize(masked), [xa, ...ma, hiArg, totalArg, cols]);
-    } finally {
-      if (hi && !(hi instanceof Float32Array)) hi.delete();
-      if (total && !(total instanceof Float32Array)) total.delete();
-    }
+    this.run(PLANS.softmaxLast(x, mask, rows, cols, out));
   }
   bceWithLogits(logits: Storage, labels: Storage, out: Storage): void {
-    this.run(out, 'bce', SOURCES.bce, [this.arg(logits), this.arg(labels)]);
+    this.run(PLANS.bceWithLogits(logits, labels, out));
   }
   bceWithLogitsBackward(logits: Storage, labels: Storage, gradOut: Storage, out: Storage): void {
-    this.run(out, 'bceBackward', SOURCES.bceBackward, [this.arg(logits), this.arg(labels), this.arg(gradOut)]);
+    this.run(PLANS.bceWithLogitsBackward(logits, labels, gradOut, out));
   }
   productBce(a: Storage, b: Storage, labels: Storage, out: Storage): void {
-    this.run(out, 'productBce', SOURCES.productBce, [this.arg(a), this.arg(b), this.arg(labels)]);
+    this.run(PLANS.productBce(a, b, labels, out));
   }
   productBceBackward(
     a: Storage,
@@ -488,27 +270,10 @@ export class GpuBackend implements Backend {
     gradA: Storage,
     gradB: Storage,
   ): void {
-    const [aa, ba, ya, ga] = [this.arg(a), this.arg(b), this.arg(labels), this.arg(gradOut)];
-    const da = this.launch('productBceGrad', SOURCES.productBceGrad, gradA.size, [aa, ba, ya, ga]);
-    const db = this.launch('productBceGrad', SOURCES.productBceGrad, gradB.size, [ba, aa, ya, ga]);
-    this.assign(gradA, da);
-    this.assign(gradB, db);
+    this.run(PLANS.productBceBackward(a, b, labels, gradOut, gradA, gradB));
   }
-
-  // ---- optimizers ----
-
   adam(param: Storage, grad: Storage, m: Storage, v: Storage, h: AdamHyper): void {
-    const c1 = 1 - Math.pow(h.beta1, h.step);
-    const c2 = 1 - Math.pow(h.beta2, h.step);
-    const [pa, ga] = [this.arg(param), this.arg(grad)];
-    // m and v read the old parameter (for weight decay), so all three are computed before any is replaced.
-    const mNew = this.launch('adamM', SOURCES.adamM, m.size, [this.arg(m), ga, pa, h.beta1, h.weightDecay]);
-    const vNew = this.launch('adamV', SOURCES.adamV, v.size, [this.arg(v), ga, pa, h.beta2, h.weightDecay]);
-    if (mNew === null || vNew === null) return;
-    const pNew = this.launch('adamP', SOURCES.adamP, param.size, [pa, mNew, vNew, h.lr / c1, Math.sqrt(c2), h.eps]);
-    this.assign(m, mNew);
-    this.assign(v, vNew);
-    this.assign(param, pNew);
+    this.run(PLANS.adam(param, grad, m, v, h));
   }
   sparseAdam(
     param: Storage,
@@ -519,26 +284,10 @@ export class GpuBackend implements Backend {
     gradRows: Storage,
     h: AdamHyper,
   ): void {
-    if (rows.length === 0 || dim === 0) return;
-    const c1 = 1 - Math.pow(h.beta1, h.step);
-    const c2 = 1 - Math.pow(h.beta2, h.step);
-    const inv = inverseMap(rows, param.size / dim);
-    const [pa, ga] = [this.arg(param), this.arg(gradRows)];
-    const mNew = this.launch('sparseAdamM', SOURCES.sparseAdamM, m.size, [this.arg(m), ga, pa, inv, dim, h.beta1, h.weightDecay]);
-    const vNew = this.launch('sparseAdamV', SOURCES.sparseAdamV, v.size, [this.arg(v), ga, pa, inv, dim, h.beta2, h.weightDecay]);
-    if (mNew === null || vNew === null) return;
-    const pNew = this.launch('sparseAdamP', SOURCES.sparseAdamP, param.size, [
-      pa,
-      mNew,
-      vNew,
-      inv,
-      dim,
-      h.lr / c1,
-      Math.sqrt(c2),
-      h.eps,
-    ]);
-    this.assign(m, mNew);
-    this.assign(v, vNew);
-    this.assign(param, pNew);
+    this.run(PLANS.sparseAdam(param, m, v, dim, rows, gradRows, h));
   }
+}
+
+function checkDtype(dtype: DType): void {
+  if (dtype !== 'float32') throw new Error(`gpu backend: dtype ${dtype} is not supported (float32 only)`);
 }

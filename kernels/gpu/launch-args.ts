@@ -1,6 +1,6 @@
 /**
- * Host-side argument shaping shared by the synchronous and the asynchronous gpu.js
- * backends, so both hand identical arguments to the same kernel sources.
+ * Host-side argument shaping for the kernel plans (`plans.ts`) and the kernel cache
+ * (`launcher.ts`).
  */
 import { MAX_RANK } from './sources.js';
 
