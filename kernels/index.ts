@@ -42,8 +42,19 @@ export {
   type MlpTowerWeights,
   type TowerBatch,
 } from './gpu/index.js';
-export type { DeviceTexture } from './gpu/gpujs.js';
-export { WasmBackend, createWasmBackend, Arena, WasmStorage, ModuleBuilder, FunctionBuilder, type ArenaStats, type WasmBackendOptions } from './wasm/index.js';
+export type { DeviceBuffer, DeviceTexture } from './gpu/gpujs.js';
+export {
+  WasmBackend,
+  createWasmBackend,
+  autoThreads,
+  PARALLEL_MIN,
+  Arena,
+  WasmStorage,
+  type ArenaStats,
+  type ParallelThresholds,
+  type PoolStats,
+  type WasmBackendOptions,
+} from './wasm/index.js';
 export { broadcastShapes, broadcastStrides, sameShape, sizeOf, stridesOf } from './shape-util.js';
 export * as stableMath from './stable-math.js';
 

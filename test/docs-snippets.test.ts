@@ -17,6 +17,7 @@ const packagePaths: Record<string, string> = {
   'esmm-ts': '../../index.js',
   'esmm-ts/core': '../../core/index.js',
   'esmm-ts/kernels': '../../kernels/index.js',
+  'esmm-ts/kernels/wasm': '../../kernels/wasm/index.js',
   'esmm-ts/models': '../../models/index.js',
 };
 

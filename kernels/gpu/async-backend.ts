@@ -35,20 +35,27 @@ export type AsyncMethod = Exclude<
   'supportsDtype'
 >;
 
-/** {@link Backend} with every kernel and storage operation returning a Promise of its synchronous result. */
+/**
+ * {@link Backend} with every kernel and storage operation returning a Promise of its synchronous result.
+ * Each member is documented on {@link Backend}.
+ * @useDeclaredType
+ */
 export type AsyncKernels = {
   [K in AsyncMethod]: (...args: Parameters<Backend[K]>) => Promise<ReturnType<Backend[K]>>;
 };
 
-/** An asynchronous compute backend: the {@link Backend} contract with awaited results. */
-export interface AsyncBackend extends AsyncKernels {
+/**
+ * An asynchronous compute backend: the {@link Backend} contract with awaited results.
+ * @useDeclaredType
+ */
+export type AsyncBackend = AsyncKernels & {
   /** Short name, e.g. `gpu:webgpu` or `async(reference)`. */
   readonly name: string;
   /** Whether tensors of this dtype can live here. */
   supportsDtype(dtype: DType): boolean;
   /** Release everything the backend holds. */
   dispose(): Promise<void>;
-}
+};
 
 /** Every asynchronous method, checked complete against {@link AsyncMethod} at compile time. */
 export const ASYNC_METHODS = [

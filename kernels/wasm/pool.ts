@@ -46,7 +46,7 @@ const IDLE = 1 << 30;
 /** Polls of a control slot before falling back to `Atomics.wait` (wake-ups cost tens of µs). */
 const SPIN = 4000;
 
-/** Counters of a {@link ThreadPool}. */
+/** Counters of the wasm backend's worker pool. */
 export interface PoolStats {
   /** Worker threads started (the calling thread not counted). */
   workers: number;

@@ -13,6 +13,7 @@ import type { Batch } from '../schema.js';
 
 /** Batches for one epoch; called once per epoch with its number, so shuffling can be seeded by epoch. */
 export interface BatchSource {
+  /** The batches of epoch `epoch` (1-based; 0 for evaluation), in the order to train on. */
   batches(epoch: number): Iterable<Batch> | AsyncIterable<Batch>;
   /** Rows per epoch, when known (drives the progress bar). */
   rows?: number;
