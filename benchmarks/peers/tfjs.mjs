@@ -65,6 +65,7 @@ function parseArgs(argv) {
     else if (k === '--loss-steps') a.lossSteps = Number(v());
     else if (k === '--out') a.out = path.resolve(v());
     else if (k === '--quick') a.quick = true;
+    else if (k === '--vocab') a.vocab = Number(v());
     else if (k === '--child') a.child = { backend: v(), batch: Number(v()) };
     else if (k === '--help' || k === '-h') a.help = true;
     else throw new Error(`tfjs peer: unknown argument ${k}`);
@@ -89,7 +90,11 @@ function readI32(file) {
   return new Int32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
 }
 
-async function runChild({ backend, batch, warmup, repeats, steps, lossSteps }) {
+// --vocab (scaling runs): tables of `vocab` rows drawn N(0, 0.01^2) in-process, ids remapped
+// (id * REMAP) % vocab, as torch_esmm.py and benchmarks/esmm-throughput.ts do.
+const REMAP = 7919;
+
+async function runChild({ backend, batch, warmup, repeats, steps, lossSteps, vocab }) {
   const tf = require('@tensorflow/tfjs');
   const notes = [
     'embedding lookup: tf.gather with tf.customGrad (tf.scatterND backward), the stock gather gradient is unusable here',
@@ -111,8 +116,11 @@ async function runChild({ backend, batch, warmup, repeats, steps, lossSteps }) {
 
   const m = ensureInit();
   const specs = new Map(m.tensors.map((t) => [t.name, t]));
+  const scaled = vocab !== undefined && vocab !== m.vocab;
+  const remap = (id) => (scaled ? (id * REMAP) % vocab : id);
   const param = (name) => {
     const s = specs.get(name);
+    if (scaled && name.startsWith('emb.')) return tf.randomNormal([vocab, m.dim], 0, 0.01, 'float32', 2018);
     return tf.tidy(() => {
       const t = tf.tensor(readF32(s.file), s.shape, 'float32');
       // Linear weights are stored [out, in] (PyTorch layout); TF.js multiplies x·W with W [in, out].
@@ -144,13 +152,13 @@ async function runChild({ backend, batch, warmup, repeats, steps, lossSteps }) {
     const fields = [];
     for (let f = 0; f < m.singleFields; f++) {
       const a = new Int32Array(batch);
-      for (let r = 0; r < batch; r++) a[r] = ids[(r0 + r) * cols + f];
+      for (let r = 0; r < batch; r++) a[r] = remap(ids[(r0 + r) * cols + f]);
       fields.push({ idx: tf.tensor1d(a, 'int32'), idx2: tf.tensor2d(a, [batch, 1], 'int32'), len: 1 });
     }
     for (let b = 0; b < m.bagFields; b++) {
       const a = new Int32Array(batch * m.bagLen);
       const c0 = m.singleFields + b * m.bagLen;
-      for (let r = 0; r < batch; r++) for (let j = 0; j < m.bagLen; j++) a[r * m.bagLen + j] = ids[(r0 + r) * cols + c0 + j];
+      for (let r = 0; r < batch; r++) for (let j = 0; j < m.bagLen; j++) a[r * m.bagLen + j] = remap(ids[(r0 + r) * cols + c0 + j]);
       fields.push({ idx: tf.tensor1d(a, 'int32'), idx2: tf.tensor2d(a, [batch * m.bagLen, 1], 'int32'), len: m.bagLen });
     }
     const click = new Float32Array(batch);
@@ -225,6 +233,7 @@ async function runChild({ backend, batch, warmup, repeats, steps, lossSteps }) {
     variant: backend,
     threads: 1,
     batch,
+    vocabPerField: scaled ? vocab : m.vocab,
     samplesPerSec: median(rates),
     samplesPerSecRepeats: rates,
     peakRssMB: process.resourceUsage().maxRSS / 1024,
@@ -246,7 +255,7 @@ async function main() {
     return;
   }
   if (args.child) {
-    const res = await runChild({ ...args.child, warmup: args.warmup ?? 5, repeats: args.repeats ?? 5, steps: args.steps ?? 20, lossSteps: args.lossSteps ?? 20 });
+    const res = await runChild({ ...args.child, warmup: args.warmup ?? 5, repeats: args.repeats ?? 5, steps: args.steps ?? 20, lossSteps: args.lossSteps ?? 20, vocab: args.vocab });
     process.stdout.write('@@RESULT@@' + JSON.stringify(res) + '\n');
     return;
   }
@@ -275,7 +284,7 @@ async function main() {
       const t0 = performance.now();
       const p = spawnSync(
         process.execPath,
-        [SELF, '--child', backend, String(batch), '--warmup', String(plan.warmup), '--repeats', String(plan.repeats), '--steps', String(plan.steps), '--loss-steps', String(lossSteps)],
+        [SELF, '--child', backend, String(batch), '--warmup', String(plan.warmup), '--repeats', String(plan.repeats), '--steps', String(plan.steps), '--loss-steps', String(lossSteps), ...(args.vocab ? ['--vocab', String(args.vocab)] : [])],
         { encoding: 'utf8', maxBuffer: 64 << 20 },
       );
       const line = (p.stdout || '').split('\n').find((l) => l.startsWith('@@RESULT@@'));

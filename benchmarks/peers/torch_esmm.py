@@ -152,7 +152,10 @@ def openblas_info(provider):
         return None
 
 
-def run_child(variant, threads, batch, warmup, repeats, steps, loss_steps):
+REMAP = 7919  # id remap multiplier for --vocab (prime, coprime to 10^k); esmm-ts and tfjs.mjs use the same
+
+
+def run_child(variant, threads, batch, warmup, repeats, steps, loss_steps, vocab=None):
     import torch
     import torch.nn as nn
     import torch.nn.functional as F
@@ -170,6 +173,9 @@ def run_child(variant, threads, batch, warmup, repeats, steps, loss_steps):
     bags = manifest["bagFields"]
     bag_len = manifest["bagLen"]
     sparse = variant == "sparse"
+    # --vocab (scaling runs): tables of `vocab` rows drawn N(0, 0.01^2) here, ids remapped (id * REMAP) % vocab.
+    scaled = vocab is not None and vocab != manifest["vocab"]
+    torch.manual_seed(2018)
 
     class Tower(nn.Module):
         def __init__(self, prefix):
@@ -193,7 +199,7 @@ def run_child(variant, threads, batch, warmup, repeats, steps, loss_steps):
             names = [f"emb.f{i}" for i in range(single)] + [f"emb.b{i}" for i in range(bags)]
             self.tables = nn.ModuleList()
             for name in names:
-                w = load(tensors[name], torch.float32)
+                w = torch.empty(vocab, manifest["dim"]).normal_(0.0, 0.01) if scaled else load(tensors[name], torch.float32)
                 self.tables.append(nn.EmbeddingBag.from_pretrained(w, freeze=False, mode="sum", sparse=sparse))
             self.ctr = Tower("ctr")
             self.cvr = Tower("cvr")
@@ -219,6 +225,8 @@ def run_child(variant, threads, batch, warmup, repeats, steps, loss_steps):
 
     # Data: per-field contiguous id columns, so a batch is a contiguous row slice.
     ids = load(manifest["data"]["ids"], torch.int32).long()
+    if scaled:
+        ids = (ids * REMAP) % vocab
     labels = load(manifest["data"]["labels"], torch.float32)
     rows = manifest["data"]["rows"]
     cols = [ids[:, i : i + 1].contiguous() for i in range(single)]
@@ -267,6 +275,7 @@ def run_child(variant, threads, batch, warmup, repeats, steps, loss_steps):
         "variant": variant,
         "threads": threads,
         "batch": batch,
+        "vocabPerField": vocab if scaled else manifest["vocab"],
         "samplesPerSec": statistics.median(rates),
         "samplesPerSecRepeats": rates,
         "peakRssMB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -338,6 +347,8 @@ def main():
     ap.add_argument("--reference-threads", default="1")
     ap.add_argument("--keep-env", action="store_true", help="do not adjust OpenBLAS / malloc environment for the children")
     ap.add_argument("--quick", action="store_true", help="warmup 2, repeats 3, steps 5")
+    ap.add_argument("--vocab", type=int, default=None,
+                    help="rows per table for scaling runs (tables initialised in-process, ids remapped (id*7919) %% vocab)")
     ap.add_argument("--child", nargs=3, metavar=("VARIANT", "THREADS", "BATCH"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.quick:
@@ -346,7 +357,7 @@ def main():
 
     if args.child:
         variant, threads, batch = args.child[0], int(args.child[1]), int(args.child[2])
-        res = run_child(variant, threads, batch, args.warmup, args.repeats, args.steps, args.loss_steps)
+        res = run_child(variant, threads, batch, args.warmup, args.repeats, args.steps, args.loss_steps, args.vocab)
         print("@@RESULT@@" + json.dumps(res))
         return 0
 
@@ -380,7 +391,7 @@ def main():
     for batch, blas, variant, threads, omp_wait in plan:
         cmd = [sys.executable, os.path.abspath(__file__), "--child", variant, str(threads), str(batch),
                "--warmup", str(args.warmup), "--repeats", str(args.repeats), "--steps", str(args.steps),
-               "--loss-steps", str(args.loss_steps)]
+               "--loss-steps", str(args.loss_steps)] + (["--vocab", str(args.vocab)] if args.vocab else [])
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, env=child_env(threads, args.keep_env, None if omp_wait == "default" else omp_wait.upper(),
                                             ref_dir if blas == "reference" else None),
