@@ -24,7 +24,8 @@ function fanOut(shape: readonly number[]): number {
 function build(shape: readonly number[], options: InitOptions, draw: (rng: Rng) => number): Tensor {
   const rng = options.rng ?? new Rng(0);
   const n = shape.reduce((a, b) => a * b, 1);
-  const values = new Float64Array(n);
+  // Drawn straight into an array of the target dtype: large tables should be copied once (to the backend), not twice.
+  const values = (options.dtype ?? 'float32') === 'float64' ? new Float64Array(n) : new Float32Array(n);
   for (let i = 0; i < n; i++) values[i] = draw(rng);
   return Tensor.fromArray(values, shape, { dtype: options.dtype, requiresGrad: options.requiresGrad });
 }

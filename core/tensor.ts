@@ -32,12 +32,14 @@ export interface TensorOptions {
  */
 export class RowSparseGrad {
   constructor(
-    /** Distinct row indices, host-side (they come from input ids). */
+    /** Row indices, host-side (they come from input ids); distinct once coalesced. */
     readonly rows: Int32Array,
     /** Gradient rows, shape [rows.length, dim]. */
     readonly values: Tensor,
     /** Shape of the dense parameter, [numRows, dim]. */
     readonly denseShape: readonly number[],
+    /** Whether `rows` are known distinct and ascending, so {@link coalesce} has nothing to do. */
+    readonly coalesced = false,
   ) {}
 
   /** The equivalent dense gradient (allocates the whole parameter's size). */
@@ -272,7 +274,11 @@ export class Tensor {
     if (values.length !== sizeOf(shape)) {
       throw new Error(`${values.length} values do not fill shape [${shape.join(', ')}] (${sizeOf(shape)} elements)`);
     }
-    const host: FloatArray = dtype === 'float64' ? Float64Array.from(values) : Float32Array.from(values);
+    // fromArray copies into the backend's storage, so an array already of the right type is passed as is.
+    const host: FloatArray =
+      dtype === 'float64'
+        ? values instanceof Float64Array ? values : Float64Array.from(values)
+        : values instanceof Float32Array ? values : Float32Array.from(values);
     return new Tensor(backend.fromArray(host, dtype), [...shape], backend, options.requiresGrad ?? false);
   }
 
@@ -404,32 +410,58 @@ function concatSparse(a: RowSparseGrad, b: RowSparseGrad): RowSparseGrad {
 
 /** Merge duplicate rows of a sparse gradient by summing them (as `torch.Tensor.coalesce`). */
 export function coalesce(g: RowSparseGrad): RowSparseGrad {
+  if (g.coalesced) return g;
   const { unique, segments, order } = groupIndices(g.rows);
-  if (unique.length === g.rows.length) return g;
+  if (unique.length === g.rows.length && order.every((o, i) => o === i)) return new RowSparseGrad(g.rows, g.values, g.denseShape, true);
   const dim = g.denseShape[1];
   const values = Tensor.zeros([unique.length, dim], { dtype: g.values.dtype, backend: g.values.backend });
   values.backend.segmentSumRows(g.values.storage, dim, segments, order, null, values.storage);
-  return new RowSparseGrad(unique, values, g.denseShape);
+  return new RowSparseGrad(unique, values, g.denseShape, true);
 }
+
+// Reused by every call: a fresh 256 KiB array per training step would cost page faults.
+const radixCounts = new Int32Array(1 << 16);
 
 /**
  * Group equal indices: `unique` in ascending order, and for each unique value u the
- * positions order[segments[u] .. segments[u+1]) where it occurs. Host-side: indices are input data.
+ * positions order[segments[u] .. segments[u+1]) where it occurs, ascending. Host-side:
+ * indices are input data. A stable LSD radix sort (two 16-bit passes) keeps this linear
+ * in the batch, whatever the vocabulary size.
  */
 export function groupIndices(indices: Int32Array): { unique: Int32Array; segments: Int32Array; order: Int32Array } {
-  const order = new Int32Array(indices.length);
-  for (let i = 0; i < order.length; i++) order[i] = i;
-  order.sort((x, y) => indices[x] - indices[y] || x - y);
-  const uniqueList: number[] = [];
-  const segmentList: number[] = [];
-  for (let i = 0; i < order.length; i++) {
+  const n = indices.length;
+  let order = new Int32Array(n);
+  let scratch = new Int32Array(n);
+  for (let i = 0; i < n; i++) order[i] = i;
+  const counts = radixCounts;
+  for (const shift of [0, 16]) {
+    counts.fill(0);
+    // Indices are non-negative row ids; `>>> shift & 0xffff` buckets them by one 16-bit digit.
+    for (let i = 0; i < n; i++) counts[(indices[i] >>> shift) & 0xffff]++;
+    let total = 0;
+    for (let d = 0; d < counts.length; d++) {
+      const c = counts[d];
+      counts[d] = total;
+      total += c;
+    }
+    for (let i = 0; i < n; i++) {
+      const pos = order[i];
+      scratch[counts[(indices[pos] >>> shift) & 0xffff]++] = pos;
+    }
+    [order, scratch] = [scratch, order];
+  }
+  let distinct = 0;
+  for (let i = 0; i < n; i++) if (i === 0 || indices[order[i]] !== indices[order[i - 1]]) distinct++;
+  const unique = new Int32Array(distinct);
+  const segments = new Int32Array(distinct + 1);
+  for (let i = 0, u = -1; i < n; i++) {
     if (i === 0 || indices[order[i]] !== indices[order[i - 1]]) {
-      uniqueList.push(indices[order[i]]);
-      segmentList.push(i);
+      unique[++u] = indices[order[i]];
+      segments[u] = i;
     }
   }
-  segmentList.push(order.length);
-  return { unique: Int32Array.from(uniqueList), segments: Int32Array.from(segmentList), order };
+  segments[distinct] = n;
+  return { unique, segments, order };
 }
 
 function runBackward(root: Tensor, seed: Tensor): void {

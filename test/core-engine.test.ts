@@ -1,4 +1,5 @@
 /** The autodiff engine, modules, optimizers and the sparse embedding path. */
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
   add,
@@ -6,6 +7,7 @@ import {
   bceWithLogits,
   embeddingBag,
   gradcheck,
+  groupIndices,
   matmul,
   mean,
   mul,
@@ -215,7 +217,8 @@ function lazyAdamReference(values: number[], dim: number, steps: { rows: number[
         const g = step.grads[i][d];
         m[j] = 0.9 * m[j] + 0.1 * g;
         v[j] = 0.999 * v[j] + 0.001 * g * g;
-        p[j] -= (lr * m[j]) / c1 / (Math.sqrt(v[j] / c2) + 1e-8);
+        // PyTorch SparseAdam: step size lr·√c2/c1, denominator √v + ε.
+        p[j] -= ((lr * Math.sqrt(c2)) / c1) * (m[j] / (Math.sqrt(v[j]) + 1e-8));
       }
     });
   });
@@ -291,7 +294,7 @@ describe('optimizers', () => {
     }
   });
 
-  it('sparse Adam equals dense Adam on the touched rows after one step', () => {
+  it('sparse Adam equals dense Adam on the touched rows after one step (ε = 0, where the two forms coincide)', () => {
     const init = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6];
     const sparseTable = nn.parameter(tensor(init, [3, 2], f64));
     const denseTable = nn.parameter(tensor(init, [3, 2], f64));
@@ -301,8 +304,9 @@ describe('optimizers', () => {
     embeddingBag(sparseTable, { ids, offsets }).backward(seed);
     embeddingBag(denseTable, { ids, offsets }).backward(seed);
     denseTable.grad = (denseTable.grad as RowSparseGrad).toDense();
-    new optim.Adam([sparseTable], { lr: 0.05 }).step();
-    new optim.Adam([denseTable], { lr: 0.05 }).step();
+    // With ε = 0 the SparseAdam and dense Adam formulas coincide (they differ only in where ε enters).
+    new optim.Adam([sparseTable], { lr: 0.05, eps: 0 }).step();
+    new optim.Adam([denseTable], { lr: 0.05, eps: 0 }).step();
     const s = sparseTable.toArray();
     const d = denseTable.toArray();
     for (const i of [0, 1, 4, 5]) expect(s[i]).toBeCloseTo(d[i], 14);
@@ -407,5 +411,23 @@ describe('end to end', () => {
     const predictions = Array.from(noGrad(() => sigmoid(model.forward(x)).toArray()));
     const accuracy = predictions.filter((p, i) => (p > 0.5 ? 1 : 0) === ys[i]).length / n;
     expect(accuracy).toBeGreaterThan(0.95);
+  });
+});
+
+describe('groupIndices', () => {
+  it('groups like a stable sort, for any non-negative ids', () => {
+    fc.assert(
+      fc.property(fc.array(fc.oneof(fc.integer({ min: 0, max: 5 }), fc.integer({ min: 0, max: 2 ** 31 - 1 })), { maxLength: 60 }), (ids) => {
+        const input = Int32Array.from(ids);
+        const { unique, segments, order } = groupIndices(input);
+        const expectedOrder = ids.map((_, i) => i).sort((a, b) => ids[a] - ids[b] || a - b);
+        expect([...order]).toEqual(expectedOrder);
+        expect([...unique]).toEqual([...new Set(ids)].sort((a, b) => a - b));
+        expect(segments[segments.length - 1]).toBe(ids.length);
+        for (let u = 0; u < unique.length; u++) {
+          for (let k = segments[u]; k < segments[u + 1]; k++) expect(ids[order[k]]).toBe(unique[u]);
+        }
+      }),
+    );
   });
 });

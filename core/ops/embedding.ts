@@ -67,7 +67,7 @@ function sparseRowGradient(table: Tensor, g: Tensor, ids: Int32Array, srcRow: In
   }
   const values = emptyLike(table, [unique.length, dim]);
   table.backend.segmentSumRows(g.storage, dim, segments, srcRows, orderedScales, values.storage);
-  return new RowSparseGrad(unique, values, table.shape);
+  return new RowSparseGrad(unique, values, table.shape, true);
 }
 
 function checkIds(op: string, ids: Int32Array, rows: number): void {

@@ -70,7 +70,10 @@ export class Adam extends Optimizer {
     s.step += 1;
     const hyper = { lr: this.lr, beta1: this.beta1, beta2: this.beta2, eps: this.eps, weightDecay: this.weightDecay, step: s.step };
     if (g instanceof RowSparseGrad) {
-      p.backend.sparseAdam(p.storage, s.m.storage, s.v.storage, p.shape[1], g.rows, g.values.storage, hyper);
+      // PyTorch's SparseAdam divides by √v + ε, not by √v̂ + ε = √v/√(1−β₂ᵗ) + ε as dense Adam does;
+      // the kernels use the dense form, which equals SparseAdam's with ε scaled by 1/√(1−β₂ᵗ).
+      const sparseEps = this.eps / Math.sqrt(1 - Math.pow(this.beta2, s.step));
+      p.backend.sparseAdam(p.storage, s.m.storage, s.v.storage, p.shape[1], g.rows, g.values.storage, { ...hyper, eps: sparseEps });
     } else {
       p.backend.adam(p.storage, g.storage, s.m.storage, s.v.storage, hyper);
     }
