@@ -27,6 +27,7 @@ export {
   GpuStorage,
   GPU_MODES,
   resolveGpuMode,
+  MAX_GPU_ELEMENTS,
   type ConcreteGpuMode,
   type GpuBackendOptions,
   type GpuMode,

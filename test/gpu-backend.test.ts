@@ -54,6 +54,14 @@ describe('gpu backend, fallback detection', () => {
     gpu.destroy();
   });
 
+  it('refuses tensors too large for exact float32 indexing, with the limit in the message', () => {
+    const b = new GpuBackend({ mode: 'cpu' });
+    expect(() => b.alloc(2 ** 22, 'float32')).toThrow(/4194304 elements is too large .*limit is 4194303/);
+    expect(() => b.alloc(8, 'float64')).toThrow(/float32 only/);
+    expect(b.alloc(2 ** 22 - 1, 'float32').size).toBe(2 ** 22 - 1);
+    b.dispose();
+  });
+
   it('rejects webgpu (asynchronous in gpu.js) and unknown modes with a reason', () => {
     expect(() => new GpuBackend({ mode: 'webgpu' })).toThrow(/Promise|not available/);
     expect(() => new GpuBackend({ mode: 'bogus' })).toThrow(/unknown mode/);

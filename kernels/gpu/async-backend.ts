@@ -26,6 +26,7 @@ import type {
   UnaryOp,
 } from '../backend.js';
 import { createGpu, isDeviceBuffer, isWebGpuAvailable, type DeviceBuffer } from './gpujs.js';
+import { checkStorage } from './launch-args.js';
 import { Launcher } from './launcher.js';
 import { PLANS, upload, type Plan } from './plans.js';
 
@@ -164,7 +165,7 @@ export class AsyncGpuBackend implements AsyncBackend {
   /** Queues {@link Backend.alloc}: a zero-filled buffer. */
   alloc(size: number, dtype: DType): Promise<Storage> {
     return this.enqueue(async () => {
-      checkDtype(dtype);
+      checkStorage(size, dtype);
       const s = new AsyncGpuStorage(size, null, this);
       await this.launcher.runAsync(PLANS.fill(s, 0));
       return s;
@@ -174,7 +175,7 @@ export class AsyncGpuBackend implements AsyncBackend {
   fromArray(data: FloatArray, dtype: DType): Promise<Storage> {
     const host = Float32Array.from(data);
     return this.enqueue(async () => {
-      checkDtype(dtype);
+      checkStorage(host.length, dtype);
       const s = new AsyncGpuStorage(host.length, null, this);
       await this.launcher.runAsync(upload(s, host));
       return s;
@@ -357,9 +358,6 @@ export class AsyncGpuBackend implements AsyncBackend {
   }
 }
 
-function checkDtype(dtype: DType): void {
-  if (dtype !== 'float32') throw new Error(`gpu backend: dtype ${dtype} is not supported (float32 only)`);
-}
 
 /** A copy of a host input (typed array, shape, plain options object); storages and numbers as they are. */
 function snapshot(value: unknown): unknown {

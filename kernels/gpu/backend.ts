@@ -25,6 +25,7 @@ import type {
   UnaryOp,
 } from '../backend.js';
 import { createGpu, isDeviceTexture, isModeSupported, type DeviceTexture, type GpuMode } from './gpujs.js';
+import { checkStorage } from './launch-args.js';
 import { Launcher } from './launcher.js';
 import { PLANS, upload, type Plan } from './plans.js';
 
@@ -128,13 +129,13 @@ export class GpuBackend implements Backend {
   // ---- storage ----
 
   alloc(size: number, dtype: DType): Storage {
-    checkDtype(dtype);
+    checkStorage(size, dtype);
     const s = new GpuStorage(size, this.onDevice ? null : new Float32Array(size), this);
     if (this.onDevice) this.fill(s, 0);
     return s;
   }
   fromArray(data: FloatArray, dtype: DType): Storage {
-    checkDtype(dtype);
+    checkStorage(data.length, dtype);
     const s = new GpuStorage(data.length, null, this);
     this.write(s, data);
     return s;
@@ -288,6 +289,3 @@ export class GpuBackend implements Backend {
   }
 }
 
-function checkDtype(dtype: DType): void {
-  if (dtype !== 'float32') throw new Error(`gpu backend: dtype ${dtype} is not supported (float32 only)`);
-}

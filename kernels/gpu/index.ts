@@ -7,3 +7,4 @@ export { ASYNC_METHODS, AsyncGpuBackend, AsyncGpuStorage, asyncOf } from './asyn
 export type { AsyncBackend, AsyncKernels, AsyncMethod } from './async-backend.js';
 export { MlpTowerSession } from './inference.js';
 export type { BagFieldWeights, DenseLayerWeights, MlpTowerWeights, TowerBatch } from './inference.js';
+export { MAX_GPU_ELEMENTS } from './launch-args.js';

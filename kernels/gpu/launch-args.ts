@@ -2,6 +2,7 @@
  * Host-side argument shaping for the kernel plans (`plans.ts`) and the kernel cache
  * (`launcher.ts`).
  */
+import type { DType } from '../backend.js';
 import { MAX_RANK } from './sources.js';
 
 /** Smallest power of two ≥ n (at least 16): loop bounds are compiled in, so lengths share classes. */
@@ -34,4 +35,21 @@ export function inverseMap(rows: Int32Array, rowCount: number): Float32Array {
     inv[r] = i;
   }
   return inv;
+}
+
+/**
+ * Largest tensor the gpu kernels address exactly: they compute element indices in float32
+ * (the only number type every gpu.js mode shares), and the index splitting is exact below 2^22.
+ */
+export const MAX_GPU_ELEMENTS = 2 ** 22;
+
+/** Refuse storage the gpu kernels cannot serve: another dtype, or too many elements to index exactly. */
+export function checkStorage(size: number, dtype: DType): void {
+  if (dtype !== 'float32') throw new Error(`gpu backend: dtype ${dtype} is not supported (float32 only)`);
+  if (size >= MAX_GPU_ELEMENTS) {
+    throw new Error(
+      `gpu backend: a tensor of ${size} elements is too large (the limit is ${MAX_GPU_ELEMENTS - 1}, set by float32 index arithmetic); ` +
+        'use the wasm or reference backend for larger embedding tables',
+    );
+  }
 }
