@@ -75,6 +75,31 @@ describe('wasm backend: registry and building blocks', () => {
     );
   });
 
+  it('alloc reads as zeros on reused blocks, also through partial writes and aliased outputs', () => {
+    const be = new WasmBackend({ threads: 1 });
+    for (let round = 0; round < 3; round++) {
+      const junk = Array.from({ length: 4 }, (_, i) => be.fromArray(randomArray(round * 10 + i, 300, 1, 2), 'float32'));
+      for (const j of junk) be.free(j);
+      // These reuse the freed blocks.
+      const a = be.alloc(300, 'float32');
+      expect(Array.from(be.read(a)).every((x) => x === 0)).toBe(true);
+      const b = be.alloc(300, 'float32');
+      be.copyBlock(be.fromArray(Float32Array.of(5), 'float32'), [1, 1], [0, 0], b, [3, 100], [1, 7], [1, 1]);
+      const bv = be.read(b);
+      expect(bv[107]).toBe(5);
+      expect(Array.from(bv).reduce((p, x) => p + x, 0)).toBe(5);
+      const c = be.alloc(300, 'float32');
+      be.unary('neg', c, c);
+      be.affine(c, 1, 1, c);
+      expect(Array.from(be.read(c)).every((x) => x === 1)).toBe(true);
+      const d = be.alloc(300, 'float32');
+      be.unary('neg', be.fromArray(randomArray(7, 300), 'float32'), d);
+      expect(be.read(d)).toEqual(randomArray(7, 300).map((x) => -x));
+      for (const s of [a, b, c, d]) be.free(s);
+    }
+    be.dispose();
+  });
+
   it('plans broadcasts into a [rows, cols] view or declines', () => {
     expect(planBroadcast([4, 5], [5], [4, 5])).toEqual({ rows: 4, cols: 5, aRow: 5, aSplat: false, bRow: 0, bSplat: false });
     expect(planBroadcast([4, 5], [4, 1], [4, 5])).toMatchObject({ rows: 4, cols: 5, bRow: 1, bSplat: true });
@@ -318,6 +343,48 @@ describe.each([1, 2] as const)('threads=%i', (threads) => {
         RUNS,
       );
     });
+
+    it('copyBlock matches on concat and split layouts, merged runs, long runs, float64 and rank 0', () => {
+      fc.assert(
+        fc.property(
+          fc.array(fc.integer({ min: 1, max: 5 }), { minLength: 0, maxLength: 2 }),
+          fc.integer({ min: 1, max: 150 }),
+          fc.integer({ min: 1, max: 4 }),
+          fc.boolean(),
+          fc.boolean(),
+          fc.constantFrom<'float32' | 'float64'>('float32', 'float64'),
+          fc.integer(),
+          (lead, inner, parts, whole, split, dtype, seed) => {
+            // A block of `inner` columns at column offset `at` of a wider array, as concat (into
+            // the wide one) or split (out of it); `whole` copies entire arrays (fully merged runs).
+            const narrow = [...lead, inner];
+            const wide = [...lead, whole ? inner : inner * parts];
+            const at = whole ? 0 : inner * Math.floor(rng(seed)() * parts);
+            const zeros = narrow.map(() => 0);
+            const offs = [...lead.map(() => 0), at];
+            const [srcShape, outShape, srcBegin, outBegin] = split ? [wide, narrow, offs, zeros] : [narrow, wide, zeros, offs];
+            const size = (sh: number[]): number => sh.reduce((p, d) => p * d, 1);
+            const mk = (n: number, sd: number): [Storage, Storage] => {
+              const data = dtype === 'float64' ? Float64Array.from(randomArray(sd, n)) : randomArray(sd, n);
+              return [ref.fromArray(data, dtype), wasm.fromArray(data, dtype)];
+            };
+            const X = mk(size(srcShape), seed);
+            const C = mk(size(outShape), seed + 1);
+            ref.copyBlock(X[0], srcShape, srcBegin, C[0], outShape, outBegin, narrow);
+            wasm.copyBlock(X[1], srcShape, srcBegin, C[1], outShape, outBegin, narrow);
+            expect(wasm.read(C[1])).toEqual(ref.read(C[0]));
+            freeAll(X, C);
+          },
+        ),
+        RUNS,
+      );
+      const X = pair(Float32Array.of(7));
+      const C = pair(Float32Array.of(1));
+      ref.copyBlock(X[0], [], [], C[0], [], [], []);
+      wasm.copyBlock(X[1], [], [], C[1], [], [], []);
+      check(C, { rel: 0, abs: 0 }, 'copyBlock rank 0');
+      freeAll(X, C);
+    });
   });
 
   describe('wasm backend: rows and embeddings', () => {
@@ -480,6 +547,52 @@ describe.each([1, 2] as const)('threads=%i', (threads) => {
           }
           freeAll(P, M, V, P2, M2, V2);
         }),
+        { numRuns: 40 },
+      );
+    });
+
+    // The kernels compute in f32x4 where the reference uses f64: every step, m and v may differ
+    // by a few ulp (absolutely, by a few ulp of the larger of their two terms) and p by a few ulp
+    // of itself. Checked per step from identical state, so errors cannot compound unnoticed.
+    const ADAM_STEP_TOL: Tol = { rel: 1e-6, abs: 3e-8 };
+    it('adam and sparseAdam stay within float32 rounding of the f64 reference on every step', () => {
+      fc.assert(
+        fc.property(
+          fc.integer({ min: 1, max: 40 }),
+          fc.constantFrom(1, 2, 3, 4, 5, 7, 8, 18, 19),
+          fc.boolean(),
+          fc.integer(),
+          (rows, dim, decay, seed) => {
+            const n = rows * dim;
+            const r = rng(seed);
+            const state = [randomArray(seed, n), randomArray(seed + 1, n, -0.1, 0.1), randomArray(seed + 2, n, 0, 0.01)];
+            for (let step = 1; step <= 4; step++) {
+              const h = hyper(step, decay ? 0.01 : 0);
+              const sparseEps = { ...h, eps: h.eps / Math.sqrt(1 - Math.pow(h.beta2, step)) };
+              const touched = Int32Array.from(Array.from({ length: rows }, (_, i) => i).filter(() => r() < 0.6));
+              const gd = randomArray(seed + 10 * step, n);
+              const gs = randomArray(seed + 10 * step + 1, touched.length * dim);
+              for (const sparse of [false, true]) {
+                const [P, M, V] = state.map((x) => pair(x));
+                const G = pair(sparse ? gs : gd);
+                if (sparse) {
+                  ref.sparseAdam(P[0], M[0], V[0], dim, touched, G[0], sparseEps);
+                  wasm.sparseAdam(P[1], M[1], V[1], dim, touched, G[1], sparseEps);
+                } else {
+                  ref.adam(P[0], G[0], M[0], V[0], h);
+                  wasm.adam(P[1], G[1], M[1], V[1], h);
+                }
+                const tag = `${sparse ? 'sparse' : 'dense'} step ${step} dim ${dim}`;
+                check(P, ADAM_STEP_TOL, `adam p ${tag}`);
+                check(M, ADAM_STEP_TOL, `adam m ${tag}`);
+                check(V, { rel: 1e-6, abs: 1e-12 }, `adam v ${tag}`);
+                // Carry the reference state forward, so the next step starts from identical values.
+                if (sparse) state.splice(0, 3, ...[P, M, V].map(([x]) => ref.read(x) as Float32Array));
+                freeAll(P, M, V, G);
+              }
+            }
+          },
+        ),
         { numRuns: 40 },
       );
     });

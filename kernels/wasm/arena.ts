@@ -25,6 +25,11 @@ export function sizeClass(bytes: number): number {
 export class WasmStorage implements Storage {
   /** False once freed; guards against double frees (dispose, then the finalizer). */
   alive = true;
+  /**
+   * The contents are logically zero but the bytes still hold a freed block's data (see
+   * {@link Arena.allocLazy}); {@link Arena.materialize} zeroes them.
+   */
+  pendingZero = false;
   constructor(
     readonly arena: Arena,
     readonly ptr: number,
@@ -125,6 +130,28 @@ export class Arena {
     const { ptr, capacity } = this.allocBytes(bytes);
     this.u8.fill(0, ptr, ptr + bytes);
     return new WasmStorage(this, ptr, size, dtype, capacity);
+  }
+
+  /**
+   * A new storage of `size` elements that reads as zeros, zeroed only when first read:
+   * a kernel that overwrites it whole never pays for the zeroing. Fresh memory is zero
+   * already; a reused block is marked {@link WasmStorage.pendingZero}, so every read of
+   * its bytes must go through {@link materialize} first.
+   */
+  allocLazy(size: number, dtype: DType): WasmStorage {
+    const bytes = size * (dtype === 'float64' ? 8 : 4);
+    const fresh = this.top;
+    const { ptr, capacity } = this.allocBytes(bytes);
+    const s = new WasmStorage(this, ptr, size, dtype, capacity);
+    s.pendingZero = ptr < fresh && bytes > 0;
+    return s;
+  }
+
+  /** Zero a storage's bytes if its zeroing was deferred by {@link allocLazy}. */
+  materialize(s: WasmStorage): void {
+    if (!s.pendingZero) return;
+    s.pendingZero = false;
+    this.u8.fill(0, s.ptr, s.ptr + s.size * (s.dtype === 'float64' ? 8 : 4));
   }
 
   /** Release a storage; a second release is ignored. */

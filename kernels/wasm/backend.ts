@@ -6,17 +6,19 @@
  * - wasm: GEMM (all layouts, batched), unary and affine/axpby, binary ops whose broadcast
  *   folds into a [rows, cols] view (same shape, bias rows, per-row and scalar operands),
  *   reduceSum over leading or trailing axes, gatherRows, embeddingBag, segmentSumRows,
- *   scatterAddRows, prelu and its backward, the BCE kernels, adam and sparseAdam.
+ *   scatterAddRows, prelu and its backward, the BCE kernels, adam and sparseAdam, copyBlock
+ *   (vector moves per contiguous run, or memory.copy for long runs).
  * - host loops over the arena's views (rarely hot, documented fallbacks): general
  *   broadcasts and reductions, permute, reduceMaxLast, softmaxLast (reference code);
- *   copyBlock (row runs with `copyWithin`); fill and copy (typed-array natives).
+ *   fill and copy (typed-array natives).
  * float64 (gradient checks) runs the reference kernels over the arena's Float64Array view.
  *
  * With `threads` > 1 the arena memory is shared and large float32 kernels are cut into
  * chunks that a {@link ThreadPool} spreads over worker threads (see `pool.ts`). Every cut
  * keeps each output element's arithmetic and summation order, so results are identical
  * to a single-threaded run. Kernels that accumulate into shared outputs (scatterAddRows,
- * sparseAdam with repeated rows, preluBackward's slope gradient, reductions) stay serial.
+ * preluBackward's slope gradient, reductions) stay serial; sparseAdam's rows are distinct
+ * and split like any row kernel.
  */
 import type {
   AdamHyper,
@@ -271,15 +273,33 @@ export class WasmBackend implements Backend {
   }
 
   // ---- storage ----
+  /** The storage, checked, with any deferred zeroing done: its bytes may be read. */
   private own(s: Storage): WasmStorage {
+    const w = this.checked(s);
+    if (w.pendingZero) this.arena.materialize(w);
+    return w;
+  }
+
+  private checked(s: Storage): WasmStorage {
     if (!(s instanceof WasmStorage) || s.arena !== this.arena) throw new Error('wasm backend: storage belongs to another backend');
     if (!s.alive) throw new Error('wasm backend: storage was freed');
     return s;
   }
 
+  /**
+   * The pointer of an output the caller overwrites whole, so a deferred zeroing is skipped.
+   * Take it after the inputs' pointers: an output may alias an input, which must be zeroed.
+   */
+  private outPtr(s: Storage): number {
+    const w = this.checked(s);
+    w.pendingZero = false;
+    return w.ptr;
+  }
+
   /** A typed view of the storage's elements (valid until the memory next grows). */
-  private view(s: Storage): FloatArray {
-    const w = this.own(s);
+  private view(s: Storage, overwrite = false): FloatArray {
+    const w = overwrite ? this.checked(s) : this.own(s);
+    w.pendingZero = false;
     return w.dtype === 'float64'
       ? this.arena.f64.subarray(w.ptr >> 3, (w.ptr >> 3) + w.size)
       : this.arena.f32.subarray(w.ptr >> 2, (w.ptr >> 2) + w.size);
@@ -319,18 +339,19 @@ export class WasmBackend implements Backend {
   }
 
   alloc(size: number, dtype: DType): Storage {
-    return this.arena.alloc(size, dtype);
+    // Zeros on first read: outputs that a kernel overwrites whole are never zeroed.
+    return this.arena.allocLazy(size, dtype);
   }
   fromArray(data: FloatArray, dtype: DType): Storage {
-    const s = this.arena.alloc(data.length, dtype);
-    this.view(s).set(data);
+    const s = this.arena.allocLazy(data.length, dtype);
+    this.view(s, true).set(data);
     return s;
   }
   read(storage: Storage): FloatArray {
     return this.view(storage).slice();
   }
   write(storage: Storage, data: ArrayLike<number>): void {
-    const dst = this.view(storage);
+    const dst = this.view(storage, true);
     if (data.length !== dst.length) throw new Error(`write: ${data.length} values into a buffer of ${dst.length}`);
     dst.set(data);
   }
@@ -340,33 +361,33 @@ export class WasmBackend implements Backend {
 
   // ---- elementwise ----
   fill(out: Storage, value: number): void {
-    this.view(out).fill(value);
+    this.view(out, true).fill(value);
   }
   copy(src: Storage, out: Storage): void {
     const s = this.own(src);
     const bytes = s.size * (s.dtype === 'float64' ? 8 : 4);
-    this.arena.u8.copyWithin(this.ptr(out), s.ptr, s.ptr + bytes);
+    this.arena.u8.copyWithin(s.size === out.size ? this.outPtr(out) : this.ptr(out), s.ptr, s.ptr + bytes);
   }
   unary(op: UnaryOp, x: Storage, out: Storage): void {
     if (x.dtype === 'float64' || !wasmUnary.has(op)) return this.ref.unary(op, this.host(x), this.host(out));
     const pool = this.parallel(x.size, mathUnary.has(op) ? this.min.math : this.min.simd, `unary_${op}`);
-    if (!pool) return this.k[`unary_${op}`](this.ptr(x), this.ptr(out), x.size);
+    if (!pool) return this.k[`unary_${op}`](this.ptr(x), this.outPtr(out), x.size);
     this.tmpl[0] = this.ptr(x);
-    this.tmpl[1] = this.ptr(out);
+    this.tmpl[1] = this.outPtr(out);
     this.splitElems(pool, `unary_${op}`, x.size, 3, 0b11, 2);
   }
   affine(x: Storage, alpha: number, beta: number, out: Storage): void {
     if (x.dtype === 'float64') return this.ref.affine(this.host(x), alpha, beta, this.host(out));
     const pool = this.parallel(x.size, this.min.simd, 'affine');
-    if (!pool) return this.k.affine(this.ptr(x), this.ptr(out), x.size, alpha, beta);
-    this.tmpl.set([this.ptr(x), this.ptr(out), 0, alpha, beta]);
+    if (!pool) return this.k.affine(this.ptr(x), this.outPtr(out), x.size, alpha, beta);
+    this.tmpl.set([this.ptr(x), this.outPtr(out), 0, alpha, beta]);
     this.splitElems(pool, 'affine', x.size, 5, 0b11, 2);
   }
   axpby(a: number, x: Storage, b: number, y: Storage, out: Storage): void {
     if (x.dtype === 'float64') return this.ref.axpby(a, this.host(x), b, this.host(y), this.host(out));
     const pool = this.parallel(out.size, this.min.simd, 'axpby');
-    if (!pool) return this.k.axpby(a, this.ptr(x), b, this.ptr(y), this.ptr(out), out.size);
-    this.tmpl.set([a, this.ptr(x), b, this.ptr(y), this.ptr(out)]);
+    if (!pool) return this.k.axpby(a, this.ptr(x), b, this.ptr(y), this.outPtr(out), out.size);
+    this.tmpl.set([a, this.ptr(x), b, this.ptr(y), this.outPtr(out)]);
     this.splitElems(pool, 'axpby', out.size, 6, 0b11010, 5);
   }
   binary(
@@ -382,7 +403,7 @@ export class WasmBackend implements Backend {
     const plan = a.dtype === 'float64' || !wasmBinary.has(op) ? null : planBroadcast(aShape, bShape, outShape);
     if (!plan) return this.ref.binary(op, this.host(a), aShape, this.host(b), bShape, this.host(out), outShape);
     const t = this.tmpl;
-    t.set([this.ptr(a), plan.aRow, plan.aSplat ? 1 : 0, this.ptr(b), plan.bRow, plan.bSplat ? 1 : 0, this.ptr(out), plan.rows, plan.cols]);
+    t.set([this.ptr(a), plan.aRow, plan.aSplat ? 1 : 0, this.ptr(b), plan.bRow, plan.bSplat ? 1 : 0, this.outPtr(out), plan.rows, plan.cols]);
     const name = `binary_${op}` as const;
     const pool = this.parallel(out.size, op === 'pow' ? this.min.math : this.min.simd, name);
     if (!pool) return this.k[name](t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8]);
@@ -436,40 +457,52 @@ export class WasmBackend implements Backend {
     outBegin: readonly number[],
     extent: readonly number[],
   ): void {
-    // Host code: the innermost extent is a contiguous run in both arrays, copied natively.
     const rank = extent.length;
     if (extent.some((e) => e === 0)) return;
     const s = this.own(src);
     const o = this.own(out);
-    const view = s.dtype === 'float64' ? this.arena.f64 : this.arena.f32;
-    const shift = s.dtype === 'float64' ? 3 : 2;
-    if (rank === 0) {
-      view[o.ptr >> shift] = view[s.ptr >> shift];
-      return;
-    }
+    const bytes = s.dtype === 'float64' ? 8 : 4;
     const sStr = stridesOf(srcShape);
     const oStr = stridesOf(outShape);
-    let si = s.ptr >> shift;
-    let oi = o.ptr >> shift;
+    let sp = s.ptr;
+    let op = o.ptr;
     for (let d = 0; d < rank; d++) {
-      si += srcBegin[d] * sStr[d];
-      oi += outBegin[d] * oStr[d];
+      sp += srcBegin[d] * sStr[d] * bytes;
+      op += outBegin[d] * oStr[d] * bytes;
     }
-    const run = extent[rank - 1];
-    const index = new Array<number>(rank).fill(0);
+    // The run: the innermost extent, merged with outer dims while the dims inside are whole
+    // in both arrays (then consecutive runs are adjacent in both).
+    let run = rank === 0 ? 1 : extent[rank - 1];
+    let d = rank - 1;
+    while (d > 0 && extent[d] === srcShape[d] && extent[d] === outShape[d]) run *= extent[--d];
+    const runBytes = run * bytes;
+    if (d <= 0) {
+      this.k.copyRuns(sp, 0, op, 0, runBytes, 1);
+      return;
+    }
+    // Dim d-1 is the run count of one kernel call; dims outside it are walked here.
+    const count = extent[d - 1];
+    const sRow = sStr[d - 1] * bytes;
+    const oRow = oStr[d - 1] * bytes;
+    const outer = d - 1;
+    if (outer === 0) {
+      this.k.copyRuns(sp, sRow, op, oRow, runBytes, count);
+      return;
+    }
+    const index = new Array<number>(outer).fill(0);
     for (;;) {
-      view.copyWithin(oi, si, si + run);
-      let d = rank - 2;
-      for (; d >= 0; d--) {
-        index[d]++;
-        si += sStr[d];
-        oi += oStr[d];
-        if (index[d] < extent[d]) break;
-        si -= sStr[d] * extent[d];
-        oi -= oStr[d] * extent[d];
-        index[d] = 0;
+      this.k.copyRuns(sp, sRow, op, oRow, runBytes, count);
+      let q = outer - 1;
+      for (; q >= 0; q--) {
+        index[q]++;
+        sp += sStr[q] * bytes;
+        op += oStr[q] * bytes;
+        if (index[q] < extent[q]) break;
+        sp -= sStr[q] * extent[q] * bytes;
+        op -= oStr[q] * extent[q] * bytes;
+        index[q] = 0;
       }
-      if (d < 0) return;
+      if (q < 0) return;
     }
   }
 
@@ -480,7 +513,7 @@ export class WasmBackend implements Backend {
     if (m === 0 || n === 0) return;
     const ap = this.ptr(a);
     const bp = this.ptr(b);
-    const op = this.ptr(out);
+    const op = this.outPtr(out);
     if (k === 0) {
       this.arena.u8.fill(0, op, op + g.batch * m * n * 4);
       return;
@@ -574,8 +607,8 @@ export class WasmBackend implements Backend {
     if (x.dtype === 'float64') return this.ref.gatherRows(this.host(x), dim, ids, this.host(out));
     const { ptrs } = this.upload([ids]);
     const pool = this.parallel(ids.length * dim, this.min.rows, 'gatherRows');
-    if (!pool) return this.k.gatherRows(this.ptr(x), dim, ptrs[0], ids.length, this.ptr(out));
-    this.tmpl.set([this.ptr(x), dim, ptrs[0], 0, this.ptr(out)]);
+    if (!pool) return this.k.gatherRows(this.ptr(x), dim, ptrs[0], ids.length, this.outPtr(out));
+    this.tmpl.set([this.ptr(x), dim, ptrs[0], 0, this.outPtr(out)]);
     this.splitRows(pool, 'gatherRows', ids.length, 5, [0, 0, 4, 0, 4 * dim], 3);
   }
   embeddingBag(
@@ -593,9 +626,9 @@ export class WasmBackend implements Backend {
     const { ptrs } = this.upload([ids, offsets, weights]);
     const bags = offsets.length - 1;
     const pool = bags > 1 ? this.parallel(ids.length * dim, this.min.rows, 'embeddingBag') : null;
-    if (!pool) return this.k.embeddingBag(this.ptr(table), dim, ptrs[0], ptrs[1], ptrs[2], BAG_MODE[mode], this.ptr(out), bags);
+    if (!pool) return this.k.embeddingBag(this.ptr(table), dim, ptrs[0], ptrs[1], ptrs[2], BAG_MODE[mode], this.outPtr(out), bags);
     // Bags write disjoint output rows; offsets stay absolute into ids and weights.
-    this.tmpl.set([this.ptr(table), dim, ptrs[0], ptrs[1], ptrs[2], BAG_MODE[mode], this.ptr(out), 0]);
+    this.tmpl.set([this.ptr(table), dim, ptrs[0], ptrs[1], ptrs[2], BAG_MODE[mode], this.outPtr(out), 0]);
     this.splitRows(pool, 'embeddingBag', bags, 8, [0, 0, 0, 4, 0, 0, 4 * dim], 7);
   }
   segmentSumRows(
@@ -625,15 +658,15 @@ export class WasmBackend implements Backend {
     if (x.dtype === 'float64') return this.ref.prelu(this.host(x), this.host(slope), channels, this.host(out));
     const rows = x.size / channels;
     const pool = rows > 1 ? this.parallel(x.size, this.min.simd, 'prelu') : null;
-    if (!pool) return this.k.prelu(this.ptr(x), this.ptr(slope), this.ptr(out), rows, channels);
-    this.tmpl.set([this.ptr(x), this.ptr(slope), this.ptr(out), 0, channels]);
+    if (!pool) return this.k.prelu(this.ptr(x), this.ptr(slope), this.outPtr(out), rows, channels);
+    this.tmpl.set([this.ptr(x), this.ptr(slope), this.outPtr(out), 0, channels]);
     this.splitRows(pool, 'prelu', rows, 5, [4 * channels, 0, 4 * channels], 3);
   }
   preluBackward(x: Storage, slope: Storage, gradOut: Storage, channels: number, gradX: Storage, gradSlope: Storage): void {
     if (x.dtype === 'float64') {
       return this.ref.preluBackward(this.host(x), this.host(slope), this.host(gradOut), channels, this.host(gradX), this.host(gradSlope));
     }
-    this.k.preluBackward(this.ptr(x), this.ptr(slope), this.ptr(gradOut), this.ptr(gradX), this.ptr(gradSlope), x.size / channels, channels);
+    this.k.preluBackward(this.ptr(x), this.ptr(slope), this.ptr(gradOut), this.outPtr(gradX), this.outPtr(gradSlope), x.size / channels, channels);
   }
   softmaxLast(x: Storage, mask: Storage | null, rows: number, cols: number, out: Storage): void {
     this.ref.softmaxLast(this.host(x), mask ? this.host(mask) : null, rows, cols, this.host(out));
@@ -641,8 +674,8 @@ export class WasmBackend implements Backend {
   bceWithLogits(logits: Storage, labels: Storage, out: Storage): void {
     if (logits.dtype === 'float64') return this.ref.bceWithLogits(this.host(logits), this.host(labels), this.host(out));
     const pool = this.parallel(logits.size, this.min.math, 'bce');
-    if (!pool) return this.k.bce(this.ptr(logits), this.ptr(labels), this.ptr(out), logits.size);
-    this.tmpl.set([this.ptr(logits), this.ptr(labels), this.ptr(out)]);
+    if (!pool) return this.k.bce(this.ptr(logits), this.ptr(labels), this.outPtr(out), logits.size);
+    this.tmpl.set([this.ptr(logits), this.ptr(labels), this.outPtr(out)]);
     this.splitElems(pool, 'bce', logits.size, 4, 0b111, 3);
   }
   bceWithLogitsBackward(logits: Storage, labels: Storage, gradOut: Storage, out: Storage): void {
@@ -650,8 +683,8 @@ export class WasmBackend implements Backend {
       return this.ref.bceWithLogitsBackward(this.host(logits), this.host(labels), this.host(gradOut), this.host(out));
     }
     const pool = this.parallel(logits.size, this.min.math, 'bceBackward');
-    if (!pool) return this.k.bceBackward(this.ptr(logits), this.ptr(labels), this.ptr(gradOut), this.ptr(out), logits.size);
-    this.tmpl.set([this.ptr(logits), this.ptr(labels), this.ptr(gradOut), this.ptr(out)]);
+    if (!pool) return this.k.bceBackward(this.ptr(logits), this.ptr(labels), this.ptr(gradOut), this.outPtr(out), logits.size);
+    this.tmpl.set([this.ptr(logits), this.ptr(labels), this.ptr(gradOut), this.outPtr(out)]);
     this.splitElems(pool, 'bceBackward', logits.size, 5, 0b1111, 4);
   }
   productBce(a: Storage, b: Storage, labels: Storage, out: Storage): void {
@@ -696,8 +729,14 @@ export class WasmBackend implements Backend {
       return this.ref.sparseAdam(this.host(param), this.host(m), this.host(v), dim, rows, this.host(gradRows), hyper);
     }
     const { ptrs } = this.upload([rows]);
-    this.k.sparseAdam(
-      this.ptr(param), this.ptr(m), this.ptr(v), dim, ptrs[0], rows.length, this.ptr(gradRows), ...this.adamArgs(hyper),
-    );
+    // Rows are distinct, so chunks of rows update disjoint parts of param, m and v.
+    const pool = rows.length > 1 ? this.parallel(rows.length * dim, this.min.simd, 'sparseAdam') : null;
+    if (!pool) {
+      return this.k.sparseAdam(
+        this.ptr(param), this.ptr(m), this.ptr(v), dim, ptrs[0], rows.length, this.ptr(gradRows), ...this.adamArgs(hyper),
+      );
+    }
+    this.tmpl.set([this.ptr(param), this.ptr(m), this.ptr(v), dim, ptrs[0], 0, this.ptr(gradRows), ...this.adamArgs(hyper)]);
+    this.splitRows(pool, 'sparseAdam', rows.length, 15, [0, 0, 0, 0, 4, 0, 4 * dim], 5);
   }
 }

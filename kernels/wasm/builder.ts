@@ -121,7 +121,7 @@ export class FunctionBuilder {
   private mem(opcode: number, width: 1 | 2 | 4 | 8 | 16, offset: number): this {
     return this.op(opcode, ...uleb(ALIGN[width]), ...uleb(offset));
   }
-  private simdMem(opcode: number, width: 4 | 16, offset: number): this {
+  private simdMem(opcode: number, width: 4 | 8 | 16, offset: number): this {
     return this.simd(opcode, ...uleb(ALIGN[width]), ...uleb(offset));
   }
 
@@ -304,6 +304,12 @@ export class FunctionBuilder {
   /** Loads one f32 and splats it to all four lanes. */
   v128Load32Splat(offset = 0): this { return this.simdMem(0x09, 4, offset); }
   v128Store(offset = 0): this { return this.simdMem(0x0b, 16, offset); }
+  /** Loads two f32 into lanes 0 and 1, zeroing lanes 2 and 3. */
+  v128Load64Zero(offset = 0): this { return this.simdMem(0x5d, 8, offset); }
+  /** Pops address, vector: stores 64-bit lane `lane` (two f32). */
+  v128Store64Lane(lane: number, offset = 0): this { return this.simdMem(0x5b, 8, offset).op(lane); }
+  /** Pops address, vector: stores 32-bit lane `lane` (one f32). */
+  v128Store32Lane(lane: number, offset = 0): this { return this.simdMem(0x5a, 4, offset).op(lane); }
   f32x4Splat(): this { return this.simd(0x13); }
   f32x4ExtractLane(lane: number): this { return this.simd(0x1f, lane); }
   f32x4Eq(): this { return this.simd(0x41); }

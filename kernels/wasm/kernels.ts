@@ -41,6 +41,7 @@ export interface KernelExports {
   ): void;
   dotRows(x: Ptr, v: Ptr, out: Ptr, rows: number, len: number): void;
   axpyRows(x: Ptr, coef: Ptr, out: Ptr, rows: number, len: number): void;
+  copyRuns(src: Ptr, srcStride: number, dst: Ptr, dstStride: number, runBytes: number, count: number): void;
   gatherRows(x: Ptr, dim: number, ids: Ptr, count: number, out: Ptr): void;
   embeddingBag(table: Ptr, dim: number, ids: Ptr, offsets: Ptr, weights: Ptr, mode: number, out: Ptr, batch: number): void;
   segmentSumRows(src: Ptr, dim: number, segments: Ptr, nseg: number, srcRows: Ptr, scales: Ptr, out: Ptr): void;
@@ -107,6 +108,9 @@ const binaryBodies: Record<(typeof SIMD_BINARY)[number], (f: FunctionBuilder, a:
 
 /** Host `Math` functions the module imports (as `math.<name>`); worker threads bind the same ones. */
 export const MATH_IMPORTS = ['exp', 'log', 'log1p', 'tanh', 'pow'] as const;
+
+/** Runs of at least this many bytes are copied with memory.copy rather than vector moves. */
+const COPY_RUN_NATIVE = 512;
 
 /** Most 64 KiB pages an arena memory may have (the i32 address space). */
 export const MAX_PAGES = 65536;
@@ -376,20 +380,38 @@ export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
     f.get(dst).set(d);
     f.get(count).get(width).i32Add().i32(1).i32Sub().get(width).i32DivS().get(width).i32Mul().set(padded);
     // Step 0: the panel width is a runtime value, so the body advances row0 itself.
+    const q = f.local('i32');
+    const s0 = f.local('i32');
+    const widthBytes = f.local('i32');
+    f.get(width).i32(2).i32Shl().set(widthBytes);
     f.forRange(row0, () => f.i32(0), () => f.get(padded), 0, () => {
-      f.forRange(p, () => f.i32(0), () => f.get(k), 1, () => {
-        f.forRange(r, () => f.i32(0), () => f.get(width), 1, () => {
-          f.get(row0).get(r).i32Add().tee(row).get(count).i32LtS().ifElse(
-            () => {
-              f.get(d);
-              f.get(src).get(row).get(strideRow).i32Mul().get(p).get(strideK).i32Mul().i32Add().i32(2).i32Shl().i32Add();
-              f.f32Load().f32Store();
-            },
-            () => f.get(d).f32(0).f32Store(),
-          );
-          f.get(d).i32(4).i32Add().set(d);
-        });
-      });
+      // Rows adjacent in memory (Aᵀ, and B as stored): a whole panel's slice at p is one
+      // contiguous run of `width` floats, moved as vectors (width is a multiple of 4).
+      f.get(strideRow).i32(1).i32Eq().get(row0).get(width).i32Add().get(count).i32LeS().i32And().ifElse(
+        () => {
+          f.get(src).get(row0).i32(2).i32Shl().i32Add().set(s0);
+          f.forRange(p, () => f.i32(0), () => f.get(k), 1, () => {
+            f.forRange(q, () => f.i32(0), () => f.get(widthBytes), 16, () => f.at(d, q).at(s0, q).v128Load().v128Store());
+            f.get(d).get(widthBytes).i32Add().set(d);
+            f.get(s0).get(strideK).i32(2).i32Shl().i32Add().set(s0);
+          });
+        },
+        () => {
+          f.forRange(p, () => f.i32(0), () => f.get(k), 1, () => {
+            f.forRange(r, () => f.i32(0), () => f.get(width), 1, () => {
+              f.get(row0).get(r).i32Add().tee(row).get(count).i32LtS().ifElse(
+                () => {
+                  f.get(d);
+                  f.get(src).get(row).get(strideRow).i32Mul().get(p).get(strideK).i32Mul().i32Add().i32(2).i32Shl().i32Add();
+                  f.f32Load().f32Store();
+                },
+                () => f.get(d).f32(0).f32Store(),
+              );
+              f.get(d).i32(4).i32Add().set(d);
+            });
+          });
+        },
+      );
       f.get(row0).get(width).i32Add().set(row0);
     });
   });
@@ -505,6 +527,44 @@ export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
       f.get(out).get(x).get(r).get(len).i32Mul().i32(2).i32Shl().i32Add();
       f.elemAt(coef, r).f32Load().get(len).call(axpyRow);
     });
+  });
+
+  // ---- layout ----
+  // count runs of runBytes bytes (a multiple of 4), run r from src + r·srcStride to dst +
+  // r·dstStride. The runs of concat and split are short (a field's embedding row), where
+  // inline vector moves beat a memory.copy call per run; long runs take memory.copy.
+  mb.func('copyRuns', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32'], [], (f) => {
+    const [src, srcStride, dst, dstStride, runBytes, count] = [0, 1, 2, 3, 4, 5].map((i) => f.param(i));
+    const r = f.local('i32');
+    const off = f.local('i32');
+    const endVec = f.local('i32');
+    const s0 = f.local('i32');
+    const d0 = f.local('i32');
+    f.get(src).set(s0);
+    f.get(dst).set(d0);
+    f.get(runBytes).i32(-16).i32And().set(endVec);
+    f.get(runBytes).i32(COPY_RUN_NATIVE).i32GeS().ifElse(
+      () => {
+        f.forRange(r, () => f.i32(0), () => f.get(count), 1, () => {
+          f.get(d0).get(s0).get(runBytes).memoryCopy();
+          f.get(s0).get(srcStride).i32Add().set(s0);
+          f.get(d0).get(dstStride).i32Add().set(d0);
+        });
+      },
+      () => {
+        f.forRange(r, () => f.i32(0), () => f.get(count), 1, () => {
+          f.forRange(off, () => f.i32(0), () => f.get(endVec), 16, () => f.at(d0, off).at(s0, off).v128Load().v128Store());
+          f.get(endVec).set(off);
+          f.get(runBytes).i32(8).i32And().ifElse(() => {
+            f.at(d0, off).at(s0, off).v128Load64Zero().v128Store64Lane(0);
+            f.get(off).i32(8).i32Add().set(off);
+          });
+          f.get(runBytes).i32(4).i32And().ifElse(() => f.at(d0, off).at(s0, off).i32Load().i32Store());
+          f.get(s0).get(srcStride).i32Add().set(s0);
+          f.get(d0).get(dstStride).i32Add().set(d0);
+        });
+      },
+    );
   });
 
   // ---- rows and embeddings ----
@@ -714,46 +774,87 @@ export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
   });
 
   // ---- optimizers ----
-  // Adam in f64 per element, reading m and v back at f32 precision as the reference does.
+  // Adam in f32x4. The reference computes each update in f64 and rounds m, v and p to f32;
+  // here every operation rounds to f32 and 1/√(1−β₂ᵗ) is a multiply, so m and v differ from
+  // it by a few ulp and p by a few ulp of the (small) step: well inside float32 training
+  // noise, and four lanes at a time instead of a sqrt and two f64 divisions per element.
+  // Lanes are independent, so the result does not depend on how a call is cut into chunks.
   const adamParams = ['f64', 'f64', 'f64', 'f64', 'f64', 'f64', 'f64', 'f64'] as const;
-  const adamRange = mb.func(null, ['i32', 'i32', 'i32', 'i32', 'i32', ...adamParams], [], (f) => {
-    const [p, g, m, v, n] = [0, 1, 2, 3, 4].map((i) => f.param(i));
-    const [b1, omb1, b2, omb2, eps, wd, stepSize, sqrtC2] = [5, 6, 7, 8, 9, 10, 11, 12].map((i) => f.param(i));
-    const i = f.local('i32');
-    const grad = f.local('f64');
-    const mv = f.local('f64');
-    const vv = f.local('f64');
-    f.forRange(i, () => f.i32(0), () => f.get(n), 1, () => {
-      f.elemAt(g, i).f32Load().f64PromoteF32().get(wd).elemAt(p, i).f32Load().f64PromoteF32().f64Mul().f64Add().set(grad);
-      f.get(b1).elemAt(m, i).f32Load().f64PromoteF32().f64Mul().get(omb1).get(grad).f64Mul().f64Add();
-      f.f32DemoteF64().f64PromoteF32().set(mv);
-      f.elemAt(m, i).get(mv).f32DemoteF64().f32Store();
-      f.get(b2).elemAt(v, i).f32Load().f64PromoteF32().f64Mul().get(omb2).get(grad).f64Mul().get(grad).f64Mul().f64Add();
-      f.f32DemoteF64().f64PromoteF32().set(vv);
-      f.elemAt(v, i).get(vv).f32DemoteF64().f32Store();
-      f.elemAt(p, i);
-      f.elemAt(p, i).f32Load().f64PromoteF32();
-      f.get(stepSize).get(mv).f64Mul().get(vv).f64Sqrt().get(sqrtC2).f64Div().get(eps).f64Add().f64Div();
-      f.f64Sub().f32DemoteF64().f32Store();
+  /** The hyper-parameters from params first..first+7 as splatted f32x4 locals; the last becomes 1/√c₂. */
+  const adamConsts = (f: FunctionBuilder, first: number): Local[] => {
+    const c = Array.from({ length: 8 }, () => f.local('v128'));
+    for (let q = 0; q < 7; q++) f.get(f.param(first + q)).f32DemoteF64().f32x4Splat().set(c[q]);
+    f.f64(1).get(f.param(first + 7)).f64Div().f32DemoteF64().f32x4Splat().set(c[7]);
+    return c;
+  };
+  /**
+   * Emits the update of `bytes` bytes at p, g, m, v: whole vectors, then a two-float and a
+   * one-float tail with narrow loads and lane stores, so no neighbouring element is touched
+   * (another thread may own it).
+   */
+  const adamSpan = (f: FunctionBuilder, p: Local, g: Local, m: Local, v: Local, bytes: Local, c: Local[]): void => {
+    const [b1, omb1, b2, omb2, eps, wd, stepSize, invSqrtC2] = c;
+    const off = f.local('i32');
+    const endVec = f.local('i32');
+    const pv = f.local('v128');
+    const gv = f.local('v128');
+    const mv = f.local('v128');
+    const vv = f.local('v128');
+    const body = (load: () => void, store: () => void): void => {
+      f.at(p, off);
+      load();
+      f.set(pv);
+      f.at(g, off);
+      load();
+      f.get(wd).get(pv).f32x4Mul().f32x4Add().set(gv);
+      f.at(m, off);
+      f.get(b1).at(m, off);
+      load();
+      f.f32x4Mul().get(omb1).get(gv).f32x4Mul().f32x4Add().tee(mv);
+      store();
+      f.at(v, off);
+      f.get(b2).at(v, off);
+      load();
+      f.f32x4Mul().get(omb2).get(gv).f32x4Mul().get(gv).f32x4Mul().f32x4Add().tee(vv);
+      store();
+      f.at(p, off);
+      f.get(pv).get(stepSize).get(mv).f32x4Mul();
+      f.get(vv).f32x4Sqrt().get(invSqrtC2).f32x4Mul().get(eps).f32x4Add().f32x4Div().f32x4Sub();
+      store();
+    };
+    f.get(bytes).i32(-16).i32And().set(endVec);
+    f.forRange(off, () => f.i32(0), () => f.get(endVec), 16, () => body(() => f.v128Load(), () => f.v128Store()));
+    f.get(endVec).set(off);
+    f.get(bytes).i32(8).i32And().ifElse(() => {
+      body(() => f.v128Load64Zero(), () => f.v128Store64Lane(0));
+      f.get(off).i32(8).i32Add().set(off);
     });
-  });
+    f.get(bytes).i32(4).i32And().ifElse(() => body(() => f.v128Load32Splat(), () => f.v128Store32Lane(0)));
+  };
   mb.func('adam', ['i32', 'i32', 'i32', 'i32', 'i32', ...adamParams], [], (f) => {
-    for (let q = 0; q < 13; q++) f.get(f.param(q));
-    f.call(adamRange);
+    const [p, g, m, v, n] = [0, 1, 2, 3, 4].map((i) => f.param(i));
+    const c = adamConsts(f, 5);
+    const bytes = f.local('i32');
+    f.get(n).i32(2).i32Shl().set(bytes);
+    adamSpan(f, p, g, m, v, bytes, c);
   });
+  // Rows are distinct (the core coalesces sparse gradients), so threads may take any rows.
   mb.func('sparseAdam', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', ...adamParams], [], (f) => {
     const [p, m, v, dim, rows, count, g] = [0, 1, 2, 3, 4, 5, 6].map((i) => f.param(i));
+    const c = adamConsts(f, 7);
     const i = f.local('i32');
     const off = f.local('i32');
+    const rowBytes = f.local('i32');
+    const [pr, mr, vr, gr] = [f.local('i32'), f.local('i32'), f.local('i32'), f.local('i32')];
+    f.get(dim).i32(2).i32Shl().set(rowBytes);
+    f.get(g).set(gr);
     f.forRange(i, () => f.i32(0), () => f.get(count), 1, () => {
-      f.elemAt(rows, i).i32Load().get(dim).i32Mul().i32(2).i32Shl().set(off);
-      f.get(p).get(off).i32Add();
-      f.get(g).get(i).get(dim).i32Mul().i32(2).i32Shl().i32Add();
-      f.get(m).get(off).i32Add();
-      f.get(v).get(off).i32Add();
-      f.get(dim);
-      for (let q = 7; q < 15; q++) f.get(f.param(q));
-      f.call(adamRange);
+      f.elemAt(rows, i).i32Load().get(rowBytes).i32Mul().set(off);
+      f.get(p).get(off).i32Add().set(pr);
+      f.get(m).get(off).i32Add().set(mr);
+      f.get(v).get(off).i32Add().set(vr);
+      adamSpan(f, pr, gr, mr, vr, rowBytes, c);
+      f.get(gr).get(rowBytes).i32Add().set(gr);
     });
   });
 
