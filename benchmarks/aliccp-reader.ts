@@ -24,6 +24,7 @@ import { join, resolve } from 'node:path';
 import { AliCcpReader, HashEncoder, Vocabulary, aliCcpFiles, type AliCcpFiles, type AliCcpStats } from '../models/data/aliccp.js';
 import { FunnelSimulator, type SimulatorConfig } from '../models/data/simulator.js';
 import { AliCcpAppender } from '../models/data/aliccp-writer.js';
+import { DEFAULT_SHUFFLE_BUFFER } from '../models/data/rows.js';
 
 /** A simulated world whose history bags have Ali-CCP's average sizes. */
 export const BENCH_SIMULATOR: Partial<SimulatorConfig> = {
@@ -37,12 +38,14 @@ export const BENCH_SIMULATOR: Partial<SimulatorConfig> = {
 };
 
 const BATCH_SIZE = 1024;
-const SHUFFLE_BUFFER = 100_000;
+const SHUFFLE_BUFFER = DEFAULT_SHUFFLE_BUFFER;
+/** A larger buffer, to show how memory follows the buffer and not the file. */
+const LARGE_SHUFFLE_BUFFER = 100_000;
 const HASH_BUCKETS = 1 << 20;
 const RSS_TARGET_MB = 512;
 
-type PassName = 'vocabulary' | 'rows' | 'batches';
-const PASSES: readonly PassName[] = ['vocabulary', 'rows', 'batches'];
+type PassName = 'vocabulary' | 'rows' | 'batches' | 'batches-large';
+const PASSES: readonly PassName[] = ['vocabulary', 'rows', 'batches', 'batches-large'];
 
 
 /** What one child process measured. */
@@ -118,7 +121,7 @@ async function child(pass: PassName, dir: string, expectedRows: number): Promise
       }
     } else {
       batches = 0;
-      const options = { batchSize: BATCH_SIZE, shuffleBuffer: SHUFFLE_BUFFER, seed: 1 };
+      const options = { batchSize: BATCH_SIZE, shuffleBuffer: pass === 'batches' ? SHUFFLE_BUFFER : LARGE_SHUFFLE_BUFFER, seed: 1 };
       const stream = reader.batches(options);
       for await (const batch of stream) {
         batches++;
@@ -262,7 +265,8 @@ function markdown(date: string, m: ReturnType<typeof machine>, data: Written, pa
   const describe: Record<PassName, string> = {
     vocabulary: '`Vocabulary.build` (one pass per file, no join)',
     rows: '`AliCcpReader.rows()`, hash encoder',
-    batches: `\`reader.batches\`: batch ${BATCH_SIZE}, shuffle buffer ${fmt(SHUFFLE_BUFFER)} rows`,
+    batches: `\`reader.batches\`: batch ${BATCH_SIZE}, shuffle buffer ${fmt(SHUFFLE_BUFFER)} rows (the default)`,
+    'batches-large': `\`reader.batches\`: batch ${BATCH_SIZE}, shuffle buffer ${fmt(LARGE_SHUFFLE_BUFFER)} rows`,
   };
   for (const p of passes) {
     const lineCount = p.pass === 'vocabulary' ? data.impressions + data.sessions : p.skeletonLines + p.commonLines;
@@ -353,6 +357,7 @@ async function main(): Promise<void> {
     simulator: BENCH_SIMULATOR,
     batchSize: BATCH_SIZE,
     shuffleBuffer: SHUFFLE_BUFFER,
+    largeShuffleBuffer: LARGE_SHUFFLE_BUFFER,
     hashBuckets: HASH_BUCKETS,
     rssTargetMb: RSS_TARGET_MB,
     data: { ...data, files: undefined },

@@ -11,6 +11,7 @@ import { getBackend, setBackend } from '../kernels/index.js';
 import { loadCheckpoint } from './checkpoint.js';
 import { aliCcpFiles, AliCcpReader, Vocabulary } from './data/aliccp.js';
 import { writeSimulatorAliCcp } from './data/aliccp-writer.js';
+import { DEFAULT_SHUFFLE_BUFFER } from './data/rows.js';
 import { FunnelSimulator, type SimulatorConfig } from './data/simulator.js';
 import { createModel, METHODS, type CreateModelOptions, type MethodName } from './model-factory.js';
 import type { CvrMethod } from './methods/method.js';
@@ -86,6 +87,7 @@ const DATA_FLAGS: Record<string, FlagSpec> = {
   cvr: { kind: 'number', help: 'simulated conversion rate given a click', default: 0.05 },
   'min-count': { kind: 'number', help: 'Ali-CCP vocabulary frequency threshold', default: 1 },
   limit: { kind: 'number', help: 'read at most this many Ali-CCP rows per split' },
+  'shuffle-buffer': { kind: 'number', help: 'rows mixed when streaming Ali-CCP training data (memory grows with it)', default: DEFAULT_SHUFFLE_BUFFER },
 };
 
 const MODEL_FLAGS: Record<string, FlagSpec> = {
@@ -168,7 +170,7 @@ async function loadData(config: ModelConfig, batchSize: number, vocabularyOut?: 
   const open = (files: typeof trainFiles) => () => new AliCcpReader(files, { encoder: vocabulary, limit: d.limit });
   return {
     schema: open(trainFiles)().schema,
-    train: aliCcpSource(open(trainFiles), { batchSize, shuffleBuffer: d.shuffleBuffer ?? 100_000, seed: config.seed }),
+    train: aliCcpSource(open(trainFiles), { batchSize, shuffleBuffer: d.shuffleBuffer ?? DEFAULT_SHUFFLE_BUFFER, seed: config.seed }),
     test: aliCcpSource(open(testFiles), { batchSize: 4096 }),
   };
 }
@@ -186,7 +188,7 @@ function dataSpec(v: FlagValues): ExperimentData {
   if (kind === 'aliccp') {
     const dir = str(v, 'dir');
     if (!dir) throw new UsageError('--data aliccp needs --dir PATH (the folder with the Ali-CCP csv files)');
-    return { kind: 'aliccp', dir, minCount: num(v, 'min-count'), limit: v.limit as number | undefined };
+    return { kind: 'aliccp', dir, minCount: num(v, 'min-count'), limit: v.limit as number | undefined, shuffleBuffer: num(v, 'shuffle-buffer') };
   }
   throw new UsageError(`--data must be 'simulator' or 'aliccp', got '${kind}'`);
 }

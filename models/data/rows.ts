@@ -232,6 +232,13 @@ export class ShuffleBuffer<T> {
   }
 }
 
+/**
+ * Rows a streamed training source mixes by default: enough to break up sessions (rows of a
+ * user arrive together in Ali-CCP), small enough that reading a multi-GB file stays in a few
+ * hundred MB (see benchmarks/results/aliccp-reader.md).
+ */
+export const DEFAULT_SHUFFLE_BUFFER = 20_000;
+
 /** Options of {@link batchRows} and {@link batchRowsSync}. */
 export interface BatchingOptions extends CollateOptions {
   batchSize: number;

@@ -8,6 +8,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { getBackend } from '../../kernels/index.js';
 import { aliCcpFiles, AliCcpReader, Vocabulary } from '../data/aliccp.js';
+import { DEFAULT_SHUFFLE_BUFFER } from '../data/rows.js';
 import { FunnelSimulator, type SimulatorConfig } from '../data/simulator.js';
 import { createModel, METHODS, type CreateModelOptions, type MethodName } from '../model-factory.js';
 import type { EsmmMetrics } from '../metrics.js';
@@ -123,7 +124,7 @@ async function prepare(data: ExperimentData, batchSize: number, seed: number): P
   const schema = open(trainFiles)().schema;
   return {
     schema,
-    train: aliCcpSource(open(trainFiles), { batchSize, shuffleBuffer: data.shuffleBuffer ?? 100_000, seed }),
+    train: aliCcpSource(open(trainFiles), { batchSize, shuffleBuffer: data.shuffleBuffer ?? DEFAULT_SHUFFLE_BUFFER, seed }),
     test: aliCcpSource(open(testFiles), { batchSize: 4096 }),
     description: `Ali-CCP files in ${data.dir} (vocabulary from the train split, min count ${data.minCount ?? 1}${data.limit ? `, first ${data.limit} rows` : ''})`,
   };
