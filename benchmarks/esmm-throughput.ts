@@ -221,7 +221,6 @@ export function runConfig(cfg: BenchConfig): BenchResult {
   const rssTrace: Record<string, number> = { start: rssMB() };
   setBackend(cfg.backend, { mode: cfg.mode, threads: cfg.threads });
   const be = getBackend();
-  if (cfg.backend === 'wasm' && (cfg.threads ?? 1) > 1) notes.push('wasm backend accepts `threads` but runs its kernels on one thread');
 
   const schema = workloadSchema(m, vocab);
   const hidden = m.towerDims.slice(1, -1);
@@ -287,7 +286,7 @@ export function runConfig(cfg: BenchConfig): BenchResult {
     framework: 'esmm-ts',
     backend: be.name,
     mode: cfg.mode ?? null,
-    threads: 1,
+    threads: cfg.threads ?? 1,
     batch: cfg.batch,
     vocabPerField: vocab,
     totalRows: vocab * (m.singleFields + m.bagFields),
