@@ -47,6 +47,10 @@ export function currentGradient(p: Tensor): Tensor | RowSparseGrad | null {
 /** Zero tensor shaped like `p`, kept across tidy scopes (optimizer state). */
 export function stateLike(p: Tensor): Tensor {
   const t = Tensor.zeros(p.shape, { dtype: p.dtype, backend: p.backend });
+  // Fresh memory is mapped lazily and costs a page fault on first touch; a lazy (sparse)
+  // update would otherwise pay those faults row by row for many steps. Writing the zeros
+  // once here moves that cost to the first step.
+  t.backend.fill(t.storage, 0);
   t.keepAlive = true;
   return t;
 }
