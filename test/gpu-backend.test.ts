@@ -7,9 +7,108 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { Backend } from '../kernels/backend.js';
-import { GpuBackend, GpuStorage, isModeSupported, type ConcreteGpuMode } from '../kernels/gpu/index.js';
+import type { AdamHyper, Storage } from '../kernels/backend.js';
+import { GpuBackend, GpuStorage, isModeSupported, MAX_GPU_ELEMENTS, type ConcreteGpuMode } from '../kernels/gpu/index.js';
 import { createGpu, runsOn } from '../kernels/gpu/gpujs.js';
-import { kernelChecks } from './gpu/kernel-checks.js';
+import { ReferenceBackend } from '../kernels/reference.js';
+import { assertClose, kernelChecks, randomArray } from './gpu/kernel-checks.js';
+
+/** An 18-wide table just past one kernel's 2^22 elements: three blocks, rows straddling both block boundaries. */
+const DIM = 18;
+const ROWS = Math.floor(2 ** 22 / DIM) + 5;
+const SIZE = ROWS * DIM;
+/** Rows on both sides of, and across, the block boundaries at 2^21 and 2^22 elements. */
+const EDGE_ROWS = [0, 116507, 116508, 116509, 233015, 233016, 233017, ROWS - 1];
+
+/**
+ * Storage, elementwise, row and Adam kernels on one large table against the reference
+ * backend; a kernel that does not run per block refuses it by name.
+ */
+function blockedTableChecks(backendOf: () => GpuBackend, mode: ConcreteGpuMode): void {
+  const ref = new ReferenceBackend();
+  const h: AdamHyper = { lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, step: 1 };
+  const both = (data: Float32Array): [Storage, Storage] => [backendOf().fromArray(data, 'float32'), ref.fromArray(data, 'float32')];
+  const same = (pairs: [Storage, Storage][], what: string): void => {
+    pairs.forEach(([g, r], i) => assertClose(backendOf().read(g), ref.read(r), `${what} #${i}`));
+  };
+
+  it('stores a table past 2^22 elements in blocks on the device: fill, write, read, copy', () => {
+    const backend = backendOf();
+    const s = backend.alloc(SIZE, 'float32') as GpuStorage;
+    expect(s.chunks?.length).toBe(3);
+    for (const c of s.chunks ?? []) {
+      if (mode === 'headlessgl') expect(c.handle).not.toBeInstanceOf(Float32Array);
+      else expect(c.handle).toBeInstanceOf(Float32Array);
+    }
+    expect(backend.read(s).every((x) => x === 0)).toBe(true);
+    backend.fill(s, 1.5);
+    expect(backend.read(s).every((x) => x === 1.5)).toBe(true);
+    const data = randomArray(SIZE, 11);
+    backend.write(s, data);
+    assertClose(backend.read(s), data, 'write/read', { atol: 0, rtol: 0 });
+    const t = backend.alloc(SIZE, 'float32');
+    backend.copy(s, t);
+    assertClose(backend.read(t), data, 'copy', { atol: 0, rtol: 0 });
+    backend.free(s);
+    backend.free(t);
+  });
+
+  it('gathers and pools rows on both sides of block boundaries', () => {
+    const backend = backendOf();
+    const [tg, tr] = both(randomArray(SIZE, 12));
+    const ids = Int32Array.from([...EDGE_ROWS, 116508, 5]);
+    const [og, or] = both(new Float32Array(ids.length * DIM));
+    backend.gatherRows(tg, DIM, ids, og);
+    ref.gatherRows(tr, DIM, ids, or);
+    same([[og, or]], 'gatherRows');
+    const offsets = Int32Array.from([0, 3, 3, 7, ids.length]);
+    const weights = randomArray(ids.length, 13, 0.5, 1.5);
+    for (const mode of ['sum', 'mean', 'sqrtn'] as const) {
+      for (const w of [null, weights]) {
+        const [bg, br] = both(new Float32Array(4 * DIM));
+        backend.embeddingBag(tg, DIM, ids, offsets, w, mode, bg);
+        ref.embeddingBag(tr, DIM, ids, offsets, w, mode, br);
+        same([[bg, br]], `embeddingBag ${mode}${w ? ' weighted' : ''}`);
+      }
+    }
+    for (const s of [tg, og]) backend.free(s);
+  });
+
+  it('scatters rows and runs sparse and dense Adam across block boundaries', () => {
+    const backend = backendOf();
+    const rows = Int32Array.from(EDGE_ROWS);
+    const [vg, vr] = both(randomArray(rows.length * DIM, 14));
+    const [og, or] = both(randomArray(SIZE, 15));
+    backend.scatterAddRows(vg, DIM, rows, og);
+    ref.scatterAddRows(vr, DIM, rows, or);
+    same([[og, or]], 'scatterAddRows');
+    const p: [Storage, Storage] = [og, or];
+    const m = both(randomArray(SIZE, 16, -0.1, 0.1));
+    const v = both(randomArray(SIZE, 17, 0, 0.1));
+    for (const step of [1, 2]) {
+      backend.sparseAdam(p[0], m[0], v[0], DIM, rows, vg, { ...h, step });
+      ref.sparseAdam(p[1], m[1], v[1], DIM, rows, vr, { ...h, step });
+    }
+    same([p, m, v], 'sparseAdam');
+    const g = both(randomArray(SIZE, 18));
+    backend.adam(p[0], g[0], m[0], v[0], { ...h, step: 3 });
+    ref.adam(p[1], g[1], m[1], v[1], { ...h, step: 3 });
+    same([p, m, v], 'adam');
+    backend.unary('tanh', g[0], g[0]);
+    ref.unary('tanh', g[1], g[1]);
+    backend.affine(g[0], 0.5, 0.25, m[0]);
+    ref.affine(g[1], 0.5, 0.25, m[1]);
+    backend.axpby(2, m[0], -1, p[0], v[0]);
+    ref.axpby(2, m[1], -1, p[1], v[1]);
+    backend.binary('mul', v[0], [ROWS, DIM], g[0], [ROWS, DIM], p[0], [ROWS, DIM]);
+    ref.binary('mul', v[1], [ROWS, DIM], g[1], [ROWS, DIM], p[1], [ROWS, DIM]);
+    same([g, m, v, p], 'elementwise');
+    const small = backend.alloc(DIM, 'float32');
+    expect(() => backend.reduceSum(p[0], [ROWS, DIM], [0], small)).toThrow(/kernel 'reduceSum' does not support/);
+    expect(() => backend.binary('add', p[0], [ROWS, DIM], small, [DIM], p[0], [ROWS, DIM])).toThrow(/kernel 'binary'/);
+    for (const s of [vg, og, m[0], v[0], g[0], small]) backend.free(s);
+  });
+}
 
 const NODE_MODES: ConcreteGpuMode[] = ['cpu', 'webasm', 'headlessgl'];
 const required = new Set(
@@ -54,11 +153,16 @@ describe('gpu backend, fallback detection', () => {
     gpu.destroy();
   });
 
-  it('refuses tensors too large for exact float32 indexing, with the limit in the message', () => {
+  it('refuses tensors past its block limit, with the limit in the message', () => {
     const b = new GpuBackend({ mode: 'cpu' });
-    expect(() => b.alloc(2 ** 22, 'float32')).toThrow(/4194304 elements is too large .*limit is 4194303/);
+    expect(MAX_GPU_ELEMENTS).toBe(2 ** 28);
+    expect(() => b.alloc(2 ** 28, 'float32')).toThrow(/268435456 elements is too large .*limit is 268435455/);
+    expect(() => b.fromArray(new Float32Array(8), 'float64')).toThrow(/float32 only/);
     expect(() => b.alloc(8, 'float64')).toThrow(/float32 only/);
-    expect(b.alloc(2 ** 22 - 1, 'float32').size).toBe(2 ** 22 - 1);
+    const plain = b.alloc(2 ** 22 - 1, 'float32') as GpuStorage;
+    expect(plain.chunks).toBeNull();
+    const blocked = b.alloc(2 ** 22, 'float32') as GpuStorage;
+    expect(blocked.chunks?.map((c) => c.size)).toEqual([2 ** 21, 2 ** 21]);
     b.dispose();
   });
 
@@ -118,6 +222,8 @@ for (const mode of NODE_MODES) {
       else expect(handle).toBeInstanceOf(Float32Array);
       backend.free(s);
     });
+
+    blockedTableChecks(() => backend, mode);
 
     for (const check of kernelChecks()) {
       it(check.name, () => {

@@ -26,7 +26,7 @@ import type {
   UnaryOp,
 } from '../backend.js';
 import { createGpu, isDeviceBuffer, isWebGpuAvailable, type DeviceBuffer } from './gpujs.js';
-import { checkStorage } from './launch-args.js';
+import { checkStorage, MAX_KERNEL_ELEMENTS } from './launch-args.js';
 import { Launcher } from './launcher.js';
 import { PLANS, upload, type Plan } from './plans.js';
 
@@ -165,7 +165,7 @@ export class AsyncGpuBackend implements AsyncBackend {
   /** Queues {@link Backend.alloc}: a zero-filled buffer. */
   alloc(size: number, dtype: DType): Promise<Storage> {
     return this.enqueue(async () => {
-      checkStorage(size, dtype);
+      checkStorage(size, dtype, MAX_KERNEL_ELEMENTS);
       const s = new AsyncGpuStorage(size, null, this);
       await this.launcher.runAsync(PLANS.fill(s, 0));
       return s;
@@ -175,7 +175,7 @@ export class AsyncGpuBackend implements AsyncBackend {
   fromArray(data: FloatArray, dtype: DType): Promise<Storage> {
     const host = Float32Array.from(data);
     return this.enqueue(async () => {
-      checkStorage(host.length, dtype);
+      checkStorage(host.length, dtype, MAX_KERNEL_ELEMENTS);
       const s = new AsyncGpuStorage(host.length, null, this);
       await this.launcher.runAsync(upload(s, host));
       return s;

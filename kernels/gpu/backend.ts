@@ -12,6 +12,10 @@
  * carry; asking for that mode throws with the reason. Each kernel's launches are written
  * once in `plans.ts`; this backend steps them at once, `async-backend.ts` awaits them on
  * webgpu.
+ *
+ * A tensor of {@link MAX_KERNEL_ELEMENTS} elements or more, past what one kernel indexes
+ * exactly, is held as blocks of {@link CHUNK_ELEMENTS}, each a storage of its own; storage,
+ * elementwise, row and Adam kernels run once per block, the others refuse it by name.
  */
 import type {
   AdamHyper,
@@ -25,7 +29,7 @@ import type {
   UnaryOp,
 } from '../backend.js';
 import { createGpu, isDeviceTexture, isModeSupported, type DeviceTexture, type GpuMode } from './gpujs.js';
-import { checkStorage } from './launch-args.js';
+import { CHUNK_ELEMENTS, MAX_KERNEL_ELEMENTS, checkStorage } from './launch-args.js';
 import { Launcher } from './launcher.js';
 import { PLANS, upload, type Plan } from './plans.js';
 
@@ -57,14 +61,16 @@ export function resolveGpuMode(mode: string = 'auto'): ConcreteGpuMode {
   return found ?? 'cpu';
 }
 
-/** Storage of the gpu backend: a texture or host array that kernels replace wholesale. */
+/** Storage of the gpu backend: a texture or host array that kernels replace wholesale, or blocks of them. */
 export class GpuStorage implements Storage {
   readonly dtype: DType = 'float32';
   constructor(
     readonly size: number,
-    /** Current contents; null only for empty buffers on device modes. */
+    /** Current contents; null for empty buffers on device modes and for blocked tensors. */
     public handle: Float32Array | DeviceTexture | null,
     readonly owner: GpuBackend,
+    /** The blocks of a tensor too large for one kernel, in order; null for a plain one. */
+    readonly chunks: readonly GpuStorage[] | null = null,
   ) {}
 }
 
@@ -128,20 +134,40 @@ export class GpuBackend implements Backend {
 
   // ---- storage ----
 
+  /** Unfilled storage of `size`, in blocks when one kernel cannot index it. */
+  private make(size: number, handle: (n: number) => Float32Array | null): GpuStorage {
+    if (size < MAX_KERNEL_ELEMENTS) return new GpuStorage(size, handle(size), this);
+    const chunks: GpuStorage[] = [];
+    for (let at = 0; at < size; at += CHUNK_ELEMENTS) {
+      const n = Math.min(CHUNK_ELEMENTS, size - at);
+      chunks.push(new GpuStorage(n, handle(n), this));
+    }
+    return new GpuStorage(size, null, this, chunks);
+  }
+
   alloc(size: number, dtype: DType): Storage {
     checkStorage(size, dtype);
-    const s = new GpuStorage(size, this.onDevice ? null : new Float32Array(size), this);
+    const s = this.make(size, (n) => (this.onDevice ? null : new Float32Array(n)));
     if (this.onDevice) this.fill(s, 0);
     return s;
   }
   fromArray(data: FloatArray, dtype: DType): Storage {
     checkStorage(data.length, dtype);
-    const s = new GpuStorage(data.length, null, this);
+    const s = this.make(data.length, () => null);
     this.write(s, data);
     return s;
   }
   read(storage: Storage): Float32Array {
     const s = this.own(storage);
+    if (s.chunks !== null) {
+      const out = new Float32Array(s.size);
+      let at = 0;
+      for (const c of s.chunks) {
+        out.set(this.read(c), at);
+        at += c.size;
+      }
+      return out;
+    }
     const h = s.handle;
     if (h === null) return new Float32Array(s.size);
     if (h instanceof Float32Array) return h.slice();
@@ -153,10 +179,19 @@ export class GpuBackend implements Backend {
     const s = this.own(storage);
     if (data.length !== s.size) throw new Error(`write: ${data.length} values into a buffer of ${s.size}`);
     const host = Float32Array.from(data);
+    if (s.chunks !== null) {
+      let at = 0;
+      for (const c of s.chunks) {
+        this.write(c, host.subarray(at, at + c.size));
+        at += c.size;
+      }
+      return;
+    }
     if (this.onDevice) this.run(upload(s, host));
     else this.launcher.assign(s, host);
   }
   free(storage: Storage): void {
+    for (const c of this.own(storage).chunks ?? []) this.free(c);
     this.launcher.assign(storage, null);
   }
 

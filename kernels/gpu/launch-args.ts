@@ -38,17 +38,30 @@ export function inverseMap(rows: Int32Array, rowCount: number): Float32Array {
 }
 
 /**
- * Largest tensor the gpu kernels address exactly: they compute element indices in float32
+ * Largest buffer one gpu kernel addresses exactly: kernels compute element indices in float32
  * (the only number type every gpu.js mode shares), and the index splitting is exact below 2^22.
  */
-export const MAX_GPU_ELEMENTS = 2 ** 22;
+export const MAX_KERNEL_ELEMENTS = 2 ** 22;
 
-/** Refuse storage the gpu kernels cannot serve: another dtype, or too many elements to index exactly. */
-export function checkStorage(size: number, dtype: DType): void {
+/**
+ * Elements of each block of a tensor too large for one kernel. Well below
+ * {@link MAX_KERNEL_ELEMENTS}, so a row's offset within its block plus a row width stays exact.
+ */
+export const CHUNK_ELEMENTS = 2 ** 21;
+
+/**
+ * Largest tensor the synchronous gpu backend stores (as blocks of 2^21 elements):
+ * 1 GiB of float32, which `read` still returns as one host array.
+ */
+export const MAX_GPU_ELEMENTS = 2 ** 28;
+
+/** Refuse storage the gpu kernels cannot serve: another dtype, or `limit` elements or more. */
+export function checkStorage(size: number, dtype: DType, limit: number = MAX_GPU_ELEMENTS): void {
   if (dtype !== 'float32') throw new Error(`gpu backend: dtype ${dtype} is not supported (float32 only)`);
-  if (size >= MAX_GPU_ELEMENTS) {
+  if (size >= limit) {
+    const why = limit === MAX_KERNEL_ELEMENTS ? 'set by float32 index arithmetic' : 'tensors are stored as blocks of 2^21 elements';
     throw new Error(
-      `gpu backend: a tensor of ${size} elements is too large (the limit is ${MAX_GPU_ELEMENTS - 1}, set by float32 index arithmetic); ` +
+      `gpu backend: a tensor of ${size} elements is too large (the limit is ${limit - 1}, ${why}); ` +
         'use the wasm or reference backend for larger embedding tables',
     );
   }

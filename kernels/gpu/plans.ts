@@ -8,11 +8,15 @@
  * the webgpu one, so the two cannot drift apart in what they launch. Storages are replaced
  * only after the last launch: kernels that read a buffer another one of the same plan
  * rewrites (Adam's moments and parameter, PReLU's gradients) all see the old contents.
+ *
+ * A tensor too large for one kernel arrives as a {@link BlockedStorage}; the kernels that
+ * support it launch once per block (row kernels with block-local ids built on the host), and
+ * `PLANS` makes every other kernel refuse it by name.
  */
-import type { Backend, Storage } from '../backend.js';
+import type { AdamHyper, Backend, Storage } from '../backend.js';
 import { bagScale } from '../reference.js';
 import { broadcastStrides, stridesOf } from '../shape-util.js';
-import { hostArray, inverseMap, padded } from './launch-args.js';
+import { CHUNK_ELEMENTS, MAX_KERNEL_ELEMENTS, hostArray, inverseMap, padded } from './launch-args.js';
 import { MAX_RANK, SOURCES } from './sources.js';
 
 /** The result of an earlier launch of the same plan, passed on to a later launch or to a storage. */
@@ -69,36 +73,185 @@ function checkRank(rank: number): void {
   if (rank > MAX_RANK) throw new Error(`gpu backend: rank ${rank} > ${MAX_RANK}`);
 }
 
+/**
+ * A tensor too large for one kernel, held as blocks of {@link CHUNK_ELEMENTS} (the last one
+ * shorter), each a storage of its own. Rows may straddle two blocks.
+ */
+export interface BlockedStorage extends Storage {
+  /** The blocks in order; every one but the last holds {@link CHUNK_ELEMENTS} elements. */
+  readonly chunks: readonly Storage[];
+}
+
+/** The blocks of `s`, or null when it is one plain storage. */
+export function chunksOf(s: Storage): readonly Storage[] | null {
+  const c = (s as Partial<BlockedStorage>).chunks;
+  return Array.isArray(c) ? c : null;
+}
+
+/** Refuses blocked storages among `args` for a kernel that does not run per block. */
+function refuseBlocked(kernel: string, args: readonly unknown[]): void {
+  for (const a of args) {
+    if (a !== null && typeof a === 'object' && 'size' in a && chunksOf(a as Storage) !== null) {
+      throw new Error(
+        `gpu backend: kernel '${kernel}' does not support tensors of ${MAX_KERNEL_ELEMENTS} elements or more ` +
+          `(this one has ${(a as Storage).size}); only storage, elementwise, row and Adam kernels run on them`,
+      );
+    }
+  }
+}
+
+/**
+ * Runs `body` once on `storages` when none is blocked, else once per block on the matching
+ * blocks; blocked and plain storages, or blocked ones of different sizes, cannot be mixed.
+ */
+function* perBlock(kernel: string, storages: readonly Storage[], body: (parts: readonly Storage[]) => Plan): Plan {
+  const blocks = storages.map(chunksOf);
+  if (blocks.every((b) => b === null)) return yield* body(storages);
+  if (blocks.some((b) => b === null) || storages.some((s) => s.size !== storages[0].size)) refuseBlocked(kernel, storages);
+  const all: Replacement[] = [];
+  const count = (blocks[0] as readonly Storage[]).length;
+  for (let c = 0; c < count; c++) all.push(...(yield* body(blocks.map((b) => (b as readonly Storage[])[c]))));
+  return all;
+}
+
+/** Per block of a blocked table of `dim`-wide rows: its offset, length and phase (cells of its first row before it). */
+function blockGeometry(blocks: readonly Storage[], dim: number): { base: number; len: number; phase: number; firstRow: number }[] {
+  if (dim > CHUNK_ELEMENTS) throw new Error(`gpu backend: rows of ${dim} elements are too wide for a blocked tensor`);
+  let base = 0;
+  return blocks.map((b) => {
+    const firstRow = Math.floor(base / dim);
+    const g = { base, len: b.size, phase: base - firstRow * dim, firstRow };
+    base += b.size;
+    return g;
+  });
+}
+
+/** Block-local inverse maps of `rows` for the blocks they touch (null elsewhere), as {@link inverseMap} per block. */
+function blockInverseMaps(blocks: readonly Storage[], dim: number, rows: Int32Array): (Float32Array | null)[] {
+  const geo = blockGeometry(blocks, dim);
+  const total = geo.reduce((n, g) => n + g.len, 0);
+  const maps: (Float32Array | null)[] = blocks.map(() => null);
+  for (let i = 0; i < rows.length; i++) {
+    const r = rows[i];
+    if (r < 0 || r >= total / dim) throw new Error(`gpu backend: row ${r} outside [0, ${total / dim})`);
+    const first = Math.floor((r * dim) / CHUNK_ELEMENTS);
+    const last = Math.floor((r * dim + dim - 1) / CHUNK_ELEMENTS);
+    for (let c = first; c <= last; c++) {
+      const g = geo[c];
+      let inv = maps[c];
+      if (inv === null) {
+        inv = new Float32Array(Math.ceil((g.len + g.phase) / dim)).fill(-1);
+        maps[c] = inv;
+      }
+      inv[r - g.firstRow] = i;
+    }
+  }
+  return maps;
+}
+
+/** Rows `ids` of a blocked table into a fresh result of ids.length × dim, one launch per block they touch. */
+function* gatherBlocks(blocks: readonly Storage[], dim: number, ids: Int32Array): Generator<Launch, Temp | null, Temp | null> {
+  const geo = blockGeometry(blocks, dim);
+  const total = geo.reduce((n, g) => n + g.len, 0);
+  let acc = yield launch('fill', SOURCES.fill, ids.length * dim, [0]);
+  if (acc === null) return null;
+  for (let c = 0; c < blocks.length; c++) {
+    const { base, len } = geo[c];
+    // Rows outside the block start at -dim, so every one of their cells falls before it.
+    const starts = new Float32Array(ids.length).fill(-dim);
+    let touched = false;
+    for (let r = 0; r < ids.length; r++) {
+      const id = ids[r];
+      if (id < 0 || id * dim >= total) throw new Error(`gpu backend: row ${id} outside [0, ${total / dim})`);
+      const s = id * dim - base;
+      if (s > -dim && s < len) {
+        starts[r] = s;
+        touched = true;
+      }
+    }
+    if (!touched) continue;
+    acc = yield launch('gatherChunk', SOURCES.gatherChunk, ids.length * dim, [acc, blocks[c], starts, dim, len]);
+    if (acc === null) return null;
+  }
+  return acc;
+}
+
 /** Replaces the contents of `out` with the host values `data`. */
 export function upload(out: Storage, data: Float32Array): Plan {
   return run(out, 'upload', SOURCES.upload, [data]);
 }
 
-/** The launches of every kernel, shared by the synchronous and the webgpu backend. */
-export const PLANS: Plans = {
+/** Dense Adam on one set of same-size storages (one block each when blocked). */
+function* adamOne(param: Storage, grad: Storage, m: Storage, v: Storage, h: AdamHyper): Plan {
+  const c1 = 1 - Math.pow(h.beta1, h.step);
+  const c2 = 1 - Math.pow(h.beta2, h.step);
+  const mNew = yield launch('adamM', SOURCES.adamM, m.size, [m, grad, param, h.beta1, h.weightDecay]);
+  const vNew = yield launch('adamV', SOURCES.adamV, v.size, [v, grad, param, h.beta2, h.weightDecay]);
+  if (mNew === null || vNew === null) return [];
+  const pNew = yield launch('adamP', SOURCES.adamP, param.size, [param, mNew, vNew, h.lr / c1, Math.sqrt(c2), h.eps]);
+  return [
+    [m, mNew],
+    [v, vNew],
+    [param, pNew],
+  ];
+}
+
+/** Sparse Adam on a table (or one block of it, `phase` cells into its first row) given its inverse row map. */
+function* sparseAdamOne(
+  param: Storage,
+  m: Storage,
+  v: Storage,
+  dim: number,
+  inv: Float32Array,
+  gradRows: Storage,
+  h: AdamHyper,
+  phase: number | null,
+): Plan {
+  const c1 = 1 - Math.pow(h.beta1, h.step);
+  const c2 = 1 - Math.pow(h.beta2, h.step);
+  const chunked = phase !== null;
+  const tag = chunked ? ':chunk' : '';
+  const extra = chunked ? [phase] : [];
+  const mArgs = [m, gradRows, param, inv, dim, h.beta1, h.weightDecay, ...extra];
+  const mNew = yield launch(`sparseAdamM${tag}`, SOURCES.sparseAdamM(chunked), m.size, mArgs);
+  const vArgs = [v, gradRows, param, inv, dim, h.beta2, h.weightDecay, ...extra];
+  const vNew = yield launch(`sparseAdamV${tag}`, SOURCES.sparseAdamV(chunked), v.size, vArgs);
+  if (mNew === null || vNew === null) return [];
+  const pArgs = [param, mNew, vNew, inv, dim, h.lr / c1, Math.sqrt(c2), h.eps, ...extra];
+  const pNew = yield launch(`sparseAdamP${tag}`, SOURCES.sparseAdamP(chunked), param.size, pArgs);
+  return [
+    [m, mNew],
+    [v, vNew],
+    [param, pNew],
+  ];
+}
+
+/** The launches of every kernel, before kernels that do not run per block are guarded against blocked storages. */
+const UNGUARDED: Plans = {
   // ---- elementwise ----
 
   fill(out, value) {
-    return run(out, 'fill', SOURCES.fill, [value]);
+    return perBlock('fill', [out], ([o]) => run(o, 'fill', SOURCES.fill, [value]));
   },
   copy(src, out) {
     // Not the 'upload' kernel: gpu.js switches kernel instances when an argument's type changes
     // (array vs texture), and the switched instances share one output texture. One type per key.
-    return run(out, 'copy', SOURCES.upload, [src]);
+    return perBlock('copy', [src, out], ([s, o]) => run(o, 'copy', SOURCES.upload, [s]));
   },
   unary(op, x, out) {
-    return run(out, `unary:${op}`, SOURCES.unary(op), [x]);
+    return perBlock('unary', [x, out], ([xx, o]) => run(o, `unary:${op}`, SOURCES.unary(op), [xx]));
   },
   affine(x, alpha, beta, out) {
-    return run(out, 'affine', SOURCES.affine, [x, alpha, beta]);
+    return perBlock('affine', [x, out], ([xx, o]) => run(o, 'affine', SOURCES.affine, [xx, alpha, beta]));
   },
   axpby(a, x, b, y, out) {
-    return run(out, 'axpby', SOURCES.axpby, [a, x, b, y]);
+    return perBlock('axpby', [x, y, out], ([xx, yy, o]) => run(o, 'axpby', SOURCES.axpby, [a, xx, b, yy]));
   },
   *binary(op, a, aShape, b, bShape, out, outShape) {
     if (a.size === out.size && b.size === out.size) {
-      return yield* run(out, `binary:${op}`, SOURCES.binarySame(op), [a, b]);
+      return yield* perBlock('binary', [a, b, out], ([p, q, o]) => run(o, `binary:${op}`, SOURCES.binarySame(op), [p, q]));
     }
+    refuseBlocked('binary', [a, b, out]);
     checkRank(outShape.length);
     return yield* run(out, `broadcast:${op}`, SOURCES.binaryBroadcast(op), [
       a,
@@ -131,7 +284,7 @@ export const PLANS: Plans = {
     return yield* run(out, 'reduceSum', SOURCES.reduceSum, args, redCount);
   },
   reduceMaxLast(x, rows, cols, out) {
-    if (cols === 0) return PLANS.fill(out, -Infinity);
+    if (cols === 0) return UNGUARDED.fill(out, -Infinity);
     return run(out, 'reduceMaxLast', SOURCES.reduceMaxLast, [x, cols], cols);
   },
   *permute(x, shape, perm, out) {
@@ -153,7 +306,7 @@ export const PLANS: Plans = {
 
   matmul(a, b, out, g) {
     const { m, n, k } = g;
-    if (k === 0) return PLANS.fill(out, 0);
+    if (k === 0) return UNGUARDED.fill(out, 0);
     // Transposes and broadcast batches become strides, so one compiled kernel serves all eight layouts.
     const aR = g.transA ? 1 : k;
     const aC = g.transA ? m : 1;
@@ -165,10 +318,14 @@ export const PLANS: Plans = {
 
   // ---- rows and embeddings ----
 
-  gatherRows(x, dim, ids, out) {
-    return run(out, 'gatherRows', SOURCES.gatherRows, [x, hostArray(ids), dim]);
+  *gatherRows(x, dim, ids, out) {
+    refuseBlocked('gatherRows', [out]);
+    const blocks = chunksOf(x);
+    if (blocks === null) return yield* run(out, 'gatherRows', SOURCES.gatherRows, [x, hostArray(ids), dim]);
+    return [[out, yield* gatherBlocks(blocks, dim, ids)]];
   },
-  embeddingBag(table, dim, ids, offsets, weights, mode, out) {
+  *embeddingBag(table, dim, ids, offsets, weights, mode, out) {
+    refuseBlocked('embeddingBag', [out]);
     const batch = offsets.length - 1;
     const scales = new Float32Array(Math.max(1, batch));
     let longest = 0;
@@ -177,8 +334,17 @@ export const PLANS: Plans = {
       longest = Math.max(longest, offsets[b + 1] - offsets[b]);
     }
     const w = hostArray(weights ?? new Float32Array(ids.length).fill(1));
-    const args = [table, hostArray(ids), hostArray(offsets), w, scales, dim];
-    return run(out, 'embeddingBag', SOURCES.embeddingBag, args, longest);
+    const blocks = chunksOf(table);
+    if (blocks === null) {
+      const args = [table, hostArray(ids), hostArray(offsets), w, scales, dim];
+      return yield* run(out, 'embeddingBag', SOURCES.embeddingBag, args, longest);
+    }
+    // A blocked table is gathered first, so bags pool one small table in the usual order.
+    if (ids.length === 0) return yield* UNGUARDED.fill(out, 0);
+    const rows = yield* gatherBlocks(blocks, dim, ids);
+    if (rows === null) return [];
+    const positions = new Float32Array(ids.length).map((_, i) => i);
+    return yield* run(out, 'embeddingBag', SOURCES.embeddingBag, [rows, positions, hostArray(offsets), w, scales, dim], longest);
   },
   segmentSumRows(src, dim, segments, srcRows, scales, out) {
     const segCount = Math.max(0, segments.length - 1);
@@ -190,8 +356,22 @@ export const PLANS: Plans = {
   },
   *scatterAddRows(values, dim, rows, out) {
     if (rows.length === 0 || dim === 0) return [];
-    const inv = inverseMap(rows, out.size / dim);
-    return yield* run(out, 'scatterAddRows', SOURCES.scatterAddRows, [out, values, inv, dim]);
+    refuseBlocked('scatterAddRows', [values]);
+    const blocks = chunksOf(out);
+    if (blocks === null) {
+      const inv = inverseMap(rows, out.size / dim);
+      return yield* run(out, 'scatterAddRows', SOURCES.scatterAddRows(false), [out, values, inv, dim]);
+    }
+    const maps = blockInverseMaps(blocks, dim, rows);
+    const geo = blockGeometry(blocks, dim);
+    const all: Replacement[] = [];
+    for (let c = 0; c < blocks.length; c++) {
+      const inv = maps[c];
+      if (inv === null) continue;
+      const args = [blocks[c], values, inv, dim, geo[c].phase];
+      all.push(...(yield* run(blocks[c], 'scatterAddRows:chunk', SOURCES.scatterAddRows(true), args)));
+    }
+    return all;
   },
 
   // ---- fused nn kernels ----
@@ -240,34 +420,54 @@ export const PLANS: Plans = {
 
   // ---- optimizers ----
 
-  *adam(param, grad, m, v, h) {
-    const c1 = 1 - Math.pow(h.beta1, h.step);
-    const c2 = 1 - Math.pow(h.beta2, h.step);
-    const mNew = yield launch('adamM', SOURCES.adamM, m.size, [m, grad, param, h.beta1, h.weightDecay]);
-    const vNew = yield launch('adamV', SOURCES.adamV, v.size, [v, grad, param, h.beta2, h.weightDecay]);
-    if (mNew === null || vNew === null) return [];
-    const pNew = yield launch('adamP', SOURCES.adamP, param.size, [param, mNew, vNew, h.lr / c1, Math.sqrt(c2), h.eps]);
-    return [
-      [m, mNew],
-      [v, vNew],
-      [param, pNew],
-    ];
+  adam(param, grad, m, v, h) {
+    return perBlock('adam', [param, grad, m, v], ([p, g, mm, vv]) => adamOne(p, g, mm, vv, h));
   },
   *sparseAdam(param, m, v, dim, rows, gradRows, h) {
     if (rows.length === 0 || dim === 0) return [];
-    const c1 = 1 - Math.pow(h.beta1, h.step);
-    const c2 = 1 - Math.pow(h.beta2, h.step);
-    const inv = inverseMap(rows, param.size / dim);
-    const mArgs = [m, gradRows, param, inv, dim, h.beta1, h.weightDecay];
-    const mNew = yield launch('sparseAdamM', SOURCES.sparseAdamM, m.size, mArgs);
-    const vNew = yield launch('sparseAdamV', SOURCES.sparseAdamV, v.size, [v, gradRows, param, inv, dim, h.beta2, h.weightDecay]);
-    if (mNew === null || vNew === null) return [];
-    const pArgs = [param, mNew, vNew, inv, dim, h.lr / c1, Math.sqrt(c2), h.eps];
-    const pNew = yield launch('sparseAdamP', SOURCES.sparseAdamP, param.size, pArgs);
-    return [
-      [m, mNew],
-      [v, vNew],
-      [param, pNew],
-    ];
+    refuseBlocked('sparseAdam', [gradRows]);
+    const pb = chunksOf(param);
+    const mb = chunksOf(m);
+    const vb = chunksOf(v);
+    if (pb === null && mb === null && vb === null) {
+      return yield* sparseAdamOne(param, m, v, dim, inverseMap(rows, param.size / dim), gradRows, h, null);
+    }
+    if (pb === null || mb === null || vb === null || m.size !== param.size || v.size !== param.size) {
+      refuseBlocked('sparseAdam', [param, m, v]);
+    }
+    const blocks = pb as readonly Storage[];
+    const maps = blockInverseMaps(blocks, dim, rows);
+    const geo = blockGeometry(blocks, dim);
+    const all: Replacement[] = [];
+    for (let c = 0; c < blocks.length; c++) {
+      const inv = maps[c];
+      if (inv === null) continue;
+      const mc = (mb as readonly Storage[])[c];
+      const vc = (vb as readonly Storage[])[c];
+      all.push(...(yield* sparseAdamOne(blocks[c], mc, vc, dim, inv, gradRows, h, geo[c].phase)));
+    }
+    return all;
   },
 };
+
+/** Kernels that run per block of a blocked storage; the others refuse one by name. */
+const BLOCK_AWARE: ReadonlySet<KernelMethod> = new Set<KernelMethod>([
+  'fill', 'copy', 'unary', 'affine', 'axpby', 'binary', 'gatherRows', 'embeddingBag', 'scatterAddRows', 'adam', 'sparseAdam',
+]);
+
+/** `plans` with every kernel outside {@link BLOCK_AWARE} refusing blocked storages among its arguments. */
+function guard(plans: Plans): Plans {
+  const out: Record<string, unknown> = {};
+  for (const [name, plan] of Object.entries(plans) as [KernelMethod, (...args: unknown[]) => Plan][]) {
+    out[name] = BLOCK_AWARE.has(name)
+      ? plan
+      : (...args: unknown[]): Plan => {
+          refuseBlocked(name, args);
+          return plan(...args);
+        };
+  }
+  return out as Plans;
+}
+
+/** The launches of every kernel, shared by the synchronous and the webgpu backend. */
+export const PLANS: Plans = guard(UNGUARDED);

@@ -63,6 +63,17 @@ function divmod(q: string, i: string, rest: string, dim: string): string {
 /** Row `r` and column `d` of the output cell in a [*, dim] matrix. */
 const ROW_COL = `const o = this.thread.x; ${divmod('r', 'd', 'o', 'dim')}`;
 
+/**
+ * {@link ROW_COL} in one block of a larger tensor, whose first element sits `phase` cells into
+ * its row; with `chunked` false it is {@link ROW_COL} itself.
+ */
+function rowCol(chunked: boolean): string {
+  return chunked ? `const o = this.thread.x; const po = o + phase; ${divmod('r', 'd', 'po', 'dim')}` : ROW_COL;
+}
+
+/** `, phase` for the block variant of a row kernel. */
+const phaseArg = (chunked: boolean): string => (chunked ? ', phase' : '');
+
 /** Sources by kernel kind. */
 export const SOURCES = {
   upload: `function(a) { return a[this.thread.x]; }`,
@@ -150,6 +161,12 @@ export const SOURCES = {
     return s;
   }`,
   gatherRows: `function(x, ids, dim) { ${ROW_COL} return x[ids[r] * dim + d]; }`,
+  /** One block of a blocked table: rows (or parts of rows) inside it replace `prev`; starts are block-local. */
+  gatherChunk: `function(prev, x, starts, dim, len) {
+    ${ROW_COL} const e = starts[r] + d;
+    if (e >= 0.0) { if (e < len) { return x[e]; } }
+    return prev[o];
+  }`,
   /** Pooling scales come from the host (they depend on weights only). */
   embeddingBag: `function(table, ids, offsets, weights, scales, dim) {
     ${ROW_COL}
@@ -165,8 +182,8 @@ export const SOURCES = {
     return s;
   }`,
   /** gpu.js cannot scatter: each output row looks up which value row (if any) lands on it. */
-  scatterAddRows: `function(old, values, inverse, dim) {
-    ${ROW_COL}
+  scatterAddRows: (chunked: boolean): string => `function(old, values, inverse, dim${phaseArg(chunked)}) {
+    ${rowCol(chunked)}
     const i = inverse[r]; const prev = old[o];
     if (i < 0.0) { return prev; }
     return prev + values[i * dim + d];
@@ -203,17 +220,17 @@ export const SOURCES = {
   adamM: `function(m, g, p, beta1, wd) { const o = this.thread.x; const grad = g[o] + wd * p[o]; return beta1 * m[o] + (1.0 - beta1) * grad; }`,
   adamV: `function(v, g, p, beta2, wd) { const o = this.thread.x; const grad = g[o] + wd * p[o]; return beta2 * v[o] + (1.0 - beta2) * grad * grad; }`,
   adamP: `function(p, m, v, stepSize, sqrtC2, eps) { const o = this.thread.x; return p[o] - (stepSize * m[o]) / (Math.sqrt(v[o]) / sqrtC2 + eps); }`,
-  /** Sparse variants: rows absent from the host-built inverse map keep their state. */
-  sparseAdamM: `function(m, g, p, inverse, dim, beta1, wd) {
-    ${ROW_COL} const i = inverse[r]; if (i < 0.0) { return m[o]; }
+  /** Sparse variants (per block of a blocked table when `chunked`): rows absent from the host-built inverse map keep their state. */
+  sparseAdamM: (chunked: boolean): string => `function(m, g, p, inverse, dim, beta1, wd${phaseArg(chunked)}) {
+    ${rowCol(chunked)} const i = inverse[r]; if (i < 0.0) { return m[o]; }
     const grad = g[i * dim + d] + wd * p[o]; return beta1 * m[o] + (1.0 - beta1) * grad;
   }`,
-  sparseAdamV: `function(v, g, p, inverse, dim, beta2, wd) {
-    ${ROW_COL} const i = inverse[r]; if (i < 0.0) { return v[o]; }
+  sparseAdamV: (chunked: boolean): string => `function(v, g, p, inverse, dim, beta2, wd${phaseArg(chunked)}) {
+    ${rowCol(chunked)} const i = inverse[r]; if (i < 0.0) { return v[o]; }
     const grad = g[i * dim + d] + wd * p[o]; return beta2 * v[o] + (1.0 - beta2) * grad * grad;
   }`,
-  sparseAdamP: `function(p, m, v, inverse, dim, stepSize, sqrtC2, eps) {
-    ${ROW_COL} if (inverse[r] < 0.0) { return p[o]; }
+  sparseAdamP: (chunked: boolean): string => `function(p, m, v, inverse, dim, stepSize, sqrtC2, eps${phaseArg(chunked)}) {
+    ${rowCol(chunked)} if (inverse[r] < 0.0) { return p[o]; }
     return p[o] - (stepSize * m[o]) / (Math.sqrt(v[o]) / sqrtC2 + eps);
   }`,
 } as const;
