@@ -19,7 +19,7 @@ const guides: Record<string, number> = {
 };
 
 const packagePaths: Record<string, string> = {
-  'esmm-ts': '../../index.js',
+  'esmm-ts': '../../models/package-entry.js',
   'esmm-ts/core': '../../core/index.js',
   'esmm-ts/kernels': '../../kernels/index.js',
   'esmm-ts/models': '../../models/index.js',

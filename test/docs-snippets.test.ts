@@ -14,7 +14,7 @@ mkdirSync(outDir, { recursive: true });
 afterAll(() => rmSync(outDir, { recursive: true, force: true }));
 
 const packagePaths: Record<string, string> = {
-  'esmm-ts': '../../index.js',
+  'esmm-ts': '../../models/package-entry.js',
   'esmm-ts/core': '../../core/index.js',
   'esmm-ts/kernels': '../../kernels/index.js',
   'esmm-ts/kernels/wasm': '../../kernels/wasm/index.js',
