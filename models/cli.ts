@@ -80,7 +80,7 @@ const str = (v: FlagValues, k: string): string | undefined => v[k] as string | u
 const DATA_FLAGS: Record<string, FlagSpec> = {
   data: { kind: 'string', help: 'simulator | aliccp', default: 'simulator' },
   dir: { kind: 'string', help: 'Ali-CCP folder with sample_skeleton_{train,test}.csv and common_features_{train,test}.csv' },
-  'train-rows': { kind: 'number', help: 'simulated training impressions', default: 100000 },
+  'train-rows': { kind: 'number', help: 'simulated training impressions', default: 150000 },
   'test-rows': { kind: 'number', help: 'simulated test impressions', default: 100000 },
   'sim-seed': { kind: 'number', help: 'seed of the simulated world', default: 1 },
   ctr: { kind: 'number', help: 'simulated click rate', default: 0.04 },
@@ -94,7 +94,7 @@ const MODEL_FLAGS: Record<string, FlagSpec> = {
   method: { kind: 'string', help: `one of ${METHODS.join(', ')}`, default: 'esmm' },
   base: { kind: 'string', help: 'base model of the towers: mlp, din, deepfm, ...', default: 'mlp' },
   hidden: { kind: 'list', help: 'tower hidden sizes, comma-separated', default: '200,80' },
-  epochs: { kind: 'number', help: 'training epochs', default: 2 },
+  epochs: { kind: 'number', help: 'training epochs', default: 1 },
   'batch-size': { kind: 'number', help: 'rows per step', default: 1024 },
   lr: { kind: 'number', help: 'Adam learning rate', default: 0.002 },
   seed: { kind: 'number', help: 'seed of weights, sampling and shuffling', default: 1 },

@@ -171,7 +171,7 @@ export async function runTable2(options: Table2Options): Promise<Table2Result> {
     for (const method of methods) {
       const model = createModel(methodOptions(method, options, data.schema, seed));
       const trainer = new Trainer(model, {
-        epochs: options.epochs ?? 2,
+        epochs: options.epochs ?? 1,
         lr: options.lr ?? 2e-3,
         progress: 'none',
         jsonlPath: options.outDir ? join(options.outDir, 'train.jsonl') : undefined,
@@ -243,7 +243,7 @@ export function table2Markdown(
     ``,
     `Data: ${context.description}.`,
     `Protocol: ${context.repeats} repeat(s) with seeds ${o.seed ?? 1}..${(o.seed ?? 1) + context.repeats - 1}; base model \`${o.base ?? 'mlp'}\`, ` +
-      `towers ${(o.hidden ?? [200, 80]).join('-')}, embedding dim 18, Adam lr ${o.lr ?? 2e-3}, batch ${o.batchSize ?? 1024}, ${o.epochs ?? 2} epoch(s); ` +
+      `towers ${(o.hidden ?? [200, 80]).join('-')}, embedding dim 18, Adam lr ${o.lr ?? 2e-3}, batch ${o.batchSize ?? 1024}, ${o.epochs ?? 1} epoch(s); ` +
       `backend ${context.backend}; ${context.seconds.toFixed(0)} s in all.`,
     `CVR AUC is over clicked test rows, CTCVR AUC over all test rows (pCTCVR = pCTR × pCVR), both computed globally; mean ± sample std over repeats.` +
       (hasEs ? ` The entire-space CVR AUC scores pCVR on every test impression against the conversion it would have had if clicked, which only a simulator knows.` : ''),
