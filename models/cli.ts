@@ -446,10 +446,8 @@ async function calibrate(args: string[]): Promise<number> {
   return 0;
 }
 
-/** Train a small MLP on an XOR-like task; returns the losses (the core's own demo). */
-export function runDemo(steps: number, seed: number, log: (line: string) => void = console.log): number[] {
-  const rng = new Rng(seed);
-  const n = 1024;
+/** `n` points uniform in [-1, 1]², labelled 1 where both coordinates share a sign: not linearly separable. */
+export function xorTask(n: number, rng: Rng): { xs: number[]; ys: number[] } {
   const xs: number[] = [];
   const ys: number[] = [];
   for (let i = 0; i < n; i++) {
@@ -458,6 +456,14 @@ export function runDemo(steps: number, seed: number, log: (line: string) => void
     xs.push(a, b);
     ys.push(a * b > 0 ? 1 : 0);
   }
+  return { xs, ys };
+}
+
+/** Train a small MLP on an XOR-like task; returns the losses (the core's own demo). */
+export function runDemo(steps: number, seed: number, log: (line: string) => void = console.log): number[] {
+  const rng = new Rng(seed);
+  const n = 1024;
+  const { xs, ys } = xorTask(n, rng);
   const x = tensor(xs, [n, 2]);
   const y = tensor(ys, [n, 1]);
   const model = nn.mlp(2, [32, 16], { outFeatures: 1, rng: rng.fork() });

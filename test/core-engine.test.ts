@@ -26,6 +26,7 @@ import {
   zeros,
 } from '../core/index.js';
 import { stableMath } from '../kernels/index.js';
+import { xorTask } from '../models/cli.js';
 
 const f64 = { dtype: 'float64' as const };
 
@@ -380,16 +381,8 @@ describe('modules', () => {
 
 describe('end to end', () => {
   it('a 2-layer MLP trained with Adam learns a nonlinear synthetic task', () => {
-    const rng = new Rng(42);
     const n = 512;
-    const xs: number[] = [];
-    const ys: number[] = [];
-    for (let i = 0; i < n; i++) {
-      const a = rng.uniformIn(-1, 1);
-      const b = rng.uniformIn(-1, 1);
-      xs.push(a, b);
-      ys.push(a * b > 0 ? 1 : 0); // XOR-like: not linearly separable
-    }
+    const { xs, ys } = xorTask(n, new Rng(42));
     const x = tensor(xs, [n, 2]);
     const y = tensor(ys, [n, 1]);
     const model = nn.mlp(2, [16], { outFeatures: 1, activation: 'relu', rng: new Rng(5) });

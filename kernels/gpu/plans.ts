@@ -149,6 +149,26 @@ function blockInverseMaps(blocks: readonly Storage[], dim: number, rows: Int32Ar
   return maps;
 }
 
+/**
+ * Runs `body` on each block of a blocked table that holds one of `rows` (untouched blocks
+ * are not rewritten), with that block's inverse map and phase; the scatter-style kernels' loop.
+ */
+function* perTouchedBlock(
+  blocks: readonly Storage[],
+  dim: number,
+  rows: Int32Array,
+  body: (c: number, inv: Float32Array, phase: number) => Plan,
+): Plan {
+  const maps = blockInverseMaps(blocks, dim, rows);
+  const geo = blockGeometry(blocks, dim);
+  const all: Replacement[] = [];
+  for (let c = 0; c < blocks.length; c++) {
+    const inv = maps[c];
+    if (inv !== null) all.push(...(yield* body(c, inv, geo[c].phase)));
+  }
+  return all;
+}
+
 /** Rows `ids` of a blocked table into a fresh result of ids.length × dim, one launch per block they touch. */
 function* gatherBlocks(blocks: readonly Storage[], dim: number, ids: Int32Array): Generator<Launch, Temp | null, Temp | null> {
   const geo = blockGeometry(blocks, dim);
@@ -362,16 +382,9 @@ const UNGUARDED: Plans = {
       const inv = inverseMap(rows, out.size / dim);
       return yield* run(out, 'scatterAddRows', SOURCES.scatterAddRows(false), [out, values, inv, dim]);
     }
-    const maps = blockInverseMaps(blocks, dim, rows);
-    const geo = blockGeometry(blocks, dim);
-    const all: Replacement[] = [];
-    for (let c = 0; c < blocks.length; c++) {
-      const inv = maps[c];
-      if (inv === null) continue;
-      const args = [blocks[c], values, inv, dim, geo[c].phase];
-      all.push(...(yield* run(blocks[c], 'scatterAddRows:chunk', SOURCES.scatterAddRows(true), args)));
-    }
-    return all;
+    return yield* perTouchedBlock(blocks, dim, rows, (c, inv, phase) =>
+      run(blocks[c], 'scatterAddRows:chunk', SOURCES.scatterAddRows(true), [blocks[c], values, inv, dim, phase]),
+    );
   },
 
   // ---- fused nn kernels ----
@@ -435,18 +448,8 @@ const UNGUARDED: Plans = {
     if (pb === null || mb === null || vb === null || m.size !== param.size || v.size !== param.size) {
       refuseBlocked('sparseAdam', [param, m, v]);
     }
-    const blocks = pb as readonly Storage[];
-    const maps = blockInverseMaps(blocks, dim, rows);
-    const geo = blockGeometry(blocks, dim);
-    const all: Replacement[] = [];
-    for (let c = 0; c < blocks.length; c++) {
-      const inv = maps[c];
-      if (inv === null) continue;
-      const mc = (mb as readonly Storage[])[c];
-      const vc = (vb as readonly Storage[])[c];
-      all.push(...(yield* sparseAdamOne(blocks[c], mc, vc, dim, inv, gradRows, h, geo[c].phase)));
-    }
-    return all;
+    const [pc, mc, vc] = [pb, mb, vb] as (readonly Storage[])[];
+    return yield* perTouchedBlock(pc, dim, rows, (c, inv, phase) => sparseAdamOne(pc[c], mc[c], vc[c], dim, inv, gradRows, h, phase));
   },
 };
 
