@@ -10,7 +10,14 @@ export default defineConfig({
     projects: [
       { test: { ...shared, name: 'default', include: ['test/**/*.test.ts'] } },
       { test: { ...shared, name: 'models@reference', include: modelSuites, env: { ESMM_BACKEND: 'reference' } } },
-      { test: { ...shared, name: 'models@gpu-cpu', include: modelSuites, env: { ESMM_BACKEND: 'gpu', ESMM_GPU_MODE: 'cpu' } } },
+      {
+        test: {
+          ...shared,
+          name: 'models@gpu-cpu',
+          include: modelSuites,
+          env: { ESMM_BACKEND: 'gpu', ESMM_GPU_MODE: 'cpu' },
+        },
+      },
     ],
   },
 });

@@ -21,7 +21,14 @@ import { readFileSync } from 'node:fs';
 import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { join, resolve } from 'node:path';
-import { AliCcpReader, HashEncoder, Vocabulary, aliCcpFiles, type AliCcpFiles, type AliCcpStats } from '../models/data/aliccp.js';
+import {
+  AliCcpReader,
+  HashEncoder,
+  Vocabulary,
+  aliCcpFiles,
+  type AliCcpFiles,
+  type AliCcpStats,
+} from '../models/data/aliccp.js';
 import { FunnelSimulator, type SimulatorConfig } from '../models/data/simulator.js';
 import { AliCcpAppender } from '../models/data/aliccp-writer.js';
 import { DEFAULT_SHUFFLE_BUFFER } from '../models/data/rows.js';
@@ -46,7 +53,6 @@ const RSS_TARGET_MB = 512;
 
 type PassName = 'vocabulary' | 'rows' | 'batches' | 'batches-large';
 const PASSES: readonly PassName[] = ['vocabulary', 'rows', 'batches', 'batches-large'];
-
 
 /** What one child process measured. */
 export interface PassResult {
@@ -121,7 +127,11 @@ async function child(pass: PassName, dir: string, expectedRows: number): Promise
       }
     } else {
       batches = 0;
-      const options = { batchSize: BATCH_SIZE, shuffleBuffer: pass === 'batches' ? SHUFFLE_BUFFER : LARGE_SHUFFLE_BUFFER, seed: 1 };
+      const options = {
+        batchSize: BATCH_SIZE,
+        shuffleBuffer: pass === 'batches' ? SHUFFLE_BUFFER : LARGE_SHUFFLE_BUFFER,
+        seed: 1,
+      };
       const stream = reader.batches(options);
       for await (const batch of stream) {
         batches++;
@@ -158,7 +168,9 @@ async function child(pass: PassName, dir: string, expectedRows: number): Promise
 function runChild(pass: PassName, dir: string, expectedRows: number): Promise<PassResult> {
   const script = process.argv[1];
   return new Promise((resolvePass, reject) => {
-    const p = spawn(process.execPath, [script, '--child', pass, '--dir', dir, '--rows', String(expectedRows)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const p = spawn(process.execPath, [script, '--child', pass, '--dir', dir, '--rows', String(expectedRows)], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     let out = '';
     p.stdout.setEncoding('utf8');
     p.stdout.on('data', (s: string) => (out += s));
@@ -221,7 +233,6 @@ async function writeData(dir: string, minBytes: number, log: (s: string) => void
     writerPeakRssMb: mb(peakRssBytes()),
   };
 }
-
 
 function machine(): { cpu: string; cores: number; node: string } {
   let cpu = cpus()[0]?.model ?? 'unknown';
@@ -343,7 +354,9 @@ async function main(): Promise<void> {
       log(`pass ${pass} ...`);
       const r = await runChild(pass, dir, data.impressions);
       passes.push(r);
-      log(`  ${r.seconds.toFixed(1)} s, ${pass === 'vocabulary' ? '' : `${fmt(r.rowsPerSecond)} rows/s, `}${r.mbPerSecond.toFixed(1)} MB/s, peak RSS ${r.peakRssMb.toFixed(0)} MiB`);
+      log(
+        `  ${r.seconds.toFixed(1)} s, ${pass === 'vocabulary' ? '' : `${fmt(r.rowsPerSecond)} rows/s, `}${r.mbPerSecond.toFixed(1)} MB/s, peak RSS ${r.peakRssMb.toFixed(0)} MiB`,
+      );
     }
   } finally {
     if (!args.has('keep')) await rm(dir, { recursive: true, force: true });

@@ -26,7 +26,14 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { optim, tidy, type Tensor } from '../core/index.js';
 import { getBackend, setBackend } from '../kernels/index.js';
-import { createModel, type Batch, type CvrMethod, type FieldBatch, type FieldSpec, type Schema } from '../models/index.js';
+import {
+  createModel,
+  type Batch,
+  type CvrMethod,
+  type FieldBatch,
+  type FieldSpec,
+  type Schema,
+} from '../models/index.js';
 
 /** One measured configuration. */
 export interface BenchConfig {
@@ -115,7 +122,9 @@ const REMAP = 7919;
 function readF32(dir: string, file: string): Float32Array {
   const b = fs.readFileSync(path.join(dir, file));
   // A view when the Buffer is 4-byte aligned (large files get their own ArrayBuffer), else a copy.
-  return b.byteOffset % 4 === 0 ? new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4) : new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
+  return b.byteOffset % 4 === 0
+    ? new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4)
+    : new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
 }
 
 function readI32(dir: string, file: string): Int32Array {
@@ -136,8 +145,10 @@ function rssMB(): number {
 /** The reference workload's schema: fields f0..f7 (categorical) and b0, b1 (bags), each its own table. */
 export function workloadSchema(m: Manifest, vocab: number): Schema {
   const fields: FieldSpec[] = [];
-  for (let f = 0; f < m.singleFields; f++) fields.push({ kind: 'categorical', name: `f${f}`, vocabSize: vocab, embeddingDim: m.dim, group: 'user' });
-  for (let b = 0; b < m.bagFields; b++) fields.push({ kind: 'bag', name: `b${b}`, vocabSize: vocab, embeddingDim: m.dim, group: 'user', pooling: 'sum' });
+  for (let f = 0; f < m.singleFields; f++)
+    fields.push({ kind: 'categorical', name: `f${f}`, vocabSize: vocab, embeddingDim: m.dim, group: 'user' });
+  for (let b = 0; b < m.bagFields; b++)
+    fields.push({ kind: 'bag', name: `b${b}`, vocabSize: vocab, embeddingDim: m.dim, group: 'user', pooling: 'sum' });
   return { fields };
 }
 
@@ -185,7 +196,8 @@ export function initNameMap(model: CvrMethod, m: Manifest): Map<string, string> 
   const names = model.namedParameters().map(([n]) => n);
   const find = (pred: (n: string) => boolean, what: string): string => {
     const hits = names.filter(pred);
-    if (hits.length !== 1) throw new Error(`esmm-throughput: ${hits.length} parameters match ${what}: ${hits.join(', ')}`);
+    if (hits.length !== 1)
+      throw new Error(`esmm-throughput: ${hits.length} parameters match ${what}: ${hits.join(', ')}`);
     return hits[0];
   };
   const map = new Map<string, string>();
@@ -193,20 +205,27 @@ export function initNameMap(model: CvrMethod, m: Manifest): Map<string, string> 
   for (const t of m.tensors) {
     const emb = /^emb\.(\w+)$/.exec(t.name);
     if (emb) {
-      map.set(t.name, find((n) => n.endsWith(`.tables.${emb[1]}`), `table ${emb[1]}`));
+      map.set(
+        t.name,
+        find((n) => n.endsWith(`.tables.${emb[1]}`), `table ${emb[1]}`),
+      );
       continue;
     }
     const tw = /^(ctr|cvr)\.(l\d|p\d)\.(weight|bias)$/.exec(t.name);
     if (!tw) throw new Error(`esmm-throughput: unknown init tensor '${t.name}'`);
     const suffix = `${tw[1]}Tower.net.layers.${layerIndex[tw[2]]}.${tw[3]}`;
-    map.set(t.name, find((n) => n.endsWith(suffix), suffix));
+    map.set(
+      t.name,
+      find((n) => n.endsWith(suffix), suffix),
+    );
   }
   return map;
 }
 
 function loadManifest(dir: string): Manifest {
   const file = path.join(dir, 'init-manifest.json');
-  if (!fs.existsSync(file)) throw new Error(`esmm-throughput: ${file} is missing; run node benchmarks/peers/make-init.mjs first`);
+  if (!fs.existsSync(file))
+    throw new Error(`esmm-throughput: ${file} is missing; run node benchmarks/peers/make-init.mjs first`);
   return JSON.parse(fs.readFileSync(file, 'utf8')) as Manifest;
 }
 
@@ -237,7 +256,9 @@ export function runConfig(cfg: BenchConfig): BenchResult {
     }
     if (names.size > 0) throw new Error(`esmm-throughput: no init file for ${[...names].join(', ')}`);
   } else {
-    notes.push(`scaling run: ${vocab.toLocaleString('en-US')} rows per field, seeded esmm-ts initialisation, ids remapped (id·${REMAP}) mod ${vocab}`);
+    notes.push(
+      `scaling run: ${vocab.toLocaleString('en-US')} rows per field, seeded esmm-ts initialisation, ids remapped (id·${REMAP}) mod ${vocab}`,
+    );
   }
   const opt = new optim.Adam(model.parameters(), { lr: 1e-3, betas: [0.9, 0.999], eps: 1e-8 });
   const batches = workloadBatches(m, dir, cfg.batch, vocab);
@@ -281,7 +302,9 @@ export function runConfig(cfg: BenchConfig): BenchResult {
   rssTrace.afterTiming = rssMB();
   const arena = arenaOf();
   const sps = median(rates);
-  const kernelProfile = cfg.profileSteps ? profileKernels(be as unknown as Record<string, unknown>, cfg.profileSteps, () => step(false)) : undefined;
+  const kernelProfile = cfg.profileSteps
+    ? profileKernels(be as unknown as Record<string, unknown>, cfg.profileSteps, () => step(false))
+    : undefined;
   return {
     framework: 'esmm-ts',
     backend: be.name,
@@ -302,7 +325,12 @@ export function runConfig(cfg: BenchConfig): BenchResult {
     stepsPerRepeat: cfg.steps,
     initFromFiles: fromFiles,
     arena: arena
-      ? { reservedMB: arena.reserved / 2 ** 20, memoryMB: arena.memoryBytes / 2 ** 20, grows: arena.grows, growsDuringTiming: arena.grows - growsBefore }
+      ? {
+          reservedMB: arena.reserved / 2 ** 20,
+          memoryMB: arena.memoryBytes / 2 ** 20,
+          grows: arena.grows,
+          growsDuringTiming: arena.grows - growsBefore,
+        }
       : undefined,
     rssTrace,
     kernelProfile,
@@ -311,10 +339,19 @@ export function runConfig(cfg: BenchConfig): BenchResult {
 }
 
 /** Wrap every method of the backend with a timer for `steps` steps; returns ms per step by method. */
-function profileKernels(be: Record<string, unknown>, steps: number, step: () => void): { stepMs: number; rows: KernelProfileRow[] } {
+function profileKernels(
+  be: Record<string, unknown>,
+  steps: number,
+  step: () => void,
+): { stepMs: number; rows: KernelProfileRow[] } {
   const names = new Set<string>();
-  for (let proto = Object.getPrototypeOf(be) as object | null; proto && proto !== Object.prototype; proto = Object.getPrototypeOf(proto) as object | null) {
-    for (const n of Object.getOwnPropertyNames(proto)) if (n !== 'constructor' && typeof be[n] === 'function') names.add(n);
+  for (
+    let proto = Object.getPrototypeOf(be) as object | null;
+    proto && proto !== Object.prototype;
+    proto = Object.getPrototypeOf(proto) as object | null
+  ) {
+    for (const n of Object.getOwnPropertyNames(proto))
+      if (n !== 'constructor' && typeof be[n] === 'function') names.add(n);
   }
   const acc = new Map<string, { ms: number; calls: number }>();
   let depth = 0;
@@ -339,7 +376,9 @@ function profileKernels(be: Record<string, unknown>, steps: number, step: () => 
   for (let i = 0; i < steps; i++) step();
   const stepMs = (performance.now() - t0) / steps;
   for (const n of names) delete be[n];
-  const rows = [...acc].filter(([, s]) => s.calls > 0).map(([method, s]) => ({ method, msPerStep: s.ms / steps, callsPerStep: s.calls / steps }));
+  const rows = [...acc]
+    .filter(([, s]) => s.calls > 0)
+    .map(([method, s]) => ({ method, msPerStep: s.ms / steps, callsPerStep: s.calls / steps }));
   const inKernels = rows.reduce((a, r) => a + r.msPerStep, 0);
   rows.push({ method: '(outside kernels)', msPerStep: stepMs - inKernels, callsPerStep: 0 });
   rows.sort((a, b) => b.msPerStep - a.msPerStep);
@@ -347,34 +386,64 @@ function profileKernels(be: Record<string, unknown>, steps: number, step: () => 
 }
 
 /** Run one configuration in a child process (own peak RSS); null with the reason on failure. */
-export function runInChild(cfg: BenchConfig, options: { xvfb?: boolean; timeoutMs?: number } = {}): BenchResult | { error: string; config: BenchConfig } {
+export function runInChild(
+  cfg: BenchConfig,
+  options: { xvfb?: boolean; timeoutMs?: number } = {},
+): BenchResult | { error: string; config: BenchConfig } {
   const self = fileURLToPath(import.meta.url);
   const argv = [self, '--child', JSON.stringify(cfg)];
   const [cmd, args] = options.xvfb ? ['xvfb-run', ['-a', process.execPath, ...argv]] : [process.execPath, argv];
-  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: options.timeoutMs ?? 20 * 60_000, maxBuffer: 64 * 2 ** 20 });
+  const r = spawnSync(cmd, args, {
+    encoding: 'utf8',
+    timeout: options.timeoutMs ?? 20 * 60_000,
+    maxBuffer: 64 * 2 ** 20,
+  });
   const line = (r.stdout ?? '').split('\n').find((l) => l.startsWith('RESULT '));
   if (r.status === 0 && line) return JSON.parse(line.slice(7)) as BenchResult;
-  const why = r.error ? String(r.error) : `exit ${r.status ?? r.signal}: ${(r.stderr ?? '').trim().split('\n').slice(-3).join(' | ')}`;
+  const why = r.error
+    ? String(r.error)
+    : `exit ${r.status ?? r.signal}: ${(r.stderr ?? '').trim().split('\n').slice(-3).join(' | ')}`;
   return { error: why, config: cfg };
 }
 
 /** The standard configurations: fast backends get the peers' step counts, slow ones fewer (stated in their notes). */
-export function standardConfigs(batches: readonly number[], quick = false): { cfg: BenchConfig; xvfb: boolean; label: string }[] {
+export function standardConfigs(
+  batches: readonly number[],
+  quick = false,
+): { cfg: BenchConfig; xvfb: boolean; label: string }[] {
   const out: { cfg: BenchConfig; xvfb: boolean; label: string }[] = [];
   for (const batch of batches) {
     const fast = quick ? { warmup: 2, repeats: 3, steps: 5 } : { warmup: 5, repeats: 5, steps: 20 };
     const slow = quick ? { warmup: 1, repeats: 3, steps: 1 } : { warmup: 1, repeats: 3, steps: 3 };
     const lossSteps = 20;
     out.push({ label: 'wasm', xvfb: false, cfg: { backend: 'wasm', threads: 1, batch, lossSteps, ...fast } });
-    out.push({ label: 'reference', xvfb: false, cfg: { backend: 'reference', batch, lossSteps, ...(quick ? slow : { warmup: 2, repeats: 3, steps: 10 }) } });
-    out.push({ label: 'gpu:webasm', xvfb: false, cfg: { backend: 'gpu', mode: 'webasm', batch, lossSteps: 5, ...slow } });
+    out.push({
+      label: 'reference',
+      xvfb: false,
+      cfg: { backend: 'reference', batch, lossSteps, ...(quick ? slow : { warmup: 2, repeats: 3, steps: 10 }) },
+    });
+    out.push({
+      label: 'gpu:webasm',
+      xvfb: false,
+      cfg: { backend: 'gpu', mode: 'webasm', batch, lossSteps: 5, ...slow },
+    });
     out.push({ label: 'gpu:cpu', xvfb: false, cfg: { backend: 'gpu', mode: 'cpu', batch, lossSteps: 5, ...slow } });
-    out.push({ label: 'gpu:headlessgl', xvfb: true, cfg: { backend: 'gpu', mode: 'headlessgl', batch, lossSteps: 5, ...slow } });
+    out.push({
+      label: 'gpu:headlessgl',
+      xvfb: true,
+      cfg: { backend: 'gpu', mode: 'headlessgl', batch, lossSteps: 5, ...slow },
+    });
   }
   return out;
 }
 
-function parseArgs(argv: string[]): { child?: BenchConfig; configs?: string[]; batches: number[]; quick: boolean; out: string } {
+function parseArgs(argv: string[]): {
+  child?: BenchConfig;
+  configs?: string[];
+  batches: number[];
+  quick: boolean;
+  out: string;
+} {
   const a: { child?: BenchConfig; configs?: string[]; batches: number[]; quick: boolean; out: string } = {
     batches: [1024],
     quick: false,
@@ -405,7 +474,13 @@ function main(): void {
     const r = runInChild(cfg, { xvfb });
     results.push(r);
     if ('error' in r) console.log(`${label} b${cfg.batch}: failed: ${r.error}`);
-    else console.log(`${label} b${cfg.batch}: ${r.samplesPerSec.toFixed(0)} samples/s, ${r.msPerStep.toFixed(1)} ms/step, peak RSS ${r.peakRssMB.toFixed(0)} MB, losses ${r.losses.slice(0, 3).map((x) => x.toFixed(4)).join(' ')}`);
+    else
+      console.log(
+        `${label} b${cfg.batch}: ${r.samplesPerSec.toFixed(0)} samples/s, ${r.msPerStep.toFixed(1)} ms/step, peak RSS ${r.peakRssMB.toFixed(0)} MB, losses ${r.losses
+          .slice(0, 3)
+          .map((x) => x.toFixed(4))
+          .join(' ')}`,
+      );
   }
   fs.mkdirSync(path.dirname(args.out), { recursive: true });
   fs.writeFileSync(args.out, JSON.stringify({ generatedAt: new Date().toISOString(), results }, null, 2) + '\n');

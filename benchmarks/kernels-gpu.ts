@@ -34,17 +34,38 @@ function data(n: number, seed: number): Float32Array {
 
 const ids = Int32Array.from({ length: BAGS * BAG }, (_, i) => (i * 7919) % ROWS);
 const offsets = Int32Array.from({ length: BAGS + 1 }, (_, i) => i * BAG);
-const mm: MatmulGeometry = { batch: 1, m: 256, n: 256, k: 256, transA: false, transB: false, batchA: true, batchB: true };
+const mm: MatmulGeometry = {
+  batch: 1,
+  m: 256,
+  n: 256,
+  k: 256,
+  transA: false,
+  transB: false,
+  batchA: true,
+  batchB: true,
+};
 
 const cases: Case[] = [
   { name: `unary sigmoid ${N}`, run: (b, s) => (b.unary('sigmoid', s.x, s.out), s.out) },
   { name: `binary add ${N}`, run: (b, s) => (b.binary('add', s.x, [N], s.y, [N], s.out, [N]), s.out) },
-  { name: 'binary mul broadcast [512,512]x[512]', run: (b, s) => (b.binary('mul', s.x, [512, 512], s.row, [512], s.out, [512, 512]), s.out) },
+  {
+    name: 'binary mul broadcast [512,512]x[512]',
+    run: (b, s) => (b.binary('mul', s.x, [512, 512], s.row, [512], s.out, [512, 512]), s.out),
+  },
   { name: 'reduceSum [512,512] axis 0', run: (b, s) => (b.reduceSum(s.x, [512, 512], [0], s.small), s.small) },
   { name: 'matmul 256^3', run: (b, s) => (b.matmul(s.x, s.y, s.out, mm), s.out) },
-  { name: `embeddingBag ${BAGS}x${BAG}, dim ${DIM}`, run: (b, s) => (b.embeddingBag(s.table, DIM, ids, offsets, null, 'mean', s.bag), s.bag) },
+  {
+    name: `embeddingBag ${BAGS}x${BAG}, dim ${DIM}`,
+    run: (b, s) => (b.embeddingBag(s.table, DIM, ids, offsets, null, 'mean', s.bag), s.bag),
+  },
   { name: 'softmaxLast [512,512]', run: (b, s) => (b.softmaxLast(s.x, null, 512, 512, s.out), s.out) },
-  { name: `adam ${N}`, run: (b, s) => (b.adam(s.p, s.y, s.m, s.v, { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, step: 1 }), s.p) },
+  {
+    name: `adam ${N}`,
+    run: (b, s) => (
+      b.adam(s.p, s.y, s.m, s.v, { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, step: 1 }),
+      s.p
+    ),
+  },
 ];
 
 function setup(b: Backend): Record<string, Storage> {
@@ -79,10 +100,13 @@ function main(): void {
   const rows: string[][] = [['kernel', ...backends.map((b) => `${b.name} ms (first)`)]];
   const states = backends.map(setup);
   for (const c of cases) {
-    rows.push([c.name, ...backends.map((b, i) => {
-      const { first, mean } = time(b, c, states[i], 3);
-      return `${mean.toFixed(1)} (${first.toFixed(0)})`;
-    })]);
+    rows.push([
+      c.name,
+      ...backends.map((b, i) => {
+        const { first, mean } = time(b, c, states[i], 3);
+        return `${mean.toFixed(1)} (${first.toFixed(0)})`;
+      }),
+    ]);
   }
   const widths = rows[0].map((_, j) => Math.max(...rows.map((r) => r[j].length)));
   for (const r of rows) console.log(r.map((v, j) => v.padEnd(widths[j])).join('  '));

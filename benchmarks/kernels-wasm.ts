@@ -43,7 +43,16 @@ function random(n: number, seed: number): Float32Array {
 
 /** Median seconds per call after warm-up, running for about `budgetMs`. */
 function time(backend: Backend, c: Case, budgetMs: number): number {
-  const g: MatmulGeometry = { batch: 1, m: c.m, n: c.n, k: c.k, transA: c.transA, transB: c.transB, batchA: false, batchB: false };
+  const g: MatmulGeometry = {
+    batch: 1,
+    m: c.m,
+    n: c.n,
+    k: c.k,
+    transA: c.transA,
+    transB: c.transB,
+    batchA: false,
+    batchB: false,
+  };
   const a = backend.fromArray(random(c.m * c.k, 1), 'float32');
   const b = backend.fromArray(random(c.k * c.n, 2), 'float32');
   const out = backend.alloc(c.m * c.n, 'float32');
@@ -70,11 +79,17 @@ async function main(): Promise<void> {
   const wasm2f = new WasmBackend({ threads: 2, adaptive: false });
   await wasm2f.ready();
   // Cut every GEMM, however small, to find where two threads start to pay.
-  const wasm2all = new WasmBackend({ threads: 2, parallelMin: { gemm: 0, simd: 0, math: 0, rows: 0 }, adaptive: false });
+  const wasm2all = new WasmBackend({
+    threads: 2,
+    parallelMin: { gemm: 0, simd: 0, math: 0, rows: 0 },
+    adaptive: false,
+  });
   await wasm2all.ready();
   const ref = new ReferenceBackend();
   const cases = [...layerCases(1024, 180, 200), ...layerCases(1024, 200, 80), ...layerCases(1024, 80, 1)];
-  const rows: string[][] = [['shape', 'MFLOP', '1T ms', '1T GFLOP/s', '2T ms', '2T GFLOP/s', '2T/1T', '2T forced GFLOP/s', 'ref GFLOP/s']];
+  const rows: string[][] = [
+    ['shape', 'MFLOP', '1T ms', '1T GFLOP/s', '2T ms', '2T GFLOP/s', '2T/1T', '2T forced GFLOP/s', 'ref GFLOP/s'],
+  ];
   for (const c of cases) {
     const flops = 2 * c.m * c.n * c.k;
     const tw = time(wasm, c, 400);
@@ -104,7 +119,13 @@ async function main(): Promise<void> {
   }
   printTable(small);
   console.log();
-  printTable(elementwise([['wasm 1T', wasm], ['wasm 2T', wasm2], ['ref', ref]]));
+  printTable(
+    elementwise([
+      ['wasm 1T', wasm],
+      ['wasm 2T', wasm2],
+      ['ref', ref],
+    ]),
+  );
   console.log();
   printTable(elementSizes(wasm, wasm2all));
   wasm2.dispose();
@@ -114,11 +135,17 @@ async function main(): Promise<void> {
 
 function printTable(rows: string[][]): void {
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
-  for (const r of rows) console.log(r.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]) : cell.padStart(widths[i]))).join('  '));
+  for (const r of rows)
+    console.log(r.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]) : cell.padStart(widths[i]))).join('  '));
 }
 
 /** Elements per second of `run` on `be` over `n` elements. */
-function rate(be: Backend, n: number, run: (be: Backend, x: Storage, y: Storage, out: Storage) => void, ms = 200): number {
+function rate(
+  be: Backend,
+  n: number,
+  run: (be: Backend, x: Storage, y: Storage, out: Storage) => void,
+  ms = 200,
+): number {
   const x = be.fromArray(random(n, 3), 'float32');
   const y = be.fromArray(random(n, 4), 'float32');
   const out = be.alloc(n, 'float32');

@@ -121,7 +121,10 @@ const CASES: Case[] = [
     setup(b) {
       const x = filled(b, B, 10, -5, 5);
       const y = filled(b, B, 11, -5, 5);
-      const labels = b.fromArray(Float32Array.from(random(B, 12, 0, 1), (v) => (v < 0.1 ? 1 : 0)), 'float32');
+      const labels = b.fromArray(
+        Float32Array.from(random(B, 12, 0, 1), (v) => (v < 0.1 ? 1 : 0)),
+        'float32',
+      );
       const g = filled(b, B, 13);
       const out = b.alloc(B, 'float32');
       const ga = b.alloc(B, 'float32');
@@ -148,7 +151,9 @@ const CASES: Case[] = [
     bytes: B * BAG * D * 4,
     setup(b) {
       // Group contributions by row on the host, as the core does.
-      const order = Int32Array.from({ length: bagIds.length }, (_, i) => i).sort((x, y) => bagIds[x] - bagIds[y] || x - y);
+      const order = Int32Array.from({ length: bagIds.length }, (_, i) => i).sort(
+        (x, y) => bagIds[x] - bagIds[y] || x - y,
+      );
       const segments: number[] = [0];
       for (let i = 1; i < order.length; i++) if (bagIds[order[i]] !== bagIds[order[i - 1]]) segments.push(i);
       segments.push(order.length);
@@ -169,7 +174,15 @@ const CASES: Case[] = [
       const v = b.alloc(ROWS * D, 'float32');
       const g = filled(b, uniqueRows.length * D, 17);
       let step = 0;
-      return () => b.sparseAdam(table, m, v, D, uniqueRows, g, { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, step: ++step });
+      return () =>
+        b.sparseAdam(table, m, v, D, uniqueRows, g, {
+          lr: 1e-3,
+          beta1: 0.9,
+          beta2: 0.999,
+          eps: 1e-8,
+          weightDecay: 0,
+          step: ++step,
+        });
     },
   },
   {
@@ -250,7 +263,8 @@ function main(): void {
       .join(' | ')} |`;
   });
   const cpu = cpus()[0]?.model ?? 'unknown CPU';
-  const gpuVersion = (JSON.parse(readFileSync('node_modules/gpu.js/package.json', 'utf8')) as { version: string }).version;
+  const gpuVersion = (JSON.parse(readFileSync('node_modules/gpu.js/package.json', 'utf8')) as { version: string })
+    .version;
   const md = [
     '# Kernel benchmarks',
     '',
@@ -267,7 +281,10 @@ function main(): void {
   console.log(md);
   mkdirSync(join('benchmarks', 'results'), { recursive: true });
   writeFileSync(join('benchmarks', 'results', 'kernels.md'), md);
-  writeFileSync(join('benchmarks', 'results', 'kernels.json'), JSON.stringify({ date: new Date().toISOString(), cpu, results }, null, 2));
+  writeFileSync(
+    join('benchmarks', 'results', 'kernels.json'),
+    JSON.stringify({ date: new Date().toISOString(), cpu, results }, null, 2),
+  );
 }
 
 main();

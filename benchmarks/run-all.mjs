@@ -31,7 +31,16 @@ const BUNDLE = path.join(OUT, 'esmm-throughput.mjs');
 const PY = process.env.PYTHON ?? (fs.existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3');
 
 function parseArgs(argv) {
-  const a = { quick: false, skipPeers: false, batches: [1024, 256], rounds: 2, scaling: true, scalingVocabs: [10_000, 100_000, 1_000_000], tfjsScaling: true, configs: null };
+  const a = {
+    quick: false,
+    skipPeers: false,
+    batches: [1024, 256],
+    rounds: 2,
+    scaling: true,
+    scalingVocabs: [10_000, 100_000, 1_000_000],
+    tfjsScaling: true,
+    configs: null,
+  };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
     const v = () => argv[++i];
@@ -71,7 +80,17 @@ function hasXvfb() {
 // ------------------------------------------------------------------ esmm-ts children
 
 function buildBundle() {
-  const r = sh(path.join(ROOT, 'node_modules', '.bin', 'rolldown'), ['benchmarks/esmm-throughput.ts', '--platform', 'node', '--format', 'esm', '--external', 'gpu.js', '--file', BUNDLE]);
+  const r = sh(path.join(ROOT, 'node_modules', '.bin', 'rolldown'), [
+    'benchmarks/esmm-throughput.ts',
+    '--platform',
+    'node',
+    '--format',
+    'esm',
+    '--external',
+    'gpu.js',
+    '--file',
+    BUNDLE,
+  ]);
   if (r.status !== 0) throw new Error(`rolldown failed:\n${r.stderr}\n${r.stdout}`);
 }
 
@@ -79,9 +98,15 @@ function buildBundle() {
 function esmmChild(cfg, { xvfb = false, timeoutMs = 15 * 60_000 } = {}) {
   const argv = [BUNDLE, '--child', JSON.stringify(cfg)];
   const before = load1();
-  const r = xvfb ? sh('xvfb-run', ['-a', process.execPath, ...argv], { timeout: timeoutMs }) : sh(process.execPath, argv, { timeout: timeoutMs });
+  const r = xvfb
+    ? sh('xvfb-run', ['-a', process.execPath, ...argv], { timeout: timeoutMs })
+    : sh(process.execPath, argv, { timeout: timeoutMs });
   const line = r.stdout.split('\n').find((l) => l.startsWith('RESULT '));
-  if (r.status !== 0 || !line) return { error: `${r.error ?? 'exit ' + r.status}: ${r.stderr.trim().split('\n').slice(-4).join(' | ')}`, config: cfg };
+  if (r.status !== 0 || !line)
+    return {
+      error: `${r.error ?? 'exit ' + r.status}: ${r.stderr.trim().split('\n').slice(-4).join(' | ')}`,
+      config: cfg,
+    };
   const res = JSON.parse(line.slice(7));
   res.loadAvg1 = [before, load1()];
   return res;
@@ -92,7 +117,9 @@ function esmmConfigs(batches, quick, only) {
   const ref = quick ? { warmup: 1, repeats: 2, steps: 2 } : { warmup: 2, repeats: 3, steps: 5 };
   const slow = quick ? { warmup: 1, repeats: 2, steps: 1 } : { warmup: 1, repeats: 3, steps: 1 };
   const list = [];
-  const gl = quick ? { lossSteps: 1, warmup: 0, repeats: 2, steps: 1 } : { lossSteps: 2, warmup: 0, repeats: 2, steps: 1 };
+  const gl = quick
+    ? { lossSteps: 1, warmup: 0, repeats: 2, steps: 1 }
+    : { lossSteps: 2, warmup: 0, repeats: 2, steps: 1 };
   for (const batch of batches) {
     list.push({ label: 'wasm', cfg: { backend: 'wasm', threads: 1, batch, lossSteps: 20, ...fast } });
     list.push({ label: 'wasm 2 threads', cfg: { backend: 'wasm', threads: 2, batch, lossSteps: 20, ...fast } });
@@ -124,8 +151,27 @@ function readJson(file) {
 }
 
 function torchRun({ variants = 'sparse', batch = 1024, vocab, warmup, repeats, steps, lossSteps = 20, out }) {
-  const args = ['benchmarks/peers/torch_esmm.py', '--variants', variants, '--threads', '1', '--batches', String(batch), '--blas', 'system',
-    '--warmup', String(warmup), '--repeats', String(repeats), '--steps', String(steps), '--loss-steps', String(lossSteps), '--out', out];
+  const args = [
+    'benchmarks/peers/torch_esmm.py',
+    '--variants',
+    variants,
+    '--threads',
+    '1',
+    '--batches',
+    String(batch),
+    '--blas',
+    'system',
+    '--warmup',
+    String(warmup),
+    '--repeats',
+    String(repeats),
+    '--steps',
+    String(steps),
+    '--loss-steps',
+    String(lossSteps),
+    '--out',
+    out,
+  ];
   if (vocab) args.push('--vocab', String(vocab));
   const before = load1();
   const r = sh(PY, args, { timeout: 20 * 60_000 });
@@ -135,13 +181,28 @@ function torchRun({ variants = 'sparse', batch = 1024, vocab, warmup, repeats, s
 }
 
 function tfjsRun({ batch = 1024, vocab, warmup, repeats, steps, out }) {
-  const args = ['benchmarks/peers/tfjs.mjs', '--backends', 'wasm', '--batches', String(batch), '--warmup', String(warmup), '--repeats', String(repeats), '--steps', String(steps), '--out', out];
+  const args = [
+    'benchmarks/peers/tfjs.mjs',
+    '--backends',
+    'wasm',
+    '--batches',
+    String(batch),
+    '--warmup',
+    String(warmup),
+    '--repeats',
+    String(repeats),
+    '--steps',
+    String(steps),
+    '--out',
+    out,
+  ];
   if (vocab) args.push('--vocab', String(vocab));
   const before = load1();
   const r = sh(process.execPath, args, { timeout: 20 * 60_000 });
   const j = readJson(out);
   if (r.status !== 0 || !j || j.skipped) {
-    const why = (j?.failures?.[0]?.stderr ?? r.stderr ?? '').split('\n').find((l) => /Error/.test(l)) ?? `exit ${r.status}`;
+    const why =
+      (j?.failures?.[0]?.stderr ?? r.stderr ?? '').split('\n').find((l) => /Error/.test(l)) ?? `exit ${r.status}`;
     return [{ framework: 'tfjs', variant: 'wasm', vocabPerField: vocab ?? 100_000, batch, error: why.trim() }];
   }
   return j.results.map((x) => ({ ...x, loadAvg1: [before, load1()] }));
@@ -174,17 +235,29 @@ function machine(peers) {
 function peerLabel(r) {
   if (r.framework === 'tfjs') return { framework: `TF.js ${r.tfjsVersion ?? ''}`.trim(), mode: r.backend };
   const v = r.variant === 'sparse' ? 'EmbeddingBag sparse + SparseAdam' : 'EmbeddingBag dense + Adam';
-  const extra = [r.blasMode === 'reference' ? 'netlib BLAS' : 'OpenBLAS', r.ompWaitPolicy && r.ompWaitPolicy !== 'default' ? `OMP ${r.ompWaitPolicy}` : null].filter(Boolean).join(', ');
+  const extra = [
+    r.blasMode === 'reference' ? 'netlib BLAS' : 'OpenBLAS',
+    r.ompWaitPolicy && r.ompWaitPolicy !== 'default' ? `OMP ${r.ompWaitPolicy}` : null,
+  ]
+    .filter(Boolean)
+    .join(', ');
   return { framework: 'PyTorch', mode: `${v} (${extra})` };
 }
 
 function svgScaling(series, title) {
-  const W = 760, H = 440, L = 70, R = 200, T = 40, B = 60;
+  const W = 760,
+    H = 440,
+    L = 70,
+    R = 200,
+    T = 40,
+    B = 60;
   const xs = series.flatMap((s) => s.points.map((p) => p.x));
   const ys = series.flatMap((s) => s.points.map((p) => p.y)).filter((y) => y > 0);
   if (xs.length === 0) return '<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>';
-  const lx0 = Math.floor(Math.log10(Math.min(...xs))), lx1 = Math.ceil(Math.log10(Math.max(...xs)));
-  const ly0 = Math.floor(Math.log10(Math.min(...ys))), ly1 = Math.ceil(Math.log10(Math.max(...ys)));
+  const lx0 = Math.floor(Math.log10(Math.min(...xs))),
+    lx1 = Math.ceil(Math.log10(Math.max(...xs)));
+  const ly0 = Math.floor(Math.log10(Math.min(...ys))),
+    ly1 = Math.ceil(Math.log10(Math.max(...ys)));
   const X = (x) => L + ((Math.log10(x) - lx0) / (lx1 - lx0 || 1)) * (W - L - R);
   const Y = (y) => H - B - ((Math.log10(y) - ly0) / (ly1 - ly0 || 1)) * (H - T - B);
   const colors = ['#d62728', '#1f77b4', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b'];
@@ -193,23 +266,36 @@ function svgScaling(series, title) {
   el.push(`<text x="${W / 2}" y="22" text-anchor="middle" font-size="15" font-family="sans-serif">${title}</text>`);
   for (let e = lx0; e <= lx1; e++) {
     el.push(`<line x1="${X(10 ** e)}" y1="${T}" x2="${X(10 ** e)}" y2="${H - B}" stroke="#ddd"/>`);
-    el.push(`<text x="${X(10 ** e)}" y="${H - B + 18}" text-anchor="middle" font-size="12" font-family="sans-serif">1e${e}</text>`);
+    el.push(
+      `<text x="${X(10 ** e)}" y="${H - B + 18}" text-anchor="middle" font-size="12" font-family="sans-serif">1e${e}</text>`,
+    );
   }
   for (let e = ly0; e <= ly1; e++) {
     for (const m of [1, 2, 5]) {
       const y = m * 10 ** e;
       if (y < 10 ** ly0 || y > 10 ** ly1) continue;
       el.push(`<line x1="${L}" y1="${Y(y)}" x2="${W - R}" y2="${Y(y)}" stroke="${m === 1 ? '#ccc' : '#eee'}"/>`);
-      el.push(`<text x="${L - 6}" y="${Y(y) + 4}" text-anchor="end" font-size="11" font-family="sans-serif">${y >= 1 ? y : y.toPrecision(1)}</text>`);
+      el.push(
+        `<text x="${L - 6}" y="${Y(y) + 4}" text-anchor="end" font-size="11" font-family="sans-serif">${y >= 1 ? y : y.toPrecision(1)}</text>`,
+      );
     }
   }
-  el.push(`<line x1="${L}" y1="${H - B}" x2="${W - R}" y2="${H - B}" stroke="black"/><line x1="${L}" y1="${T}" x2="${L}" y2="${H - B}" stroke="black"/>`);
-  el.push(`<text x="${(L + W - R) / 2}" y="${H - 18}" text-anchor="middle" font-size="13" font-family="sans-serif">embedding rows, all 10 fields (log)</text>`);
-  el.push(`<text x="18" y="${(T + H - B) / 2}" text-anchor="middle" font-size="13" font-family="sans-serif" transform="rotate(-90 18 ${(T + H - B) / 2})">ms per training step, batch 1024 (log)</text>`);
+  el.push(
+    `<line x1="${L}" y1="${H - B}" x2="${W - R}" y2="${H - B}" stroke="black"/><line x1="${L}" y1="${T}" x2="${L}" y2="${H - B}" stroke="black"/>`,
+  );
+  el.push(
+    `<text x="${(L + W - R) / 2}" y="${H - 18}" text-anchor="middle" font-size="13" font-family="sans-serif">embedding rows, all 10 fields (log)</text>`,
+  );
+  el.push(
+    `<text x="18" y="${(T + H - B) / 2}" text-anchor="middle" font-size="13" font-family="sans-serif" transform="rotate(-90 18 ${(T + H - B) / 2})">ms per training step, batch 1024 (log)</text>`,
+  );
   series.forEach((s, i) => {
     const c = colors[i % colors.length];
     const pts = s.points.filter((p) => p.y > 0).sort((p, q) => p.x - q.x);
-    if (pts.length > 1) el.push(`<polyline fill="none" stroke="${c}" stroke-width="2" points="${pts.map((p) => `${X(p.x).toFixed(1)},${Y(p.y).toFixed(1)}`).join(' ')}"/>`);
+    if (pts.length > 1)
+      el.push(
+        `<polyline fill="none" stroke="${c}" stroke-width="2" points="${pts.map((p) => `${X(p.x).toFixed(1)},${Y(p.y).toFixed(1)}`).join(' ')}"/>`,
+      );
     for (const p of pts) el.push(`<circle cx="${X(p.x).toFixed(1)}" cy="${Y(p.y).toFixed(1)}" r="3.5" fill="${c}"/>`);
     el.push(`<rect x="${W - R + 14}" y="${T + 10 + i * 22}" width="14" height="4" fill="${c}"/>`);
     el.push(`<text x="${W - R + 34}" y="${T + 16 + i * 22}" font-size="12" font-family="sans-serif">${s.name}</text>`);
@@ -245,7 +331,11 @@ function main() {
     const r = esmmChild(cfg, { xvfb: needsX && xvfb });
     r.label = label;
     esmm.push(r);
-    log(r.error ? `  failed: ${r.error}` : `  ${fmtInt(r.samplesPerSec)} samples/s, ${fmt(r.msPerStep, 1)} ms/step, peak RSS ${fmtInt(r.peakRssMB)} MB`);
+    log(
+      r.error
+        ? `  failed: ${r.error}`
+        : `  ${fmtInt(r.samplesPerSec)} samples/s, ${fmt(r.msPerStep, 1)} ms/step, peak RSS ${fmtInt(r.peakRssMB)} MB`,
+    );
   }
 
   // Key rows again, interleaved, so that load from other processes hits every framework alike.
@@ -253,11 +343,20 @@ function main() {
   const keyPlan = args.quick ? { warmup: 2, repeats: 3, steps: 5 } : { warmup: 5, repeats: 5, steps: 20 };
   for (let round = 0; round < args.rounds; round++) {
     log(`key rows, round ${round + 1}/${args.rounds}`);
-    const e = esmmChild({ backend: 'wasm', threads: 1, batch: 1024, lossSteps: 0, ...keyPlan, profileSteps: round === 0 ? 20 : 0 });
+    const e = esmmChild({
+      backend: 'wasm',
+      threads: 1,
+      batch: 1024,
+      lossSteps: 0,
+      ...keyPlan,
+      profileSteps: round === 0 ? 20 : 0,
+    });
     if (!e.error) key.esmm.push(e);
     key.torch.push(...torchRun({ ...keyPlan, lossSteps: 1, out: path.join(OUT, 'key-torch.json') }));
     key.tfjs.push(...tfjsRun({ ...keyPlan, out: path.join(OUT, 'key-tfjs.json') }).filter((x) => !x.error));
-    log(`  esmm-ts ${fmtInt(e.samplesPerSec)}, torch sparse ${fmtInt(key.torch.at(-1)?.samplesPerSec)}, tfjs wasm ${fmtInt(key.tfjs.at(-1)?.samplesPerSec)}`);
+    log(
+      `  esmm-ts ${fmtInt(e.samplesPerSec)}, torch sparse ${fmtInt(key.torch.at(-1)?.samplesPerSec)}, tfjs wasm ${fmtInt(key.tfjs.at(-1)?.samplesPerSec)}`,
+    );
   }
 
   // Scaling.
@@ -268,17 +367,41 @@ function main() {
       log(`scaling: ${fmtInt(vocab)} rows per field`);
       for (let run = 0; run < 2; run++) {
         const e = esmmChild({ backend: 'wasm', threads: 1, batch: 1024, lossSteps: 1, vocab, ...plan });
-        scaling.push(e.error ? { framework: 'esmm-ts', variant: 'wasm', vocabPerField: vocab, error: e.error } : { ...e, variant: 'wasm' });
+        scaling.push(
+          e.error
+            ? { framework: 'esmm-ts', variant: 'wasm', vocabPerField: vocab, error: e.error }
+            : { ...e, variant: 'wasm' },
+        );
       }
-      const sparse = torchRun({ variants: 'sparse', vocab, ...plan, lossSteps: 1, out: path.join(OUT, 'scaling-torch.json') });
+      const sparse = torchRun({
+        variants: 'sparse',
+        vocab,
+        ...plan,
+        lossSteps: 1,
+        out: path.join(OUT, 'scaling-torch.json'),
+      });
       const bigDense = vocab >= 300_000;
-      const dense = torchRun({ variants: 'dense', vocab, ...(bigDense ? { warmup: 1, repeats: 3, steps: 3 } : plan), lossSteps: 1, out: path.join(OUT, 'scaling-torch.json') });
+      const dense = torchRun({
+        variants: 'dense',
+        vocab,
+        ...(bigDense ? { warmup: 1, repeats: 3, steps: 3 } : plan),
+        lossSteps: 1,
+        out: path.join(OUT, 'scaling-torch.json'),
+      });
       scaling.push(...sparse, ...dense);
       if (args.tfjsScaling) {
         const tplan = vocab >= 300_000 ? { warmup: 1, repeats: 2, steps: 2 } : { warmup: 2, repeats: 3, steps: 3 };
-        scaling.push(...tfjsRun({ vocab, ...tplan, out: path.join(OUT, 'scaling-tfjs.json') }).map((r) => ({ ...r, variant: 'wasm' })));
+        scaling.push(
+          ...tfjsRun({ vocab, ...tplan, out: path.join(OUT, 'scaling-tfjs.json') }).map((r) => ({
+            ...r,
+            variant: 'wasm',
+          })),
+        );
       }
-      for (const r of scaling.filter((x) => x.vocabPerField === vocab && !x.error)) log(`  ${r.framework} ${r.variant}: ${fmt((1000 * r.batch) / r.samplesPerSec, 1)} ms/step, peak RSS ${fmtInt(r.peakRssMB)} MB`);
+      for (const r of scaling.filter((x) => x.vocabPerField === vocab && !x.error))
+        log(
+          `  ${r.framework} ${r.variant}: ${fmt((1000 * r.batch) / r.samplesPerSec, 1)} ms/step, peak RSS ${fmtInt(r.peakRssMB)} MB`,
+        );
     }
   }
 
@@ -289,8 +412,21 @@ function reportOnly(args) {
   const prev = readJson(path.join(RESULTS, 'esmm-throughput.json'));
   if (!prev) throw new Error('run-all --report-only: benchmarks/results/esmm-throughput.json is missing');
   const peers = readJson(path.join(OUT, 'peers.json'));
-  const peerRows = [...(readJson(path.join(OUT, 'peer-tfjs.json'))?.results ?? []), ...(readJson(path.join(OUT, 'peer-torch.json'))?.results ?? [])];
-  writeReport(buildReport({ args: { ...args, rounds: prev.rounds ?? args.rounds }, started: new Date(prev.generatedAt), peers, peerRows, esmm: prev.esmm, key: prev.key, scaling: prev.scaling }));
+  const peerRows = [
+    ...(readJson(path.join(OUT, 'peer-tfjs.json'))?.results ?? []),
+    ...(readJson(path.join(OUT, 'peer-torch.json'))?.results ?? []),
+  ];
+  writeReport(
+    buildReport({
+      args: { ...args, rounds: prev.rounds ?? args.rounds },
+      started: new Date(prev.generatedAt),
+      peers,
+      peerRows,
+      esmm: prev.esmm,
+      key: prev.key,
+      scaling: prev.scaling,
+    }),
+  );
 }
 
 function writeReport(report) {
@@ -305,7 +441,12 @@ function writeReport(report) {
 function buildReport({ args, started, peers, peerRows, esmm, key, scaling }) {
   const mach = machine(peers);
   const ok = esmm.filter((r) => !r.error);
-  const isKeyTorch = (r) => r.framework === 'pytorch' && r.variant === 'sparse' && r.threads === 1 && r.blasMode === 'system' && r.batch === 1024;
+  const isKeyTorch = (r) =>
+    r.framework === 'pytorch' &&
+    r.variant === 'sparse' &&
+    r.threads === 1 &&
+    r.blasMode === 'system' &&
+    r.batch === 1024;
   const isKeyTfjs = (r) => r.framework === 'tfjs' && r.backend === 'wasm' && r.batch === 1024;
 
   // Rows of the one table.
@@ -321,10 +462,21 @@ function buildReport({ args, started, peers, peerRows, esmm, key, scaling }) {
     if (runs.length > 1) notes.push(`median of ${runs.length} runs (${runs.map(fmtInt).join(', ')})`);
     notes.push(`${r.warmupSteps}+${r.repeats}×${r.stepsPerRepeat} steps`);
     if (r.stepsPerRepeat < 20) notes.push('fewer steps (slow backend)');
-    if (r.label === 'gpu:headlessgl') notes.push('headless-gl under xvfb-run; the machine has no GPU, so WebGL runs in software');
+    if (r.label === 'gpu:headlessgl')
+      notes.push('headless-gl under xvfb-run; the machine has no GPU, so WebGL runs in software');
     if (r.label.startsWith('gpu:')) notes.push('batch 1024 only');
     notes.push(...r.notes, 'lazy (sparse) Adam on table rows');
-    rows.push({ framework: 'esmm-ts', mode: r.label, threads: r.threads ?? 1, batch: r.batch, sps, runs, rss: r.peakRssMB, notes, esmm: true });
+    rows.push({
+      framework: 'esmm-ts',
+      mode: r.label,
+      threads: r.threads ?? 1,
+      batch: r.batch,
+      sps,
+      runs,
+      rss: r.peakRssMB,
+      notes,
+      esmm: true,
+    });
   }
   for (const r of peerRows) {
     const { framework, mode } = peerLabel(r);
@@ -345,7 +497,10 @@ function buildReport({ args, started, peers, peerRows, esmm, key, scaling }) {
   const table = [
     '| framework | backend / mode | threads | batch | samples/s (median) | × esmm-ts best | peak RSS MB | notes |',
     '|---|---|---:|---:|---:|---:|---:|---|',
-    ...rows.map((r) => `| ${r.esmm ? '**esmm-ts**' : r.framework} | ${r.mode} | ${r.threads} | ${r.batch} | ${fmtInt(r.sps)} | ${fmt(r.sps / best.get(r.batch), 2)} | ${fmtInt(r.rss)} | ${r.notes.join('; ')} |`),
+    ...rows.map(
+      (r) =>
+        `| ${r.esmm ? '**esmm-ts**' : r.framework} | ${r.mode} | ${r.threads} | ${r.batch} | ${fmtInt(r.sps)} | ${fmt(r.sps / best.get(r.batch), 2)} | ${fmtInt(r.rss)} | ${r.notes.join('; ')} |`,
+    ),
   ].join('\n');
   const failed = esmm.filter((r) => r.error);
 
@@ -353,16 +508,35 @@ function buildReport({ args, started, peers, peerRows, esmm, key, scaling }) {
   const at = (pred) => rows.find((r) => r.batch === 1024 && pred(r));
   const esmmBest = best.get(1024);
   const esmmWasm = at((r) => r.esmm && r.mode === 'wasm');
-  const tfjsFaster = Math.max(...rows.filter((r) => r.batch === 1024 && r.framework.startsWith('TF.js')).map((r) => r.sps));
-  const torchFast = at((r) => r.framework === 'PyTorch' && r.threads === 1 && r.mode.startsWith('EmbeddingBag sparse') && r.mode.includes('OpenBLAS'));
+  const tfjsFaster = Math.max(
+    ...rows.filter((r) => r.batch === 1024 && r.framework.startsWith('TF.js')).map((r) => r.sps),
+  );
+  const torchFast = at(
+    (r) =>
+      r.framework === 'PyTorch' &&
+      r.threads === 1 &&
+      r.mode.startsWith('EmbeddingBag sparse') &&
+      r.mode.includes('OpenBLAS'),
+  );
   // Two threads: esmm-ts's 2-thread wasm row against PyTorch's faster 2-thread sparse row (OMP default or passive).
   const esmmTwo = at((r) => r.esmm && r.mode === 'wasm 2 threads');
   const torchTwo = rows
-    .filter((r) => r.batch === 1024 && r.framework === 'PyTorch' && r.threads === 2 && r.mode.startsWith('EmbeddingBag sparse') && r.mode.includes('OpenBLAS'))
+    .filter(
+      (r) =>
+        r.batch === 1024 &&
+        r.framework === 'PyTorch' &&
+        r.threads === 2 &&
+        r.mode.startsWith('EmbeddingBag sparse') &&
+        r.mode.includes('OpenBLAS'),
+    )
     .sort((a, b) => b.sps - a.sps)[0];
   const goals = {
     vsTfjs: { ratio: esmmBest / tfjsFaster, target: 3, met: esmmBest / tfjsFaster >= 3 },
-    vsTorch: { ratio: torchFast && esmmWasm ? esmmWasm.sps / torchFast.sps : NaN, target: 0.5, met: torchFast && esmmWasm ? esmmWasm.sps / torchFast.sps >= 0.5 : false },
+    vsTorch: {
+      ratio: torchFast && esmmWasm ? esmmWasm.sps / torchFast.sps : NaN,
+      target: 0.5,
+      met: torchFast && esmmWasm ? esmmWasm.sps / torchFast.sps >= 0.5 : false,
+    },
     vsTorch2: {
       ratio: torchTwo && esmmTwo ? esmmTwo.sps / torchTwo.sps : NaN,
       target: 1,
@@ -379,14 +553,26 @@ function buildReport({ args, started, peers, peerRows, esmm, key, scaling }) {
   // Losses.
   const steps = [1, 5, 10, 20];
   const lossRows = [];
-  const torchSparse = peerRows.find((r) => isKeyTorch(r));
-  for (const r of ok.filter((x) => x.batch === 1024 || x.batch === 256)) lossRows.push({ who: `esmm-ts ${r.label}`, batch: r.batch, losses: r.losses });
-  for (const r of peerRows.filter((x) => (x.framework === 'tfjs' && x.backend === 'wasm') || (x.framework === 'pytorch' && x.threads === 1 && x.blasMode === 'system'))) {
+  for (const r of ok.filter((x) => x.batch === 1024 || x.batch === 256))
+    lossRows.push({ who: `esmm-ts ${r.label}`, batch: r.batch, losses: r.losses });
+  for (const r of peerRows.filter(
+    (x) =>
+      (x.framework === 'tfjs' && x.backend === 'wasm') ||
+      (x.framework === 'pytorch' && x.threads === 1 && x.blasMode === 'system'),
+  )) {
     const { framework, mode } = peerLabel(r);
     lossRows.push({ who: `${framework} ${mode}`, batch: r.batch, losses: r.losses });
   }
   lossRows.sort((a, b) => b.batch - a.batch);
-  const refFor = (batch) => peerRows.find((r) => r.framework === 'pytorch' && r.variant === 'sparse' && r.threads === 1 && r.blasMode === 'system' && r.batch === batch)?.losses;
+  const refFor = (batch) =>
+    peerRows.find(
+      (r) =>
+        r.framework === 'pytorch' &&
+        r.variant === 'sparse' &&
+        r.threads === 1 &&
+        r.blasMode === 'system' &&
+        r.batch === batch,
+    )?.losses;
   const maxDiff = (ls, batch) => {
     const ref = refFor(batch);
     if (!ref || !ls?.length) return NaN;
@@ -397,12 +583,22 @@ function buildReport({ args, started, peers, peerRows, esmm, key, scaling }) {
   const lossTable = [
     `| run | batch | ${steps.map((s) => `loss@${s}`).join(' | ')} | max abs diff vs PyTorch SparseAdam (steps) |`,
     `|---|---:|${steps.map(() => '---:').join('|')}|---|`,
-    ...lossRows.map((l) => `| ${l.who} | ${l.batch} | ${steps.map((s) => (l.losses?.[s - 1] !== undefined ? l.losses[s - 1].toFixed(4) : '')).join(' | ')} | ${fmt(maxDiff(l.losses, l.batch), 5)} (${Math.min(l.losses?.length ?? 0, refFor(l.batch)?.length ?? 0)}) |`),
+    ...lossRows.map(
+      (l) =>
+        `| ${l.who} | ${l.batch} | ${steps.map((s) => (l.losses?.[s - 1] !== undefined ? l.losses[s - 1].toFixed(4) : '')).join(' | ')} | ${fmt(maxDiff(l.losses, l.batch), 5)} (${Math.min(l.losses?.length ?? 0, refFor(l.batch)?.length ?? 0)}) |`,
+    ),
   ].join('\n');
 
   // Scaling table and chart.
   const sOk = scaling.filter((r) => !r.error);
-  const seriesName = (r) => (r.framework === 'esmm-ts' ? 'esmm-ts wasm (lazy Adam)' : r.framework === 'tfjs' ? 'TF.js wasm (dense Adam)' : r.variant === 'sparse' ? 'PyTorch SparseAdam, 1 thr' : 'PyTorch dense Adam, 1 thr');
+  const seriesName = (r) =>
+    r.framework === 'esmm-ts'
+      ? 'esmm-ts wasm (lazy Adam)'
+      : r.framework === 'tfjs'
+        ? 'TF.js wasm (dense Adam)'
+        : r.variant === 'sparse'
+          ? 'PyTorch SparseAdam, 1 thr'
+          : 'PyTorch dense Adam, 1 thr';
   const groups = new Map();
   for (const r of sOk) {
     const k = seriesName(r);
@@ -414,7 +610,12 @@ function buildReport({ args, started, peers, peerRows, esmm, key, scaling }) {
   const vocabs = [...new Set(sOk.map((r) => r.vocabPerField))].sort((a, b) => a - b);
   const series = [...groups].map(([name, g]) => ({
     name,
-    points: [...g].map(([v, rs]) => ({ x: v * 10, y: median(rs.map((r) => (1000 * r.batch) / r.samplesPerSec)), rss: Math.max(...rs.map((r) => r.peakRssMB)), n: rs.length })),
+    points: [...g].map(([v, rs]) => ({
+      x: v * 10,
+      y: median(rs.map((r) => (1000 * r.batch) / r.samplesPerSec)),
+      rss: Math.max(...rs.map((r) => r.peakRssMB)),
+      n: rs.length,
+    })),
   }));
   const scalingTable = [
     `| framework | ${vocabs.map((v) => `${(v * 10).toExponential(0).replace('+', '')} rows`).join(' | ')} | max/min |`,
@@ -429,13 +630,20 @@ function buildReport({ args, started, peers, peerRows, esmm, key, scaling }) {
     }),
   ].join('\n');
   const esmmSeries = series.find((s) => s.name.startsWith('esmm-ts'));
-  const esmmScale = esmmSeries ? Math.max(...esmmSeries.points.map((p) => p.y)) / Math.min(...esmmSeries.points.map((p) => p.y)) : NaN;
+  const esmmScale = esmmSeries
+    ? Math.max(...esmmSeries.points.map((p) => p.y)) / Math.min(...esmmSeries.points.map((p) => p.y))
+    : NaN;
   const svg = svgScaling(series, 'ESMM training step time vs. embedding rows (batch 1024)');
 
   const profile = key.esmm.find((k) => k.kernelProfile)?.kernelProfile;
   const profileTable = profile
-    ? ['| backend method | ms/step | calls/step |', '|---|---:|---:|', ...profile.rows.filter((r) => r.msPerStep >= 0.1).map((r) => `| ${r.method} | ${fmt(r.msPerStep, 2)} | ${r.callsPerStep ? fmt(r.callsPerStep, 0) : ''} |`)].join('\n') +
-      `\n\nStep time while profiled: ${fmt(profile.stepMs, 1)} ms (timers add a little overhead).`
+    ? [
+        '| backend method | ms/step | calls/step |',
+        '|---|---:|---:|',
+        ...profile.rows
+          .filter((r) => r.msPerStep >= 0.1)
+          .map((r) => `| ${r.method} | ${fmt(r.msPerStep, 2)} | ${r.callsPerStep ? fmt(r.callsPerStep, 0) : ''} |`),
+      ].join('\n') + `\n\nStep time while profiled: ${fmt(profile.stepMs, 1)} ms (timers add a little overhead).`
     : '_not profiled_';
 
   const loads = [...ok, ...key.esmm, ...key.torch, ...key.tfjs, ...sOk].flatMap((r) => r.loadAvg1 ?? []);
@@ -508,7 +716,13 @@ about the same while the tables grow. Cells: median ms per step (peak RSS). esmm
 Adam rows at ≥ 3e6 rows run fewer steps.
 
 ${scalingTable}
-${scaling.filter((r) => r.error).map((r) => `\nFailed: ${r.framework} ${r.variant} at ${fmtInt(r.vocabPerField * 10)} rows: ${r.error}${r.framework === 'tfjs' ? ' (dense Adam needs the tables, m, v and a dense gradient inside one wasm memory, which does not fit)' : ''}.`).join('')}
+${scaling
+  .filter((r) => r.error)
+  .map(
+    (r) =>
+      `\nFailed: ${r.framework} ${r.variant} at ${fmtInt(r.vocabPerField * 10)} rows: ${r.error}${r.framework === 'tfjs' ? ' (dense Adam needs the tables, m, v and a dense gradient inside one wasm memory, which does not fit)' : ''}.`,
+  )
+  .join('')}
 
 ![scaling](esmm-scaling.svg)
 
@@ -523,7 +737,19 @@ ${profileTable}
     md,
     svg,
     table,
-    json: { generatedAt: started.toISOString(), rounds: args.rounds, machine: mach, note: 'figures from a shared, noisy machine; medians', goals, rows, esmm, key, scaling, lossRows, series },
+    json: {
+      generatedAt: started.toISOString(),
+      rounds: args.rounds,
+      machine: mach,
+      note: 'figures from a shared, noisy machine; medians',
+      goals,
+      rows,
+      esmm,
+      key,
+      scaling,
+      lossRows,
+      series,
+    },
   };
 }
 

@@ -15,7 +15,11 @@ function inferShape(data: Nested): number[] {
 }
 
 /** A tensor from nested arrays or a flat typed array with an explicit shape. */
-export function tensor(data: Nested | ArrayLike<number>, shape?: readonly number[], options: TensorOptions = {}): Tensor {
+export function tensor(
+  data: Nested | ArrayLike<number>,
+  shape?: readonly number[],
+  options: TensorOptions = {},
+): Tensor {
   if (typeof data === 'number') return Tensor.fromArray([data], shape ?? [], options);
   if (Array.isArray(data)) {
     const inferred = inferShape(data);

@@ -30,12 +30,17 @@ export interface GradcheckResult {
 }
 
 /** Run a gradient check; inputs must be float64 tensors with `requiresGrad`. */
-export function gradcheck(fn: (...inputs: Tensor[]) => Tensor, inputs: Tensor[], options: GradcheckOptions = {}): GradcheckResult {
+export function gradcheck(
+  fn: (...inputs: Tensor[]) => Tensor,
+  inputs: Tensor[],
+  options: GradcheckOptions = {},
+): GradcheckResult {
   const eps = options.eps ?? 1e-6;
   const atol = options.atol ?? 1e-5;
   const rtol = options.rtol ?? 1e-3;
   for (const [i, t] of inputs.entries()) {
-    if (t.dtype !== 'float64') throw new Error(`gradcheck: input ${i} is ${t.dtype}; use float64 for finite differences`);
+    if (t.dtype !== 'float64')
+      throw new Error(`gradcheck: input ${i} is ${t.dtype}; use float64 for finite differences`);
   }
 
   const probe = noGrad(() => fn(...inputs));

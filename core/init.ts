@@ -15,10 +15,10 @@ export interface InitOptions {
 }
 
 function fanIn(shape: readonly number[]): number {
-  return shape.length >= 2 ? shape[shape.length - 1] : shape[0] ?? 1;
+  return shape.length >= 2 ? shape[shape.length - 1] : (shape[0] ?? 1);
 }
 function fanOut(shape: readonly number[]): number {
-  return shape.length >= 2 ? shape[shape.length - 2] : shape[0] ?? 1;
+  return shape.length >= 2 ? shape[shape.length - 2] : (shape[0] ?? 1);
 }
 
 function build(shape: readonly number[], options: InitOptions, draw: (rng: Rng) => number): Tensor {

@@ -128,7 +128,17 @@ export function enableGrad<T>(fn: () => T): T {
 const scopes: Tensor[][] = [];
 
 /** Values that {@link tidy} keeps: a tensor, or arrays / plain objects of them. */
-export type TidyResult = Tensor | RowSparseGrad | number | string | boolean | void | null | undefined | TidyResult[] | { [key: string]: TidyResult };
+export type TidyResult =
+  | Tensor
+  | RowSparseGrad
+  | number
+  | string
+  | boolean
+  | void
+  | null
+  | undefined
+  | TidyResult[]
+  | { [key: string]: TidyResult };
 
 /**
  * Run `fn` and free every tensor it created except those it returns (as `tf.tidy`).
@@ -200,7 +210,8 @@ export function apply<A>(op: OpDefinition<A>, inputs: readonly Tensor[], attrs: 
   const backend = inputs[0]?.backend;
   for (const t of inputs) {
     t.assertAlive(op.name);
-    if (t.backend !== backend) throw new Error(`${op.name}: inputs live on different backends (${backend?.name}, ${t.backend.name})`);
+    if (t.backend !== backend)
+      throw new Error(`${op.name}: inputs live on different backends (${backend?.name}, ${t.backend.name})`);
   }
   const record = gradEnabled && op.backward !== undefined && inputs.some((t) => t.requiresGrad);
   const { output, saved } = noGrad(() => op.forward(inputs, attrs));
@@ -240,7 +251,9 @@ export class Tensor {
     requiresGrad = false,
   ) {
     if (sizeOf(shape) !== storage.size) {
-      throw new Error(`tensor of shape [${shape.join(', ')}] needs ${sizeOf(shape)} elements, storage has ${storage.size}`);
+      throw new Error(
+        `tensor of shape [${shape.join(', ')}] needs ${sizeOf(shape)} elements, storage has ${storage.size}`,
+      );
     }
     this.requiresGrad = requiresGrad;
     scopes[scopes.length - 1]?.push(this);
@@ -277,8 +290,12 @@ export class Tensor {
     // fromArray copies into the backend's storage, so an array already of the right type is passed as is.
     const host: FloatArray =
       dtype === 'float64'
-        ? values instanceof Float64Array ? values : Float64Array.from(values)
-        : values instanceof Float32Array ? values : Float32Array.from(values);
+        ? values instanceof Float64Array
+          ? values
+          : Float64Array.from(values)
+        : values instanceof Float32Array
+          ? values
+          : Float32Array.from(values);
     return new Tensor(backend.fromArray(host, dtype), [...shape], backend, options.requiresGrad ?? false);
   }
 
@@ -289,7 +306,10 @@ export class Tensor {
 
   /** Throws if the tensor was disposed. */
   assertAlive(where: string): void {
-    if (this.disposed) throw new Error(`${where}: tensor #${this.id} [${this.shape.join(', ')}] was disposed (freed by tidy or dispose)`);
+    if (this.disposed)
+      throw new Error(
+        `${where}: tensor #${this.id} [${this.shape.join(', ')}] was disposed (freed by tidy or dispose)`,
+      );
   }
 
   /** Free the storage now. Using the tensor afterwards is an error. */
@@ -341,11 +361,16 @@ export class Tensor {
     let seed: Tensor;
     if (gradOutput) {
       if (!sameShape(gradOutput.shape, this.shape)) {
-        throw new Error(`backward(): seed shape [${gradOutput.shape.join(', ')}] differs from output [${this.shape.join(', ')}]`);
+        throw new Error(
+          `backward(): seed shape [${gradOutput.shape.join(', ')}] differs from output [${this.shape.join(', ')}]`,
+        );
       }
       seed = gradOutput;
     } else {
-      if (this.size !== 1) throw new Error(`backward(): output has shape [${this.shape.join(', ')}]; pass a seed gradient for non-scalars`);
+      if (this.size !== 1)
+        throw new Error(
+          `backward(): output has shape [${this.shape.join(', ')}]; pass a seed gradient for non-scalars`,
+        );
       seed = Tensor.zeros(this.shape, { dtype: this.dtype, backend: this.backend });
       this.backend.fill(seed.storage, 1);
     }
@@ -404,7 +429,15 @@ function concatSparse(a: RowSparseGrad, b: RowSparseGrad): RowSparseGrad {
   const values = Tensor.zeros([rows.length, dim], { dtype: a.values.dtype, backend: a.values.backend });
   const be = values.backend;
   be.copyBlock(a.values.storage, a.values.shape, [0, 0], values.storage, values.shape, [0, 0], a.values.shape);
-  be.copyBlock(b.values.storage, b.values.shape, [0, 0], values.storage, values.shape, [a.rows.length, 0], b.values.shape);
+  be.copyBlock(
+    b.values.storage,
+    b.values.shape,
+    [0, 0],
+    values.storage,
+    values.shape,
+    [a.rows.length, 0],
+    b.values.shape,
+  );
   return coalesce(new RowSparseGrad(rows, values, a.denseShape));
 }
 
@@ -412,7 +445,8 @@ function concatSparse(a: RowSparseGrad, b: RowSparseGrad): RowSparseGrad {
 export function coalesce(g: RowSparseGrad): RowSparseGrad {
   if (g.coalesced) return g;
   const { unique, segments, order } = groupIndices(g.rows);
-  if (unique.length === g.rows.length && order.every((o, i) => o === i)) return new RowSparseGrad(g.rows, g.values, g.denseShape, true);
+  if (unique.length === g.rows.length && order.every((o, i) => o === i))
+    return new RowSparseGrad(g.rows, g.values, g.denseShape, true);
   const dim = g.denseShape[1];
   const values = Tensor.zeros([unique.length, dim], { dtype: g.values.dtype, backend: g.values.backend });
   values.backend.segmentSumRows(g.values.storage, dim, segments, order, null, values.storage);
@@ -509,6 +543,8 @@ function markKept(g: Gradient): void {
 function checkGradShape(op: string, input: Tensor, g: Gradient): void {
   const shape = g instanceof Tensor ? g.shape : g.denseShape;
   if (!sameShape(shape, input.shape)) {
-    throw new Error(`gradient rule of '${op}' returned shape [${shape.join(', ')}] for an input of shape [${input.shape.join(', ')}]`);
+    throw new Error(
+      `gradient rule of '${op}' returned shape [${shape.join(', ')}] for an input of shape [${input.shape.join(', ')}]`,
+    );
   }
 }

@@ -207,14 +207,7 @@ export interface Backend {
   /** Elementwise BCE(sigmoid(a) * sigmoid(b), y) computed in log space. */
   productBce(a: Storage, b: Storage, labels: Storage, out: Storage): void;
   /** Gradients of {@link Backend.productBce} with respect to a and b, times gradOut. */
-  productBceBackward(
-    a: Storage,
-    b: Storage,
-    labels: Storage,
-    gradOut: Storage,
-    gradA: Storage,
-    gradB: Storage,
-  ): void;
+  productBceBackward(a: Storage, b: Storage, labels: Storage, gradOut: Storage, gradA: Storage, gradB: Storage): void;
 
   // ---- optimizers ----
   /** Dense Adam (PyTorch semantics, L2 weight decay added to the gradient), in place. */

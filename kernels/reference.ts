@@ -414,14 +414,7 @@ export class ReferenceBackend implements Backend {
     const os = host(out);
     for (let i = 0; i < as.length; i++) os[i] = sm.productBce(as[i], bs[i], ys[i]);
   }
-  productBceBackward(
-    a: Storage,
-    b: Storage,
-    labels: Storage,
-    gradOut: Storage,
-    gradA: Storage,
-    gradB: Storage,
-  ): void {
+  productBceBackward(a: Storage, b: Storage, labels: Storage, gradOut: Storage, gradA: Storage, gradB: Storage): void {
     const as = host(a);
     const bs = host(b);
     const ys = host(labels);

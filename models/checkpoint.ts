@@ -18,7 +18,21 @@ import { Tensor } from '../core/tensor.js';
 export type SafetensorsDType = 'F32' | 'F64';
 
 /** Dtypes of the safetensors spec that this library recognises but cannot load. */
-const KNOWN_UNSUPPORTED = new Set(['BOOL', 'U8', 'I8', 'F8_E5M2', 'F8_E4M3', 'I16', 'U16', 'F16', 'BF16', 'I32', 'U32', 'I64', 'U64']);
+const KNOWN_UNSUPPORTED = new Set([
+  'BOOL',
+  'U8',
+  'I8',
+  'F8_E5M2',
+  'F8_E4M3',
+  'I16',
+  'U16',
+  'F16',
+  'BF16',
+  'I32',
+  'U32',
+  'I64',
+  'U64',
+]);
 
 /** Headers larger than this are refused (the reference implementation's limit), so a corrupt length cannot exhaust memory. */
 export const MAX_HEADER_BYTES = 100_000_000;
@@ -46,7 +60,10 @@ export class CheckpointError extends Error {
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 /** Serialises tensors and string metadata to safetensors bytes (a deterministic layout, so equal inputs give equal bytes). */
-export function encodeSafetensors(tensors: Readonly<Record<string, Tensor>>, metadata: Readonly<Record<string, string>> = {}): Uint8Array[] {
+export function encodeSafetensors(
+  tensors: Readonly<Record<string, Tensor>>,
+  metadata: Readonly<Record<string, string>> = {},
+): Uint8Array[] {
   const { header, names } = buildHeader(tensors, metadata);
   const parts: Uint8Array[] = [header];
   for (const name of names) parts.push(tensorBytes(tensors[name]));
@@ -93,11 +110,17 @@ export async function loadCheckpoint(path: string): Promise<Checkpoint> {
 
 /** Decodes safetensors bytes (`file` names the source in errors). */
 export function decodeSafetensors(bytes: Uint8Array, file = '<memory>'): Checkpoint {
-  if (bytes.length < 8) throw new CheckpointError(file, `truncated: ${bytes.length} bytes, shorter than the 8-byte header length`);
+  if (bytes.length < 8)
+    throw new CheckpointError(file, `truncated: ${bytes.length} bytes, shorter than the 8-byte header length`);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const headerLen = Number(view.getBigUint64(0, true));
-  if (headerLen > MAX_HEADER_BYTES) throw new CheckpointError(file, `header length ${headerLen} exceeds ${MAX_HEADER_BYTES} bytes (corrupt or not a safetensors file)`);
-  if (8 + headerLen > bytes.length) throw new CheckpointError(file, `truncated: header says ${headerLen} bytes but only ${bytes.length - 8} follow`);
+  if (headerLen > MAX_HEADER_BYTES)
+    throw new CheckpointError(
+      file,
+      `header length ${headerLen} exceeds ${MAX_HEADER_BYTES} bytes (corrupt or not a safetensors file)`,
+    );
+  if (8 + headerLen > bytes.length)
+    throw new CheckpointError(file, `truncated: header says ${headerLen} bytes but only ${bytes.length - 8} follow`);
   const headerText = new TextDecoder('utf-8', { fatal: false }).decode(bytes.subarray(8, 8 + headerLen));
   let header: unknown;
   try {
@@ -105,59 +128,90 @@ export function decodeSafetensors(bytes: Uint8Array, file = '<memory>'): Checkpo
   } catch (e) {
     throw new CheckpointError(file, `bad header JSON: ${(e as Error).message}`);
   }
-  if (typeof header !== 'object' || header === null || Array.isArray(header)) throw new CheckpointError(file, 'bad header: not a JSON object');
+  if (typeof header !== 'object' || header === null || Array.isArray(header))
+    throw new CheckpointError(file, 'bad header: not a JSON object');
   const dataStart = 8 + headerLen;
   const dataLen = bytes.length - dataStart;
   const metadata: Record<string, string> = {};
   const entries: { name: string; dtype: SafetensorsDType; shape: number[]; begin: number; end: number }[] = [];
   for (const [name, raw] of Object.entries(header as Record<string, unknown>)) {
     if (name === '__metadata__') {
-      if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new CheckpointError(file, 'bad header: __metadata__ is not an object');
+      if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
+        throw new CheckpointError(file, 'bad header: __metadata__ is not an object');
       for (const [k, v] of Object.entries(raw as Record<string, unknown>)) {
-        if (typeof v !== 'string') throw new CheckpointError(file, `bad header: __metadata__ value "${k}" is not a string`);
+        if (typeof v !== 'string')
+          throw new CheckpointError(file, `bad header: __metadata__ value "${k}" is not a string`);
         metadata[k] = v;
       }
       continue;
     }
-    if (typeof raw !== 'object' || raw === null) throw new CheckpointError(file, 'bad header: entry is not an object', name);
+    if (typeof raw !== 'object' || raw === null)
+      throw new CheckpointError(file, 'bad header: entry is not an object', name);
     const { dtype, shape, data_offsets: offsets } = raw as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
     if (typeof dtype !== 'string') throw new CheckpointError(file, 'bad header: missing dtype', name);
     if (dtype !== 'F32' && dtype !== 'F64') {
-      throw new CheckpointError(file, KNOWN_UNSUPPORTED.has(dtype) ? `unsupported dtype ${dtype} (only F32 and F64 load)` : `unknown dtype ${JSON.stringify(dtype)}`, name);
+      throw new CheckpointError(
+        file,
+        KNOWN_UNSUPPORTED.has(dtype)
+          ? `unsupported dtype ${dtype} (only F32 and F64 load)`
+          : `unknown dtype ${JSON.stringify(dtype)}`,
+        name,
+      );
     }
     if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && (d as number) >= 0)) {
       throw new CheckpointError(file, `bad shape ${JSON.stringify(shape)}`, name);
     }
-    if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isSafeInteger(o) && (o as number) >= 0)) {
+    if (
+      !Array.isArray(offsets) ||
+      offsets.length !== 2 ||
+      !offsets.every((o) => Number.isSafeInteger(o) && (o as number) >= 0)
+    ) {
       throw new CheckpointError(file, `bad data_offsets ${JSON.stringify(offsets)}`, name);
     }
     const [begin, end] = offsets as [number, number];
     if (begin > end) throw new CheckpointError(file, `data_offsets [${begin}, ${end}] run backwards`, name);
     if (end > dataLen) {
-      throw new CheckpointError(file, `data_offsets [${begin}, ${end}] out of range: the data section has ${dataLen} bytes (file truncated?)`, name);
+      throw new CheckpointError(
+        file,
+        `data_offsets [${begin}, ${end}] out of range: the data section has ${dataLen} bytes (file truncated?)`,
+        name,
+      );
     }
     const elements = (shape as number[]).reduce((a, b) => a * b, 1);
     const width = dtype === 'F32' ? 4 : 8;
     if (elements * width !== end - begin) {
-      throw new CheckpointError(file, `shape [${(shape as number[]).join(', ')}] of ${dtype} needs ${elements * width} bytes, data_offsets give ${end - begin}`, name);
+      throw new CheckpointError(
+        file,
+        `shape [${(shape as number[]).join(', ')}] of ${dtype} needs ${elements * width} bytes, data_offsets give ${end - begin}`,
+        name,
+      );
     }
     entries.push({ name, dtype, shape: shape as number[], begin, end });
   }
   const sorted = [...entries].sort((a, b) => a.begin - b.begin || a.end - b.end);
   for (let i = 1; i < sorted.length; i++) {
     if (sorted[i].begin < sorted[i - 1].end) {
-      throw new CheckpointError(file, `data_offsets [${sorted[i].begin}, ${sorted[i].end}] overlap those of "${sorted[i - 1].name}" [${sorted[i - 1].begin}, ${sorted[i - 1].end}]`, sorted[i].name);
+      throw new CheckpointError(
+        file,
+        `data_offsets [${sorted[i].begin}, ${sorted[i].end}] overlap those of "${sorted[i - 1].name}" [${sorted[i - 1].begin}, ${sorted[i - 1].end}]`,
+        sorted[i].name,
+      );
     }
   }
   const tensors: Record<string, Tensor> = {};
   for (const e of entries) {
     const slice = bytes.subarray(dataStart + e.begin, dataStart + e.end);
-    tensors[e.name] = Tensor.fromArray(readFloats(slice, e.dtype), e.shape, { dtype: e.dtype === 'F32' ? 'float32' : 'float64' });
+    tensors[e.name] = Tensor.fromArray(readFloats(slice, e.dtype), e.shape, {
+      dtype: e.dtype === 'F32' ? 'float32' : 'float64',
+    });
   }
   return { tensors, metadata };
 }
 
-function buildHeader(tensors: Readonly<Record<string, Tensor>>, metadata: Readonly<Record<string, string>>): { header: Uint8Array; names: string[] } {
+function buildHeader(
+  tensors: Readonly<Record<string, Tensor>>,
+  metadata: Readonly<Record<string, string>>,
+): { header: Uint8Array; names: string[] } {
   // Wider dtypes first (then by name), as the reference writer does, so every tensor's data stays aligned to its element size.
   const width = (n: string): number => (tensors[n].dtype === 'float64' ? 8 : 4);
   const names = Object.keys(tensors).sort((a, b) => width(b) - width(a) || (a < b ? -1 : a > b ? 1 : 0));
@@ -172,7 +226,11 @@ function buildHeader(tensors: Readonly<Record<string, Tensor>>, metadata: Readon
     const t = tensors[name];
     t.assertAlive(`checkpoint tensor "${name}"`);
     const bytes = t.size * width(name);
-    json[name] = { dtype: t.dtype === 'float64' ? 'F64' : 'F32', shape: [...t.shape], data_offsets: [offset, offset + bytes] };
+    json[name] = {
+      dtype: t.dtype === 'float64' ? 'F64' : 'F32',
+      shape: [...t.shape],
+      data_offsets: [offset, offset + bytes],
+    };
     offset += bytes;
   }
   const text = new TextEncoder().encode(JSON.stringify(json));

@@ -43,7 +43,12 @@ export function parseFlags(command: string, args: readonly string[], spec: Recor
     if (!arg.startsWith('--')) throw new UsageError(`${command}: unexpected argument '${arg}'`);
     const [rawName, inline] = arg.slice(2).split('=', 2);
     const s = spec[rawName];
-    if (!s) throw new UsageError(`${command}: unknown option '--${rawName}'; options: ${Object.keys(spec).map((k) => `--${k}`).join(', ')}`);
+    if (!s)
+      throw new UsageError(
+        `${command}: unknown option '--${rawName}'; options: ${Object.keys(spec)
+          .map((k) => `--${k}`)
+          .join(', ')}`,
+      );
     if (s.kind === 'boolean') {
       values[rawName] = inline === undefined ? true : inline !== 'false';
       continue;
@@ -55,7 +60,10 @@ export function parseFlags(command: string, args: readonly string[], spec: Recor
       if (!Number.isFinite(n)) throw new UsageError(`${command}: option --${rawName} needs a number, got '${value}'`);
       values[rawName] = n;
     } else if (s.kind === 'list') {
-      values[rawName] = value.split(',').map((v) => v.trim()).filter(Boolean);
+      values[rawName] = value
+        .split(',')
+        .map((v) => v.trim())
+        .filter(Boolean);
     } else {
       values[rawName] = value;
     }
@@ -79,7 +87,10 @@ const str = (v: FlagValues, k: string): string | undefined => v[k] as string | u
 
 const DATA_FLAGS: Record<string, FlagSpec> = {
   data: { kind: 'string', help: 'simulator | aliccp', default: 'simulator' },
-  dir: { kind: 'string', help: 'Ali-CCP folder with sample_skeleton_{train,test}.csv and common_features_{train,test}.csv' },
+  dir: {
+    kind: 'string',
+    help: 'Ali-CCP folder with sample_skeleton_{train,test}.csv and common_features_{train,test}.csv',
+  },
   'train-rows': { kind: 'number', help: 'simulated training impressions', default: 150000 },
   'test-rows': { kind: 'number', help: 'simulated test impressions', default: 100000 },
   'sim-seed': { kind: 'number', help: 'seed of the simulated world', default: 1 },
@@ -87,7 +98,11 @@ const DATA_FLAGS: Record<string, FlagSpec> = {
   cvr: { kind: 'number', help: 'simulated conversion rate given a click', default: 0.05 },
   'min-count': { kind: 'number', help: 'Ali-CCP vocabulary frequency threshold', default: 1 },
   limit: { kind: 'number', help: 'read at most this many Ali-CCP rows per split' },
-  'shuffle-buffer': { kind: 'number', help: 'rows mixed when streaming Ali-CCP training data (memory grows with it)', default: DEFAULT_SHUFFLE_BUFFER },
+  'shuffle-buffer': {
+    kind: 'number',
+    help: 'rows mixed when streaming Ali-CCP training data (memory grows with it)',
+    default: DEFAULT_SHUFFLE_BUFFER,
+  },
 };
 
 const MODEL_FLAGS: Record<string, FlagSpec> = {
@@ -108,7 +123,8 @@ function hiddenSizes(v: FlagValues): number[] {
   const raw = v.hidden;
   const list = Array.isArray(raw) ? raw : String(raw).split(',');
   const sizes = list.map(Number);
-  if (sizes.some((s) => !Number.isInteger(s) || s <= 0)) throw new UsageError(`--hidden needs positive integers, got '${list.join(',')}'`);
+  if (sizes.some((s) => !Number.isInteger(s) || s <= 0))
+    throw new UsageError(`--hidden needs positive integers, got '${list.join(',')}'`);
   return sizes;
 }
 
@@ -170,7 +186,11 @@ async function loadData(config: ModelConfig, batchSize: number, vocabularyOut?: 
   const open = (files: typeof trainFiles) => () => new AliCcpReader(files, { encoder: vocabulary, limit: d.limit });
   return {
     schema: open(trainFiles)().schema,
-    train: aliCcpSource(open(trainFiles), { batchSize, shuffleBuffer: d.shuffleBuffer ?? DEFAULT_SHUFFLE_BUFFER, seed: config.seed }),
+    train: aliCcpSource(open(trainFiles), {
+      batchSize,
+      shuffleBuffer: d.shuffleBuffer ?? DEFAULT_SHUFFLE_BUFFER,
+      seed: config.seed,
+    }),
     test: aliCcpSource(open(testFiles), { batchSize: 4096 }),
   };
 }
@@ -188,7 +208,13 @@ function dataSpec(v: FlagValues): ExperimentData {
   if (kind === 'aliccp') {
     const dir = str(v, 'dir');
     if (!dir) throw new UsageError('--data aliccp needs --dir PATH (the folder with the Ali-CCP csv files)');
-    return { kind: 'aliccp', dir, minCount: num(v, 'min-count'), limit: v.limit as number | undefined, shuffleBuffer: num(v, 'shuffle-buffer') };
+    return {
+      kind: 'aliccp',
+      dir,
+      minCount: num(v, 'min-count'),
+      limit: v.limit as number | undefined,
+      shuffleBuffer: num(v, 'shuffle-buffer'),
+    };
   }
   throw new UsageError(`--data must be 'simulator' or 'aliccp', got '${kind}'`);
 }
@@ -228,7 +254,9 @@ async function simulate(args: string[]): Promise<number> {
     ['test', test],
   ] as const) {
     const r = await writeSimulatorAliCcp(sim, log, out, split);
-    console.log(`${split}: ${r.impressions} impressions in ${r.sessions} sessions → ${r.files.skeleton}, ${r.files.common}`);
+    console.log(
+      `${split}: ${r.impressions} impressions in ${r.sessions} sessions → ${r.files.skeleton}, ${r.files.common}`,
+    );
   }
   return 0;
 }
@@ -273,7 +301,9 @@ async function train(args: string[]): Promise<number> {
   writeFileSync(`${out}.config.json`, JSON.stringify(config, null, 2));
   const result = await trainer.fit(data.train, data.test);
   const last = result.history[result.history.length - 1];
-  console.log(`trained ${config.method}/${config.base} on ${getBackend().name} in ${result.seconds.toFixed(1)} s; best epoch ${result.bestEpoch}; checkpoint ${out}`);
+  console.log(
+    `trained ${config.method}/${config.base} on ${getBackend().name} in ${result.seconds.toFixed(1)} s; best epoch ${result.bestEpoch}; checkpoint ${out}`,
+  );
   if (last?.metrics) console.log(JSON.stringify(last.metrics));
   return 0;
 }
@@ -289,7 +319,9 @@ async function restore(modelPath: string): Promise<{ config: ModelConfig; data: 
   try {
     config = JSON.parse(readFileSync(`${modelPath}.config.json`, 'utf8')) as ModelConfig;
   } catch (e) {
-    throw new UsageError(`cannot read ${modelPath}.config.json (written by esmm train next to the checkpoint): ${(e as Error).message}`);
+    throw new UsageError(
+      `cannot read ${modelPath}.config.json (written by esmm train next to the checkpoint): ${(e as Error).message}`,
+    );
   }
   const data = await loadData(config, 4096);
   const method = buildMethod(config, data.schema);
@@ -306,7 +338,8 @@ async function evaluateCommand(args: string[]): Promise<number> {
   const { config, data, method } = await restore(str(v, 'model')!);
   const metrics = await new Trainer(method, { progress: 'none' }).evaluate(data.test);
   console.log(`${config.method}/${config.base} on the test split:`);
-  for (const [k, value] of Object.entries(metrics)) console.log(`  ${k.padEnd(18)} ${typeof value === 'number' ? +value.toFixed(6) : value}`);
+  for (const [k, value] of Object.entries(metrics))
+    console.log(`  ${k.padEnd(18)} ${typeof value === 'number' ? +value.toFixed(6) : value}`);
   return 0;
 }
 
@@ -320,7 +353,8 @@ async function predict(args: string[]): Promise<number> {
   const v = parseFlags('predict', args, PREDICT_FLAGS);
   applyBackend(v);
   const [a, b] = (Array.isArray(v.score) ? v.score : String(v.score).split(',')).map(Number);
-  if (!Number.isFinite(a) || !Number.isFinite(b)) throw new UsageError(`--score needs two numbers a,b, got '${String(v.score)}'`);
+  if (!Number.isFinite(a) || !Number.isFinite(b))
+    throw new UsageError(`--score needs two numbers a,b, got '${String(v.score)}'`);
   const { data, method } = await restore(str(v, 'model')!);
   const out = str(v, 'out')!;
   mkdirSync(dirname(out), { recursive: true });
@@ -356,9 +390,10 @@ async function experiment(args: string[]): Promise<number> {
   if (which !== 'table2') throw new UsageError(`experiment: unknown experiment '${which ?? ''}'; available: table2`);
   const v = parseFlags('experiment table2', rest, EXPERIMENT_FLAGS);
   applyBackend(v);
-  const methods = (v.methods as string[] | string);
+  const methods = v.methods as string[] | string;
   const list = (Array.isArray(methods) ? methods : methods.split(',')) as MethodName[];
-  for (const m of list) if (!METHODS.includes(m)) throw new UsageError(`--methods: unknown method '${m}'; known: ${METHODS.join(', ')}`);
+  for (const m of list)
+    if (!METHODS.includes(m)) throw new UsageError(`--methods: unknown method '${m}'; known: ${METHODS.join(', ')}`);
   const result = await runTable2({
     data: dataSpec(v),
     methods: list,
@@ -381,7 +416,11 @@ async function experiment(args: string[]): Promise<number> {
 
 const CALIBRATE_FLAGS: Record<string, FlagSpec> = {
   'train-rows': { ...DATA_FLAGS['train-rows'], default: 300000 },
-  'valid-rows': { kind: 'number', help: 'simulated validation impressions (the calibrators are fitted on them)', default: 150000 },
+  'valid-rows': {
+    kind: 'number',
+    help: 'simulated validation impressions (the calibrators are fitted on them)',
+    default: 150000,
+  },
   'test-rows': { ...DATA_FLAGS['test-rows'], default: 200000 },
   'sim-seed': DATA_FLAGS['sim-seed'],
   ctr: DATA_FLAGS.ctr,
@@ -391,12 +430,20 @@ const CALIBRATE_FLAGS: Record<string, FlagSpec> = {
   'batch-size': MODEL_FLAGS['batch-size'],
   lr: MODEL_FLAGS.lr,
   seed: MODEL_FLAGS.seed,
-  'negative-ratio': { kind: 'number', help: 'unclicked rows kept per clicked row after down-sampling (sets r)', default: 6 },
+  'negative-ratio': {
+    kind: 'number',
+    help: 'unclicked rows kept per clicked row after down-sampling (sets r)',
+    default: 6,
+  },
   'unclicked-rate': { kind: 'number', help: 'keep rate r of unclicked rows (overrides --negative-ratio)' },
   'unconverted-rate': { kind: 'number', help: 'keep rate r2 of clicked-unconverted rows', default: 1 },
   bins: { kind: 'number', help: 'reliability bins of the ECE', default: 10 },
   binning: { kind: 'string', help: 'equal-mass | equal-width', default: 'equal-mass' },
-  grid: { kind: 'list', help: 'ranking score exponents a:b of pCTR^a·pCVR^b, comma-separated', default: '1:0,1:0.5,1:1,1:2,1:4,0:1' },
+  grid: {
+    kind: 'list',
+    help: 'ranking score exponents a:b of pCTR^a·pCVR^b, comma-separated',
+    default: '1:0,1:0.5,1:1,1:2,1:4,0:1',
+  },
   k: { kind: 'number', help: 'top k per user of the ranking metrics', default: 5 },
   sweep: { kind: 'list', help: 'ESMM loss weights w_ctr:w_ctcvr to sweep, comma-separated (e.g. 1:1,1:2,2:1)' },
   out: { kind: 'string', help: 'folder for report.md, reliability-*.svg, results.json', default: 'runs/calibrate' },
@@ -410,7 +457,8 @@ function colonPairs(v: FlagValues, flag: string): [number, number][] {
   const list = Array.isArray(raw) ? raw : String(raw).split(',');
   return list.map((item) => {
     const parts = item.split(':').map(Number);
-    if (parts.length !== 2 || !parts.every(Number.isFinite)) throw new UsageError(`--${flag} needs pairs x:y separated by commas, got '${item}'`);
+    if (parts.length !== 2 || !parts.every(Number.isFinite))
+      throw new UsageError(`--${flag} needs pairs x:y separated by commas, got '${item}'`);
     return [parts[0], parts[1]];
   });
 }
@@ -419,7 +467,8 @@ async function calibrate(args: string[]): Promise<number> {
   const v = parseFlags('calibrate', args, CALIBRATE_FLAGS);
   applyBackend(v);
   const binning = str(v, 'binning');
-  if (binning !== 'equal-mass' && binning !== 'equal-width') throw new UsageError(`--binning must be 'equal-mass' or 'equal-width', got '${binning}'`);
+  if (binning !== 'equal-mass' && binning !== 'equal-width')
+    throw new UsageError(`--binning must be 'equal-mass' or 'equal-width', got '${binning}'`);
   const out = str(v, 'out')!;
   const report = await runCalibrationReport({
     simulator: { seed: num(v, 'sim-seed'), ctr: num(v, 'ctr'), cvr: num(v, 'cvr') },
@@ -479,7 +528,8 @@ export function runDemo(steps: number, seed: number, log: (line: string) => void
       return l.item();
     });
     losses.push(loss);
-    if (step === 1 || step % Math.max(1, Math.floor(steps / 10)) === 0) log(`step ${String(step).padStart(4)}  loss ${loss.toFixed(4)}`);
+    if (step === 1 || step % Math.max(1, Math.floor(steps / 10)) === 0)
+      log(`step ${String(step).padStart(4)}  loss ${loss.toFixed(4)}`);
   }
   const predictions = noGrad(() => sigmoid(model.forward(x)).toArray());
   let correct = 0;
@@ -506,21 +556,42 @@ interface Command {
 }
 
 const COMMANDS: Record<string, Command> = {
-  simulate: { summary: 'Write a simulated impression → click → conversion data set in the Ali-CCP raw format.', flags: SIMULATE_FLAGS, run: simulate },
-  train: { summary: 'Train one method (ESMM by default) and write a checkpoint; evaluates on the test split each epoch.', flags: TRAIN_FLAGS, run: train },
-  eval: { summary: 'Evaluate a checkpoint on its test split: CTR/CVR/CTCVR AUC, loglosses, GAUC.', flags: EVAL_FLAGS, run: evaluateCommand },
-  predict: { summary: 'Score the test split of a checkpoint: pCTR, pCVR, pCTCVR and a ranking score per row.', flags: PREDICT_FLAGS, run: predict },
+  simulate: {
+    summary: 'Write a simulated impression → click → conversion data set in the Ali-CCP raw format.',
+    flags: SIMULATE_FLAGS,
+    run: simulate,
+  },
+  train: {
+    summary: 'Train one method (ESMM by default) and write a checkpoint; evaluates on the test split each epoch.',
+    flags: TRAIN_FLAGS,
+    run: train,
+  },
+  eval: {
+    summary: 'Evaluate a checkpoint on its test split: CTR/CVR/CTCVR AUC, loglosses, GAUC.',
+    flags: EVAL_FLAGS,
+    run: evaluateCommand,
+  },
+  predict: {
+    summary: 'Score the test split of a checkpoint: pCTR, pCVR, pCTCVR and a ranking score per row.',
+    flags: PREDICT_FLAGS,
+    run: predict,
+  },
   experiment: {
     summary: "Run the paper's Table 2 protocol: `esmm experiment table2 [options]`.",
     flags: EXPERIMENT_FLAGS,
     run: experiment,
   },
   calibrate: {
-    summary: 'ESMM in practice on simulated data: down-sampling with correction, calibration, the pCTR^a·pCVR^b grid, loss-weight sweep.',
+    summary:
+      'ESMM in practice on simulated data: down-sampling with correction, calibration, the pCTR^a·pCVR^b grid, loss-weight sweep.',
     flags: CALIBRATE_FLAGS,
     run: calibrate,
   },
-  demo: { summary: 'Train a 2-layer MLP on a synthetic task and print its loss falling.', flags: DEMO_FLAGS, run: demo },
+  demo: {
+    summary: 'Train a 2-layer MLP on a synthetic task and print its loss falling.',
+    flags: DEMO_FLAGS,
+    run: demo,
+  },
 };
 
 const USAGE = `esmm: ESMM (Entire Space Multi-Task Model) and its baselines in TypeScript

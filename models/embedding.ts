@@ -9,7 +9,16 @@
  */
 import { embeddingBag, gatherRows, init, mul, nn, reshape, Rng, Tensor } from '../core/index.js';
 import { getBackend, type Backend, type DType } from '../kernels/index.js';
-import { embeddingDimOf, tableOf, tableSizes, type Batch, type BagField, type CategoricalField, type FieldSpec, type Schema } from './schema.js';
+import {
+  embeddingDimOf,
+  tableOf,
+  tableSizes,
+  type Batch,
+  type BagField,
+  type CategoricalField,
+  type FieldSpec,
+  type Schema,
+} from './schema.js';
 
 /** Default standard deviation of the embedding initialisation. */
 export const DEFAULT_EMBEDDING_STD = 0.01;
@@ -78,7 +87,9 @@ export class SharedEmbedding extends nn.Module {
       const dim = embeddingDimOf(field);
       const seen = dims.get(table);
       if (seen && seen[0] !== dim) {
-        throw new Error(`SharedEmbedding: table '${table}' is read by '${seen[1]}' with dim ${seen[0]} and by '${field.name}' with dim ${dim}; fields sharing a table need one dim`);
+        throw new Error(
+          `SharedEmbedding: table '${table}' is read by '${seen[1]}' with dim ${seen[0]} and by '${field.name}' with dim ${dim}; fields sharing a table need one dim`,
+        );
       }
       dims.set(table, [dim, field.name]);
     }
@@ -126,7 +137,8 @@ export class SharedEmbedding extends nn.Module {
   /** The unpooled, padded sequence of a bag field: gathered rows reshaped to [batch, maxLen, dim], with its mask. */
   sequence(fieldName: string, batch: Batch): SequenceEmbedding {
     const field = this.field(fieldName);
-    if (field.kind !== 'bag') throw new Error(`SharedEmbedding: '${fieldName}' is ${field.kind}; only bag fields have sequences`);
+    if (field.kind !== 'bag')
+      throw new Error(`SharedEmbedding: '${fieldName}' is ${field.kind}; only bag fields have sequences`);
     const data = this.data(field, batch);
     if (data.kind !== 'bag') throw new Error(`SharedEmbedding: field '${fieldName}' is not a bag in the batch`);
     const n = batch.size;
@@ -163,12 +175,14 @@ export class SharedEmbedding extends nn.Module {
   private pool(field: FieldSpec, batch: Batch): Tensor {
     const data = this.data(field, batch);
     if (field.kind === 'numeric') {
-      if (data.kind !== 'numeric') throw new Error(`SharedEmbedding: field '${field.name}' is not numeric in the batch`);
+      if (data.kind !== 'numeric')
+        throw new Error(`SharedEmbedding: field '${field.name}' is not numeric in the batch`);
       return this.constant(data.values, [batch.size, field.dim ?? 1]);
     }
     const table = this.tables.get(tableOf(field))!;
     if (field.kind === 'categorical') {
-      if (data.kind !== 'categorical') throw new Error(`SharedEmbedding: field '${field.name}' is not categorical in the batch`);
+      if (data.kind !== 'categorical')
+        throw new Error(`SharedEmbedding: field '${field.name}' is not categorical in the batch`);
       // A bag of one: gatherRows is the same lookup without the offsets.
       return gatherRows(table, data.ids);
     }

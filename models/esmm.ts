@@ -75,7 +75,8 @@ export class Esmm extends nn.Module {
     this.schema = schema;
     const rng = new Rng(options.seed ?? 0);
     const dtype = options.dtype ?? 'float32';
-    const embedding = (): SharedEmbedding => new SharedEmbedding(schema, { rng: rng.fork(), dtype, std: options.embeddingStd });
+    const embedding = (): SharedEmbedding =>
+      new SharedEmbedding(schema, { rng: rng.fork(), dtype, std: options.embeddingStd });
     this.embeddings = (options.shareEmbeddings ?? true) ? [embedding()] : [embedding(), embedding()];
     const base = options.base ?? 'mlp';
     const [ctrBase, cvrBase] = typeof base === 'string' ? [base, base] : [base.ctr, base.cvr];
@@ -119,7 +120,11 @@ export class Esmm extends nn.Module {
     const ctcvrLabels = new Float32Array(batch.size);
     for (let i = 0; i < batch.size; i++) ctcvrLabels[i] = batch.click[i] * batch.conversion[i];
     const ctr = affine(mean(bceWithLogits(out.ctrLogit, click)), this.lossWeights.ctr, 0);
-    const ctcvr = affine(mean(productBce(out.ctrLogit, out.cvrLogit, labelTensor(ctcvrLabels, like))), this.lossWeights.ctcvr, 0);
+    const ctcvr = affine(
+      mean(productBce(out.ctrLogit, out.cvrLogit, labelTensor(ctcvrLabels, like))),
+      this.lossWeights.ctcvr,
+      0,
+    );
     return { total: add(ctr, ctcvr), ctr, ctcvr };
   }
 

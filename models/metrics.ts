@@ -35,7 +35,7 @@ export function auc(labels: NumArray, scores: NumArray): number {
   let below = 0;
   let u = 0;
   let j = 0;
-  for (let i = 0; i < nPos; ) {
+  for (let i = 0; i < nPos;) {
     const s = pos[i];
     let k = i;
     while (k < nPos && pos[k] === s) k++;
@@ -84,7 +84,7 @@ export function gauc(labels: NumArray, scores: NumArray, userIds: NumArray): Gau
   let weighted = 0;
   let users = 0;
   let impressions = 0;
-  for (let start = 0; start < n; ) {
+  for (let start = 0; start < n;) {
     let end = start;
     const u = userIds[order[start]];
     while (end < n && userIds[order[end]] === u) end++;
@@ -201,7 +201,9 @@ export class EsmmAccumulator {
     }
     if (this.present === null) this.present = new Set(keys);
     else if (keys.length !== this.present.size || !keys.every((k) => this.present?.has(k))) {
-      throw new Error(`EsmmAccumulator.add: batch ${this.batches} has columns [${keys.join(', ')}], earlier batches [${[...this.present].join(', ')}]`);
+      throw new Error(
+        `EsmmAccumulator.add: batch ${this.batches} has columns [${keys.join(', ')}], earlier batches [${[...this.present].join(', ')}]`,
+      );
     }
     for (const k of keys) {
       let g = this.cols.get(k);

@@ -14,7 +14,13 @@ import type { BaseModelOptions } from './base/base-model.js';
 // The built-in towers register themselves; a method can name any of them.
 import './base/index.js';
 import type { EsmmLossWeights } from './esmm.js';
-import { AmanMethod, BaseMethod, OversamplingMethod, UnbiasMethod, type UnbiasAcceptance } from './methods/click-space.js';
+import {
+  AmanMethod,
+  BaseMethod,
+  OversamplingMethod,
+  UnbiasMethod,
+  type UnbiasAcceptance,
+} from './methods/click-space.js';
 import { DivisionMethod } from './methods/division.js';
 import { EsmmMethod } from './methods/esmm-method.js';
 import type { CvrMethod } from './methods/method.js';
@@ -61,7 +67,11 @@ export function createModel(options: CreateModelOptions): CvrMethod {
   switch (options.method) {
     case 'esmm':
     case 'esmm-ns':
-      return new EsmmMethod(schema, { ...common, shareEmbeddings: options.method === 'esmm', lossWeights: options.lossWeights });
+      return new EsmmMethod(schema, {
+        ...common,
+        shareEmbeddings: options.method === 'esmm',
+        lossWeights: options.lossWeights,
+      });
     case 'base':
       return new BaseMethod(schema, common);
     case 'aman':
@@ -74,7 +84,9 @@ export function createModel(options: CreateModelOptions): CvrMethod {
       return new DivisionMethod(schema, { ...common, epsilon: options.epsilon });
     default: {
       const unknown: never = options;
-      throw new Error(`createModel: unknown method '${String((unknown as { method: unknown }).method)}'; known: ${METHODS.join(', ')}`);
+      throw new Error(
+        `createModel: unknown method '${String((unknown as { method: unknown }).method)}'; known: ${METHODS.join(', ')}`,
+      );
     }
   }
 }

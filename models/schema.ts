@@ -120,15 +120,18 @@ export function validateBatch(schema: Schema, batch: Batch): void {
     ['conversion', batch.conversion],
   ];
   for (const [name, values] of labelArrays) {
-    if (!values || values.length !== n) fail(`label '${name}'`, `has ${values?.length ?? 0} values for a batch of ${n} rows`);
+    if (!values || values.length !== n)
+      fail(`label '${name}'`, `has ${values?.length ?? 0} values for a batch of ${n} rows`);
     for (let r = 0; r < n; r++) {
       if (!isBinary(values[r])) fail(`label '${name}' row ${r}`, `must be 0 or 1, got ${values[r]}`);
     }
   }
   for (let r = 0; r < n; r++) {
-    if (batch.conversion[r] === 1 && batch.click[r] !== 1) fail(`label 'conversion' row ${r}`, 'a conversion without a click');
+    if (batch.conversion[r] === 1 && batch.click[r] !== 1)
+      fail(`label 'conversion' row ${r}`, 'a conversion without a click');
   }
-  if (batch.userIds && batch.userIds.length !== n) fail("'userIds'", `has ${batch.userIds.length} values for a batch of ${n} rows`);
+  if (batch.userIds && batch.userIds.length !== n)
+    fail("'userIds'", `has ${batch.userIds.length} values for a batch of ${n} rows`);
 
   for (const field of schema.fields) {
     const data = batch.fields[field.name];
@@ -139,28 +142,35 @@ export function validateBatch(schema: Schema, batch: Batch): void {
       const dim = field.dim ?? 1;
       if (data.values.length !== n * dim) fail(where, `has ${data.values.length} values, expected ${n} rows × ${dim}`);
       for (let i = 0; i < data.values.length; i++) {
-        if (!Number.isFinite(data.values[i])) fail(`${where} row ${Math.floor(i / dim)}`, `value ${data.values[i]} is not finite`);
+        if (!Number.isFinite(data.values[i]))
+          fail(`${where} row ${Math.floor(i / dim)}`, `value ${data.values[i]} is not finite`);
       }
     } else if (field.kind === 'categorical' && data.kind === 'categorical') {
       if (data.ids.length !== n) fail(where, `has ${data.ids.length} ids for a batch of ${n} rows`);
       for (let r = 0; r < n; r++) {
         const id = data.ids[r];
-        if (!(id >= 0 && id < field.vocabSize)) fail(`${where} row ${r}`, `id ${id} is outside the vocabulary [0, ${field.vocabSize})`);
+        if (!(id >= 0 && id < field.vocabSize))
+          fail(`${where} row ${r}`, `id ${id} is outside the vocabulary [0, ${field.vocabSize})`);
       }
     } else if (field.kind === 'bag' && data.kind === 'bag') {
       const { ids, offsets, values } = data;
       if (offsets.length !== n + 1) fail(where, `has ${offsets.length} offsets, expected batch size + 1 = ${n + 1}`);
       if (offsets[0] !== 0) fail(`${where} row 0`, `offsets must start at 0, got ${offsets[0]}`);
       for (let r = 0; r < n; r++) {
-        if (offsets[r + 1] < offsets[r]) fail(`${where} row ${r}`, `offsets are not monotone (${offsets[r]} > ${offsets[r + 1]})`);
+        if (offsets[r + 1] < offsets[r])
+          fail(`${where} row ${r}`, `offsets are not monotone (${offsets[r]} > ${offsets[r + 1]})`);
       }
-      if (offsets[n] !== ids.length) fail(`${where} row ${n - 1}`, `the last offset is ${offsets[n]} but there are ${ids.length} ids`);
+      if (offsets[n] !== ids.length)
+        fail(`${where} row ${n - 1}`, `the last offset is ${offsets[n]} but there are ${ids.length} ids`);
       if (values && values.length !== ids.length) fail(where, `has ${values.length} values for ${ids.length} ids`);
       if (field.weighted && !values) fail(where, 'is weighted but the batch carries no values');
       for (let r = 0; r < n; r++) {
         for (let j = offsets[r]; j < offsets[r + 1]; j++) {
           if (!(ids[j] >= 0 && ids[j] < field.vocabSize)) {
-            fail(`${where} row ${r}`, `id ${ids[j]} (position ${j - offsets[r]} of the bag) is outside the vocabulary [0, ${field.vocabSize})`);
+            fail(
+              `${where} row ${r}`,
+              `id ${ids[j]} (position ${j - offsets[r]} of the bag) is outside the vocabulary [0, ${field.vocabSize})`,
+            );
           }
           if (values && !Number.isFinite(values[j])) fail(`${where} row ${r}`, `value ${values[j]} is not finite`);
         }

@@ -54,17 +54,47 @@ describe('checkpoint', () => {
   const f32 = (values: number[]): Uint8Array => new Uint8Array(Float32Array.from(values).buffer);
   const cases: [string, Uint8Array, RegExp][] = [
     ['short.safetensors', new Uint8Array([1, 2, 3]), /short\.safetensors: truncated/],
-    ['badjson.safetensors', rawFile('{"a": {"dtype": "F32",', new Uint8Array(0)), /badjson\.safetensors: bad header JSON/],
-    ['range.safetensors', rawFile({ a: { dtype: 'F32', shape: [4], data_offsets: [0, 16] } }, f32([1, 2])), /range\.safetensors: tensor "a": data_offsets \[0, 16\] out of range/],
+    [
+      'badjson.safetensors',
+      rawFile('{"a": {"dtype": "F32",', new Uint8Array(0)),
+      /badjson\.safetensors: bad header JSON/,
+    ],
+    [
+      'range.safetensors',
+      rawFile({ a: { dtype: 'F32', shape: [4], data_offsets: [0, 16] } }, f32([1, 2])),
+      /range\.safetensors: tensor "a": data_offsets \[0, 16\] out of range/,
+    ],
     [
       'overlap.safetensors',
-      rawFile({ a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [2], data_offsets: [4, 12] } }, f32([1, 2, 3])),
+      rawFile(
+        {
+          a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] },
+          b: { dtype: 'F32', shape: [2], data_offsets: [4, 12] },
+        },
+        f32([1, 2, 3]),
+      ),
       /overlap\.safetensors: tensor "b": data_offsets \[4, 12\] overlap those of "a"/,
     ],
-    ['dtype.safetensors', rawFile({ a: { dtype: 'Q7', shape: [1], data_offsets: [0, 4] } }, f32([1])), /dtype\.safetensors: tensor "a": unknown dtype "Q7"/],
-    ['f16.safetensors', rawFile({ a: { dtype: 'F16', shape: [2], data_offsets: [0, 4] } }, f32([1])), /tensor "a": unsupported dtype F16/],
-    ['shape.safetensors', rawFile({ a: { dtype: 'F32', shape: [3], data_offsets: [0, 8] } }, f32([1, 2])), /shape\.safetensors: tensor "a": shape \[3\] of F32 needs 12 bytes/],
-    ['meta.safetensors', rawFile({ __metadata__: { step: 3 } }, new Uint8Array(0)), /__metadata__ value "step" is not a string/],
+    [
+      'dtype.safetensors',
+      rawFile({ a: { dtype: 'Q7', shape: [1], data_offsets: [0, 4] } }, f32([1])),
+      /dtype\.safetensors: tensor "a": unknown dtype "Q7"/,
+    ],
+    [
+      'f16.safetensors',
+      rawFile({ a: { dtype: 'F16', shape: [2], data_offsets: [0, 4] } }, f32([1])),
+      /tensor "a": unsupported dtype F16/,
+    ],
+    [
+      'shape.safetensors',
+      rawFile({ a: { dtype: 'F32', shape: [3], data_offsets: [0, 8] } }, f32([1, 2])),
+      /shape\.safetensors: tensor "a": shape \[3\] of F32 needs 12 bytes/,
+    ],
+    [
+      'meta.safetensors',
+      rawFile({ __metadata__: { step: 3 } }, new Uint8Array(0)),
+      /__metadata__ value "step" is not a string/,
+    ],
   ];
   for (const [name, bytes, message] of cases) {
     it(`rejects ${name} with a clear error`, async () => {
@@ -81,7 +111,9 @@ describe('checkpoint', () => {
     await saveCheckpoint(path, { w: Tensor.fromArray([1, 2, 3, 4], [4]) });
     const bytes = await readFile(path);
     await writeFile(path, bytes.subarray(0, bytes.length - 3));
-    await expect(loadCheckpoint(path)).rejects.toThrow(/cut\.safetensors: tensor "w": data_offsets \[0, 16\] out of range.*truncated/);
+    await expect(loadCheckpoint(path)).rejects.toThrow(
+      /cut\.safetensors: tensor "w": data_offsets \[0, 16\] out of range.*truncated/,
+    );
     await writeFile(path, bytes.subarray(0, 20));
     await expect(loadCheckpoint(path)).rejects.toThrow(/cut\.safetensors: truncated: header says/);
   });

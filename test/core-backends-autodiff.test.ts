@@ -39,7 +39,11 @@ function gradValues(t: Tensor): Float64Array {
 }
 
 /** Forward output and every input gradient, as host arrays, for a case on one backend. */
-function evaluate(c: (typeof opCases)[string] extends fc.Arbitrary<infer T> ? T : never, backend: Backend, dtype: 'float32' | 'float64') {
+function evaluate(
+  c: (typeof opCases)[string] extends fc.Arbitrary<infer T> ? T : never,
+  backend: Backend,
+  dtype: 'float32' | 'float64',
+) {
   const { inputs, make } = materialize(c, backend, dtype);
   const out = c.run(inputs, make);
   const seed = Tensor.fromArray(
@@ -63,17 +67,21 @@ const requireModes = new Set((process.env.ESMM_REQUIRE_MODES ?? '').split(',').f
 
 for (const { name, make } of candidates()) {
   const mode = name.startsWith('gpu:') ? name.slice(4) : name;
-  const backend = mode === 'wasm' || isModeSupported(mode as 'cpu') ? startable(make) : `gpu.js reports mode '${mode}' unsupported`;
+  const backend =
+    mode === 'wasm' || isModeSupported(mode as 'cpu') ? startable(make) : `gpu.js reports mode '${mode}' unsupported`;
   describe(`autodiff on ${name} matches the reference backend`, () => {
     if (typeof backend === 'string') {
       it(`${name} can start`, () => {
-        if (requireModes.has(mode)) throw new Error(`${name} is required (ESMM_REQUIRE_MODES) but cannot start: ${backend}`);
+        if (requireModes.has(mode))
+          throw new Error(`${name} is required (ESMM_REQUIRE_MODES) but cannot start: ${backend}`);
         console.warn(`skipping ${name}: ${backend}`);
       });
       return;
     }
     it('covers every differentiable op', () => {
-      const differentiable = listOps().filter((op) => op.backward).map((op) => op.name);
+      const differentiable = listOps()
+        .filter((op) => op.backward)
+        .map((op) => op.name);
       expect(differentiable.filter((n) => !(n in opCases))).toEqual([]);
     });
     for (const [opName, arbitrary] of Object.entries(opCases)) {

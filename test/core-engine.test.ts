@@ -127,11 +127,13 @@ describe('numerical stability', () => {
     const a: number[] = [];
     const b: number[] = [];
     const y: number[] = [];
-    for (const la of logits) for (const lb of logits) for (const label of [0, 1]) {
-      a.push(la);
-      b.push(lb);
-      y.push(label);
-    }
+    for (const la of logits)
+      for (const lb of logits)
+        for (const label of [0, 1]) {
+          a.push(la);
+          b.push(lb);
+          y.push(label);
+        }
     const ta = tensor(a, undefined, { requiresGrad: true });
     const tb = tensor(b, undefined, { requiresGrad: true });
     const loss = productBce(ta, tb, tensor(y));
@@ -168,11 +170,19 @@ describe('sparse embedding gradients', () => {
     const rng = new Rng(7);
     const rows = 10;
     const dim = 3;
-    const table = tensor(Array.from({ length: rows * dim }, () => rng.normal()), [rows, dim], { ...f64, requiresGrad: true });
+    const table = tensor(
+      Array.from({ length: rows * dim }, () => rng.normal()),
+      [rows, dim],
+      { ...f64, requiresGrad: true },
+    );
     const ids = Int32Array.from([4, 1, 4, 7, 1, 1, 9]);
     const offsets = Int32Array.from([0, 3, 3, 7]);
     const weights = Float32Array.from([1, 2, 0.5, 1, 3, 1, 2]);
-    const seed = tensor(Array.from({ length: 3 * dim }, () => rng.normal()), [3, dim], f64);
+    const seed = tensor(
+      Array.from({ length: 3 * dim }, () => rng.normal()),
+      [3, dim],
+      f64,
+    );
     embeddingBag(table, { ids, offsets, weights, mode: 'sqrtn' }).backward(seed);
     const g = table.grad;
     expect(g).toBeInstanceOf(RowSparseGrad);
@@ -193,7 +203,11 @@ describe('sparse embedding gradients', () => {
   });
 
   it('sum from two lookups of one table stays sparse and merges duplicate rows', () => {
-    const table = tensor(Array.from({ length: 8 }, (_, i) => i), [4, 2], { requiresGrad: true });
+    const table = tensor(
+      Array.from({ length: 8 }, (_, i) => i),
+      [4, 2],
+      { requiresGrad: true },
+    );
     const a = embeddingBag(table, { ids: Int32Array.from([0, 2]), offsets: Int32Array.from([0, 2]) });
     const b = embeddingBag(table, { ids: Int32Array.from([2, 3]), offsets: Int32Array.from([0, 1, 2]) });
     add(sum(a), sum(b)).backward();
@@ -267,8 +281,15 @@ describe('optimizers', () => {
     for (const ids of stepsIds) {
       opt.zeroGrad();
       // Loss = sum of pooled rows weighted by position, so duplicate ids must be merged.
-      const out = embeddingBag(table, { ids: Int32Array.from(ids), offsets: Int32Array.from(ids.map((_, i) => i).concat(ids.length)) });
-      const coef = tensor(ids.flatMap((_, i) => [i + 1, -(i + 1)]), [ids.length, dim], f64);
+      const out = embeddingBag(table, {
+        ids: Int32Array.from(ids),
+        offsets: Int32Array.from(ids.map((_, i) => i).concat(ids.length)),
+      });
+      const coef = tensor(
+        ids.flatMap((_, i) => [i + 1, -(i + 1)]),
+        [ids.length, dim],
+        f64,
+      );
       sum(mul(out, coef)).backward();
       const merged = new Map<number, number[]>();
       ids.forEach((id, i) => {
@@ -356,7 +377,10 @@ describe('modules', () => {
     expect(names).toEqual(['layers.0.weight', 'layers.0.bias', 'layers.1.weight', 'layers.2.weight', 'layers.2.bias']);
     const copy = nn.mlp(4, [3], { outFeatures: 1, rng: new Rng(2) });
     copy.loadStateDict(model.stateDict());
-    const x = tensor(Array.from({ length: 8 }, (_, i) => i / 8), [2, 4]);
+    const x = tensor(
+      Array.from({ length: 8 }, (_, i) => i / 8),
+      [2, 4],
+    );
     expect([...copy.forward(x).toArray()]).toEqual([...model.forward(x).toArray()]);
   });
 
@@ -410,17 +434,20 @@ describe('end to end', () => {
 describe('groupIndices', () => {
   it('groups like a stable sort, for any non-negative ids', () => {
     fc.assert(
-      fc.property(fc.array(fc.oneof(fc.integer({ min: 0, max: 5 }), fc.integer({ min: 0, max: 2 ** 31 - 1 })), { maxLength: 60 }), (ids) => {
-        const input = Int32Array.from(ids);
-        const { unique, segments, order } = groupIndices(input);
-        const expectedOrder = ids.map((_, i) => i).sort((a, b) => ids[a] - ids[b] || a - b);
-        expect([...order]).toEqual(expectedOrder);
-        expect([...unique]).toEqual([...new Set(ids)].sort((a, b) => a - b));
-        expect(segments[segments.length - 1]).toBe(ids.length);
-        for (let u = 0; u < unique.length; u++) {
-          for (let k = segments[u]; k < segments[u + 1]; k++) expect(ids[order[k]]).toBe(unique[u]);
-        }
-      }),
+      fc.property(
+        fc.array(fc.oneof(fc.integer({ min: 0, max: 5 }), fc.integer({ min: 0, max: 2 ** 31 - 1 })), { maxLength: 60 }),
+        (ids) => {
+          const input = Int32Array.from(ids);
+          const { unique, segments, order } = groupIndices(input);
+          const expectedOrder = ids.map((_, i) => i).sort((a, b) => ids[a] - ids[b] || a - b);
+          expect([...order]).toEqual(expectedOrder);
+          expect([...unique]).toEqual([...new Set(ids)].sort((a, b) => a - b));
+          expect(segments[segments.length - 1]).toBe(ids.length);
+          for (let u = 0; u < unique.length; u++) {
+            for (let k = segments[u]; k < segments[u + 1]; k++) expect(ids[order[k]]).toBe(unique[u]);
+          }
+        },
+      ),
     );
   });
 });

@@ -20,7 +20,9 @@ const worst = new Map<string, number>();
 for (const [backendName, backend] of backends) {
   describe(`gradient checks of every registered op (${backendName} backend, float64)`, () => {
     it('has a property test for every differentiable op', () => {
-      const differentiable = listOps().filter((op) => op.backward).map((op) => op.name);
+      const differentiable = listOps()
+        .filter((op) => op.backward)
+        .map((op) => op.name);
       const missing = differentiable.filter((name) => !(name in opCases));
       expect(missing).toEqual([]);
       // And no stale cases for ops that no longer exist.
@@ -35,7 +37,8 @@ for (const [backendName, backend] of backends) {
             const result = gradcheck((...xs) => c.run(xs, make), inputs);
             const key = `${name} (${backendName})`;
             worst.set(key, Math.max(worst.get(key) ?? 0, result.maxRelError));
-            if (!result.ok) throw new Error(`${c.label}: ${JSON.stringify(result.worst)} (max rel ${result.maxRelError})`);
+            if (!result.ok)
+              throw new Error(`${c.label}: ${JSON.stringify(result.worst)} (max rel ${result.maxRelError})`);
           }),
           { numRuns: backendName === 'reference' ? 40 : 15, seed: 20260101 },
         );

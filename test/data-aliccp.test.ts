@@ -52,7 +52,11 @@ async function collect(reader: AliCcpReader): Promise<Row[]> {
 }
 
 const fl = (entries: [string, number, number][]): string =>
-  formatFeatureList({ fields: entries.map((e) => e[0]), ids: entries.map((e) => e[1]), values: entries.map((e) => e[2]) });
+  formatFeatureList({
+    fields: entries.map((e) => e[0]),
+    ids: entries.map((e) => e[1]),
+    values: entries.map((e) => e[2]),
+  });
 
 async function writeSplit(name: string, skeleton: string[], common: string[]): Promise<AliCcpFiles> {
   const dir = join(tmp, name);
@@ -72,7 +76,9 @@ describe('Ali-CCP reader on the fixture', () => {
     const err = await collect(reader).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(AliCcpFormatError);
     expect((err as AliCcpFormatError).line).toBe(6);
-    expect((err as Error).message).toMatch(/sample_skeleton_train\.csv:6: bad feature list: entry 1 lacks the value separator/);
+    expect((err as Error).message).toMatch(
+      /sample_skeleton_train\.csv:6: bad feature list: entry 1 lacks the value separator/,
+    );
     await expect(Vocabulary.build(fixture)).rejects.toThrow(/sample_skeleton_train\.csv:6:/);
   });
 
@@ -154,15 +160,29 @@ describe('Ali-CCP reader join checks', () => {
   const skel = (id: number, key: string): string => `${id},0,0,${key},1,${fl([['205', 10 + id, 1]])}`;
 
   it('rejects skeleton rows of a key that are not consecutive', async () => {
-    const files = await writeSplit('split', [skel(1, 'aa'), skel(2, 'bb'), skel(3, 'aa')], [common('aa', 1), common('bb', 2)]);
+    const files = await writeSplit(
+      'split',
+      [skel(1, 'aa'), skel(2, 'bb'), skel(3, 'aa')],
+      [common('aa', 1), common('bb', 2)],
+    );
     const reader = new AliCcpReader(files, { encoder: new HashEncoder(50) });
-    await expect(collect(reader)).rejects.toThrow(/sample_skeleton_train\.csv:3: rows with common key aa are not consecutive/);
+    await expect(collect(reader)).rejects.toThrow(
+      /sample_skeleton_train\.csv:3: rows with common key aa are not consecutive/,
+    );
   });
 
   it('rejects files whose key orders differ, beyond the lookbehind', async () => {
-    const files = await writeSplit('order', [skel(1, 'aa'), skel(2, 'bb'), skel(3, 'cc')], [common('bb', 2), common('cc', 3), common('aa', 1)]);
-    const err = await collect(new AliCcpReader(files, { encoder: new HashEncoder(50), lookbehind: 1 })).catch((e: unknown) => e);
-    expect((err as Error).message).toMatch(/sample_skeleton_train\.csv:2: common key bb not found .* not in the same key order/);
+    const files = await writeSplit(
+      'order',
+      [skel(1, 'aa'), skel(2, 'bb'), skel(3, 'cc')],
+      [common('bb', 2), common('cc', 3), common('aa', 1)],
+    );
+    const err = await collect(new AliCcpReader(files, { encoder: new HashEncoder(50), lookbehind: 1 })).catch(
+      (e: unknown) => e,
+    );
+    expect((err as Error).message).toMatch(
+      /sample_skeleton_train\.csv:2: common key bb not found .* not in the same key order/,
+    );
     // A lookbehind wide enough tolerates the displacement.
     const ok = await collect(new AliCcpReader(files, { encoder: new HashEncoder(50), lookbehind: 4 }));
     expect(ok.map((r) => r.userId)).toEqual([1, 2, 3]);
@@ -170,9 +190,17 @@ describe('Ali-CCP reader join checks', () => {
 
   it('rejects a missing key and a bad label with file:line', async () => {
     const missing = await writeSplit('missing', [skel(1, 'aa'), skel(2, 'zz')], [common('aa', 1)]);
-    await expect(collect(new AliCcpReader(missing, { encoder: new HashEncoder(50) }))).rejects.toThrow(/:2: common key zz not found/);
-    const badLabel = await writeSplit('label', [skel(1, 'aa'), `2,2,0,aa,1,${fl([['205', 3, 1]])}`, '3,0,0'], [common('aa', 1)]);
-    await expect(collect(new AliCcpReader(badLabel, { encoder: new HashEncoder(50) }))).rejects.toThrow(/:2: click label must be 0 or 1/);
+    await expect(collect(new AliCcpReader(missing, { encoder: new HashEncoder(50) }))).rejects.toThrow(
+      /:2: common key zz not found/,
+    );
+    const badLabel = await writeSplit(
+      'label',
+      [skel(1, 'aa'), `2,2,0,aa,1,${fl([['205', 3, 1]])}`, '3,0,0'],
+      [common('aa', 1)],
+    );
+    await expect(collect(new AliCcpReader(badLabel, { encoder: new HashEncoder(50) }))).rejects.toThrow(
+      /:2: click label must be 0 or 1/,
+    );
     const reader = new AliCcpReader(badLabel, { encoder: new HashEncoder(50), onMalformed: 'skip' });
     expect(await collect(reader)).toHaveLength(1);
     expect(reader.stats.skippedMalformed).toBe(2);
@@ -180,8 +208,15 @@ describe('Ali-CCP reader join checks', () => {
   });
 
   it('concatenates a bag that spans both files, session ids first, without touching the shared session bag', async () => {
-    const commonLine = `aa,2,${fl([['101', 1, 1], ['210', 7, 2]])}`;
-    const files = await writeSplit('span', [`1,0,0,aa,1,${fl([['210', 8, 1]])}`, `2,0,0,aa,1,${fl([['205', 3, 1]])}`], [commonLine]);
+    const commonLine = `aa,2,${fl([
+      ['101', 1, 1],
+      ['210', 7, 2],
+    ])}`;
+    const files = await writeSplit(
+      'span',
+      [`1,0,0,aa,1,${fl([['210', 8, 1]])}`, `2,0,0,aa,1,${fl([['205', 3, 1]])}`],
+      [commonLine],
+    );
     const enc = new HashEncoder(1000);
     const rows = await collect(new AliCcpReader(files, { encoder: enc }));
     const e = (raw: number): number => enc.encode('intention', raw);
@@ -190,8 +225,14 @@ describe('Ali-CCP reader join checks', () => {
   });
 
   it('skips the skeleton rows of a malformed common row under the skip option', async () => {
-    const files = await writeSplit('badcommon', [skel(1, 'aa'), skel(2, 'bb'), skel(3, 'bb')], [common('aa', 1), 'bb,1,101\x02x\x031']);
-    await expect(collect(new AliCcpReader(files, { encoder: new HashEncoder(50) }))).rejects.toThrow(/common_features_train\.csv:2: bad feature list/);
+    const files = await writeSplit(
+      'badcommon',
+      [skel(1, 'aa'), skel(2, 'bb'), skel(3, 'bb')],
+      [common('aa', 1), 'bb,1,101\x02x\x031'],
+    );
+    await expect(collect(new AliCcpReader(files, { encoder: new HashEncoder(50) }))).rejects.toThrow(
+      /common_features_train\.csv:2: bad feature list/,
+    );
     const reader = new AliCcpReader(files, { encoder: new HashEncoder(50), onMalformed: 'skip' });
     expect(await collect(reader)).toHaveLength(1);
     expect(reader.stats.skippedMalformed).toBe(3);
@@ -200,7 +241,14 @@ describe('Ali-CCP reader join checks', () => {
 
 describe('simulator → Ali-CCP files → reader', () => {
   it('recovers the labels, the categorical ids and the bag contents with their counts', async () => {
-    const sim = new FunnelSimulator({ seed: 21, numUsers: 300, numItems: 2000, numCategories: 50, numShops: 150, numBrands: 120 });
+    const sim = new FunnelSimulator({
+      seed: 21,
+      numUsers: 300,
+      numItems: 2000,
+      numCategories: 50,
+      numShops: 150,
+      numBrands: 120,
+    });
     const log = sim.generate(4000);
     const written = await writeSimulatorAliCcp(sim, log, join(tmp, 'sim'), 'train');
     expect(written.impressions).toBe(4000);

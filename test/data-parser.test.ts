@@ -23,7 +23,11 @@ describe('feature-list parser', () => {
   it('parses random valid lists back exactly', () => {
     fc.assert(
       fc.property(fc.array(entry, { maxLength: 40 }), (entries) => {
-        const list: FeatureList = { fields: entries.map((e) => e[0]), ids: entries.map((e) => e[1]), values: entries.map((e) => e[2]) };
+        const list: FeatureList = {
+          fields: entries.map((e) => e[0]),
+          ids: entries.map((e) => e[1]),
+          values: entries.map((e) => e[2]),
+        };
         const parsed = parseFeatureList(formatFeatureList(list));
         expect(parsed.fields).toEqual(list.fields);
         expect(parsed.ids).toEqual(list.ids);
@@ -66,7 +70,14 @@ describe('feature-list parser', () => {
   });
 
   it('splits lines on the first commas only', () => {
-    expect(splitSkeletonLine('7,1,0,ab,2,x,y')).toEqual({ sampleId: '7', click: '1', conversion: '0', commonKey: 'ab', featureNum: '2', featureList: 'x,y' });
+    expect(splitSkeletonLine('7,1,0,ab,2,x,y')).toEqual({
+      sampleId: '7',
+      click: '1',
+      conversion: '0',
+      commonKey: 'ab',
+      featureNum: '2',
+      featureList: 'x,y',
+    });
     expect(splitSkeletonLine('7,1,0,ab')).toBeNull();
     expect(splitCommonLine('ab,3,')).toEqual({ commonKey: 'ab', featureNum: '3', featureList: '' });
   });

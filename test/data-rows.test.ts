@@ -30,7 +30,12 @@ describe('collate', () => {
     const b = collate(schema, [row(0), row(1), row(2)]);
     expect(b.size).toBe(3);
     expect(b.fields.item).toEqual({ kind: 'categorical', ids: Int32Array.of(0, 1, 2) });
-    expect(b.fields.hist).toEqual({ kind: 'bag', ids: Int32Array.of(1, 1, 1, 2), offsets: Int32Array.of(0, 0, 2, 4), values: Float32Array.of(2, 0.5, 2, 0.5) });
+    expect(b.fields.hist).toEqual({
+      kind: 'bag',
+      ids: Int32Array.of(1, 1, 1, 2),
+      offsets: Int32Array.of(0, 0, 2, 4),
+      values: Float32Array.of(2, 0.5, 2, 0.5),
+    });
     expect(b.fields.tags).toEqual({ kind: 'bag', ids: Int32Array.of(0, 1, 2), offsets: Int32Array.of(0, 1, 2, 3) });
     expect(b.fields.price).toEqual({ kind: 'numeric', values: Float32Array.of(0, -0, 1, -1, 2, -2) });
     expect(b.click).toEqual(Float32Array.of(0, 1, 0));
@@ -54,7 +59,10 @@ describe('shuffle buffer and batching', () => {
     const rows = Array.from({ length: 1000 }, (_, i) => row(i));
     const run = async (seed: number): Promise<number[]> => {
       const out: number[] = [];
-      for await (const b of batchRows(schema, rows, { batchSize: 64, shuffleBuffer: 200, seed })) out.push(...Array.from(b.fields.price.kind === 'numeric' ? b.fields.price.values.filter((_, k) => k % 2 === 0) : []));
+      for await (const b of batchRows(schema, rows, { batchSize: 64, shuffleBuffer: 200, seed }))
+        out.push(
+          ...Array.from(b.fields.price.kind === 'numeric' ? b.fields.price.values.filter((_, k) => k % 2 === 0) : []),
+        );
       return out;
     };
     const a = await run(1);

@@ -21,7 +21,17 @@ describe('FunnelSimulator', () => {
     const a = new FunnelSimulator({ ...small, seed: 7 }).generate(3000);
     const b = new FunnelSimulator({ ...small, seed: 7 }).generate(3000);
     const c = new FunnelSimulator({ ...small, seed: 8 }).generate(3000);
-    for (const k of ['user', 'item', 'context', 'session', 'click', 'conversion', 'potentialConversion', 'pCtr', 'pCvr'] as const) {
+    for (const k of [
+      'user',
+      'item',
+      'context',
+      'session',
+      'click',
+      'conversion',
+      'potentialConversion',
+      'pCtr',
+      'pCvr',
+    ] as const) {
       expect(b[k]).toEqual(a[k]);
     }
     expect(c.item).not.toEqual(a.item);
@@ -55,11 +65,19 @@ describe('FunnelSimulator', () => {
     expect(Math.abs(separation - 0.5)).toBeGreaterThan(0.03);
     // And pCTR, pCVR are correlated but far from identical.
     const lg = (p: number): number => Math.log(p / (1 - p));
-    let sx = 0, sy = 0, sxx = 0, syy = 0, sxy = 0;
+    let sx = 0,
+      sy = 0,
+      sxx = 0,
+      syy = 0,
+      sxy = 0;
     for (let i = 0; i < log.size; i++) {
       const x = lg(log.pCtr[i]);
       const y = lg(log.pCvr[i]);
-      sx += x; sy += y; sxx += x * x; syy += y * y; sxy += x * y;
+      sx += x;
+      sy += y;
+      sxx += x * x;
+      syy += y * y;
+      sxy += x * y;
     }
     const n = log.size;
     const corr = (sxy / n - (sx / n) * (sy / n)) / Math.sqrt((sxx / n - (sx / n) ** 2) * (syy / n - (sy / n) ** 2));
@@ -97,7 +115,10 @@ describe('FunnelSimulator', () => {
     }
     // The columnar fast path and the generic row path agree.
     const direct = sim.batch(log, [0, 1, 2, 3]);
-    const viaRows = collate(sim.schema, [0, 1, 2, 3].map((r) => sim.row(log, r)));
+    const viaRows = collate(
+      sim.schema,
+      [0, 1, 2, 3].map((r) => sim.row(log, r)),
+    );
     expect(viaRows.fields).toEqual(direct.fields);
     expect(viaRows.extras.pCvr).toEqual(direct.pCvr);
     expect(viaRows.userIds).toEqual(direct.userIds);

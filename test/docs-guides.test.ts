@@ -29,7 +29,8 @@ const packagePaths: Record<string, string> = {
 function runnableSnippets(markdown: string): string[] {
   const fence = /^```([^\n]*)\n([\s\S]*?)^```/gm;
   const found: string[] = [];
-  for (let m = fence.exec(markdown); m; m = fence.exec(markdown)) if (/^(ts|typescript)$/.test(m[1].trim())) found.push(m[2]);
+  for (let m = fence.exec(markdown); m; m = fence.exec(markdown))
+    if (/^(ts|typescript)$/.test(m[1].trim())) found.push(m[2]);
   return found;
 }
 

@@ -8,7 +8,15 @@ import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 
 const root = resolve(__dirname, '..');
-const documents = ['README.md', 'docs/architecture.md', 'docs/adding-an-op.md', 'docs/backends.md', 'docs/adding-a-base-model.md', 'docs/practice.md', 'docs/wasm.md'];
+const documents = [
+  'README.md',
+  'docs/architecture.md',
+  'docs/adding-an-op.md',
+  'docs/backends.md',
+  'docs/adding-a-base-model.md',
+  'docs/practice.md',
+  'docs/wasm.md',
+];
 const outDir = join(root, 'test', '.snippets');
 mkdirSync(outDir, { recursive: true });
 afterAll(() => rmSync(outDir, { recursive: true, force: true }));
@@ -45,7 +53,10 @@ describe('documentation snippets run', () => {
     it(`${doc} has its TypeScript snippets exercised`, async () => {
       for (const [i, b] of runnable.entries()) {
         const file = join(outDir, `${doc.replace(/[/.]/g, '_')}-${i}.ts`);
-        writeFileSync(file, `${rewriteImports(b.code, doc.includes('/') ? doc.slice(0, doc.lastIndexOf('/')) : '.')}\nexport {};\n`);
+        writeFileSync(
+          file,
+          `${rewriteImports(b.code, doc.includes('/') ? doc.slice(0, doc.lastIndexOf('/')) : '.')}\nexport {};\n`,
+        );
         await expect(import(/* @vite-ignore */ file), `${doc} snippet ${i + 1}`).resolves.toBeDefined();
       }
     });

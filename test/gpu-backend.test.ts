@@ -8,7 +8,13 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { Backend } from '../kernels/backend.js';
 import type { AdamHyper, Storage } from '../kernels/backend.js';
-import { GpuBackend, GpuStorage, isModeSupported, MAX_GPU_ELEMENTS, type ConcreteGpuMode } from '../kernels/gpu/index.js';
+import {
+  GpuBackend,
+  GpuStorage,
+  isModeSupported,
+  MAX_GPU_ELEMENTS,
+  type ConcreteGpuMode,
+} from '../kernels/gpu/index.js';
 import { createGpu, runsOn } from '../kernels/gpu/gpujs.js';
 import { ReferenceBackend } from '../kernels/reference.js';
 import { assertClose, kernelChecks, randomArray } from './gpu/kernel-checks.js';
@@ -27,7 +33,10 @@ const EDGE_ROWS = [0, 116507, 116508, 116509, 233015, 233016, 233017, ROWS - 1];
 function blockedTableChecks(backendOf: () => GpuBackend, mode: ConcreteGpuMode): void {
   const ref = new ReferenceBackend();
   const h: AdamHyper = { lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, step: 1 };
-  const both = (data: Float32Array): [Storage, Storage] => [backendOf().fromArray(data, 'float32'), ref.fromArray(data, 'float32')];
+  const both = (data: Float32Array): [Storage, Storage] => [
+    backendOf().fromArray(data, 'float32'),
+    ref.fromArray(data, 'float32'),
+  ];
   const same = (pairs: [Storage, Storage][], what: string): void => {
     pairs.forEach(([g, r], i) => assertClose(backendOf().read(g), ref.read(r), `${what} #${i}`));
   };

@@ -22,10 +22,16 @@ describe('auc', () => {
   it('matches brute-force pair counting, ties included', () => {
     fc.assert(
       fc.property(
-        fc.array(fc.tuple(fc.constantFrom(0, 1), fc.oneof(fc.integer({ min: -3, max: 3 }), fc.double({ min: -1, max: 1, noNaN: true }))), {
-          minLength: 0,
-          maxLength: 60,
-        }),
+        fc.array(
+          fc.tuple(
+            fc.constantFrom(0, 1),
+            fc.oneof(fc.integer({ min: -3, max: 3 }), fc.double({ min: -1, max: 1, noNaN: true })),
+          ),
+          {
+            minLength: 0,
+            maxLength: 60,
+          },
+        ),
         (pairs) => {
           const labels = pairs.map((p) => p[0]);
           const scores = pairs.map((p) => p[1]);
@@ -70,7 +76,11 @@ describe('gauc', () => {
     expect(r.impressions).toBe(5);
     // Interleaved rows group the same way.
     const perm = [6, 0, 4, 1, 5, 2, 3];
-    const r2 = gauc(perm.map((i) => labels[i]), perm.map((i) => scores[i]), perm.map((i) => users[i]));
+    const r2 = gauc(
+      perm.map((i) => labels[i]),
+      perm.map((i) => scores[i]),
+      perm.map((i) => users[i]),
+    );
     expect(r2.gauc).toBeCloseTo(0.6, 12);
     expect(gauc([0, 0], [0.1, 0.2], [1, 2]).gauc).toBeNaN();
   });
@@ -84,10 +94,23 @@ describe('esmmMetrics', () => {
   const potential = [1, 0, 0, 1, 0, 0];
 
   it('computes CTR over all rows, CVR over clicked rows, CTCVR over all rows', () => {
-    const m = esmmMetrics({ click, conversion, pCtr, pCvr, potentialConversion: potential, userIds: [1, 2, 1, 2, 1, 2] });
+    const m = esmmMetrics({
+      click,
+      conversion,
+      pCtr,
+      pCvr,
+      potentialConversion: potential,
+      userIds: [1, 2, 1, 2, 1, 2],
+    });
     expect(m.ctrAuc).toBeCloseTo(auc(click, pCtr), 12);
     expect(m.cvrAuc).toBeCloseTo(auc([1, 0, 0], [0.5, 0.1, 0.3]), 12);
-    expect(m.ctcvrAuc).toBeCloseTo(auc([1, 0, 0, 0, 0, 0], pCtr.map((p, i) => p * pCvr[i])), 12);
+    expect(m.ctcvrAuc).toBeCloseTo(
+      auc(
+        [1, 0, 0, 0, 0, 0],
+        pCtr.map((p, i) => p * pCvr[i]),
+      ),
+      12,
+    );
     expect(m.cvrAucEntireSpace).toBeCloseTo(auc(potential, pCvr), 12);
     expect(m.cvrLogloss).toBeCloseTo(logloss([1, 0, 0], [0.5, 0.1, 0.3]), 12);
     expect(m.ctrGauc).toBeCloseTo(1, 12);
@@ -96,7 +119,12 @@ describe('esmmMetrics', () => {
 
   it('accumulates across batches and equals the one-shot computation (not a mean of batch AUCs)', () => {
     const acc = new EsmmAccumulator();
-    acc.add({ click: click.slice(0, 2), conversion: conversion.slice(0, 2), pCtr: pCtr.slice(0, 2), pCvr: pCvr.slice(0, 2) });
+    acc.add({
+      click: click.slice(0, 2),
+      conversion: conversion.slice(0, 2),
+      pCtr: pCtr.slice(0, 2),
+      pCvr: pCvr.slice(0, 2),
+    });
     acc.add({ click: click.slice(2), conversion: conversion.slice(2), pCtr: pCtr.slice(2), pCvr: pCvr.slice(2) });
     expect(acc.rows).toBe(6);
     expect(acc.compute()).toEqual(esmmMetrics({ click, conversion, pCtr, pCvr }));

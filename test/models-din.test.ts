@@ -2,7 +2,15 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { noGrad, RowSparseGrad, Rng, sum, tensor, type Tensor } from '../core/index.js';
-import { Dice, DinTower, selectRows, SharedEmbedding, validateBatch, type Batch, type DinNormalization } from '../models/index.js';
+import {
+  Dice,
+  DinTower,
+  selectRows,
+  SharedEmbedding,
+  validateBatch,
+  type Batch,
+  type DinNormalization,
+} from '../models/index.js';
 import { tinyBatch, tinySchema } from './models-fixtures.js';
 import { getBackend } from '../kernels/index.js';
 
@@ -13,14 +21,21 @@ const DIGITS = DTYPE === 'float64' ? 12 : 5;
 function build(normalization: DinNormalization): { embedding: SharedEmbedding; din: DinTower } {
   const schema = tinySchema(3);
   const embedding = new SharedEmbedding(schema, { std: 0.5, rng: new Rng(1), dtype: DTYPE });
-  const din = new DinTower(schema, { hidden: [4], attention: { hidden: [4, 3], normalization }, rng: new Rng(2), dtype: DTYPE }, embedding.fieldDims());
+  const din = new DinTower(
+    schema,
+    { hidden: [4], attention: { hidden: [4, 3], normalization }, rng: new Rng(2), dtype: DTYPE },
+    embedding.fieldDims(),
+  );
   return { embedding, din };
 }
 
 function withHistory(batch: Batch, bags: number[][]): Batch {
   const offsets = new Int32Array(bags.length + 1);
   bags.forEach((b, i) => (offsets[i + 1] = offsets[i] + b.length));
-  return { ...batch, fields: { ...batch.fields, history: { kind: 'bag', ids: Int32Array.from(bags.flat()), offsets } } };
+  return {
+    ...batch,
+    fields: { ...batch.fields, history: { kind: 'bag', ids: Int32Array.from(bags.flat()), offsets } },
+  };
 }
 
 function values(t: Tensor): number[] {
@@ -95,7 +110,14 @@ for (const normalization of ['none', 'softmax'] as const) {
 describe('DIN pairing', () => {
   it('rejects a sequence without a target', () => {
     const schema = tinySchema(2);
-    schema.fields[1] = { kind: 'categorical', name: 'item', vocabSize: 5, embeddingDim: 2, group: 'item', table: 'item' };
+    schema.fields[1] = {
+      kind: 'categorical',
+      name: 'item',
+      vocabSize: 5,
+      embeddingDim: 2,
+      group: 'item',
+      table: 'item',
+    };
     const embedding = new SharedEmbedding(schema);
     expect(() => new DinTower(schema, {}, embedding.fieldDims())).toThrow(/sequence field 'history' needs a target/);
   });
@@ -104,7 +126,14 @@ describe('DIN pairing', () => {
 describe('Dice', () => {
   it('uses batch statistics in training and running ones in evaluation', () => {
     const dice = new Dice(2, { momentum: 0.5, dtype: DTYPE });
-    const x = tensor([[1, -2], [3, 2]], undefined, { dtype: DTYPE });
+    const x = tensor(
+      [
+        [1, -2],
+        [3, 2],
+      ],
+      undefined,
+      { dtype: DTYPE },
+    );
     // α = 0: out = p·x with p = σ((x − mean) / std) per column; here (x − mean)/std = ∓1.
     const s = 1 / (1 + Math.exp(-1));
     values(dice.forward(x)).forEach((v, i) => expect(v).toBeCloseTo([(1 - s) * 1, (1 - s) * -2, s * 3, s * 2][i], 6));
@@ -119,7 +148,9 @@ describe('Dice', () => {
   it('rejects an unknown activation', () => {
     const schema = tinySchema(2);
     const embedding = new SharedEmbedding(schema);
-    expect(() => new DinTower(schema, { attention: { activation: 'gelu' as 'relu' } }, embedding.fieldDims())).toThrow(/'prelu', 'relu' or 'dice'/);
+    expect(() => new DinTower(schema, { attention: { activation: 'gelu' as 'relu' } }, embedding.fieldDims())).toThrow(
+      /'prelu', 'relu' or 'dice'/,
+    );
   });
 });
 
@@ -127,10 +158,16 @@ describe('DIN property', () => {
   it('scores each row the same alone as inside any batch, for any sequence lengths', () => {
     const { embedding, din } = build('softmax');
     const schema = tinySchema(3);
-    const histories = fc.array(fc.array(fc.integer({ min: 0, max: 4 }), { maxLength: 6 }), { minLength: 1, maxLength: 5 });
+    const histories = fc.array(fc.array(fc.integer({ min: 0, max: 4 }), { maxLength: 6 }), {
+      minLength: 1,
+      maxLength: 5,
+    });
     fc.assert(
       fc.property(histories, (bags) => {
-        const base = selectRows(tinyBatch(), bags.map((_, i) => i % 3));
+        const base = selectRows(
+          tinyBatch(),
+          bags.map((_, i) => i % 3),
+        );
         const batch = withHistory(base, bags);
         validateBatch(schema, batch);
         const together = noGrad(() => values(din.forward(embedding.forward(batch))));

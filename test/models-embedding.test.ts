@@ -22,7 +22,15 @@ function rowsOf(table: Tensor, ids: number[]): number[] {
 describe('SharedEmbedding', () => {
   it('makes one table per table name, sized by the largest vocabulary', () => {
     const schema = tinySchema(3);
-    schema.fields[2] = { kind: 'bag', name: 'history', vocabSize: 7, embeddingDim: 3, group: 'user', table: 'item', isSequence: true };
+    schema.fields[2] = {
+      kind: 'bag',
+      name: 'history',
+      vocabSize: 7,
+      embeddingDim: 3,
+      group: 'user',
+      table: 'item',
+      isSequence: true,
+    };
     const e = new SharedEmbedding(schema);
     expect([...e.tables.keys()]).toEqual(['user', 'item', 'tags']);
     expect(e.tables.get('item')!.shape).toEqual([7, 3]);
@@ -42,7 +50,9 @@ describe('SharedEmbedding', () => {
   });
 
   it('initialises small: N(0, 0.01²) by default', () => {
-    const schema: Schema = { fields: [{ kind: 'categorical', name: 'a', vocabSize: 2000, embeddingDim: 10, group: 'item' }] };
+    const schema: Schema = {
+      fields: [{ kind: 'categorical', name: 'a', vocabSize: 2000, embeddingDim: 10, group: 'item' }],
+    };
     const v = values(new SharedEmbedding(schema, { rng: new Rng(9) }).tables.get('a')!);
     const mean = v.reduce((s, x) => s + x, 0) / v.length;
     const std = Math.sqrt(v.reduce((s, x) => s + (x - mean) ** 2, 0) / v.length);

@@ -81,7 +81,15 @@ describe('Esmm', () => {
 
 describe('createModel', () => {
   it('builds every method of Table 2 by name, each scoring every row', () => {
-    const classes = { esmm: EsmmMethod, 'esmm-ns': EsmmMethod, base: BaseMethod, aman: AmanMethod, oversampling: OversamplingMethod, unbias: UnbiasMethod, division: DivisionMethod };
+    const classes = {
+      esmm: EsmmMethod,
+      'esmm-ns': EsmmMethod,
+      base: BaseMethod,
+      aman: AmanMethod,
+      oversampling: OversamplingMethod,
+      unbias: UnbiasMethod,
+      division: DivisionMethod,
+    };
     for (const method of METHODS) {
       const m = createModel({ method, schema: tinySchema(3), tower } as CreateModelOptions);
       expect(m).toBeInstanceOf(classes[method]);
@@ -93,7 +101,9 @@ describe('createModel', () => {
       const loss = m.lossFor(tinyBatch());
       expect(Number.isFinite(loss.loss.item())).toBe(true);
     }
-    expect(() => createModel({ method: 'nope', schema: tinySchema(3) } as unknown as CreateModelOptions)).toThrow(/unknown method 'nope'/);
+    expect(() => createModel({ method: 'nope', schema: tinySchema(3) } as unknown as CreateModelOptions)).toThrow(
+      /unknown method 'nope'/,
+    );
   });
 
   it('refuses a loss on an empty batch instead of returning NaN', () => {
@@ -148,7 +158,12 @@ describe('createModel', () => {
     const accept = paper.acceptanceProbabilities(tinyBatch(), [0, 2]).toArray();
     expect(accept[0]).toBeCloseTo(1 - pctr[0], 6);
     expect(accept[1]).toBeCloseTo(1 - pctr[2], 6);
-    const inverse = createModel({ method: 'unbias', acceptance: 'inverse', schema: tinySchema(3), tower }) as UnbiasMethod;
+    const inverse = createModel({
+      method: 'unbias',
+      acceptance: 'inverse',
+      schema: tinySchema(3),
+      tower,
+    }) as UnbiasMethod;
     const a = inverse.acceptanceProbabilities(tinyBatch(), [0, 2]).toArray();
     const lo = Math.min(pctr[0], pctr[2]);
     expect(a[0]).toBeCloseTo(lo / pctr[0], 6);

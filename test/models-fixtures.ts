@@ -10,7 +10,15 @@ export function tinySchema(dim = 2): Schema {
   return {
     fields: [
       { kind: 'categorical', name: 'user', vocabSize: 4, embeddingDim: dim, group: 'user' },
-      { kind: 'categorical', name: 'item', vocabSize: 5, embeddingDim: dim, group: 'item', table: 'item', isTarget: true },
+      {
+        kind: 'categorical',
+        name: 'item',
+        vocabSize: 5,
+        embeddingDim: dim,
+        group: 'item',
+        table: 'item',
+        isTarget: true,
+      },
       { kind: 'bag', name: 'history', vocabSize: 5, embeddingDim: dim, group: 'user', table: 'item', isSequence: true },
       { kind: 'bag', name: 'tags', vocabSize: 3, embeddingDim: dim, group: 'item', weighted: true, pooling: 'mean' },
       { kind: 'numeric', name: 'price', group: 'item' },
@@ -26,7 +34,12 @@ export function tinyBatch(): Batch {
       user: { kind: 'categorical', ids: Int32Array.from([0, 3, 1]) },
       item: { kind: 'categorical', ids: Int32Array.from([2, 4, 2]) },
       history: { kind: 'bag', ids: Int32Array.from([1, 2, 4, 0, 2]), offsets: Int32Array.from([0, 2, 2, 5]) },
-      tags: { kind: 'bag', ids: Int32Array.from([0, 2, 1]), offsets: Int32Array.from([0, 1, 3, 3]), values: Float32Array.from([1, 0.5, 2]) },
+      tags: {
+        kind: 'bag',
+        ids: Int32Array.from([0, 2, 1]),
+        offsets: Int32Array.from([0, 1, 3, 3]),
+        values: Float32Array.from([1, 0.5, 2]),
+      },
       price: { kind: 'numeric', values: Float32Array.from([0.3, -1.2, 0.7]) },
     },
     click: Float32Array.from([1, 0, 1]),
@@ -39,7 +52,7 @@ export function auc(scores: ArrayLike<number>, labels: ArrayLike<number>): numbe
   const n = scores.length;
   const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => scores[a] - scores[b]);
   const ranks = new Float64Array(n);
-  for (let i = 0; i < n; ) {
+  for (let i = 0; i < n;) {
     let j = i;
     while (j + 1 < n && scores[order[j + 1]] === scores[order[i]]) j++;
     for (let k = i; k <= j; k++) ranks[order[k]] = (i + j) / 2 + 1;
@@ -106,9 +119,25 @@ export function syntheticTask(seed = 7, trainRows = 6000, testRows = 3000, dim =
   const schema: Schema = {
     fields: [
       { kind: 'categorical', name: 'user', vocabSize: USERS, embeddingDim: dim, group: 'user' },
-      { kind: 'categorical', name: 'item', vocabSize: ITEMS, embeddingDim: dim, group: 'item', table: 'item', isTarget: true },
+      {
+        kind: 'categorical',
+        name: 'item',
+        vocabSize: ITEMS,
+        embeddingDim: dim,
+        group: 'item',
+        table: 'item',
+        isTarget: true,
+      },
       { kind: 'categorical', name: 'category', vocabSize: CATEGORIES, embeddingDim: dim, group: 'item' },
-      { kind: 'bag', name: 'history', vocabSize: ITEMS, embeddingDim: dim, group: 'user', table: 'item', isSequence: true },
+      {
+        kind: 'bag',
+        name: 'history',
+        vocabSize: ITEMS,
+        embeddingDim: dim,
+        group: 'user',
+        table: 'item',
+        isSequence: true,
+      },
       { kind: 'numeric', name: 'price', group: 'item' },
     ],
   };
@@ -165,9 +194,18 @@ export function syntheticTask(seed = 7, trainRows = 6000, testRows = 3000, dim =
   const test = sliceBatch(all, trainRows, n);
   const clicked = range(trainRows, n).filter((r) => click[r] === 1);
   const oracle = {
-    ctr: auc(range(trainRows, n).map((r) => pClick[r]), range(trainRows, n).map((r) => click[r])),
-    cvr: auc(clicked.map((r) => pConv[r]), clicked.map((r) => conversion[r])),
-    ctcvr: auc(range(trainRows, n).map((r) => pClick[r] * pConv[r]), range(trainRows, n).map((r) => conversion[r])),
+    ctr: auc(
+      range(trainRows, n).map((r) => pClick[r]),
+      range(trainRows, n).map((r) => click[r]),
+    ),
+    cvr: auc(
+      clicked.map((r) => pConv[r]),
+      clicked.map((r) => conversion[r]),
+    ),
+    ctcvr: auc(
+      range(trainRows, n).map((r) => pClick[r] * pConv[r]),
+      range(trainRows, n).map((r) => conversion[r]),
+    ),
   };
   return { schema, train, test, oracle };
 }
@@ -188,7 +226,9 @@ export function sliceBatch(batch: Batch, from: number, to: number): Batch {
       const start = f.offsets[from];
       const offsets = Int32Array.from(f.offsets.subarray(from, to + 1), (o) => o - start);
       const ids = f.ids.slice(start, f.offsets[to]);
-      fields[name] = f.values ? { kind: 'bag', ids, offsets, values: f.values.slice(start, f.offsets[to]) } : { kind: 'bag', ids, offsets };
+      fields[name] = f.values
+        ? { kind: 'bag', ids, offsets, values: f.values.slice(start, f.offsets[to]) }
+        : { kind: 'bag', ids, offsets };
     }
   }
   return { size: to - from, fields, click: batch.click.slice(from, to), conversion: batch.conversion.slice(from, to) };
@@ -197,6 +237,7 @@ export function sliceBatch(batch: Batch, from: number, to: number): Batch {
 /** Consecutive mini-batches of a batch (the last one may be shorter). */
 export function miniBatches(batch: Batch, size: number): Batch[] {
   const out: Batch[] = [];
-  for (let from = 0; from < batch.size; from += size) out.push(sliceBatch(batch, from, Math.min(batch.size, from + size)));
+  for (let from = 0; from < batch.size; from += size)
+    out.push(sliceBatch(batch, from, Math.min(batch.size, from + size)));
   return out;
 }

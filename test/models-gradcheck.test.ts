@@ -4,7 +4,15 @@
  */
 import { describe, expect, it } from 'vitest';
 import { gradcheck, Rng, type Tensor } from '../core/index.js';
-import { createBaseModel, createModel, Esmm, SharedEmbedding, type BaseModelOptions, type CreateModelOptions, type MethodSpec } from '../models/index.js';
+import {
+  createBaseModel,
+  createModel,
+  Esmm,
+  SharedEmbedding,
+  type BaseModelOptions,
+  type CreateModelOptions,
+  type MethodSpec,
+} from '../models/index.js';
 import '../docs/examples/wide-and-deep.js';
 import { tinyBatch, tinySchema } from './models-fixtures.js';
 import { setBackend } from '../kernels/index.js';
@@ -36,7 +44,12 @@ describe('base models pass gradcheck w.r.t. embeddings and tower weights', () =>
       const schema = tinySchema(2);
       const batch = tinyBatch();
       const embedding = new SharedEmbedding(schema, { dtype: 'float64', std: 0.5, rng: new Rng(3) });
-      const tower = createBaseModel(name, schema, { ...options, dtype: 'float64', rng: new Rng(4) }, embedding.fieldDims());
+      const tower = createBaseModel(
+        name,
+        schema,
+        { ...options, dtype: 'float64', rng: new Rng(4) },
+        embedding.fieldDims(),
+      );
       const params = [...embedding.parameters(), ...tower.parameters()];
       expectGradcheck(() => tower.forward(embedding.forward(batch)), params);
       // Every table the batch touches receives a gradient (the check compares against zeros otherwise).
@@ -47,17 +60,43 @@ describe('base models pass gradcheck w.r.t. embeddings and tower weights', () =>
 
 describe('method losses pass gradcheck end to end', () => {
   it('the ESMM loss with a DIN CVR tower and an MLP CTR tower', () => {
-    const model = new Esmm(tinySchema(3), { base: { ctr: 'mlp', cvr: 'din' }, tower: tiny, dtype: 'float64', embeddingStd: 0.5, seed: 5 });
+    const model = new Esmm(tinySchema(3), {
+      base: { ctr: 'mlp', cvr: 'din' },
+      tower: tiny,
+      dtype: 'float64',
+      embeddingStd: 0.5,
+      seed: 5,
+    });
     expectGradcheck(() => model.loss(tinyBatch()), model.parameters());
   });
   it('the ESMM loss with unequal weights', () => {
-    const model = new Esmm(tinySchema(2), { base: 'deepfm', tower: tiny, dtype: 'float64', embeddingStd: 0.5, seed: 6, lossWeights: { ctr: 0.3, ctcvr: 2 } });
+    const model = new Esmm(tinySchema(2), {
+      base: 'deepfm',
+      tower: tiny,
+      dtype: 'float64',
+      embeddingStd: 0.5,
+      seed: 6,
+      lossWeights: { ctr: 0.3, ctcvr: 2 },
+    });
     expectGradcheck(() => model.loss(tinyBatch()), model.parameters());
   });
-  const specs: MethodSpec[] = [{ method: 'esmm' }, { method: 'esmm-ns' }, { method: 'base' }, { method: 'oversampling', factor: 3 }, { method: 'division' }];
+  const specs: MethodSpec[] = [
+    { method: 'esmm' },
+    { method: 'esmm-ns' },
+    { method: 'base' },
+    { method: 'oversampling', factor: 3 },
+    { method: 'division' },
+  ];
   for (const spec of specs) {
     it(spec.method, () => {
-      const method = createModel({ ...spec, schema: tinySchema(2), tower: tiny, dtype: 'float64', embeddingStd: 0.5, seed: 2 } as CreateModelOptions);
+      const method = createModel({
+        ...spec,
+        schema: tinySchema(2),
+        tower: tiny,
+        dtype: 'float64',
+        embeddingStd: 0.5,
+        seed: 2,
+      } as CreateModelOptions);
       expectGradcheck(() => method.loss(tinyBatch()), method.parameters());
     });
   }

@@ -4,7 +4,14 @@
  */
 import { describe, expect, it } from 'vitest';
 import { optim } from '../core/index.js';
-import { createModel, METHODS, trainStep, type CreateModelOptions, type CvrMethod, type MethodSpec } from '../models/index.js';
+import {
+  createModel,
+  METHODS,
+  trainStep,
+  type CreateModelOptions,
+  type CvrMethod,
+  type MethodSpec,
+} from '../models/index.js';
 import { auc, miniBatches, syntheticTask } from './models-fixtures.js';
 
 const task = syntheticTask();
@@ -21,7 +28,10 @@ function evaluate(method: CvrMethod): { ctr: number; cvr: number; ctcvr: number 
   for (let i = 0; i < task.test.size; i++) if (task.test.click[i] === 1) clicked.push(i);
   return {
     ctr: auc(pctr, task.test.click),
-    cvr: auc(clicked.map((i) => pcvr[i]), clicked.map((i) => task.test.conversion[i])),
+    cvr: auc(
+      clicked.map((i) => pcvr[i]),
+      clicked.map((i) => task.test.conversion[i]),
+    ),
     ctcvr: auc(pctcvr, task.test.conversion),
   };
 }
@@ -49,7 +59,12 @@ describe('every method learns the synthetic task', () => {
   });
   for (const name of METHODS) {
     it(`${name} beats chance`, () => {
-      const options = { ...specs[name], schema: task.schema, tower: { hidden: [32, 16] }, seed: 1 } as CreateModelOptions;
+      const options = {
+        ...specs[name],
+        schema: task.schema,
+        tower: { hidden: [32, 16] },
+        seed: 1,
+      } as CreateModelOptions;
       const method = createModel(options);
       const t0 = performance.now();
       train(method);

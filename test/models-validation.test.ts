@@ -21,22 +21,43 @@ describe('validateBatch', () => {
   });
 
   it('rejects a categorical id outside the vocabulary', () => {
-    expectInvalid((b) => (b.fields.user = { kind: 'categorical', ids: Int32Array.from([0, 4, 1]) }), /field 'user' row 1: id 4 is outside the vocabulary \[0, 4\)/);
-    expectInvalid((b) => (b.fields.item = { kind: 'categorical', ids: Int32Array.from([0, 1, -1]) }), /field 'item' row 2: id -1/);
+    expectInvalid(
+      (b) => (b.fields.user = { kind: 'categorical', ids: Int32Array.from([0, 4, 1]) }),
+      /field 'user' row 1: id 4 is outside the vocabulary \[0, 4\)/,
+    );
+    expectInvalid(
+      (b) => (b.fields.item = { kind: 'categorical', ids: Int32Array.from([0, 1, -1]) }),
+      /field 'item' row 2: id -1/,
+    );
   });
 
   it('rejects a bag id outside the vocabulary', () => {
-    expectInvalid((b) => (bag(b, 'history').ids[3] = 9), /field 'history' row 2: id 9 \(position 1 of the bag\) is outside/);
+    expectInvalid(
+      (b) => (bag(b, 'history').ids[3] = 9),
+      /field 'history' row 2: id 9 \(position 1 of the bag\) is outside/,
+    );
   });
 
   it('rejects offsets that are not monotone', () => {
-    expectInvalid((b) => (bag(b, 'history').offsets[1] = 3), /field 'history' row 1: offsets are not monotone \(3 > 2\)/);
+    expectInvalid(
+      (b) => (bag(b, 'history').offsets[1] = 3),
+      /field 'history' row 1: offsets are not monotone \(3 > 2\)/,
+    );
   });
 
   it('rejects offsets of the wrong length or ends', () => {
-    expectInvalid((b) => (bag(b, 'history').offsets = Int32Array.from([0, 2, 5])), /field 'history': has 3 offsets, expected batch size \+ 1 = 4/);
-    expectInvalid((b) => (bag(b, 'history').offsets = Int32Array.from([1, 2, 2, 5])), /field 'history' row 0: offsets must start at 0/);
-    expectInvalid((b) => (bag(b, 'history').offsets = Int32Array.from([0, 2, 2, 4])), /field 'history' row 2: the last offset is 4 but there are 5 ids/);
+    expectInvalid(
+      (b) => (bag(b, 'history').offsets = Int32Array.from([0, 2, 5])),
+      /field 'history': has 3 offsets, expected batch size \+ 1 = 4/,
+    );
+    expectInvalid(
+      (b) => (bag(b, 'history').offsets = Int32Array.from([1, 2, 2, 5])),
+      /field 'history' row 0: offsets must start at 0/,
+    );
+    expectInvalid(
+      (b) => (bag(b, 'history').offsets = Int32Array.from([0, 2, 2, 4])),
+      /field 'history' row 2: the last offset is 4 but there are 5 ids/,
+    );
   });
 
   it('rejects bag values that do not match the ids, or a weighted bag without values', () => {
@@ -56,16 +77,28 @@ describe('validateBatch', () => {
   });
 
   it('rejects arrays whose length does not match the batch size', () => {
-    expectInvalid((b) => (b.fields.user = { kind: 'categorical', ids: Int32Array.from([0, 1]) }), /field 'user': has 2 ids for a batch of 3 rows/);
-    expectInvalid((b) => (b.fields.price = { kind: 'numeric', values: Float32Array.from([1, 2, 3, 4]) }), /field 'price': has 4 values, expected 3 rows × 1/);
+    expectInvalid(
+      (b) => (b.fields.user = { kind: 'categorical', ids: Int32Array.from([0, 1]) }),
+      /field 'user': has 2 ids for a batch of 3 rows/,
+    );
+    expectInvalid(
+      (b) => (b.fields.price = { kind: 'numeric', values: Float32Array.from([1, 2, 3, 4]) }),
+      /field 'price': has 4 values, expected 3 rows × 1/,
+    );
     expectInvalid((b) => (b.click = Float32Array.from([1, 0])), /label 'click': has 2 values for a batch of 3 rows/);
     expectInvalid((b) => (b.userIds = Int32Array.from([1])), /'userIds': has 1 values for a batch of 3 rows/);
   });
 
   it('rejects missing fields, wrong kinds and non-finite numerics', () => {
     expectInvalid((b) => delete b.fields.tags, /field 'tags': missing from the batch/);
-    expectInvalid((b) => (b.fields.user = { kind: 'numeric', values: new Float32Array(3) }), /field 'user': is numeric in the batch but categorical in the schema/);
-    expectInvalid((b) => ((b.fields.price as { values: Float32Array }).values[2] = Infinity), /field 'price' row 2: value Infinity is not finite/);
+    expectInvalid(
+      (b) => (b.fields.user = { kind: 'numeric', values: new Float32Array(3) }),
+      /field 'user': is numeric in the batch but categorical in the schema/,
+    );
+    expectInvalid(
+      (b) => ((b.fields.price as { values: Float32Array }).values[2] = Infinity),
+      /field 'price' row 2: value Infinity is not finite/,
+    );
   });
 
   it('runs before every method touches a batch (unless disabled)', () => {

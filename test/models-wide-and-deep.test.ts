@@ -32,7 +32,10 @@ describe('docs/examples/wide-and-deep', () => {
     expect(last).toBeLessThan(first);
     const p = model.predict(task.test);
     const clicked = [...task.test.click.keys()].filter((i) => task.test.click[i] === 1);
-    const cvr = auc(clicked.map((i) => p.pcvr[i]), clicked.map((i) => task.test.conversion[i]));
+    const cvr = auc(
+      clicked.map((i) => p.pcvr[i]),
+      clicked.map((i) => task.test.conversion[i]),
+    );
     const ctcvr = auc(p.pctcvr, task.test.conversion);
     console.log('wide-and-deep ESMM', { cvr, ctcvr });
     expect(cvr).toBeGreaterThan(0.6);

@@ -44,13 +44,21 @@ function bruteIsotonic(y: number[], w: number[]): number[] {
   });
 }
 
-const values = fc.array(fc.oneof(fc.integer({ min: -3, max: 3 }), fc.double({ min: -5, max: 5, noNaN: true })), { minLength: 1, maxLength: 14 });
+const values = fc.array(fc.oneof(fc.integer({ min: -3, max: 3 }), fc.double({ min: -5, max: 5, noNaN: true })), {
+  minLength: 1,
+  maxLength: 14,
+});
 
 describe('isotonic regression', () => {
   it('PAV equals the brute-force fit within 1e-9 and is monotone (weighted)', () => {
     fc.assert(
       fc.property(
-        values.chain((y) => fc.tuple(fc.constant(y), fc.array(fc.double({ min: 0.05, max: 5, noNaN: true }), { minLength: y.length, maxLength: y.length }))),
+        values.chain((y) =>
+          fc.tuple(
+            fc.constant(y),
+            fc.array(fc.double({ min: 0.05, max: 5, noNaN: true }), { minLength: y.length, maxLength: y.length }),
+          ),
+        ),
         ([y, w]) => {
           const fitted = pav(y, w);
           const brute = bruteIsotonic(y, w);
@@ -65,7 +73,10 @@ describe('isotonic regression', () => {
   it('fitIsotonic pools tied scores and matches the brute force on the pooled data', () => {
     fc.assert(
       fc.property(
-        fc.array(fc.tuple(fc.integer({ min: 0, max: 6 }), fc.integer({ min: 0, max: 1 })), { minLength: 1, maxLength: 30 }),
+        fc.array(fc.tuple(fc.integer({ min: 0, max: 6 }), fc.integer({ min: 0, max: 1 })), {
+          minLength: 1,
+          maxLength: 30,
+        }),
         (pairs) => {
           const scores = pairs.map(([s]) => s / 10);
           const labels = pairs.map(([, y]) => y);
@@ -79,7 +90,10 @@ describe('isotonic regression', () => {
           for (const mode of ['linear', 'step'] as const) {
             const iso = fitIsotonic(scores, labels, { interpolation: mode });
             xs.forEach((x, i) => expect(Math.abs(iso.predict(x) - brute[i])).toBeLessThanOrEqual(1e-9));
-            const out = applyCalibrator(iso, Float64Array.from({ length: 50 }, (_, i) => i / 70));
+            const out = applyCalibrator(
+              iso,
+              Float64Array.from({ length: 50 }, (_, i) => i / 70),
+            );
             for (let i = 1; i < out.length; i++) expect(out[i]).toBeGreaterThanOrEqual(out[i - 1] - 1e-15);
           }
         },
@@ -190,7 +204,10 @@ describe('calibration metrics', () => {
   });
 
   it('draws a standalone reliability SVG', () => {
-    const svg = reliabilitySvg([{ name: 'a < b', bins: reliabilityBins([0.1, 0.2, 0.3, 0.4], [0, 0, 1, 1], { bins: 2 }) }], 'title');
+    const svg = reliabilitySvg(
+      [{ name: 'a < b', bins: reliabilityBins([0.1, 0.2, 0.3, 0.4], [0, 0, 1, 1], { bins: 2 }) }],
+      'title',
+    );
     expect(svg.startsWith('<svg xmlns="http://www.w3.org/2000/svg"')).toBe(true);
     expect(svg.trim().endsWith('</svg>')).toBe(true);
     expect(svg).toContain('a &lt; b');

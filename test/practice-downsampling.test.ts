@@ -55,7 +55,9 @@ describe('correction algebra', () => {
 
   it('rejects keep rates outside (0, 1]', () => {
     expect(() => correctProbabilities(0.1, 0.1, { unclicked: 0 })).toThrow(/unclicked/);
-    expect(() => correctProbabilities(0.1, 0.1, { unclicked: 0.5, clickedUnconverted: 1.5 })).toThrow(/clickedUnconverted/);
+    expect(() => correctProbabilities(0.1, 0.1, { unclicked: 0.5, clickedUnconverted: 1.5 })).toThrow(
+      /clickedUnconverted/,
+    );
   });
 
   it('chooses r for a target unclicked:clicked ratio', () => {
@@ -119,7 +121,10 @@ describe('correction of models fitted on down-sampled data', () => {
     );
     // The sampled click odds c(v + (1 − v)r2) / ((1 − c)r) are not exactly logistic in x when r2 < 1, so pCTCVR is checked on the total only.
     const ctrX = Float64Array.from(kept, (i) => data.x[i]);
-    const ctr = fitLogistic(ctrX, Float64Array.from(kept, (i) => data.click[i]));
+    const ctr = fitLogistic(
+      ctrX,
+      Float64Array.from(kept, (i) => data.click[i]),
+    );
     let errCvr = 0;
     let meanV = 0;
     let ctcvr = 0;
@@ -138,7 +143,10 @@ describe('correction of models fitted on down-sampled data', () => {
   });
 
   it('corrects whole prediction sets', () => {
-    const out = correctPredictions({ pctr: Float32Array.of(0.5), pcvr: Float32Array.of(0.2), pctcvr: Float32Array.of(0.1) }, { unclicked: 0.25 });
+    const out = correctPredictions(
+      { pctr: Float32Array.of(0.5), pcvr: Float32Array.of(0.2), pctcvr: Float32Array.of(0.1) },
+      { unclicked: 0.25 },
+    );
     expect(out.pctr[0]).toBeCloseTo(0.2, 6);
     expect(out.pcvr[0]).toBeCloseTo(0.2, 6);
     expect(out.pctcvr[0]).toBeCloseTo(0.04, 6);
@@ -192,7 +200,9 @@ describe('downsampledSource', () => {
   });
 
   it('skips batches that lose every row', async () => {
-    const empty: BatchSource = { batches: () => [{ size: 3, fields: {}, click: new Float32Array(3), conversion: new Float32Array(3) }] };
+    const empty: BatchSource = {
+      batches: () => [{ size: 3, fields: {}, click: new Float32Array(3), conversion: new Float32Array(3) }],
+    };
     expect(await collect(downsampledSource(empty, { unclicked: 1e-9 }, { seed: 1 }), 1)).toHaveLength(0);
   });
 });

@@ -46,7 +46,17 @@ describe('ranking metrics', () => {
     const pctr = [0.1, 0.3, 0.05, 0.2, 0.02, 0.5, 0.4];
     const pcvr = [0.5, 0.1, 0.9, 0.1, 0.3, 0.05, 0.2];
     const value = pctr.map((c, i) => c * pcvr[i]);
-    const grid = rankingGrid({ userIds: input.userIds, value, gain: input.gain }, pctr, pcvr, [{ a: 1, b: 1 }, { a: 2, b: 2 }, { a: 1, b: 0 }], 1);
+    const grid = rankingGrid(
+      { userIds: input.userIds, value, gain: input.gain },
+      pctr,
+      pcvr,
+      [
+        { a: 1, b: 1 },
+        { a: 2, b: 2 },
+        { a: 1, b: 0 },
+      ],
+      1,
+    );
     expect(grid[0].metrics.shareOfOracle).toBeCloseTo(1, 12);
     expect(grid[1].metrics.shareOfOracle).toBeCloseTo(1, 12);
     expect(grid[2].metrics.shareOfOracle).toBeLessThan(1);

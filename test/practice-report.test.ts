@@ -9,7 +9,16 @@ import { runCalibrationReport } from '../models/practice/index.js';
 const dir = mkdtempSync(join(tmpdir(), 'esmm-practice-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-const tiny = { seed: 2, numUsers: 150, numItems: 300, numCategories: 20, numShops: 40, numBrands: 30, ctr: 0.1, cvr: 0.2 };
+const tiny = {
+  seed: 2,
+  numUsers: 150,
+  numItems: 300,
+  numCategories: 20,
+  numShops: 40,
+  numBrands: 30,
+  ctr: 0.1,
+  cvr: 0.2,
+};
 
 describe('runCalibrationReport', () => {
   it('trains full and down-sampled ESMM, corrects, calibrates, ranks, sweeps, and writes the report', async () => {
@@ -50,9 +59,17 @@ describe('runCalibrationReport', () => {
     expect(rep.ranking).toHaveLength(2);
     expect(rep.rankingTruth[1].metrics.shareOfOracle).toBeCloseTo(1, 9);
     expect(rep.sweep).toHaveLength(2);
-    for (const f of ['report.md', 'results.json', 'reliability-ctr.svg', 'reliability-cvr.svg', 'reliability-ctcvr.svg']) expect(existsSync(join(out, f))).toBe(true);
+    for (const f of [
+      'report.md',
+      'results.json',
+      'reliability-ctr.svg',
+      'reliability-cvr.svg',
+      'reliability-ctcvr.svg',
+    ])
+      expect(existsSync(join(out, f))).toBe(true);
     const md = readFileSync(join(out, 'report.md'), 'utf8');
-    for (const h of ['## 1. Negative down-sampling', '## 2. Calibration', '## 3. Ranking score', '## 4. Loss weights']) expect(md).toContain(h);
+    for (const h of ['## 1. Negative down-sampling', '## 2. Calibration', '## 3. Ranking score', '## 4. Loss weights'])
+      expect(md).toContain(h);
     expect(JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')).downsampling).toHaveLength(4);
   });
 });
@@ -64,7 +81,22 @@ describe('esmm calibrate', () => {
     const stderr = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
     try {
       const out = join(dir, 'cli');
-      const args = ['--train-rows', '3000', '--valid-rows', '2000', '--test-rows', '2000', '--hidden', '8', '--epochs', '1', '--ctr', '0.1', '--cvr', '0.2'];
+      const args = [
+        '--train-rows',
+        '3000',
+        '--valid-rows',
+        '2000',
+        '--test-rows',
+        '2000',
+        '--hidden',
+        '8',
+        '--epochs',
+        '1',
+        '--ctr',
+        '0.1',
+        '--cvr',
+        '0.2',
+      ];
       expect(await main(['calibrate', ...args, '--grid', '1:1,1:2', '--out', out])).toBe(0);
       expect(readFileSync(join(out, 'report.md'), 'utf8')).toContain('| 1 | 2 |');
       expect(await main(['calibrate', ...args, '--sweep', '1-1', '--out', out])).toBe(2);

@@ -3,7 +3,14 @@ import { add, matmul, sum, tensor, sigmoid, embeddingBag, Tensor, RowSparseGrad 
 
 describe('smoke', () => {
   it('adds with broadcasting and backprops', () => {
-    const a = tensor([[1, 2, 3], [4, 5, 6]], undefined, { requiresGrad: true });
+    const a = tensor(
+      [
+        [1, 2, 3],
+        [4, 5, 6],
+      ],
+      undefined,
+      { requiresGrad: true },
+    );
     const b = tensor([10, 20, 30], undefined, { requiresGrad: true });
     const y = sum(add(a, b));
     expect(y.item()).toBe(21 + 120);
@@ -12,7 +19,15 @@ describe('smoke', () => {
     const m = matmul(a, tensor([[1], [1], [1]]));
     expect([...m.toArray()]).toEqual([6, 15]);
     expect(sigmoid(tensor([0])).item()).toBe(0.5);
-    const t = tensor([[1, 2], [3, 4], [5, 6]], undefined, { requiresGrad: true });
+    const t = tensor(
+      [
+        [1, 2],
+        [3, 4],
+        [5, 6],
+      ],
+      undefined,
+      { requiresGrad: true },
+    );
     const e = embeddingBag(t, { ids: Int32Array.from([0, 2, 2]), offsets: Int32Array.from([0, 2, 3]) });
     expect([...e.toArray()]).toEqual([6, 8, 5, 6]);
     sum(e).backward();
@@ -22,7 +37,14 @@ describe('smoke', () => {
 
 describe('tensor methods', () => {
   it('chain like PyTorch and record gradients', () => {
-    const x = tensor([[1, 2], [3, 4]], undefined, { requiresGrad: true });
+    const x = tensor(
+      [
+        [1, 2],
+        [3, 4],
+      ],
+      undefined,
+      { requiresGrad: true },
+    );
     const w = tensor([[1], [-1]]);
     const y = x.matmul(w).add(1).mul(2).sum();
     expect(y.item()).toBe(2 * (-1 + 1) + 2 * (-1 + 1));

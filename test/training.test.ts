@@ -13,14 +13,29 @@ import { main } from '../models/cli.js';
 const dir = mkdtempSync(join(tmpdir(), 'esmm-training-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-const sim = new FunnelSimulator({ seed: 3, numUsers: 100, numItems: 150, numCategories: 20, numShops: 40, numBrands: 30, ctr: 0.15, cvr: 0.2 });
+const sim = new FunnelSimulator({
+  seed: 3,
+  numUsers: 100,
+  numItems: 150,
+  numCategories: 20,
+  numShops: 40,
+  numBrands: 30,
+  ctr: 0.15,
+  cvr: 0.2,
+});
 const trainLog = sim.generate(3000);
 const testLog = sim.generate(1500);
 const train = simulatorSource(sim, trainLog, { batchSize: 256, shuffle: true, seed: 5 });
 const test = simulatorSource(sim, testLog, { batchSize: 1024 });
 
 function build(method: 'esmm' | 'aman') {
-  return createModel({ method, schema: sim.schema, seed: 11, tower: { hidden: [16, 8] }, ...(method === 'aman' ? { negativeRate: 0.3 } : {}) });
+  return createModel({
+    method,
+    schema: sim.schema,
+    seed: 11,
+    tower: { hidden: [16, 8] },
+    ...(method === 'aman' ? { negativeRate: 0.3 } : {}),
+  });
 }
 
 function weights(m: ReturnType<typeof build>): Float32Array[] {
@@ -36,7 +51,10 @@ describe('Trainer', () => {
     expect(last.trainLoss).toBeLessThan(first.trainLoss);
     expect(last.metrics!.ctrAuc).toBeGreaterThan(0.6);
     expect(last.metrics!.ctcvrAuc).toBeGreaterThan(0.6);
-    const events = readFileSync(join(dir, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { type: string });
+    const events = readFileSync(join(dir, 'log.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { type: string });
     expect(events.filter((e) => e.type === 'epoch')).toHaveLength(3);
   });
 
@@ -82,7 +100,12 @@ describe('Table 2 runner', () => {
   it('trains every method and writes the report with the paper beside it', async () => {
     const out = join(dir, 'table2');
     const result = await runTable2({
-      data: { kind: 'simulator', config: { seed: 3, numUsers: 300, numItems: 600, ctr: 0.15, cvr: 0.2 }, trainRows: 2000, testRows: 1000 },
+      data: {
+        kind: 'simulator',
+        config: { seed: 3, numUsers: 300, numItems: 600, ctr: 0.15, cvr: 0.2 },
+        trainRows: 2000,
+        testRows: 1000,
+      },
       repeats: 2,
       epochs: 1,
       batchSize: 256,
@@ -92,7 +115,15 @@ describe('Table 2 runner', () => {
       log: () => {},
     });
     expect(result.runs).toHaveLength(14);
-    expect(result.summary.map((s) => s.method)).toEqual(['base', 'aman', 'oversampling', 'unbias', 'division', 'esmm-ns', 'esmm']);
+    expect(result.summary.map((s) => s.method)).toEqual([
+      'base',
+      'aman',
+      'oversampling',
+      'unbias',
+      'division',
+      'esmm-ns',
+      'esmm',
+    ]);
     for (const s of result.summary) {
       expect(s.cvrAuc.mean).toBeGreaterThan(0);
       expect(s.cvrAucEntireSpace).toBeDefined();
@@ -117,8 +148,38 @@ describe('esmm CLI', () => {
   it('simulates Ali-CCP files, trains on them, evaluates and predicts', async () => {
     const data = join(dir, 'sim');
     const model = join(dir, 'cli', 'model.safetensors');
-    expect(await main(['simulate', '--out', data, '--train-rows', '1500', '--test-rows', '800', '--ctr', '0.15', '--cvr', '0.2'])).toBe(0);
-    expect(await main(['train', '--data', 'aliccp', '--dir', data, '--epochs', '1', '--hidden', '8', '--batch-size', '256', '--out', model])).toBe(0);
+    expect(
+      await main([
+        'simulate',
+        '--out',
+        data,
+        '--train-rows',
+        '1500',
+        '--test-rows',
+        '800',
+        '--ctr',
+        '0.15',
+        '--cvr',
+        '0.2',
+      ]),
+    ).toBe(0);
+    expect(
+      await main([
+        'train',
+        '--data',
+        'aliccp',
+        '--dir',
+        data,
+        '--epochs',
+        '1',
+        '--hidden',
+        '8',
+        '--batch-size',
+        '256',
+        '--out',
+        model,
+      ]),
+    ).toBe(0);
     expect(await main(['eval', '--model', model])).toBe(0);
     const predictions = join(dir, 'cli', 'p.csv');
     expect(await main(['predict', '--model', model, '--out', predictions, '--score', '1,0.5'])).toBe(0);

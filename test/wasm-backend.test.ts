@@ -101,7 +101,14 @@ describe('wasm backend: registry and building blocks', () => {
   });
 
   it('plans broadcasts into a [rows, cols] view or declines', () => {
-    expect(planBroadcast([4, 5], [5], [4, 5])).toEqual({ rows: 4, cols: 5, aRow: 5, aSplat: false, bRow: 0, bSplat: false });
+    expect(planBroadcast([4, 5], [5], [4, 5])).toEqual({
+      rows: 4,
+      cols: 5,
+      aRow: 5,
+      aSplat: false,
+      bRow: 0,
+      bSplat: false,
+    });
     expect(planBroadcast([4, 5], [4, 1], [4, 5])).toMatchObject({ rows: 4, cols: 5, bRow: 1, bSplat: true });
     expect(planBroadcast([], [3, 2], [3, 2])).toMatchObject({ rows: 1, cols: 6, aSplat: true, bSplat: false });
     expect(planBroadcast([3, 1, 5], [1, 4, 5], [3, 4, 5])).toBeNull();
@@ -173,7 +180,12 @@ describe.each([1, 2] as const)('threads=%i', (threads) => {
     });
 
     it('handles the vector shapes (n = 1, m = 1) in all layouts', () => {
-      for (const [m, n, k] of [[33, 1, 70], [1, 45, 19], [1, 1, 9], [70, 1, 1]]) {
+      for (const [m, n, k] of [
+        [33, 1, 70],
+        [1, 45, 19],
+        [1, 1, 9],
+        [70, 1, 1],
+      ]) {
         for (const transA of [false, true]) {
           for (const transB of [false, true]) {
             const g = { batch: 1, m, n, k, transA, transB, batchA: false, batchB: false };
@@ -191,7 +203,21 @@ describe.each([1, 2] as const)('threads=%i', (threads) => {
   });
 
   describe('wasm backend: elementwise', () => {
-    const unaryOps: UnaryOp[] = ['neg', 'exp', 'log', 'log1p', 'sqrt', 'square', 'abs', 'sigmoid', 'logSigmoid', 'tanh', 'relu', 'step', 'sign'];
+    const unaryOps: UnaryOp[] = [
+      'neg',
+      'exp',
+      'log',
+      'log1p',
+      'sqrt',
+      'square',
+      'abs',
+      'sigmoid',
+      'logSigmoid',
+      'tanh',
+      'relu',
+      'step',
+      'sign',
+    ];
 
     it('unary ops match, including tails, zeros and negatives', () => {
       fc.assert(
@@ -214,18 +240,24 @@ describe.each([1, 2] as const)('threads=%i', (threads) => {
 
     it('affine and axpby match', () => {
       fc.assert(
-        fc.property(fc.integer({ min: 0, max: 67 }), fc.double({ min: -3, max: 3, noNaN: true }), fc.double({ min: -3, max: 3, noNaN: true }), fc.integer(), (n, p, q, seed) => {
-          const X = pair(randomArray(seed, n));
-          const Y = pair(randomArray(seed + 1, n));
-          const O = pair(new Float32Array(n));
-          ref.affine(X[0], p, q, O[0]);
-          wasm.affine(X[1], p, q, O[1]);
-          check(O, F32_TOL, 'affine');
-          ref.axpby(p, X[0], q, Y[0], O[0]);
-          wasm.axpby(p, X[1], q, Y[1], O[1]);
-          check(O, F32_TOL, 'axpby');
-          freeAll(X, Y, O);
-        }),
+        fc.property(
+          fc.integer({ min: 0, max: 67 }),
+          fc.double({ min: -3, max: 3, noNaN: true }),
+          fc.double({ min: -3, max: 3, noNaN: true }),
+          fc.integer(),
+          (n, p, q, seed) => {
+            const X = pair(randomArray(seed, n));
+            const Y = pair(randomArray(seed + 1, n));
+            const O = pair(new Float32Array(n));
+            ref.affine(X[0], p, q, O[0]);
+            wasm.affine(X[1], p, q, O[1]);
+            check(O, F32_TOL, 'affine');
+            ref.axpby(p, X[0], q, Y[0], O[0]);
+            wasm.axpby(p, X[1], q, Y[1], O[1]);
+            check(O, F32_TOL, 'axpby');
+            freeAll(X, Y, O);
+          },
+        ),
         RUNS,
       );
     });
@@ -307,39 +339,48 @@ describe.each([1, 2] as const)('threads=%i', (threads) => {
 
     it('permute, copyBlock, reduceMaxLast and softmaxLast match', () => {
       fc.assert(
-        fc.property(fc.array(fc.integer({ min: 1, max: 6 }), { minLength: 1, maxLength: 4 }), fc.integer(), (shape, seed) => {
-          const r = rng(seed);
-          const size = shape.reduce((p, d) => p * d, 1);
-          const X = pair(randomArray(seed, size));
-          // permute
-          const perm = shape.map((_, i) => i).sort(() => r() - 0.5);
-          const P = pair(new Float32Array(size));
-          ref.permute(X[0], shape, perm, P[0]);
-          wasm.permute(X[1], shape, perm, P[1]);
-          check(P, F32_TOL, 'permute');
-          // copyBlock of a random sub-block into a larger array
-          const begin = shape.map((d) => Math.floor(r() * d));
-          const extent = shape.map((d, i) => 1 + Math.floor(r() * (d - begin[i])));
-          const outShape = shape.map((d) => d + 2);
-          const outBegin = extent.map((e, i) => Math.floor(r() * (outShape[i] - e + 1)));
-          const C = pair(randomArray(seed + 3, outShape.reduce((p, d) => p * d, 1)));
-          ref.copyBlock(X[0], shape, begin, C[0], outShape, outBegin, extent);
-          wasm.copyBlock(X[1], shape, begin, C[1], outShape, outBegin, extent);
-          check(C, { rel: 0, abs: 0 }, 'copyBlock');
-          // last-axis kernels
-          const cols = shape[shape.length - 1];
-          const rows = size / cols;
-          const M = pair(new Float32Array(rows));
-          ref.reduceMaxLast(X[0], rows, cols, M[0]);
-          wasm.reduceMaxLast(X[1], rows, cols, M[1]);
-          check(M, F32_TOL, 'reduceMaxLast');
-          const mask = pair(Float32Array.from({ length: size }, () => (r() < 0.3 ? 0 : 1)));
-          const S = pair(new Float32Array(size));
-          ref.softmaxLast(X[0], mask[0], rows, cols, S[0]);
-          wasm.softmaxLast(X[1], mask[1], rows, cols, S[1]);
-          check(S, F32_TOL, 'softmaxLast');
-          freeAll(X, P, C, M, mask, S);
-        }),
+        fc.property(
+          fc.array(fc.integer({ min: 1, max: 6 }), { minLength: 1, maxLength: 4 }),
+          fc.integer(),
+          (shape, seed) => {
+            const r = rng(seed);
+            const size = shape.reduce((p, d) => p * d, 1);
+            const X = pair(randomArray(seed, size));
+            // permute
+            const perm = shape.map((_, i) => i).sort(() => r() - 0.5);
+            const P = pair(new Float32Array(size));
+            ref.permute(X[0], shape, perm, P[0]);
+            wasm.permute(X[1], shape, perm, P[1]);
+            check(P, F32_TOL, 'permute');
+            // copyBlock of a random sub-block into a larger array
+            const begin = shape.map((d) => Math.floor(r() * d));
+            const extent = shape.map((d, i) => 1 + Math.floor(r() * (d - begin[i])));
+            const outShape = shape.map((d) => d + 2);
+            const outBegin = extent.map((e, i) => Math.floor(r() * (outShape[i] - e + 1)));
+            const C = pair(
+              randomArray(
+                seed + 3,
+                outShape.reduce((p, d) => p * d, 1),
+              ),
+            );
+            ref.copyBlock(X[0], shape, begin, C[0], outShape, outBegin, extent);
+            wasm.copyBlock(X[1], shape, begin, C[1], outShape, outBegin, extent);
+            check(C, { rel: 0, abs: 0 }, 'copyBlock');
+            // last-axis kernels
+            const cols = shape[shape.length - 1];
+            const rows = size / cols;
+            const M = pair(new Float32Array(rows));
+            ref.reduceMaxLast(X[0], rows, cols, M[0]);
+            wasm.reduceMaxLast(X[1], rows, cols, M[1]);
+            check(M, F32_TOL, 'reduceMaxLast');
+            const mask = pair(Float32Array.from({ length: size }, () => (r() < 0.3 ? 0 : 1)));
+            const S = pair(new Float32Array(size));
+            ref.softmaxLast(X[0], mask[0], rows, cols, S[0]);
+            wasm.softmaxLast(X[1], mask[1], rows, cols, S[1]);
+            check(S, F32_TOL, 'softmaxLast');
+            freeAll(X, P, C, M, mask, S);
+          },
+        ),
         RUNS,
       );
     });
@@ -362,7 +403,9 @@ describe.each([1, 2] as const)('threads=%i', (threads) => {
             const at = whole ? 0 : inner * Math.floor(rng(seed)() * parts);
             const zeros = narrow.map(() => 0);
             const offs = [...lead.map(() => 0), at];
-            const [srcShape, outShape, srcBegin, outBegin] = split ? [wide, narrow, offs, zeros] : [narrow, wide, zeros, offs];
+            const [srcShape, outShape, srcBegin, outBegin] = split
+              ? [wide, narrow, offs, zeros]
+              : [narrow, wide, zeros, offs];
             const size = (sh: number[]): number => sh.reduce((p, d) => p * d, 1);
             const mk = (n: number, sd: number): [Storage, Storage] => {
               const data = dtype === 'float64' ? Float64Array.from(randomArray(sd, n)) : randomArray(sd, n);
@@ -446,7 +489,9 @@ describe.each([1, 2] as const)('threads=%i', (threads) => {
             // scatter: distinct target rows
             const target = 12;
             const rows = Int32Array.from(
-              Array.from({ length: target }, (_, i) => i).sort(() => r() - 0.5).slice(0, Math.min(segSizes.length, target)),
+              Array.from({ length: target }, (_, i) => i)
+                .sort(() => r() - 0.5)
+                .slice(0, Math.min(segSizes.length, target)),
             );
             const V = pair(randomArray(seed + 4, rows.length * dim));
             const D = pair(randomArray(seed + 5, target * dim));
@@ -464,23 +509,28 @@ describe.each([1, 2] as const)('threads=%i', (threads) => {
   describe('wasm backend: fused nn kernels', () => {
     it('prelu and its backward match', () => {
       fc.assert(
-        fc.property(fc.integer({ min: 0, max: 9 }), fc.integer({ min: 1, max: 23 }), fc.integer(), (rows, channels, seed) => {
-          const n = rows * channels;
-          const X = pair(randomArray(seed, n, -2, 2));
-          const Sl = pair(randomArray(seed + 1, channels, 0, 0.5));
-          const G = pair(randomArray(seed + 2, n));
-          const O = pair(new Float32Array(n));
-          ref.prelu(X[0], Sl[0], channels, O[0]);
-          wasm.prelu(X[1], Sl[1], channels, O[1]);
-          check(O, F32_TOL, 'prelu');
-          const GX = pair(new Float32Array(n));
-          const GS = pair(randomArray(seed + 3, channels));
-          ref.preluBackward(X[0], Sl[0], G[0], channels, GX[0], GS[0]);
-          wasm.preluBackward(X[1], Sl[1], G[1], channels, GX[1], GS[1]);
-          check(GX, F32_TOL, 'prelu dx');
-          check(GS, sumTol(rows), 'prelu dslope');
-          freeAll(X, Sl, G, O, GX, GS);
-        }),
+        fc.property(
+          fc.integer({ min: 0, max: 9 }),
+          fc.integer({ min: 1, max: 23 }),
+          fc.integer(),
+          (rows, channels, seed) => {
+            const n = rows * channels;
+            const X = pair(randomArray(seed, n, -2, 2));
+            const Sl = pair(randomArray(seed + 1, channels, 0, 0.5));
+            const G = pair(randomArray(seed + 2, n));
+            const O = pair(new Float32Array(n));
+            ref.prelu(X[0], Sl[0], channels, O[0]);
+            wasm.prelu(X[1], Sl[1], channels, O[1]);
+            check(O, F32_TOL, 'prelu');
+            const GX = pair(new Float32Array(n));
+            const GS = pair(randomArray(seed + 3, channels));
+            ref.preluBackward(X[0], Sl[0], G[0], channels, GX[0], GS[0]);
+            wasm.preluBackward(X[1], Sl[1], G[1], channels, GX[1], GS[1]);
+            check(GX, F32_TOL, 'prelu dx');
+            check(GS, sumTol(rows), 'prelu dslope');
+            freeAll(X, Sl, G, O, GX, GS);
+          },
+        ),
         RUNS,
       );
     });
@@ -516,37 +566,55 @@ describe.each([1, 2] as const)('threads=%i', (threads) => {
   });
 
   describe('wasm backend: optimizers', () => {
-    const hyper = (step: number, weightDecay: number): AdamHyper => ({ lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay, step });
+    const hyper = (step: number, weightDecay: number): AdamHyper => ({
+      lr: 0.01,
+      beta1: 0.9,
+      beta2: 0.999,
+      eps: 1e-8,
+      weightDecay,
+      step,
+    });
 
     it('adam and sparseAdam match over several steps', () => {
       fc.assert(
-        fc.property(fc.integer({ min: 1, max: 13 }), fc.integer({ min: 1, max: 9 }), fc.boolean(), fc.integer(), (rows, dim, decay, seed) => {
-          const n = rows * dim;
-          const P = pair(randomArray(seed, n));
-          const M = pair(new Float32Array(n));
-          const V = pair(new Float32Array(n));
-          const P2 = pair(randomArray(seed + 1, n));
-          const M2 = pair(new Float32Array(n));
-          const V2 = pair(new Float32Array(n));
-          const r = rng(seed);
-          for (let step = 1; step <= 3; step++) {
-            const h = hyper(step, decay ? 0.01 : 0);
-            const Gd = pair(randomArray(seed + 10 * step, n));
-            ref.adam(P[0], Gd[0], M[0], V[0], h);
-            wasm.adam(P[1], Gd[1], M[1], V[1], h);
-            const touched = Int32Array.from(
-              Array.from({ length: rows }, (_, i) => i).filter(() => r() < 0.6),
-            );
-            const Gs = pair(randomArray(seed + 10 * step + 1, touched.length * dim));
-            ref.sparseAdam(P2[0], M2[0], V2[0], dim, touched, Gs[0], h);
-            wasm.sparseAdam(P2[1], M2[1], V2[1], dim, touched, Gs[1], h);
-            freeAll(Gd, Gs);
-          }
-          for (const [x, what] of [[P, 'p'], [M, 'm'], [V, 'v'], [P2, 'sparse p'], [M2, 'sparse m'], [V2, 'sparse v']] as const) {
-            check(x, F32_TOL, `adam ${what}`);
-          }
-          freeAll(P, M, V, P2, M2, V2);
-        }),
+        fc.property(
+          fc.integer({ min: 1, max: 13 }),
+          fc.integer({ min: 1, max: 9 }),
+          fc.boolean(),
+          fc.integer(),
+          (rows, dim, decay, seed) => {
+            const n = rows * dim;
+            const P = pair(randomArray(seed, n));
+            const M = pair(new Float32Array(n));
+            const V = pair(new Float32Array(n));
+            const P2 = pair(randomArray(seed + 1, n));
+            const M2 = pair(new Float32Array(n));
+            const V2 = pair(new Float32Array(n));
+            const r = rng(seed);
+            for (let step = 1; step <= 3; step++) {
+              const h = hyper(step, decay ? 0.01 : 0);
+              const Gd = pair(randomArray(seed + 10 * step, n));
+              ref.adam(P[0], Gd[0], M[0], V[0], h);
+              wasm.adam(P[1], Gd[1], M[1], V[1], h);
+              const touched = Int32Array.from(Array.from({ length: rows }, (_, i) => i).filter(() => r() < 0.6));
+              const Gs = pair(randomArray(seed + 10 * step + 1, touched.length * dim));
+              ref.sparseAdam(P2[0], M2[0], V2[0], dim, touched, Gs[0], h);
+              wasm.sparseAdam(P2[1], M2[1], V2[1], dim, touched, Gs[1], h);
+              freeAll(Gd, Gs);
+            }
+            for (const [x, what] of [
+              [P, 'p'],
+              [M, 'm'],
+              [V, 'v'],
+              [P2, 'sparse p'],
+              [M2, 'sparse m'],
+              [V2, 'sparse v'],
+            ] as const) {
+              check(x, F32_TOL, `adam ${what}`);
+            }
+            freeAll(P, M, V, P2, M2, V2);
+          },
+        ),
         { numRuns: 40 },
       );
     });
@@ -565,7 +633,11 @@ describe.each([1, 2] as const)('threads=%i', (threads) => {
           (rows, dim, decay, seed) => {
             const n = rows * dim;
             const r = rng(seed);
-            const state = [randomArray(seed, n), randomArray(seed + 1, n, -0.1, 0.1), randomArray(seed + 2, n, 0, 0.01)];
+            const state = [
+              randomArray(seed, n),
+              randomArray(seed + 1, n, -0.1, 0.1),
+              randomArray(seed + 2, n, 0, 0.01),
+            ];
             for (let step = 1; step <= 4; step++) {
               const h = hyper(step, decay ? 0.01 : 0);
               const sparseEps = { ...h, eps: h.eps / Math.sqrt(1 - Math.pow(h.beta2, step)) };
@@ -602,8 +674,14 @@ describe.each([1, 2] as const)('threads=%i', (threads) => {
     it('runs float64 kernels with reference results', () => {
       const a = randomArray(3, 6 * 5);
       const b = randomArray(4, 5 * 7);
-      const A64 = [ref.fromArray(Float64Array.from(a), 'float64'), wasm.fromArray(Float64Array.from(a), 'float64')] as const;
-      const B64 = [ref.fromArray(Float64Array.from(b), 'float64'), wasm.fromArray(Float64Array.from(b), 'float64')] as const;
+      const A64 = [
+        ref.fromArray(Float64Array.from(a), 'float64'),
+        wasm.fromArray(Float64Array.from(a), 'float64'),
+      ] as const;
+      const B64 = [
+        ref.fromArray(Float64Array.from(b), 'float64'),
+        wasm.fromArray(Float64Array.from(b), 'float64'),
+      ] as const;
       const O64 = [ref.alloc(42, 'float64'), wasm.alloc(42, 'float64')] as const;
       const g = { batch: 1, m: 6, n: 7, k: 5, transA: false, transB: false, batchA: false, batchB: false };
       ref.matmul(A64[0], B64[0], O64[0], g);

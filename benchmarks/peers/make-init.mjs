@@ -89,12 +89,18 @@ function uniformArray(n, lo, hi, rand) {
 /** The parameter list, in the order every peer uses. */
 export function parameterSpecs() {
   const specs = [];
-  for (let f = 0; f < SINGLE_FIELDS; f++) specs.push({ name: `emb.f${f}`, shape: [VOCAB, DIM], init: 'normal(0,0.01)' });
+  for (let f = 0; f < SINGLE_FIELDS; f++)
+    specs.push({ name: `emb.f${f}`, shape: [VOCAB, DIM], init: 'normal(0,0.01)' });
   for (let b = 0; b < BAG_FIELDS; b++) specs.push({ name: `emb.b${b}`, shape: [VOCAB, DIM], init: 'normal(0,0.01)' });
   for (const tower of ['ctr', 'cvr']) {
     for (let l = 0; l < 3; l++) {
       const [inF, outF] = [TOWER_DIMS[l], TOWER_DIMS[l + 1]];
-      specs.push({ name: `${tower}.l${l + 1}.weight`, shape: [outF, inF], fanIn: inF, init: `uniform(+-1/sqrt(${inF}))` });
+      specs.push({
+        name: `${tower}.l${l + 1}.weight`,
+        shape: [outF, inF],
+        fanIn: inF,
+        init: `uniform(+-1/sqrt(${inF}))`,
+      });
       specs.push({ name: `${tower}.l${l + 1}.bias`, shape: [outF], fanIn: inF, init: `uniform(+-1/sqrt(${inF}))` });
       if (l < 2) specs.push({ name: `${tower}.p${l + 1}.weight`, shape: [outF], init: 'const(0.25)' });
     }
@@ -172,7 +178,9 @@ export function ensureInit({ seed = 2018, force = false } = {}) {
   if (!force && fs.existsSync(MANIFEST)) {
     try {
       const m = JSON.parse(fs.readFileSync(MANIFEST, 'utf8'));
-      const complete = [...m.tensors.map((t) => t.file), m.data.ids.file, m.data.labels.file].every((f) => fs.existsSync(path.join(OUT_DIR, f)));
+      const complete = [...m.tensors.map((t) => t.file), m.data.ids.file, m.data.labels.file].every((f) =>
+        fs.existsSync(path.join(OUT_DIR, f)),
+      );
       if (m.recipeVersion === RECIPE_VERSION && m.seed === seed && complete) return m;
     } catch {
       /* regenerate */
@@ -188,5 +196,7 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
   const t0 = performance.now();
   const m = ensureInit({ seed, force: args.includes('--force') });
   const ms = (performance.now() - t0).toFixed(0);
-  console.log(`init files ready in ${OUT_DIR} (seed ${m.seed}, ${m.tensors.length} tensors, ${m.data.rows} rows, ${ms} ms)`);
+  console.log(
+    `init files ready in ${OUT_DIR} (seed ${m.seed}, ${m.tensors.length} tensors, ${m.data.rows} rows, ${ms} ms)`,
+  );
 }

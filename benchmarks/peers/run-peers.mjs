@@ -61,7 +61,10 @@ function findPython(preferred) {
   const candidates = [preferred, '/usr/bin/python3', 'python3', 'python'].filter(Boolean);
   let anyPython = null;
   for (const py of candidates) {
-    const p = spawnSync(py, ['-c', 'import torch, sys; print(torch.__version__)'], { encoding: 'utf8', env: torchEnv(false) });
+    const p = spawnSync(py, ['-c', 'import torch, sys; print(torch.__version__)'], {
+      encoding: 'utf8',
+      env: torchEnv(false),
+    });
     if (p.error) continue;
     anyPython ??= py;
     if (p.status === 0) return { python: py, torch: p.stdout.trim() };
@@ -90,7 +93,10 @@ function readJson(file) {
 function machine(tfjs, torch) {
   let cpuModel = os.cpus()[0]?.model ?? 'unknown';
   try {
-    const line = fs.readFileSync('/proc/cpuinfo', 'utf8').split('\n').find((l) => l.startsWith('model name'));
+    const line = fs
+      .readFileSync('/proc/cpuinfo', 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('model name'));
     if (line) cpuModel = line.split(':')[1].trim();
   } catch {
     /* not Linux */
@@ -98,7 +104,9 @@ function machine(tfjs, torch) {
   let tfjsVersion = tfjs?.tfjsVersion ?? null;
   if (!tfjsVersion) {
     try {
-      tfjsVersion = JSON.parse(fs.readFileSync(path.join(ROOT, 'node_modules/@tensorflow/tfjs/package.json'), 'utf8')).version;
+      tfjsVersion = JSON.parse(
+        fs.readFileSync(path.join(ROOT, 'node_modules/@tensorflow/tfjs/package.json'), 'utf8'),
+      ).version;
     } catch {
       /* not installed */
     }
@@ -113,7 +121,7 @@ function machine(tfjs, torch) {
     python: torch && !torch.skipped ? torch.python : null,
     torch: torch && !torch.skipped ? torch.torchVersion : null,
     blas: torch && !torch.skipped ? torch.blas : null,
-    referenceBlas: torch && !torch.skipped ? torch.referenceBlas ?? null : null,
+    referenceBlas: torch && !torch.skipped ? (torch.referenceBlas ?? null) : null,
   };
 }
 
@@ -132,7 +140,9 @@ function rowsOf(tfjs, torch) {
       losses: r.losses,
       notes:
         'gather w/ customGrad(scatterND); dense Adam' +
-        (r.backend === 'wasm' ? `; ${r.notes.some((n) => n.includes('SIMD')) ? 'SIMD' : 'no SIMD'}, no threads under Node` : ''),
+        (r.backend === 'wasm'
+          ? `; ${r.notes.some((n) => n.includes('SIMD')) ? 'SIMD' : 'no SIMD'}, no threads under Node`
+          : ''),
       steps: `${r.warmupSteps}+${r.repeats}x${r.stepsPerRepeat}`,
     });
   }
@@ -147,7 +157,11 @@ function rowsOf(tfjs, torch) {
       peakRssMB: r.peakRssMB,
       losses: r.losses,
       notes:
-        (r.blasMode === 'reference' ? 'reference BLAS (netlib libblas3)' : ob ? `OpenBLAS ${ob.config.split(' ')[1] ?? ''} core ${ob.corename}` : r.blas) +
+        (r.blasMode === 'reference'
+          ? 'reference BLAS (netlib libblas3)'
+          : ob
+            ? `OpenBLAS ${ob.config.split(' ')[1] ?? ''} core ${ob.corename}`
+            : r.blas) +
         (r.ompWaitPolicy && r.ompWaitPolicy !== 'default' ? `, OMP_WAIT_POLICY=${r.ompWaitPolicy.toUpperCase()}` : '') +
         (r.envAdjusted ? '' : ', env as inherited'),
       steps: `${r.warmupSteps}+${r.repeats}x${r.stepsPerRepeat}`,
@@ -162,7 +176,9 @@ function markdown(rows) {
     '|---|---|---:|---:|---:|---:|---|',
   ];
   for (const r of rows) {
-    lines.push(`| ${r.framework} | ${r.variant} | ${r.threads} | ${r.batch} | ${fmtInt(r.samplesPerSec)} | ${fmtInt(r.peakRssMB)} | ${r.notes}; ${r.steps} steps |`);
+    lines.push(
+      `| ${r.framework} | ${r.variant} | ${r.threads} | ${r.batch} | ${fmtInt(r.samplesPerSec)} | ${fmtInt(r.peakRssMB)} | ${r.notes}; ${r.steps} steps |`,
+    );
   }
   return lines.join('\n');
 }
@@ -174,7 +190,9 @@ function lossMarkdown(rows) {
   ];
   for (const r of rows) {
     const cells = LOSS_COLUMNS.map((s) => (r.losses[s - 1] === undefined ? '' : r.losses[s - 1].toFixed(4)));
-    lines.push(`| ${r.framework} | ${r.variant} | ${r.threads} | ${r.batch} | ${r.notes.split(';')[0]} | ${cells.join(' | ')} |`);
+    lines.push(
+      `| ${r.framework} | ${r.variant} | ${r.threads} | ${r.batch} | ${r.notes.split(';')[0]} | ${cells.join(' | ')} |`,
+    );
   }
   return lines.join('\n');
 }
@@ -195,7 +213,11 @@ function main() {
   const torchOut = path.join(OUT_DIR, 'peer-torch.json');
   if (args.only !== 'torch' && !args.reportOnly) {
     fs.rmSync(tfjsOut, { force: true });
-    timings.tfjsSec = run(process.execPath, [path.join(HERE, 'tfjs.mjs'), ...common, '--out', tfjsOut], process.env).sec;
+    timings.tfjsSec = run(
+      process.execPath,
+      [path.join(HERE, 'tfjs.mjs'), ...common, '--out', tfjsOut],
+      process.env,
+    ).sec;
   }
   if (args.only !== 'tfjs' && !args.reportOnly) {
     fs.rmSync(torchOut, { force: true });
@@ -203,11 +225,18 @@ function main() {
     if (!python) {
       const reason = 'torch peer skipped: no Python interpreter found (set PYTHON or install python3)';
       console.log(reason);
-      fs.writeFileSync(torchOut, JSON.stringify({ framework: 'pytorch', skipped: true, reason, results: [] }, null, 2) + '\n');
+      fs.writeFileSync(
+        torchOut,
+        JSON.stringify({ framework: 'pytorch', skipped: true, reason, results: [] }, null, 2) + '\n',
+      );
     } else {
       if (!torch) console.log(`run-peers: no interpreter could import torch; ${python} will report the skip`);
       const extra = args.torchKeepEnv ? ['--keep-env'] : [];
-      timings.torchSec = run(python, [path.join(HERE, 'torch_esmm.py'), ...common, ...extra, '--out', torchOut], torchEnv(args.torchKeepEnv)).sec;
+      timings.torchSec = run(
+        python,
+        [path.join(HERE, 'torch_esmm.py'), ...common, ...extra, '--out', torchOut],
+        torchEnv(args.torchKeepEnv),
+      ).sec;
     }
   }
 
@@ -222,7 +251,9 @@ function main() {
     'Figures are medians of repeats on a shared, possibly noisy machine: compare within one run.';
   const table = markdown(rows);
   const losses = lossMarkdown(rows);
-  console.log(`\n${header}\n\n${table}\n\nLoss after step n (same initial weights and batches for every peer):\n\n${losses}`);
+  console.log(
+    `\n${header}\n\n${table}\n\nLoss after step n (same initial weights and batches for every peer):\n\n${losses}`,
+  );
   for (const s of [tfjs, torch]) if (s?.skipped) console.log(`\n${s.reason}`);
 
   const out = {
@@ -230,12 +261,17 @@ function main() {
     machine: m,
     workload: {
       model: 'ESMM, MLP base',
-      fields: '8 single-valued + 2 bags of exactly 10 ids (sum pooling), 100,000 ids each, one table per field shared by both towers',
+      fields:
+        '8 single-valued + 2 bags of exactly 10 ids (sum pooling), 100,000 ids each, one table per field shared by both towers',
       embeddingDim: 18,
       tower: '180 -> 200 -> PReLU -> 80 -> PReLU -> 1',
       loss: 'mean BCE(pCTR, click) + mean BCE(pCTR*pCVR, click*conversion), log-space',
       optimizer: 'Adam lr 1e-3',
-      init: { seed: manifest.seed, recipeVersion: manifest.recipeVersion, files: 'benchmarks/out/init-*.bin, data-*.bin (make-init.mjs)' },
+      init: {
+        seed: manifest.seed,
+        recipeVersion: manifest.recipeVersion,
+        files: 'benchmarks/out/init-*.bin, data-*.bin (make-init.mjs)',
+      },
     },
     note: 'figures from a shared, possibly noisy machine; median of repeats; peak RSS is per child process',
     timings,

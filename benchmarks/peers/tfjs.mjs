@@ -53,7 +53,13 @@ const QUICK_PLAN = {
 };
 
 function parseArgs(argv) {
-  const a = { backends: ['cpu', 'wasm'], batches: [1024, 256], lossSteps: undefined, out: path.join(OUT_DIR, 'peer-tfjs.json'), quick: false };
+  const a = {
+    backends: ['cpu', 'wasm'],
+    batches: [1024, 256],
+    lossSteps: undefined,
+    out: path.join(OUT_DIR, 'peer-tfjs.json'),
+    quick: false,
+  };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
     const v = () => argv[++i];
@@ -127,11 +133,22 @@ async function runChild({ backend, batch, warmup, repeats, steps, lossSteps, voc
       return /\.l\d\.weight$/.test(name) ? tf.transpose(t) : t;
     });
   };
-  const tableNames = [...Array(m.singleFields).keys()].map((i) => `emb.f${i}`).concat([...Array(m.bagFields).keys()].map((i) => `emb.b${i}`));
+  const tableNames = [...Array(m.singleFields).keys()]
+    .map((i) => `emb.f${i}`)
+    .concat([...Array(m.bagFields).keys()].map((i) => `emb.b${i}`));
   const tables = tableNames.map((n) => tf.variable(param(n), true, n));
   const towerVars = (prefix) => {
     const o = {};
-    for (const k of ['l1.weight', 'l1.bias', 'p1.weight', 'l2.weight', 'l2.bias', 'p2.weight', 'l3.weight', 'l3.bias']) {
+    for (const k of [
+      'l1.weight',
+      'l1.bias',
+      'p1.weight',
+      'l2.weight',
+      'l2.bias',
+      'p2.weight',
+      'l3.weight',
+      'l3.bias',
+    ]) {
       const t = param(`${prefix}.${k}`);
       o[k] = tf.variable(t, true, `${prefix}.${k}`);
       t.dispose();
@@ -158,8 +175,13 @@ async function runChild({ backend, batch, warmup, repeats, steps, lossSteps, voc
     for (let b = 0; b < m.bagFields; b++) {
       const a = new Int32Array(batch * m.bagLen);
       const c0 = m.singleFields + b * m.bagLen;
-      for (let r = 0; r < batch; r++) for (let j = 0; j < m.bagLen; j++) a[r * m.bagLen + j] = remap(ids[(r0 + r) * cols + c0 + j]);
-      fields.push({ idx: tf.tensor1d(a, 'int32'), idx2: tf.tensor2d(a, [batch * m.bagLen, 1], 'int32'), len: m.bagLen });
+      for (let r = 0; r < batch; r++)
+        for (let j = 0; j < m.bagLen; j++) a[r * m.bagLen + j] = remap(ids[(r0 + r) * cols + c0 + j]);
+      fields.push({
+        idx: tf.tensor1d(a, 'int32'),
+        idx2: tf.tensor2d(a, [batch * m.bagLen, 1], 'int32'),
+        len: m.bagLen,
+      });
     }
     const click = new Float32Array(batch);
     const conv = new Float32Array(batch);
@@ -255,7 +277,14 @@ async function main() {
     return;
   }
   if (args.child) {
-    const res = await runChild({ ...args.child, warmup: args.warmup ?? 5, repeats: args.repeats ?? 5, steps: args.steps ?? 20, lossSteps: args.lossSteps ?? 20, vocab: args.vocab });
+    const res = await runChild({
+      ...args.child,
+      warmup: args.warmup ?? 5,
+      repeats: args.repeats ?? 5,
+      steps: args.steps ?? 20,
+      lossSteps: args.lossSteps ?? 20,
+      vocab: args.vocab,
+    });
     process.stdout.write('@@RESULT@@' + JSON.stringify(res) + '\n');
     return;
   }
@@ -267,7 +296,10 @@ async function main() {
     const msg = 'tfjs peer skipped: @tensorflow/tfjs / @tensorflow/tfjs-backend-wasm not installed (npm install)';
     console.log(msg);
     fs.mkdirSync(path.dirname(args.out), { recursive: true });
-    fs.writeFileSync(args.out, JSON.stringify({ framework: 'tfjs', skipped: true, reason: msg, results: [] }, null, 2) + '\n');
+    fs.writeFileSync(
+      args.out,
+      JSON.stringify({ framework: 'tfjs', skipped: true, reason: msg, results: [] }, null, 2) + '\n',
+    );
     return;
   }
   ensureInit();
@@ -284,7 +316,21 @@ async function main() {
       const t0 = performance.now();
       const p = spawnSync(
         process.execPath,
-        [SELF, '--child', backend, String(batch), '--warmup', String(plan.warmup), '--repeats', String(plan.repeats), '--steps', String(plan.steps), '--loss-steps', String(lossSteps), ...(args.vocab ? ['--vocab', String(args.vocab)] : [])],
+        [
+          SELF,
+          '--child',
+          backend,
+          String(batch),
+          '--warmup',
+          String(plan.warmup),
+          '--repeats',
+          String(plan.repeats),
+          '--steps',
+          String(plan.steps),
+          '--loss-steps',
+          String(lossSteps),
+          ...(args.vocab ? ['--vocab', String(args.vocab)] : []),
+        ],
         { encoding: 'utf8', maxBuffer: 64 << 20 },
       );
       const line = (p.stdout || '').split('\n').find((l) => l.startsWith('@@RESULT@@'));

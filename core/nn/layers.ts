@@ -39,13 +39,16 @@ export class Linear extends Layer {
     const rng = options.rng ?? new Rng(0);
     const bound = 1 / Math.sqrt(inFeatures);
     this.weight = parameter(uniform([outFeatures, inFeatures], -bound, bound, { rng, dtype: options.dtype }));
-    this.bias = options.bias === false ? null : parameter(uniform([outFeatures], -bound, bound, { rng, dtype: options.dtype }));
+    this.bias =
+      options.bias === false ? null : parameter(uniform([outFeatures], -bound, bound, { rng, dtype: options.dtype }));
   }
 
   /** Apply the layer. */
   forward(x: Tensor): Tensor {
     if (x.shape[x.rank - 1] !== this.inFeatures) {
-      throw new Error(`Linear(${this.inFeatures}→${this.outFeatures}): input has ${x.shape[x.rank - 1]} features, shape [${x.shape.join(', ')}]`);
+      throw new Error(
+        `Linear(${this.inFeatures}→${this.outFeatures}): input has ${x.shape[x.rank - 1]} features, shape [${x.shape.join(', ')}]`,
+      );
     }
     const y = matmul(x, this.weight, { transB: true });
     return this.bias ? add(y, this.bias) : y;
@@ -133,11 +136,14 @@ export function mlp(inFeatures: number, hidden: readonly number[], options: MlpO
   let width = inFeatures;
   for (const size of hidden) {
     layers.push(new Linear(width, size, { rng, dtype: options.dtype }));
-    layers.push((options.activation ?? 'prelu') === 'prelu' ? new PReLU(size, 0.25, { dtype: options.dtype }) : new ReLU());
+    layers.push(
+      (options.activation ?? 'prelu') === 'prelu' ? new PReLU(size, 0.25, { dtype: options.dtype }) : new ReLU(),
+    );
     if (options.dropout) layers.push(new Dropout(options.dropout, { rng: rng.fork() }));
     width = size;
   }
-  if (options.outFeatures !== undefined) layers.push(new Linear(width, options.outFeatures, { rng, dtype: options.dtype }));
+  if (options.outFeatures !== undefined)
+    layers.push(new Linear(width, options.outFeatures, { rng, dtype: options.dtype }));
   return new Sequential(...layers);
 }
 
@@ -150,7 +156,9 @@ export class Embedding extends Module {
     options: LayerOptions & { std?: number } = {},
   ) {
     super();
-    this.weight = parameter(normal([numEmbeddings, embeddingDim], 0, options.std ?? 1, { rng: options.rng, dtype: options.dtype }));
+    this.weight = parameter(
+      normal([numEmbeddings, embeddingDim], 0, options.std ?? 1, { rng: options.rng, dtype: options.dtype }),
+    );
   }
   /** Apply the layer. */
   forward(ids: Int32Array): Tensor {
@@ -168,7 +176,9 @@ export class EmbeddingBag extends Module {
     options: LayerOptions & { std?: number } = {},
   ) {
     super();
-    this.weight = parameter(normal([numEmbeddings, embeddingDim], 0, options.std ?? 1, { rng: options.rng, dtype: options.dtype }));
+    this.weight = parameter(
+      normal([numEmbeddings, embeddingDim], 0, options.std ?? 1, { rng: options.rng, dtype: options.dtype }),
+    );
   }
   /** Apply the layer. */
   forward(input: BagInput): Tensor {

@@ -35,7 +35,8 @@ export abstract class Module {
   /** Direct sub-modules with their property names. */
   namedChildren(): [string, Module][] {
     const out: [string, Module][] = [];
-    for (const [key, value] of Object.entries(this)) visitValue(key, value, (name, v) => v instanceof Module && out.push([name, v]));
+    for (const [key, value] of Object.entries(this))
+      visitValue(key, value, (name, v) => v instanceof Module && out.push([name, v]));
     return out;
   }
 
@@ -99,13 +100,17 @@ export abstract class Module {
       if (!target) continue;
       if (value instanceof Tensor) {
         if (!sameShape(value.shape, target.shape)) {
-          problems.push(`'${name}': shape [${value.shape.join(', ')}] does not match the parameter's [${target.shape.join(', ')}]`);
+          problems.push(
+            `'${name}': shape [${value.shape.join(', ')}] does not match the parameter's [${target.shape.join(', ')}]`,
+          );
           continue;
         }
         writes.push([target, value.toArray()]);
       } else {
         if (value.length !== target.size) {
-          problems.push(`'${name}': ${value.length} values for a parameter of shape [${target.shape.join(', ')}] (${target.size})`);
+          problems.push(
+            `'${name}': ${value.length} values for a parameter of shape [${target.shape.join(', ')}] (${target.size})`,
+          );
           continue;
         }
         writes.push([target, value]);

@@ -53,7 +53,8 @@ function lift(x: TensorLike, like: Tensor): Tensor {
 }
 
 function binary(op: OpDefinition<null>, a: TensorLike, b: TensorLike): Tensor {
-  if (typeof a === 'number' && typeof b === 'number') throw new Error(`${op.name}: at least one operand must be a tensor`);
+  if (typeof a === 'number' && typeof b === 'number')
+    throw new Error(`${op.name}: at least one operand must be a tensor`);
   const ta = lift(a, b as Tensor);
   const tb = lift(b, ta);
   return apply(op, [ta, tb], null);
@@ -77,10 +78,7 @@ export const pow = (a: TensorLike, b: TensorLike): Tensor => binary(powOp, a, b)
 // ---------------------------------------------------------------------------
 // Unary
 
-function defineUnary(
-  name: UnaryOp,
-  gradient?: (g: Tensor, x: Tensor, out: Tensor) => Tensor,
-): (x: Tensor) => Tensor {
+function defineUnary(name: UnaryOp, gradient?: (g: Tensor, x: Tensor, out: Tensor) => Tensor): (x: Tensor) => Tensor {
   const op = registerOp<null>({
     name,
     arity: 1,
@@ -157,6 +155,8 @@ export function clamp(x: Tensor, lo: number, hi: number): Tensor {
 /** Shape check used by fused ops whose operands must match exactly. */
 export function assertSameShape(op: string, a: Tensor, b: Tensor, names: [string, string]): void {
   if (!sameShape(a.shape, b.shape)) {
-    throw new Error(`${op}: ${names[0]} has shape [${a.shape.join(', ')}] but ${names[1]} has shape [${b.shape.join(', ')}]`);
+    throw new Error(
+      `${op}: ${names[0]} has shape [${a.shape.join(', ')}] but ${names[1]} has shape [${b.shape.join(', ')}]`,
+    );
   }
 }

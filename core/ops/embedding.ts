@@ -56,7 +56,13 @@ const embeddingBagOp = registerOp<BagAttrs>({
  * The shared backward of row lookups: for each distinct id u, sum over the
  * contributions c with ids[c] = u of scales[c] · g[srcRow[c]].
  */
-function sparseRowGradient(table: Tensor, g: Tensor, ids: Int32Array, srcRow: Int32Array, scales: Float32Array | null): RowSparseGrad {
+function sparseRowGradient(
+  table: Tensor,
+  g: Tensor,
+  ids: Int32Array,
+  srcRow: Int32Array,
+  scales: Float32Array | null,
+): RowSparseGrad {
   const dim = table.shape[1];
   const { unique, segments, order } = groupIndices(ids);
   const srcRows = new Int32Array(order.length);
@@ -87,10 +93,13 @@ export function embeddingBag(table: Tensor, input: BagInput): Tensor {
   const weights = input.weights ?? null;
   if (table.rank !== 2) throw new Error(`embeddingBag: table must be 2-D, got ${fmt(table.shape)}`);
   if (offsets.length < 1 || offsets[0] !== 0 || offsets[offsets.length - 1] !== ids.length) {
-    throw new Error(`embeddingBag: offsets must start at 0 and end at ids.length (${ids.length}), got ${offsets[0]} .. ${offsets[offsets.length - 1]}`);
+    throw new Error(
+      `embeddingBag: offsets must start at 0 and end at ids.length (${ids.length}), got ${offsets[0]} .. ${offsets[offsets.length - 1]}`,
+    );
   }
   for (let b = 0; b + 1 < offsets.length; b++) {
-    if (offsets[b + 1] < offsets[b]) throw new Error(`embeddingBag: offsets decrease at bag ${b} (${offsets[b]} > ${offsets[b + 1]})`);
+    if (offsets[b + 1] < offsets[b])
+      throw new Error(`embeddingBag: offsets decrease at bag ${b} (${offsets[b]} > ${offsets[b + 1]})`);
   }
   if (weights && weights.length !== ids.length) {
     throw new Error(`embeddingBag: ${weights.length} weights for ${ids.length} ids`);

@@ -58,7 +58,8 @@ const softmaxOp = registerOp<SoftmaxAttrs>({
  */
 export function softmax(x: Tensor, mask: Tensor | null = null): Tensor {
   if (x.rank === 0) throw new Error('softmax: needs at least one axis');
-  if (mask && !sameShape(mask.shape, x.shape)) throw new Error(`softmax: mask ${fmt(mask.shape)} differs from input ${fmt(x.shape)}`);
+  if (mask && !sameShape(mask.shape, x.shape))
+    throw new Error(`softmax: mask ${fmt(mask.shape)} differs from input ${fmt(x.shape)}`);
   return apply(softmaxOp, [x], { mask });
 }
 

@@ -60,7 +60,8 @@ const maxLastOp = registerOp<null>({
 
 /** Maximum over the last axis (not differentiable: for statistics such as a batch's largest score). */
 export function maxLast(x: Tensor): Tensor {
-  if (x.rank === 0 || x.shape[x.rank - 1] === 0) throw new Error(`maxLast: needs a non-empty last axis, got ${fmt(x.shape)}`);
+  if (x.rank === 0 || x.shape[x.rank - 1] === 0)
+    throw new Error(`maxLast: needs a non-empty last axis, got ${fmt(x.shape)}`);
   return apply(maxLastOp, [x], null);
 }
 

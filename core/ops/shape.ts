@@ -26,10 +26,12 @@ export function reshape(x: Tensor, shape: readonly number[]): Tensor {
   let target = [...shape];
   if (inferred === 1) {
     const known = sizeOf(shape.filter((d) => d !== -1));
-    if (known === 0 || x.size % known !== 0) throw new Error(`reshape: cannot infer -1 in ${fmt(shape)} for ${x.size} elements`);
+    if (known === 0 || x.size % known !== 0)
+      throw new Error(`reshape: cannot infer -1 in ${fmt(shape)} for ${x.size} elements`);
     target = shape.map((d) => (d === -1 ? x.size / known : d));
   }
-  if (sizeOf(target) !== x.size) throw new Error(`reshape: ${fmt(x.shape)} (${x.size} elements) cannot become ${fmt(target)}`);
+  if (sizeOf(target) !== x.size)
+    throw new Error(`reshape: ${fmt(x.shape)} (${x.size} elements) cannot become ${fmt(target)}`);
   return apply(reshapeOp, [x], { shape: target });
 }
 
@@ -37,7 +39,10 @@ const permuteOp = registerOp<{ perm: number[] }>({
   name: 'permute',
   arity: 1,
   forward([x], { perm }) {
-    const out = emptyLike(x, perm.map((p) => x.shape[p]));
+    const out = emptyLike(
+      x,
+      perm.map((p) => x.shape[p]),
+    );
     x.backend.permute(x.storage, x.shape, perm, out.storage);
     return { output: out };
   },
@@ -77,12 +82,28 @@ const sliceOp = registerOp<SliceAttrs>({
   arity: 1,
   forward([x], { begin, size }) {
     const out = emptyLike(x, size);
-    x.backend.copyBlock(x.storage, x.shape, begin, out.storage, size, size.map(() => 0), size);
+    x.backend.copyBlock(
+      x.storage,
+      x.shape,
+      begin,
+      out.storage,
+      size,
+      size.map(() => 0),
+      size,
+    );
     return { output: out };
   },
   backward(g, { inputs: [x], attrs: { begin, size } }) {
     const dx = emptyLike(g, x.shape);
-    g.backend.copyBlock(g.storage, size, size.map(() => 0), dx.storage, x.shape, begin, size);
+    g.backend.copyBlock(
+      g.storage,
+      size,
+      size.map(() => 0),
+      dx.storage,
+      x.shape,
+      begin,
+      size,
+    );
     return [dx];
   },
 });
@@ -105,7 +126,8 @@ export function slice(x: Tensor, begin: readonly number[], size: readonly number
 export function split(x: Tensor, sizes: readonly number[], axis = -1): Tensor[] {
   const ax = normalizeAxis(axis, x.rank, 'split');
   const total = sizes.reduce((a, b) => a + b, 0);
-  if (total !== x.shape[ax]) throw new Error(`split: sizes sum to ${total} but axis ${ax} of ${fmt(x.shape)} has ${x.shape[ax]}`);
+  if (total !== x.shape[ax])
+    throw new Error(`split: sizes sum to ${total} but axis ${ax} of ${fmt(x.shape)} has ${x.shape[ax]}`);
   let start = 0;
   return sizes.map((s) => {
     const begin = x.shape.map((_, d) => (d === ax ? start : 0));
@@ -129,13 +151,25 @@ const concatOp = registerOp<ConcatAttrs>({
     let offset = 0;
     for (const t of inputs) {
       const outBegin = shape.map((_, d) => (d === axis ? offset : 0));
-      t.backend.copyBlock(t.storage, t.shape, t.shape.map(() => 0), out.storage, shape, outBegin, t.shape);
+      t.backend.copyBlock(
+        t.storage,
+        t.shape,
+        t.shape.map(() => 0),
+        out.storage,
+        shape,
+        outBegin,
+        t.shape,
+      );
       offset += t.shape[axis];
     }
     return { output: out };
   },
   backward(g, { inputs, attrs: { axis } }) {
-    return split(g, inputs.map((t) => t.shape[axis]), axis);
+    return split(
+      g,
+      inputs.map((t) => t.shape[axis]),
+      axis,
+    );
   },
 });
 

@@ -43,7 +43,8 @@ export class Adam extends Optimizer {
     this.eps = options.eps ?? 1e-8;
     this.weightDecay = options.weightDecay ?? 0;
     if (!(this.lr > 0)) throw new Error(`Adam: learning rate must be positive, got ${this.lr}`);
-    for (const b of [this.beta1, this.beta2]) if (!(b >= 0 && b < 1)) throw new Error(`Adam: betas must be in [0, 1), got ${b}`);
+    for (const b of [this.beta1, this.beta2])
+      if (!(b >= 0 && b < 1)) throw new Error(`Adam: betas must be in [0, 1), got ${b}`);
   }
 
   /** The state of `p`, created on first use. */
@@ -68,12 +69,22 @@ export class Adam extends Optimizer {
   protected update(p: Tensor, g: Tensor | RowSparseGrad): void {
     const s = this.slot(p);
     s.step += 1;
-    const hyper = { lr: this.lr, beta1: this.beta1, beta2: this.beta2, eps: this.eps, weightDecay: this.weightDecay, step: s.step };
+    const hyper = {
+      lr: this.lr,
+      beta1: this.beta1,
+      beta2: this.beta2,
+      eps: this.eps,
+      weightDecay: this.weightDecay,
+      step: s.step,
+    };
     if (g instanceof RowSparseGrad) {
       // PyTorch's SparseAdam divides by √v + ε, not by √v̂ + ε = √v/√(1−β₂ᵗ) + ε as dense Adam does;
       // the kernels use the dense form, which equals SparseAdam's with ε scaled by 1/√(1−β₂ᵗ).
       const sparseEps = this.eps / Math.sqrt(1 - Math.pow(this.beta2, s.step));
-      p.backend.sparseAdam(p.storage, s.m.storage, s.v.storage, p.shape[1], g.rows, g.values.storage, { ...hyper, eps: sparseEps });
+      p.backend.sparseAdam(p.storage, s.m.storage, s.v.storage, p.shape[1], g.rows, g.values.storage, {
+        ...hyper,
+        eps: sparseEps,
+      });
     } else {
       p.backend.adam(p.storage, g.storage, s.m.storage, s.v.storage, hyper);
     }
@@ -109,7 +120,9 @@ export class SparseAdam extends Adam {
   /** As Adam's update, but only for sparse gradients. */
   protected override update(p: Tensor, g: Tensor | RowSparseGrad): void {
     if (!(g instanceof RowSparseGrad)) {
-      throw new Error(`SparseAdam: parameter [${p.shape.join(', ')}] has a dense gradient; use Adam for dense parameters`);
+      throw new Error(
+        `SparseAdam: parameter [${p.shape.join(', ')}] has a dense gradient; use Adam for dense parameters`,
+      );
     }
     super.update(p, g);
   }

@@ -59,7 +59,9 @@ export function stateLike(p: Tensor): Tensor {
 export function restoreInto(target: Tensor, source: Tensor | undefined, name: string): void {
   if (!source) throw new Error(`optimizer state: missing '${name}'`);
   if (source.size !== target.size || source.shape.some((d, i) => d !== target.shape[i])) {
-    throw new Error(`optimizer state: '${name}' has shape [${source.shape.join(', ')}], expected [${target.shape.join(', ')}]`);
+    throw new Error(
+      `optimizer state: '${name}' has shape [${source.shape.join(', ')}], expected [${target.shape.join(', ')}]`,
+    );
   }
   target.backend.write(target.storage, source.toArray());
 }

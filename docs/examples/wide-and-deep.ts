@@ -47,11 +47,13 @@ export class WideAndDeepTower extends BaseModel {
     this.wide = new Map();
     // The wide part sees the categorical fields only; bags and numerics reach it through the deep part.
     for (const f of schema.fields) {
-      if (f.kind === 'categorical') this.wide.set(f.name, nn.parameter(init.normal([f.vocabSize, 1], 0, 0.01, { rng, dtype })));
+      if (f.kind === 'categorical')
+        this.wide.set(f.name, nn.parameter(init.normal([f.vocabSize, 1], 0, 0.01, { rng, dtype })));
     }
     this.crosses = options.crosses ?? [];
     for (const [a, b] of this.crosses) {
-      if (!this.wide.has(a) || !this.wide.has(b)) throw new Error(`wide-and-deep: cross [${a}, ${b}] needs two categorical fields`);
+      if (!this.wide.has(a) || !this.wide.has(b))
+        throw new Error(`wide-and-deep: cross [${a}, ${b}] needs two categorical fields`);
     }
     this.buckets = options.crossBuckets ?? 1000;
     this.crossTables = this.crosses.map(() => nn.parameter(init.normal([this.buckets, 1], 0, 0.01, { rng, dtype })));
@@ -66,7 +68,10 @@ export class WideAndDeepTower extends BaseModel {
       const ia = this.ids(input, a);
       const ib = this.ids(input, b);
       // A multiplicative hash keeps crossed ids spread over the buckets without a vocabulary of pairs.
-      const crossed = Int32Array.from(ia, (x, r) => ((Math.imul(x, 0x9e3779b1) ^ Math.imul(ib[r] + 1, 0x85ebca6b)) >>> 0) % this.buckets);
+      const crossed = Int32Array.from(
+        ia,
+        (x, r) => ((Math.imul(x, 0x9e3779b1) ^ Math.imul(ib[r] + 1, 0x85ebca6b)) >>> 0) % this.buckets,
+      );
       logit = add(logit, gatherRows(this.crossTables[k], crossed));
     });
     return logit;
@@ -74,9 +79,14 @@ export class WideAndDeepTower extends BaseModel {
 
   private ids(input: TowerInput, field: string): Int32Array {
     const data = input.batch.fields[field];
-    if (data?.kind !== 'categorical') throw new Error(`wide-and-deep: field '${field}' is not categorical in the batch`);
+    if (data?.kind !== 'categorical')
+      throw new Error(`wide-and-deep: field '${field}' is not categorical in the batch`);
     return data.ids;
   }
 }
 
-registerBaseModel('wide-and-deep', (schema, options, dims) => new WideAndDeepTower(schema, options as WideAndDeepOptions, dims), { replace: true });
+registerBaseModel(
+  'wide-and-deep',
+  (schema, options, dims) => new WideAndDeepTower(schema, options as WideAndDeepOptions, dims),
+  { replace: true },
+);

@@ -60,10 +60,35 @@ export type AsyncBackend = AsyncKernels & {
 
 /** Every asynchronous method, checked complete against {@link AsyncMethod} at compile time. */
 export const ASYNC_METHODS = [
-  'alloc', 'fromArray', 'read', 'write', 'free', 'fill', 'copy', 'unary', 'affine', 'axpby', 'binary',
-  'reduceSum', 'reduceMaxLast', 'permute', 'copyBlock', 'matmul', 'gatherRows', 'embeddingBag',
-  'segmentSumRows', 'scatterAddRows', 'prelu', 'preluBackward', 'softmaxLast', 'bceWithLogits',
-  'bceWithLogitsBackward', 'productBce', 'productBceBackward', 'adam', 'sparseAdam',
+  'alloc',
+  'fromArray',
+  'read',
+  'write',
+  'free',
+  'fill',
+  'copy',
+  'unary',
+  'affine',
+  'axpby',
+  'binary',
+  'reduceSum',
+  'reduceMaxLast',
+  'permute',
+  'copyBlock',
+  'matmul',
+  'gatherRows',
+  'embeddingBag',
+  'segmentSumRows',
+  'scatterAddRows',
+  'prelu',
+  'preluBackward',
+  'softmaxLast',
+  'bceWithLogits',
+  'bceWithLogitsBackward',
+  'productBce',
+  'productBceBackward',
+  'adam',
+  'sparseAdam',
 ] as const satisfies readonly AsyncMethod[];
 
 // A method added to Backend but not listed above fails to compile here.
@@ -156,7 +181,8 @@ export class AsyncGpuBackend implements AsyncBackend {
   }
 
   private own(s: Storage): AsyncGpuStorage {
-    if (!(s instanceof AsyncGpuStorage) || s.owner !== this) throw new Error('gpu backend: storage belongs to another backend');
+    if (!(s instanceof AsyncGpuStorage) || s.owner !== this)
+      throw new Error('gpu backend: storage belongs to another backend');
     return s;
   }
 
@@ -358,11 +384,12 @@ export class AsyncGpuBackend implements AsyncBackend {
   }
 }
 
-
 /** A copy of a host input (typed array, shape, plain options object); storages and numbers as they are. */
 function snapshot(value: unknown): unknown {
-  if (value instanceof Int32Array || value instanceof Float32Array || value instanceof Float64Array) return value.slice();
+  if (value instanceof Int32Array || value instanceof Float32Array || value instanceof Float64Array)
+    return value.slice();
   if (Array.isArray(value)) return [...value];
-  if (value !== null && typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype) return { ...value };
+  if (value !== null && typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype)
+    return { ...value };
   return value;
 }

@@ -103,7 +103,8 @@ export class GpuBackend implements Backend {
           if (!isDeviceTexture(result)) throw new Error(`gpu backend: kernel '${key}' returned no texture`);
           return result;
         }
-        if (!(result instanceof Float32Array)) throw new Error(`gpu backend: kernel '${key}' returned no float32 array`);
+        if (!(result instanceof Float32Array))
+          throw new Error(`gpu backend: kernel '${key}' returned no float32 array`);
         return result;
       },
     });
@@ -124,7 +125,8 @@ export class GpuBackend implements Backend {
   }
 
   private own(s: Storage): GpuStorage {
-    if (!(s instanceof GpuStorage) || s.owner !== this) throw new Error('gpu backend: storage belongs to another backend');
+    if (!(s instanceof GpuStorage) || s.owner !== this)
+      throw new Error('gpu backend: storage belongs to another backend');
     return s;
   }
 
@@ -298,14 +300,7 @@ export class GpuBackend implements Backend {
   productBce(a: Storage, b: Storage, labels: Storage, out: Storage): void {
     this.run(PLANS.productBce(a, b, labels, out));
   }
-  productBceBackward(
-    a: Storage,
-    b: Storage,
-    labels: Storage,
-    gradOut: Storage,
-    gradA: Storage,
-    gradB: Storage,
-  ): void {
+  productBceBackward(a: Storage, b: Storage, labels: Storage, gradOut: Storage, gradA: Storage, gradB: Storage): void {
     this.run(PLANS.productBceBackward(a, b, labels, gradOut, gradA, gradB));
   }
   adam(param: Storage, grad: Storage, m: Storage, v: Storage, h: AdamHyper): void {
@@ -323,4 +318,3 @@ export class GpuBackend implements Backend {
     this.run(PLANS.sparseAdam(param, m, v, dim, rows, gradRows, h));
   }
 }
-

@@ -26,7 +26,10 @@ export interface CompiledKernel {
   setOutput(output: number[]): unknown;
   destroy?(removeCanvasReferences?: boolean): void;
   /** The kernel instance that actually runs; gpu.js swaps it on a silent fallback. */
-  readonly kernel: { readonly constructor: { readonly mode?: string; readonly name?: string }; readonly fallbackReason?: string | null };
+  readonly kernel: {
+    readonly constructor: { readonly mode?: string; readonly name?: string };
+    readonly fallbackReason?: string | null;
+  };
 }
 
 /** Settings passed to `createKernel`. */

@@ -65,13 +65,17 @@ export class MlpTowerSession {
   static async load(backend: AsyncBackend, weights: MlpTowerWeights): Promise<MlpTowerSession> {
     let width = weights.fields.reduce((n, f) => n + f.dim, 0);
     for (const f of weights.fields) {
-      if (f.table.length !== f.rows * f.dim) throw new Error(`tower: table of ${f.table.length} values is not ${f.rows}×${f.dim}`);
+      if (f.table.length !== f.rows * f.dim)
+        throw new Error(`tower: table of ${f.table.length} values is not ${f.rows}×${f.dim}`);
     }
     weights.layers.forEach((l, i) => {
       if (l.inFeatures !== width) throw new Error(`tower: layer ${i} takes ${l.inFeatures} features, gets ${width}`);
-      if (l.weight.length !== l.inFeatures * l.outFeatures) throw new Error(`tower: layer ${i} weight has ${l.weight.length} values`);
-      if (l.bias && l.bias.length !== l.outFeatures) throw new Error(`tower: layer ${i} bias has ${l.bias.length} values`);
-      if (l.preluSlope && l.preluSlope.length !== l.outFeatures) throw new Error(`tower: layer ${i} slope has ${l.preluSlope.length} values`);
+      if (l.weight.length !== l.inFeatures * l.outFeatures)
+        throw new Error(`tower: layer ${i} weight has ${l.weight.length} values`);
+      if (l.bias && l.bias.length !== l.outFeatures)
+        throw new Error(`tower: layer ${i} bias has ${l.bias.length} values`);
+      if (l.preluSlope && l.preluSlope.length !== l.outFeatures)
+        throw new Error(`tower: layer ${i} slope has ${l.preluSlope.length} values`);
       width = l.outFeatures;
     });
     if (width !== 1) throw new Error(`tower: the last layer must produce one logit, produces ${width}`);
@@ -93,7 +97,8 @@ export class MlpTowerSession {
     const b = this.backend;
     const n = batch.size;
     const { fields, layers } = this.weights;
-    if (batch.fields.length !== fields.length) throw new Error(`tower: batch has ${batch.fields.length} fields, tower ${fields.length}`);
+    if (batch.fields.length !== fields.length)
+      throw new Error(`tower: batch has ${batch.fields.length} fields, tower ${fields.length}`);
     const width = fields.reduce((s, f) => s + f.dim, 0);
     const temps: Storage[] = [];
     const alloc = async (size: number): Promise<Storage> => {
@@ -118,7 +123,16 @@ export class MlpTowerSession {
         const l = layers[i];
         const s = this.layers[i];
         const y = await alloc(n * l.outFeatures);
-        await b.matmul(h, s.w, y, { batch: 1, m: n, n: l.outFeatures, k: l.inFeatures, transA: false, transB: true, batchA: true, batchB: true });
+        await b.matmul(h, s.w, y, {
+          batch: 1,
+          m: n,
+          n: l.outFeatures,
+          k: l.inFeatures,
+          transA: false,
+          transB: true,
+          batchA: true,
+          batchB: true,
+        });
         if (s.b) await b.binary('add', y, [n, l.outFeatures], s.b, [l.outFeatures], y, [n, l.outFeatures]);
         if (s.slope) await b.prelu(y, s.slope, l.outFeatures, y);
         h = y;

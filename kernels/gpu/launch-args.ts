@@ -59,7 +59,10 @@ export const MAX_GPU_ELEMENTS = 2 ** 28;
 export function checkStorage(size: number, dtype: DType, limit: number = MAX_GPU_ELEMENTS): void {
   if (dtype !== 'float32') throw new Error(`gpu backend: dtype ${dtype} is not supported (float32 only)`);
   if (size >= limit) {
-    const why = limit === MAX_KERNEL_ELEMENTS ? 'set by float32 index arithmetic' : 'tensors are stored as blocks of 2^21 elements';
+    const why =
+      limit === MAX_KERNEL_ELEMENTS
+        ? 'set by float32 index arithmetic'
+        : 'tensors are stored as blocks of 2^21 elements';
     throw new Error(
       `gpu backend: a tensor of ${size} elements is too large (the limit is ${limit - 1}, ${why}); ` +
         'use the wasm or reference backend for larger embedding tables',

@@ -10,7 +10,14 @@
  * plan ends.
  */
 import type { Storage } from '../backend.js';
-import { runsOn, type CompiledKernel, type DeviceTexture, type GpuInstance, type GpuMode, type KernelArg } from './gpujs.js';
+import {
+  runsOn,
+  type CompiledKernel,
+  type DeviceTexture,
+  type GpuInstance,
+  type GpuMode,
+  type KernelArg,
+} from './gpujs.js';
 import { loopClass } from './launch-args.js';
 import { Temp, type Launch, type Plan, type PlanArg, type Replacement } from './plans.js';
 import { HELPERS, SOURCES } from './sources.js';

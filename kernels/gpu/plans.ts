@@ -107,7 +107,8 @@ function refuseBlocked(kernel: string, args: readonly unknown[]): void {
 function* perBlock(kernel: string, storages: readonly Storage[], body: (parts: readonly Storage[]) => Plan): Plan {
   const blocks = storages.map(chunksOf);
   if (blocks.every((b) => b === null)) return yield* body(storages);
-  if (blocks.some((b) => b === null) || storages.some((s) => s.size !== storages[0].size)) refuseBlocked(kernel, storages);
+  if (blocks.some((b) => b === null) || storages.some((s) => s.size !== storages[0].size))
+    refuseBlocked(kernel, storages);
   const all: Replacement[] = [];
   const count = (blocks[0] as readonly Storage[]).length;
   for (let c = 0; c < count; c++) all.push(...(yield* body(blocks.map((b) => (b as readonly Storage[])[c]))));
@@ -115,7 +116,10 @@ function* perBlock(kernel: string, storages: readonly Storage[], body: (parts: r
 }
 
 /** Per block of a blocked table of `dim`-wide rows: its offset, length and phase (cells of its first row before it). */
-function blockGeometry(blocks: readonly Storage[], dim: number): { base: number; len: number; phase: number; firstRow: number }[] {
+function blockGeometry(
+  blocks: readonly Storage[],
+  dim: number,
+): { base: number; len: number; phase: number; firstRow: number }[] {
   if (dim > CHUNK_ELEMENTS) throw new Error(`gpu backend: rows of ${dim} elements are too wide for a blocked tensor`);
   let base = 0;
   return blocks.map((b) => {
@@ -170,7 +174,11 @@ function* perTouchedBlock(
 }
 
 /** Rows `ids` of a blocked table into a fresh result of ids.length × dim, one launch per block they touch. */
-function* gatherBlocks(blocks: readonly Storage[], dim: number, ids: Int32Array): Generator<Launch, Temp | null, Temp | null> {
+function* gatherBlocks(
+  blocks: readonly Storage[],
+  dim: number,
+  ids: Int32Array,
+): Generator<Launch, Temp | null, Temp | null> {
   const geo = blockGeometry(blocks, dim);
   const total = geo.reduce((n, g) => n + g.len, 0);
   let acc = yield launch('fill', SOURCES.fill, ids.length * dim, [0]);
@@ -269,7 +277,9 @@ const UNGUARDED: Plans = {
   },
   *binary(op, a, aShape, b, bShape, out, outShape) {
     if (a.size === out.size && b.size === out.size) {
-      return yield* perBlock('binary', [a, b, out], ([p, q, o]) => run(o, `binary:${op}`, SOURCES.binarySame(op), [p, q]));
+      return yield* perBlock('binary', [a, b, out], ([p, q, o]) =>
+        run(o, `binary:${op}`, SOURCES.binarySame(op), [p, q]),
+      );
     }
     refuseBlocked('binary', [a, b, out]);
     checkRank(outShape.length);
@@ -364,7 +374,13 @@ const UNGUARDED: Plans = {
     const rows = yield* gatherBlocks(blocks, dim, ids);
     if (rows === null) return [];
     const positions = new Float32Array(ids.length).map((_, i) => i);
-    return yield* run(out, 'embeddingBag', SOURCES.embeddingBag, [rows, positions, hostArray(offsets), w, scales, dim], longest);
+    return yield* run(
+      out,
+      'embeddingBag',
+      SOURCES.embeddingBag,
+      [rows, positions, hostArray(offsets), w, scales, dim],
+      longest,
+    );
   },
   segmentSumRows(src, dim, segments, srcRows, scales, out) {
     const segCount = Math.max(0, segments.length - 1);
@@ -394,7 +410,13 @@ const UNGUARDED: Plans = {
   },
   *preluBackward(x, slope, gradOut, channels, gradX, gradSlope) {
     const rows = channels === 0 ? 0 : x.size / channels;
-    const dSlope = yield launch('preluGradSlope', SOURCES.preluGradSlope, gradSlope.size, [x, gradOut, channels, rows], rows);
+    const dSlope = yield launch(
+      'preluGradSlope',
+      SOURCES.preluGradSlope,
+      gradSlope.size,
+      [x, gradOut, channels, rows],
+      rows,
+    );
     const dx = yield launch('preluGradX', SOURCES.preluGradX, gradX.size, [x, slope, gradOut, channels]);
     return [
       [gradX, dx],
@@ -449,13 +471,25 @@ const UNGUARDED: Plans = {
       refuseBlocked('sparseAdam', [param, m, v]);
     }
     const [pc, mc, vc] = [pb, mb, vb] as (readonly Storage[])[];
-    return yield* perTouchedBlock(pc, dim, rows, (c, inv, phase) => sparseAdamOne(pc[c], mc[c], vc[c], dim, inv, gradRows, h, phase));
+    return yield* perTouchedBlock(pc, dim, rows, (c, inv, phase) =>
+      sparseAdamOne(pc[c], mc[c], vc[c], dim, inv, gradRows, h, phase),
+    );
   },
 };
 
 /** Kernels that run per block of a blocked storage; the others refuse one by name. */
 const BLOCK_AWARE: ReadonlySet<KernelMethod> = new Set<KernelMethod>([
-  'fill', 'copy', 'unary', 'affine', 'axpby', 'binary', 'gatherRows', 'embeddingBag', 'scatterAddRows', 'adam', 'sparseAdam',
+  'fill',
+  'copy',
+  'unary',
+  'affine',
+  'axpby',
+  'binary',
+  'gatherRows',
+  'embeddingBag',
+  'scatterAddRows',
+  'adam',
+  'sparseAdam',
 ]);
 
 /** `plans` with every kernel outside {@link BLOCK_AWARE} refusing blocked storages among its arguments. */

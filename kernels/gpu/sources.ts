@@ -229,7 +229,9 @@ export const SOURCES = {
     ${rowCol(chunked)} const i = inverse[r]; if (i < 0.0) { return v[o]; }
     const grad = g[i * dim + d] + wd * p[o]; return beta2 * v[o] + (1.0 - beta2) * grad * grad;
   }`,
-  sparseAdamP: (chunked: boolean): string => `function(p, m, v, inverse, dim, stepSize, sqrtC2, eps${phaseArg(chunked)}) {
+  sparseAdamP: (
+    chunked: boolean,
+  ): string => `function(p, m, v, inverse, dim, stepSize, sqrtC2, eps${phaseArg(chunked)}) {
     ${rowCol(chunked)} if (inverse[r] < 0.0) { return p[o]; }
     return p[o] - (stepSize * m[o]) / (Math.sqrt(v[o]) / sqrtC2 + eps);
   }`,

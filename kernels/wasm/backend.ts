@@ -34,7 +34,16 @@ import type {
 import { HostStorage, ReferenceBackend } from '../reference.js';
 import { stridesOf } from '../shape-util.js';
 import { Arena, WasmStorage, type ArenaStats } from './arena.js';
-import { kernelModule, MATH_IMPORTS, MATH_UNARY, SIMD_BINARY, SIMD_UNARY, TILE_M, TILE_N, type KernelExports } from './kernels.js';
+import {
+  kernelModule,
+  MATH_IMPORTS,
+  MATH_UNARY,
+  SIMD_BINARY,
+  SIMD_UNARY,
+  TILE_M,
+  TILE_N,
+  type KernelExports,
+} from './kernels.js';
 import { CONTROL_BYTES, MAX_ARGS, MAX_CHUNKS, poolSupported, ThreadPool, type PoolStats } from './pool.js';
 
 /** Options of {@link WasmBackend}. */
@@ -91,8 +100,7 @@ export function autoThreads(): number {
   if (!poolSupported()) return 1;
   const proc = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process;
   const os = proc?.getBuiltinModule?.('node:os') as
-    | { availableParallelism?: () => number; cpus?: () => unknown[]; loadavg?: () => number[] }
-    | undefined;
+    { availableParallelism?: () => number; cpus?: () => unknown[]; loadavg?: () => number[] } | undefined;
   const cores = os?.availableParallelism?.() ?? os?.cpus?.().length ?? 1;
   // This thread accounts for one unit of load; another half unit still leaves a core mostly free.
   const load = os?.loadavg?.()[0] ?? 0;
@@ -125,7 +133,11 @@ export interface BroadcastPlan {
  * each group, either fully present or fully broadcast. Null when no split works
  * (e.g. [N,1,M] against [1,K,M]); those go to the generic path.
  */
-export function planBroadcast(aShape: readonly number[], bShape: readonly number[], outShape: readonly number[]): BroadcastPlan | null {
+export function planBroadcast(
+  aShape: readonly number[],
+  bShape: readonly number[],
+  outShape: readonly number[],
+): BroadcastPlan | null {
   const rank = outShape.length;
   const pad = (s: readonly number[]): number[] => [...Array<number>(rank - s.length).fill(1), ...s];
   const a = pad(aShape);
@@ -189,7 +201,8 @@ export class WasmBackend implements Backend {
     if (shared) {
       const control = this.arena.allocBytes(CONTROL_BYTES).ptr;
       this.pool = new ThreadPool(this.threads, this.arena.memory, module, exports, control, options.adaptive ?? true);
-      for (const name of Object.keys(exports)) if (typeof exports[name] === 'function') this.ids.set(name, this.pool.fn(name));
+      for (const name of Object.keys(exports))
+        if (typeof exports[name] === 'function') this.ids.set(name, this.pool.fn(name));
     }
   }
 
@@ -251,7 +264,14 @@ export class WasmBackend implements Backend {
    * `rowBytes[i]` bytes per row (0 for arguments that stay), and argument `countAt`
    * receives the chunk's row count.
    */
-  private splitRows(pool: ThreadPool, name: string, rows: number, nargs: number, rowBytes: readonly number[], countAt: number): void {
+  private splitRows(
+    pool: ThreadPool,
+    name: string,
+    rows: number,
+    nargs: number,
+    rowBytes: readonly number[],
+    countAt: number,
+  ): void {
     const used = this.cut(rows, pool.chunks(rows), 1);
     const args = pool.args;
     for (let c = 0; c < used; c++) {
@@ -281,7 +301,8 @@ export class WasmBackend implements Backend {
   }
 
   private checked(s: Storage): WasmStorage {
-    if (!(s instanceof WasmStorage) || s.arena !== this.arena) throw new Error('wasm backend: storage belongs to another backend');
+    if (!(s instanceof WasmStorage) || s.arena !== this.arena)
+      throw new Error('wasm backend: storage belongs to another backend');
     if (!s.alive) throw new Error('wasm backend: storage was freed');
     return s;
   }
@@ -403,7 +424,17 @@ export class WasmBackend implements Backend {
     const plan = a.dtype === 'float64' || !wasmBinary.has(op) ? null : planBroadcast(aShape, bShape, outShape);
     if (!plan) return this.ref.binary(op, this.host(a), aShape, this.host(b), bShape, this.host(out), outShape);
     const t = this.tmpl;
-    t.set([this.ptr(a), plan.aRow, plan.aSplat ? 1 : 0, this.ptr(b), plan.bRow, plan.bSplat ? 1 : 0, this.outPtr(out), plan.rows, plan.cols]);
+    t.set([
+      this.ptr(a),
+      plan.aRow,
+      plan.aSplat ? 1 : 0,
+      this.ptr(b),
+      plan.bRow,
+      plan.bSplat ? 1 : 0,
+      this.outPtr(out),
+      plan.rows,
+      plan.cols,
+    ]);
     const name = `binary_${op}` as const;
     const pool = this.parallel(out.size, op === 'pow' ? this.min.math : this.min.simd, name);
     if (!pool) return this.k[name](t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8]);
@@ -596,7 +627,18 @@ export class WasmBackend implements Backend {
     for (let c = 0; c < used; c++) {
       const i0 = this.cuts[c] * TILE_M;
       const i1 = Math.min(m, this.cuts[c + 1] * TILE_M);
-      t.set([aOff + 4 * i0 * aRow, aRow, aK, aPack + 4 * i0 * k, i1 - i0, k, bPack, oOff + 4 * i0 * n, n, tmp + 4 * TILE_M * TILE_N * c]);
+      t.set([
+        aOff + 4 * i0 * aRow,
+        aRow,
+        aK,
+        aPack + 4 * i0 * k,
+        i1 - i0,
+        k,
+        bPack,
+        oOff + 4 * i0 * n,
+        n,
+        tmp + 4 * TILE_M * TILE_N * c,
+      ]);
       pool.args.set(t.subarray(0, 10), c * MAX_ARGS);
     }
     pool.run(this.ids.get('packGemm') as number, used, this);
@@ -626,7 +668,17 @@ export class WasmBackend implements Backend {
     const { ptrs } = this.upload([ids, offsets, weights]);
     const bags = offsets.length - 1;
     const pool = bags > 1 ? this.parallel(ids.length * dim, this.min.rows, 'embeddingBag') : null;
-    if (!pool) return this.k.embeddingBag(this.ptr(table), dim, ptrs[0], ptrs[1], ptrs[2], BAG_MODE[mode], this.outPtr(out), bags);
+    if (!pool)
+      return this.k.embeddingBag(
+        this.ptr(table),
+        dim,
+        ptrs[0],
+        ptrs[1],
+        ptrs[2],
+        BAG_MODE[mode],
+        this.outPtr(out),
+        bags,
+      );
     // Bags write disjoint output rows; offsets stay absolute into ids and weights.
     this.tmpl.set([this.ptr(table), dim, ptrs[0], ptrs[1], ptrs[2], BAG_MODE[mode], this.outPtr(out), 0]);
     this.splitRows(pool, 'embeddingBag', bags, 8, [0, 0, 0, 4, 0, 0, 4 * dim], 7);
@@ -639,7 +691,8 @@ export class WasmBackend implements Backend {
     scales: Float32Array | null,
     out: Storage,
   ): void {
-    if (src.dtype === 'float64') return this.ref.segmentSumRows(this.host(src), dim, segments, srcRows, scales, this.host(out));
+    if (src.dtype === 'float64')
+      return this.ref.segmentSumRows(this.host(src), dim, segments, srcRows, scales, this.host(out));
     const { ptrs } = this.upload([segments, srcRows, scales]);
     const nseg = Math.max(0, segments.length - 1);
     const pool = nseg > 1 ? this.parallel(srcRows.length * dim, this.min.rows, 'segmentSumRows') : null;
@@ -662,11 +715,33 @@ export class WasmBackend implements Backend {
     this.tmpl.set([this.ptr(x), this.ptr(slope), this.outPtr(out), 0, channels]);
     this.splitRows(pool, 'prelu', rows, 5, [4 * channels, 0, 4 * channels], 3);
   }
-  preluBackward(x: Storage, slope: Storage, gradOut: Storage, channels: number, gradX: Storage, gradSlope: Storage): void {
+  preluBackward(
+    x: Storage,
+    slope: Storage,
+    gradOut: Storage,
+    channels: number,
+    gradX: Storage,
+    gradSlope: Storage,
+  ): void {
     if (x.dtype === 'float64') {
-      return this.ref.preluBackward(this.host(x), this.host(slope), this.host(gradOut), channels, this.host(gradX), this.host(gradSlope));
+      return this.ref.preluBackward(
+        this.host(x),
+        this.host(slope),
+        this.host(gradOut),
+        channels,
+        this.host(gradX),
+        this.host(gradSlope),
+      );
     }
-    this.k.preluBackward(this.ptr(x), this.ptr(slope), this.ptr(gradOut), this.outPtr(gradX), this.outPtr(gradSlope), x.size / channels, channels);
+    this.k.preluBackward(
+      this.ptr(x),
+      this.ptr(slope),
+      this.ptr(gradOut),
+      this.outPtr(gradX),
+      this.outPtr(gradSlope),
+      x.size / channels,
+      channels,
+    );
   }
   softmaxLast(x: Storage, mask: Storage | null, rows: number, cols: number, out: Storage): void {
     this.ref.softmaxLast(this.host(x), mask ? this.host(mask) : null, rows, cols, this.host(out));
@@ -683,12 +758,14 @@ export class WasmBackend implements Backend {
       return this.ref.bceWithLogitsBackward(this.host(logits), this.host(labels), this.host(gradOut), this.host(out));
     }
     const pool = this.parallel(logits.size, this.min.math, 'bceBackward');
-    if (!pool) return this.k.bceBackward(this.ptr(logits), this.ptr(labels), this.ptr(gradOut), this.outPtr(out), logits.size);
+    if (!pool)
+      return this.k.bceBackward(this.ptr(logits), this.ptr(labels), this.ptr(gradOut), this.outPtr(out), logits.size);
     this.tmpl.set([this.ptr(logits), this.ptr(labels), this.ptr(gradOut), this.outPtr(out)]);
     this.splitElems(pool, 'bceBackward', logits.size, 5, 0b1111, 4);
   }
   productBce(a: Storage, b: Storage, labels: Storage, out: Storage): void {
-    if (a.dtype === 'float64') return this.ref.productBce(this.host(a), this.host(b), this.host(labels), this.host(out));
+    if (a.dtype === 'float64')
+      return this.ref.productBce(this.host(a), this.host(b), this.host(labels), this.host(out));
     const pool = this.parallel(a.size, this.min.math, 'productBce');
     if (!pool) return this.k.productBce(this.ptr(a), this.ptr(b), this.ptr(labels), this.ptr(out), a.size);
     this.tmpl.set([this.ptr(a), this.ptr(b), this.ptr(labels), this.ptr(out)]);
@@ -697,13 +774,24 @@ export class WasmBackend implements Backend {
   productBceBackward(a: Storage, b: Storage, labels: Storage, gradOut: Storage, gradA: Storage, gradB: Storage): void {
     if (a.dtype === 'float64') {
       return this.ref.productBceBackward(
-        this.host(a), this.host(b), this.host(labels), this.host(gradOut), this.host(gradA), this.host(gradB),
+        this.host(a),
+        this.host(b),
+        this.host(labels),
+        this.host(gradOut),
+        this.host(gradA),
+        this.host(gradB),
       );
     }
     const pool = this.parallel(a.size, this.min.math, 'productBceBackward');
     if (!pool) {
       return this.k.productBceBackward(
-        this.ptr(a), this.ptr(b), this.ptr(labels), this.ptr(gradOut), this.ptr(gradA), this.ptr(gradB), a.size,
+        this.ptr(a),
+        this.ptr(b),
+        this.ptr(labels),
+        this.ptr(gradOut),
+        this.ptr(gradA),
+        this.ptr(gradB),
+        a.size,
       );
     }
     this.tmpl.set([this.ptr(a), this.ptr(b), this.ptr(labels), this.ptr(gradOut), this.ptr(gradA), this.ptr(gradB)]);
@@ -718,13 +806,30 @@ export class WasmBackend implements Backend {
     return [h.beta1, 1 - h.beta1, h.beta2, 1 - h.beta2, h.eps, h.weightDecay, h.lr / c1, Math.sqrt(c2)];
   }
   adam(param: Storage, grad: Storage, m: Storage, v: Storage, hyper: AdamHyper): void {
-    if (param.dtype === 'float64') return this.ref.adam(this.host(param), this.host(grad), this.host(m), this.host(v), hyper);
+    if (param.dtype === 'float64')
+      return this.ref.adam(this.host(param), this.host(grad), this.host(m), this.host(v), hyper);
     const pool = this.parallel(param.size, this.min.simd, 'adam');
-    if (!pool) return this.k.adam(this.ptr(param), this.ptr(grad), this.ptr(m), this.ptr(v), param.size, ...this.adamArgs(hyper));
+    if (!pool)
+      return this.k.adam(
+        this.ptr(param),
+        this.ptr(grad),
+        this.ptr(m),
+        this.ptr(v),
+        param.size,
+        ...this.adamArgs(hyper),
+      );
     this.tmpl.set([this.ptr(param), this.ptr(grad), this.ptr(m), this.ptr(v), 0, ...this.adamArgs(hyper)]);
     this.splitElems(pool, 'adam', param.size, 13, 0b1111, 4);
   }
-  sparseAdam(param: Storage, m: Storage, v: Storage, dim: number, rows: Int32Array, gradRows: Storage, hyper: AdamHyper): void {
+  sparseAdam(
+    param: Storage,
+    m: Storage,
+    v: Storage,
+    dim: number,
+    rows: Int32Array,
+    gradRows: Storage,
+    hyper: AdamHyper,
+  ): void {
     if (param.dtype === 'float64') {
       return this.ref.sparseAdam(this.host(param), this.host(m), this.host(v), dim, rows, this.host(gradRows), hyper);
     }
@@ -733,10 +838,26 @@ export class WasmBackend implements Backend {
     const pool = rows.length > 1 ? this.parallel(rows.length * dim, this.min.simd, 'sparseAdam') : null;
     if (!pool) {
       return this.k.sparseAdam(
-        this.ptr(param), this.ptr(m), this.ptr(v), dim, ptrs[0], rows.length, this.ptr(gradRows), ...this.adamArgs(hyper),
+        this.ptr(param),
+        this.ptr(m),
+        this.ptr(v),
+        dim,
+        ptrs[0],
+        rows.length,
+        this.ptr(gradRows),
+        ...this.adamArgs(hyper),
       );
     }
-    this.tmpl.set([this.ptr(param), this.ptr(m), this.ptr(v), dim, ptrs[0], 0, this.ptr(gradRows), ...this.adamArgs(hyper)]);
+    this.tmpl.set([
+      this.ptr(param),
+      this.ptr(m),
+      this.ptr(v),
+      dim,
+      ptrs[0],
+      0,
+      this.ptr(gradRows),
+      ...this.adamArgs(hyper),
+    ]);
     this.splitRows(pool, 'sparseAdam', rows.length, 15, [0, 0, 0, 0, 4, 0, 4 * dim], 5);
   }
 }

@@ -257,80 +257,204 @@ export class FunctionBuilder {
   }
 
   // ---- i32 ----
-  i32Eqz(): this { return this.op(0x45); }
-  i32Eq(): this { return this.op(0x46); }
-  i32Ne(): this { return this.op(0x47); }
-  i32LtS(): this { return this.op(0x48); }
-  i32GtS(): this { return this.op(0x4a); }
-  i32LeS(): this { return this.op(0x4c); }
-  i32GeS(): this { return this.op(0x4e); }
-  i32Add(): this { return this.op(0x6a); }
-  i32Sub(): this { return this.op(0x6b); }
-  i32Mul(): this { return this.op(0x6c); }
-  i32DivS(): this { return this.op(0x6d); }
-  i32And(): this { return this.op(0x71); }
-  i32Shl(): this { return this.op(0x74); }
-  i32ShrS(): this { return this.op(0x75); }
+  i32Eqz(): this {
+    return this.op(0x45);
+  }
+  i32Eq(): this {
+    return this.op(0x46);
+  }
+  i32Ne(): this {
+    return this.op(0x47);
+  }
+  i32LtS(): this {
+    return this.op(0x48);
+  }
+  i32GtS(): this {
+    return this.op(0x4a);
+  }
+  i32LeS(): this {
+    return this.op(0x4c);
+  }
+  i32GeS(): this {
+    return this.op(0x4e);
+  }
+  i32Add(): this {
+    return this.op(0x6a);
+  }
+  i32Sub(): this {
+    return this.op(0x6b);
+  }
+  i32Mul(): this {
+    return this.op(0x6c);
+  }
+  i32DivS(): this {
+    return this.op(0x6d);
+  }
+  i32And(): this {
+    return this.op(0x71);
+  }
+  i32Shl(): this {
+    return this.op(0x74);
+  }
+  i32ShrS(): this {
+    return this.op(0x75);
+  }
 
   // ---- f32 ----
-  f32Gt(): this { return this.op(0x5e); }
-  f32Abs(): this { return this.op(0x8b); }
-  f32Add(): this { return this.op(0x92); }
-  f32Sub(): this { return this.op(0x93); }
-  f32Mul(): this { return this.op(0x94); }
-  f32Div(): this { return this.op(0x95); }
-  f32Sqrt(): this { return this.op(0x91); }
+  f32Gt(): this {
+    return this.op(0x5e);
+  }
+  f32Abs(): this {
+    return this.op(0x8b);
+  }
+  f32Add(): this {
+    return this.op(0x92);
+  }
+  f32Sub(): this {
+    return this.op(0x93);
+  }
+  f32Mul(): this {
+    return this.op(0x94);
+  }
+  f32Div(): this {
+    return this.op(0x95);
+  }
+  f32Sqrt(): this {
+    return this.op(0x91);
+  }
 
   // ---- f64 ----
-  f64Eq(): this { return this.op(0x61); }
-  f64Lt(): this { return this.op(0x63); }
-  f64Gt(): this { return this.op(0x64); }
-  f64Ge(): this { return this.op(0x66); }
-  f64Abs(): this { return this.op(0x99); }
-  f64Neg(): this { return this.op(0x9a); }
-  f64Sqrt(): this { return this.op(0x9f); }
-  f64Add(): this { return this.op(0xa0); }
-  f64Sub(): this { return this.op(0xa1); }
-  f64Mul(): this { return this.op(0xa2); }
-  f64Div(): this { return this.op(0xa3); }
-  f64Min(): this { return this.op(0xa4); }
-  f64Max(): this { return this.op(0xa5); }
-  f64ConvertI32S(): this { return this.op(0xb7); }
-  f32DemoteF64(): this { return this.op(0xb6); }
-  f64PromoteF32(): this { return this.op(0xbb); }
+  f64Eq(): this {
+    return this.op(0x61);
+  }
+  f64Lt(): this {
+    return this.op(0x63);
+  }
+  f64Gt(): this {
+    return this.op(0x64);
+  }
+  f64Ge(): this {
+    return this.op(0x66);
+  }
+  f64Abs(): this {
+    return this.op(0x99);
+  }
+  f64Neg(): this {
+    return this.op(0x9a);
+  }
+  f64Sqrt(): this {
+    return this.op(0x9f);
+  }
+  f64Add(): this {
+    return this.op(0xa0);
+  }
+  f64Sub(): this {
+    return this.op(0xa1);
+  }
+  f64Mul(): this {
+    return this.op(0xa2);
+  }
+  f64Div(): this {
+    return this.op(0xa3);
+  }
+  f64Min(): this {
+    return this.op(0xa4);
+  }
+  f64Max(): this {
+    return this.op(0xa5);
+  }
+  f64ConvertI32S(): this {
+    return this.op(0xb7);
+  }
+  f32DemoteF64(): this {
+    return this.op(0xb6);
+  }
+  f64PromoteF32(): this {
+    return this.op(0xbb);
+  }
 
   // ---- v128 / f32x4 ----
-  v128Load(offset = 0): this { return this.simdMem(0x00, 16, offset); }
+  v128Load(offset = 0): this {
+    return this.simdMem(0x00, 16, offset);
+  }
   /** Loads one f32 and splats it to all four lanes. */
-  v128Load32Splat(offset = 0): this { return this.simdMem(0x09, 4, offset); }
-  v128Store(offset = 0): this { return this.simdMem(0x0b, 16, offset); }
+  v128Load32Splat(offset = 0): this {
+    return this.simdMem(0x09, 4, offset);
+  }
+  v128Store(offset = 0): this {
+    return this.simdMem(0x0b, 16, offset);
+  }
   /** Loads two f32 into lanes 0 and 1, zeroing lanes 2 and 3. */
-  v128Load64Zero(offset = 0): this { return this.simdMem(0x5d, 8, offset); }
+  v128Load64Zero(offset = 0): this {
+    return this.simdMem(0x5d, 8, offset);
+  }
   /** Pops address, vector: stores 64-bit lane `lane` (two f32). */
-  v128Store64Lane(lane: number, offset = 0): this { return this.simdMem(0x5b, 8, offset).op(lane); }
+  v128Store64Lane(lane: number, offset = 0): this {
+    return this.simdMem(0x5b, 8, offset).op(lane);
+  }
   /** Pops address, vector: stores 32-bit lane `lane` (one f32). */
-  v128Store32Lane(lane: number, offset = 0): this { return this.simdMem(0x5a, 4, offset).op(lane); }
-  f32x4Splat(): this { return this.simd(0x13); }
-  f32x4ExtractLane(lane: number): this { return this.simd(0x1f, lane); }
-  f32x4Eq(): this { return this.simd(0x41); }
-  f32x4Lt(): this { return this.simd(0x43); }
-  f32x4Gt(): this { return this.simd(0x44); }
-  f32x4Le(): this { return this.simd(0x45); }
-  f32x4Ge(): this { return this.simd(0x46); }
-  v128Not(): this { return this.simd(0x4d); }
-  v128And(): this { return this.simd(0x4e); }
+  v128Store32Lane(lane: number, offset = 0): this {
+    return this.simdMem(0x5a, 4, offset).op(lane);
+  }
+  f32x4Splat(): this {
+    return this.simd(0x13);
+  }
+  f32x4ExtractLane(lane: number): this {
+    return this.simd(0x1f, lane);
+  }
+  f32x4Eq(): this {
+    return this.simd(0x41);
+  }
+  f32x4Lt(): this {
+    return this.simd(0x43);
+  }
+  f32x4Gt(): this {
+    return this.simd(0x44);
+  }
+  f32x4Le(): this {
+    return this.simd(0x45);
+  }
+  f32x4Ge(): this {
+    return this.simd(0x46);
+  }
+  v128Not(): this {
+    return this.simd(0x4d);
+  }
+  v128And(): this {
+    return this.simd(0x4e);
+  }
   /** a & ~b. */
-  v128AndNot(): this { return this.simd(0x4f); }
-  v128Or(): this { return this.simd(0x50); }
+  v128AndNot(): this {
+    return this.simd(0x4f);
+  }
+  v128Or(): this {
+    return this.simd(0x50);
+  }
   /** Pops a, b, mask: bits of a where mask is 1, else bits of b. */
-  v128Bitselect(): this { return this.simd(0x52); }
-  f32x4Abs(): this { return this.simd(0xe0); }
-  f32x4Neg(): this { return this.simd(0xe1); }
-  f32x4Sqrt(): this { return this.simd(0xe3); }
-  f32x4Add(): this { return this.simd(0xe4); }
-  f32x4Sub(): this { return this.simd(0xe5); }
-  f32x4Mul(): this { return this.simd(0xe6); }
-  f32x4Div(): this { return this.simd(0xe7); }
+  v128Bitselect(): this {
+    return this.simd(0x52);
+  }
+  f32x4Abs(): this {
+    return this.simd(0xe0);
+  }
+  f32x4Neg(): this {
+    return this.simd(0xe1);
+  }
+  f32x4Sqrt(): this {
+    return this.simd(0xe3);
+  }
+  f32x4Add(): this {
+    return this.simd(0xe4);
+  }
+  f32x4Sub(): this {
+    return this.simd(0xe5);
+  }
+  f32x4Mul(): this {
+    return this.simd(0xe6);
+  }
+  f32x4Div(): this {
+    return this.simd(0xe7);
+  }
 }
 
 interface FuncDef {

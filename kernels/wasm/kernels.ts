@@ -28,7 +28,15 @@ type Ptr = number;
 export interface KernelExports {
   [name: `unary_${string}`]: (x: Ptr, out: Ptr, n: number) => void;
   [name: `binary_${string}`]: (
-    a: Ptr, aRow: number, aSplat: number, b: Ptr, bRow: number, bSplat: number, out: Ptr, rows: number, cols: number,
+    a: Ptr,
+    aRow: number,
+    aSplat: number,
+    b: Ptr,
+    bRow: number,
+    bSplat: number,
+    out: Ptr,
+    rows: number,
+    cols: number,
   ) => void;
   affine(x: Ptr, out: Ptr, n: number, alpha: number, beta: number): void;
   axpby(a: number, x: Ptr, b: number, y: Ptr, out: Ptr, n: number): void;
@@ -37,13 +45,31 @@ export interface KernelExports {
   pack(src: Ptr, dst: Ptr, count: number, width: number, k: number, strideRow: number, strideK: number): void;
   gemmPacked(aPack: Ptr, bPack: Ptr, out: Ptr, m: number, n: number, k: number, tmp: Ptr): void;
   packGemm(
-    aSrc: Ptr, strideRow: number, strideK: number, aPack: Ptr, rows: number, k: number, bPack: Ptr, out: Ptr, n: number, tmp: Ptr,
+    aSrc: Ptr,
+    strideRow: number,
+    strideK: number,
+    aPack: Ptr,
+    rows: number,
+    k: number,
+    bPack: Ptr,
+    out: Ptr,
+    n: number,
+    tmp: Ptr,
   ): void;
   dotRows(x: Ptr, v: Ptr, out: Ptr, rows: number, len: number): void;
   axpyRows(x: Ptr, coef: Ptr, out: Ptr, rows: number, len: number): void;
   copyRuns(src: Ptr, srcStride: number, dst: Ptr, dstStride: number, runBytes: number, count: number): void;
   gatherRows(x: Ptr, dim: number, ids: Ptr, count: number, out: Ptr): void;
-  embeddingBag(table: Ptr, dim: number, ids: Ptr, offsets: Ptr, weights: Ptr, mode: number, out: Ptr, batch: number): void;
+  embeddingBag(
+    table: Ptr,
+    dim: number,
+    ids: Ptr,
+    offsets: Ptr,
+    weights: Ptr,
+    mode: number,
+    out: Ptr,
+    batch: number,
+  ): void;
   segmentSumRows(src: Ptr, dim: number, segments: Ptr, nseg: number, srcRows: Ptr, scales: Ptr, out: Ptr): void;
   scatterAddRows(values: Ptr, dim: number, rows: Ptr, count: number, out: Ptr): void;
   prelu(x: Ptr, slope: Ptr, out: Ptr, rows: number, channels: number): void;
@@ -53,14 +79,36 @@ export interface KernelExports {
   productBce(a: Ptr, b: Ptr, y: Ptr, out: Ptr, n: number): void;
   productBceBackward(a: Ptr, b: Ptr, y: Ptr, g: Ptr, ga: Ptr, gb: Ptr, n: number): void;
   adam(
-    p: Ptr, g: Ptr, m: Ptr, v: Ptr, n: number,
-    beta1: number, oneMinusBeta1: number, beta2: number, oneMinusBeta2: number,
-    eps: number, weightDecay: number, stepSize: number, sqrtC2: number,
+    p: Ptr,
+    g: Ptr,
+    m: Ptr,
+    v: Ptr,
+    n: number,
+    beta1: number,
+    oneMinusBeta1: number,
+    beta2: number,
+    oneMinusBeta2: number,
+    eps: number,
+    weightDecay: number,
+    stepSize: number,
+    sqrtC2: number,
   ): void;
   sparseAdam(
-    p: Ptr, m: Ptr, v: Ptr, dim: number, rows: Ptr, count: number, g: Ptr,
-    beta1: number, oneMinusBeta1: number, beta2: number, oneMinusBeta2: number,
-    eps: number, weightDecay: number, stepSize: number, sqrtC2: number,
+    p: Ptr,
+    m: Ptr,
+    v: Ptr,
+    dim: number,
+    rows: Ptr,
+    count: number,
+    g: Ptr,
+    beta1: number,
+    oneMinusBeta1: number,
+    beta2: number,
+    oneMinusBeta2: number,
+    eps: number,
+    weightDecay: number,
+    stepSize: number,
+    sqrtC2: number,
   ): void;
 }
 
@@ -74,8 +122,20 @@ function simdLoop(f: FunctionBuilder, n: Local, vec: (off: Local) => void, tail:
   const end = f.local('i32');
   f.get(n).i32(-4).i32And().i32(2).i32Shl().set(endVec);
   f.get(n).i32(2).i32Shl().set(end);
-  f.forRange(off, () => f.i32(0), () => f.get(endVec), 16, () => vec(off));
-  f.forRange(off, () => f.get(endVec), () => f.get(end), 4, () => tail(off));
+  f.forRange(
+    off,
+    () => f.i32(0),
+    () => f.get(endVec),
+    16,
+    () => vec(off),
+  );
+  f.forRange(
+    off,
+    () => f.get(endVec),
+    () => f.get(end),
+    4,
+    () => tail(off),
+  );
 }
 
 // Vector bodies of the SIMD unary ops: they pop one f32x4 and push the result.
@@ -89,8 +149,19 @@ const unaryBodies: Record<(typeof SIMD_UNARY)[number], (f: FunctionBuilder, t: L
   sign: (f, t) =>
     f
       .tee(t)
-      .f32(0).f32x4Splat().f32x4Gt().f32(1).f32x4Splat().v128And()
-      .get(t).f32(0).f32x4Splat().f32x4Lt().f32(-1).f32x4Splat().v128And()
+      .f32(0)
+      .f32x4Splat()
+      .f32x4Gt()
+      .f32(1)
+      .f32x4Splat()
+      .v128And()
+      .get(t)
+      .f32(0)
+      .f32x4Splat()
+      .f32x4Lt()
+      .f32(-1)
+      .f32x4Splat()
+      .v128And()
       .v128Or(),
   sqrt: (f) => f.f32x4Sqrt(),
 };
@@ -132,28 +203,40 @@ export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
   const sigmoid = mb.func(null, ['f64'], ['f64'], (f) => {
     const x = f.param(0);
     const e = f.local('f64');
-    f.get(x).f64(0).f64Ge().select2(
-      'f64',
-      () => f.f64(1).f64(1).get(x).f64Neg().call(exp).f64Add().f64Div(),
-      () => f.get(x).call(exp).tee(e).f64(1).get(e).f64Add().f64Div(),
-    );
+    f.get(x)
+      .f64(0)
+      .f64Ge()
+      .select2(
+        'f64',
+        () => f.f64(1).f64(1).get(x).f64Neg().call(exp).f64Add().f64Div(),
+        () => f.get(x).call(exp).tee(e).f64(1).get(e).f64Add().f64Div(),
+      );
   });
   const logSigmoid = mb.func(null, ['f64'], ['f64'], (f) => {
     const x = f.param(0);
-    f.get(x).f64(0).f64Ge().select2(
-      'f64',
-      () => f.get(x).f64Neg().call(exp).call(log1p).f64Neg(),
-      () => f.get(x).get(x).call(exp).call(log1p).f64Sub(),
-    );
+    f.get(x)
+      .f64(0)
+      .f64Ge()
+      .select2(
+        'f64',
+        () => f.get(x).f64Neg().call(exp).call(log1p).f64Neg(),
+        () => f.get(x).get(x).call(exp).call(log1p).f64Sub(),
+      );
   });
   const logAddExp = mb.func(null, ['f64', 'f64'], ['f64'], (f) => {
     const [a, b] = [f.param(0), f.param(1)];
     const hi = f.local('f64');
-    f.get(a).get(b).f64Max().tee(hi).f64(-Infinity).f64Eq().select2(
-      'f64',
-      () => f.f64(-Infinity),
-      () => f.get(hi).get(a).get(b).f64Sub().f64Abs().f64Neg().call(exp).call(log1p).f64Add(),
-    );
+    f.get(a)
+      .get(b)
+      .f64Max()
+      .tee(hi)
+      .f64(-Infinity)
+      .f64Eq()
+      .select2(
+        'f64',
+        () => f.f64(-Infinity),
+        () => f.get(hi).get(a).get(b).f64Sub().f64Abs().f64Neg().call(exp).call(log1p).f64Add(),
+      );
   });
   const bceScalar = mb.func(null, ['f64', 'f64'], ['f64'], (f) => {
     const [x, y] = [f.param(0), f.param(1)];
@@ -228,10 +311,16 @@ export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
     mb.func(`unary_${op}`, ['i32', 'i32', 'i32'], [], (f) => {
       const [x, out, n] = [f.param(0), f.param(1), f.param(2)];
       const i = f.local('i32');
-      f.forRange(i, () => f.i32(0), () => f.get(n), 1, () => {
-        f.elemAt(out, i);
-        f.elemAt(x, i).f32Load().f64PromoteF32().call(mathUnary[op]).f32DemoteF64().f32Store();
-      });
+      f.forRange(
+        i,
+        () => f.i32(0),
+        () => f.get(n),
+        1,
+        () => {
+          f.elemAt(out, i);
+          f.elemAt(x, i).f32Load().f64PromoteF32().call(mathUnary[op]).f32DemoteF64().f32Store();
+        },
+      );
     });
   }
 
@@ -251,54 +340,74 @@ export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
       const sa = f.local('f64');
       const sb = f.local('f64');
       const rowLoop = (splatA: boolean, splatB: boolean): void => {
-        f.forRange(r, () => f.i32(0), () => f.get(rows), 1, () => {
-          f.get(a).get(r).get(aRow).i32Mul().i32(2).i32Shl().i32Add().set(pa);
-          f.get(b).get(r).get(bRow).i32Mul().i32(2).i32Shl().i32Add().set(pb);
-          f.get(out).get(r).get(cols).i32Mul().i32(2).i32Shl().i32Add().set(po);
-          if (body === null) {
-            // pow: scalar f64 through the host's Math.pow.
-            if (splatA) f.get(pa).f32Load().f64PromoteF32().set(sa);
-            if (splatB) f.get(pb).f32Load().f64PromoteF32().set(sb);
-            const j = f.local('i32');
-            f.forRange(j, () => f.i32(0), () => f.get(cols), 1, () => {
-              f.elemAt(po, j);
-              if (splatA) f.get(sa);
-              else f.elemAt(pa, j).f32Load().f64PromoteF32();
-              if (splatB) f.get(sb);
-              else f.elemAt(pb, j).f32Load().f64PromoteF32();
-              f.call(pow).f32DemoteF64().f32Store();
-            });
-            return;
-          }
-          if (splatA) f.get(pa).v128Load32Splat().set(va);
-          if (splatB) f.get(pb).v128Load32Splat().set(vb);
-          simdLoop(
-            f,
-            cols,
-            (o) => {
-              f.at(po, o);
-              if (splatA) f.get(va);
-              else f.at(pa, o).v128Load();
-              if (splatB) f.get(vb);
-              else f.at(pb, o).v128Load();
-              body(f, ta, tb);
-              f.v128Store();
-            },
-            (o) => {
-              f.at(po, o);
-              if (splatA) f.get(va);
-              else f.at(pa, o).v128Load32Splat();
-              if (splatB) f.get(vb);
-              else f.at(pb, o).v128Load32Splat();
-              body(f, ta, tb);
-              f.f32x4ExtractLane(0).f32Store();
-            },
-          );
-        });
+        f.forRange(
+          r,
+          () => f.i32(0),
+          () => f.get(rows),
+          1,
+          () => {
+            f.get(a).get(r).get(aRow).i32Mul().i32(2).i32Shl().i32Add().set(pa);
+            f.get(b).get(r).get(bRow).i32Mul().i32(2).i32Shl().i32Add().set(pb);
+            f.get(out).get(r).get(cols).i32Mul().i32(2).i32Shl().i32Add().set(po);
+            if (body === null) {
+              // pow: scalar f64 through the host's Math.pow.
+              if (splatA) f.get(pa).f32Load().f64PromoteF32().set(sa);
+              if (splatB) f.get(pb).f32Load().f64PromoteF32().set(sb);
+              const j = f.local('i32');
+              f.forRange(
+                j,
+                () => f.i32(0),
+                () => f.get(cols),
+                1,
+                () => {
+                  f.elemAt(po, j);
+                  if (splatA) f.get(sa);
+                  else f.elemAt(pa, j).f32Load().f64PromoteF32();
+                  if (splatB) f.get(sb);
+                  else f.elemAt(pb, j).f32Load().f64PromoteF32();
+                  f.call(pow).f32DemoteF64().f32Store();
+                },
+              );
+              return;
+            }
+            if (splatA) f.get(pa).v128Load32Splat().set(va);
+            if (splatB) f.get(pb).v128Load32Splat().set(vb);
+            simdLoop(
+              f,
+              cols,
+              (o) => {
+                f.at(po, o);
+                if (splatA) f.get(va);
+                else f.at(pa, o).v128Load();
+                if (splatB) f.get(vb);
+                else f.at(pb, o).v128Load();
+                body(f, ta, tb);
+                f.v128Store();
+              },
+              (o) => {
+                f.at(po, o);
+                if (splatA) f.get(va);
+                else f.at(pa, o).v128Load32Splat();
+                if (splatB) f.get(vb);
+                else f.at(pb, o).v128Load32Splat();
+                body(f, ta, tb);
+                f.f32x4ExtractLane(0).f32Store();
+              },
+            );
+          },
+        );
       };
       f.get(aSplat).ifElse(
-        () => f.get(bSplat).ifElse(() => rowLoop(true, true), () => rowLoop(true, false)),
-        () => f.get(bSplat).ifElse(() => rowLoop(false, true), () => rowLoop(false, false)),
+        () =>
+          f.get(bSplat).ifElse(
+            () => rowLoop(true, true),
+            () => rowLoop(true, false),
+          ),
+        () =>
+          f.get(bSplat).ifElse(
+            () => rowLoop(false, true),
+            () => rowLoop(false, false),
+          ),
       );
     });
   };
@@ -315,7 +424,8 @@ export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
       f,
       n,
       (o) => f.at(out, o).get(av).at(x, o).v128Load().f32x4Mul().get(bv).f32x4Add().v128Store(),
-      (o) => f.at(out, o).get(av).at(x, o).v128Load32Splat().f32x4Mul().get(bv).f32x4Add().f32x4ExtractLane(0).f32Store(),
+      (o) =>
+        f.at(out, o).get(av).at(x, o).v128Load32Splat().f32x4Mul().get(bv).f32x4Add().f32x4ExtractLane(0).f32Store(),
     );
   });
   mb.func('axpby', ['f64', 'i32', 'f64', 'i32', 'i32', 'i32'], [], (f) => {
@@ -327,12 +437,33 @@ export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
     simdLoop(
       f,
       n,
-      (o) => f.at(out, o).get(av).at(x, o).v128Load().f32x4Mul().get(bv).at(y, o).v128Load().f32x4Mul().f32x4Add().v128Store(),
       (o) =>
-        f.at(out, o)
-          .get(av).at(x, o).v128Load32Splat().f32x4Mul()
-          .get(bv).at(y, o).v128Load32Splat().f32x4Mul()
-          .f32x4Add().f32x4ExtractLane(0).f32Store(),
+        f
+          .at(out, o)
+          .get(av)
+          .at(x, o)
+          .v128Load()
+          .f32x4Mul()
+          .get(bv)
+          .at(y, o)
+          .v128Load()
+          .f32x4Mul()
+          .f32x4Add()
+          .v128Store(),
+      (o) =>
+        f
+          .at(out, o)
+          .get(av)
+          .at(x, o)
+          .v128Load32Splat()
+          .f32x4Mul()
+          .get(bv)
+          .at(y, o)
+          .v128Load32Splat()
+          .f32x4Mul()
+          .f32x4Add()
+          .f32x4ExtractLane(0)
+          .f32Store(),
     );
   });
 
@@ -343,9 +474,15 @@ export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
     const [x, out, rows, cols] = [0, 1, 2, 3].map((i) => f.param(i));
     const r = f.local('i32');
     f.get(out).i32(0).get(cols).i32(2).i32Shl().memoryFill();
-    f.forRange(r, () => f.i32(0), () => f.get(rows), 1, () => {
-      f.get(out).get(x).get(r).get(cols).i32Mul().i32(2).i32Shl().i32Add().f32(1).get(cols).call(axpyRow);
-    });
+    f.forRange(
+      r,
+      () => f.i32(0),
+      () => f.get(rows),
+      1,
+      () => {
+        f.get(out).get(x).get(r).get(cols).i32Mul().i32(2).i32Shl().i32Add().f32(1).get(cols).call(axpyRow);
+      },
+    );
   });
   // Sum over trailing axes, sequentially in f32 as the reference does.
   mb.func('rowSum', ['i32', 'i32', 'i32', 'i32'], [], (f) => {
@@ -355,14 +492,26 @@ export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
     const acc = f.local('f32');
     const p = f.local('i32');
     f.get(x).set(p);
-    f.forRange(r, () => f.i32(0), () => f.get(rows), 1, () => {
-      f.f32(0).set(acc);
-      f.forRange(j, () => f.i32(0), () => f.get(cols), 1, () => {
-        f.get(acc).get(p).f32Load().f32Add().set(acc);
-        f.get(p).i32(4).i32Add().set(p);
-      });
-      f.elemAt(out, r).get(acc).f32Store();
-    });
+    f.forRange(
+      r,
+      () => f.i32(0),
+      () => f.get(rows),
+      1,
+      () => {
+        f.f32(0).set(acc);
+        f.forRange(
+          j,
+          () => f.i32(0),
+          () => f.get(cols),
+          1,
+          () => {
+            f.get(acc).get(p).f32Load().f32Add().set(acc);
+            f.get(p).i32(4).i32Add().set(p);
+          },
+        );
+        f.elemAt(out, r).get(acc).f32Store();
+      },
+    );
   });
 
   // ---- GEMM ----
@@ -384,36 +533,91 @@ export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
     const s0 = f.local('i32');
     const widthBytes = f.local('i32');
     f.get(width).i32(2).i32Shl().set(widthBytes);
-    f.forRange(row0, () => f.i32(0), () => f.get(padded), 0, () => {
-      // Rows adjacent in memory (Aᵀ, and B as stored): a whole panel's slice at p is one
-      // contiguous run of `width` floats, moved as vectors (width is a multiple of 4).
-      f.get(strideRow).i32(1).i32Eq().get(row0).get(width).i32Add().get(count).i32LeS().i32And().ifElse(
-        () => {
-          f.get(src).get(row0).i32(2).i32Shl().i32Add().set(s0);
-          f.forRange(p, () => f.i32(0), () => f.get(k), 1, () => {
-            f.forRange(q, () => f.i32(0), () => f.get(widthBytes), 16, () => f.at(d, q).at(s0, q).v128Load().v128Store());
-            f.get(d).get(widthBytes).i32Add().set(d);
-            f.get(s0).get(strideK).i32(2).i32Shl().i32Add().set(s0);
-          });
-        },
-        () => {
-          f.forRange(p, () => f.i32(0), () => f.get(k), 1, () => {
-            f.forRange(r, () => f.i32(0), () => f.get(width), 1, () => {
-              f.get(row0).get(r).i32Add().tee(row).get(count).i32LtS().ifElse(
+    f.forRange(
+      row0,
+      () => f.i32(0),
+      () => f.get(padded),
+      0,
+      () => {
+        // Rows adjacent in memory (Aᵀ, and B as stored): a whole panel's slice at p is one
+        // contiguous run of `width` floats, moved as vectors (width is a multiple of 4).
+        f.get(strideRow)
+          .i32(1)
+          .i32Eq()
+          .get(row0)
+          .get(width)
+          .i32Add()
+          .get(count)
+          .i32LeS()
+          .i32And()
+          .ifElse(
+            () => {
+              f.get(src).get(row0).i32(2).i32Shl().i32Add().set(s0);
+              f.forRange(
+                p,
+                () => f.i32(0),
+                () => f.get(k),
+                1,
                 () => {
-                  f.get(d);
-                  f.get(src).get(row).get(strideRow).i32Mul().get(p).get(strideK).i32Mul().i32Add().i32(2).i32Shl().i32Add();
-                  f.f32Load().f32Store();
+                  f.forRange(
+                    q,
+                    () => f.i32(0),
+                    () => f.get(widthBytes),
+                    16,
+                    () => f.at(d, q).at(s0, q).v128Load().v128Store(),
+                  );
+                  f.get(d).get(widthBytes).i32Add().set(d);
+                  f.get(s0).get(strideK).i32(2).i32Shl().i32Add().set(s0);
                 },
-                () => f.get(d).f32(0).f32Store(),
               );
-              f.get(d).i32(4).i32Add().set(d);
-            });
-          });
-        },
-      );
-      f.get(row0).get(width).i32Add().set(row0);
-    });
+            },
+            () => {
+              f.forRange(
+                p,
+                () => f.i32(0),
+                () => f.get(k),
+                1,
+                () => {
+                  f.forRange(
+                    r,
+                    () => f.i32(0),
+                    () => f.get(width),
+                    1,
+                    () => {
+                      f.get(row0)
+                        .get(r)
+                        .i32Add()
+                        .tee(row)
+                        .get(count)
+                        .i32LtS()
+                        .ifElse(
+                          () => {
+                            f.get(d);
+                            f.get(src)
+                              .get(row)
+                              .get(strideRow)
+                              .i32Mul()
+                              .get(p)
+                              .get(strideK)
+                              .i32Mul()
+                              .i32Add()
+                              .i32(2)
+                              .i32Shl()
+                              .i32Add();
+                            f.f32Load().f32Store();
+                          },
+                          () => f.get(d).f32(0).f32Store(),
+                        );
+                      f.get(d).i32(4).i32Add().set(d);
+                    },
+                  );
+                },
+              );
+            },
+          );
+        f.get(row0).get(width).i32Add().set(row0);
+      },
+    );
   });
 
   // The 4×8 register-tiled micro-kernel over packed panels. B's panel (k×8) stays in L1
@@ -439,57 +643,148 @@ export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
     for (let q = 0; q < 2 * TILE_M; q++) acc.push(f.local('v128'));
 
     f.get(bPack).set(bPanel);
-    f.forRange(j, () => f.i32(0), () => f.get(n), TILE_N, () => {
-      f.get(aPack).set(ap);
-      f.forRange(i, () => f.i32(0), () => f.get(m), TILE_M, () => {
-        for (const a of acc) f.f32(0).f32x4Splat().set(a);
-        f.get(bPanel).set(bp);
-        f.forRange(p, () => f.i32(0), () => f.get(k), 1, () => {
-          f.get(bp).v128Load(0).set(b0);
-          f.get(bp).v128Load(16).set(b1);
-          for (let q = 0; q < TILE_M; q++) {
-            f.get(ap).v128Load32Splat(4 * q).set(av);
-            f.get(acc[2 * q]).get(av).get(b0).f32x4Mul().f32x4Add().set(acc[2 * q]);
-            f.get(acc[2 * q + 1]).get(av).get(b1).f32x4Mul().f32x4Add().set(acc[2 * q + 1]);
-          }
-          f.get(ap).i32(4 * TILE_M).i32Add().set(ap);
-          f.get(bp).i32(4 * TILE_N).i32Add().set(bp);
-        });
-        // Full tile: store straight into out; edge tile: spill to tmp and copy the valid part.
-        f.get(i).i32(TILE_M).i32Add().get(m).i32LeS().get(j).i32(TILE_N).i32Add().get(n).i32LeS().i32And().ifElse(
+    f.forRange(
+      j,
+      () => f.i32(0),
+      () => f.get(n),
+      TILE_N,
+      () => {
+        f.get(aPack).set(ap);
+        f.forRange(
+          i,
+          () => f.i32(0),
+          () => f.get(m),
+          TILE_M,
           () => {
-            f.get(out).get(i).get(n).i32Mul().get(j).i32Add().i32(2).i32Shl().i32Add().set(o);
-            for (let q = 0; q < TILE_M; q++) {
-              f.get(o).get(acc[2 * q]).v128Store(0);
-              f.get(o).get(acc[2 * q + 1]).v128Store(16);
-              if (q < TILE_M - 1) f.get(o).get(n).i32(2).i32Shl().i32Add().set(o);
-            }
-          },
-          () => {
-            for (let q = 0; q < 2 * TILE_M; q++) f.get(tmp).get(acc[q]).v128Store(16 * q);
-            f.get(m).get(i).i32Sub().set(rEnd);
-            f.get(rEnd).i32(TILE_M).i32GtS().ifElse(() => f.i32(TILE_M).set(rEnd));
-            f.get(n).get(j).i32Sub().set(cEnd);
-            f.get(cEnd).i32(TILE_N).i32GtS().ifElse(() => f.i32(TILE_N).set(cEnd));
-            f.forRange(r, () => f.i32(0), () => f.get(rEnd), 1, () => {
-              f.forRange(c, () => f.i32(0), () => f.get(cEnd), 1, () => {
-                f.get(out).get(i).get(r).i32Add().get(n).i32Mul().get(j).i32Add().get(c).i32Add().i32(2).i32Shl().i32Add();
-                f.get(tmp).get(r).i32(TILE_N).i32Mul().get(c).i32Add().i32(2).i32Shl().i32Add().f32Load();
-                f.f32Store();
-              });
-            });
+            for (const a of acc) f.f32(0).f32x4Splat().set(a);
+            f.get(bPanel).set(bp);
+            f.forRange(
+              p,
+              () => f.i32(0),
+              () => f.get(k),
+              1,
+              () => {
+                f.get(bp).v128Load(0).set(b0);
+                f.get(bp).v128Load(16).set(b1);
+                for (let q = 0; q < TILE_M; q++) {
+                  f.get(ap)
+                    .v128Load32Splat(4 * q)
+                    .set(av);
+                  f.get(acc[2 * q])
+                    .get(av)
+                    .get(b0)
+                    .f32x4Mul()
+                    .f32x4Add()
+                    .set(acc[2 * q]);
+                  f.get(acc[2 * q + 1])
+                    .get(av)
+                    .get(b1)
+                    .f32x4Mul()
+                    .f32x4Add()
+                    .set(acc[2 * q + 1]);
+                }
+                f.get(ap)
+                  .i32(4 * TILE_M)
+                  .i32Add()
+                  .set(ap);
+                f.get(bp)
+                  .i32(4 * TILE_N)
+                  .i32Add()
+                  .set(bp);
+              },
+            );
+            // Full tile: store straight into out; edge tile: spill to tmp and copy the valid part.
+            f.get(i)
+              .i32(TILE_M)
+              .i32Add()
+              .get(m)
+              .i32LeS()
+              .get(j)
+              .i32(TILE_N)
+              .i32Add()
+              .get(n)
+              .i32LeS()
+              .i32And()
+              .ifElse(
+                () => {
+                  f.get(out).get(i).get(n).i32Mul().get(j).i32Add().i32(2).i32Shl().i32Add().set(o);
+                  for (let q = 0; q < TILE_M; q++) {
+                    f.get(o)
+                      .get(acc[2 * q])
+                      .v128Store(0);
+                    f.get(o)
+                      .get(acc[2 * q + 1])
+                      .v128Store(16);
+                    if (q < TILE_M - 1) f.get(o).get(n).i32(2).i32Shl().i32Add().set(o);
+                  }
+                },
+                () => {
+                  for (let q = 0; q < 2 * TILE_M; q++)
+                    f.get(tmp)
+                      .get(acc[q])
+                      .v128Store(16 * q);
+                  f.get(m).get(i).i32Sub().set(rEnd);
+                  f.get(rEnd)
+                    .i32(TILE_M)
+                    .i32GtS()
+                    .ifElse(() => f.i32(TILE_M).set(rEnd));
+                  f.get(n).get(j).i32Sub().set(cEnd);
+                  f.get(cEnd)
+                    .i32(TILE_N)
+                    .i32GtS()
+                    .ifElse(() => f.i32(TILE_N).set(cEnd));
+                  f.forRange(
+                    r,
+                    () => f.i32(0),
+                    () => f.get(rEnd),
+                    1,
+                    () => {
+                      f.forRange(
+                        c,
+                        () => f.i32(0),
+                        () => f.get(cEnd),
+                        1,
+                        () => {
+                          f.get(out)
+                            .get(i)
+                            .get(r)
+                            .i32Add()
+                            .get(n)
+                            .i32Mul()
+                            .get(j)
+                            .i32Add()
+                            .get(c)
+                            .i32Add()
+                            .i32(2)
+                            .i32Shl()
+                            .i32Add();
+                          f.get(tmp).get(r).i32(TILE_N).i32Mul().get(c).i32Add().i32(2).i32Shl().i32Add().f32Load();
+                          f.f32Store();
+                        },
+                      );
+                    },
+                  );
+                },
+              );
           },
         );
-      });
-      f.get(bPanel).get(k).i32(4 * TILE_N).i32Mul().i32Add().set(bPanel);
-    });
+        f.get(bPanel)
+          .get(k)
+          .i32(4 * TILE_N)
+          .i32Mul()
+          .i32Add()
+          .set(bPanel);
+      },
+    );
   });
 
   // One row panel of a GEMM: pack `rows` rows of op(A) then multiply them by the packed B.
   // Row panels are independent and each output element keeps its summation order, so
   // threads can take panels in any order and the result stays bit-identical.
   mb.func('packGemm', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32'], [], (f) => {
-    const [aSrc, strideRow, strideK, aPack, rows, k, bPack, out, n, tmp] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9].map((i) => f.param(i));
+    const [aSrc, strideRow, strideK, aPack, rows, k, bPack, out, n, tmp] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9].map((i) =>
+      f.param(i),
+    );
     f.get(aSrc).get(aPack).get(rows).i32(TILE_M).get(k).get(strideRow).get(strideK).call(pack);
     f.get(aPack).get(bPack).get(out).get(rows).get(n).get(k).get(tmp).call(gemmPacked);
   });
@@ -502,31 +797,43 @@ export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
     const acc = f.local('v128');
     const s = f.local('f32');
     f.get(x).set(row);
-    f.forRange(r, () => f.i32(0), () => f.get(rows), 1, () => {
-      f.f32(0).f32x4Splat().set(acc);
-      f.f32(0).set(s);
-      simdLoop(
-        f,
-        len,
-        (o) => f.get(acc).at(row, o).v128Load().at(v, o).v128Load().f32x4Mul().f32x4Add().set(acc),
-        (o) => f.get(s).at(row, o).f32Load().at(v, o).f32Load().f32Mul().f32Add().set(s),
-      );
-      f.elemAt(out, r);
-      f.get(acc).f32x4ExtractLane(0).get(acc).f32x4ExtractLane(1).f32Add();
-      f.get(acc).f32x4ExtractLane(2).get(acc).f32x4ExtractLane(3).f32Add().f32Add();
-      f.get(s).f32Add().f32Store();
-      f.get(row).get(len).i32(2).i32Shl().i32Add().set(row);
-    });
+    f.forRange(
+      r,
+      () => f.i32(0),
+      () => f.get(rows),
+      1,
+      () => {
+        f.f32(0).f32x4Splat().set(acc);
+        f.f32(0).set(s);
+        simdLoop(
+          f,
+          len,
+          (o) => f.get(acc).at(row, o).v128Load().at(v, o).v128Load().f32x4Mul().f32x4Add().set(acc),
+          (o) => f.get(s).at(row, o).f32Load().at(v, o).f32Load().f32Mul().f32Add().set(s),
+        );
+        f.elemAt(out, r);
+        f.get(acc).f32x4ExtractLane(0).get(acc).f32x4ExtractLane(1).f32Add();
+        f.get(acc).f32x4ExtractLane(2).get(acc).f32x4ExtractLane(3).f32Add().f32Add();
+        f.get(s).f32Add().f32Store();
+        f.get(row).get(len).i32(2).i32Shl().i32Add().set(row);
+      },
+    );
   });
   // Vector–matrix: out[:] = sum over r of coef[r] * x[r, :].
   mb.func('axpyRows', ['i32', 'i32', 'i32', 'i32', 'i32'], [], (f) => {
     const [x, coef, out, rows, len] = [0, 1, 2, 3, 4].map((i) => f.param(i));
     const r = f.local('i32');
     f.get(out).i32(0).get(len).i32(2).i32Shl().memoryFill();
-    f.forRange(r, () => f.i32(0), () => f.get(rows), 1, () => {
-      f.get(out).get(x).get(r).get(len).i32Mul().i32(2).i32Shl().i32Add();
-      f.elemAt(coef, r).f32Load().get(len).call(axpyRow);
-    });
+    f.forRange(
+      r,
+      () => f.i32(0),
+      () => f.get(rows),
+      1,
+      () => {
+        f.get(out).get(x).get(r).get(len).i32Mul().i32(2).i32Shl().i32Add();
+        f.elemAt(coef, r).f32Load().get(len).call(axpyRow);
+      },
+    );
   });
 
   // ---- layout ----
@@ -543,28 +850,55 @@ export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
     f.get(src).set(s0);
     f.get(dst).set(d0);
     f.get(runBytes).i32(-16).i32And().set(endVec);
-    f.get(runBytes).i32(COPY_RUN_NATIVE).i32GeS().ifElse(
-      () => {
-        f.forRange(r, () => f.i32(0), () => f.get(count), 1, () => {
-          f.get(d0).get(s0).get(runBytes).memoryCopy();
-          f.get(s0).get(srcStride).i32Add().set(s0);
-          f.get(d0).get(dstStride).i32Add().set(d0);
-        });
-      },
-      () => {
-        f.forRange(r, () => f.i32(0), () => f.get(count), 1, () => {
-          f.forRange(off, () => f.i32(0), () => f.get(endVec), 16, () => f.at(d0, off).at(s0, off).v128Load().v128Store());
-          f.get(endVec).set(off);
-          f.get(runBytes).i32(8).i32And().ifElse(() => {
-            f.at(d0, off).at(s0, off).v128Load64Zero().v128Store64Lane(0);
-            f.get(off).i32(8).i32Add().set(off);
-          });
-          f.get(runBytes).i32(4).i32And().ifElse(() => f.at(d0, off).at(s0, off).i32Load().i32Store());
-          f.get(s0).get(srcStride).i32Add().set(s0);
-          f.get(d0).get(dstStride).i32Add().set(d0);
-        });
-      },
-    );
+    f.get(runBytes)
+      .i32(COPY_RUN_NATIVE)
+      .i32GeS()
+      .ifElse(
+        () => {
+          f.forRange(
+            r,
+            () => f.i32(0),
+            () => f.get(count),
+            1,
+            () => {
+              f.get(d0).get(s0).get(runBytes).memoryCopy();
+              f.get(s0).get(srcStride).i32Add().set(s0);
+              f.get(d0).get(dstStride).i32Add().set(d0);
+            },
+          );
+        },
+        () => {
+          f.forRange(
+            r,
+            () => f.i32(0),
+            () => f.get(count),
+            1,
+            () => {
+              f.forRange(
+                off,
+                () => f.i32(0),
+                () => f.get(endVec),
+                16,
+                () => f.at(d0, off).at(s0, off).v128Load().v128Store(),
+              );
+              f.get(endVec).set(off);
+              f.get(runBytes)
+                .i32(8)
+                .i32And()
+                .ifElse(() => {
+                  f.at(d0, off).at(s0, off).v128Load64Zero().v128Store64Lane(0);
+                  f.get(off).i32(8).i32Add().set(off);
+                });
+              f.get(runBytes)
+                .i32(4)
+                .i32And()
+                .ifElse(() => f.at(d0, off).at(s0, off).i32Load().i32Store());
+              f.get(s0).get(srcStride).i32Add().set(s0);
+              f.get(d0).get(dstStride).i32Add().set(d0);
+            },
+          );
+        },
+      );
   });
 
   // ---- rows and embeddings ----
@@ -573,11 +907,17 @@ export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
     const i = f.local('i32');
     const rowBytes = f.local('i32');
     f.get(dim).i32(2).i32Shl().set(rowBytes);
-    f.forRange(i, () => f.i32(0), () => f.get(count), 1, () => {
-      f.get(out).get(i).get(rowBytes).i32Mul().i32Add();
-      f.get(x).elemAt(ids, i).i32Load().get(rowBytes).i32Mul().i32Add();
-      f.get(rowBytes).memoryCopy();
-    });
+    f.forRange(
+      i,
+      () => f.i32(0),
+      () => f.get(count),
+      1,
+      () => {
+        f.get(out).get(i).get(rowBytes).i32Mul().i32Add();
+        f.get(x).elemAt(ids, i).i32Load().get(rowBytes).i32Mul().i32Add();
+        f.get(rowBytes).memoryCopy();
+      },
+    );
   });
   // mode: 0 sum, 1 mean, 2 sqrtn; weights 0 means none. The bag scale is computed in f64
   // as bagScale() does.
@@ -600,37 +940,77 @@ export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
         () => f.f64(1),
       );
     };
-    f.forRange(b, () => f.i32(0), () => f.get(batch), 1, () => {
-      f.elemAt(offsets, b).i32Load().set(start);
-      f.elemAt(offsets, b).i32Load(4).set(end);
-      f.f64(1).set(scale);
-      f.get(mode).i32(0).i32Ne().get(end).get(start).i32Ne().i32And().ifElse(() => {
-        f.f64(0).set(total);
-        f.forRange(j, () => f.get(start), () => f.get(end), 1, () => {
-          weightAt();
-          f.set(w);
-          f.get(total).get(w);
-          f.get(mode).i32(1).i32Eq().select2('f64', () => f.f64(1), () => f.get(w));
-          f.f64Mul().f64Add().set(total);
-        });
-        f.get(total).f64(0).f64Eq().select2(
-          'f64',
-          () => f.f64(0),
-          () => f.get(mode).i32(1).i32Eq().select2(
-            'f64',
-            () => f.f64(1).get(total).f64Div(),
-            () => f.f64(1).get(total).f64Sqrt().f64Div(),
-          ),
+    f.forRange(
+      b,
+      () => f.i32(0),
+      () => f.get(batch),
+      1,
+      () => {
+        f.elemAt(offsets, b).i32Load().set(start);
+        f.elemAt(offsets, b).i32Load(4).set(end);
+        f.f64(1).set(scale);
+        f.get(mode)
+          .i32(0)
+          .i32Ne()
+          .get(end)
+          .get(start)
+          .i32Ne()
+          .i32And()
+          .ifElse(() => {
+            f.f64(0).set(total);
+            f.forRange(
+              j,
+              () => f.get(start),
+              () => f.get(end),
+              1,
+              () => {
+                weightAt();
+                f.set(w);
+                f.get(total).get(w);
+                f.get(mode)
+                  .i32(1)
+                  .i32Eq()
+                  .select2(
+                    'f64',
+                    () => f.f64(1),
+                    () => f.get(w),
+                  );
+                f.f64Mul().f64Add().set(total);
+              },
+            );
+            f.get(total)
+              .f64(0)
+              .f64Eq()
+              .select2(
+                'f64',
+                () => f.f64(0),
+                () =>
+                  f
+                    .get(mode)
+                    .i32(1)
+                    .i32Eq()
+                    .select2(
+                      'f64',
+                      () => f.f64(1).get(total).f64Div(),
+                      () => f.f64(1).get(total).f64Sqrt().f64Div(),
+                    ),
+              );
+            f.set(scale);
+          });
+        f.forRange(
+          j,
+          () => f.get(start),
+          () => f.get(end),
+          1,
+          () => {
+            f.get(out).get(b).get(rowBytes).i32Mul().i32Add();
+            f.get(table).elemAt(ids, j).i32Load().get(rowBytes).i32Mul().i32Add();
+            weightAt();
+            f.get(scale).f64Mul().f32DemoteF64().get(dim).call(axpyRow);
+          },
         );
-        f.set(scale);
-      });
-      f.forRange(j, () => f.get(start), () => f.get(end), 1, () => {
-        f.get(out).get(b).get(rowBytes).i32Mul().i32Add();
-        f.get(table).elemAt(ids, j).i32Load().get(rowBytes).i32Mul().i32Add();
-        weightAt();
-        f.get(scale).f64Mul().f32DemoteF64().get(dim).call(axpyRow);
-      });
-    });
+      },
+    );
   });
   mb.func('segmentSumRows', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32'], [], (f) => {
     const [src, dim, segments, nseg, srcRows, scales, out] = [0, 1, 2, 3, 4, 5, 6].map((i) => f.param(i));
@@ -639,25 +1019,47 @@ export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
     const rowBytes = f.local('i32');
     f.get(dim).i32(2).i32Shl().set(rowBytes);
     f.get(out).i32(0).get(nseg).get(rowBytes).i32Mul().memoryFill();
-    f.forRange(u, () => f.i32(0), () => f.get(nseg), 1, () => {
-      f.forRange(c, () => f.elemAt(segments, u).i32Load(), () => f.elemAt(segments, u).i32Load(4), 1, () => {
-        f.get(out).get(u).get(rowBytes).i32Mul().i32Add();
-        f.get(src).elemAt(srcRows, c).i32Load().get(rowBytes).i32Mul().i32Add();
-        f.get(scales).select2('f32', () => f.elemAt(scales, c).f32Load(), () => f.f32(1));
-        f.get(dim).call(axpyRow);
-      });
-    });
+    f.forRange(
+      u,
+      () => f.i32(0),
+      () => f.get(nseg),
+      1,
+      () => {
+        f.forRange(
+          c,
+          () => f.elemAt(segments, u).i32Load(),
+          () => f.elemAt(segments, u).i32Load(4),
+          1,
+          () => {
+            f.get(out).get(u).get(rowBytes).i32Mul().i32Add();
+            f.get(src).elemAt(srcRows, c).i32Load().get(rowBytes).i32Mul().i32Add();
+            f.get(scales).select2(
+              'f32',
+              () => f.elemAt(scales, c).f32Load(),
+              () => f.f32(1),
+            );
+            f.get(dim).call(axpyRow);
+          },
+        );
+      },
+    );
   });
   mb.func('scatterAddRows', ['i32', 'i32', 'i32', 'i32', 'i32'], [], (f) => {
     const [values, dim, rows, count, out] = [0, 1, 2, 3, 4].map((i) => f.param(i));
     const i = f.local('i32');
     const rowBytes = f.local('i32');
     f.get(dim).i32(2).i32Shl().set(rowBytes);
-    f.forRange(i, () => f.i32(0), () => f.get(count), 1, () => {
-      f.get(out).elemAt(rows, i).i32Load().get(rowBytes).i32Mul().i32Add();
-      f.get(values).get(i).get(rowBytes).i32Mul().i32Add();
-      f.f32(1).get(dim).call(axpyRow);
-    });
+    f.forRange(
+      i,
+      () => f.i32(0),
+      () => f.get(count),
+      1,
+      () => {
+        f.get(out).elemAt(rows, i).i32Load().get(rowBytes).i32Mul().i32Add();
+        f.get(values).get(i).get(rowBytes).i32Mul().i32Add();
+        f.f32(1).get(dim).call(axpyRow);
+      },
+    );
   });
 
   // ---- fused nn ----
@@ -677,24 +1079,30 @@ export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
       f.get(t).f32x4Mul();
       f.get(t).f32(0).f32x4Splat().f32x4Gt().v128Bitselect();
     };
-    f.forRange(r, () => f.i32(0), () => f.get(rows), 1, () => {
-      f.get(x).get(r).get(rowBytes).i32Mul().i32Add().set(px);
-      f.get(out).get(r).get(rowBytes).i32Mul().i32Add().set(po);
-      simdLoop(
-        f,
-        channels,
-        (o) => {
-          f.at(po, o);
-          body((base, off) => f.at(base, off).v128Load(), o);
-          f.v128Store();
-        },
-        (o) => {
-          f.at(po, o);
-          body((base, off) => f.at(base, off).v128Load32Splat(), o);
-          f.f32x4ExtractLane(0).f32Store();
-        },
-      );
-    });
+    f.forRange(
+      r,
+      () => f.i32(0),
+      () => f.get(rows),
+      1,
+      () => {
+        f.get(x).get(r).get(rowBytes).i32Mul().i32Add().set(px);
+        f.get(out).get(r).get(rowBytes).i32Mul().i32Add().set(po);
+        simdLoop(
+          f,
+          channels,
+          (o) => {
+            f.at(po, o);
+            body((base, off) => f.at(base, off).v128Load(), o);
+            f.v128Store();
+          },
+          (o) => {
+            f.at(po, o);
+            body((base, off) => f.at(base, off).v128Load32Splat(), o);
+            f.f32x4ExtractLane(0).f32Store();
+          },
+        );
+      },
+    );
   });
   mb.func('preluBackward', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32'], [], (f) => {
     const [x, slope, g, gx, gs, rows, channels] = [0, 1, 2, 3, 4, 5, 6].map((i) => f.param(i));
@@ -725,18 +1133,34 @@ export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
       f.get(vx).get(vg).f32x4Mul().get(mask).v128AndNot().f32x4Add();
       store();
     };
-    f.forRange(r, () => f.i32(0), () => f.get(rows), 1, () => {
-      f.get(r).get(rowBytes).i32Mul().set(base);
-      f.get(x).get(base).i32Add().set(px);
-      f.get(g).get(base).i32Add().set(pg);
-      f.get(gx).get(base).i32Add().set(pgx);
-      simdLoop(
-        f,
-        channels,
-        (o) => body((b, off) => f.at(b, off).v128Load(), o, () => f.v128Store()),
-        (o) => body((b, off) => f.at(b, off).v128Load32Splat(), o, () => f.f32x4ExtractLane(0).f32Store()),
-      );
-    });
+    f.forRange(
+      r,
+      () => f.i32(0),
+      () => f.get(rows),
+      1,
+      () => {
+        f.get(r).get(rowBytes).i32Mul().set(base);
+        f.get(x).get(base).i32Add().set(px);
+        f.get(g).get(base).i32Add().set(pg);
+        f.get(gx).get(base).i32Add().set(pgx);
+        simdLoop(
+          f,
+          channels,
+          (o) =>
+            body(
+              (b, off) => f.at(b, off).v128Load(),
+              o,
+              () => f.v128Store(),
+            ),
+          (o) =>
+            body(
+              (b, off) => f.at(b, off).v128Load32Splat(),
+              o,
+              () => f.f32x4ExtractLane(0).f32Store(),
+            ),
+        );
+      },
+    );
   });
 
   // Elementwise f64 kernels over f32 storage: out[i] = fn(in0[i], in1[i], ...).
@@ -748,12 +1172,18 @@ export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
       const n = f.param(inputs + 1);
       const i = f.local('i32');
       const vals = ins.map(() => f.local('f64'));
-      f.forRange(i, () => f.i32(0), () => f.get(n), 1, () => {
-        ins.forEach((p, q) => f.elemAt(p, i).f32Load().f64PromoteF32().set(vals[q]));
-        f.elemAt(out, i);
-        emit(f, vals);
-        f.f32DemoteF64().f32Store();
-      });
+      f.forRange(
+        i,
+        () => f.i32(0),
+        () => f.get(n),
+        1,
+        () => {
+          ins.forEach((p, q) => f.elemAt(p, i).f32Load().f64PromoteF32().set(vals[q]));
+          f.elemAt(out, i);
+          emit(f, vals);
+          f.f32DemoteF64().f32Store();
+        },
+      );
     });
   };
   mapF64('bce', 2, (f, [x, y]) => f.get(x).get(y).call(bceScalar));
@@ -763,14 +1193,20 @@ export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
     const [a, b, y, g, ga, gb, n] = [0, 1, 2, 3, 4, 5, 6].map((i) => f.param(i));
     const i = f.local('i32');
     const [va, vb, vy, vg] = [f.local('f64'), f.local('f64'), f.local('f64'), f.local('f64')];
-    f.forRange(i, () => f.i32(0), () => f.get(n), 1, () => {
-      f.elemAt(a, i).f32Load().f64PromoteF32().set(va);
-      f.elemAt(b, i).f32Load().f64PromoteF32().set(vb);
-      f.elemAt(y, i).f32Load().f64PromoteF32().set(vy);
-      f.elemAt(g, i).f32Load().f64PromoteF32().set(vg);
-      f.elemAt(ga, i).get(va).get(vb).get(vy).call(productBceGradA).get(vg).f64Mul().f32DemoteF64().f32Store();
-      f.elemAt(gb, i).get(vb).get(va).get(vy).call(productBceGradA).get(vg).f64Mul().f32DemoteF64().f32Store();
-    });
+    f.forRange(
+      i,
+      () => f.i32(0),
+      () => f.get(n),
+      1,
+      () => {
+        f.elemAt(a, i).f32Load().f64PromoteF32().set(va);
+        f.elemAt(b, i).f32Load().f64PromoteF32().set(vb);
+        f.elemAt(y, i).f32Load().f64PromoteF32().set(vy);
+        f.elemAt(g, i).f32Load().f64PromoteF32().set(vg);
+        f.elemAt(ga, i).get(va).get(vb).get(vy).call(productBceGradA).get(vg).f64Mul().f32DemoteF64().f32Store();
+        f.elemAt(gb, i).get(vb).get(va).get(vy).call(productBceGradA).get(vg).f64Mul().f32DemoteF64().f32Store();
+      },
+    );
   });
 
   // ---- optimizers ----
@@ -783,8 +1219,17 @@ export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
   /** The hyper-parameters from params first..first+7 as splatted f32x4 locals; the last becomes 1/√c₂. */
   const adamConsts = (f: FunctionBuilder, first: number): Local[] => {
     const c = Array.from({ length: 8 }, () => f.local('v128'));
-    for (let q = 0; q < 7; q++) f.get(f.param(first + q)).f32DemoteF64().f32x4Splat().set(c[q]);
-    f.f64(1).get(f.param(first + 7)).f64Div().f32DemoteF64().f32x4Splat().set(c[7]);
+    for (let q = 0; q < 7; q++)
+      f.get(f.param(first + q))
+        .f32DemoteF64()
+        .f32x4Splat()
+        .set(c[q]);
+    f.f64(1)
+      .get(f.param(first + 7))
+      .f64Div()
+      .f32DemoteF64()
+      .f32x4Splat()
+      .set(c[7]);
     return c;
   };
   /**
@@ -823,13 +1268,37 @@ export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
       store();
     };
     f.get(bytes).i32(-16).i32And().set(endVec);
-    f.forRange(off, () => f.i32(0), () => f.get(endVec), 16, () => body(() => f.v128Load(), () => f.v128Store()));
+    f.forRange(
+      off,
+      () => f.i32(0),
+      () => f.get(endVec),
+      16,
+      () =>
+        body(
+          () => f.v128Load(),
+          () => f.v128Store(),
+        ),
+    );
     f.get(endVec).set(off);
-    f.get(bytes).i32(8).i32And().ifElse(() => {
-      body(() => f.v128Load64Zero(), () => f.v128Store64Lane(0));
-      f.get(off).i32(8).i32Add().set(off);
-    });
-    f.get(bytes).i32(4).i32And().ifElse(() => body(() => f.v128Load32Splat(), () => f.v128Store32Lane(0)));
+    f.get(bytes)
+      .i32(8)
+      .i32And()
+      .ifElse(() => {
+        body(
+          () => f.v128Load64Zero(),
+          () => f.v128Store64Lane(0),
+        );
+        f.get(off).i32(8).i32Add().set(off);
+      });
+    f.get(bytes)
+      .i32(4)
+      .i32And()
+      .ifElse(() =>
+        body(
+          () => f.v128Load32Splat(),
+          () => f.v128Store32Lane(0),
+        ),
+      );
   };
   mb.func('adam', ['i32', 'i32', 'i32', 'i32', 'i32', ...adamParams], [], (f) => {
     const [p, g, m, v, n] = [0, 1, 2, 3, 4].map((i) => f.param(i));
@@ -848,14 +1317,20 @@ export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
     const [pr, mr, vr, gr] = [f.local('i32'), f.local('i32'), f.local('i32'), f.local('i32')];
     f.get(dim).i32(2).i32Shl().set(rowBytes);
     f.get(g).set(gr);
-    f.forRange(i, () => f.i32(0), () => f.get(count), 1, () => {
-      f.elemAt(rows, i).i32Load().get(rowBytes).i32Mul().set(off);
-      f.get(p).get(off).i32Add().set(pr);
-      f.get(m).get(off).i32Add().set(mr);
-      f.get(v).get(off).i32Add().set(vr);
-      adamSpan(f, pr, gr, mr, vr, rowBytes, c);
-      f.get(gr).get(rowBytes).i32Add().set(gr);
-    });
+    f.forRange(
+      i,
+      () => f.i32(0),
+      () => f.get(count),
+      1,
+      () => {
+        f.elemAt(rows, i).i32Load().get(rowBytes).i32Mul().set(off);
+        f.get(p).get(off).i32Add().set(pr);
+        f.get(m).get(off).i32Add().set(mr);
+        f.get(v).get(off).i32Add().set(vr);
+        adamSpan(f, pr, gr, mr, vr, rowBytes, c);
+        f.get(gr).get(rowBytes).i32Add().set(gr);
+      },
+    );
   });
 
   return mb.build();

@@ -77,7 +77,8 @@ type WorkerCtor = new (
 /** The Node worker constructor, or null where there is none (browsers, other runtimes). */
 function nodeWorker(): WorkerCtor | null {
   const proc = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process;
-  const mod = proc?.getBuiltinModule?.('node:worker_threads') as { Worker?: WorkerCtor; isMainThread?: boolean } | undefined;
+  const mod = proc?.getBuiltinModule?.('node:worker_threads') as
+    { Worker?: WorkerCtor; isMainThread?: boolean } | undefined;
   return mod?.Worker ?? null;
 }
 
@@ -230,7 +231,13 @@ export class ThreadPool {
     this.started = true;
     const Worker = nodeWorker();
     if (!Worker) return;
-    const workerData = { module: this.module, memory: this.memory, base: this.base, names: this.names, math: [...MATH_IMPORTS] };
+    const workerData = {
+      module: this.module,
+      memory: this.memory,
+      base: this.base,
+      names: this.names,
+      math: [...MATH_IMPORTS],
+    };
     try {
       for (let t = 1; t < this.threads; t++) {
         const w = new Worker(WORKER_SOURCE, { eval: true, workerData });
@@ -272,8 +279,24 @@ export class ThreadPool {
       const a = c * MAX_ARGS;
       const c0 = performance.now();
       try {
-        kernel(args[a], args[a + 1], args[a + 2], args[a + 3], args[a + 4], args[a + 5], args[a + 6], args[a + 7],
-          args[a + 8], args[a + 9], args[a + 10], args[a + 11], args[a + 12], args[a + 13], args[a + 14], args[a + 15]);
+        kernel(
+          args[a],
+          args[a + 1],
+          args[a + 2],
+          args[a + 3],
+          args[a + 4],
+          args[a + 5],
+          args[a + 6],
+          args[a + 7],
+          args[a + 8],
+          args[a + 9],
+          args[a + 10],
+          args[a + 11],
+          args[a + 12],
+          args[a + 13],
+          args[a + 14],
+          args[a + 15],
+        );
       } catch (e) {
         failure = e;
       }
@@ -305,7 +328,11 @@ export class ThreadPool {
 
   /** Workers running, workers ready, and chunks computed by workers so far. */
   stats(): PoolStats {
-    return { workers: this.shutdown.workers.length, ready: Atomics.load(this.ctl, READY), workerChunks: Atomics.load(this.ctl, WORKER_CHUNKS) };
+    return {
+      workers: this.shutdown.workers.length,
+      ready: Atomics.load(this.ctl, READY),
+      workerChunks: Atomics.load(this.ctl, WORKER_CHUNKS),
+    };
   }
 
   /** Stop the workers (idempotent); the pool then runs every chunk on the calling thread. */

@@ -53,10 +53,17 @@ export function listBaseModels(): string[] {
 }
 
 /** Build a registered base model. */
-export function createBaseModel(name: string, schema: Schema, options: BaseModelOptions, inputDims: InputDims): BaseModel {
+export function createBaseModel(
+  name: string,
+  schema: Schema,
+  options: BaseModelOptions,
+  inputDims: InputDims,
+): BaseModel {
   const factory = registry.get(name);
   if (!factory) {
-    throw new Error(`createBaseModel: no base model '${name}'; registered: ${listBaseModels().join(', ') || 'none'} (import models/index.js for the built-in ones)`);
+    throw new Error(
+      `createBaseModel: no base model '${name}'; registered: ${listBaseModels().join(', ') || 'none'} (import models/index.js for the built-in ones)`,
+    );
   }
   return factory(schema, options, inputDims);
 }

@@ -4,10 +4,31 @@
  * The first-order term reads its own 1-wide tables (one per shared table name, as the
  * embeddings do); the FM term 0.5·((Σv)² − Σv²) and the MLP share the field embeddings.
  */
-import { add, affine, embeddingBag, gatherRows, init, matmul, nn, Rng, square, sub, sum, Tensor } from '../../core/index.js';
+import {
+  add,
+  affine,
+  embeddingBag,
+  gatherRows,
+  init,
+  matmul,
+  nn,
+  Rng,
+  square,
+  sub,
+  sum,
+  Tensor,
+} from '../../core/index.js';
 import { sparseFields, type TowerInput } from '../embedding.js';
 import { tableOf, tableSizes, type Schema } from '../schema.js';
-import { BaseModel, concatFields, registerBaseModel, totalWidth, towerMlp, type BaseModelOptions, type InputDims } from './base-model.js';
+import {
+  BaseModel,
+  concatFields,
+  registerBaseModel,
+  totalWidth,
+  towerMlp,
+  type BaseModelOptions,
+  type InputDims,
+} from './base-model.js';
 
 /** DeepFM tower. */
 export class DeepFmTower extends BaseModel {
@@ -29,14 +50,16 @@ export class DeepFmTower extends BaseModel {
     const dtype = options.dtype;
     this.fmFields = sparseFields(schema).map((f) => f.name);
     const widths = new Set(this.fmFields.map((f) => inputDims.get(f)));
-    if (widths.size > 1) throw new Error(`DeepFM: the FM term needs one embedding dim across fields, got ${[...widths].join(', ')}`);
+    if (widths.size > 1)
+      throw new Error(`DeepFM: the FM term needs one embedding dim across fields, got ${[...widths].join(', ')}`);
     this.linearTables = new Map();
     for (const [table, rows] of tableSizes(schema)) {
       this.linearTables.set(table, nn.parameter(init.normal([rows, 1], 0, 0.01, { rng, dtype })));
     }
     this.numericFields = schema.fields.filter((f) => f.kind === 'numeric').map((f) => f.name);
     const numericWidth = totalWidth(inputDims, this.numericFields);
-    this.numericWeight = numericWidth > 0 ? nn.parameter(init.normal([numericWidth, 1], 0, 0.01, { rng, dtype })) : null;
+    this.numericWeight =
+      numericWidth > 0 ? nn.parameter(init.normal([numericWidth, 1], 0, 0.01, { rng, dtype })) : null;
     this.bias = nn.parameter(init.full([1], 0, { dtype }));
     this.net = towerMlp(totalWidth(inputDims), { ...options, rng });
   }
@@ -51,7 +74,12 @@ export class DeepFmTower extends BaseModel {
       if (data.kind === 'categorical') term = gatherRows(table, data.ids);
       else if (data.kind === 'bag') {
         const weights = field.kind === 'bag' && field.weighted ? (data.values ?? null) : null;
-        term = embeddingBag(table, { ids: data.ids, offsets: data.offsets, weights, mode: field.kind === 'bag' ? (field.pooling ?? 'sum') : 'sum' });
+        term = embeddingBag(table, {
+          ids: data.ids,
+          offsets: data.offsets,
+          weights,
+          mode: field.kind === 'bag' ? (field.pooling ?? 'sum') : 'sum',
+        });
       } else throw new Error(`DeepFM: field '${field.name}' is numeric in the batch but not in the schema`);
       out = add(out, term);
     }
@@ -61,7 +89,8 @@ export class DeepFmTower extends BaseModel {
 
   /** FM second-order term 0.5·Σ_d((Σ_f v_fd)² − Σ_f v_fd²), [batch, 1]. */
   secondOrder(input: TowerInput): Tensor {
-    if (this.fmFields.length === 0) return Tensor.zeros([input.size, 1], { dtype: input.dtype, backend: input.backend });
+    if (this.fmFields.length === 0)
+      return Tensor.zeros([input.size, 1], { dtype: input.dtype, backend: input.backend });
     const fields = this.fmFields.map((f) => input.pooled.get(f)!);
     const sumV = fields.reduce((a, b) => add(a, b));
     const sumSq = fields.map((t) => square(t)).reduce((a, b) => add(a, b));

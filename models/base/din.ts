@@ -7,11 +7,39 @@
  * the authors' code (`softmax`). The result replaces the sequence's sum-pooled vector and all
  * fields go, concatenated, through the tower MLP.
  */
-import { add, affine, broadcastTo, concat, div, init, matmul, mean, mul, nn, noGrad, reshape, Rng, sigmoid, softmax, sqrt, square, sub, type Tensor } from '../../core/index.js';
+import {
+  add,
+  affine,
+  broadcastTo,
+  concat,
+  div,
+  init,
+  matmul,
+  mean,
+  mul,
+  nn,
+  noGrad,
+  reshape,
+  Rng,
+  sigmoid,
+  softmax,
+  sqrt,
+  square,
+  sub,
+  type Tensor,
+} from '../../core/index.js';
 import type { DType } from '../../kernels/index.js';
 import type { TowerInput } from '../embedding.js';
 import { tableOf, type Schema } from '../schema.js';
-import { BaseModel, concatFields, registerBaseModel, totalWidth, towerMlp, type BaseModelOptions, type InputDims } from './base-model.js';
+import {
+  BaseModel,
+  concatFields,
+  registerBaseModel,
+  totalWidth,
+  towerMlp,
+  type BaseModelOptions,
+  type InputDims,
+} from './base-model.js';
 
 /** How attention scores become pooling weights. */
 export type DinNormalization = 'none' | 'softmax';
@@ -84,7 +112,12 @@ export class Dice extends nn.Layer {
 }
 
 /** An MLP whose hidden activations are Dice, ending in a linear layer of `outFeatures`. */
-export function diceMlp(inFeatures: number, hidden: readonly number[], outFeatures: number, options: { rng?: Rng; dtype?: DType } = {}): nn.Sequential {
+export function diceMlp(
+  inFeatures: number,
+  hidden: readonly number[],
+  outFeatures: number,
+  options: { rng?: Rng; dtype?: DType } = {},
+): nn.Sequential {
   const rng = options.rng ?? new Rng(0);
   const layers: nn.Layer[] = [];
   let width = inFeatures;
@@ -114,7 +147,9 @@ export function dinPairs(schema: Schema): DinPair[] {
     const sameTable = targets.find((t) => t.kind === 'categorical' && tableOf(t) === tableOf(field));
     const target = sameTable ?? (targets.length === 1 ? targets[0] : undefined);
     if (!target) {
-      throw new Error(`DIN: sequence field '${field.name}' needs a target field (isTarget) reading table '${tableOf(field)}'`);
+      throw new Error(
+        `DIN: sequence field '${field.name}' needs a target field (isTarget) reading table '${tableOf(field)}'`,
+      );
     }
     pairs.push({ sequence: field.name, target: target.name });
   }
@@ -138,14 +173,19 @@ export class DinTower extends BaseModel {
       throw new Error(`DIN: attention.normalization must be 'none' or 'softmax', got '${String(this.normalization)}'`);
     }
     if (!['prelu', 'relu', 'dice', undefined].includes(attention.activation)) {
-      throw new Error(`DIN: attention.activation must be 'prelu', 'relu' or 'dice', got '${String(attention.activation)}'`);
+      throw new Error(
+        `DIN: attention.activation must be 'prelu', 'relu' or 'dice', got '${String(attention.activation)}'`,
+      );
     }
     this.pairs = dinPairs(schema);
     const rng = options.rng ?? new Rng(0);
     this.units = new Map();
     for (const { sequence, target } of this.pairs) {
       const d = inputDims.get(sequence)!;
-      if (inputDims.get(target) !== d) throw new Error(`DIN: '${sequence}' (dim ${d}) and its target '${target}' (dim ${inputDims.get(target)}) differ in width`);
+      if (inputDims.get(target) !== d)
+        throw new Error(
+          `DIN: '${sequence}' (dim ${d}) and its target '${target}' (dim ${inputDims.get(target)}) differ in width`,
+        );
       const hidden = attention.hidden ?? [80, 40];
       const activation = attention.activation ?? 'prelu';
       this.units.set(

@@ -6,7 +6,15 @@
 import type { Tensor } from '../../core/index.js';
 import type { TowerInput } from '../embedding.js';
 import type { Schema } from '../schema.js';
-import { BaseModel, concatFields, registerBaseModel, totalWidth, towerMlp, type BaseModelOptions, type InputDims } from './base-model.js';
+import {
+  BaseModel,
+  concatFields,
+  registerBaseModel,
+  totalWidth,
+  towerMlp,
+  type BaseModelOptions,
+  type InputDims,
+} from './base-model.js';
 
 /** The paper's tower: concat of field vectors → hidden layers → 1 logit. */
 export class MlpTower extends BaseModel {

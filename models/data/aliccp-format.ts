@@ -29,10 +29,38 @@ export interface AliCcpFieldInfo {
 /** The fields of Ali-CCP, in the order of the format description. */
 export const ALICCP_FIELDS: readonly AliCcpFieldInfo[] = [
   { id: '101', group: 'user', file: 'common', multi: false, table: '101', meaning: 'user id' },
-  { id: '109_14', group: 'user', file: 'common', multi: true, table: 'category', meaning: 'categories interacted with in 14 days (value = count)' },
-  { id: '110_14', group: 'user', file: 'common', multi: true, table: 'shop', meaning: 'shops interacted with in 14 days' },
-  { id: '127_14', group: 'user', file: 'common', multi: true, table: 'brand', meaning: 'brands interacted with in 14 days' },
-  { id: '150_14', group: 'user', file: 'common', multi: true, table: 'intention', meaning: 'intention nodes in 14 days' },
+  {
+    id: '109_14',
+    group: 'user',
+    file: 'common',
+    multi: true,
+    table: 'category',
+    meaning: 'categories interacted with in 14 days (value = count)',
+  },
+  {
+    id: '110_14',
+    group: 'user',
+    file: 'common',
+    multi: true,
+    table: 'shop',
+    meaning: 'shops interacted with in 14 days',
+  },
+  {
+    id: '127_14',
+    group: 'user',
+    file: 'common',
+    multi: true,
+    table: 'brand',
+    meaning: 'brands interacted with in 14 days',
+  },
+  {
+    id: '150_14',
+    group: 'user',
+    file: 'common',
+    multi: true,
+    table: 'intention',
+    meaning: 'intention nodes in 14 days',
+  },
   { id: '121', group: 'user', file: 'common', multi: false, table: '121', meaning: 'user profile category' },
   { id: '122', group: 'user', file: 'common', multi: false, table: '122', meaning: 'user profile group' },
   { id: '124', group: 'user', file: 'common', multi: false, table: '124', meaning: 'gender' },
@@ -66,11 +94,15 @@ export const MISSING_ROW = 0;
  * category is DIN's target and the 14-day category history its sequence:
  * they share the `category` table, so the attention compares like with like.
  */
-export function aliCcpSchema(tableSizes: Readonly<Record<string, number>>, fields: readonly AliCcpFieldInfo[] = ALICCP_FIELDS): Schema {
+export function aliCcpSchema(
+  tableSizes: Readonly<Record<string, number>>,
+  fields: readonly AliCcpFieldInfo[] = ALICCP_FIELDS,
+): Schema {
   return {
     fields: fields.map((f): CategoricalField | BagField => {
       const vocabSize = tableSizes[f.table];
-      if (!Number.isInteger(vocabSize) || vocabSize <= 0) throw new Error(`aliCcpSchema: no size for table "${f.table}" of field ${f.id}`);
+      if (!Number.isInteger(vocabSize) || vocabSize <= 0)
+        throw new Error(`aliCcpSchema: no size for table "${f.table}" of field ${f.id}`);
       if (f.multi) {
         const bag: BagField = { kind: 'bag', name: f.id, vocabSize, group: f.group, weighted: true, pooling: 'sum' };
         if (f.table !== f.id) bag.table = f.table;
@@ -156,20 +188,44 @@ export function scanFeatureList(text: string, visit: FeatureVisitor): number {
     let end = text.indexOf(ENTRY_SEP, start);
     if (end < 0) end = n;
     const f = text.indexOf(FIELD_SEP, start);
-    if (f < 0 || f >= end) throw new FeatureListError(`entry ${count + 1} lacks the field separator \\x02: ${preview(text, start, end)}`, start);
+    if (f < 0 || f >= end)
+      throw new FeatureListError(
+        `entry ${count + 1} lacks the field separator \\x02: ${preview(text, start, end)}`,
+        start,
+      );
     const v = text.indexOf(VALUE_SEP, f + 1);
-    if (v < 0 || v >= end) throw new FeatureListError(`entry ${count + 1} lacks the value separator \\x03: ${preview(text, start, end)}`, start);
+    if (v < 0 || v >= end)
+      throw new FeatureListError(
+        `entry ${count + 1} lacks the value separator \\x03: ${preview(text, start, end)}`,
+        start,
+      );
     const code = fieldCode(text, start, f);
-    if (code < 0) throw new FeatureListError(`entry ${count + 1} has a bad field id ${JSON.stringify(text.slice(start, f))}`, start);
+    if (code < 0)
+      throw new FeatureListError(
+        `entry ${count + 1} has a bad field id ${JSON.stringify(text.slice(start, f))}`,
+        start,
+      );
     const id = parseId(text, f + 1, v);
-    if (id < 0) throw new FeatureListError(`entry ${count + 1} (field ${text.slice(start, f)}) has a bad feature id ${JSON.stringify(text.slice(f + 1, v))}`, start);
+    if (id < 0)
+      throw new FeatureListError(
+        `entry ${count + 1} (field ${text.slice(start, f)}) has a bad feature id ${JSON.stringify(text.slice(f + 1, v))}`,
+        start,
+      );
     // Plain integers (ids' 1, behaviour counts) skip the regex; anything else is checked in full.
     let value = parseId(text, v + 1, end);
     if (value < 0) {
       const s = text.slice(v + 1, end);
-      if (!FLOAT_RE.test(s)) throw new FeatureListError(`entry ${count + 1} (field ${text.slice(start, f)}) has a bad value ${JSON.stringify(s)}`, start);
+      if (!FLOAT_RE.test(s))
+        throw new FeatureListError(
+          `entry ${count + 1} (field ${text.slice(start, f)}) has a bad value ${JSON.stringify(s)}`,
+          start,
+        );
       value = Number(s);
-      if (!Number.isFinite(value)) throw new FeatureListError(`entry ${count + 1} (field ${text.slice(start, f)}) has a non-finite value ${JSON.stringify(s)}`, start);
+      if (!Number.isFinite(value))
+        throw new FeatureListError(
+          `entry ${count + 1} (field ${text.slice(start, f)}) has a non-finite value ${JSON.stringify(s)}`,
+          start,
+        );
     }
     count++;
     visit(code, id, value, start, f);
@@ -219,7 +275,8 @@ export function formatFeatureList(list: FeatureList): string {
     const id = list.ids[i];
     const value = list.values[i];
     if (!isFieldId(field)) throw new Error(`formatFeatureList: bad field id ${JSON.stringify(field)}`);
-    if (!Number.isSafeInteger(id) || id < 0) throw new Error(`formatFeatureList: bad feature id ${id} (field ${field})`);
+    if (!Number.isSafeInteger(id) || id < 0)
+      throw new Error(`formatFeatureList: bad feature id ${id} (field ${field})`);
     if (!Number.isFinite(value)) throw new Error(`formatFeatureList: non-finite value ${value} (field ${field})`);
     parts[i] = `${field}${FIELD_SEP}${id}${VALUE_SEP}${formatValue(value)}`;
   }
@@ -280,7 +337,13 @@ export function splitCommonLine(line: string): CommonLine | null {
 }
 
 /** Formats a skeleton line (`feature_num` is written as the entry count). */
-export function formatSkeletonLine(sampleId: string | number, click: number, conversion: number, commonKey: string, list: FeatureList): string {
+export function formatSkeletonLine(
+  sampleId: string | number,
+  click: number,
+  conversion: number,
+  commonKey: string,
+  list: FeatureList,
+): string {
   return `${sampleId},${click},${conversion},${commonKey},${list.ids.length},${formatFeatureList(list)}`;
 }
 

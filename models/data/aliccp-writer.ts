@@ -51,7 +51,8 @@ export class SimulatorRawIds {
     const t = this.tableOfField.get(field);
     if (t === undefined) throw new Error(`SimulatorRawIds: unknown field ${field}`);
     const size = this.sizes.get(t) as number;
-    if (!(Number.isInteger(local) && local > 0 && local < size)) throw new Error(`SimulatorRawIds: id ${local} of field ${field} outside [1, ${size})`);
+    if (!(Number.isInteger(local) && local > 0 && local < size))
+      throw new Error(`SimulatorRawIds: id ${local} of field ${field} outside [1, ${size})`);
     return (this.bases.get(t) as number) + local;
   }
 }
@@ -116,7 +117,9 @@ export class AliCcpAppender {
       const key = sessionKey(session);
       if (session !== this.lastSession) {
         if (session < this.lastSession) {
-          throw new Error(`AliCcpAppender: session ${session} comes after session ${this.lastSession} (row ${r}); Ali-CCP needs a session's impressions together and in order`);
+          throw new Error(
+            `AliCcpAppender: session ${session} comes after session ${this.lastSession} (row ${r}); Ali-CCP needs a session's impressions together and in order`,
+          );
         }
         this.lastSession = session;
         this.stats.sessions++;
@@ -125,7 +128,13 @@ export class AliCcpAppender {
         await this.common.line(line);
       }
       this.stats.impressions++;
-      const line = formatSkeletonLine(this.stats.impressions, log.click[r], log.conversion[r], key, this.count(itemFeatures(this.sim, log, r, this.rawIds)));
+      const line = formatSkeletonLine(
+        this.stats.impressions,
+        log.click[r],
+        log.conversion[r],
+        key,
+        this.count(itemFeatures(this.sim, log, r, this.rawIds)),
+      );
       this.stats.skeletonBytes += line.length + 1;
       await this.skeleton.line(line);
     }
@@ -154,14 +163,24 @@ export class AliCcpAppender {
 }
 
 /** Writes `log` as `sample_skeleton_{split}.csv` + `common_features_{split}.csv` under `dir`. */
-export async function writeSimulatorAliCcp(sim: FunnelSimulator, log: ImpressionLog, dir: string, split: 'train' | 'test'): Promise<AliCcpWriteResult> {
+export async function writeSimulatorAliCcp(
+  sim: FunnelSimulator,
+  log: ImpressionLog,
+  dir: string,
+  split: 'train' | 'test',
+): Promise<AliCcpWriteResult> {
   const writer = await AliCcpAppender.create(sim, dir, split);
   try {
     await writer.append(log);
   } finally {
     await writer.close();
   }
-  return { files: writer.files, impressions: writer.stats.impressions, sessions: writer.stats.sessions, rawIds: writer.rawIds };
+  return {
+    files: writer.files,
+    impressions: writer.stats.impressions,
+    sessions: writer.stats.sessions,
+    rawIds: writer.rawIds,
+  };
 }
 
 function userFeatures(sim: FunnelSimulator, u: number, rawIds: SimulatorRawIds): FeatureList {

@@ -36,7 +36,14 @@ import {
   splitSkeletonLine,
   type AliCcpFieldInfo,
 } from './aliccp-format.js';
-import { batchRows, type BatchWithExtras, type BatchingOptions, type BagValue, type Row, type RowValue } from './rows.js';
+import {
+  batchRows,
+  type BatchWithExtras,
+  type BatchingOptions,
+  type BagValue,
+  type Row,
+  type RowValue,
+} from './rows.js';
 import type { Schema } from '../schema.js';
 
 /** Paths of one split's two files. */
@@ -236,7 +243,8 @@ export class HashEncoder implements IdEncoder {
     const sizes: Record<string, number> = {};
     for (const f of fields) {
       const b = typeof buckets === 'number' ? buckets : (buckets[f.table] ?? defaultBuckets);
-      if (!Number.isInteger(b) || b < 2) throw new Error(`HashEncoder: table "${f.table}" needs at least 2 buckets, got ${b}`);
+      if (!Number.isInteger(b) || b < 2)
+        throw new Error(`HashEncoder: table "${f.table}" needs at least 2 buckets, got ${b}`);
       sizes[f.table] = b;
     }
     this.tableSizes = sizes;
@@ -319,7 +327,8 @@ export class AliCcpReader {
     this.fields = options.fields ?? ALICCP_FIELDS;
     this.byCode = new Map(this.fields.map((f) => [fieldCode(f.id), f]));
     for (const f of this.fields) {
-      if (options.encoder.tableSizes[f.table] === undefined) throw new Error(`AliCcpReader: encoder has no table "${f.table}" (field ${f.id})`);
+      if (options.encoder.tableSizes[f.table] === undefined)
+        throw new Error(`AliCcpReader: encoder has no table "${f.table}" (field ${f.id})`);
     }
     this.schema = aliCcpSchema(options.encoder.tableSizes, this.fields);
   }
@@ -343,10 +352,13 @@ export class AliCcpReader {
     let currentKey: string | null = null;
     let current: Encoded | typeof MALFORMED = MALFORMED;
     const skip = (file: string, line: number, e: unknown): void => {
-      if (policy === 'error') throw e instanceof AliCcpFormatError ? e : new AliCcpFormatError(file, line, describeError(e));
+      if (policy === 'error')
+        throw e instanceof AliCcpFormatError ? e : new AliCcpFormatError(file, line, describeError(e));
       stats.skippedMalformed++;
       if (stats.malformedExamples.length < 10) {
-        stats.malformedExamples.push(e instanceof AliCcpFormatError ? e.message : `${file}:${line}: ${describeError(e)}`);
+        stats.malformedExamples.push(
+          e instanceof AliCcpFormatError ? e.message : `${file}:${line}: ${describeError(e)}`,
+        );
       }
     };
 
@@ -368,7 +380,11 @@ export class AliCcpReader {
         const c = splitCommonLine(line);
         let enc: Encoded | typeof MALFORMED;
         if (!c || c.commonKey.length === 0) {
-          skip(this.files.common, common.lineNo, new Error('expected 3 comma-separated columns: common_feature_index,feature_num,feature_list'));
+          skip(
+            this.files.common,
+            common.lineNo,
+            new Error('expected 3 comma-separated columns: common_feature_index,feature_num,feature_list'),
+          );
           continue;
         }
         try {
@@ -393,7 +409,13 @@ export class AliCcpReader {
         const lineNo = skel.lineNo;
         const s = splitSkeletonLine(line);
         if (!s || s.commonKey.length === 0) {
-          skip(this.files.skeleton, lineNo, new Error('expected 6 comma-separated columns: sample_id,click,conversion,common_feature_index,feature_num,feature_list'));
+          skip(
+            this.files.skeleton,
+            lineNo,
+            new Error(
+              'expected 6 comma-separated columns: sample_id,click,conversion,common_feature_index,feature_num,feature_list',
+            ),
+          );
           continue;
         }
         let click: number;
@@ -422,7 +444,11 @@ export class AliCcpReader {
           current = await findCommon(s.commonKey, lineNo);
         }
         if (current === MALFORMED) {
-          skip(this.files.skeleton, lineNo, new Error(`its common row (key ${s.commonKey}) in ${this.files.common} was malformed`));
+          skip(
+            this.files.skeleton,
+            lineNo,
+            new Error(`its common row (key ${s.commonKey}) in ${this.files.common} was malformed`),
+          );
           continue;
         }
         if (click === 0 && conversion === 1) {

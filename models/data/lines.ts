@@ -88,7 +88,9 @@ export class LineReader {
     }
     const rest = data.length - start;
     if (rest > this.maxLineBytes) {
-      throw new Error(`${this.path}:${this.lineNo + this.lines.length + 1}: line longer than ${this.maxLineBytes} bytes (no newline found); is this the right file?`);
+      throw new Error(
+        `${this.path}:${this.lineNo + this.lines.length + 1}: line longer than ${this.maxLineBytes} bytes (no newline found); is this the right file?`,
+      );
     }
     // Copy the tail: the chunk buffer is reused by the next read.
     this.carry = rest > 0 ? Buffer.from(data.subarray(start)) : null;

@@ -78,7 +78,8 @@ export function collate(schema: Schema, rows: readonly Row[], options: CollateOp
       const col = new Float32Array(size);
       for (let r = 0; r < size; r++) {
         const v = rows[r].extras?.[key];
-        if (v === undefined) throw new Error(`collate: row ${r} lacks extra "${key}" that the first row of the batch has`);
+        if (v === undefined)
+          throw new Error(`collate: row ${r} lacks extra "${key}" that the first row of the batch has`);
         col[r] = v;
       }
       batch.extras[key] = col;
@@ -94,7 +95,8 @@ function collateField(field: FieldSpec, rows: readonly Row[], checkIds: boolean)
     for (let r = 0; r < size; r++) {
       const v = valueOf(rows[r], field.name);
       const id = v === undefined ? 0 : v;
-      if (typeof id !== 'number') throw new Error(`collate: field "${field.name}" is categorical but row ${r} holds a ${describe(id)}`);
+      if (typeof id !== 'number')
+        throw new Error(`collate: field "${field.name}" is categorical but row ${r} holds a ${describe(id)}`);
       if (checkIds && !(Number.isInteger(id) && id >= 0 && id < field.vocabSize)) {
         throw new Error(`collate: field "${field.name}" row ${r}: id ${id} outside [0, ${field.vocabSize})`);
       }
@@ -150,12 +152,14 @@ function collateField(field: FieldSpec, rows: readonly Row[], checkIds: boolean)
     const v = valueOf(rows[r], field.name);
     if (v === undefined) continue;
     if (typeof v === 'number') {
-      if (dim !== 1) throw new Error(`collate: numeric field "${field.name}" has dim ${dim} but row ${r} holds a single number`);
+      if (dim !== 1)
+        throw new Error(`collate: numeric field "${field.name}" has dim ${dim} but row ${r} holds a single number`);
       values[r] = v;
       continue;
     }
     const arr = isBag(v) ? null : v;
-    if (!arr || arr.length !== dim) throw new Error(`collate: numeric field "${field.name}" row ${r}: expected ${dim} values`);
+    if (!arr || arr.length !== dim)
+      throw new Error(`collate: numeric field "${field.name}" row ${r}: expected ${dim} values`);
     for (let k = 0; k < dim; k++) values[r * dim + k] = arr[k];
   }
   return { kind: 'numeric', values };
@@ -173,7 +177,8 @@ function lookup(values: FieldValues, name: string): RowValue | undefined {
 
 function checkRange(name: string, vocabSize: number, ids: Int32Array, from: number, to: number, r: number): void {
   for (let k = from; k < to; k++) {
-    if (ids[k] < 0 || ids[k] >= vocabSize) throw new Error(`collate: field "${name}" row ${r}: id ${ids[k]} outside [0, ${vocabSize})`);
+    if (ids[k] < 0 || ids[k] >= vocabSize)
+      throw new Error(`collate: field "${name}" row ${r}: id ${ids[k]} outside [0, ${vocabSize})`);
   }
 }
 
@@ -203,7 +208,8 @@ export class ShuffleBuffer<T> {
     readonly capacity: number,
     private readonly rng: Rng,
   ) {
-    if (!Number.isInteger(capacity) || capacity < 0) throw new Error(`ShuffleBuffer: capacity must be a non-negative integer, got ${capacity}`);
+    if (!Number.isInteger(capacity) || capacity < 0)
+      throw new Error(`ShuffleBuffer: capacity must be a non-negative integer, got ${capacity}`);
   }
 
   /** Adds an item; returns an item to emit once the buffer is full, else undefined. */
@@ -285,7 +291,11 @@ export async function* batchRows(
 }
 
 /** Synchronous {@link batchRows} over an in-memory or generated row sequence. */
-export function* batchRowsSync(schema: Schema, rows: Iterable<Row>, options: BatchingOptions): Generator<BatchWithExtras> {
+export function* batchRowsSync(
+  schema: Schema,
+  rows: Iterable<Row>,
+  options: BatchingOptions,
+): Generator<BatchWithExtras> {
   checkBatching(options);
   const buffer = new ShuffleBuffer<Row>(options.shuffleBuffer ?? 0, new Rng(options.seed ?? 0));
   let pending: Row[] = [];
@@ -316,13 +326,17 @@ export function concatBatches<B extends Batch>(schema: Schema, batches: readonly
   for (const field of schema.fields) {
     const parts = batches.map((b) => {
       const f = b.fields[field.name];
-      if (!f || f.kind !== field.kind) throw new Error(`concatBatches: a batch lacks ${field.kind} field "${field.name}"`);
+      if (!f || f.kind !== field.kind)
+        throw new Error(`concatBatches: a batch lacks ${field.kind} field "${field.name}"`);
       return f;
     });
     if (field.kind === 'categorical') {
       fields[field.name] = { kind: 'categorical', ids: concatInt(parts.map((p) => (p as { ids: Int32Array }).ids)) };
     } else if (field.kind === 'numeric') {
-      fields[field.name] = { kind: 'numeric', values: concatFloat(parts.map((p) => (p as { values: Float32Array }).values)) };
+      fields[field.name] = {
+        kind: 'numeric',
+        values: concatFloat(parts.map((p) => (p as { values: Float32Array }).values)),
+      };
     } else {
       const bags = parts as Extract<FieldBatch, { kind: 'bag' }>[];
       const ids = concatInt(bags.map((p) => p.ids));
@@ -347,7 +361,8 @@ export function concatBatches<B extends Batch>(schema: Schema, batches: readonly
     click: concatFloat(batches.map((b) => b.click)),
     conversion: concatFloat(batches.map((b) => b.conversion)),
   };
-  if (batches.length > 0 && batches.every((b) => b.userIds !== undefined)) out.userIds = concatInt(batches.map((b) => b.userIds as Int32Array));
+  if (batches.length > 0 && batches.every((b) => b.userIds !== undefined))
+    out.userIds = concatInt(batches.map((b) => b.userIds as Int32Array));
   return out;
 }
 

@@ -205,7 +205,8 @@ export class FunnelSimulator {
       const b = brands.length > 0 ? brands[worldRng.int(brands.length)] : worldRng.int(c.numBrands);
       const s = sampleCumulative(shopCum, worldRng);
       for (let j = 0; j < d; j++) {
-        this.itemVec[i * d + j] = vecScale * (catVec[k * d + j] + brandVec[b * d + j] + shopVec[s * d + j] + 0.5 * worldRng.normal());
+        this.itemVec[i * d + j] =
+          vecScale * (catVec[k * d + j] + brandVec[b * d + j] + shopVec[s * d + j] + 0.5 * worldRng.normal());
       }
       this.itemTrueBrand[i] = b + 1;
       this.items.push({ category: k + 1, shop: s + 1, brand: worldRng.bernoulli(c.brandCoverage) ? b + 1 : 0 });
@@ -241,7 +242,8 @@ export class FunnelSimulator {
 
   /** The next `n` impressions of the stream (sessions continue across calls, so later calls are "later in time"). */
   generate(n: number): ImpressionLog {
-    if (!Number.isInteger(n) || n < 0) throw new Error(`FunnelSimulator.generate: n must be a non-negative integer, got ${n}`);
+    if (!Number.isInteger(n) || n < 0)
+      throw new Error(`FunnelSimulator.generate: n must be a non-negative integer, got ${n}`);
     const log = emptyLog(n);
     const rng = this.stream;
     const { click: b0, conversion: g0 } = this.intercepts;
@@ -340,9 +342,13 @@ export class FunnelSimulator {
   }
 
   /** Batches over a log, in order or fully shuffled with a seed (the log is in memory, so no buffer is needed). */
-  *batches(log: ImpressionLog, options: { batchSize: number; shuffle?: boolean; seed?: number; dropLast?: boolean }): Generator<SimulatedBatch> {
+  *batches(
+    log: ImpressionLog,
+    options: { batchSize: number; shuffle?: boolean; seed?: number; dropLast?: boolean },
+  ): Generator<SimulatedBatch> {
     const { batchSize } = options;
-    if (!Number.isInteger(batchSize) || batchSize <= 0) throw new Error(`FunnelSimulator.batches: batchSize must be a positive integer, got ${batchSize}`);
+    if (!Number.isInteger(batchSize) || batchSize <= 0)
+      throw new Error(`FunnelSimulator.batches: batchSize must be a positive integer, got ${batchSize}`);
     const order = rangeArray(log.size);
     if (options.shuffle) new Rng(options.seed ?? 0).shuffle(order);
     for (let start = 0; start < log.size; start += batchSize) {
@@ -519,8 +525,15 @@ export class FunnelSimulator {
 }
 
 /** The simulator's schema: Ali-CCP field ids, shared tables for category/shop/brand/item, DIN target 205 and sequence 205_14. */
-export function simulatorSchema(c: Pick<SimulatorConfig, 'numUsers' | 'numItems' | 'numCategories' | 'numShops' | 'numBrands'>): Schema {
-  const cat = (name: string, vocabSize: number, group: CategoricalField['group'], extra: Partial<CategoricalField> = {}): CategoricalField => ({
+export function simulatorSchema(
+  c: Pick<SimulatorConfig, 'numUsers' | 'numItems' | 'numCategories' | 'numShops' | 'numBrands'>,
+): Schema {
+  const cat = (
+    name: string,
+    vocabSize: number,
+    group: CategoricalField['group'],
+    extra: Partial<CategoricalField> = {},
+  ): CategoricalField => ({
     kind: 'categorical',
     name,
     vocabSize,
@@ -561,7 +574,8 @@ export function simulatorSchema(c: Pick<SimulatorConfig, 'numUsers' | 'numItems'
 
 /** Splits a log in time order at the session boundary nearest `trainFraction` (the paper splits 1:1 by time). */
 export function splitLog(log: ImpressionLog, trainFraction = 0.5): { train: ImpressionLog; test: ImpressionLog } {
-  if (!(trainFraction > 0 && trainFraction < 1)) throw new Error(`splitLog: trainFraction must lie in (0, 1), got ${trainFraction}`);
+  if (!(trainFraction > 0 && trainFraction < 1))
+    throw new Error(`splitLog: trainFraction must lie in (0, 1), got ${trainFraction}`);
   let cut = Math.round(log.size * trainFraction);
   // Keep a session on one side, as a user-session's common features are shared.
   while (cut > 0 && cut < log.size && log.session[cut] === log.session[cut - 1]) cut++;
@@ -600,14 +614,24 @@ function emptyLog(n: number): ImpressionLog {
 }
 
 function validateConfig(c: SimulatorConfig): void {
-  const positiveInts: (keyof SimulatorConfig)[] = ['numUsers', 'numItems', 'numCategories', 'numShops', 'numBrands', 'latentDim', 'candidates'];
+  const positiveInts: (keyof SimulatorConfig)[] = [
+    'numUsers',
+    'numItems',
+    'numCategories',
+    'numShops',
+    'numBrands',
+    'latentDim',
+    'candidates',
+  ];
   for (const k of positiveInts) {
-    if (!Number.isInteger(c[k]) || (c[k] as number) <= 0) throw new Error(`FunnelSimulator: ${k} must be a positive integer, got ${c[k]}`);
+    if (!Number.isInteger(c[k]) || (c[k] as number) <= 0)
+      throw new Error(`FunnelSimulator: ${k} must be a positive integer, got ${c[k]}`);
   }
   if (!(c.ctr > 0 && c.ctr < 0.5)) throw new Error(`FunnelSimulator: ctr must lie in (0, 0.5), got ${c.ctr}`);
   if (!(c.cvr > 0 && c.cvr < 0.5)) throw new Error(`FunnelSimulator: cvr must lie in (0, 0.5), got ${c.cvr}`);
   if (!(c.rho >= -1 && c.rho <= 1)) throw new Error(`FunnelSimulator: rho must lie in [-1, 1], got ${c.rho}`);
-  if (!(c.meanSessionLength >= 1)) throw new Error(`FunnelSimulator: meanSessionLength must be >= 1, got ${c.meanSessionLength}`);
+  if (!(c.meanSessionLength >= 1))
+    throw new Error(`FunnelSimulator: meanSessionLength must be >= 1, got ${c.meanSessionLength}`);
   for (const k of ['consumptionCoverage', 'geographyCoverage', 'brandCoverage'] as const) {
     if (!(c[k] >= 0 && c[k] <= 1)) throw new Error(`FunnelSimulator: ${k} must lie in [0, 1], got ${c[k]}`);
   }

@@ -10,10 +10,34 @@
  * - UNBIAS (after Zhang et al., KDD 2016): the clicked rows thinned by rejection sampling
  *   with the CTR model's pCTR, see {@link UnbiasAcceptance}.
  */
-import { add, affine, div, maximum, maxLast, minimum, mul, neg, noGrad, reshape, sigmoid, step, sub, Tensor, type Rng } from '../../core/index.js';
+import {
+  add,
+  affine,
+  div,
+  maximum,
+  maxLast,
+  minimum,
+  mul,
+  neg,
+  noGrad,
+  reshape,
+  sigmoid,
+  step,
+  sub,
+  Tensor,
+  type Rng,
+} from '../../core/index.js';
 import type { CvrPredictions } from '../esmm.js';
 import { selectRows, type Batch, type Schema } from '../schema.js';
-import { CvrMethod, samplingRng, SingleTaskModel, weightedBce, type MethodCommonOptions, type MethodLoss, type SingleTaskOptions } from './method.js';
+import {
+  CvrMethod,
+  samplingRng,
+  SingleTaskModel,
+  weightedBce,
+  type MethodCommonOptions,
+  type MethodLoss,
+  type SingleTaskOptions,
+} from './method.js';
 
 /** Rows of a batch that train the CVR model, with their labels. */
 export interface RowSelection {
@@ -108,7 +132,8 @@ export class AmanMethod extends ClickSpaceMethod {
   constructor(schema: Schema, options: AmanOptions = {}) {
     super(schema, options);
     this.negativeRate = options.negativeRate ?? 0.1;
-    if (!(this.negativeRate >= 0 && this.negativeRate <= 1)) throw new Error(`aman: negativeRate must be in [0, 1], got ${this.negativeRate}`);
+    if (!(this.negativeRate >= 0 && this.negativeRate <= 1))
+      throw new Error(`aman: negativeRate must be in [0, 1], got ${this.negativeRate}`);
   }
   selectRows(batch: Batch): RowSelection {
     const rows: number[] = [];
@@ -133,7 +158,8 @@ export class OversamplingMethod extends ClickSpaceMethod {
   constructor(schema: Schema, options: OversamplingOptions = {}) {
     super(schema, options);
     this.factor = options.factor ?? 5;
-    if (!(Number.isInteger(this.factor) && this.factor >= 1)) throw new Error(`oversampling: factor must be an integer ≥ 1, got ${this.factor}`);
+    if (!(Number.isInteger(this.factor) && this.factor >= 1))
+      throw new Error(`oversampling: factor must be an integer ≥ 1, got ${this.factor}`);
   }
   selectRows(batch: Batch): RowSelection {
     const rows: number[] = [];
@@ -169,7 +195,8 @@ export class UnbiasMethod extends ClickSpaceMethod {
   constructor(schema: Schema, options: UnbiasOptions = {}) {
     super(schema, options);
     this.acceptance = options.acceptance ?? 'paper';
-    if (this.acceptance !== 'paper' && this.acceptance !== 'inverse') throw new Error(`unbias: unknown acceptance '${String(this.acceptance)}'`);
+    if (this.acceptance !== 'paper' && this.acceptance !== 'inverse')
+      throw new Error(`unbias: unknown acceptance '${String(this.acceptance)}'`);
     this.minPctr = options.minPctr;
   }
   /** Acceptance probability of each clicked row, computed on the device from the CTR model's pCTR (no gradient). */

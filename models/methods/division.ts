@@ -5,7 +5,14 @@
 import { add, clamp, div, maximum, sigmoid } from '../../core/index.js';
 import type { CvrPredictions } from '../esmm.js';
 import type { Batch, Schema } from '../schema.js';
-import { CvrMethod, SingleTaskModel, weightedBce, type MethodCommonOptions, type MethodLoss, type SingleTaskOptions } from './method.js';
+import {
+  CvrMethod,
+  SingleTaskModel,
+  weightedBce,
+  type MethodCommonOptions,
+  type MethodLoss,
+  type SingleTaskOptions,
+} from './method.js';
 
 /** Options of {@link DivisionMethod}. */
 export interface DivisionOptions extends SingleTaskOptions, MethodCommonOptions {

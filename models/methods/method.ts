@@ -6,7 +6,21 @@
  *   const opt = new optim.Adam(method.parameters(), { lr });
  *   for (const batch of batches) trainStep(method, opt, batch);
  */
-import { bceWithLogits, div, maximum, mean, mul, nn, noGrad, optim, reshape, Rng, sum, Tensor, tidy } from '../../core/index.js';
+import {
+  bceWithLogits,
+  div,
+  maximum,
+  mean,
+  mul,
+  nn,
+  noGrad,
+  optim,
+  reshape,
+  Rng,
+  sum,
+  Tensor,
+  tidy,
+} from '../../core/index.js';
 
 const { clipGradNorm } = optim;
 import type { DType } from '../../kernels/index.js';
@@ -79,7 +93,11 @@ export abstract class CvrMethod extends nn.Module {
       tidy(() =>
         noGrad(() => {
           const p = this.forward(batch);
-          result.push({ pctr: Float32Array.from(p.pctr.toArray()), pcvr: Float32Array.from(p.pcvr.toArray()), pctcvr: Float32Array.from(p.pctcvr.toArray()) });
+          result.push({
+            pctr: Float32Array.from(p.pctr.toArray()),
+            pcvr: Float32Array.from(p.pcvr.toArray()),
+            pctcvr: Float32Array.from(p.pctcvr.toArray()),
+          });
         }),
       );
       return result[0];
@@ -116,7 +134,12 @@ export class SingleTaskModel extends nn.Module {
     const rng = new Rng(options.seed ?? 0);
     const dtype = options.dtype ?? 'float32';
     this.embedding = new SharedEmbedding(schema, { rng: rng.fork(), dtype, std: options.embeddingStd });
-    this.tower = createBaseModel(options.base ?? 'mlp', schema, { ...options.tower, rng: rng.fork(), dtype }, this.embedding.fieldDims());
+    this.tower = createBaseModel(
+      options.base ?? 'mlp',
+      schema,
+      { ...options.tower, rng: rng.fork(), dtype },
+      this.embedding.fieldDims(),
+    );
   }
 
   /** Logits [batch]. */
@@ -150,7 +173,12 @@ export interface TrainStepOptions {
  * returns the step's loss as a scalar tensor: nothing is read back unless the caller
  * asks (`.item()`), which keeps a device backend's pipeline full.
  */
-export function trainStep(method: CvrMethod, optimizer: optim.Optimizer, batch: Batch, options: TrainStepOptions = {}): Tensor {
+export function trainStep(
+  method: CvrMethod,
+  optimizer: optim.Optimizer,
+  batch: Batch,
+  options: TrainStepOptions = {},
+): Tensor {
   return tidy(() => {
     optimizer.zeroGrad();
     const { loss } = method.lossFor(batch);

@@ -27,7 +27,8 @@ export const IDENTITY_CALIBRATOR: Calibrator = { kind: 'identity', predict: (p) 
 
 function checkInputs(name: string, scores: NumArray, labels: NumArray, weights?: NumArray): void {
   if (scores.length !== labels.length) throw new Error(`${name}: ${scores.length} scores but ${labels.length} labels`);
-  if (weights && weights.length !== scores.length) throw new Error(`${name}: ${weights.length} weights for ${scores.length} scores`);
+  if (weights && weights.length !== scores.length)
+    throw new Error(`${name}: ${weights.length} weights for ${scores.length} scores`);
   for (let i = 0; i < scores.length; i++) {
     if (!Number.isFinite(scores[i])) throw new Error(`${name}: score ${i} is not finite (${scores[i]})`);
     if (!Number.isFinite(labels[i])) throw new Error(`${name}: label ${i} is not finite (${labels[i]})`);
@@ -58,7 +59,8 @@ export function pav(y: NumArray, weights?: NumArray): Float64Array {
     // Merge while the new block violates the order of the one below it.
     while (top > 0 && mean[top - 1] >= mean[top]) {
       const w = weight[top - 1] + weight[top];
-      mean[top - 1] = w > 0 ? (weight[top - 1] * mean[top - 1] + weight[top] * mean[top]) / w : (mean[top - 1] + mean[top]) / 2;
+      mean[top - 1] =
+        w > 0 ? (weight[top - 1] * mean[top - 1] + weight[top] * mean[top]) / w : (mean[top - 1] + mean[top]) / 2;
       weight[top - 1] = w;
       top--;
     }
@@ -118,7 +120,11 @@ export class IsotonicCalibrator implements Calibrator {
 }
 
 /** Distinct scores (ascending) with the weighted mean label and total weight of each. */
-export function poolTies(scores: NumArray, labels: NumArray, weights?: NumArray): { x: Float64Array; y: Float64Array; w: Float64Array } {
+export function poolTies(
+  scores: NumArray,
+  labels: NumArray,
+  weights?: NumArray,
+): { x: Float64Array; y: Float64Array; w: Float64Array } {
   const n = scores.length;
   const order = new Int32Array(n);
   for (let i = 0; i < n; i++) order[i] = i;
@@ -126,7 +132,7 @@ export function poolTies(scores: NumArray, labels: NumArray, weights?: NumArray)
   const x: number[] = [];
   const y: number[] = [];
   const w: number[] = [];
-  for (let k = 0; k < n; ) {
+  for (let k = 0; k < n;) {
     const s = scores[order[k]];
     let sw = 0;
     let sy = 0;
@@ -262,7 +268,8 @@ export function fitLogistic(x: NumArray, targets: NumArray, options: LogisticOpt
     a -= da;
     b -= db;
     current = next;
-    if (Math.abs(da) + Math.abs(db) < tolerance * (1 + Math.abs(a) + Math.abs(b))) return { a, b, iterations: it, converged: true };
+    if (Math.abs(da) + Math.abs(db) < tolerance * (1 + Math.abs(a) + Math.abs(b)))
+      return { a, b, iterations: it, converged: true };
   }
   return { a, b, iterations: maxIterations, converged: false };
 }
@@ -335,10 +342,12 @@ export class QuantileBuckets {
 
   /** Buckets at the quantiles of `values`. */
   static fit(values: NumArray, buckets: number): QuantileBuckets {
-    if (!(Number.isInteger(buckets) && buckets >= 1)) throw new Error(`QuantileBuckets.fit: buckets must be a positive integer, got ${buckets}`);
+    if (!(Number.isInteger(buckets) && buckets >= 1))
+      throw new Error(`QuantileBuckets.fit: buckets must be a positive integer, got ${buckets}`);
     const sorted = Float64Array.from(values).sort();
     const t = new Float64Array(buckets - 1);
-    for (let k = 1; k < buckets; k++) t[k - 1] = sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor((k * sorted.length) / buckets))] : 0;
+    for (let k = 1; k < buckets; k++)
+      t[k - 1] = sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor((k * sorted.length) / buckets))] : 0;
     return new QuantileBuckets(t);
   }
 
@@ -404,7 +413,8 @@ export function fitBucketed(
   fit: (scores: Float64Array, labels: Float64Array) => Calibrator,
   options: BucketedOptions = {},
 ): BucketedCalibrator {
-  if (scores.length !== buckets.length) throw new Error(`fitBucketed: ${scores.length} scores but ${buckets.length} bucket ids`);
+  if (scores.length !== buckets.length)
+    throw new Error(`fitBucketed: ${scores.length} scores but ${buckets.length} bucket ids`);
   const minPerClass = options.minPerClass ?? 20;
   const fallback = fit(Float64Array.from(scores), Float64Array.from(labels));
   const perBucket: Calibrator[] = [];
@@ -418,7 +428,9 @@ export function fitBucketed(
       y.push(labels[i]);
       if (labels[i] > 0.5) pos++;
     }
-    perBucket.push(pos >= minPerClass && s.length - pos >= minPerClass ? fit(Float64Array.from(s), Float64Array.from(y)) : fallback);
+    perBucket.push(
+      pos >= minPerClass && s.length - pos >= minPerClass ? fit(Float64Array.from(s), Float64Array.from(y)) : fallback,
+    );
   }
   return new BucketedCalibrator(perBucket, fallback);
 }
@@ -454,10 +466,16 @@ export interface ReliabilityBin {
 }
 
 /** Reliability bins of predictions against labels (labels may be probabilities, e.g. a simulator's truth). */
-export function reliabilityBins(predictions: NumArray, labels: NumArray, options: BinningOptions = {}): ReliabilityBin[] {
-  if (predictions.length !== labels.length) throw new Error(`reliabilityBins: ${predictions.length} predictions but ${labels.length} labels`);
+export function reliabilityBins(
+  predictions: NumArray,
+  labels: NumArray,
+  options: BinningOptions = {},
+): ReliabilityBin[] {
+  if (predictions.length !== labels.length)
+    throw new Error(`reliabilityBins: ${predictions.length} predictions but ${labels.length} labels`);
   const bins = options.bins ?? 10;
-  if (!(Number.isInteger(bins) && bins >= 1)) throw new Error(`reliabilityBins: bins must be a positive integer, got ${bins}`);
+  if (!(Number.isInteger(bins) && bins >= 1))
+    throw new Error(`reliabilityBins: bins must be a positive integer, got ${bins}`);
   const n = predictions.length;
   const groups: number[][] = Array.from({ length: bins }, () => []);
   if ((options.binning ?? 'equal-mass') === 'equal-mass') {
@@ -485,7 +503,11 @@ export function reliabilityBins(predictions: NumArray, labels: NumArray, options
 }
 
 /** Expected calibration error: Σ_b (n_b / n)·|mean prediction_b − mean label_b| over {@link reliabilityBins}. */
-export function expectedCalibrationError(predictions: NumArray, labels: NumArray, options: BinningOptions = {}): number {
+export function expectedCalibrationError(
+  predictions: NumArray,
+  labels: NumArray,
+  options: BinningOptions = {},
+): number {
   const bins = reliabilityBins(predictions, labels, options);
   let n = 0;
   let s = 0;
@@ -518,7 +540,12 @@ export interface BucketRatio {
 }
 
 /** Σ prediction / Σ label per bucket (e.g. per item-popularity decile); empty buckets are left out. */
-export function ratioByBucket(predictions: NumArray, labels: NumArray, buckets: NumArray, count: number): BucketRatio[] {
+export function ratioByBucket(
+  predictions: NumArray,
+  labels: NumArray,
+  buckets: NumArray,
+  count: number,
+): BucketRatio[] {
   const rows = new Float64Array(count);
   const pred = new Float64Array(count);
   const obs = new Float64Array(count);
@@ -531,7 +558,13 @@ export function ratioByBucket(predictions: NumArray, labels: NumArray, buckets: 
   const out: BucketRatio[] = [];
   for (let b = 0; b < count; b++) {
     if (rows[b] === 0) continue;
-    out.push({ bucket: b, rows: rows[b], predicted: pred[b], observed: obs[b], ratio: obs[b] > 0 ? pred[b] / obs[b] : NaN });
+    out.push({
+      bucket: b,
+      rows: rows[b],
+      predicted: pred[b],
+      observed: obs[b],
+      ratio: obs[b] > 0 ? pred[b] / obs[b] : NaN,
+    });
   }
   return out;
 }
@@ -568,13 +601,20 @@ export function reliabilitySvg(series: readonly ReliabilitySeries[], title: stri
     parts.push(`<text x="${left - 6}" y="${(sy(v) + 4).toFixed(1)}" text-anchor="end">${v.toPrecision(2)}</text>`);
     parts.push(`<text x="${sx(v).toFixed(1)}" y="${top + plot + 16}" text-anchor="middle">${v.toPrecision(2)}</text>`);
   }
-  parts.push(`<line x1="${sx(0)}" y1="${sy(0)}" x2="${sx(max)}" y2="${sy(max)}" stroke="#999" stroke-dasharray="4 3"/>`);
-  parts.push(`<text x="${left + plot / 2}" y="${top + plot + 34}" text-anchor="middle">mean predicted probability</text>`);
-  parts.push(`<text x="14" y="${top + plot / 2}" text-anchor="middle" transform="rotate(-90 14 ${top + plot / 2})">observed rate</text>`);
+  parts.push(
+    `<line x1="${sx(0)}" y1="${sy(0)}" x2="${sx(max)}" y2="${sy(max)}" stroke="#999" stroke-dasharray="4 3"/>`,
+  );
+  parts.push(
+    `<text x="${left + plot / 2}" y="${top + plot + 34}" text-anchor="middle">mean predicted probability</text>`,
+  );
+  parts.push(
+    `<text x="14" y="${top + plot / 2}" text-anchor="middle" transform="rotate(-90 14 ${top + plot / 2})">observed rate</text>`,
+  );
   series.forEach((s, k) => {
     const color = COLORS[k % COLORS.length];
     const pts = s.bins.map((b) => `${sx(b.meanPredicted).toFixed(1)},${sy(b.meanObserved).toFixed(1)}`);
-    if (pts.length > 1) parts.push(`<polyline points="${pts.join(' ')}" fill="none" stroke="${color}" stroke-width="1.5"/>`);
+    if (pts.length > 1)
+      parts.push(`<polyline points="${pts.join(' ')}" fill="none" stroke="${color}" stroke-width="1.5"/>`);
     for (const p of pts) {
       const [x, y] = p.split(',');
       parts.push(`<circle cx="${x}" cy="${y}" r="3" fill="${color}"/>`);

@@ -58,7 +58,11 @@ export function correctCtr(q: number, r: number): number {
 }
 
 /** The probabilities a model trained on down-sampled data converges to, given the true ones (the forward map of the derivation above). */
-export function downsampledProbabilities(pctr: number, pcvr: number, downsampling: DownsamplingRates): FunnelProbabilities {
+export function downsampledProbabilities(
+  pctr: number,
+  pcvr: number,
+  downsampling: DownsamplingRates,
+): FunnelProbabilities {
   const { r, r2 } = rates(downsampling);
   const n = (1 - pctr) * r;
   const cu = pctr * (1 - pcvr) * r2;
@@ -106,7 +110,11 @@ export function rateForRatio(clicked: number, unclicked: number, ratio: number):
 }
 
 /** Row indices of `batch` kept by down-sampling, in order; the draw uses `rng` once per row that may be dropped. */
-export function downsampleIndices(batch: Pick<Batch, 'size' | 'click' | 'conversion'>, downsampling: DownsamplingRates, rng: Rng): Int32Array {
+export function downsampleIndices(
+  batch: Pick<Batch, 'size' | 'click' | 'conversion'>,
+  downsampling: DownsamplingRates,
+  rng: Rng,
+): Int32Array {
   const { r, r2 } = rates(downsampling);
   const kept = new Int32Array(batch.size);
   let m = 0;
@@ -129,7 +137,11 @@ export interface DownsampledSourceOptions {
 }
 
 /** A {@link BatchSource} that down-samples every batch of `source` afresh each epoch (empty batches are skipped). */
-export function downsampledSource(source: BatchSource, downsampling: DownsamplingRates, options: DownsampledSourceOptions = {}): BatchSource {
+export function downsampledSource(
+  source: BatchSource,
+  downsampling: DownsamplingRates,
+  options: DownsampledSourceOptions = {},
+): BatchSource {
   rates(downsampling);
   return {
     batches: (epoch) => {

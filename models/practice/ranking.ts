@@ -43,7 +43,7 @@ export interface RankingMetrics {
 export function groupByUser(userIds: NumArray): Int32Array[] {
   const order = Array.from({ length: userIds.length }, (_, i) => i).sort((a, b) => userIds[a] - userIds[b] || a - b);
   const groups: Int32Array[] = [];
-  for (let s = 0; s < order.length; ) {
+  for (let s = 0; s < order.length;) {
     let e = s;
     while (e < order.length && userIds[order[e]] === userIds[order[s]]) e++;
     groups.push(Int32Array.from(order.slice(s, e)));
@@ -62,7 +62,12 @@ function dcg(gains: number[], k: number): number {
  * Per-user top-k metrics of `scores` (higher first; ties keep input order, so a
  * constant score ranks by position). Users with fewer than k rows count all their rows.
  */
-export function rankingMetrics(input: RankingInput, scores: NumArray, k: number, groups: readonly Int32Array[] = groupByUser(input.userIds)): RankingMetrics {
+export function rankingMetrics(
+  input: RankingInput,
+  scores: NumArray,
+  k: number,
+  groups: readonly Int32Array[] = groupByUser(input.userIds),
+): RankingMetrics {
   if (!(Number.isInteger(k) && k >= 1)) throw new Error(`rankingMetrics: k must be a positive integer, got ${k}`);
   const n = input.userIds.length;
   for (const [name, a] of [
@@ -87,10 +92,11 @@ export function rankingMetrics(input: RankingInput, scores: NumArray, k: number,
     const idealGains = rows.map((r) => input.gain[r]).sort((x, y) => y - x);
     const best = dcg(idealGains, k);
     if (best > 0) {
-      ndcg += dcg(
-        ranked.map((r) => input.gain[r]),
-        k,
-      ) / best;
+      ndcg +=
+        dcg(
+          ranked.map((r) => input.gain[r]),
+          k,
+        ) / best;
       ndcgUsers++;
     }
   }
@@ -127,7 +133,13 @@ export const DEFAULT_SCORE_GRID: readonly ScoreExponents[] = [
 ];
 
 /** {@link rankingMetrics} for every (a, b) of a grid, scoring with pCTR^a · pCVR^b. */
-export function rankingGrid(input: RankingInput, pctr: NumArray, pcvr: NumArray, grid: readonly ScoreExponents[], k: number): RankingGridRow[] {
+export function rankingGrid(
+  input: RankingInput,
+  pctr: NumArray,
+  pcvr: NumArray,
+  grid: readonly ScoreExponents[],
+  k: number,
+): RankingGridRow[] {
   const groups = groupByUser(input.userIds);
   return grid.map(({ a, b }) => {
     const scores = Float64Array.from({ length: pctr.length }, (_, i) => rankingScore(pctr[i], pcvr[i], a, b));

@@ -53,14 +53,26 @@ export interface PracticeData {
 }
 
 /** Generate {@link PracticeData} in stream order (train, then validation, then test). */
-export function generatePracticeData(config: Partial<SimulatorConfig>, rows: { train: number; valid: number; test: number }): PracticeData {
+export function generatePracticeData(
+  config: Partial<SimulatorConfig>,
+  rows: { train: number; valid: number; test: number },
+): PracticeData {
   const sim = new FunnelSimulator(config);
   return { sim, train: sim.generate(rows.train), valid: sim.generate(rows.valid), test: sim.generate(rows.test) };
 }
 
 /** Host predictions of a method over a whole log, in log order. */
-export function predictLog(method: CvrMethod, sim: FunnelSimulator, log: ImpressionLog, batchSize = 4096): HostPredictions {
-  const out: HostPredictions = { pctr: new Float32Array(log.size), pcvr: new Float32Array(log.size), pctcvr: new Float32Array(log.size) };
+export function predictLog(
+  method: CvrMethod,
+  sim: FunnelSimulator,
+  log: ImpressionLog,
+  batchSize = 4096,
+): HostPredictions {
+  const out: HostPredictions = {
+    pctr: new Float32Array(log.size),
+    pcvr: new Float32Array(log.size),
+    pctcvr: new Float32Array(log.size),
+  };
   let at = 0;
   for (const batch of sim.batches(log, { batchSize })) {
     const p = method.predict(batch);
@@ -78,8 +90,19 @@ interface Trained {
   samples: number;
 }
 
-async function trainEsmm(sim: FunnelSimulator, source: BatchSource, o: PracticeTrainingOptions, lossWeights?: { ctr: number; ctcvr: number }): Promise<Trained> {
-  const method = createModel({ method: 'esmm', schema: sim.schema, seed: o.seed ?? 1, tower: { hidden: o.hidden ?? [64, 32] }, lossWeights });
+async function trainEsmm(
+  sim: FunnelSimulator,
+  source: BatchSource,
+  o: PracticeTrainingOptions,
+  lossWeights?: { ctr: number; ctcvr: number },
+): Promise<Trained> {
+  const method = createModel({
+    method: 'esmm',
+    schema: sim.schema,
+    seed: o.seed ?? 1,
+    tower: { hidden: o.hidden ?? [64, 32] },
+    lossWeights,
+  });
   const trainer = new Trainer(method, { epochs: o.epochs ?? 2, lr: o.lr ?? 2e-3, progress: 'none' });
   const fit = await trainer.fit(source);
   return { method, seconds: fit.seconds, samples: fit.history.reduce((s, h) => s + h.samples, 0) };
@@ -108,7 +131,14 @@ function truthOf(log: ImpressionLog): Truth {
     truePctcvr[i] = log.pCtr[i] * log.pCvr[i];
     if (log.click[i] === 1) clicked.push(i);
   }
-  return { click: log.click, ctcvr, clickedRows: Int32Array.from(clicked), truePctr: log.pCtr, truePcvr: log.pCvr, truePctcvr };
+  return {
+    click: log.click,
+    ctcvr,
+    clickedRows: Int32Array.from(clicked),
+    truePctr: log.pCtr,
+    truePcvr: log.pCvr,
+    truePctcvr,
+  };
 }
 
 function pick(a: ArrayLike<number>, rows: ArrayLike<number>): Float64Array {
@@ -133,7 +163,12 @@ export interface PredictionQuality {
   ratioCtcvr: number;
 }
 
-function quality(p: { pctr: ArrayLike<number>; pcvr: ArrayLike<number>; pctcvr: ArrayLike<number> }, t: Truth, log: ImpressionLog, bins: { bins: number; binning: Binning }): PredictionQuality {
+function quality(
+  p: { pctr: ArrayLike<number>; pcvr: ArrayLike<number>; pctcvr: ArrayLike<number> },
+  t: Truth,
+  log: ImpressionLog,
+  bins: { bins: number; binning: Binning },
+): PredictionQuality {
   const cvrP = pick(p.pcvr, t.clickedRows);
   const cvrY = pick(log.conversion, t.clickedRows);
   return {
@@ -182,17 +217,32 @@ export interface LossWeightSweepRow {
 
 /** Train ESMM once per (w_ctr, w_ctcvr) on the same simulated data and report AUCs and calibration on the test log. */
 export async function sweepLossWeights(options: LossWeightSweepOptions): Promise<LossWeightSweepRow[]> {
-  const data = options.data ?? generatePracticeData(options.simulator ?? {}, { train: options.trainRows ?? 100_000, valid: 0, test: options.testRows ?? 100_000 });
+  const data =
+    options.data ??
+    generatePracticeData(options.simulator ?? {}, {
+      train: options.trainRows ?? 100_000,
+      valid: 0,
+      test: options.testRows ?? 100_000,
+    });
   const t = truthOf(data.test);
   const bins = { bins: options.bins ?? 10, binning: options.binning ?? ('equal-mass' as Binning) };
   const rows: LossWeightSweepRow[] = [];
   for (const pair of options.pairs) {
-    if (!(pair.ctr >= 0 && pair.ctcvr >= 0 && pair.ctr + pair.ctcvr > 0)) throw new Error(`sweepLossWeights: weights must be non-negative and not both 0, got ${pair.ctr}:${pair.ctcvr}`);
+    if (!(pair.ctr >= 0 && pair.ctcvr >= 0 && pair.ctr + pair.ctcvr > 0))
+      throw new Error(`sweepLossWeights: weights must be non-negative and not both 0, got ${pair.ctr}:${pair.ctcvr}`);
     const trained = await trainEsmm(data.sim, trainSource(data, options), options, pair);
     const p = predictLog(trained.method, data.sim, data.test);
-    const row = { ctr: pair.ctr, ctcvr: pair.ctcvr, quality: quality(p, t, data.test, bins), cvrAucEntireSpace: auc(data.test.potentialConversion, p.pcvr), seconds: trained.seconds };
+    const row = {
+      ctr: pair.ctr,
+      ctcvr: pair.ctcvr,
+      quality: quality(p, t, data.test, bins),
+      cvrAucEntireSpace: auc(data.test.potentialConversion, p.pcvr),
+      seconds: trained.seconds,
+    };
     rows.push(row);
-    options.log?.(`loss weights ${pair.ctr}:${pair.ctcvr}: CVR AUC ${row.quality.cvrAuc.toFixed(4)}, CTCVR AUC ${row.quality.ctcvrAuc.toFixed(4)}, ECE pCVR ${row.quality.eceCvr.toFixed(5)} (${trained.seconds.toFixed(1)} s)`);
+    options.log?.(
+      `loss weights ${pair.ctr}:${pair.ctcvr}: CVR AUC ${row.quality.cvrAuc.toFixed(4)}, CTCVR AUC ${row.quality.ctcvrAuc.toFixed(4)}, ECE pCVR ${row.quality.eceCvr.toFixed(5)} (${trained.seconds.toFixed(1)} s)`,
+    );
   }
   return rows;
 }
@@ -303,7 +353,11 @@ export async function runCalibrationReport(options: CalibrationReportOptions = {
   const binOpts = { bins: options.bins ?? 10, binning: options.binning ?? ('equal-mass' as Binning) };
   const k = options.k ?? 5;
   const simConfig = { seed: 1, ctr: 0.04, cvr: 0.05, ...options.simulator };
-  const data = generatePracticeData(simConfig, { train: options.trainRows ?? 300_000, valid: options.validRows ?? 150_000, test: options.testRows ?? 200_000 });
+  const data = generatePracticeData(simConfig, {
+    train: options.trainRows ?? 300_000,
+    valid: options.validRows ?? 150_000,
+    test: options.testRows ?? 200_000,
+  });
   const c = data.sim.config;
   const description =
     `simulated funnel (seed ${c.seed}, target CTR ${c.ctr}, CVR ${c.cvr}, ${c.numUsers} users, ${c.numItems} items): ` +
@@ -318,16 +372,37 @@ export async function runCalibrationReport(options: CalibrationReportOptions = {
   const testTruth = truthOf(data.test);
   const full = await trainEsmm(data.sim, trainSource(data, options), options);
   log(`full data: ${full.samples} samples in ${full.seconds.toFixed(1)} s`);
-  const sampled = await trainEsmm(data.sim, downsampledSource(trainSource(data, options), rates, { seed: options.seed ?? 1 }), options);
-  log(`down-sampled (r = ${r.toFixed(4)}, r2 = ${rates.clickedUnconverted}): ${sampled.samples} samples in ${sampled.seconds.toFixed(1)} s`);
+  const sampled = await trainEsmm(
+    data.sim,
+    downsampledSource(trainSource(data, options), rates, { seed: options.seed ?? 1 }),
+    options,
+  );
+  log(
+    `down-sampled (r = ${r.toFixed(4)}, r2 = ${rates.clickedUnconverted}): ${sampled.samples} samples in ${sampled.seconds.toFixed(1)} s`,
+  );
   const pFull = predictLog(full.method, data.sim, data.test);
   const pSampled = predictLog(sampled.method, data.sim, data.test);
   const pCorrected = correctPredictions(pSampled, rates);
   const truthPred = { pctr: testTruth.truePctr, pcvr: testTruth.truePcvr, pctcvr: testTruth.truePctcvr };
   const downsampling: DownsamplingRow[] = [
-    { name: 'full data', quality: quality(pFull, testTruth, data.test, binOpts), seconds: full.seconds, samples: full.samples },
-    { name: `down-sampled, raw`, quality: quality(pSampled, testTruth, data.test, binOpts), seconds: sampled.seconds, samples: sampled.samples },
-    { name: `down-sampled, corrected`, quality: quality(pCorrected, testTruth, data.test, binOpts), seconds: sampled.seconds, samples: sampled.samples },
+    {
+      name: 'full data',
+      quality: quality(pFull, testTruth, data.test, binOpts),
+      seconds: full.seconds,
+      samples: full.samples,
+    },
+    {
+      name: `down-sampled, raw`,
+      quality: quality(pSampled, testTruth, data.test, binOpts),
+      seconds: sampled.seconds,
+      samples: sampled.samples,
+    },
+    {
+      name: `down-sampled, corrected`,
+      quality: quality(pCorrected, testTruth, data.test, binOpts),
+      seconds: sampled.seconds,
+      samples: sampled.samples,
+    },
     { name: 'true probabilities (noise floor)', quality: quality(truthPred, testTruth, data.test, binOpts) },
   ];
 
@@ -354,7 +429,9 @@ export async function runCalibrationReport(options: CalibrationReportOptions = {
     cvr: fitPlatt(vCvrP, vCvrY),
     ctcvr: fitPlatt(pValid.pctcvr, validTruth.ctcvr),
   };
-  const bucketedCvr = fitBucketed(vCvrP, vCvrY, coarse.assign(pick(validPop, vClicked)), coarse.count, (s, y) => fitIsotonic(s, y));
+  const bucketedCvr = fitBucketed(vCvrP, vCvrY, coarse.assign(pick(validPop, vClicked)), coarse.count, (s, y) =>
+    fitIsotonic(s, y),
+  );
   const tClicked = testTruth.clickedRows;
   const tCvrY = pick(data.test.conversion, tClicked);
   const tCvrTrue = pick(data.test.pCvr, tClicked);
@@ -365,18 +442,34 @@ export async function runCalibrationReport(options: CalibrationReportOptions = {
     if (b < tailCut) tail.push(i);
   });
   const tailRows = Int32Array.from(tail);
-  const variants: { name: string; pctr: ArrayLike<number>; pcvrClicked: Float64Array; pctcvr: ArrayLike<number> }[] = [];
+  const variants: { name: string; pctr: ArrayLike<number>; pcvrClicked: Float64Array; pctcvr: ArrayLike<number> }[] =
+    [];
   const rawCvr = pick(pFull.pcvr, tClicked);
   variants.push({ name: 'raw', pctr: pFull.pctr, pcvrClicked: rawCvr, pctcvr: pFull.pctcvr });
-  variants.push({ name: 'isotonic', pctr: applyCalibrator(iso.ctr, pFull.pctr), pcvrClicked: applyCalibrator(iso.cvr, rawCvr), pctcvr: applyCalibrator(iso.ctcvr, pFull.pctcvr) });
-  variants.push({ name: 'Platt', pctr: applyCalibrator(platt.ctr, pFull.pctr), pcvrClicked: applyCalibrator(platt.cvr, rawCvr), pctcvr: applyCalibrator(platt.ctcvr, pFull.pctcvr) });
+  variants.push({
+    name: 'isotonic',
+    pctr: applyCalibrator(iso.ctr, pFull.pctr),
+    pcvrClicked: applyCalibrator(iso.cvr, rawCvr),
+    pctcvr: applyCalibrator(iso.ctcvr, pFull.pctcvr),
+  });
+  variants.push({
+    name: 'Platt',
+    pctr: applyCalibrator(platt.ctr, pFull.pctr),
+    pcvrClicked: applyCalibrator(platt.cvr, rawCvr),
+    pctcvr: applyCalibrator(platt.ctcvr, pFull.pctcvr),
+  });
   variants.push({
     name: `isotonic per popularity bucket (pCVR; ${coarse.count} buckets)`,
     pctr: applyCalibrator(iso.ctr, pFull.pctr),
     pcvrClicked: bucketedCvr.apply(rawCvr, coarse.assign(pick(testPop, tClicked))),
     pctcvr: applyCalibrator(iso.ctcvr, pFull.pctcvr),
   });
-  variants.push({ name: 'true probabilities (noise floor)', pctr: testTruth.truePctr, pcvrClicked: tCvrTrue, pctcvr: testTruth.truePctcvr });
+  variants.push({
+    name: 'true probabilities (noise floor)',
+    pctr: testTruth.truePctr,
+    pcvrClicked: tCvrTrue,
+    pctcvr: testTruth.truePctcvr,
+  });
   const calibration: CalibrationRow[] = variants.map((v) => ({
     name: v.name,
     eceCtr: expectedCalibrationError(v.pctr, testTruth.click, binOpts),
@@ -408,7 +501,9 @@ export async function runCalibrationReport(options: CalibrationReportOptions = {
   const graded = rankingGrid({ ...rankInput, gain: testTruth.truePctcvr }, pFull.pctr, pFull.pcvr, grid, k);
 
   // --- 4. Optional loss-weight sweep ---
-  const sweep = options.lossWeightPairs?.length ? await sweepLossWeights({ ...options, data, pairs: options.lossWeightPairs, log }) : undefined;
+  const sweep = options.lossWeightPairs?.length
+    ? await sweepLossWeights({ ...options, data, pairs: options.lossWeightPairs, log })
+    : undefined;
 
   const seconds = (performance.now() - started) / 1000;
   const svgs: Record<string, string> = {
@@ -421,7 +516,9 @@ export async function runCalibrationReport(options: CalibrationReportOptions = {
       'pCTR reliability on the test log (equal-mass bins)',
     ),
     'reliability-cvr.svg': reliabilitySvg(
-      variants.slice(0, 4).map((v) => ({ name: v.name.replace(/ \(.*\)$/, ''), bins: reliabilityBins(v.pcvrClicked, tCvrY, binOpts) })),
+      variants
+        .slice(0, 4)
+        .map((v) => ({ name: v.name.replace(/ \(.*\)$/, ''), bins: reliabilityBins(v.pcvrClicked, tCvrY, binOpts) })),
       'pCVR reliability on clicked test rows',
     ),
     'reliability-ctcvr.svg': reliabilitySvg(
@@ -450,7 +547,14 @@ export async function runCalibrationReport(options: CalibrationReportOptions = {
     markdown: '',
     svgs,
   };
-  report.markdown = practiceMarkdown(report, { options, trainRows: data.train.size, clicked, binOpts, tailCut, coarseCount: coarse.count });
+  report.markdown = practiceMarkdown(report, {
+    options,
+    trainRows: data.train.size,
+    clicked,
+    binOpts,
+    tailCut,
+    coarseCount: coarse.count,
+  });
   if (options.outDir) {
     mkdirSync(options.outDir, { recursive: true });
     writeFileSync(join(options.outDir, 'report.md'), report.markdown);
@@ -467,12 +571,23 @@ function f(x: number, digits = 4): string {
 }
 
 function table(head: string[], rows: string[][]): string[] {
-  return [`| ${head.join(' | ')} |`, `| ${head.map(() => '---').join(' | ')} |`, ...rows.map((r) => `| ${r.join(' | ')} |`)];
+  return [
+    `| ${head.join(' | ')} |`,
+    `| ${head.map(() => '---').join(' | ')} |`,
+    ...rows.map((r) => `| ${r.join(' | ')} |`),
+  ];
 }
 
 function practiceMarkdown(
   rep: CalibrationReport,
-  ctx: { options: CalibrationReportOptions; trainRows: number; clicked: number; binOpts: { bins: number; binning: Binning }; tailCut: number; coarseCount: number },
+  ctx: {
+    options: CalibrationReportOptions;
+    trainRows: number;
+    clicked: number;
+    binOpts: { bins: number; binning: Binning };
+    tailCut: number;
+    coarseCount: number;
+  },
 ): string {
   const o = ctx.options;
   const full = rep.downsampling[0];
@@ -493,7 +608,19 @@ function practiceMarkdown(
       `Correction: pCTR = q/(q + (1−q)/r) when r2 = 1; in general every sampled class probability is divided by its keep rate and renormalised (see \`correctProbabilities\`).`,
     ``,
     ...table(
-      ['model', 'ECE pCTR', 'ECE pCVR', 'ECE pCTCVR', 'Σp/Σy CTR', 'Σp/Σy CVR', 'Σp/Σy CTCVR', 'CTR AUC', 'CVR AUC', 'CTCVR AUC', 'train s'],
+      [
+        'model',
+        'ECE pCTR',
+        'ECE pCVR',
+        'ECE pCTCVR',
+        'Σp/Σy CTR',
+        'Σp/Σy CVR',
+        'Σp/Σy CTCVR',
+        'CTR AUC',
+        'CVR AUC',
+        'CTCVR AUC',
+        'train s',
+      ],
       rep.downsampling.map((d) => [
         d.name,
         f(d.quality.eceCtr, 5),
@@ -520,17 +647,33 @@ function practiceMarkdown(
     ``,
     ...table(
       ['calibration', 'ECE pCTR', 'ECE pCVR', 'ECE pCVR (tail)', 'ECE pCTCVR', 'CVR AUC', 'tail Σ pCVR / Σ true pCVR'],
-      rep.calibration.map((c) => [c.name, f(c.eceCtr, 5), f(c.eceCvr, 5), f(c.eceCvrTail, 5), f(c.eceCtcvr, 5), f(c.cvrAuc), f(c.tailRatioToTruth, 3)]),
+      rep.calibration.map((c) => [
+        c.name,
+        f(c.eceCtr, 5),
+        f(c.eceCvr, 5),
+        f(c.eceCvrTail, 5),
+        f(c.eceCtcvr, 5),
+        f(c.cvrAuc),
+        f(c.tailRatioToTruth, 3),
+      ]),
     ),
     ``,
     `pCVR by item-popularity decile of the clicked test rows (0 = least popular): predicted/observed conversions, and predicted/true pCVR (the noise-free view a simulator allows).`,
     ``,
   ];
   const names = Object.keys(rep.deciles[0]?.ratioObserved ?? {});
-  const short = (n: string): string => n.replace(/ \(.*\)$/, '').replace('isotonic per popularity bucket', 'per-bucket');
+  const short = (n: string): string =>
+    n.replace(/ \(.*\)$/, '').replace('isotonic per popularity bucket', 'per-bucket');
   lines.push(
     ...table(
-      ['decile', 'max item impressions', 'clicked rows', 'conversions', ...names.map((n) => `Σp/Σy ${short(n)}`), ...names.map((n) => `Σp/Σtrue ${short(n)}`)],
+      [
+        'decile',
+        'max item impressions',
+        'clicked rows',
+        'conversions',
+        ...names.map((n) => `Σp/Σy ${short(n)}`),
+        ...names.map((n) => `Σp/Σtrue ${short(n)}`),
+      ],
       rep.deciles.map((d) => [
         String(d.bucket),
         String(d.maxPopularity),
@@ -550,7 +693,16 @@ function practiceMarkdown(
       `Within one user only b/a changes the order. The last columns rank by the simulator's true pCTR and pCVR with the same exponents.`,
     ``,
     ...table(
-      ['a', 'b', `E[conv]@${rep.k}`, 'share of ideal', `NDCG@${rep.k}`, `graded NDCG@${rep.k}`, `truth: E[conv]@${rep.k}`, 'truth: share'],
+      [
+        'a',
+        'b',
+        `E[conv]@${rep.k}`,
+        'share of ideal',
+        `NDCG@${rep.k}`,
+        `graded NDCG@${rep.k}`,
+        `truth: E[conv]@${rep.k}`,
+        'truth: share',
+      ],
       rep.ranking.map((g, i) => [
         String(g.a),
         String(g.b),
@@ -571,7 +723,19 @@ function practiceMarkdown(
       `## 4. Loss weights (w_ctr, w_ctcvr)`,
       ``,
       ...table(
-        ['w_ctr', 'w_ctcvr', 'CTR AUC', 'CVR AUC', 'entire-space CVR AUC', 'CTCVR AUC', 'ECE pCTR', 'ECE pCVR', 'ECE pCTCVR', 'Σp/Σy CVR', 'train s'],
+        [
+          'w_ctr',
+          'w_ctcvr',
+          'CTR AUC',
+          'CVR AUC',
+          'entire-space CVR AUC',
+          'CTCVR AUC',
+          'ECE pCTR',
+          'ECE pCVR',
+          'ECE pCTCVR',
+          'Σp/Σy CVR',
+          'train s',
+        ],
         rep.sweep.map((s) => [
           String(s.ctr),
           String(s.ctcvr),

@@ -124,7 +124,11 @@ async function prepare(data: ExperimentData, batchSize: number, seed: number): P
   const schema = open(trainFiles)().schema;
   return {
     schema,
-    train: aliCcpSource(open(trainFiles), { batchSize, shuffleBuffer: data.shuffleBuffer ?? DEFAULT_SHUFFLE_BUFFER, seed }),
+    train: aliCcpSource(open(trainFiles), {
+      batchSize,
+      shuffleBuffer: data.shuffleBuffer ?? DEFAULT_SHUFFLE_BUFFER,
+      seed,
+    }),
     test: aliCcpSource(open(testFiles), { batchSize: 4096 }),
     description: `Ali-CCP files in ${data.dir} (vocabulary from the train split, min count ${data.minCount ?? 1}${data.limit ? `, first ${data.limit} rows` : ''})`,
   };
@@ -159,10 +163,14 @@ export async function runTable2(options: Table2Options): Promise<Table2Result> {
   const seed0 = options.seed ?? 1;
   const batchSize = options.batchSize ?? 1024;
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
-  for (const m of methods) if (!METHODS.includes(m)) throw new Error(`unknown method '${m}'; known: ${METHODS.join(', ')}`);
-  if (!(Number.isInteger(repeats) && repeats >= 1)) throw new Error(`repeats must be a positive integer, got ${repeats}`);
+  for (const m of methods)
+    if (!METHODS.includes(m)) throw new Error(`unknown method '${m}'; known: ${METHODS.join(', ')}`);
+  if (!(Number.isInteger(repeats) && repeats >= 1))
+    throw new Error(`repeats must be a positive integer, got ${repeats}`);
   const data = await prepare(options.data, batchSize, seed0);
-  log(`Table 2 on ${data.description}; methods ${methods.join(', ')}; ${repeats} repeat(s); backend ${getBackend().name}`);
+  log(
+    `Table 2 on ${data.description}; methods ${methods.join(', ')}; ${repeats} repeat(s); backend ${getBackend().name}`,
+  );
   if (options.outDir) mkdirSync(options.outDir, { recursive: true });
 
   const runs: RunResult[] = [];
@@ -202,12 +210,21 @@ export async function runTable2(options: Table2Options): Promise<Table2Result> {
     };
   });
   const seconds = (performance.now() - started) / 1000;
-  const markdown = table2Markdown(summary, { description: data.description, repeats, seconds, backend: getBackend().name, options });
+  const markdown = table2Markdown(summary, {
+    description: data.description,
+    repeats,
+    seconds,
+    backend: getBackend().name,
+    options,
+  });
   const svg = table2Svg(summary);
   if (options.outDir) {
     writeFileSync(join(options.outDir, 'report.md'), markdown);
     writeFileSync(join(options.outDir, 'report.svg'), svg);
-    writeFileSync(join(options.outDir, 'results.json'), JSON.stringify({ description: data.description, runs, summary, seconds }, null, 2));
+    writeFileSync(
+      join(options.outDir, 'results.json'),
+      JSON.stringify({ description: data.description, runs, summary, seconds }, null, 2),
+    );
   }
   return { runs, summary, markdown, svg, seconds, description: data.description };
 }
@@ -226,7 +243,16 @@ export function table2Markdown(
   context: { description: string; repeats: number; seconds: number; backend: string; options: Table2Options },
 ): string {
   const hasEs = summary.some((s) => s.cvrAucEntireSpace);
-  const head = ['method', 'CVR AUC %', 'CTCVR AUC %', ...(hasEs ? ['entire-space CVR AUC %'] : []), 'CTR AUC %', 'paper CVR AUC %', 'paper CTCVR AUC %', 'train+eval s'];
+  const head = [
+    'method',
+    'CVR AUC %',
+    'CTCVR AUC %',
+    ...(hasEs ? ['entire-space CVR AUC %'] : []),
+    'CTR AUC %',
+    'paper CVR AUC %',
+    'paper CTCVR AUC %',
+    'train+eval s',
+  ];
   const rows = summary.map((s) => [
     s.method,
     fmt(s.cvrAuc),
@@ -246,7 +272,9 @@ export function table2Markdown(
       `towers ${(o.hidden ?? [200, 80]).join('-')}, embedding dim 18, Adam lr ${o.lr ?? 2e-3}, batch ${o.batchSize ?? 1024}, ${o.epochs ?? 1} epoch(s); ` +
       `backend ${context.backend}; ${context.seconds.toFixed(0)} s in all.`,
     `CVR AUC is over clicked test rows, CTCVR AUC over all test rows (pCTCVR = pCTR × pCVR), both computed globally; mean ± sample std over repeats.` +
-      (hasEs ? ` The entire-space CVR AUC scores pCVR on every test impression against the conversion it would have had if clicked, which only a simulator knows.` : ''),
+      (hasEs
+        ? ` The entire-space CVR AUC scores pCVR on every test impression against the conversion it would have had if clicked, which only a simulator knows.`
+        : ''),
     `The paper's numbers are on the public Ali-CCP data set and are shown for reference, not as a target for simulated data.`,
     ``,
     `| ${head.join(' | ')} |`,
@@ -263,7 +291,12 @@ export function table2Svg(summary: readonly MethodSummary[]): string {
   const left = 60;
   const bottom = 300;
   const top = 40;
-  const values = summary.flatMap((s) => [s.cvrAuc.mean - s.cvrAuc.std, s.ctcvrAuc.mean - s.ctcvrAuc.std, s.cvrAuc.mean + s.cvrAuc.std, s.ctcvrAuc.mean + s.ctcvrAuc.std]);
+  const values = summary.flatMap((s) => [
+    s.cvrAuc.mean - s.cvrAuc.std,
+    s.ctcvrAuc.mean - s.ctcvrAuc.std,
+    s.cvrAuc.mean + s.cvrAuc.std,
+    s.ctcvrAuc.mean + s.ctcvrAuc.std,
+  ]);
   const lo = Math.max(0, Math.floor(Math.min(...values) * 20) / 20 - 0.05);
   const hi = Math.min(1, Math.ceil(Math.max(...values) * 20) / 20 + 0.02);
   const y = (v: number): number => bottom - ((v - lo) / (hi - lo || 1)) * (bottom - top);
@@ -286,14 +319,22 @@ export function table2Svg(summary: readonly MethodSummary[]): string {
       [1, s.ctcvrAuc, '#f28e2b'],
     ] as const) {
       const x = x0 + k * bar;
-      parts.push(`<rect x="${x.toFixed(1)}" y="${y(m.mean).toFixed(1)}" width="${(bar - 2).toFixed(1)}" height="${(bottom - y(m.mean)).toFixed(1)}" fill="${color}"/>`);
+      parts.push(
+        `<rect x="${x.toFixed(1)}" y="${y(m.mean).toFixed(1)}" width="${(bar - 2).toFixed(1)}" height="${(bottom - y(m.mean)).toFixed(1)}" fill="${color}"/>`,
+      );
       const cx = x + (bar - 2) / 2;
-      parts.push(`<line x1="${cx.toFixed(1)}" x2="${cx.toFixed(1)}" y1="${y(m.mean + m.std).toFixed(1)}" y2="${y(m.mean - m.std).toFixed(1)}" stroke="black"/>`);
+      parts.push(
+        `<line x1="${cx.toFixed(1)}" x2="${cx.toFixed(1)}" y1="${y(m.mean + m.std).toFixed(1)}" y2="${y(m.mean - m.std).toFixed(1)}" stroke="black"/>`,
+      );
     }
     parts.push(`<text x="${(x0 + bar).toFixed(1)}" y="${bottom + 16}" text-anchor="middle">${s.method}</text>`);
   });
-  parts.push(`<rect x="${left}" y="${height - 30}" width="12" height="12" fill="#4e79a7"/><text x="${left + 16}" y="${height - 20}">CVR AUC (clicked rows)</text>`);
-  parts.push(`<rect x="${left + 200}" y="${height - 30}" width="12" height="12" fill="#f28e2b"/><text x="${left + 216}" y="${height - 20}">CTCVR AUC (all rows)</text>`);
+  parts.push(
+    `<rect x="${left}" y="${height - 30}" width="12" height="12" fill="#4e79a7"/><text x="${left + 16}" y="${height - 20}">CVR AUC (clicked rows)</text>`,
+  );
+  parts.push(
+    `<rect x="${left + 200}" y="${height - 30}" width="12" height="12" fill="#f28e2b"/><text x="${left + 216}" y="${height - 20}">CTCVR AUC (all rows)</text>`,
+  );
   parts.push(`</svg>`);
   return parts.join('\n');
 }

@@ -13,11 +13,19 @@ export interface SimulatorSourceOptions {
 }
 
 /** Batches over an in-memory simulator log. */
-export function simulatorSource(sim: FunnelSimulator, log: ImpressionLog, options: SimulatorSourceOptions): BatchSource {
+export function simulatorSource(
+  sim: FunnelSimulator,
+  log: ImpressionLog,
+  options: SimulatorSourceOptions,
+): BatchSource {
   return {
     rows: log.size,
     batches: (epoch) =>
-      sim.batches(log, { batchSize: options.batchSize, shuffle: options.shuffle ?? false, seed: ((options.seed ?? 0) * 7919 + epoch) >>> 0 }),
+      sim.batches(log, {
+        batchSize: options.batchSize,
+        shuffle: options.shuffle ?? false,
+        seed: ((options.seed ?? 0) * 7919 + epoch) >>> 0,
+      }),
   };
 }
 

@@ -29,7 +29,8 @@ interface EvalColumns {
 const LOWER_IS_BETTER: ReadonlySet<string> = new Set(['ctrLogloss', 'cvrLogloss', 'ctcvrLogloss']);
 
 /** A metric the trainer can monitor for early stopping. */
-export type MonitoredMetric = 'ctrAuc' | 'cvrAuc' | 'ctcvrAuc' | 'cvrAucEntireSpace' | 'ctrLogloss' | 'cvrLogloss' | 'ctcvrLogloss';
+export type MonitoredMetric =
+  'ctrAuc' | 'cvrAuc' | 'ctcvrAuc' | 'cvrAucEntireSpace' | 'ctrLogloss' | 'cvrLogloss' | 'ctcvrLogloss';
 
 /** How progress is shown: a redrawn bar, plain lines, or nothing. `auto` picks a bar on a terminal. */
 export type ProgressMode = 'auto' | 'bar' | 'lines' | 'none';
@@ -122,7 +123,8 @@ export class Trainer {
       if (valid) {
         record.metrics = await this.evaluate(valid);
         const value = record.metrics[monitor];
-        if (value === undefined) throw new Error(`Trainer: monitored metric '${monitor}' is not available on this data`);
+        if (value === undefined)
+          throw new Error(`Trainer: monitored metric '${monitor}' is not available on this data`);
         const score = LOWER_IS_BETTER.has(monitor) ? -value : value;
         if (score > best) {
           best = score;
@@ -172,7 +174,8 @@ export class Trainer {
         const rate = samples / ((performance.now() - started) / 1000);
         this.logEvent({ type: 'step', epoch, step: this.step, loss: lastShown, samplesPerSecond: rate });
         if (bar) this.drawBar(epoch, samples, train.rows, rate, lastShown);
-        else this.print(`epoch ${epoch} step ${this.step}: loss ${lastShown.toFixed(5)}, ${Math.round(rate)} samples/s`);
+        else
+          this.print(`epoch ${epoch} step ${this.step}: loss ${lastShown.toFixed(5)}, ${Math.round(rate)} samples/s`);
       }
     }
     if (bar) this.out().write('\n');
@@ -222,8 +225,10 @@ export class Trainer {
   async load(path: string): Promise<void> {
     const ckpt = await loadCheckpoint(path);
     const meta = ckpt.metadata;
-    if (meta.format !== 'esmm-ts/trainer@1') throw new Error(`${path}: not a trainer checkpoint (format '${meta.format ?? 'missing'}')`);
-    if (meta.method !== this.method.method) throw new Error(`${path}: checkpoint of method '${meta.method}', this trainer trains '${this.method.method}'`);
+    if (meta.format !== 'esmm-ts/trainer@1')
+      throw new Error(`${path}: not a trainer checkpoint (format '${meta.format ?? 'missing'}')`);
+    if (meta.method !== this.method.method)
+      throw new Error(`${path}: checkpoint of method '${meta.method}', this trainer trains '${this.method.method}'`);
     const model: Record<string, Tensor> = {};
     const optimizerTensors: Record<string, Tensor> = {};
     for (const [name, t] of Object.entries(ckpt.tensors)) {
@@ -259,7 +264,9 @@ export class Trainer {
     const width = 30;
     const fraction = total ? Math.min(1, samples / total) : 0;
     const filled = Math.round(fraction * width);
-    const bar = total ? `[${'='.repeat(filled)}${' '.repeat(width - filled)}] ${(fraction * 100).toFixed(0).padStart(3)}%` : `${samples} rows`;
+    const bar = total
+      ? `[${'='.repeat(filled)}${' '.repeat(width - filled)}] ${(fraction * 100).toFixed(0).padStart(3)}%`
+      : `${samples} rows`;
     this.out().write(`\repoch ${epoch} ${bar}  ${Math.round(rate)} samples/s  loss ${loss.toFixed(5)}`);
   }
 
@@ -274,7 +281,10 @@ export class Trainer {
 
   private logEvent(event: Record<string, unknown>): void {
     if (!this.options.jsonlPath) return;
-    appendFileSync(this.options.jsonlPath, `${JSON.stringify({ time: new Date().toISOString(), method: this.method.method, ...event })}\n`);
+    appendFileSync(
+      this.options.jsonlPath,
+      `${JSON.stringify({ time: new Date().toISOString(), method: this.method.method, ...event })}\n`,
+    );
   }
 }
 

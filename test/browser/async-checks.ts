@@ -63,7 +63,13 @@ function recorder(check: string): { backend: Backend; log: Entry[] } {
           log.push({ kind: 'create', method: prop, args: captured, id });
         } else if (prop === 'read') {
           // Reads outside compare() are checked by the caller with default tolerances.
-          const entry = { kind: 'read' as const, id: (captured[0] as StorageRef).storageId, want: Float32Array.from(result as ArrayLike<number>), what: check, tol: {} };
+          const entry = {
+            kind: 'read' as const,
+            id: (captured[0] as StorageRef).storageId,
+            want: Float32Array.from(result as ArrayLike<number>),
+            what: check,
+            tol: {},
+          };
           log.push(entry);
           pendingReads.push(entry);
         } else {

@@ -85,10 +85,26 @@ function towerOf(t: TowerFixture): { weights: MlpTowerWeights; batch: TowerBatch
 async function runWebGpu(scale: number, fixture: TowerFixture): Promise<WebGpuReport> {
   const t0 = performance.now();
   const report: WebGpuReport = {
-    mode: 'webgpu', started: false, reason: null, passed: 0, failed: [],
-    adapter: null, calls: 0, launches: 0, tower: null, towerError: null, seconds: 0,
+    mode: 'webgpu',
+    started: false,
+    reason: null,
+    passed: 0,
+    failed: [],
+    adapter: null,
+    calls: 0,
+    launches: 0,
+    tower: null,
+    towerError: null,
+    seconds: 0,
   };
-  const nav = navigator as Navigator & { gpu?: { requestAdapter(): Promise<{ info?: { architecture?: string; vendor?: string }; isFallbackAdapter?: boolean } | null> } };
+  const nav = navigator as Navigator & {
+    gpu?: {
+      requestAdapter(): Promise<{
+        info?: { architecture?: string; vendor?: string };
+        isFallbackAdapter?: boolean;
+      } | null>;
+    };
+  };
   if (!nav.gpu) {
     report.reason = isSecureContext ? 'navigator.gpu absent' : 'navigator.gpu absent (not a secure context)';
     return report;

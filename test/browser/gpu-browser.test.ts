@@ -97,7 +97,11 @@ describe('gpu backend in headless Chromium', () => {
   it('passes the kernel checks on webgl2', async () => {
     if (!page) return skip('webgl2', `${chromium} not found`);
     const report = await page.evaluate(
-      (scale) => (globalThis as unknown as { esmmGpuChecks(m: string, s: number): BrowserReport }).esmmGpuChecks('webgl2', scale),
+      (scale) =>
+        (globalThis as unknown as { esmmGpuChecks(m: string, s: number): BrowserReport }).esmmGpuChecks(
+          'webgl2',
+          scale,
+        ),
       SCALE,
     );
     if (!report.started) return skip('webgl2', report.reason ?? 'unknown reason');
@@ -112,7 +116,10 @@ describe('gpu backend in headless Chromium', () => {
     expect(fixture.loss[1]).toBeLessThan(fixture.loss[0]);
     const report = await page.evaluate(
       ([scale, tower]) =>
-        (globalThis as unknown as { esmmWebGpu(s: number, t: typeof tower): Promise<WebGpuReport> }).esmmWebGpu(scale, tower),
+        (globalThis as unknown as { esmmWebGpu(s: number, t: typeof tower): Promise<WebGpuReport> }).esmmWebGpu(
+          scale,
+          tower,
+        ),
       [WEBGPU_SCALE, fixture] as const,
     );
     if (!report.started) return skip('webgpu', report.reason ?? 'unknown reason');

@@ -10,7 +10,13 @@ import { setBackend } from '../../kernels/index.js';
 /** JSON-safe tower weights and batch (typed arrays as number[] for page.evaluate). */
 export interface TowerFixture {
   fields: { rows: number; dim: number; table: number[]; mode: 'sum' | 'mean' | 'sqrtn' }[];
-  layers: { inFeatures: number; outFeatures: number; weight: number[]; bias: number[] | null; preluSlope: number[] | null }[];
+  layers: {
+    inFeatures: number;
+    outFeatures: number;
+    weight: number[];
+    bias: number[] | null;
+    preluSlope: number[] | null;
+  }[];
   batch: { size: number; fields: { ids: number[]; offsets: number[] }[] };
   /** sigmoid(logit) of the core model on `batch`. */
   expected: number[];
@@ -45,7 +51,15 @@ export function trainTowerFixture(steps = 25, batchSize = 64): TowerFixture {
   const params = [...tables.flatMap((t) => t.parameters()), ...net.parameters()];
   const opt = new optim.Adam(params, { lr: 0.02 });
   const forward = (batch: { ids: Int32Array; offsets: Int32Array }[], size: number): Tensor =>
-    reshape(net.forward(concat(tables.map((t, i) => t.forward(batch[i])), 1)), [size]);
+    reshape(
+      net.forward(
+        concat(
+          tables.map((t, i) => t.forward(batch[i])),
+          1,
+        ),
+      ),
+      [size],
+    );
   // A learnable rule: click when field 0's first id is even.
   const data = (size: number) => {
     const batch = FIELDS.map((f) => bags(rng, size, f.rows));

@@ -189,12 +189,18 @@ export function kernelChecks(scale = 1): KernelCheck[] {
 
   add('affine and axpby', (b) => {
     fc.assert(
-      fc.property(size, seed, fc.double({ min: -3, max: 3, noNaN: true }), fc.double({ min: -3, max: 3, noNaN: true }), (len, s, p, q) => {
-        const x = randomArray(len, s);
-        const y = randomArray(len, s + 1);
-        compare(b, 'affine', [x], [len], (bk, [xs], [o]) => bk.affine(xs, p, q, o));
-        compare(b, 'axpby', [x, y], [len], (bk, [xs, ys], [o]) => bk.axpby(p, xs, q, ys, o));
-      }),
+      fc.property(
+        size,
+        seed,
+        fc.double({ min: -3, max: 3, noNaN: true }),
+        fc.double({ min: -3, max: 3, noNaN: true }),
+        (len, s, p, q) => {
+          const x = randomArray(len, s);
+          const y = randomArray(len, s + 1);
+          compare(b, 'affine', [x], [len], (bk, [xs], [o]) => bk.affine(xs, p, q, o));
+          compare(b, 'axpby', [x, y], [len], (bk, [xs, ys], [o]) => bk.axpby(p, xs, q, ys, o));
+        },
+      ),
       runs(n(6)),
     );
   });
@@ -202,18 +208,26 @@ export function kernelChecks(scale = 1): KernelCheck[] {
   for (const op of BINARY_OPS) {
     add(`binary ${op} (same shape and broadcast)`, (b) => {
       fc.assert(
-        fc.property(shapeArb, fc.array(fc.boolean(), { minLength: 4, maxLength: 4 }), fc.integer({ min: 0, max: 2 }), seed, (outShape, ones, drop, s) => {
-          // b's shape: some dims set to 1, some leading dims dropped.
-          const bShape = outShape.map((d, i) => (ones[i] ? 1 : d)).slice(Math.min(drop, outShape.length - 1));
-          const aShape = outShape.map((d, i) => (!ones[i] && i % 2 === 0 ? 1 : d));
-          const [a, bb] = binaryInputs(op, prod(aShape), prod(bShape), s, false);
-          compare(b, `binary ${op} broadcast`, [a, bb], [prod(outShape)], (bk, [x, y], [o]) =>
-            bk.binary(op, x, aShape, y, bShape, o, outShape),
-          );
-          const [a2, b2] = binaryInputs(op, prod(outShape) * 40, prod(outShape) * 40, s + 3);
-          const flat = [prod(outShape) * 40];
-          compare(b, `binary ${op} same`, [a2, b2], flat, (bk, [x, y], [o]) => bk.binary(op, x, flat, y, flat, o, flat));
-        }),
+        fc.property(
+          shapeArb,
+          fc.array(fc.boolean(), { minLength: 4, maxLength: 4 }),
+          fc.integer({ min: 0, max: 2 }),
+          seed,
+          (outShape, ones, drop, s) => {
+            // b's shape: some dims set to 1, some leading dims dropped.
+            const bShape = outShape.map((d, i) => (ones[i] ? 1 : d)).slice(Math.min(drop, outShape.length - 1));
+            const aShape = outShape.map((d, i) => (!ones[i] && i % 2 === 0 ? 1 : d));
+            const [a, bb] = binaryInputs(op, prod(aShape), prod(bShape), s, false);
+            compare(b, `binary ${op} broadcast`, [a, bb], [prod(outShape)], (bk, [x, y], [o]) =>
+              bk.binary(op, x, aShape, y, bShape, o, outShape),
+            );
+            const [a2, b2] = binaryInputs(op, prod(outShape) * 40, prod(outShape) * 40, s + 3);
+            const flat = [prod(outShape) * 40];
+            compare(b, `binary ${op} same`, [a2, b2], flat, (bk, [x, y], [o]) =>
+              bk.binary(op, x, flat, y, flat, o, flat),
+            );
+          },
+        ),
         runs(n(5)),
       );
     });
@@ -224,9 +238,16 @@ export function kernelChecks(scale = 1): KernelCheck[] {
       fc.property(shapeArb, fc.array(fc.boolean(), { minLength: 4, maxLength: 4 }), seed, (shape, pick, s) => {
         const axes = shape.map((_, i) => i).filter((i) => pick[i]);
         const outSize = prod(shape.map((d, i) => (axes.includes(i) ? 1 : d)));
-        compare(b, 'reduceSum', [randomArray(prod(shape), s)], [outSize], (bk, [x], [o]) => bk.reduceSum(x, shape, axes, o), {
-          atol: 1e-4 * prod(shape),
-        });
+        compare(
+          b,
+          'reduceSum',
+          [randomArray(prod(shape), s)],
+          [outSize],
+          (bk, [x], [o]) => bk.reduceSum(x, shape, axes, o),
+          {
+            atol: 1e-4 * prod(shape),
+          },
+        );
       }),
       runs(n(12)),
     );
@@ -234,14 +255,20 @@ export function kernelChecks(scale = 1): KernelCheck[] {
 
   add('reduceSum with a loop past 1000', (b) => {
     const shape = [3, 1500];
-    compare(b, 'reduceSum long', [randomArray(4500, 9)], [3], (bk, [x], [o]) => bk.reduceSum(x, shape, [1], o), { atol: 2e-3 });
-    compare(b, 'reduceSum all', [randomArray(4500, 9)], [1], (bk, [x], [o]) => bk.reduceSum(x, shape, [0, 1], o), { atol: 5e-3 });
+    compare(b, 'reduceSum long', [randomArray(4500, 9)], [3], (bk, [x], [o]) => bk.reduceSum(x, shape, [1], o), {
+      atol: 2e-3,
+    });
+    compare(b, 'reduceSum all', [randomArray(4500, 9)], [1], (bk, [x], [o]) => bk.reduceSum(x, shape, [0, 1], o), {
+      atol: 5e-3,
+    });
   });
 
   add('reduceMaxLast', (b) => {
     fc.assert(
       fc.property(fc.integer({ min: 1, max: 40 }), fc.integer({ min: 1, max: 1200 }), seed, (rows, cols, s) => {
-        compare(b, 'reduceMaxLast', [randomArray(rows * cols, s)], [rows], (bk, [x], [o]) => bk.reduceMaxLast(x, rows, cols, o));
+        compare(b, 'reduceMaxLast', [randomArray(rows * cols, s)], [rows], (bk, [x], [o]) =>
+          bk.reduceMaxLast(x, rows, cols, o),
+        );
       }),
       runs(n(6)),
     );
@@ -255,7 +282,9 @@ export function kernelChecks(scale = 1): KernelCheck[] {
           const j = (s >>> i) % (i + 1);
           [perm[i], perm[j]] = [perm[j], perm[i]];
         }
-        compare(b, 'permute', [randomArray(prod(shape), s)], [prod(shape)], (bk, [x], [o]) => bk.permute(x, shape, perm, o));
+        compare(b, 'permute', [randomArray(prod(shape), s)], [prod(shape)], (bk, [x], [o]) =>
+          bk.permute(x, shape, perm, o),
+        );
       }),
       runs(n(12)),
     );
@@ -297,8 +326,12 @@ export function kernelChecks(scale = 1): KernelCheck[] {
       fc.property(geom, seed, (g: MatmulGeometry, s) => {
         const aSize = (g.batchA ? g.batch : 1) * g.m * g.k;
         const bSize = (g.batchB ? g.batch : 1) * g.k * g.n;
-        compare(b, 'matmul', [randomArray(aSize, s), randomArray(bSize, s + 1)], [g.batch * g.m * g.n], (bk, [x, y], [o]) =>
-          bk.matmul(x, y, o, g),
+        compare(
+          b,
+          'matmul',
+          [randomArray(aSize, s), randomArray(bSize, s + 1)],
+          [g.batch * g.m * g.n],
+          (bk, [x, y], [o]) => bk.matmul(x, y, o, g),
           { atol: 1e-4 * g.k },
         );
       }),
@@ -307,22 +340,52 @@ export function kernelChecks(scale = 1): KernelCheck[] {
   });
 
   add('matmul with k past 1000 and output past one texture row', (b) => {
-    const g: MatmulGeometry = { batch: 1, m: 3, n: 4, k: 1100, transA: false, transB: true, batchA: true, batchB: true };
-    compare(b, 'matmul long k', [randomArray(3 * 1100, 1), randomArray(4 * 1100, 2)], [12], (bk, [x, y], [o]) => bk.matmul(x, y, o, g), {
-      atol: 5e-3,
-    });
-    const wide: MatmulGeometry = { batch: 2, m: 150, n: 140, k: 3, transA: true, transB: false, batchA: false, batchB: true };
-    compare(b, 'matmul wide', [randomArray(150 * 3, 3), randomArray(2 * 3 * 140, 4)], [2 * 150 * 140], (bk, [x, y], [o]) =>
-      bk.matmul(x, y, o, wide),
+    const g: MatmulGeometry = {
+      batch: 1,
+      m: 3,
+      n: 4,
+      k: 1100,
+      transA: false,
+      transB: true,
+      batchA: true,
+      batchB: true,
+    };
+    compare(
+      b,
+      'matmul long k',
+      [randomArray(3 * 1100, 1), randomArray(4 * 1100, 2)],
+      [12],
+      (bk, [x, y], [o]) => bk.matmul(x, y, o, g),
+      {
+        atol: 5e-3,
+      },
+    );
+    const wide: MatmulGeometry = {
+      batch: 2,
+      m: 150,
+      n: 140,
+      k: 3,
+      transA: true,
+      transB: false,
+      batchA: false,
+      batchB: true,
+    };
+    compare(
+      b,
+      'matmul wide',
+      [randomArray(150 * 3, 3), randomArray(2 * 3 * 140, 4)],
+      [2 * 150 * 140],
+      (bk, [x, y], [o]) => bk.matmul(x, y, o, wide),
     );
   });
-
 
   add('gatherRows (repeated ids, large)', (b) => {
     fc.assert(
       fc.property(fc.integer({ min: 1, max: 50 }), fc.integer({ min: 1, max: 17 }), seed, (rows, dim, s) => {
         const ids = Int32Array.from(randomArray(40, s, 0, rows).map(Math.floor));
-        compare(b, 'gatherRows', [randomArray(rows * dim, s)], [ids.length * dim], (bk, [x], [o]) => bk.gatherRows(x, dim, ids, o));
+        compare(b, 'gatherRows', [randomArray(rows * dim, s)], [ids.length * dim], (bk, [x], [o]) =>
+          bk.gatherRows(x, dim, ids, o),
+        );
       }),
       runs(n(10)),
     );
@@ -361,8 +424,12 @@ export function kernelChecks(scale = 1): KernelCheck[] {
   add('embeddingBag with a bag past 1000 ids', (b) => {
     const { offsets, ids, weights } = bagData(50, [1500, 0, 3], true, 11);
     for (const mode of ['sum', 'mean', 'sqrtn'] as BagMode[]) {
-      compare(b, `embeddingBag long ${mode}`, [randomArray(50 * 4, 2)], [12], (bk, [t], [o]) =>
-        bk.embeddingBag(t, 4, ids, offsets, weights, mode, o),
+      compare(
+        b,
+        `embeddingBag long ${mode}`,
+        [randomArray(50 * 4, 2)],
+        [12],
+        (bk, [t], [o]) => bk.embeddingBag(t, 4, ids, offsets, weights, mode, o),
         { atol: 5e-3, rtol: 1e-3 },
       );
     }
@@ -372,8 +439,12 @@ export function kernelChecks(scale = 1): KernelCheck[] {
     fc.assert(
       fc.property(bagArb, fc.integer({ min: 0, max: 3 }), ({ rows, dim, bags, weighted, s }, extraRows) => {
         const { offsets, ids, weights } = bagData(rows, bags, weighted, s);
-        compare(b, 'segmentSumRows', [randomArray(rows * dim, s)], [(bags.length + extraRows) * dim], (bk, [src], [o]) =>
-          bk.segmentSumRows(src, dim, offsets, ids, weights, o),
+        compare(
+          b,
+          'segmentSumRows',
+          [randomArray(rows * dim, s)],
+          [(bags.length + extraRows) * dim],
+          (bk, [src], [o]) => bk.segmentSumRows(src, dim, offsets, ids, weights, o),
         );
       }),
       runs(n(15)),
@@ -405,8 +476,12 @@ export function kernelChecks(scale = 1): KernelCheck[] {
         const slope = randomArray(ch, s + 1, -0.5, 0.5);
         const g = randomArray(rows * ch, s + 2);
         compare(b, 'prelu', [x, slope], [rows * ch], (bk, [xs, ss], [o]) => bk.prelu(xs, ss, ch, o));
-        compare(b, 'preluBackward', [x, slope, g], [rows * ch, ch], (bk, [xs, ss, gs], [gx, gsl]) =>
-          bk.preluBackward(xs, ss, gs, ch, gx, gsl),
+        compare(
+          b,
+          'preluBackward',
+          [x, slope, g],
+          [rows * ch, ch],
+          (bk, [xs, ss, gs], [gx, gsl]) => bk.preluBackward(xs, ss, gs, ch, gx, gsl),
           { atol: 1e-5 * rows + 1e-4 },
         );
       }),
@@ -416,15 +491,25 @@ export function kernelChecks(scale = 1): KernelCheck[] {
 
   add('softmaxLast (mask, all-masked rows, long rows)', (b) => {
     fc.assert(
-      fc.property(fc.integer({ min: 1, max: 12 }), fc.integer({ min: 1, max: 1200 }), fc.boolean(), seed, (rows, cols, masked, s) => {
-        const x = randomArray(rows * cols, s, -10, 10);
-        const mask = randomArray(rows * cols, s + 1, 0, 1).map((v) => (v < 0.3 ? 0 : 1));
-        if (rows > 1) mask.fill(0, 0, cols);
-        compare(b, 'softmaxLast', masked ? [x, mask] : [x], [rows * cols], (bk, ins, [o]) =>
-          bk.softmaxLast(ins[0], masked ? ins[1] : null, rows, cols, o),
-          { atol: 1e-5 },
-        );
-      }),
+      fc.property(
+        fc.integer({ min: 1, max: 12 }),
+        fc.integer({ min: 1, max: 1200 }),
+        fc.boolean(),
+        seed,
+        (rows, cols, masked, s) => {
+          const x = randomArray(rows * cols, s, -10, 10);
+          const mask = randomArray(rows * cols, s + 1, 0, 1).map((v) => (v < 0.3 ? 0 : 1));
+          if (rows > 1) mask.fill(0, 0, cols);
+          compare(
+            b,
+            'softmaxLast',
+            masked ? [x, mask] : [x],
+            [rows * cols],
+            (bk, ins, [o]) => bk.softmaxLast(ins[0], masked ? ins[1] : null, rows, cols, o),
+            { atol: 1e-5 },
+          );
+        },
+      ),
       runs(n(10)),
     );
   });
@@ -449,7 +534,9 @@ export function kernelChecks(scale = 1): KernelCheck[] {
         const c = randomArray(len, s + 3, -100, 100);
         const y = randomArray(len, s + 1, 0, 1).map((v) => (v < 0.5 ? 0 : 1));
         const g = randomArray(len, s + 2);
-        compare(b, 'productBce', [a, c, y], [len], (bk, [as, cs, ys], [o]) => bk.productBce(as, cs, ys, o), { rtol: 2e-4 });
+        compare(b, 'productBce', [a, c, y], [len], (bk, [as, cs, ys], [o]) => bk.productBce(as, cs, ys, o), {
+          rtol: 2e-4,
+        });
         compare(b, 'productBceBackward', [a, c, y, g], [len, len], (bk, [as, cs, ys, gs], [ga, gb]) =>
           bk.productBceBackward(as, cs, ys, gs, ga, gb),
         );
@@ -473,9 +560,16 @@ export function kernelChecks(scale = 1): KernelCheck[] {
         const p = randomArray(len, s);
         const m = randomArray(len, s + 1, -0.1, 0.1);
         const v = randomArray(len, s + 2, 0, 0.1);
-        compare(b, 'adam', [p, randomArray(len, s + 3), m, v], [], (bk, [ps, gs, ms, vs]) => {
-          for (let t = 0; t < 3; t++) bk.adam(ps, gs, ms, vs, { ...h, step: h.step + t });
-        }, { atol: 1e-5, rtol: 1e-4 });
+        compare(
+          b,
+          'adam',
+          [p, randomArray(len, s + 3), m, v],
+          [],
+          (bk, [ps, gs, ms, vs]) => {
+            for (let t = 0; t < 3; t++) bk.adam(ps, gs, ms, vs, { ...h, step: h.step + t });
+          },
+          { atol: 1e-5, rtol: 1e-4 },
+        );
       }),
       runs(n(6)),
     );
@@ -483,21 +577,34 @@ export function kernelChecks(scale = 1): KernelCheck[] {
 
   add('sparseAdam (distinct rows)', (b) => {
     fc.assert(
-      fc.property(fc.integer({ min: 1, max: 80 }), fc.integer({ min: 1, max: 9 }), hyperArb, seed, (rows, dim, h, s) => {
-        const chosen = Int32Array.from([...new Set(Array.from(randomArray(Math.ceil(rows / 2), s, 0, rows), Math.floor))]);
-        const size2 = rows * dim;
-        compare(
-          b,
-          'sparseAdam',
-          [randomArray(size2, s), randomArray(size2, s + 1, -0.1, 0.1), randomArray(size2, s + 2, 0, 0.1), randomArray(chosen.length * dim, s + 3)],
-          [],
-          (bk, [ps, ms, vs, gs]) => {
-            bk.sparseAdam(ps, ms, vs, dim, chosen, gs, h);
-            bk.sparseAdam(ps, ms, vs, dim, chosen, gs, { ...h, step: h.step + 1 });
-          },
-          { atol: 1e-5, rtol: 1e-4 },
-        );
-      }),
+      fc.property(
+        fc.integer({ min: 1, max: 80 }),
+        fc.integer({ min: 1, max: 9 }),
+        hyperArb,
+        seed,
+        (rows, dim, h, s) => {
+          const chosen = Int32Array.from([
+            ...new Set(Array.from(randomArray(Math.ceil(rows / 2), s, 0, rows), Math.floor)),
+          ]);
+          const size2 = rows * dim;
+          compare(
+            b,
+            'sparseAdam',
+            [
+              randomArray(size2, s),
+              randomArray(size2, s + 1, -0.1, 0.1),
+              randomArray(size2, s + 2, 0, 0.1),
+              randomArray(chosen.length * dim, s + 3),
+            ],
+            [],
+            (bk, [ps, ms, vs, gs]) => {
+              bk.sparseAdam(ps, ms, vs, dim, chosen, gs, h);
+              bk.sparseAdam(ps, ms, vs, dim, chosen, gs, { ...h, step: h.step + 1 });
+            },
+            { atol: 1e-5, rtol: 1e-4 },
+          );
+        },
+      ),
       runs(n(8)),
     );
   });

@@ -25,13 +25,14 @@ export type Maker = (values: ArrayLike<number>, shape: readonly number[]) => Ten
 const size = (shape: readonly number[]): number => shape.reduce((a, b) => a * b, 1);
 
 const dimArb = fc.integer({ min: 1, max: 4 });
-const shapeArb = (minRank = 0, maxRank = 3): fc.Arbitrary<number[]> => fc.array(dimArb, { minLength: minRank, maxLength: maxRank });
+const shapeArb = (minRank = 0, maxRank = 3): fc.Arbitrary<number[]> =>
+  fc.array(dimArb, { minLength: minRank, maxLength: maxRank });
 
 /** Values in [lo, hi]; with `gap`, |x| >= gap so kinks at 0 are avoided. */
 function valuesArb(n: number, lo = -2, hi = 2, gap = 0): fc.Arbitrary<number[]> {
-  return fc.array(fc.double({ min: lo, max: hi, noNaN: true, noDefaultInfinity: true }), { minLength: n, maxLength: n }).map((xs) =>
-    xs.map((x) => (gap > 0 ? Math.sign(x || 1) * (gap + Math.abs(x)) : x)),
-  );
+  return fc
+    .array(fc.double({ min: lo, max: hi, noNaN: true, noDefaultInfinity: true }), { minLength: n, maxLength: n })
+    .map((xs) => xs.map((x) => (gap > 0 ? Math.sign(x || 1) * (gap + Math.abs(x)) : x)));
 }
 
 /** Two shapes that broadcast together: each is the output shape with leading dims dropped and some dims set to 1. */
@@ -50,13 +51,7 @@ const broadcastPairArb: fc.Arbitrary<[number[], number[]]> = shapeArb(0, 3).chai
     }),
 );
 
-function unaryCase(
-  name: string,
-  f: (x: Tensor) => Tensor,
-  lo = -2,
-  hi = 2,
-  gap = 0,
-): fc.Arbitrary<OpCase> {
+function unaryCase(name: string, f: (x: Tensor) => Tensor, lo = -2, hi = 2, gap = 0): fc.Arbitrary<OpCase> {
   return shapeArb().chain((shape) =>
     valuesArb(size(shape), lo, hi, gap).map((values) => ({
       inputs: [{ values, shape }],
@@ -85,12 +80,17 @@ function binaryCase(
 
 /** Rows of ids and bag offsets for a table of `rows` rows: empty bags and repeated ids included. */
 const bagsArb = (rows: number): fc.Arbitrary<{ ids: number[]; offsets: number[]; weights: number[] }> =>
-  fc.array(fc.array(fc.integer({ min: 0, max: rows - 1 }), { minLength: 0, maxLength: 4 }), { minLength: 1, maxLength: 4 }).chain((bags) => {
-    const ids = bags.flat();
-    const offsets = [0];
-    for (const b of bags) offsets.push(offsets[offsets.length - 1] + b.length);
-    return valuesArb(ids.length, 0.5, 3).map((weights) => ({ ids, offsets, weights }));
-  });
+  fc
+    .array(fc.array(fc.integer({ min: 0, max: rows - 1 }), { minLength: 0, maxLength: 4 }), {
+      minLength: 1,
+      maxLength: 4,
+    })
+    .chain((bags) => {
+      const ids = bags.flat();
+      const offsets = [0];
+      for (const b of bags) offsets.push(offsets[offsets.length - 1] + b.length);
+      return valuesArb(ids.length, 0.5, 3).map((weights) => ({ ids, offsets, weights }));
+    });
 
 /** Arbitraries for every differentiable op, keyed by registry name. */
 export const opCases: Record<string, fc.Arbitrary<OpCase>> = {
@@ -99,8 +99,12 @@ export const opCases: Record<string, fc.Arbitrary<OpCase>> = {
   mul: binaryCase('mul', ops.mul, (n) => valuesArb(n)),
   div: binaryCase('div', ops.div, (n, which) => (which === 0 ? valuesArb(n) : valuesArb(n, -1.5, 1.5, 0.5))),
   // Operands drawn from disjoint ranges keep them away from the tie where max/min has a kink.
-  maximum: binaryCase('maximum', ops.maximum, (n, which) => (which === 0 ? valuesArb(n, -2, 2, 0.3) : valuesArb(n, -0.2, 0.2))),
-  minimum: binaryCase('minimum', ops.minimum, (n, which) => (which === 0 ? valuesArb(n, -2, 2, 0.3) : valuesArb(n, -0.2, 0.2))),
+  maximum: binaryCase('maximum', ops.maximum, (n, which) =>
+    which === 0 ? valuesArb(n, -2, 2, 0.3) : valuesArb(n, -0.2, 0.2),
+  ),
+  minimum: binaryCase('minimum', ops.minimum, (n, which) =>
+    which === 0 ? valuesArb(n, -2, 2, 0.3) : valuesArb(n, -0.2, 0.2),
+  ),
   pow: binaryCase('pow', ops.pow, (n, which) => (which === 0 ? valuesArb(n, 0.5, 2) : valuesArb(n, -2, 2))),
   neg: unaryCase('neg', ops.neg),
   exp: unaryCase('exp', ops.exp),
@@ -140,21 +144,40 @@ export const opCases: Record<string, fc.Arbitrary<OpCase>> = {
     })),
   ),
   permute: shapeArb(1, 4).chain((shape) =>
-    fc.tuple(valuesArb(size(shape)), fc.shuffledSubarray(shape.map((_, i) => i), { minLength: shape.length, maxLength: shape.length })).map(([values, perm]) => ({
-      inputs: [{ values, shape }],
-      run: ([x]: Tensor[]) => ops.permute(x, perm),
-      label: `permute ${JSON.stringify(shape)} by ${JSON.stringify(perm)}`,
-    })),
+    fc
+      .tuple(
+        valuesArb(size(shape)),
+        fc.shuffledSubarray(
+          shape.map((_, i) => i),
+          { minLength: shape.length, maxLength: shape.length },
+        ),
+      )
+      .map(([values, perm]) => ({
+        inputs: [{ values, shape }],
+        run: ([x]: Tensor[]) => ops.permute(x, perm),
+        label: `permute ${JSON.stringify(shape)} by ${JSON.stringify(perm)}`,
+      })),
   ),
   slice: shapeArb(1, 3).chain((shape) =>
     fc
       .tuple(
         valuesArb(size(shape)),
-        fc.tuple(...shape.map((d) => fc.integer({ min: 0, max: d - 1 }).chain((b) => fc.tuple(fc.constant(b), fc.integer({ min: 1, max: d - b }))))),
+        fc.tuple(
+          ...shape.map((d) =>
+            fc
+              .integer({ min: 0, max: d - 1 })
+              .chain((b) => fc.tuple(fc.constant(b), fc.integer({ min: 1, max: d - b }))),
+          ),
+        ),
       )
       .map(([values, ranges]) => ({
         inputs: [{ values, shape }],
-        run: ([x]: Tensor[]) => ops.slice(x, ranges.map((r) => r[0]), ranges.map((r) => r[1])),
+        run: ([x]: Tensor[]) =>
+          ops.slice(
+            x,
+            ranges.map((r) => r[0]),
+            ranges.map((r) => r[1]),
+          ),
         label: `slice ${JSON.stringify(shape)} ${JSON.stringify(ranges)}`,
       })),
   ),
@@ -168,7 +191,15 @@ export const opCases: Record<string, fc.Arbitrary<OpCase>> = {
     }));
   }),
   matmul: fc
-    .tuple(dimArb, dimArb, dimArb, fc.integer({ min: 0, max: 3 }), fc.boolean(), fc.boolean(), fc.integer({ min: 1, max: 3 }))
+    .tuple(
+      dimArb,
+      dimArb,
+      dimArb,
+      fc.integer({ min: 0, max: 3 }),
+      fc.boolean(),
+      fc.boolean(),
+      fc.integer({ min: 1, max: 3 }),
+    )
     .chain(([m, n, k, batchMode, transA, transB, batch]) => {
       // batchMode: 0 plain 2-D, 1 both batched, 2 only A batched, 3 only B batched.
       const aBatched = batchMode === 1 || batchMode === 2;
@@ -194,13 +225,29 @@ export const opCases: Record<string, fc.Arbitrary<OpCase>> = {
       label: `prelu [${rows}, ${channels}]`,
     })),
   ),
-  softmax: fc.tuple(fc.integer({ min: 1, max: 3 }), fc.integer({ min: 1, max: 5 }), fc.boolean()).chain(([rows, cols, masked]) =>
-    fc.tuple(valuesArb(rows * cols, -3, 3), fc.array(fc.boolean(), { minLength: rows * cols, maxLength: rows * cols })).map(([values, keep]) => ({
-      inputs: [{ values, shape: [rows, cols] }],
-      run: ([x]: Tensor[], make: Maker) => ops.softmax(x, masked ? make(keep.map((k) => (k ? 1 : 0)), [rows, cols]) : null),
-      label: `softmax [${rows}, ${cols}] masked ${masked}`,
-    })),
-  ),
+  softmax: fc
+    .tuple(fc.integer({ min: 1, max: 3 }), fc.integer({ min: 1, max: 5 }), fc.boolean())
+    .chain(([rows, cols, masked]) =>
+      fc
+        .tuple(
+          valuesArb(rows * cols, -3, 3),
+          fc.array(fc.boolean(), { minLength: rows * cols, maxLength: rows * cols }),
+        )
+        .map(([values, keep]) => ({
+          inputs: [{ values, shape: [rows, cols] }],
+          run: ([x]: Tensor[], make: Maker) =>
+            ops.softmax(
+              x,
+              masked
+                ? make(
+                    keep.map((k) => (k ? 1 : 0)),
+                    [rows, cols],
+                  )
+                : null,
+            ),
+          label: `softmax [${rows}, ${cols}] masked ${masked}`,
+        })),
+    ),
   bceWithLogits: shapeArb(1, 2).chain((shape) =>
     fc.tuple(valuesArb(size(shape), -6, 6), valuesArb(size(shape), 0, 1)).map(([logits, labels]) => ({
       inputs: [
@@ -213,7 +260,11 @@ export const opCases: Record<string, fc.Arbitrary<OpCase>> = {
   ),
   productBce: shapeArb(1, 2).chain((shape) =>
     fc
-      .tuple(valuesArb(size(shape), -6, 6), valuesArb(size(shape), -6, 6), fc.array(fc.constantFrom(0, 1), { minLength: size(shape), maxLength: size(shape) }))
+      .tuple(
+        valuesArb(size(shape), -6, 6),
+        valuesArb(size(shape), -6, 6),
+        fc.array(fc.constantFrom(0, 1), { minLength: size(shape), maxLength: size(shape) }),
+      )
       .map(([a, b, labels]) => ({
         inputs: [
           { values: a, shape },
@@ -223,8 +274,14 @@ export const opCases: Record<string, fc.Arbitrary<OpCase>> = {
         label: `productBce ${JSON.stringify(shape)} labels ${JSON.stringify(labels)}`,
       })),
   ),
-  embeddingBag: fc.tuple(fc.integer({ min: 1, max: 5 }), fc.integer({ min: 1, max: 3 }), fc.constantFrom('sum', 'mean', 'sqrtn' as const), fc.boolean()).chain(
-    ([rows, dim, mode, weighted]) =>
+  embeddingBag: fc
+    .tuple(
+      fc.integer({ min: 1, max: 5 }),
+      fc.integer({ min: 1, max: 3 }),
+      fc.constantFrom('sum', 'mean', 'sqrtn' as const),
+      fc.boolean(),
+    )
+    .chain(([rows, dim, mode, weighted]) =>
       fc.tuple(valuesArb(rows * dim), bagsArb(rows)).map(([table, bags]) => ({
         inputs: [{ values: table, shape: [rows, dim] }],
         run: ([t]: Tensor[]) =>
@@ -236,13 +293,15 @@ export const opCases: Record<string, fc.Arbitrary<OpCase>> = {
           }),
         label: `embeddingBag ${mode}${weighted ? ' weighted' : ''} rows ${rows} dim ${dim} ids ${JSON.stringify(bags.ids)} offsets ${JSON.stringify(bags.offsets)}`,
       })),
-  ),
+    ),
   gatherRows: fc.tuple(fc.integer({ min: 1, max: 5 }), fc.integer({ min: 1, max: 3 })).chain(([rows, dim]) =>
-    fc.tuple(valuesArb(rows * dim), fc.array(fc.integer({ min: 0, max: rows - 1 }), { minLength: 0, maxLength: 6 })).map(([table, ids]) => ({
-      inputs: [{ values: table, shape: [rows, dim] }],
-      run: ([t]: Tensor[]) => ops.gatherRows(t, Int32Array.from(ids)),
-      label: `gatherRows rows ${rows} dim ${dim} ids ${JSON.stringify(ids)}`,
-    })),
+    fc
+      .tuple(valuesArb(rows * dim), fc.array(fc.integer({ min: 0, max: rows - 1 }), { minLength: 0, maxLength: 6 }))
+      .map(([table, ids]) => ({
+        inputs: [{ values: table, shape: [rows, dim] }],
+        run: ([t]: Tensor[]) => ops.gatherRows(t, Int32Array.from(ids)),
+        label: `gatherRows rows ${rows} dim ${dim} ids ${JSON.stringify(ids)}`,
+      })),
   ),
 };
 

@@ -39,7 +39,16 @@ function train(backend: Backend, steps: number): Run {
   setBackend(backend);
   try {
     const param = (seed: number, shape: number[], scale: number): Tensor => {
-      const t = Tensor.fromArray(randomArray(seed, shape.reduce((p, d) => p * d, 1), -scale, scale), shape, { requiresGrad: true });
+      const t = Tensor.fromArray(
+        randomArray(
+          seed,
+          shape.reduce((p, d) => p * d, 1),
+          -scale,
+          scale,
+        ),
+        shape,
+        { requiresGrad: true },
+      );
       t.keepAlive = true;
       return t;
     };
@@ -57,11 +66,22 @@ function train(backend: Backend, steps: number): Run {
       const ids = Int32Array.from({ length: 2 * BATCH }, (_, i) => (i * 7 + (i % 3)) % VOCAB);
       const ids2 = Int32Array.from({ length: 2 * BATCH }, (_, i) => (i * 11) % 17);
       const dense = Tensor.fromArray(randomArray(11, BATCH * 3), [BATCH, 3]);
-      const click = Tensor.fromArray(Float32Array.from({ length: BATCH }, (_, i) => (i % 3 === 0 ? 1 : 0)), [BATCH]);
-      const conv = Tensor.fromArray(Float32Array.from({ length: BATCH }, (_, i) => (i % 6 === 0 ? 1 : 0)), [BATCH]);
+      const click = Tensor.fromArray(
+        Float32Array.from({ length: BATCH }, (_, i) => (i % 3 === 0 ? 1 : 0)),
+        [BATCH],
+      );
+      const conv = Tensor.fromArray(
+        Float32Array.from({ length: BATCH }, (_, i) => (i % 6 === 0 ? 1 : 0)),
+        [BATCH],
+      );
       const loss = tidy(() => {
         const e1 = embeddingBag(table, { ids, offsets, mode: 'mean' });
-        const e2 = embeddingBag(table, { ids: ids2, offsets, weights: randomArray(12, 2 * BATCH, 0.5, 1.5), mode: 'sum' });
+        const e2 = embeddingBag(table, {
+          ids: ids2,
+          offsets,
+          weights: randomArray(12, 2 * BATCH, 0.5, 1.5),
+          mode: 'sum',
+        });
         const x = concat([e1, e2, dense], 1);
         const h = prelu(add(matmul(x, w1), b1), slope);
         const logits = matmul(h, w2);

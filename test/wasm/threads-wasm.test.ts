@@ -40,7 +40,8 @@ function expectIdentical(results: Float32Array[][], what: string): void {
       const want = results[0][i];
       expect(arr.length, what).toBe(want.length);
       for (let j = 0; j < arr.length; j++) {
-        if (!Object.is(arr[j], want[j])) throw new Error(`${what}: output ${i} differs at ${j}: ${arr[j]} vs ${want[j]} (backend ${b})`);
+        if (!Object.is(arr[j], want[j]))
+          throw new Error(`${what}: output ${i} differs at ${j}: ${arr[j]} vs ${want[j]} (backend ${b})`);
       }
     });
   }
@@ -112,59 +113,78 @@ describe('wasm backend threads', () => {
   it('elementwise, row and optimizer kernels are bit-identical at one and two threads', () => {
     const hyper: AdamHyper = { lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, step: 3 };
     fc.assert(
-      fc.property(fc.integer({ min: 1, max: 40 }), fc.integer({ min: 1, max: 70 }), fc.integer(), (rows, cols, seed) => {
-        const n = rows * cols;
-        const r = rng(seed);
-        const bags = Array.from({ length: rows }, () => Math.floor(r() * 5));
-        const offsets = new Int32Array(rows + 1);
-        bags.forEach((s, i) => (offsets[i + 1] = offsets[i] + s));
-        const ids = Int32Array.from({ length: offsets[rows] }, () => Math.floor(r() * 9));
-        const weights = randomArray(seed + 9, ids.length, 0, 2);
-        const labels = Float32Array.from({ length: n }, () => (r() < 0.5 ? 0 : 1));
-        const mode: BagMode = (['sum', 'mean', 'sqrtn'] as const)[Math.abs(seed) % 3];
-        const res = outputs([one, twoAll], (be) => {
-          const x = be.fromArray(randomArray(seed, n, -5, 5), 'float32');
-          const y = be.fromArray(randomArray(seed + 1, n, -5, 5), 'float32');
-          const lab = be.fromArray(labels, 'float32');
-          const bias = be.fromArray(randomArray(seed + 2, cols), 'float32');
-          const outs = Array.from({ length: 14 }, () => be.alloc(n, 'float32'));
-          be.unary('relu', x, outs[0]);
-          be.unary('sigmoid', x, outs[1]);
-          be.affine(x, 0.5, -1, outs[2]);
-          be.axpby(0.3, x, -2, y, outs[3]);
-          be.binary('mul', x, [rows, cols], y, [rows, cols], outs[4], [rows, cols]);
-          be.binary('add', x, [rows, cols], bias, [cols], outs[5], [rows, cols]);
-          be.binary('pow', lab, [rows, cols], bias, [cols], outs[6], [rows, cols]);
-          be.prelu(x, bias, cols, outs[7]);
-          be.bceWithLogits(x, lab, outs[8]);
-          be.bceWithLogitsBackward(x, lab, y, outs[9]);
-          be.productBce(x, y, lab, outs[10]);
-          be.productBceBackward(x, y, lab, y, outs[11], outs[12]);
-          be.copy(x, outs[13]);
-          const m = be.alloc(n, 'float32');
-          const v = be.alloc(n, 'float32');
-          be.adam(outs[13], y, m, v, hyper);
-          const table = be.fromArray(randomArray(seed + 3, 9 * cols), 'float32');
-          const bag = be.alloc(rows * cols, 'float32');
-          be.embeddingBag(table, cols, ids, offsets, weights, mode, bag);
-          const seg = be.alloc(rows * cols, 'float32');
-          be.segmentSumRows(table, cols, offsets, ids, weights, seg);
-          const gathered = be.alloc(ids.length * cols, 'float32');
-          be.gatherRows(table, cols, ids, gathered);
-          const mv = be.alloc(rows, 'float32');
-          be.matmul(x, bias, mv, { batch: 1, m: rows, n: 1, k: cols, transA: false, transB: false, batchA: false, batchB: false });
-          for (const s of [x, y, lab, bias, table]) be.free(s);
-          return [...outs, m, v, bag, seg, gathered, mv];
-        });
-        expectIdentical(res, `kernels ${JSON.stringify({ rows, cols, seed })}`);
-      }),
+      fc.property(
+        fc.integer({ min: 1, max: 40 }),
+        fc.integer({ min: 1, max: 70 }),
+        fc.integer(),
+        (rows, cols, seed) => {
+          const n = rows * cols;
+          const r = rng(seed);
+          const bags = Array.from({ length: rows }, () => Math.floor(r() * 5));
+          const offsets = new Int32Array(rows + 1);
+          bags.forEach((s, i) => (offsets[i + 1] = offsets[i] + s));
+          const ids = Int32Array.from({ length: offsets[rows] }, () => Math.floor(r() * 9));
+          const weights = randomArray(seed + 9, ids.length, 0, 2);
+          const labels = Float32Array.from({ length: n }, () => (r() < 0.5 ? 0 : 1));
+          const mode: BagMode = (['sum', 'mean', 'sqrtn'] as const)[Math.abs(seed) % 3];
+          const res = outputs([one, twoAll], (be) => {
+            const x = be.fromArray(randomArray(seed, n, -5, 5), 'float32');
+            const y = be.fromArray(randomArray(seed + 1, n, -5, 5), 'float32');
+            const lab = be.fromArray(labels, 'float32');
+            const bias = be.fromArray(randomArray(seed + 2, cols), 'float32');
+            const outs = Array.from({ length: 14 }, () => be.alloc(n, 'float32'));
+            be.unary('relu', x, outs[0]);
+            be.unary('sigmoid', x, outs[1]);
+            be.affine(x, 0.5, -1, outs[2]);
+            be.axpby(0.3, x, -2, y, outs[3]);
+            be.binary('mul', x, [rows, cols], y, [rows, cols], outs[4], [rows, cols]);
+            be.binary('add', x, [rows, cols], bias, [cols], outs[5], [rows, cols]);
+            be.binary('pow', lab, [rows, cols], bias, [cols], outs[6], [rows, cols]);
+            be.prelu(x, bias, cols, outs[7]);
+            be.bceWithLogits(x, lab, outs[8]);
+            be.bceWithLogitsBackward(x, lab, y, outs[9]);
+            be.productBce(x, y, lab, outs[10]);
+            be.productBceBackward(x, y, lab, y, outs[11], outs[12]);
+            be.copy(x, outs[13]);
+            const m = be.alloc(n, 'float32');
+            const v = be.alloc(n, 'float32');
+            be.adam(outs[13], y, m, v, hyper);
+            const table = be.fromArray(randomArray(seed + 3, 9 * cols), 'float32');
+            const bag = be.alloc(rows * cols, 'float32');
+            be.embeddingBag(table, cols, ids, offsets, weights, mode, bag);
+            const seg = be.alloc(rows * cols, 'float32');
+            be.segmentSumRows(table, cols, offsets, ids, weights, seg);
+            const gathered = be.alloc(ids.length * cols, 'float32');
+            be.gatherRows(table, cols, ids, gathered);
+            const mv = be.alloc(rows, 'float32');
+            be.matmul(x, bias, mv, {
+              batch: 1,
+              m: rows,
+              n: 1,
+              k: cols,
+              transA: false,
+              transB: false,
+              batchA: false,
+              batchB: false,
+            });
+            for (const s of [x, y, lab, bias, table]) be.free(s);
+            return [...outs, m, v, bag, seg, gathered, mv];
+          });
+          expectIdentical(res, `kernels ${JSON.stringify({ rows, cols, seed })}`);
+        },
+      ),
       { numRuns: 60 },
     );
     expect(twoAll.poolStats().workerChunks).toBeGreaterThan(0);
   });
 
   it('keeps working while the shared memory grows', () => {
-    const be = new WasmBackend({ threads: 2, initialPages: 1, parallelMin: { gemm: 0, simd: 0, math: 0, rows: 0 }, adaptive: false });
+    const be = new WasmBackend({
+      threads: 2,
+      initialPages: 1,
+      parallelMin: { gemm: 0, simd: 0, math: 0, rows: 0 },
+      adaptive: false,
+    });
     const ref = new WasmBackend({ threads: 1, initialPages: 1 });
     const g = { batch: 1, m: 64, n: 48, k: 40, transA: false, transB: false, batchA: false, batchB: false };
     const run = (b: WasmBackend, round: number): Float32Array => {
