@@ -267,6 +267,8 @@ export function hashId(id: number): number {
 /** Counters of one pass of {@link AliCcpReader.rows}. */
 export interface AliCcpStats {
   skeletonLines: number;
+  /** Bytes of the skeleton lines read (line ends counted as one byte): progress against the file size. */
+  skeletonBytes: number;
   /** Lines of the common file (counted by its index). */
   commonLines: number;
   /** Rows handed out. */
@@ -453,6 +455,7 @@ export class AliCcpReader {
         const line = await skel.read();
         if (line === null) break;
         stats.skeletonLines++;
+        stats.skeletonBytes += line.length + 1;
         if (line.length === 0) continue;
         const lineNo = skel.lineNo;
         const s = splitSkeletonLine(line);
@@ -580,6 +583,7 @@ function ownFields(common: ReadonlyMap<string, RowValue>, own: Map<string, RowVa
 function emptyStats(): AliCcpStats {
   return {
     skeletonLines: 0,
+    skeletonBytes: 0,
     commonLines: 0,
     rows: 0,
     droppedInconsistent: 0,

@@ -1,7 +1,16 @@
-/** Data: the funnel simulator, the Ali-CCP reader and writer, and row batching. */
+/** Data: the funnel simulator, the Ali-CCP reader, writer and Parquet preparation, Parquet input, and row batching. */
 export * from './rows.js';
 export * from './simulator.js';
 export * from './aliccp-format.js';
 export * from './aliccp.js';
 export * from './aliccp-writer.js';
-export { LineReader, type LineReaderOptions } from './lines.js';
+export {
+  CommonIndex,
+  CommonIndexError,
+  type CommonIndexOptions,
+  type EntryState,
+  type IndexIssue,
+} from './common-index.js';
+export * from './parquet.js';
+export * from './prepare.js';
+export { LineReader, LineTooLongError, type LineReaderOptions } from './lines.js';
