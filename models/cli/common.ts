@@ -3,9 +3,11 @@
  * and restoring a trained model from its checkpoint and the config written beside it.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { setBackend } from '../../kernels/index.js';
 import { loadCheckpoint } from '../checkpoint.js';
-import { aliCcpFiles, AliCcpReader, Vocabulary } from '../data/aliccp.js';
+import { aliCcpFiles, AliCcpReader, Vocabulary, type AliCcpStats, type MalformedPolicy } from '../data/aliccp.js';
+import { ParquetVocabulary } from '../data/parquet.js';
 import { DEFAULT_SHUFFLE_BUFFER } from '../data/rows.js';
 import { FunnelSimulator, type SimulatorConfig } from '../data/simulator.js';
 import { createModel, METHODS, type CreateModelOptions, type MethodName } from '../model-factory.js';
@@ -13,15 +15,22 @@ import type { CvrMethod } from '../methods/method.js';
 import type { Schema } from '../schema.js';
 import type { ExperimentData } from '../training/experiment.js';
 import { aliCcpSource, simulatorSource } from '../training/sources.js';
+import { openParquetData } from '../training/sources-parquet.js';
 import type { BatchSource } from '../training/trainer.js';
 import { num, optNum, str, UsageError, type FlagSpecs, type FlagValues } from './flags.js';
 
 /** Data flags shared by train, eval, predict and experiment. */
 export const DATA_FLAGS: FlagSpecs = {
-  data: { kind: 'string', help: 'simulator | aliccp', default: 'simulator' },
+  data: { kind: 'string', help: 'simulator | aliccp | parquet', default: 'simulator' },
   dir: {
     kind: 'string',
-    help: 'Ali-CCP folder with sample_skeleton_{train,test}.csv and common_features_{train,test}.csv',
+    help: 'aliccp: folder of sample_skeleton_{train,test}.csv + common_features_{train,test}.csv; parquet: folder written by esmm prepare, or of your train/ and test/ files with --columns',
+  },
+  columns: { kind: 'string', help: 'JSON column spec of your own Parquet files (--data parquet)' },
+  'on-malformed': {
+    kind: 'string',
+    help: 'Ali-CCP lines that do not parse: error (stop, naming file:line) or skip (count them)',
+    default: 'error',
   },
   'train-rows': { kind: 'integer', help: 'simulated training impressions', default: 150000, min: 1 },
   'test-rows': { kind: 'integer', help: 'simulated test impressions', default: 100000, min: 1 },
@@ -93,6 +102,21 @@ export interface LoadedData {
   train: BatchSource;
   test: BatchSource;
   sim?: { sim: FunnelSimulator };
+  /** Lines for the summary after a pass: skipped malformed lines and a few examples. */
+  report?: () => string[];
+}
+
+/** Summary lines of an Ali-CCP pass: what was skipped, with the first examples. */
+export function malformedReport(split: string, stats: AliCcpStats): string[] {
+  if (stats.skippedMalformed === 0 && stats.droppedInconsistent === 0) return [];
+  const lines = [
+    `${split}: ${stats.rows} rows; skipped ${stats.skippedMalformed} malformed line(s)` +
+      (stats.missingCommonKey ? ` (${stats.missingCommonKey} with a missing common key)` : '') +
+      `; dropped ${stats.droppedInconsistent} with conversion but no click`,
+  ];
+  for (const e of stats.malformedExamples.slice(0, 3))
+    lines.push(`  e.g. ${e.length > 200 ? `${e.slice(0, 200)}…` : e}`);
+  return lines;
 }
 
 export async function loadData(config: ModelConfig, batchSize: number, vocabularyOut?: string): Promise<LoadedData> {
@@ -108,28 +132,57 @@ export async function loadData(config: ModelConfig, batchSize: number, vocabular
       sim: { sim },
     };
   }
+  if (d.kind === 'parquet') {
+    let vocabulary: ParquetVocabulary | undefined;
+    if (config.vocabularyPath)
+      vocabulary = ParquetVocabulary.fromJSON(readJson(config.vocabularyPath), config.vocabularyPath);
+    const p = await openParquetData(d, { batchSize, seed: config.seed, ...(vocabulary ? { vocabulary } : {}) });
+    if (p.vocabulary && !config.vocabularyPath && vocabularyOut) {
+      writeFileSync(vocabularyOut, JSON.stringify(p.vocabulary.toJSON()));
+      config.vocabularyPath = vocabularyOut;
+    }
+    return { schema: p.schema, train: p.train, test: p.test };
+  }
   const trainFiles = aliCcpFiles(d.dir, 'train');
   const testFiles = aliCcpFiles(d.dir, 'test');
+  const onMalformed = d.onMalformed ?? 'error';
   let vocabulary: Vocabulary;
   if (config.vocabularyPath) {
-    vocabulary = Vocabulary.fromJSON(JSON.parse(readFileSync(config.vocabularyPath, 'utf8')));
+    vocabulary = Vocabulary.fromJSON(readJson(config.vocabularyPath));
   } else {
-    vocabulary = await Vocabulary.build(trainFiles, { minCount: d.minCount ?? 1 });
+    vocabulary = await Vocabulary.build(trainFiles, { minCount: d.minCount ?? 1, onMalformed });
     if (vocabularyOut) {
       writeFileSync(vocabularyOut, JSON.stringify(vocabulary.toJSON()));
       config.vocabularyPath = vocabularyOut;
     }
   }
-  const open = (files: typeof trainFiles) => () => new AliCcpReader(files, { encoder: vocabulary, limit: d.limit });
+  // One reader per split: the index of its common file is built on the first pass and reused.
+  const trainReader = new AliCcpReader(trainFiles, { encoder: vocabulary, limit: d.limit, onMalformed });
+  const testReader = new AliCcpReader(testFiles, { encoder: vocabulary, limit: d.limit, onMalformed });
+  let trained = false;
   return {
-    schema: open(trainFiles)().schema,
-    train: aliCcpSource(open(trainFiles), {
-      batchSize,
-      shuffleBuffer: d.shuffleBuffer ?? DEFAULT_SHUFFLE_BUFFER,
-      seed: config.seed,
-    }),
-    test: aliCcpSource(open(testFiles), { batchSize: 4096 }),
+    schema: trainReader.schema,
+    train: aliCcpSource(
+      () => {
+        trained = true;
+        return trainReader;
+      },
+      { batchSize, shuffleBuffer: d.shuffleBuffer ?? DEFAULT_SHUFFLE_BUFFER, seed: config.seed },
+    ),
+    test: aliCcpSource(() => testReader, { batchSize: 4096 }),
+    report: () => [
+      ...(trained ? malformedReport('train', trainReader.stats) : []),
+      ...malformedReport('test', testReader.stats),
+    ],
   };
+}
+
+function readJson(path: string): unknown {
+  try {
+    return JSON.parse(readFileSync(path, 'utf8'));
+  } catch (e) {
+    throw new Error(`${path}: ${(e as Error).message}`);
+  }
 }
 
 export function dataSpec(v: FlagValues): ExperimentData {
@@ -151,9 +204,34 @@ export function dataSpec(v: FlagValues): ExperimentData {
       minCount: num(v, 'min-count'),
       limit: optNum(v, 'limit'),
       shuffleBuffer: num(v, 'shuffle-buffer'),
+      onMalformed: malformedPolicy(v),
     };
   }
-  throw new UsageError(`--data must be 'simulator' or 'aliccp', got '${kind}'`);
+  if (kind === 'parquet') {
+    const dir = str(v, 'dir');
+    if (!dir)
+      throw new UsageError(
+        '--data parquet needs --dir PATH (a folder written by esmm prepare, or with --columns one of your own files)',
+      );
+    const columns = str(v, 'columns');
+    const limit = optNum(v, 'limit');
+    // Absolute, so that eval and predict find the data from any folder.
+    return {
+      kind: 'parquet',
+      dir: resolve(dir),
+      ...(columns !== undefined ? { columns: resolve(columns) } : {}),
+      ...(limit !== undefined ? { limit } : {}),
+      shuffleBuffer: num(v, 'shuffle-buffer'),
+    };
+  }
+  throw new UsageError(`--data must be 'simulator', 'aliccp' or 'parquet', got '${kind}'`);
+}
+
+/** The `--on-malformed` policy. */
+export function malformedPolicy(v: FlagValues): MalformedPolicy {
+  const p = str(v, 'on-malformed') ?? 'error';
+  if (p !== 'error' && p !== 'skip') throw new UsageError(`--on-malformed must be 'error' or 'skip', got '${p}'`);
+  return p;
 }
 
 export function buildMethod(config: ModelConfig, schema: Schema): CvrMethod {

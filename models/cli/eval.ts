@@ -21,6 +21,7 @@ export const evalCommand: Command = {
     console.log(`${config.method}/${config.base} on the test split:`);
     for (const [k, value] of Object.entries(metrics))
       console.log(`  ${k.padEnd(18)} ${typeof value === 'number' ? +value.toFixed(6) : value}`);
+    for (const line of data.report?.() ?? []) console.log(line);
     return 0;
   },
 };

@@ -8,6 +8,7 @@ import { evalCommand } from './eval.js';
 import { experimentCommand } from './experiment.js';
 import { helpText, UsageError, type Command } from './flags.js';
 import { predictCommand } from './predict.js';
+import { prepareCommand } from './prepare.js';
 import { simulateCommand } from './simulate.js';
 import { trainCommand } from './train.js';
 
@@ -17,6 +18,7 @@ export { runDemo, xorTask } from './demo.js';
 /** Every command, in the order `esmm --help` lists them. */
 export const COMMANDS: readonly Command[] = [
   simulateCommand,
+  prepareCommand,
   trainCommand,
   evalCommand,
   predictCommand,

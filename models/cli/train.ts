@@ -64,6 +64,7 @@ export const trainCommand: Command = {
       `trained ${config.method}/${config.base} on ${getBackend().name} in ${result.seconds.toFixed(1)} s; best epoch ${result.bestEpoch}; checkpoint ${out}`,
     );
     if (last?.metrics) console.log(JSON.stringify(last.metrics));
+    for (const line of data.report?.() ?? []) console.log(line);
     return 0;
   },
 };

@@ -12,6 +12,7 @@ import { asyncBufferFromFile, parquetMetadataAsync, parquetRead, type FileMetaDa
 import { Rng } from '../../core/random.js';
 import type { BagField, CategoricalField, FieldGroup, FieldSpec, NumericField, Schema } from '../schema.js';
 import type { BagValue, Row, RowValue } from './rows.js';
+import { readFastColumn, type FlatColumn, type ListColumn } from './parquet-columns.js';
 
 /** How a field's raw values become embedding rows. */
 export type IdMapping =
@@ -248,8 +249,20 @@ export async function parquetFiles(path: string): Promise<string[]> {
   return names.map((n) => resolve(join(path, n)));
 }
 
-/** A column read from one row group: one value per row. */
-type ColumnValues = unknown[];
+/** A column read from one row group: `get(r)` is row r's value (a list as an array); `list` the fast form of a list column. */
+interface ColumnValues {
+  get(r: number): unknown;
+  list?: ListColumn;
+}
+
+function columnOf(c: FlatColumn | ListColumn): ColumnValues {
+  if (c.kind === 'list') {
+    const { values, offsets } = c;
+    return { get: (r) => Array.prototype.slice.call(values, offsets[r], offsets[r + 1]), list: c };
+  }
+  const { values, index } = c;
+  return { get: index ? (r) => (index[r] < 0 ? null : values[index[r]]) : (r) => values[r] };
+}
 
 /** The values of a row group, column by column. */
 interface RowGroupData {
@@ -298,30 +311,33 @@ async function openParquet(path: string): Promise<OpenFile> {
 async function readGroup(f: OpenFile, group: number, columns: readonly string[]): Promise<RowGroupData> {
   const firstRow = f.groupStarts[group];
   const rows = f.groupStarts[group + 1] - firstRow;
-  let data: unknown[][] = [];
+  const out = new Map<string, ColumnValues>();
+  const general: string[] = [];
   try {
-    await parquetRead({
-      file: f.file,
-      metadata: f.metadata,
-      columns: [...columns],
-      rowStart: firstRow,
-      rowEnd: firstRow + rows,
-      utf8: true,
-      onComplete: (r: unknown[][]) => {
-        data = r;
-      },
-    });
+    for (const c of columns) {
+      const fast = await readFastColumn(f.file, f.metadata, group, c);
+      if (fast) out.set(c, columnOf(fast));
+      else general.push(c);
+    }
+    if (general.length > 0) {
+      let data: unknown[][] = [];
+      await parquetRead({
+        file: f.file,
+        metadata: f.metadata,
+        columns: general,
+        rowStart: firstRow,
+        rowEnd: firstRow + rows,
+        utf8: true,
+        onComplete: (r: unknown[][]) => {
+          data = r;
+        },
+      });
+      if (data.length !== rows) throw new Error(`expected ${rows} rows, decoded ${data.length}`);
+      general.forEach((c, k) => out.set(c, { get: (r) => data[r][k] }));
+    }
   } catch (e) {
     throw new ParquetSchemaError(f.path, `cannot decode: ${(e as Error).message}`, group);
   }
-  if (data.length !== rows)
-    throw new ParquetSchemaError(f.path, `expected ${rows} rows, decoded ${data.length}`, group);
-  const out = new Map<string, ColumnValues>();
-  columns.forEach((c, k) => {
-    const col = new Array<unknown>(rows);
-    for (let r = 0; r < rows; r++) col[r] = data[r][k];
-    out.set(c, col);
-  });
   return { file: f.path, group, firstRow, rows, columns: out };
 }
 
@@ -469,7 +485,7 @@ export class ParquetRowReader {
 
   /** Converts a row group into rows, checking every value. */
   private toRows(data: RowGroupData): Row[] {
-    const { spec, vocabulary } = this.options;
+    const { spec } = this.options;
     const fail = (column: string, r: number, msg: string): never => {
       throw new ParquetSchemaError(data.file, msg, data.group, column, data.firstRow + r);
     };
@@ -478,16 +494,17 @@ export class ParquetRowReader {
     const user = spec.userId ? (data.columns.get(spec.userId) as ColumnValues) : null;
     const rows: Row[] = new Array<Row>(data.rows);
     for (let r = 0; r < data.rows; r++) {
-      const c = label(click[r]);
-      if (c < 0) fail(spec.click, r, `click label must be 0 or 1 (or a boolean), got ${show(click[r])}`);
-      const v = label(conversion[r]);
-      if (v < 0) fail(spec.conversion, r, `conversion label must be 0 or 1 (or a boolean), got ${show(conversion[r])}`);
+      const c = label(click.get(r));
+      if (c < 0) fail(spec.click, r, `click label must be 0 or 1 (or a boolean), got ${show(click.get(r))}`);
+      const v = label(conversion.get(r));
+      if (v < 0)
+        fail(spec.conversion, r, `conversion label must be 0 or 1 (or a boolean), got ${show(conversion.get(r))}`);
       if (c === 0 && v === 1) fail(spec.conversion, r, 'a conversion without a click (click 0, conversion 1)');
       const row: Row = { features: new Map<string, RowValue>(), click: c, conversion: v };
       if (user) {
-        const u = integer(user[r]);
+        const u = integer(user.get(r));
         if (u === null || u < -0x80000000 || u > 0x7fffffff)
-          fail(spec.userId as string, r, `user id must be a 32-bit integer, got ${show(user[r])}`);
+          fail(spec.userId as string, r, `user id must be a 32-bit integer, got ${show(user.get(r))}`);
         row.userId = u as number;
       }
       rows[r] = row;
@@ -495,9 +512,13 @@ export class ParquetRowReader {
     for (const p of this.plan) {
       const col = data.columns.get(p.column) as ColumnValues;
       const valuesCol = p.values ? (data.columns.get(p.values) as ColumnValues) : null;
+      if (p.field.kind === 'bag' && col.list && (!valuesCol || valuesCol.list)) {
+        this.fastBags(p, col.list, valuesCol?.list ?? null, rows, fail);
+        continue;
+      }
       for (let r = 0; r < data.rows; r++) {
         const features = rows[r].features as Map<string, RowValue>;
-        const raw = col[r];
+        const raw = col.get(r);
         if (p.field.kind === 'numeric') {
           const dim = p.field.dim ?? 1;
           if (dim === 1 && !Array.isArray(raw)) {
@@ -518,19 +539,7 @@ export class ParquetRowReader {
           continue;
         }
         const mapping = p.mapping as IdMapping;
-        const idOf = (x: unknown): number => {
-          if (mapping !== 'vocabulary' && 'encoded' in mapping) {
-            const id = integer(x);
-            if (id === null || id < 0 || id >= mapping.encoded)
-              fail(p.column, r, `id must be an integer in [0, ${mapping.encoded}), got ${show(x)}`);
-            return id as number;
-          }
-          const key = keyOf(x);
-          if (key === null) fail(p.column, r, `value must be an integer or a string, got ${show(x)}`);
-          return mapping === 'vocabulary'
-            ? (vocabulary as ParquetVocabulary).encode(p.table, key as string)
-            : 1 + (hashKey(key as string) % (mapping.hash - 1));
-        };
+        const idOf = (x: unknown): number => this.mapId(p, mapping, x, r, fail);
         if (p.field.kind === 'categorical') {
           if (raw === null || raw === undefined) continue; // missing: row 0
           if (Array.isArray(raw)) fail(p.column, r, `categorical field "${p.field.name}" got a list`);
@@ -547,7 +556,7 @@ export class ParquetRowReader {
         }
         const bag: BagValue = { ids };
         if (valuesCol) {
-          const vs = valuesCol[r];
+          const vs = valuesCol.get(r);
           if (!Array.isArray(vs) || vs.length !== list.length)
             fail(p.values as string, r, `values must be a list as long as the ids (${list.length}), got ${show(vs)}`);
           const values = new Float32Array(list.length);
@@ -562,6 +571,74 @@ export class ParquetRowReader {
       }
     }
     return rows;
+  }
+
+  /** Bags from the flat form of list columns: one copy of each row's slice, checked in place. */
+  private fastBags(
+    p: PlannedField,
+    ids: ListColumn,
+    values: ListColumn | null,
+    rows: Row[],
+    fail: (column: string, r: number, msg: string) => never,
+  ): void {
+    const mapping = p.mapping as IdMapping;
+    const encoded = mapping !== 'vocabulary' && 'encoded' in mapping ? mapping.encoded : -1;
+    const src = ids.values;
+    const typed = src instanceof Int32Array;
+    const vsrc = values?.values;
+    const vtyped = vsrc instanceof Float32Array;
+    for (let r = 0; r < rows.length; r++) {
+      if (ids.nullElementRow === r) fail(p.column, r, 'null id in the list');
+      const a = ids.offsets[r];
+      const b = ids.offsets[r + 1];
+      let out: Int32Array;
+      if (encoded >= 0 && typed) {
+        out = (src as Int32Array).slice(a, b);
+        for (let k = 0; k < out.length; k++)
+          if (out[k] < 0 || out[k] >= encoded)
+            fail(p.column, r, `id must be an integer in [0, ${encoded}), got ${out[k]} at list position ${k}`);
+      } else {
+        out = new Int32Array(b - a);
+        for (let k = a; k < b; k++) out[k - a] = this.mapId(p, mapping, src[k], r, fail);
+      }
+      const bag: BagValue = { ids: out };
+      if (values) {
+        if (values.nullElementRow === r) fail(p.values as string, r, 'null value in the list');
+        const va = values.offsets[r];
+        const vb = values.offsets[r + 1];
+        if (vb - va !== b - a)
+          fail(p.values as string, r, `values must be a list as long as the ids (${b - a}), got ${vb - va} values`);
+        const vs = vtyped ? (vsrc as Float32Array).slice(va, vb) : new Float32Array(vb - va);
+        for (let k = 0; k < vs.length; k++) {
+          const x = vtyped ? vs[k] : finite32((vsrc as ArrayLike<unknown>)[va + k]);
+          if (x === null || !Number.isFinite(x))
+            fail(p.values as string, r, `value at list position ${k} is not finite in float32`);
+          if (!vtyped) vs[k] = x as number;
+        }
+        bag.values = vs;
+      }
+      (rows[r].features as Map<string, RowValue>).set(p.field.name, bag);
+    }
+  }
+
+  private mapId(
+    p: PlannedField,
+    mapping: IdMapping,
+    x: unknown,
+    r: number,
+    fail: (column: string, r: number, msg: string) => never,
+  ): number {
+    if (mapping !== 'vocabulary' && 'encoded' in mapping) {
+      const id = integer(x);
+      if (id === null || id < 0 || id >= mapping.encoded)
+        fail(p.column, r, `id must be an integer in [0, ${mapping.encoded}), got ${show(x)}`);
+      return id as number;
+    }
+    const key = keyOf(x);
+    if (key === null) fail(p.column, r, `value must be an integer or a string, got ${show(x)}`);
+    return mapping === 'vocabulary'
+      ? (this.options.vocabulary as ParquetVocabulary).encode(p.table, key as string)
+      : 1 + (hashKey(key as string) % (mapping.hash - 1));
   }
 }
 
@@ -601,7 +678,7 @@ export async function buildParquetVocabulary(files: readonly string[], spec: Col
           m.set(key, (m.get(key) ?? 0) + 1);
         };
         for (let r = 0; r < data.rows; r++) {
-          const v = col[r];
+          const v = col.get(r);
           if (Array.isArray(v)) for (const x of v) add(x, r);
           else add(v, r);
         }

@@ -7,13 +7,14 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { getBackend } from '../../kernels/index.js';
-import { aliCcpFiles, AliCcpReader, Vocabulary } from '../data/aliccp.js';
+import { aliCcpFiles, AliCcpReader, Vocabulary, type MalformedPolicy } from '../data/aliccp.js';
 import { DEFAULT_SHUFFLE_BUFFER } from '../data/rows.js';
 import { FunnelSimulator, type SimulatorConfig } from '../data/simulator.js';
 import { createModel, METHODS, type CreateModelOptions, type MethodName } from '../model-factory.js';
 import type { EsmmMetrics } from '../metrics.js';
 import type { Schema } from '../schema.js';
 import { aliCcpSource, simulatorSource } from './sources.js';
+import { openParquetData, type ParquetDataSpec } from './sources-parquet.js';
 import { Trainer, type BatchSource } from './trainer.js';
 
 /** The paper's Table 2 (public Ali-CCP data set), AUC in percent: mean and std over 10 runs. */
@@ -30,7 +31,17 @@ export const PAPER_TABLE2: Readonly<Record<MethodName, { cvr: [number, number]; 
 /** Where the experiment's data come from. */
 export type ExperimentData =
   | { kind: 'simulator'; config?: Partial<SimulatorConfig>; trainRows: number; testRows: number }
-  | { kind: 'aliccp'; dir: string; minCount?: number; limit?: number; shuffleBuffer?: number };
+  | {
+      kind: 'aliccp';
+      dir: string;
+      minCount?: number;
+      limit?: number;
+      shuffleBuffer?: number;
+      /** Skip and count malformed lines instead of stopping (default 'error'). */
+      onMalformed?: MalformedPolicy;
+    }
+  /** A folder written by `esmm prepare`, or users' Parquet files with a column spec (see {@link ParquetDataSpec}). */
+  | ({ kind: 'parquet' } & ParquetDataSpec);
 
 /** Options of {@link runTable2}. */
 export interface Table2Options {
@@ -117,12 +128,17 @@ async function prepare(data: ExperimentData, batchSize: number, seed: number): P
         `target CTR ${c.ctr}, CVR ${c.cvr}; ${c.numUsers} users, ${c.numItems} items`,
     };
   }
+  if (data.kind === 'parquet') {
+    const { schema, train, test, description } = await openParquetData(data, { batchSize, seed });
+    return { schema, train, test, description };
+  }
   const trainFiles = aliCcpFiles(data.dir, 'train');
   const testFiles = aliCcpFiles(data.dir, 'test');
-  const vocabulary = await Vocabulary.build(trainFiles, { minCount: data.minCount ?? 1 });
+  const onMalformed = data.onMalformed ?? 'error';
+  const vocabulary = await Vocabulary.build(trainFiles, { minCount: data.minCount ?? 1, onMalformed });
   // One reader per split: its index of the common file is built on the first pass and reused.
-  const trainReader = new AliCcpReader(trainFiles, { encoder: vocabulary, limit: data.limit });
-  const testReader = new AliCcpReader(testFiles, { encoder: vocabulary, limit: data.limit });
+  const trainReader = new AliCcpReader(trainFiles, { encoder: vocabulary, limit: data.limit, onMalformed });
+  const testReader = new AliCcpReader(testFiles, { encoder: vocabulary, limit: data.limit, onMalformed });
   return {
     schema: trainReader.schema,
     train: aliCcpSource(() => trainReader, {

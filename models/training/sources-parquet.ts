@@ -136,7 +136,6 @@ class WorkerSource implements ParquetBatchSource {
   private start(): Worker {
     if (this.worker) return this.worker;
     const w = new Worker(this.url, { workerData: { kind: 'esmm-parquet', config: this.config } });
-    w.unref();
     w.on('message', (r: WorkerReply) => {
       const resolve = this.waiting.get(r.id);
       this.waiting.delete(r.id);
@@ -152,6 +151,8 @@ class WorkerSource implements ParquetBatchSource {
     w.on('exit', (code) => {
       if (this.worker === w) die(new Error(`Parquet worker exited with code ${code}`));
     });
+    // After the listeners, which ref the worker again: an idle worker never keeps the process alive.
+    w.unref();
     this.worker = w;
     return w;
   }
@@ -284,4 +285,49 @@ export async function userParquetSources(
   });
   const test = parquetSource({ ...common, files: testFiles, batchSize: options.testBatchSize ?? 4096 });
   return { schema: train.schema, train, test, ...(vocabulary ? { vocabulary } : {}) };
+}
+
+/** Parquet data as the CLI and `runTable2` name it: a prepared folder, or users' files with a column spec. */
+export interface ParquetDataSpec {
+  /** A folder written by `esmm prepare`, or (with `columns`) the folder of users' train/test files. */
+  dir: string;
+  /** A column spec, or the path of its JSON file; absent for a prepared folder. */
+  columns?: string | ColumnsSpec;
+  limit?: number;
+  shuffleBuffer?: number;
+}
+
+/** Opens {@link ParquetDataSpec} data: train and test sources, and a vocabulary when one was built. */
+export async function openParquetData(
+  data: ParquetDataSpec,
+  options: {
+    batchSize: number;
+    seed?: number;
+    vocabulary?: ParquetVocabulary;
+    worker?: ParquetSourceOptions['worker'];
+  },
+): Promise<{
+  schema: Schema;
+  train: ParquetBatchSource;
+  test: ParquetBatchSource;
+  vocabulary?: ParquetVocabulary;
+  description: string;
+}> {
+  const common = {
+    batchSize: options.batchSize,
+    ...(options.seed !== undefined ? { seed: options.seed } : {}),
+    ...(data.limit !== undefined ? { limit: data.limit } : {}),
+    ...(data.shuffleBuffer !== undefined ? { shuffleBuffer: data.shuffleBuffer } : {}),
+    ...(options.worker !== undefined ? { worker: options.worker } : {}),
+  };
+  if (data.columns === undefined) {
+    const s = await preparedSources(data.dir, common);
+    return { ...s, description: `Ali-CCP prepared as Parquet in ${data.dir}` };
+  }
+  const spec = typeof data.columns === 'string' ? await readColumnsSpec(data.columns) : data.columns;
+  const s = await userParquetSources(data.dir, spec, {
+    ...common,
+    ...(options.vocabulary ? { vocabulary: options.vocabulary } : {}),
+  });
+  return { ...s, description: `Parquet files in ${data.dir} (${spec.fields.length} fields)` };
 }
