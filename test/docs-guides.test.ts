@@ -16,6 +16,7 @@ afterAll(() => rmSync(outDir, { recursive: true, force: true }));
 const guides: Record<string, number> = {
   'docs/aliccp.md': 3,
   'docs/reproducing-table2.md': 2,
+  'docs/parquet.md': 2,
 };
 
 const packagePaths: Record<string, string> = {

@@ -92,10 +92,17 @@ export async function readFastColumn(
     } else {
       continue; // index pages carry no values
     }
-    parts.push(convertWithDictionary(page.dataPage, dictionary, encoding, decoder) as ArrayLike<unknown>);
+    const decoded = convertWithDictionary(page.dataPage, dictionary, encoding, decoder) as ArrayLike<unknown>;
+    parts.push(decoded);
     const defs = page.definitionLevels ?? [];
     const reps = page.repetitionLevels;
-    if (index) {
+    if (index && defs.length === 0) {
+      // No definition levels written: every value of the page is there.
+      for (let i = 0; i < decoded.length; i++) {
+        if (++row >= rows) throw new Error(`column ${name}: more values than the row group's ${rows} rows`);
+        index[row] = v++;
+      }
+    } else if (index) {
       for (let i = 0; i < defs.length; i++) {
         if (++row >= rows) throw new Error(`column ${name}: more values than the row group's ${rows} rows`);
         index[row] = defs[i] === maxDef ? v++ : -1;
