@@ -3,11 +3,11 @@
  * The `esmm` command line: simulate data, train, evaluate, score, and run the
  * paper's Table 2 experiment. Every subcommand has `--help`; errors say what to fix.
  */
-import { mkdirSync, readFileSync, writeFileSync, createWriteStream } from 'node:fs';
+import { mkdirSync, readFileSync, realpathSync, writeFileSync, createWriteStream } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { bceWithLogits, mean, nn, noGrad, optim, Rng, sigmoid, tensor, tidy } from '../core/index.js';
-import { getBackend, setBackend } from '../kernels/index.js';
+import { getBackend, ready, setBackendAsync } from '../kernels/index.js';
 import { loadCheckpoint } from './checkpoint.js';
 import { aliCcpFiles, AliCcpReader, Vocabulary } from './data/aliccp.js';
 import { writeSimulatorAliCcp } from './data/aliccp-writer.js';
@@ -128,9 +128,11 @@ function hiddenSizes(v: FlagValues): number[] {
   return sizes;
 }
 
-function applyBackend(v: FlagValues): void {
+/** The backend of --backend, else of ESMM_BACKEND; awaited because `gpu` imports gpu.js on first use. */
+async function applyBackend(v: FlagValues): Promise<void> {
   const name = str(v, 'backend');
-  if (name) setBackend(name, { mode: str(v, 'gpu-mode') });
+  if (name) await setBackendAsync(name, { mode: str(v, 'gpu-mode') });
+  else await ready();
 }
 
 function methodName(v: FlagValues): MethodName {
@@ -273,7 +275,7 @@ const TRAIN_FLAGS: Record<string, FlagSpec> = {
 
 async function train(args: string[]): Promise<number> {
   const v = parseFlags('train', args, TRAIN_FLAGS);
-  applyBackend(v);
+  await applyBackend(v);
   const out = str(v, 'out')!;
   mkdirSync(dirname(out), { recursive: true });
   const config: ModelConfig = {
@@ -334,7 +336,7 @@ async function restore(modelPath: string): Promise<{ config: ModelConfig; data: 
 
 async function evaluateCommand(args: string[]): Promise<number> {
   const v = parseFlags('eval', args, EVAL_FLAGS);
-  applyBackend(v);
+  await applyBackend(v);
   const { config, data, method } = await restore(str(v, 'model')!);
   const metrics = await new Trainer(method, { progress: 'none' }).evaluate(data.test);
   console.log(`${config.method}/${config.base} on the test split:`);
@@ -351,7 +353,7 @@ const PREDICT_FLAGS: Record<string, FlagSpec> = {
 
 async function predict(args: string[]): Promise<number> {
   const v = parseFlags('predict', args, PREDICT_FLAGS);
-  applyBackend(v);
+  await applyBackend(v);
   const [a, b] = (Array.isArray(v.score) ? v.score : String(v.score).split(',')).map(Number);
   if (!Number.isFinite(a) || !Number.isFinite(b))
     throw new UsageError(`--score needs two numbers a,b, got '${String(v.score)}'`);
@@ -389,7 +391,7 @@ async function experiment(args: string[]): Promise<number> {
   const [which, ...rest] = args;
   if (which !== 'table2') throw new UsageError(`experiment: unknown experiment '${which ?? ''}'; available: table2`);
   const v = parseFlags('experiment table2', rest, EXPERIMENT_FLAGS);
-  applyBackend(v);
+  await applyBackend(v);
   const methods = v.methods as string[] | string;
   const list = (Array.isArray(methods) ? methods : methods.split(',')) as MethodName[];
   for (const m of list)
@@ -465,7 +467,7 @@ function colonPairs(v: FlagValues, flag: string): [number, number][] {
 
 async function calibrate(args: string[]): Promise<number> {
   const v = parseFlags('calibrate', args, CALIBRATE_FLAGS);
-  applyBackend(v);
+  await applyBackend(v);
   const binning = str(v, 'binning');
   if (binning !== 'equal-mass' && binning !== 'equal-width')
     throw new UsageError(`--binning must be 'equal-mass' or 'equal-width', got '${binning}'`);
@@ -545,6 +547,7 @@ const DEMO_FLAGS: Record<string, FlagSpec> = {
 
 async function demo(args: string[]): Promise<number> {
   const v = parseFlags('demo', args, DEMO_FLAGS);
+  await ready();
   runDemo(num(v, 'steps'), num(v, 'seed'));
   return 0;
 }
@@ -631,6 +634,7 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+// Run when this file is the program, also through the symlink an installed package's `bin` is.
+if (process.argv[1] && import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href) {
   main(process.argv.slice(2)).then((code) => (process.exitCode = code));
 }
