@@ -20,10 +20,12 @@ export type {
   DType,
   FloatArray,
   MatmulGeometry,
+  RangeAccess,
   Storage,
   TypedArrayFor,
   UnaryOp,
 } from './backend.js';
+export { hasRangeAccess } from './backend.js';
 export { ReferenceBackend, HostStorage, bagScale } from './reference.js';
 // The gpu backend's classes live in `esmm-ts/kernels/gpu` (importing it loads gpu.js);
 // only its types are re-exported here, which load nothing.
