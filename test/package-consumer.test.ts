@@ -139,6 +139,10 @@ describe('the packed package in a strict consumer project', () => {
         format: 'esm',
         platform: 'browser',
         logLevel: 'silent',
+      }).catch((error: { errors?: { text: string }[] }) => {
+        // A Node built-in newly imported by the package needs an entry in its `browser` field.
+        const texts = (error.errors ?? []).map((e) => e.text).join('; ');
+        throw new Error(`esbuild could not bundle ${name} for browsers: ${texts || String(error)}`);
       });
       files.set(`/${name}.js`, bundle.outputFiles[0].text);
     }
