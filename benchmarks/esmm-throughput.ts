@@ -25,6 +25,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { optim, tidy, type Tensor } from '../core/index.js';
+// Imported here, not on first use, so that the bundled benchmark carries the gpu backend.
+import '../kernels/gpu/index.js';
 import { getBackend, setBackend } from '../kernels/index.js';
 import {
   createModel,
