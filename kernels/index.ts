@@ -12,6 +12,10 @@ import { WasmBackend } from './wasm/index.js';
 export type {
   AdamHyper,
   Backend,
+  BackendKernels,
+  BackendMethod,
+  KernelMethod,
+  StorageMethod,
   BagMode,
   BinaryOp,
   DType,
@@ -21,6 +25,8 @@ export type {
   TypedArrayFor,
   UnaryOp,
 } from './backend.js';
+export { STORAGE_METHODS } from './backend.js';
+export { defineKernels, kernelBase, type KernelTable, type Kernels } from './kernel-table.js';
 export { ReferenceBackend, HostStorage, bagScale } from './reference.js';
 export {
   GpuBackend,
