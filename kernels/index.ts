@@ -21,11 +21,12 @@ export type {
   DType,
   FloatArray,
   MatmulGeometry,
+  RangeAccess,
   Storage,
   TypedArrayFor,
   UnaryOp,
 } from './backend.js';
-export { STORAGE_METHODS } from './backend.js';
+export { hasRangeAccess, STORAGE_METHODS } from './backend.js';
 export { defineKernels, kernelBase, type KernelTable, type Kernels } from './kernel-table.js';
 export { ReferenceBackend, HostStorage, bagScale } from './reference.js';
 export {
