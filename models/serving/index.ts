@@ -50,4 +50,11 @@ export {
   type TrainedModelConfig,
   type OpenModelOptions,
 } from './model-files.js';
-export { startServer, SERVER_DEFAULTS, type ServerOptions, type ScoringServer, type ServerStats } from './server.js';
+export {
+  startServer,
+  closeOnSignals,
+  SERVER_DEFAULTS,
+  type ServerOptions,
+  type ScoringServer,
+  type ServerStats,
+} from './server.js';

@@ -117,7 +117,7 @@ export function parseScoreRequest(body: string, schema: Schema, ids: IdMap, limi
       const row = rows[r] as Record<string, unknown>;
       return f.name in row ? row[f.name] : common[f.name];
     };
-    const where = (r: number): string => (f.name in (rows[r] as object) ? `row ${r}` : 'common');
+    const where = (r: number): string => (!(f.name in (rows[r] as object)) && f.name in common ? 'common' : `row ${r}`);
     const fail = (r: number, msg: string): never => {
       throw new RequestError(`${where(r)}, field "${f.name}": ${msg}`);
     };

@@ -289,3 +289,29 @@ export async function startServer(model: ServedModel, options: ServerOptions = {
     },
   };
 }
+
+/**
+ * Drain and exit on SIGTERM or SIGINT: the server stops accepting, answers what is in flight,
+ * then `exit(0)` runs (process.exit by default). Returns a function that removes the handlers.
+ */
+export function closeOnSignals(
+  server: ScoringServer,
+  options: { signals?: readonly NodeJS.Signals[]; exit?: (code: number) => void; log?: (line: string) => void } = {},
+): () => void {
+  const signals = options.signals ?? ['SIGTERM', 'SIGINT'];
+  const exit = options.exit ?? ((code: number) => process.exit(code));
+  const handler = (signal: NodeJS.Signals): void => {
+    options.log?.(`${signal}: draining in-flight requests`);
+    server.close().then(
+      () => exit(0),
+      (e: unknown) => {
+        options.log?.(`error while closing: ${(e as Error).message}`);
+        exit(1);
+      },
+    );
+  };
+  for (const s of signals) process.once(s, handler);
+  return () => {
+    for (const s of signals) process.off(s, handler);
+  };
+}
