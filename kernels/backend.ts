@@ -223,3 +223,21 @@ export interface Backend {
     hyper: AdamHyper,
   ): void;
 }
+
+/**
+ * Windowed host access to a buffer, offered by backends whose storage lives in host memory
+ * (reference, wasm), so that a large buffer can be streamed (e.g. to and from a checkpoint)
+ * without a second full copy. A device backend does not offer it.
+ */
+export interface RangeAccess {
+  /** Copy elements [start, start + out.length) into `out`. */
+  readRange(storage: Storage, start: number, out: FloatArray): void;
+  /** Overwrite elements [start, start + data.length) from the host. */
+  writeRange(storage: Storage, start: number, data: FloatArray): void;
+}
+
+/** Whether `backend` offers {@link RangeAccess}. */
+export function hasRangeAccess(backend: Backend): backend is Backend & RangeAccess {
+  const b = backend as Partial<RangeAccess>;
+  return typeof b.readRange === 'function' && typeof b.writeRange === 'function';
+}

@@ -17,10 +17,12 @@ export type {
   DType,
   FloatArray,
   MatmulGeometry,
+  RangeAccess,
   Storage,
   TypedArrayFor,
   UnaryOp,
 } from './backend.js';
+export { hasRangeAccess } from './backend.js';
 export { ReferenceBackend, HostStorage, bagScale } from './reference.js';
 export {
   GpuBackend,

@@ -34,6 +34,12 @@ function host(s: Storage): FloatArray {
   return s.data;
 }
 
+/** Throws unless [start, start + count) lies within a buffer of `size` elements. */
+export function checkRange(start: number, count: number, size: number, what: string): void {
+  if (!(Number.isSafeInteger(start) && start >= 0 && start + count <= size))
+    throw new Error(`${what}: elements [${start}, ${start + count}) outside a buffer of ${size}`);
+}
+
 function newArray(size: number, dtype: DType): FloatArray {
   return dtype === 'float64' ? new Float64Array(size) : new Float32Array(size);
 }
@@ -139,6 +145,16 @@ export class ReferenceBackend implements Backend {
     const dst = host(storage);
     if (data.length !== dst.length) throw new Error(`write: ${data.length} values into a buffer of ${dst.length}`);
     dst.set(data);
+  }
+  readRange(storage: Storage, start: number, out: FloatArray): void {
+    const src = host(storage);
+    checkRange(start, out.length, src.length, 'readRange');
+    out.set(src.subarray(start, start + out.length));
+  }
+  writeRange(storage: Storage, start: number, data: FloatArray): void {
+    const dst = host(storage);
+    checkRange(start, data.length, dst.length, 'writeRange');
+    dst.set(data, start);
   }
   free(_storage: Storage): void {
     // Garbage collection reclaims host arrays.

@@ -31,7 +31,7 @@ import type {
   Storage,
   UnaryOp,
 } from '../backend.js';
-import { HostStorage, ReferenceBackend } from '../reference.js';
+import { checkRange, HostStorage, ReferenceBackend } from '../reference.js';
 import { stridesOf } from '../shape-util.js';
 import { Arena, WasmStorage, type ArenaStats } from './arena.js';
 import {
@@ -375,6 +375,17 @@ export class WasmBackend implements Backend {
     const dst = this.view(storage, true);
     if (data.length !== dst.length) throw new Error(`write: ${data.length} values into a buffer of ${dst.length}`);
     dst.set(data);
+  }
+  readRange(storage: Storage, start: number, out: FloatArray): void {
+    const src = this.view(storage);
+    checkRange(start, out.length, src.length, 'readRange');
+    out.set(src.subarray(start, start + out.length));
+  }
+  writeRange(storage: Storage, start: number, data: FloatArray): void {
+    // Not an overwrite of the whole buffer: a deferred zeroing must happen first.
+    const dst = this.view(storage);
+    checkRange(start, data.length, dst.length, 'writeRange');
+    dst.set(data, start);
   }
   free(storage: Storage): void {
     if (storage instanceof WasmStorage && storage.arena === this.arena) this.arena.free(storage);
