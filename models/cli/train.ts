@@ -32,7 +32,7 @@ export const trainCommand: Command = {
   flags: FLAGS,
   async run(args) {
     const v = parseFlags('train', args, FLAGS);
-    applyBackend(v);
+    await applyBackend(v);
     const out = str(v, 'out')!;
     mkdirSync(dirname(out), { recursive: true });
     const config: ModelConfig = {

@@ -35,6 +35,22 @@ export type MonitoredMetric =
 /** How progress is shown: a redrawn bar, plain lines, or nothing. `auto` picks a bar on a terminal. */
 export type ProgressMode = 'auto' | 'bar' | 'lines' | 'none';
 
+/**
+ * Where progress is written: `process.stderr` or any stream like it. Typed here rather than as
+ * Node's `WriteStream` so the package's types hold without @types/node (e.g. in a browser app).
+ */
+export interface ProgressStream {
+  write(text: string): unknown;
+  /** A redrawn bar is used on a terminal only. */
+  readonly isTTY?: boolean;
+}
+
+/** stderr under Node; elsewhere (browsers) progress goes to the console, one line per write. */
+function defaultStream(): ProgressStream {
+  const proc = (globalThis as { process?: { stderr?: ProgressStream } }).process;
+  return proc?.stderr ?? { write: (text: string) => console.log(text.replace(/^\r|\n$/g, '')) };
+}
+
 /** Trainer settings. */
 export interface TrainerOptions {
   /** Epochs to run in total (a resumed trainer continues up to this number). Default 1. */
@@ -62,7 +78,7 @@ export interface TrainerOptions {
   /** Save a checkpoint here after every epoch. */
   checkpointPath?: string;
   /** Where progress goes (default stderr). */
-  stream?: NodeJS.WriteStream;
+  stream?: ProgressStream;
   /**
    * Non-finite steps (NaN or ±Inf loss or gradient norm) to skip over the trainer's life, as
    * PyTorch's AMP skips an overflowing step: the update is not applied and training goes on.
@@ -359,8 +375,8 @@ export class Trainer {
     return this.out().isTTY ? 'bar' : 'lines';
   }
 
-  private out(): NodeJS.WriteStream {
-    return this.options.stream ?? process.stderr;
+  private out(): ProgressStream {
+    return this.options.stream ?? defaultStream();
   }
 
   private print(line: string): void {
