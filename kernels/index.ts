@@ -15,6 +15,10 @@ import { WasmBackend } from './wasm/index.js';
 export type {
   AdamHyper,
   Backend,
+  BackendKernels,
+  BackendMethod,
+  KernelMethod,
+  StorageMethod,
   BagMode,
   BinaryOp,
   DType,
@@ -25,7 +29,8 @@ export type {
   TypedArrayFor,
   UnaryOp,
 } from './backend.js';
-export { hasRangeAccess } from './backend.js';
+export { hasRangeAccess, STORAGE_METHODS } from './backend.js';
+export { defineKernels, kernelBase, type KernelTable, type Kernels } from './kernel-table.js';
 export { ReferenceBackend, HostStorage, bagScale } from './reference.js';
 // The gpu backend's classes live in `esmm-ts/kernels/gpu` (importing it loads gpu.js);
 // only its types are re-exported here, which load nothing.
