@@ -4,7 +4,7 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { setBackend } from '../../kernels/index.js';
+import { ready, setBackendAsync } from '../../kernels/index.js';
 import { loadCheckpoint } from '../checkpoint.js';
 import { aliCcpFiles, AliCcpReader, Vocabulary, type AliCcpStats, type MalformedPolicy } from '../data/aliccp.js';
 import { ParquetVocabulary } from '../data/parquet.js';
@@ -74,9 +74,11 @@ export function hiddenSizes(v: FlagValues): number[] {
   return sizes;
 }
 
-export function applyBackend(v: FlagValues): void {
+/** The backend of --backend, else of ESMM_BACKEND; awaited because `gpu` imports gpu.js on first use. */
+export async function applyBackend(v: FlagValues): Promise<void> {
   const name = str(v, 'backend');
-  if (name) setBackend(name, { mode: str(v, 'gpu-mode') });
+  if (name) await setBackendAsync(name, { mode: str(v, 'gpu-mode') });
+  else await ready();
 }
 
 export function methodName(v: FlagValues): MethodName {
@@ -95,6 +97,8 @@ export interface ModelConfig {
   data: ExperimentData;
   simConfig?: Partial<SimulatorConfig>;
   vocabularyPath?: string;
+  /** Commit of the code that trained the model (for the ONNX export's metadata). */
+  commit?: string;
 }
 
 export interface LoadedData {

@@ -6,9 +6,11 @@ import { calibrateCommand } from './calibrate.js';
 import { demoCommand } from './demo.js';
 import { evalCommand } from './eval.js';
 import { experimentCommand } from './experiment.js';
+import { exportCommand } from './export.js';
 import { helpText, UsageError, type Command } from './flags.js';
 import { predictCommand } from './predict.js';
 import { prepareCommand } from './prepare.js';
+import { serveCommand } from './serve.js';
 import { simulateCommand } from './simulate.js';
 import { trainCommand } from './train.js';
 
@@ -22,6 +24,8 @@ export const COMMANDS: readonly Command[] = [
   trainCommand,
   evalCommand,
   predictCommand,
+  exportCommand,
+  serveCommand,
   experimentCommand,
   calibrateCommand,
   demoCommand,

@@ -17,7 +17,7 @@ export const predictCommand: Command = {
   flags: FLAGS,
   async run(args) {
     const v = parseFlags('predict', args, FLAGS);
-    applyBackend(v);
+    await applyBackend(v);
     const exponents = v.score as string[];
     const [a, b] = exponents.map(Number);
     if (exponents.length !== 2 || !Number.isFinite(a) || !Number.isFinite(b))

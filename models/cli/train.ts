@@ -2,6 +2,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { getBackend } from '../../kernels/index.js';
+import { codeCommit } from '../serving/index.js';
 import { Trainer, type MonitoredMetric } from '../training/trainer.js';
 import {
   applyBackend,
@@ -32,7 +33,7 @@ export const trainCommand: Command = {
   flags: FLAGS,
   async run(args) {
     const v = parseFlags('train', args, FLAGS);
-    applyBackend(v);
+    await applyBackend(v);
     const out = str(v, 'out')!;
     mkdirSync(dirname(out), { recursive: true });
     const config: ModelConfig = {
@@ -42,6 +43,7 @@ export const trainCommand: Command = {
       seed: num(v, 'seed'),
       lossWeights: { ctr: num(v, 'ctr-weight'), ctcvr: num(v, 'ctcvr-weight') },
       data: dataSpec(v),
+      commit: codeCommit(),
     };
     const data = await loadData(config, num(v, 'batch-size'), `${out}.vocabulary.json`);
     const method = buildMethod(config, data.schema);
