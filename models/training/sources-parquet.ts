@@ -139,6 +139,7 @@ class WorkerSource implements ParquetBatchSource {
     w.on('message', (r: WorkerReply) => {
       const resolve = this.waiting.get(r.id);
       this.waiting.delete(r.id);
+      if (this.waiting.size === 0) w.unref();
       resolve?.(r);
     });
     const die = (e: Error): void => {
@@ -160,6 +161,8 @@ class WorkerSource implements ParquetBatchSource {
   private request(msg: WorkerRequest): Promise<WorkerReply> {
     const w = this.start();
     return new Promise((resolve) => {
+      // Referenced while a reply is awaited (else the process could exit under a waiting trainer), not when idle.
+      if (this.waiting.size === 0) w.ref();
       this.waiting.set(msg.id, resolve);
       w.postMessage(msg);
     });

@@ -1,0 +1,324 @@
+/**
+ * Parquet benchmark: the common-file index on 730,600 keys (the public train split's sessions),
+ * `prepareAliCcp` throughput and peak memory, and training samples/s at batch 1024 on the wasm
+ * backend from in-memory simulator batches, from the raw Ali-CCP text and from prepared Parquet.
+ *
+ * Run (from the repository root):
+ *   npx rolldown benchmarks/parquet.ts --platform node --format esm --external esbuild --file benchmarks/out/parquet.mjs && node benchmarks/out/parquet.mjs
+ *
+ * Options: --rows N (training rows, default 100000), --prepare-rows N (rows of the heavy prepare
+ * data, default 60000), --dir PATH (default /tmp/esmm-parquet-bench), --results DIR (default
+ * benchmarks/results). Each measurement runs in its own child process, so peak RSS is its own.
+ * Writes benchmarks/results/parquet.md and .json, then deletes the data.
+ */
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
+import { cpus } from 'node:os';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { build } from 'esbuild';
+import { setBackend } from '../kernels/index.js';
+import { AliCcpReader, Vocabulary, aliCcpFiles } from '../models/data/aliccp.js';
+import { AliCcpAppender, sessionKey, writeSimulatorAliCcp } from '../models/data/aliccp-writer.js';
+import { CommonIndex } from '../models/data/common-index.js';
+import { prepareAliCcp } from '../models/data/prepare.js';
+import { FunnelSimulator, type SimulatorConfig } from '../models/data/simulator.js';
+import { createModel } from '../models/model-factory.js';
+import { aliCcpSource, simulatorSource } from '../models/training/sources.js';
+import { preparedSources } from '../models/training/sources-parquet.js';
+import { Trainer, type BatchSource } from '../models/training/trainer.js';
+
+const BATCH = 1024;
+/** Ali-CCP-sized history bags (see benchmarks/aliccp-reader.ts), for the prepare measurement. */
+const HEAVY: Partial<SimulatorConfig> = {
+  seed: 7,
+  numUsers: 2000,
+  numItems: 100_000,
+  numCategories: 150,
+  numShops: 100_000,
+  numBrands: 400,
+  meanHistory: 280,
+};
+
+interface Measured {
+  name: string;
+  seconds: number;
+  rows?: number;
+  rowsPerSecond?: number;
+  samplesPerSecond?: number;
+  peakRssMb: number;
+  note?: string;
+  extra?: Record<string, number | string>;
+}
+
+function peakRssMb(): number {
+  let hwm = 0;
+  try {
+    const m = /VmHWM:\s+(\d+)\s+kB/.exec(readFileSync('/proc/self/status', 'utf8'));
+    if (m) hwm = Number(m[1]) / 1024;
+  } catch {
+    // Not Linux.
+  }
+  return Math.max(hwm, process.resourceUsage().maxRSS / 1024);
+}
+
+function arg(name: string, fallback: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1] : fallback;
+}
+
+// ---------------------------------------------------------------------------
+// Children
+
+async function indexChild(dir: string): Promise<Measured> {
+  const path = join(dir, 'index-common.csv');
+  const before = process.memoryUsage();
+  const index = await CommonIndex.build(path);
+  const after = process.memoryUsage();
+  let found = 0;
+  const t0 = performance.now();
+  for (let s = 0; s < index.size; s += 7) if (index.find(sessionKey(s)) >= 0) found++;
+  const lookupSeconds = (performance.now() - t0) / 1000;
+  return {
+    name: 'index',
+    seconds: index.seconds,
+    rows: index.size,
+    peakRssMb: peakRssMb(),
+    extra: {
+      keys: index.size,
+      fileMb: +(index.fileBytes / 2 ** 20).toFixed(1),
+      indexMb: +(index.bytes / 2 ** 20).toFixed(2),
+      bytesPerKey: +(index.bytes / index.size).toFixed(1),
+      arrayBuffersDeltaMb: +((after.arrayBuffers - before.arrayBuffers) / 2 ** 20).toFixed(2),
+      lookupsPerSecond: Math.round(found / lookupSeconds),
+    },
+  };
+}
+
+async function prepareChild(dir: string): Promise<Measured> {
+  const out = join(dir, 'prepared-heavy');
+  const t0 = performance.now();
+  const rssAt: string[] = [];
+  let next = 0.25;
+  const m = await prepareAliCcp({
+    dir: join(dir, 'heavy'),
+    out,
+    splits: ['train'],
+    onProgress: (p) => {
+      if (p.phase === 'rows' && p.bytesRead / p.totalBytes >= next) {
+        rssAt.push(`${Math.round(next * 100)}%: ${Math.round(peakRssMb())} MiB`);
+        next += 0.25;
+      }
+    },
+  });
+  const seconds = (performance.now() - t0) / 1000;
+  const rows = m.splits.train?.rows ?? 0;
+  const files = aliCcpFiles(join(dir, 'heavy'), 'train');
+  const rawMb = ((await stat(files.skeleton)).size + (await stat(files.common)).size) / 2 ** 20;
+  let parquetBytes = 0;
+  for (const f of m.splits.train?.files ?? []) parquetBytes += (await stat(join(out, f))).size;
+  return {
+    name: 'prepare',
+    seconds,
+    rows,
+    rowsPerSecond: rows / seconds,
+    peakRssMb: peakRssMb(),
+    note: `peak RSS so far at ${rssAt.join(', ')}`,
+    extra: { rawMb: +rawMb.toFixed(1), parquetMb: +(parquetBytes / 2 ** 20).toFixed(1) },
+  };
+}
+
+async function trainChild(dir: string, source: 'simulator' | 'text' | 'parquet', rows: number): Promise<Measured> {
+  setBackend('wasm', { threads: 1 });
+  const sim = new FunnelSimulator({ seed: 1 });
+  let train: BatchSource;
+  let schema = sim.schema;
+  let close = async (): Promise<void> => {};
+  let note = '';
+  if (source === 'simulator') {
+    train = simulatorSource(sim, sim.generate(rows), { batchSize: BATCH, shuffle: true, seed: 1 });
+    note = 'in-memory log, shuffled each epoch';
+  } else if (source === 'text') {
+    const vocab = Vocabulary.fromJSON(JSON.parse(readFileSync(join(dir, 'prepared', 'vocabulary.json'), 'utf8')));
+    const reader = new AliCcpReader(aliCcpFiles(join(dir, 'raw'), 'train'), { encoder: vocab });
+    schema = reader.schema;
+    train = aliCcpSource(() => reader, { batchSize: BATCH, shuffleBuffer: 20_000, seed: 1 });
+    note = 'raw text, common file shuffled, 20k shuffle buffer';
+  } else {
+    const bundle = join(dir, 'parquet-worker.mjs');
+    const s = await preparedSources(join(dir, 'prepared'), {
+      batchSize: BATCH,
+      seed: 1,
+      worker: pathToFileURL(bundle),
+    });
+    schema = s.schema;
+    train = s.train;
+    close = async () => {
+      await s.train.close();
+      await s.test.close();
+    };
+    note = 'prepared shards, worker thread, 20k shuffle buffer';
+  }
+  const model = createModel({ method: 'esmm', schema, seed: 1 });
+  const trainer = new Trainer(model, { epochs: 2, lr: 0.002, progress: 'none' });
+  // Epoch 1 warms the backend (and for text, builds the index); epoch 2 is measured.
+  await trainer.trainEpoch(train);
+  const r = await trainer.trainEpoch(train);
+  await close();
+  return {
+    name: `train-${source}`,
+    seconds: r.seconds,
+    rows: r.samples,
+    samplesPerSecond: r.samplesPerSecond,
+    peakRssMb: peakRssMb(),
+    note,
+  };
+}
+
+// ---------------------------------------------------------------------------
+// Parent
+
+function runChild(args: string[]): Promise<Measured> {
+  return new Promise((resolveResult, reject) => {
+    const p = spawn(process.execPath, [process.argv[1], '--child', ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    p.on('exit', (code) => {
+      if (code !== 0) return reject(new Error(`child ${args[0]} exited with code ${code}`));
+      resolveResult(JSON.parse(out.trim().split('\n').pop() as string) as Measured);
+    });
+  });
+}
+
+async function parent(): Promise<void> {
+  const dir = resolve(arg('dir', '/tmp/esmm-parquet-bench'));
+  const resultsDir = resolve(arg('results', 'benchmarks/results'));
+  const rows = Number(arg('rows', '100000'));
+  const prepareRows = Number(arg('prepare-rows', '60000'));
+  await rm(dir, { recursive: true, force: true });
+  await mkdir(dir, { recursive: true });
+  try {
+    // 730,600 keys as in the public train split, in a shuffled order.
+    const keys = Array.from({ length: 730_600 }, (_, s) => s);
+    for (let i = keys.length - 1; i > 0; i--) {
+      const j = Math.floor(((Math.imul(i, 2654435761) >>> 0) / 2 ** 32) * (i + 1));
+      [keys[i], keys[j]] = [keys[j], keys[i]];
+    }
+    await writeFile(
+      join(dir, 'index-common.csv'),
+      keys.map((s) => `${sessionKey(s)},1,101\x02${s}\x031\n`).join(''),
+      'latin1',
+    );
+    // Heavy (Ali-CCP-sized) raw data for prepare; light default-simulator data for training.
+    const heavySim = new FunnelSimulator(HEAVY);
+    const app = await AliCcpAppender.create(heavySim, join(dir, 'heavy'), 'train');
+    for (let done = 0; done < prepareRows; done += 20_000)
+      await app.append(heavySim.generate(Math.min(20_000, prepareRows - done)));
+    await app.close();
+    const sim = new FunnelSimulator({ seed: 1 });
+    const w = await writeSimulatorAliCcp(sim, sim.generate(rows), join(dir, 'raw'), 'train');
+    await writeSimulatorAliCcp(sim, sim.generate(2000), join(dir, 'raw'), 'test');
+    // Shuffle the common file: the join is by key.
+    const common = readFileSync(w.files.common, 'latin1').split('\n').filter(Boolean);
+    for (let i = common.length - 1; i > 0; i--) {
+      const j = Math.floor(((Math.imul(i + 7, 2246822519) >>> 0) / 2 ** 32) * (i + 1));
+      [common[i], common[j]] = [common[j], common[i]];
+    }
+    await writeFile(w.files.common, common.join('\n') + '\n', 'latin1');
+    await prepareAliCcp({ dir: join(dir, 'raw'), out: join(dir, 'prepared') });
+    await build({
+      entryPoints: [resolve('models/data/parquet-worker.ts')],
+      bundle: true,
+      platform: 'node',
+      format: 'esm',
+      outfile: join(dir, 'parquet-worker.mjs'),
+      logLevel: 'silent',
+    });
+    const results: Measured[] = [];
+    for (const a of [
+      ['index', dir],
+      ['prepare', dir],
+      ['train', dir, 'simulator', String(rows)],
+      ['train', dir, 'text', String(rows)],
+      ['train', dir, 'parquet', String(rows)],
+    ]) {
+      const r = await runChild(a);
+      console.error(JSON.stringify(r));
+      results.push(r);
+    }
+    await writeResults(resultsDir, results, rows, prepareRows);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+async function writeResults(dir: string, results: Measured[], rows: number, prepareRows: number): Promise<void> {
+  const by = (n: string): Measured => results.find((r) => r.name === n) as Measured;
+  const idx = by('index');
+  const prep = by('prepare');
+  const sim = by('train-simulator');
+  const text = by('train-text');
+  const pq = by('train-parquet');
+  const machine = `${cpus()[0]?.model ?? 'unknown CPU'}, ${cpus().length} cores, Node ${process.version}`;
+  const rel = (r: Measured): string =>
+    `${(((r.samplesPerSecond ?? 0) / (sim.samplesPerSecond ?? 1)) * 100).toFixed(0)}%`;
+  const md = `# Parquet benchmark
+
+Measured ${new Date().toISOString().slice(0, 10)} on ${machine}. **The machine was shared with
+other work** (load average around 20 on 2 cores while this ran): compare figures only within
+this run. Command:
+
+\`\`\`sh
+npx rolldown benchmarks/parquet.ts --platform node --format esm --external esbuild --file benchmarks/out/parquet.mjs && node benchmarks/out/parquet.mjs
+\`\`\`
+
+## Index of the common file (730,600 keys, shuffled)
+
+| keys | file | build | index | per key | lookups/s | peak RSS |
+| ---: | ---: | ---: | ---: | ---: | ---: | ---: |
+| ${idx.extra?.keys} | ${idx.extra?.fileMb} MiB | ${idx.seconds.toFixed(2)} s | ${idx.extra?.indexMb} MiB | ${idx.extra?.bytesPerKey} B | ${Number(idx.extra?.lookupsPerSecond).toLocaleString('en-US')} | ${Math.round(idx.peakRssMb)} MiB |
+
+The build time is a pass over the file's bytes: on the public common file (tens of GB) it is
+bound by reading speed, the index itself stays ${idx.extra?.bytesPerKey} bytes a key.
+
+## prepareAliCcp (Ali-CCP-sized history bags, ${prepareRows.toLocaleString('en-US')} rows)
+
+| rows | raw text | Parquet | seconds | rows/s | peak RSS |
+| ---: | ---: | ---: | ---: | ---: | ---: |
+| ${prep.rows} | ${prep.extra?.rawMb} MiB | ${prep.extra?.parquetMb} MiB | ${prep.seconds.toFixed(1)} | ${Math.round(prep.rowsPerSecond ?? 0).toLocaleString('en-US')} | ${Math.round(prep.peakRssMb)} MiB |
+
+${prep.note}. Includes the vocabulary pass. Rows carry about 480 history ids with counts
+each (as the public data), all written as \`list<int32>\` / \`list<float>\`.
+
+## Training at batch 1024, wasm backend, one thread (${rows.toLocaleString('en-US')} rows, default simulator world)
+
+Epoch 2 of each source (epoch 1 warms up; for text it also builds the index).
+
+| source | samples/s | vs simulator | peak RSS | how |
+| --- | ---: | ---: | ---: | --- |
+| simulator batches | ${Math.round(sim.samplesPerSecond ?? 0).toLocaleString('en-US')} | 100% | ${Math.round(sim.peakRssMb)} MiB | ${sim.note} |
+| raw Ali-CCP text | ${Math.round(text.samplesPerSecond ?? 0).toLocaleString('en-US')} | ${rel(text)} | ${Math.round(text.peakRssMb)} MiB | ${text.note} |
+| prepared Parquet | ${Math.round(pq.samplesPerSecond ?? 0).toLocaleString('en-US')} | ${rel(pq)} | ${Math.round(pq.peakRssMb)} MiB | ${pq.note} |
+`;
+  await mkdir(dir, { recursive: true });
+  await writeFile(join(dir, 'parquet.md'), md);
+  await writeFile(join(dir, 'parquet.json'), JSON.stringify({ machine, rows, prepareRows, results }, null, 2) + '\n');
+  console.log(md);
+}
+
+async function main(): Promise<void> {
+  const i = process.argv.indexOf('--child');
+  if (i < 0) return parent();
+  const [kind, dir, source, rows] = process.argv.slice(i + 1);
+  let r: Measured;
+  if (kind === 'index') r = await indexChild(dir);
+  else if (kind === 'prepare') r = await prepareChild(dir);
+  else r = await trainChild(dir, source as 'simulator' | 'text' | 'parquet', Number(rows));
+  console.log(JSON.stringify(r));
+}
+
+main().catch((e: unknown) => {
+  console.error(e);
+  process.exitCode = 1;
+});
