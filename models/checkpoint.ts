@@ -245,7 +245,7 @@ function littleEndianBytes(values: FloatArray, scratch: ArrayBuffer): Uint8Array
  * Removes `.NAME.PID.RAND.tmp` files of this target left by processes that no longer run (a SIGKILL
  * mid-save). Temp files of a live process, which may be saving right now, are left alone.
  */
-async function removeStaleTemps(dir: string, name: string): Promise<void> {
+export async function removeStaleTemps(dir: string, name: string): Promise<void> {
   let files: string[];
   try {
     files = await readdir(dir);
