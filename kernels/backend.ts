@@ -88,7 +88,7 @@ export interface AdamHyper {
  * Output storages are always supplied by the caller and never alias an input
  * unless a kernel says so (elementwise kernels accept `out === a`).
  */
-export interface Backend {
+export interface Backend extends BackendKernels {
   /** Short name, e.g. `reference`, `gpu:cpu`, `wasm`. */
   readonly name: string;
   /** Whether tensors of this dtype can live here. */
@@ -105,7 +105,13 @@ export interface Backend {
   write(storage: Storage, data: ArrayLike<number>): void;
   /** Release the buffer; it must not be used afterwards. */
   free(storage: Storage): void;
+}
 
+/**
+ * The kernels of a {@link Backend}: every method that computes on storages (the rest of the
+ * interface manages storage). Backends write them as one table (see `kernel-table.ts`).
+ */
+export interface BackendKernels {
   // ---- elementwise ----
   /** Set every element of `out` to `value`. */
   fill(out: Storage, value: number): void;
@@ -241,3 +247,18 @@ export function hasRangeAccess(backend: Backend): backend is Backend & RangeAcce
   const b = backend as Partial<RangeAccess>;
   return typeof b.readRange === 'function' && typeof b.writeRange === 'function';
 }
+
+/** The {@link Backend} members that manage storage rather than run a kernel. */
+export const STORAGE_METHODS = ['alloc', 'fromArray', 'read', 'write', 'free'] as const satisfies readonly Exclude<
+  keyof Backend,
+  KernelMethod | 'name' | 'supportsDtype'
+>[];
+
+/** Names of the {@link Backend} storage operations. */
+export type StorageMethod = (typeof STORAGE_METHODS)[number];
+
+/** Names of the {@link Backend} kernels. */
+export type KernelMethod = keyof BackendKernels;
+
+/** Names of every {@link Backend} method but `supportsDtype`: the storage operations and the kernels. */
+export type BackendMethod = StorageMethod | KernelMethod;

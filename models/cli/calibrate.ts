@@ -75,7 +75,7 @@ export const calibrateCommand: Command = {
   flags: FLAGS,
   async run(args) {
     const v = parseFlags('calibrate', args, FLAGS);
-    applyBackend(v);
+    await applyBackend(v);
     const binning = str(v, 'binning');
     if (binning !== 'equal-mass' && binning !== 'equal-width')
       throw new UsageError(`--binning must be 'equal-mass' or 'equal-width', got '${binning}'`);

@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
-import { setBackend } from '../../kernels/index.js';
+import { ready, setBackendAsync } from '../../kernels/index.js';
 import { CheckpointError, openCheckpoint } from '../checkpoint.js';
 import { aliCcpFiles, AliCcpReader, Vocabulary } from '../data/aliccp.js';
 import { DEFAULT_SHUFFLE_BUFFER } from '../data/rows.js';
@@ -67,9 +67,11 @@ export function hiddenSizes(v: FlagValues): number[] {
   return sizes;
 }
 
-export function applyBackend(v: FlagValues): void {
+/** The backend of --backend, else of ESMM_BACKEND; awaited because `gpu` imports gpu.js on first use. */
+export async function applyBackend(v: FlagValues): Promise<void> {
   const name = str(v, 'backend');
-  if (name) setBackend(name, { mode: str(v, 'gpu-mode') });
+  if (name) await setBackendAsync(name, { mode: str(v, 'gpu-mode') });
+  else await ready();
 }
 
 export function methodName(v: FlagValues): MethodName {

@@ -1,6 +1,6 @@
 /** `esmm demo`: the core on its own — a small MLP learning an XOR-like task, its loss printed as it falls. */
 import { bceWithLogits, mean, nn, noGrad, optim, Rng, sigmoid, tensor, tidy } from '../../core/index.js';
-import { getBackend } from '../../kernels/index.js';
+import { getBackend, ready } from '../../kernels/index.js';
 import { num, parseFlags, type Command, type FlagSpecs } from './flags.js';
 
 /** `n` points uniform in [-1, 1]², labelled 1 where both coordinates share a sign: not linearly separable. */
@@ -57,6 +57,7 @@ export const demoCommand: Command = {
   flags: FLAGS,
   async run(args) {
     const v = parseFlags('demo', args, FLAGS);
+    await ready();
     runDemo(num(v, 'steps'), num(v, 'seed'));
     return 0;
   },

@@ -15,7 +15,7 @@ export const evalCommand: Command = {
   flags: MODEL_IN_FLAGS,
   async run(args) {
     const v = parseFlags('eval', args, MODEL_IN_FLAGS);
-    applyBackend(v);
+    await applyBackend(v);
     const { config, data, method } = await restore(str(v, 'model')!);
     const metrics = await new Trainer(method, { progress: 'none' }).evaluate(data.test);
     console.log(`${config.method}/${config.base} on the test split:`);

@@ -25,7 +25,7 @@ export const experimentCommand: Command = {
     const [which, ...rest] = args;
     if (which !== 'table2') throw new UsageError(`experiment: unknown experiment '${which ?? ''}'; available: table2`);
     const v = parseFlags('experiment table2', rest, FLAGS);
-    applyBackend(v);
+    await applyBackend(v);
     const methods = list(v, 'methods') as MethodName[];
     for (const m of methods)
       if (!METHODS.includes(m)) throw new UsageError(`--methods: unknown method '${m}'; known: ${METHODS.join(', ')}`);

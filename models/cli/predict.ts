@@ -17,7 +17,7 @@ export const predictCommand: Command = {
   flags: FLAGS,
   async run(args) {
     const v = parseFlags('predict', args, FLAGS);
-    applyBackend(v);
+    await applyBackend(v);
     const exponents = v.score as string[];
     if (exponents.length !== 2) throw new UsageError(`--score needs two numbers a,b, got '${exponents.join(',')}'`);
     const [a, b] = exponents.map((x) => listNumber('score', x, false));

@@ -49,7 +49,7 @@ export const trainCommand: Command = {
     const monitor = str(v, 'monitor')!;
     if (!MONITORS.includes(monitor))
       throw new UsageError(`--monitor must be one of ${MONITORS.join(', ')}, got '${monitor}'`);
-    applyBackend(v);
+    await applyBackend(v);
     // Every output is checked before any data is read or any epoch runs.
     const out = prepareOutputFile('--out', str(v, 'out')!);
     const log = str(v, 'log') !== undefined ? prepareOutputFile('--log', str(v, 'log')!) : undefined;

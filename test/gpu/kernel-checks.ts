@@ -1,7 +1,7 @@
 /**
  * Property checks comparing every kernel of a backend with the reference backend.
  *
- * Shared by the Node test (`test/gpu-backend.test.ts`) and the browser runner, so it
+ * Shared by the Node tests (`test/gpu-backend.test.ts`, `test/wasm-backend.test.ts`) and the browser runner, so it
  * depends only on fast-check and the kernels. Inputs are float32 values; a result
  * matches when |got - want| <= atol + rtol * |want| (defaults 1e-4 and 1e-4, loosened
  * only where a kernel sums many terms in a different order than the reference).
