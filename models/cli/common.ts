@@ -91,6 +91,8 @@ export interface ModelConfig {
   simConfig?: Partial<SimulatorConfig>;
   /** Absolute (or, in older files, relative to the config file's folder). */
   vocabularyPath?: string;
+  /** Commit of the code that trained the model (for the ONNX export's metadata). */
+  commit?: string;
   /** Optimisation settings, compared when a run resumes (absent in configs of older versions). */
   training?: TrainingConfig;
 }

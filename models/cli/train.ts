@@ -1,6 +1,7 @@
 /** `esmm train`: train one method and write a checkpoint, evaluating on the test split each epoch. */
 import { existsSync, readFileSync } from 'node:fs';
 import { getBackend } from '../../kernels/index.js';
+import { codeCommit } from '../serving/index.js';
 import { Trainer, type MonitoredMetric } from '../training/trainer.js';
 import {
   applyBackend,
@@ -60,6 +61,7 @@ export const trainCommand: Command = {
       seed: num(v, 'seed'),
       lossWeights: { ctr: num(v, 'ctr-weight'), ctcvr: num(v, 'ctcvr-weight') },
       data: dataSpec(v),
+      commit: codeCommit(),
       training: {
         lr: num(v, 'lr'),
         batchSize: num(v, 'batch-size'),
@@ -128,8 +130,8 @@ function readSavedConfig(path: string): ModelConfig {
   }
 }
 
-/** The settings a resumed run must share (the vocabulary file is derived, not chosen). */
-function comparable(config: ModelConfig): Omit<ModelConfig, 'vocabularyPath'> {
-  const { vocabularyPath: _derived, ...rest } = config;
+/** The settings a resumed run must share (the vocabulary file is derived and the code version is not a setting). */
+function comparable(config: ModelConfig): Omit<ModelConfig, 'vocabularyPath' | 'commit'> {
+  const { vocabularyPath: _derived, commit: _version, ...rest } = config;
   return rest;
 }
