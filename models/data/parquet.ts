@@ -6,9 +6,9 @@
  * The same reader serves data prepared from Ali-CCP (`prepareAliCcp`, whose columns already hold
  * embedding rows) and users' own exports from Spark, DuckDB, BigQuery or pandas.
  */
-import { readdir, stat } from 'node:fs/promises';
+import { open, readdir, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { asyncBufferFromFile, parquetMetadataAsync, parquetRead, type FileMetaData } from 'hyparquet';
+import { parquetMetadataAsync, parquetRead, type AsyncBuffer, type FileMetaData } from 'hyparquet';
 import { Rng } from '../../core/random.js';
 import type { BagField, CategoricalField, FieldGroup, FieldSpec, NumericField, Schema } from '../schema.js';
 import type { BagValue, Row, RowValue } from './rows.js';
@@ -235,6 +235,28 @@ function compareKeys(a: string, b: string): number {
 }
 const INT_KEY = /^-?\d{1,15}$/;
 
+/**
+ * A file as hyparquet's AsyncBuffer, read by position (hyparquet's own helper is in its Node entry
+ * only, which a browser bundle of this package does not have).
+ */
+export async function asyncBufferFromFile(path: string): Promise<AsyncBuffer> {
+  const { size } = await stat(path);
+  return {
+    byteLength: size,
+    async slice(start: number, end = size): Promise<ArrayBuffer> {
+      const fh = await open(path, 'r');
+      try {
+        const out = new ArrayBuffer(end - start);
+        const { bytesRead } = await fh.read(new Uint8Array(out), 0, end - start, start);
+        if (bytesRead < end - start) throw new Error(`${path}: file ends at ${start + bytesRead}, expected ${end}`);
+        return out;
+      } finally {
+        await fh.close();
+      }
+    },
+  };
+}
+
 /** The `*.parquet` files of a path (a file, or a folder's files in name order). */
 export async function parquetFiles(path: string): Promise<string[]> {
   let info;
@@ -277,7 +299,7 @@ interface RowGroupData {
 interface OpenFile {
   path: string;
   metadata: FileMetaData;
-  file: Awaited<ReturnType<typeof asyncBufferFromFile>>;
+  file: AsyncBuffer;
   /** First file row of each row group, and one past the last. */
   groupStarts: number[];
   columns: Set<string>;

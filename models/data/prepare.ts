@@ -9,11 +9,18 @@
 import { createHash } from 'node:crypto';
 import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { asyncBufferFromFile, parquetMetadataAsync, type SchemaElement } from 'hyparquet';
-import { ParquetWriter, fileWriter } from 'hyparquet-writer';
+import { parquetMetadataAsync, type SchemaElement } from 'hyparquet';
+import { ByteWriter, ParquetWriter } from 'hyparquet-writer';
+import { appendFileSync, writeFileSync } from 'node:fs';
 import type { Schema } from '../schema.js';
 import { AliCcpReader, Vocabulary, aliCcpFiles, type AliCcpStats, type MalformedPolicy } from './aliccp.js';
-import { ParquetSchemaError, parquetFiles, type ColumnsSpec, type ParquetFieldSpec } from './parquet.js';
+import {
+  ParquetSchemaError,
+  asyncBufferFromFile,
+  parquetFiles,
+  type ColumnsSpec,
+  type ParquetFieldSpec,
+} from './parquet.js';
 import { valueOf, type Row } from './rows.js';
 
 /** Format tag of a prepared folder's `prepared.json` and of its shards' metadata. */
@@ -359,6 +366,23 @@ function columnData(schema: Schema, rows: readonly Row[]): { name: string; data:
     }
   }
   return cols;
+}
+
+/** A ByteWriter that appends to a file every MiB (hyparquet-writer's own is in its Node entry only). */
+function fileWriter(path: string): ByteWriter {
+  const writer = new ByteWriter();
+  writeFileSync(path, new Uint8Array(0));
+  const flush = (): void => {
+    appendFileSync(path, new Uint8Array(writer.buffer, 0, writer.index));
+    writer.index = 0;
+  };
+  const grow = writer.ensure.bind(writer);
+  writer.ensure = (size: number): void => {
+    if (writer.index > 1 << 20) flush();
+    grow(size);
+  };
+  writer.finish = flush;
+  return writer;
 }
 
 async function writeAtomic(path: string, text: string): Promise<void> {

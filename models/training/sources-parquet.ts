@@ -139,7 +139,6 @@ class WorkerSource implements ParquetBatchSource {
     w.on('message', (r: WorkerReply) => {
       const resolve = this.waiting.get(r.id);
       this.waiting.delete(r.id);
-      if (this.waiting.size === 0) w.unref();
       resolve?.(r);
     });
     const die = (e: Error): void => {
@@ -161,8 +160,6 @@ class WorkerSource implements ParquetBatchSource {
   private request(msg: WorkerRequest): Promise<WorkerReply> {
     const w = this.start();
     return new Promise((resolve) => {
-      // Referenced while a reply is awaited (else the process could exit under a waiting trainer), not when idle.
-      if (this.waiting.size === 0) w.ref();
       this.waiting.set(msg.id, resolve);
       w.postMessage(msg);
     });
@@ -176,17 +173,23 @@ class WorkerSource implements ParquetBatchSource {
     const ask = (): void => {
       queue.push(this.request({ type: 'next', id: this.nextId++ }));
     };
-    for (let i = 0; i < this.prefetch; i++) ask();
-    for (;;) {
-      const reply = await (queue.shift() as Promise<WorkerReply>);
-      if (reply.type === 'error') {
-        const e = new Error(reply.message);
-        e.name = reply.name;
-        throw e;
+    // Referenced while an epoch runs (the trainer awaits its replies), not when idle between runs.
+    w.ref();
+    try {
+      for (let i = 0; i < this.prefetch; i++) ask();
+      for (;;) {
+        const reply = await (queue.shift() as Promise<WorkerReply>);
+        if (reply.type === 'error') {
+          const e = new Error(reply.message);
+          e.name = reply.name;
+          throw e;
+        }
+        if (reply.type === 'end') return;
+        ask();
+        yield reply.batch;
       }
-      if (reply.type === 'end') return;
-      ask();
-      yield reply.batch;
+    } finally {
+      w.unref();
     }
   }
 
