@@ -15,6 +15,11 @@ export interface BaseModelOptions {
   activation?: 'prelu' | 'relu';
   /** Dropout after each hidden activation (default none). */
   dropout?: number;
+  /**
+   * Width of the output (default 1: one logit). A wider output makes the model a trunk that
+   * the multi-task frames (shared-bottom, MMoE, PLE, AITM) use as a shared bottom or an expert.
+   */
+  outFeatures?: number;
   /** Generator for the initial weights. */
   rng?: Rng;
   dtype?: DType;
@@ -25,7 +30,7 @@ export interface BaseModelOptions {
 /** The paper's tower sizes after the embedding layer (360-200-80-2 with the softmax pair as one logit). */
 export const DEFAULT_HIDDEN: readonly number[] = [200, 80];
 
-/** A tower: embedded fields in, one logit per row out, shape [batch, 1]. */
+/** A tower: embedded fields in, one logit per row out, shape [batch, 1] ([batch, outFeatures] as a trunk). */
 export abstract class BaseModel extends nn.Module {
   /** Registry name of the model. */
   abstract readonly kind: string;
@@ -95,7 +100,7 @@ export function towerMlp(inFeatures: number, options: BaseModelOptions): nn.Sequ
   return nn.mlp(inFeatures, hidden, {
     activation: options.activation ?? 'prelu',
     dropout: options.dropout,
-    outFeatures: 1,
+    outFeatures: options.outFeatures ?? 1,
     rng: options.rng ?? new Rng(0),
     dtype: options.dtype,
   });
