@@ -35,9 +35,13 @@ import type { TowerInput } from '../embedding.js';
 import type { Batch, Schema } from '../schema.js';
 import type { MethodLoss } from './method.js';
 import { weightedBce } from './method.js';
+import { checks } from '../options.js';
+import { registerMethod } from './registry.js';
 import {
   checkSizes,
   ctcvrLabels,
+  TASK_WEIGHT_OPTIONS,
+  type TaskWeightOptions,
   MultiTaskMethod,
   Trunk,
   type FrameContext,
@@ -148,3 +152,31 @@ export class AitmMethod extends MultiTaskMethod {
     };
   }
 }
+
+/** The own options of `aitm`. */
+export type AitmOwnOptions = Pick<AitmOptions, 'towerSizes' | 'calibratorWeight'> & TaskWeightOptions;
+
+declare module './registry.js' {
+  interface MethodOptionsByName {
+    aitm: AitmOwnOptions;
+  }
+}
+
+registerMethod('aitm', (o) => new AitmMethod(o.schema, o), {
+  summary:
+    'click and conversion towers linked by adaptive information transfer, with a calibrator (Xi et al., KDD 2021)',
+  options: {
+    towerSizes: {
+      help: 'sizes of each task tower; the last is the AIT width',
+      default: AITM_DEFAULTS.towerSizes,
+      check: checks.sizes,
+    },
+    calibratorWeight: {
+      help: 'weight α of the behavioural expectation calibrator',
+      default: AITM_DEFAULTS.calibratorWeight,
+      check: checks.number(0),
+    },
+    ...TASK_WEIGHT_OPTIONS,
+  },
+  variants: [{ towerSizes: [16, 8] }],
+});

@@ -8,10 +8,10 @@
  * - `dr`:  R = (1/N) Σ [ê + o · (e − ê) / ô], where an imputation tower predicts the error ê on
  *   every impression and learns it from the clicked ones with (1/N) Σ o · (e − ê)² / ô.
  *
- * L = L_CTR + λ_g · L_CTCVR + λ_c · R (+ the imputation loss for DR), all terms learned jointly.
- * ô is clipped below at `minPropensity` and carries no gradient: the CTR loss alone trains the
- * propensity, so the risk cannot be lowered by inflating pCTR. λ_c = λ_g = 0.5 as PaddleRec's
- * reproduction of the paper.
+ * L = L_CTR + λ_g · L_CTCVR + λ_c · R (+ the imputation loss for DR), all terms learned jointly
+ * and differentiated through ô as well: R only has clicked rows' terms, where it moves pCTR up
+ * as the CTR loss does. ô is clipped below at `minPropensity`, bounding the inverse weights.
+ * λ_c = λ_g = 0.5 as PaddleRec's reproduction of the paper.
  */
 import {
   add,
@@ -23,7 +23,6 @@ import {
   mean,
   mul,
   neg,
-  noGrad,
   reshape,
   sigmoid,
   square,
@@ -35,7 +34,15 @@ import { labelTensor } from '../esmm.js';
 import type { TowerInput } from '../embedding.js';
 import type { Batch, Schema } from '../schema.js';
 import type { MethodLoss } from './method.js';
-import { MultiTaskMethod, taskLoss, type MultiTaskOptions, type TaskLogits } from './multi-task.js';
+import { checks } from '../options.js';
+import {
+  MultiTaskMethod,
+  TASK_WEIGHT_OPTIONS,
+  taskLoss,
+  type MultiTaskOptions,
+  type TaskLogits,
+} from './multi-task.js';
+import { registerMethod, type MethodRegistration } from './registry.js';
 
 /** How the counterfactual CVR risk is estimated. */
 export type CounterfactualEstimator = 'ips' | 'dr';
@@ -117,9 +124,8 @@ export class Escm2Method extends MultiTaskMethod {
     const logits = this.logits(input);
     const esmm = taskLoss(logits, batch, 'entire', this.ctrWeight, this.cvrWeight);
     const { ctrLogit, cvrLogit } = logits;
-    // o / ô with ô = max(pCTR, floor), outside the graph: the propensity is the CTR tower's, trained by L_CTR.
-    const click = labelTensor(batch.click, ctrLogit);
-    const inverse = noGrad(() => div(click, maximum(sigmoid(ctrLogit), this.minPropensity)));
+    // o / ô with ô = max(pCTR, floor): the propensity is the CTR tower's.
+    const inverse = div(labelTensor(batch.click, ctrLogit), maximum(sigmoid(ctrLogit), this.minPropensity));
     const error = bceWithLogits(cvrLogit, labelTensor(batch.conversion, cvrLogit));
     const parts: Record<string, Tensor> = { ...esmm.parts };
     const rows: Record<string, number> = { ...esmm.rows, counterfactual: batch.size };
@@ -138,3 +144,44 @@ export class Escm2Method extends MultiTaskMethod {
     return { loss, parts, rows };
   }
 }
+
+/** The own options of `escm2-ips` and `escm2-dr`. */
+export type Escm2OwnOptions = Pick<
+  Escm2Options,
+  'counterfactualWeight' | 'ctcvrWeight' | 'imputationWeight' | 'minPropensity' | 'ctrWeight'
+>;
+
+declare module './registry.js' {
+  interface MethodOptionsByName {
+    'escm2-ips': Escm2OwnOptions;
+    'escm2-dr': Escm2OwnOptions;
+  }
+}
+
+const registration: MethodRegistration<Escm2OwnOptions> = {
+  summary: 'ESMM plus the counterfactual CVR risk, inverse propensity weighted (Wang et al., SIGIR 2022)',
+  options: {
+    counterfactualWeight: {
+      help: 'weight λ_c of the counterfactual CVR risk',
+      default: ESCM2_DEFAULTS.counterfactualWeight,
+      check: checks.number(0),
+    },
+    ctcvrWeight: { help: 'weight λ_g of the CTCVR loss', default: ESCM2_DEFAULTS.ctcvrWeight, check: checks.number(0) },
+    imputationWeight: {
+      help: 'weight of the imputation loss (DR)',
+      default: ESCM2_DEFAULTS.imputationWeight,
+      check: checks.number(0),
+    },
+    minPropensity: {
+      help: 'floor of the propensity pCTR in 1 / pCTR',
+      default: ESCM2_DEFAULTS.minPropensity,
+      check: checks.number(1e-6, 1),
+    },
+    ctrWeight: TASK_WEIGHT_OPTIONS.ctrWeight,
+  },
+};
+registerMethod('escm2-ips', (o) => new Escm2Method(o.schema, { ...o, estimator: 'ips' }), registration);
+registerMethod('escm2-dr', (o) => new Escm2Method(o.schema, { ...o, estimator: 'dr' }), {
+  ...registration,
+  summary: 'ESMM plus the doubly robust counterfactual CVR risk with an imputation tower (Wang et al., SIGIR 2022)',
+});

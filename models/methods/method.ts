@@ -7,7 +7,9 @@
  *   for (const batch of batches) trainStep(method, opt, batch);
  */
 import {
+  add,
   bceWithLogits,
+  coalesce,
   div,
   maximum,
   mean,
@@ -17,6 +19,9 @@ import {
   optim,
   reshape,
   Rng,
+  RowSparseGrad,
+  sqrt,
+  square,
   sum,
   Tensor,
   tidy,
@@ -24,10 +29,11 @@ import {
 
 const { clipGradNorm } = optim;
 import type { DType } from '../../kernels/index.js';
-import { createBaseModel, type BaseModel, type BaseModelOptions } from '../base/base-model.js';
+import { createBaseModel, type AnyBaseModelOptions, type BaseModel } from '../base/base-model.js';
 import { SharedEmbedding } from '../embedding.js';
 import { labelTensor, type CvrPredictions } from '../esmm.js';
 import { validateBatch, type Batch, type Schema } from '../schema.js';
+import { MODEL_DEFAULTS } from './registry.js';
 
 /** One batch's loss, its named terms, and how many rows each term saw. */
 export interface MethodLoss {
@@ -118,7 +124,7 @@ export abstract class CvrMethod extends nn.Module {
 /** Options of a {@link SingleTaskModel}. */
 export interface SingleTaskOptions {
   base?: string;
-  tower?: BaseModelOptions;
+  tower?: AnyBaseModelOptions;
   seed?: number;
   dtype?: DType;
   embeddingStd?: number;
@@ -131,11 +137,11 @@ export class SingleTaskModel extends nn.Module {
 
   constructor(schema: Schema, options: SingleTaskOptions = {}) {
     super();
-    const rng = new Rng(options.seed ?? 0);
-    const dtype = options.dtype ?? 'float32';
+    const rng = new Rng(options.seed ?? MODEL_DEFAULTS.seed);
+    const dtype = options.dtype ?? MODEL_DEFAULTS.dtype;
     this.embedding = new SharedEmbedding(schema, { rng: rng.fork(), dtype, std: options.embeddingStd });
     this.tower = createBaseModel(
-      options.base ?? 'mlp',
+      options.base ?? MODEL_DEFAULTS.base,
       schema,
       { ...options.tower, rng: rng.fork(), dtype },
       this.embedding.fieldDims(),
@@ -165,13 +171,39 @@ export function weightedBce(logits: Tensor, labels: ArrayLike<number>, weights?:
 export interface TrainStepOptions {
   /** Clip the global gradient norm to this value before the update. */
   clipNorm?: number;
+  /**
+   * Check that the loss and the global gradient norm are finite before the update (default true).
+   * The check reads one scalar back per step; `false` skips it, and a non-finite step then
+   * corrupts the parameters silently.
+   */
+  checkFinite?: boolean;
+}
+
+/**
+ * A step whose loss or gradient norm is NaN or ±Inf. Thrown by {@link trainStep} before the
+ * optimizer runs, so no parameter and no optimizer state has changed.
+ */
+export class NonFiniteStepError extends Error {
+  constructor(
+    /** The step's loss. */
+    readonly loss: number,
+    /** The global L2 norm of the gradients. */
+    readonly gradNorm: number,
+    /** The first parameter (by name) with a non-finite gradient or value, if any. */
+    readonly parameter: string | undefined,
+    detail: string,
+  ) {
+    super(detail);
+    this.name = 'NonFiniteStepError';
+  }
 }
 
 /**
  * One optimisation step of any method: zero the gradients, the method's loss, backward,
  * update. Runs inside `tidy`, so a step's temporaries are freed on device backends, and
- * returns the step's loss as a scalar tensor: nothing is read back unless the caller
- * asks (`.item()`), which keeps a device backend's pipeline full.
+ * returns the step's loss as a scalar tensor. Before the update, the loss and the global
+ * gradient norm are checked (one scalar read back): a non-finite one throws a
+ * {@link NonFiniteStepError} and leaves parameters and optimizer state untouched.
  */
 export function trainStep(
   method: CvrMethod,
@@ -183,14 +215,71 @@ export function trainStep(
     optimizer.zeroGrad();
     const { loss } = method.lossFor(batch);
     loss.backward();
-    if (options.clipNorm !== undefined) clipGradNorm(optimizer.params, options.clipNorm);
+    const norm =
+      options.clipNorm !== undefined
+        ? clipGradNorm(optimizer.params, options.clipNorm)
+        : options.checkFinite === false
+          ? null
+          : gradNorm(optimizer.params);
+    if (options.checkFinite !== false) {
+      // loss + norm is finite exactly when both are (∞ and NaN survive any sum).
+      const health = noGrad(() => (norm ? add(loss.detach(), norm) : loss.detach()));
+      if (!Number.isFinite(health.item())) {
+        const failure = describeNonFinite(method, optimizer, loss.item(), norm ? norm.item() : 0);
+        optimizer.zeroGrad();
+        throw failure;
+      }
+    }
     optimizer.step();
     return loss;
   });
 }
 
+/** The global L2 norm of the current gradients, on the device (sparse ones coalesced once, as the optimizer will use them). */
+function gradNorm(params: readonly Tensor[]): Tensor | null {
+  return noGrad(() => {
+    let total: Tensor | null = null;
+    for (const p of params) {
+      if (!p.grad) continue;
+      if (p.grad instanceof RowSparseGrad) p.grad = coalesce(p.grad);
+      const g = p.grad instanceof RowSparseGrad ? p.grad.values : p.grad;
+      const sq = sum(square(g));
+      total = total ? add(total, sq) : sq;
+    }
+    return total ? sqrt(total) : null;
+  });
+}
+
+/** Names the first parameter whose gradient (or value) is not finite; read back only on this failure path. */
+function describeNonFinite(
+  method: CvrMethod,
+  optimizer: optim.Optimizer,
+  loss: number,
+  norm: number,
+): NonFiniteStepError {
+  const names = new Map<Tensor, string>(method.namedParameters().map(([n, p]) => [p, n]));
+  const finite = (values: ArrayLike<number>): boolean => {
+    for (let i = 0; i < values.length; i++) if (!Number.isFinite(values[i])) return false;
+    return true;
+  };
+  let parameter: string | undefined;
+  let what = '';
+  // A non-finite value is the cause of the non-finite gradients it spreads, so values are searched first.
+  const inOrder = [...names.keys()].filter((p) => optimizer.params.includes(p));
+  parameter = names.get(inOrder.find((p) => !finite(p.toArray()))!);
+  if (parameter !== undefined) what = 'value';
+  else {
+    const grad = (p: Tensor) => (p.grad instanceof RowSparseGrad ? p.grad.values : p.grad);
+    parameter = names.get(inOrder.find((p) => grad(p) && !finite(grad(p)!.toArray()))!);
+    what = 'gradient';
+  }
+  const culprit = parameter !== undefined ? `; first non-finite ${what}: parameter '${parameter}'` : '';
+  const subject = Number.isFinite(loss) ? `gradient norm is ${norm}` : `loss is ${loss}`;
+  return new NonFiniteStepError(loss, norm, parameter, `non-finite step: ${subject}${culprit}`);
+}
+
 /** A seeded generator for a method's sampling. */
 export function samplingRng(seed: number | undefined): Rng {
   // Offset from the weight seed so that sampling and initialisation draw different streams.
-  return new Rng(((seed ?? 0) ^ 0x5eed) >>> 0);
+  return new Rng(((seed ?? MODEL_DEFAULTS.seed) ^ 0x5eed) >>> 0);
 }

@@ -9,16 +9,21 @@ import { concat, mul, nn, reshape, softmax, sum, type Tensor } from '../../core/
 import { concatFields, totalWidth } from '../base/base-model.js';
 import type { TowerInput } from '../embedding.js';
 import type { Schema } from '../schema.js';
+import { checks } from '../options.js';
 import {
   checkCount,
   checkSizes,
   DenseTower,
+  frameName,
   MultiTaskMethod,
+  TASK_WEIGHT_OPTIONS,
   Trunk,
   type FrameContext,
   type MultiTaskOptions,
   type TaskLogits,
+  type TaskWeightOptions,
 } from './multi-task.js';
+import { registerMethod, type MethodRegistration } from './registry.js';
 
 /** Defaults of {@link MmoeMethod}. */
 export const MMOE_DEFAULTS = {
@@ -71,7 +76,7 @@ export class MmoeMethod extends MultiTaskMethod {
   readonly cvrTower: DenseTower;
 
   constructor(schema: Schema, options: MmoeOptions = {}) {
-    const name = (options.trainingSpace ?? 'entire') === 'entire' ? 'mmoe' : 'mmoe-naive';
+    const name = frameName('mmoe', options.trainingSpace ?? 'entire');
     super(schema, options, name);
     this.method = name;
     const n = options.experts ?? MMOE_DEFAULTS.experts;
@@ -99,3 +104,29 @@ export class MmoeMethod extends MultiTaskMethod {
     };
   }
 }
+
+/** The own options of `mmoe` and `mmoe-naive`. */
+export type MmoeOwnOptions = Pick<MmoeOptions, 'experts' | 'expertSizes' | 'towers'> & TaskWeightOptions;
+
+declare module './registry.js' {
+  interface MethodOptionsByName {
+    mmoe: MmoeOwnOptions;
+    'mmoe-naive': MmoeOwnOptions;
+  }
+}
+
+const registration: MethodRegistration<MmoeOwnOptions> = {
+  summary: 'shared experts mixed by a softmax gate per task (Ma et al., KDD 2018), trained the ESMM way',
+  options: {
+    experts: { help: 'number of shared experts', default: MMOE_DEFAULTS.experts, check: checks.integer(1) },
+    expertSizes: { help: 'sizes of each expert', default: MMOE_DEFAULTS.expertSizes, check: checks.sizes },
+    towers: { help: 'hidden sizes of each task tower', default: MMOE_DEFAULTS.towers, check: checks.sizes },
+    ...TASK_WEIGHT_OPTIONS,
+  },
+  variants: [{ experts: 3, expertSizes: [8], towers: [4] }],
+};
+registerMethod('mmoe', (o) => new MmoeMethod(o.schema, { ...o, trainingSpace: 'entire' }), registration);
+registerMethod('mmoe-naive', (o) => new MmoeMethod(o.schema, { ...o, trainingSpace: 'click' }), {
+  ...registration,
+  summary: 'MMoE with the CVR loss on clicked rows only (the naive training space)',
+});

@@ -12,6 +12,7 @@ import { createBaseModel, type BaseModel, type BaseModelOptions } from '../base/
 import { SharedEmbedding, type TowerInput } from '../embedding.js';
 import { labelTensor, type CvrPredictions } from '../esmm.js';
 import type { Batch, Schema } from '../schema.js';
+import { checks, type OptionSpec } from '../options.js';
 import { CvrMethod, weightedBce, type MethodCommonOptions, type MethodLoss } from './method.js';
 
 /** Where the CVR task is supervised: ESMM's entire space (CTCVR) or the clicked rows only. */
@@ -211,4 +212,25 @@ export function taskLoss(
   // The mean over clicked rows as a click-weighted mean over all rows: the frame runs once per batch.
   const cvr = affine(weightedBce(cvrLogit, batch.conversion, batch.click), cvrWeight, 0);
   return { loss: add(ctr, cvr), parts: { ctr, cvr }, rows: { ctr: batch.size, cvr: clicks } };
+}
+
+/** The loss weights every frame declares as its own options. */
+export interface TaskWeightOptions {
+  ctrWeight?: number;
+  cvrWeight?: number;
+}
+
+/** Declarations of {@link TaskWeightOptions}, shared by the frames' registrations. */
+export const TASK_WEIGHT_OPTIONS: { ctrWeight: OptionSpec<number>; cvrWeight: OptionSpec<number> } = {
+  ctrWeight: { help: 'weight of the CTR loss', default: 1, check: checks.number(0) },
+  cvrWeight: {
+    help: 'weight of the CVR-side loss (CTCVR in the entire space, CVR on clicked rows naively)',
+    default: 1,
+    check: checks.number(0),
+  },
+};
+
+/** Name of a frame trained in a space: `mmoe` or `mmoe-naive`. */
+export function frameName(frame: string, space: TrainingSpace): string {
+  return space === 'entire' ? frame : `${frame}-naive`;
 }

@@ -12,16 +12,21 @@ import { concatFields, totalWidth } from '../base/base-model.js';
 import type { TowerInput } from '../embedding.js';
 import type { Schema } from '../schema.js';
 import { Gate, mixExperts } from './mmoe.js';
+import { checks } from '../options.js';
 import {
   checkCount,
   checkSizes,
   DenseTower,
+  frameName,
   MultiTaskMethod,
+  TASK_WEIGHT_OPTIONS,
   Trunk,
   type FrameContext,
   type MultiTaskOptions,
   type TaskLogits,
+  type TaskWeightOptions,
 } from './multi-task.js';
+import { registerMethod, type MethodRegistration } from './registry.js';
 
 /** Defaults of {@link PleMethod}. */
 export const PLE_DEFAULTS = {
@@ -133,7 +138,7 @@ export class PleMethod extends MultiTaskMethod {
   readonly cvrTower: DenseTower;
 
   constructor(schema: Schema, options: PleOptions = {}) {
-    const name = (options.trainingSpace ?? 'entire') === 'entire' ? 'ple' : 'ple-naive';
+    const name = frameName('ple', options.trainingSpace ?? 'entire');
     super(schema, options, name);
     this.method = name;
     const levels = options.levels ?? PLE_DEFAULTS.levels;
@@ -161,3 +166,39 @@ export class PleMethod extends MultiTaskMethod {
     return { ctrLogit: this.ctrTower.forward(streams.ctr), cvrLogit: this.cvrTower.forward(streams.cvr) };
   }
 }
+
+/** The own options of `ple` and `ple-naive`. */
+export type PleOwnOptions = Pick<PleOptions, 'levels' | 'sharedExperts' | 'taskExperts' | 'expertSizes' | 'towers'> &
+  TaskWeightOptions;
+
+declare module './registry.js' {
+  interface MethodOptionsByName {
+    ple: PleOwnOptions;
+    'ple-naive': PleOwnOptions;
+  }
+}
+
+const registration: MethodRegistration<PleOwnOptions> = {
+  summary: 'stacked gates over shared and task experts (Tang et al., RecSys 2020), trained the ESMM way',
+  options: {
+    levels: { help: 'extraction (CGC) levels', default: PLE_DEFAULTS.levels, check: checks.integer(1) },
+    sharedExperts: { help: 'shared experts per level', default: PLE_DEFAULTS.sharedExperts, check: checks.integer(1) },
+    taskExperts: {
+      help: 'experts of each task per level',
+      default: PLE_DEFAULTS.taskExperts,
+      check: checks.integer(1),
+    },
+    expertSizes: { help: 'sizes of each expert', default: PLE_DEFAULTS.expertSizes, check: checks.sizes },
+    towers: { help: 'hidden sizes of each task tower', default: PLE_DEFAULTS.towers, check: checks.sizes },
+    ...TASK_WEIGHT_OPTIONS,
+  },
+  variants: [
+    { expertSizes: [8], towers: [4] },
+    { levels: 1, sharedExperts: 2, taskExperts: 2, expertSizes: [3], towers: [] },
+  ],
+};
+registerMethod('ple', (o) => new PleMethod(o.schema, { ...o, trainingSpace: 'entire' }), registration);
+registerMethod('ple-naive', (o) => new PleMethod(o.schema, { ...o, trainingSpace: 'click' }), {
+  ...registration,
+  summary: 'PLE with the CVR loss on clicked rows only (the naive training space)',
+});

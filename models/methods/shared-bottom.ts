@@ -6,14 +6,19 @@
  */
 import type { TowerInput } from '../embedding.js';
 import type { Schema } from '../schema.js';
+import { checks } from '../options.js';
 import {
   checkSizes,
   DenseTower,
+  frameName,
   MultiTaskMethod,
+  TASK_WEIGHT_OPTIONS,
   Trunk,
   type MultiTaskOptions,
   type TaskLogits,
+  type TaskWeightOptions,
 } from './multi-task.js';
+import { registerMethod, type MethodRegistration } from './registry.js';
 
 /** Defaults of {@link SharedBottomMethod}. */
 export const SHARED_BOTTOM_DEFAULTS = {
@@ -37,8 +42,7 @@ export class SharedBottomMethod extends MultiTaskMethod {
   readonly cvrTower: DenseTower;
 
   constructor(schema: Schema, options: SharedBottomOptions = {}) {
-    const space = options.trainingSpace ?? 'entire';
-    const name = space === 'entire' ? 'shared-bottom' : 'shared-bottom-naive';
+    const name = frameName('shared-bottom', options.trainingSpace ?? 'entire');
     super(schema, options, name);
     this.method = name;
     const bottom = options.bottom ?? SHARED_BOTTOM_DEFAULTS.bottom;
@@ -56,3 +60,32 @@ export class SharedBottomMethod extends MultiTaskMethod {
     return { ctrLogit: this.ctrTower.forward(h), cvrLogit: this.cvrTower.forward(h) };
   }
 }
+
+/** The own options of `shared-bottom` and `shared-bottom-naive`. */
+export type SharedBottomOwnOptions = Pick<SharedBottomOptions, 'bottom' | 'towers'> & TaskWeightOptions;
+
+declare module './registry.js' {
+  interface MethodOptionsByName {
+    'shared-bottom': SharedBottomOwnOptions;
+    'shared-bottom-naive': SharedBottomOwnOptions;
+  }
+}
+
+const registration: MethodRegistration<SharedBottomOwnOptions> = {
+  summary: 'one trunk shared by the CTR and CVR towers (Caruana, 1997), trained the ESMM way (CTCVR supervision)',
+  options: {
+    bottom: { help: 'sizes of the shared trunk', default: SHARED_BOTTOM_DEFAULTS.bottom, check: checks.sizes },
+    towers: { help: 'hidden sizes of each task tower', default: SHARED_BOTTOM_DEFAULTS.towers, check: checks.sizes },
+    ...TASK_WEIGHT_OPTIONS,
+  },
+  variants: [{ bottom: [16, 8], towers: [8] }],
+};
+registerMethod(
+  'shared-bottom',
+  (o) => new SharedBottomMethod(o.schema, { ...o, trainingSpace: 'entire' }),
+  registration,
+);
+registerMethod('shared-bottom-naive', (o) => new SharedBottomMethod(o.schema, { ...o, trainingSpace: 'click' }), {
+  ...registration,
+  summary: 'shared-bottom with the CVR loss on clicked rows only (the naive training space)',
+});
