@@ -7,7 +7,7 @@ import { ready, setBackendAsync } from '../../kernels/index.js';
 import { loadCheckpoint } from '../checkpoint.js';
 import { aliCcpFiles, AliCcpReader, Vocabulary } from '../data/aliccp.js';
 import { DEFAULT_SHUFFLE_BUFFER } from '../data/rows.js';
-import { FunnelSimulator, type SimulatorConfig } from '../data/simulator.js';
+import { DEFAULT_SIMULATOR_CONFIG, FunnelSimulator, type SimulatorConfig } from '../data/simulator.js';
 import { createModel, listMethods, type CreateModelOptions, type MethodName } from '../model-factory.js';
 import type { CvrMethod } from '../methods/method.js';
 import type { Schema } from '../schema.js';
@@ -26,8 +26,14 @@ export const DATA_FLAGS: FlagSpecs = {
   'train-rows': { kind: 'integer', help: 'simulated training impressions', default: 150000, min: 1 },
   'test-rows': { kind: 'integer', help: 'simulated test impressions', default: 100000, min: 1 },
   'sim-seed': { kind: 'integer', help: 'seed of the simulated world', default: 1, min: 0 },
-  ctr: { kind: 'number', help: 'simulated click rate', default: 0.04, min: 0, max: 1 },
-  cvr: { kind: 'number', help: 'simulated conversion rate given a click', default: 0.05, min: 0, max: 1 },
+  ctr: { kind: 'number', help: 'simulated click rate', default: DEFAULT_SIMULATOR_CONFIG.ctr, min: 0, max: 1 },
+  cvr: {
+    kind: 'number',
+    help: 'simulated conversion rate given a click',
+    default: DEFAULT_SIMULATOR_CONFIG.cvr,
+    min: 0,
+    max: 1,
+  },
   'min-count': { kind: 'integer', help: 'Ali-CCP vocabulary frequency threshold', default: 1, min: 1 },
   limit: { kind: 'integer', help: 'read at most this many Ali-CCP rows per split', min: 1 },
   'shuffle-buffer': {

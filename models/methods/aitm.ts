@@ -178,5 +178,5 @@ registerMethod('aitm', (o) => new AitmMethod(o.schema, o), {
     },
     ...TASK_WEIGHT_OPTIONS,
   },
-  variants: [{ towerSizes: [16, 8] }],
+  variants: [{ towerSizes: [8, 4] }],
 });

@@ -14,6 +14,7 @@ import {
   checkCount,
   checkSizes,
   DenseTower,
+  ENTIRE_SPACE_LEARNING,
   frameName,
   MultiTaskMethod,
   TASK_WEIGHT_OPTIONS,
@@ -125,7 +126,10 @@ const registration: MethodRegistration<MmoeOwnOptions> = {
   },
   variants: [{ experts: 3, expertSizes: [8], towers: [4] }],
 };
-registerMethod('mmoe', (o) => new MmoeMethod(o.schema, { ...o, trainingSpace: 'entire' }), registration);
+registerMethod('mmoe', (o) => new MmoeMethod(o.schema, { ...o, trainingSpace: 'entire' }), {
+  ...registration,
+  learning: ENTIRE_SPACE_LEARNING,
+});
 registerMethod('mmoe-naive', (o) => new MmoeMethod(o.schema, { ...o, trainingSpace: 'click' }), {
   ...registration,
   summary: 'MMoE with the CVR loss on clicked rows only (the naive training space)',

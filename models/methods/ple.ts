@@ -17,6 +17,7 @@ import {
   checkCount,
   checkSizes,
   DenseTower,
+  ENTIRE_SPACE_LEARNING,
   frameName,
   MultiTaskMethod,
   TASK_WEIGHT_OPTIONS,
@@ -197,7 +198,10 @@ const registration: MethodRegistration<PleOwnOptions> = {
     { levels: 1, sharedExperts: 2, taskExperts: 2, expertSizes: [3], towers: [] },
   ],
 };
-registerMethod('ple', (o) => new PleMethod(o.schema, { ...o, trainingSpace: 'entire' }), registration);
+registerMethod('ple', (o) => new PleMethod(o.schema, { ...o, trainingSpace: 'entire' }), {
+  ...registration,
+  learning: ENTIRE_SPACE_LEARNING,
+});
 registerMethod('ple-naive', (o) => new PleMethod(o.schema, { ...o, trainingSpace: 'click' }), {
   ...registration,
   summary: 'PLE with the CVR loss on clicked rows only (the naive training space)',

@@ -10,6 +10,7 @@ import { checks } from '../options.js';
 import {
   checkSizes,
   DenseTower,
+  ENTIRE_SPACE_LEARNING,
   frameName,
   MultiTaskMethod,
   TASK_WEIGHT_OPTIONS,
@@ -80,11 +81,10 @@ const registration: MethodRegistration<SharedBottomOwnOptions> = {
   },
   variants: [{ bottom: [16, 8], towers: [8] }],
 };
-registerMethod(
-  'shared-bottom',
-  (o) => new SharedBottomMethod(o.schema, { ...o, trainingSpace: 'entire' }),
-  registration,
-);
+registerMethod('shared-bottom', (o) => new SharedBottomMethod(o.schema, { ...o, trainingSpace: 'entire' }), {
+  ...registration,
+  learning: ENTIRE_SPACE_LEARNING,
+});
 registerMethod('shared-bottom-naive', (o) => new SharedBottomMethod(o.schema, { ...o, trainingSpace: 'click' }), {
   ...registration,
   summary: 'shared-bottom with the CVR loss on clicked rows only (the naive training space)',
