@@ -22,6 +22,9 @@ const sim = new FunnelSimulator({
   numBrands: 30,
   ctr: 0.15,
   cvr: 0.2,
+  // The world of these tests, independent of the defaults: milder bait, full taste match.
+  bait: 1,
+  clickMatch: 1,
 });
 const trainLog = sim.generate(3000);
 const testLog = sim.generate(1500);
