@@ -19,7 +19,6 @@ import {
   optim,
   reshape,
   Rng,
-  RowSparseGrad,
   sqrt,
   square,
   sum,
@@ -240,9 +239,9 @@ function gradNorm(params: readonly Tensor[]): Tensor | null {
   return noGrad(() => {
     let total: Tensor | null = null;
     for (const p of params) {
-      if (!p.grad) continue;
-      if (p.grad instanceof RowSparseGrad) p.grad = coalesce(p.grad);
-      const g = p.grad instanceof RowSparseGrad ? p.grad.values : p.grad;
+      if (p.sparseGrad) p.sparseGrad = coalesce(p.sparseGrad);
+      const g = p.grad ?? p.sparseGrad?.values;
+      if (!g) continue;
       const sq = sum(square(g));
       total = total ? add(total, sq) : sq;
     }
@@ -269,7 +268,7 @@ function describeNonFinite(
   parameter = names.get(inOrder.find((p) => !finite(p.toArray()))!);
   if (parameter !== undefined) what = 'value';
   else {
-    const grad = (p: Tensor) => (p.grad instanceof RowSparseGrad ? p.grad.values : p.grad);
+    const grad = (p: Tensor) => p.grad ?? p.sparseGrad?.values ?? null;
     parameter = names.get(inOrder.find((p) => grad(p) && !finite(grad(p)!.toArray()))!);
     what = 'gradient';
   }
