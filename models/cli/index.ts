@@ -12,7 +12,7 @@ import { simulateCommand } from './simulate.js';
 import { trainCommand } from './train.js';
 
 export { UsageError, parseFlags, helpText, type Command, type FlagSpec, type FlagSpecs } from './flags.js';
-export { runDemo, xorTask } from './demo.js';
+export { runDemo, xorTask } from '../../core/demo.js';
 
 /** Every command, in the order `esmm --help` lists them. */
 export const COMMANDS: readonly Command[] = [
