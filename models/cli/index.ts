@@ -50,7 +50,8 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
   if (rest.includes('--help') || rest.includes('-h')) {
-    console.log(helpText(command.usage ?? name, command.summary, command.flags));
+    const epilog = command.epilog ? `\n\n${command.epilog()}` : '';
+    console.log(`${helpText(command.usage ?? name, command.summary, command.flags)}${epilog}`);
     return 0;
   }
   try {
