@@ -2,6 +2,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { getBackend } from '../../kernels/index.js';
+import { codeCommit } from '../serving/index.js';
 import { Trainer, TRAINER_DEFAULTS, type MonitoredMetric } from '../training/trainer.js';
 import {
   applyBackend,
@@ -58,7 +59,7 @@ export const trainCommand: Command = {
   epilog: optionsHelp,
   async run(args) {
     const v = parseFlags('train', args, FLAGS);
-    const config = trainConfig(v);
+    const config = { ...trainConfig(v), commit: codeCommit() };
     await applyBackend(v);
     const out = str(v, 'out')!;
     mkdirSync(dirname(out), { recursive: true });
