@@ -15,6 +15,7 @@ import {
   ownMethodOptions,
 } from './common.js';
 import { list, num, parseFlags, str, UsageError, type Command, type FlagSpecs } from './flags.js';
+import { prepareOutputDir } from './paths.js';
 
 const { method: _method, ...modelFlags } = MODEL_FLAGS;
 const FLAGS: FlagSpecs = {
@@ -77,6 +78,7 @@ export const experimentCommand: Command = {
     // Every method's options are checked (with the shorthand flags) before any data is prepared.
     for (const m of methods) ownMethodOptions(m, v, methodOptions[m] ?? {});
     await applyBackend(v);
+    const out = prepareOutputDir('--out', str(v, 'out')!);
     const result = await runTable2({
       data: dataSpec(v),
       methods,
@@ -92,10 +94,10 @@ export const experimentCommand: Command = {
       oversamplingFactor: num(v, 'oversampling-factor'),
       lossWeights: { ctr: num(v, 'ctr-weight'), ctcvr: num(v, 'ctcvr-weight') },
       seed: num(v, 'seed'),
-      outDir: str(v, 'out'),
+      outDir: out,
     });
     console.log(`\n${result.markdown}`);
-    console.log(`report: ${join(str(v, 'out')!, 'report.md')} and report.svg`);
+    console.log(`report: ${join(out, 'report.md')} and report.svg`);
     return 0;
   },
 };
