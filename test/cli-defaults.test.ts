@@ -12,6 +12,7 @@ import {
   PRACTICE_DEFAULTS,
   SOURCE_DEFAULTS,
   TABLE2_DEFAULTS,
+  TABLE2_SUITES,
   TOWER_DEFAULTS,
   TRAINER_DEFAULTS,
   createModel,
@@ -78,7 +79,7 @@ describe('the CLI shows the API defaults', () => {
   it('esmm experiment table2 --help', async () => {
     const text = await help('experiment', 'table2');
     const expected: Record<string, unknown> = {
-      methods: join(TABLE2_DEFAULTS.methods),
+      suite: TABLE2_DEFAULTS.suite,
       repeats: TABLE2_DEFAULTS.repeats,
       seed: TABLE2_DEFAULTS.seed,
       base: TABLE2_DEFAULTS.base,
@@ -90,6 +91,7 @@ describe('the CLI shows the API defaults', () => {
       'oversampling-factor': OVERSAMPLING_DEFAULTS.factor,
     };
     for (const [flag, value] of Object.entries(expected)) expect(shown(text, flag), flag).toBe(String(value));
+    expect(TABLE2_SUITES[TABLE2_DEFAULTS.suite]).toEqual(TABLE2_DEFAULTS.methods);
     expect(TABLE2_DEFAULTS.amanRate).toBe(AMAN_DEFAULTS.negativeRate);
     expect(TABLE2_DEFAULTS.lr).toBe(TRAINER_DEFAULTS.lr);
   });

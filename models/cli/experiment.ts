@@ -2,7 +2,7 @@
 import { join } from 'node:path';
 import { listMethods, type MethodName } from '../model-factory.js';
 import { isPlainObject } from '../options.js';
-import { runTable2, TABLE2_DEFAULTS } from '../training/experiment.js';
+import { runTable2, TABLE2_DEFAULTS, TABLE2_SUITES, type Table2Suite } from '../training/experiment.js';
 import {
   applyBackend,
   baseName,
@@ -26,10 +26,13 @@ const FLAGS: FlagSpecs = {
     help: 'seed of the first repeat (repeat r uses seed + r)',
     default: TABLE2_DEFAULTS.seed,
   },
-  methods: {
-    kind: 'list',
-    help: `methods to compare, of ${listMethods().join(', ')}`,
-    default: TABLE2_DEFAULTS.methods.join(','),
+  methods: { kind: 'list', help: `methods to compare, of ${listMethods().join(', ')} (default: the suite's)` },
+  suite: {
+    kind: 'string',
+    help: `preset methods: ${Object.entries(TABLE2_SUITES)
+      .map(([k, m]) => `${k} (${m.join(', ')})`)
+      .join('; ')}`,
+    default: TABLE2_DEFAULTS.suite,
   },
   'method-options': {
     kind: 'string',
@@ -62,7 +65,12 @@ export const experimentCommand: Command = {
     const [which, ...rest] = args;
     if (which !== 'table2') throw new UsageError(`experiment: unknown experiment '${which ?? ''}'; available: table2`);
     const v = parseFlags('experiment table2', rest, FLAGS);
-    const methods = list(v, 'methods') as MethodName[];
+    const suite = str(v, 'suite')!;
+    if (!(suite in TABLE2_SUITES))
+      throw new UsageError(`--suite must be one of ${Object.keys(TABLE2_SUITES).join(', ')}, got '${suite}'`);
+    const methods = (
+      v.methods === undefined ? TABLE2_SUITES[suite as Table2Suite] : list(v, 'methods')
+    ) as MethodName[];
     for (const m of methods)
       if (!listMethods().includes(m))
         throw new UsageError(`--methods: unknown method '${m}'; registered: ${listMethods().join(', ')}`);
