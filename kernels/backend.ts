@@ -223,3 +223,18 @@ export interface Backend {
     hyper: AdamHyper,
   ): void;
 }
+
+/**
+ * A backend whose kernels complete later than their calls return (webgpu): its `read`
+ * throws, and values come back through `readAsync`, once the work queued before it has run.
+ * Callers use `Tensor.data()`, which picks `readAsync` where it exists and `read` elsewhere.
+ */
+export interface AsyncReadBackend extends Backend {
+  /** Copy the buffer to the host after every call queued before this one has run. */
+  readAsync(storage: Storage): Promise<FloatArray>;
+}
+
+/** Whether `backend` reads asynchronously (see {@link AsyncReadBackend}). */
+export function readsAsync(backend: Backend): backend is AsyncReadBackend {
+  return typeof (backend as Partial<AsyncReadBackend>).readAsync === 'function';
+}

@@ -5,12 +5,14 @@
  * the environment variable `ESMM_BACKEND` sets the initial choice.
  */
 import type { Backend } from './backend.js';
-import { GpuBackend } from './gpu/index.js';
+import { GpuBackend, QueuedGpuBackend } from './gpu/index.js';
 import { ReferenceBackend } from './reference.js';
 import { WasmBackend } from './wasm/index.js';
 
+export { readsAsync } from './backend.js';
 export type {
   AdamHyper,
+  AsyncReadBackend,
   Backend,
   BagMode,
   BinaryOp,
@@ -33,6 +35,8 @@ export {
   type GpuMode,
   AsyncGpuBackend,
   AsyncGpuStorage,
+  QueuedGpuBackend,
+  QueuedGpuStorage,
   asyncOf,
   MlpTowerSession,
   type AsyncBackend,
@@ -72,7 +76,8 @@ export type BackendFactory = (options: BackendOptions) => Backend;
 
 const factories = new Map<string, BackendFactory>();
 factories.set('reference', () => new ReferenceBackend());
-factories.set('gpu', (options) => new GpuBackend(options));
+// webgpu kernels finish after their calls return, so that mode is the queued backend (awaited reads only).
+factories.set('gpu', (options) => (options.mode === 'webgpu' ? new QueuedGpuBackend() : new GpuBackend(options)));
 factories.set('wasm', (options) => new WasmBackend(options));
 
 let active: Backend | null = null;

@@ -106,6 +106,34 @@ export abstract class CvrMethod extends nn.Module {
     }
   }
 
+  /**
+   * {@link CvrMethod.predict} on any backend, including one that reads only asynchronously
+   * (webgpu): the scoring pass is queued whole and its three outputs are awaited.
+   */
+  async predictAsync(batch: Batch): Promise<HostPredictions> {
+    const wasTraining = this.training;
+    this.eval();
+    let p: { pctr: Tensor; pcvr: Tensor; pctcvr: Tensor };
+    try {
+      p = tidy(() =>
+        noGrad(() => {
+          const { pctr, pcvr, pctcvr } = this.forward(batch);
+          return { pctr, pcvr, pctcvr };
+        }),
+      );
+    } finally {
+      this.train(wasTraining);
+    }
+    try {
+      const [pctr, pcvr, pctcvr] = await Promise.all([p.pctr.data(), p.pcvr.data(), p.pctcvr.data()]);
+      return { pctr: Float32Array.from(pctr), pcvr: Float32Array.from(pcvr), pctcvr: Float32Array.from(pctcvr) };
+    } finally {
+      p.pctr.dispose();
+      p.pcvr.dispose();
+      p.pctcvr.dispose();
+    }
+  }
+
   /** Validate a batch once (when enabled); a loss also needs at least one row, since a mean over none is NaN. */
   protected check(batch: Batch, forLoss = false): void {
     if (forLoss && batch.size === 0) throw new Error(`${this.method}: cannot compute a loss on an empty batch`);
@@ -187,6 +215,25 @@ export function trainStep(
     optimizer.step();
     return loss;
   });
+}
+
+/**
+ * {@link trainStep} awaited: the step is queued whole (on webgpu nothing waits until the
+ * end), then its loss is read back. Returns the loss value. The way to train on a backend
+ * that reads only asynchronously; on the others it equals `trainStep(...).item()`.
+ */
+export async function trainStepAsync(
+  method: CvrMethod,
+  optimizer: optim.Optimizer,
+  batch: Batch,
+  options: TrainStepOptions = {},
+): Promise<number> {
+  const loss = trainStep(method, optimizer, batch, options);
+  try {
+    return (await loss.data())[0];
+  } finally {
+    loss.dispose();
+  }
 }
 
 /** A seeded generator for a method's sampling. */
