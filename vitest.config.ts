@@ -16,6 +16,7 @@ export default defineConfig({
           name: 'models@gpu-cpu',
           include: modelSuites,
           env: { ESMM_BACKEND: 'gpu', ESMM_GPU_MODE: 'cpu' },
+          setupFiles: ['test/helpers/backend-ready.ts'],
         },
       },
     ],

@@ -25,6 +25,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { optim, tidy, type Tensor } from '../core/index.js';
+// Imported here, not on first use, so that the bundled benchmark carries the gpu backend.
+import '../kernels/gpu/index.js';
 import { getBackend, setBackend } from '../kernels/index.js';
 import {
   createModel,
@@ -35,8 +37,13 @@ import {
   type Schema,
 } from '../models/index.js';
 
+/** The base model of both towers: the reference workload's MLP, or DIN / DeepFM on the same fields. */
+export type Workload = 'mlp' | 'din' | 'deepfm';
+
 /** One measured configuration. */
 export interface BenchConfig {
+  /** Base model of the towers (default `mlp`). */
+  workload?: Workload;
   /** Backend name: `reference`, `wasm` or `gpu`. */
   backend: string;
   /** gpu.js mode for the `gpu` backend. */
@@ -67,6 +74,7 @@ export interface KernelProfileRow {
 /** What a child reports. */
 export interface BenchResult {
   framework: 'esmm-ts';
+  workload: Workload;
   backend: string;
   mode: string | null;
   threads: number;
@@ -89,8 +97,16 @@ export interface BenchResult {
   /** RSS (MB) at checkpoints of setup and training. */
   rssTrace: Record<string, number>;
   /** Per backend method, when profiled; `(outside kernels)` is the rest of the step (autodiff, host loops, allocation). */
-  kernelProfile?: { stepMs: number; rows: KernelProfileRow[] };
+  kernelProfile?: { stepMs: number; rows: KernelProfileRow[]; phases: StepPhases };
   notes: string[];
+}
+
+/** Milliseconds of a step in each phase: the loss (forward), backward, the optimizer step, the rest (read-back, scope). */
+export interface StepPhases {
+  forward: number;
+  backward: number;
+  optimizer: number;
+  other: number;
 }
 
 interface Manifest {
@@ -100,7 +116,9 @@ interface Manifest {
   bagFields: number;
   bagLen: number;
   towerDims: number[];
-  tensors: { name: string; shape: number[]; file: string }[];
+  attentionDims: number[];
+  dinPair: { sequence: string; target: string };
+  tensors: { name: string; shape: number[]; file: string; workloads: Workload[] }[];
   data: { rows: number; ids: { file: string; shape: [number, number] }; labels: { file: string } };
 }
 
@@ -142,13 +160,31 @@ function rssMB(): number {
   return process.memoryUsage().rss / 2 ** 20;
 }
 
-/** The reference workload's schema: fields f0..f7 (categorical) and b0, b1 (bags), each its own table. */
-export function workloadSchema(m: Manifest, vocab: number): Schema {
+/**
+ * The reference workload's schema: fields f0..f7 (categorical) and b0, b1 (bags), each its own table;
+ * for DIN the manifest's pair marks the sequence (b0) and the target it is attended against (f0).
+ */
+export function workloadSchema(m: Manifest, vocab: number, workload: Workload = 'mlp'): Schema {
+  const din = workload === 'din';
   const fields: FieldSpec[] = [];
-  for (let f = 0; f < m.singleFields; f++)
-    fields.push({ kind: 'categorical', name: `f${f}`, vocabSize: vocab, embeddingDim: m.dim, group: 'user' });
-  for (let b = 0; b < m.bagFields; b++)
-    fields.push({ kind: 'bag', name: `b${b}`, vocabSize: vocab, embeddingDim: m.dim, group: 'user', pooling: 'sum' });
+  for (let f = 0; f < m.singleFields; f++) {
+    const name = `f${f}`;
+    const isTarget = din && name === m.dinPair.target;
+    fields.push({ kind: 'categorical', name, vocabSize: vocab, embeddingDim: m.dim, group: 'user', isTarget });
+  }
+  for (let b = 0; b < m.bagFields; b++) {
+    const name = `b${b}`;
+    const isSequence = din && name === m.dinPair.sequence;
+    fields.push({
+      kind: 'bag',
+      name,
+      vocabSize: vocab,
+      embeddingDim: m.dim,
+      group: 'user',
+      pooling: 'sum',
+      isSequence,
+    });
+  }
   return { fields };
 }
 
@@ -189,10 +225,11 @@ export function workloadBatches(m: Manifest, dir: string, batch: number, vocab: 
 }
 
 /**
- * esmm-ts parameter name for each init file's tensor name. Tables: `…tables.<field>`;
- * towers: `…<tower>Tower.net.layers.<i>.weight|bias` with Linear/PReLU alternating.
+ * esmm-ts parameter name for each init file's tensor name of the workload. Tables: `…tables.<field>`;
+ * towers: `…<tower>Tower.net.layers.<i>.weight|bias` with Linear/PReLU alternating; DIN's activation
+ * unit: `…<tower>Tower.units.<sequence>.layers.<i>…`; DeepFM: `…<tower>Tower.linearTables.<field>`, `…Tower.bias`.
  */
-export function initNameMap(model: CvrMethod, m: Manifest): Map<string, string> {
+export function initNameMap(model: CvrMethod, m: Manifest, workload: Workload = 'mlp'): Map<string, string> {
   const names = model.namedParameters().map(([n]) => n);
   const find = (pred: (n: string) => boolean, what: string): string => {
     const hits = names.filter(pred);
@@ -202,7 +239,7 @@ export function initNameMap(model: CvrMethod, m: Manifest): Map<string, string> 
   };
   const map = new Map<string, string>();
   const layerIndex: Record<string, number> = { l1: 0, p1: 1, l2: 2, p2: 3, l3: 4 };
-  for (const t of m.tensors) {
+  for (const t of workloadTensors(m, workload)) {
     const emb = /^emb\.(\w+)$/.exec(t.name);
     if (emb) {
       map.set(
@@ -211,15 +248,27 @@ export function initNameMap(model: CvrMethod, m: Manifest): Map<string, string> 
       );
       continue;
     }
-    const tw = /^(ctr|cvr)\.(l\d|p\d)\.(weight|bias)$/.exec(t.name);
-    if (!tw) throw new Error(`esmm-throughput: unknown init tensor '${t.name}'`);
-    const suffix = `${tw[1]}Tower.net.layers.${layerIndex[tw[2]]}.${tw[3]}`;
+    const lin = /^(ctr|cvr)\.lin\.(\w+)$/.exec(t.name);
+    const fm = /^(ctr|cvr)\.fm\.bias$/.exec(t.name);
+    const tw = /^(ctr|cvr)\.(att\.)?(l\d|p\d)\.(weight|bias)$/.exec(t.name);
+    let suffix: string;
+    if (lin) suffix = `${lin[1]}Tower.linearTables.${lin[2]}`;
+    else if (fm) suffix = `${fm[1]}Tower.bias`;
+    else if (tw) {
+      const module = tw[2] ? `units.${m.dinPair.sequence}` : 'net';
+      suffix = `${tw[1]}Tower.${module}.layers.${layerIndex[tw[3]]}.${tw[4]}`;
+    } else throw new Error(`esmm-throughput: unknown init tensor '${t.name}'`);
     map.set(
       t.name,
       find((n) => n.endsWith(suffix), suffix),
     );
   }
   return map;
+}
+
+/** The init files' tensors that the workload's model has (older manifests list no workloads: all are MLP's). */
+function workloadTensors(m: Manifest, workload: Workload): Manifest['tensors'] {
+  return m.tensors.filter((t) => (t.workloads ?? ['mlp']).includes(workload));
 }
 
 function loadManifest(dir: string): Manifest {
@@ -241,15 +290,22 @@ export function runConfig(cfg: BenchConfig): BenchResult {
   setBackend(cfg.backend, { mode: cfg.mode, threads: cfg.threads });
   const be = getBackend();
 
-  const schema = workloadSchema(m, vocab);
+  const workload = cfg.workload ?? 'mlp';
+  if (workload !== 'mlp' && !fromFiles)
+    throw new Error('esmm-throughput: scaling runs (--vocab) are for the mlp workload');
+  const schema = workloadSchema(m, vocab, workload);
   const hidden = m.towerDims.slice(1, -1);
-  const model = createModel({ method: 'esmm', schema, tower: { hidden, activation: 'prelu' }, seed: 2018 });
+  // DIN's activation unit as the peer builds it: the paper's 80-40 with PReLU, scores unnormalised.
+  const attention = { hidden: m.attentionDims?.slice(1, -1), normalization: 'none', activation: 'prelu' } as const;
+  const tower =
+    workload === 'din' ? { hidden, activation: 'prelu' as const, attention } : { hidden, activation: 'prelu' as const };
+  const model = createModel({ method: 'esmm', base: workload, schema, tower, seed: 2018 });
   rssTrace.modelCreated = rssMB();
   if (fromFiles) {
-    const map = initNameMap(model, m);
+    const map = initNameMap(model, m, workload);
     const names = new Set(model.namedParameters().map(([n]) => n));
     // One tensor at a time, so that only one file's bytes are on the host at once.
-    for (const t of m.tensors) {
+    for (const t of workloadTensors(m, workload)) {
       const name = map.get(t.name)!;
       model.loadStateDict({ [name]: readF32(dir, t.file) }, false);
       names.delete(name);
@@ -266,17 +322,32 @@ export function runConfig(cfg: BenchConfig): BenchResult {
   rssTrace.setupDone = rssMB();
 
   let k = 0;
+  // Time per phase, summed while the profiled steps run (null otherwise).
+  let phases: StepPhases | null = null;
   // One training step; the loss stays on the backend unless asked for.
   const step = (read: boolean): number => {
     const batch = batches[k++ % batches.length];
     let value = NaN;
+    const t0 = performance.now();
+    let t1 = t0;
+    let t2 = t0;
+    let t3 = t0;
     tidy(() => {
       opt.zeroGrad();
       const loss: Tensor = model.loss(batch);
+      t1 = performance.now();
       loss.backward();
+      t2 = performance.now();
       opt.step();
+      t3 = performance.now();
       if (read) value = loss.item();
     });
+    if (phases) {
+      phases.forward += t1 - t0;
+      phases.backward += t2 - t1;
+      phases.optimizer += t3 - t2;
+      phases.other += performance.now() - t3;
+    }
     return value;
   };
   // Touch the Adam state once before measuring RSS (it is created on the first step).
@@ -302,11 +373,21 @@ export function runConfig(cfg: BenchConfig): BenchResult {
   rssTrace.afterTiming = rssMB();
   const arena = arenaOf();
   const sps = median(rates);
-  const kernelProfile = cfg.profileSteps
-    ? profileKernels(be as unknown as Record<string, unknown>, cfg.profileSteps, () => step(false))
-    : undefined;
+  let kernelProfile: BenchResult['kernelProfile'];
+  if (cfg.profileSteps) {
+    phases = { forward: 0, backward: 0, optimizer: 0, other: 0 };
+    const profiled = profileKernels(be as unknown as Record<string, unknown>, cfg.profileSteps, () => step(false));
+    const n = cfg.profileSteps;
+    const p: StepPhases = phases;
+    kernelProfile = {
+      ...profiled,
+      phases: { forward: p.forward / n, backward: p.backward / n, optimizer: p.optimizer / n, other: p.other / n },
+    };
+    phases = null;
+  }
   return {
     framework: 'esmm-ts',
+    workload,
     backend: be.name,
     mode: cfg.mode ?? null,
     threads: cfg.threads ?? 1,

@@ -88,7 +88,7 @@ export interface AdamHyper {
  * Output storages are always supplied by the caller and never alias an input
  * unless a kernel says so (elementwise kernels accept `out === a`).
  */
-export interface Backend {
+export interface Backend extends BackendKernels {
   /** Short name, e.g. `reference`, `gpu:cpu`, `wasm`. */
   readonly name: string;
   /** Whether tensors of this dtype can live here. */
@@ -105,7 +105,13 @@ export interface Backend {
   write(storage: Storage, data: ArrayLike<number>): void;
   /** Release the buffer; it must not be used afterwards. */
   free(storage: Storage): void;
+}
 
+/**
+ * The kernels of a {@link Backend}: every method that computes on storages (the rest of the
+ * interface manages storage). Backends write them as one table (see `kernel-table.ts`).
+ */
+export interface BackendKernels {
   // ---- elementwise ----
   /** Set every element of `out` to `value`. */
   fill(out: Storage, value: number): void;
@@ -223,6 +229,39 @@ export interface Backend {
     hyper: AdamHyper,
   ): void;
 }
+
+/**
+ * Windowed host access to a buffer, offered by backends whose storage lives in host memory
+ * (reference, wasm), so that a large buffer can be streamed (e.g. to and from a checkpoint)
+ * without a second full copy. A device backend does not offer it.
+ */
+export interface RangeAccess {
+  /** Copy elements [start, start + out.length) into `out`. */
+  readRange(storage: Storage, start: number, out: FloatArray): void;
+  /** Overwrite elements [start, start + data.length) from the host. */
+  writeRange(storage: Storage, start: number, data: FloatArray): void;
+}
+
+/** Whether `backend` offers {@link RangeAccess}. */
+export function hasRangeAccess(backend: Backend): backend is Backend & RangeAccess {
+  const b = backend as Partial<RangeAccess>;
+  return typeof b.readRange === 'function' && typeof b.writeRange === 'function';
+}
+
+/** The {@link Backend} members that manage storage rather than run a kernel. */
+export const STORAGE_METHODS = ['alloc', 'fromArray', 'read', 'write', 'free'] as const satisfies readonly Exclude<
+  keyof Backend,
+  KernelMethod | 'name' | 'supportsDtype'
+>[];
+
+/** Names of the {@link Backend} storage operations. */
+export type StorageMethod = (typeof STORAGE_METHODS)[number];
+
+/** Names of the {@link Backend} kernels. */
+export type KernelMethod = keyof BackendKernels;
+
+/** Names of every {@link Backend} method but `supportsDtype`: the storage operations and the kernels. */
+export type BackendMethod = StorageMethod | KernelMethod;
 
 /**
  * A backend whose kernels complete later than their calls return (webgpu): its `read`

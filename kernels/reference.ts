@@ -4,17 +4,8 @@
  * It is the ground truth every other backend is checked against, and the only one
  * that supports float64 (used by gradient checks). Clarity wins over speed here.
  */
-import type {
-  AdamHyper,
-  Backend,
-  BagMode,
-  BinaryOp,
-  DType,
-  FloatArray,
-  MatmulGeometry,
-  Storage,
-  UnaryOp,
-} from './backend.js';
+import type { AdamHyper, Backend, BagMode, BinaryOp, DType, FloatArray, Storage, UnaryOp } from './backend.js';
+import { defineKernels, kernelBase } from './kernel-table.js';
 import * as sm from './stable-math.js';
 import { broadcastStrides, stridesOf } from './shape-util.js';
 
@@ -32,6 +23,12 @@ export class HostStorage implements Storage {
 function host(s: Storage): FloatArray {
   if (!(s instanceof HostStorage)) throw new Error('reference backend: storage belongs to another backend');
   return s.data;
+}
+
+/** Throws unless [start, start + count) lies within a buffer of `size` elements. */
+export function checkRange(start: number, count: number, size: number, what: string): void {
+  if (!(Number.isSafeInteger(start) && start >= 0 && start + count <= size))
+    throw new Error(`${what}: elements [${start}, ${start + count}) outside a buffer of ${size}`);
 }
 
 function newArray(size: number, dtype: DType): FloatArray {
@@ -117,7 +114,7 @@ function adamUpdate(
 }
 
 /** The plain-TypeScript backend. */
-export class ReferenceBackend implements Backend {
+export class ReferenceBackend extends kernelBase() implements Backend {
   readonly name = 'reference';
 
   supportsDtype(_dtype: DType): boolean {
@@ -140,42 +137,47 @@ export class ReferenceBackend implements Backend {
     if (data.length !== dst.length) throw new Error(`write: ${data.length} values into a buffer of ${dst.length}`);
     dst.set(data);
   }
+  readRange(storage: Storage, start: number, out: FloatArray): void {
+    const src = host(storage);
+    checkRange(start, out.length, src.length, 'readRange');
+    out.set(src.subarray(start, start + out.length));
+  }
+  writeRange(storage: Storage, start: number, data: FloatArray): void {
+    const dst = host(storage);
+    checkRange(start, data.length, dst.length, 'writeRange');
+    dst.set(data, start);
+  }
   free(_storage: Storage): void {
     // Garbage collection reclaims host arrays.
   }
+}
 
-  fill(out: Storage, value: number): void {
+/** The kernels, in plain loops over host arrays. */
+defineKernels(ReferenceBackend, {
+  fill(out, value) {
     host(out).fill(value);
-  }
-  copy(src: Storage, out: Storage): void {
+  },
+  copy(src, out) {
     host(out).set(host(src));
-  }
-  unary(op: UnaryOp, x: Storage, out: Storage): void {
+  },
+  unary(op, x, out) {
     const f = unaryFns[op];
     const xs = host(x);
     const os = host(out);
     for (let i = 0; i < xs.length; i++) os[i] = f(xs[i]);
-  }
-  affine(x: Storage, alpha: number, beta: number, out: Storage): void {
+  },
+  affine(x, alpha, beta, out) {
     const xs = host(x);
     const os = host(out);
     for (let i = 0; i < xs.length; i++) os[i] = alpha * xs[i] + beta;
-  }
-  axpby(a: number, x: Storage, b: number, y: Storage, out: Storage): void {
+  },
+  axpby(a, x, b, y, out) {
     const xs = host(x);
     const ys = host(y);
     const os = host(out);
     for (let i = 0; i < os.length; i++) os[i] = a * xs[i] + b * ys[i];
-  }
-  binary(
-    op: BinaryOp,
-    a: Storage,
-    aShape: readonly number[],
-    b: Storage,
-    bShape: readonly number[],
-    out: Storage,
-    outShape: readonly number[],
-  ): void {
+  },
+  binary(op, a, aShape, b, bShape, out, outShape) {
     const f = binaryFns[op];
     const as = host(a);
     const bs = host(b);
@@ -187,9 +189,8 @@ export class ReferenceBackend implements Backend {
     forEachBroadcast(aShape, bShape, outShape, (o, ia, ib) => {
       os[o] = f(as[ia], bs[ib]);
     });
-  }
-
-  reduceSum(x: Storage, shape: readonly number[], axes: readonly number[], out: Storage): void {
+  },
+  reduceSum(x, shape, axes, out) {
     const xs = host(x);
     const os = host(out);
     os.fill(0);
@@ -198,8 +199,8 @@ export class ReferenceBackend implements Backend {
     forEachBroadcast(outShape, shape, shape, (_o, io, ix) => {
       os[io] += xs[ix];
     });
-  }
-  reduceMaxLast(x: Storage, rows: number, cols: number, out: Storage): void {
+  },
+  reduceMaxLast(x, rows, cols, out) {
     const xs = host(x);
     const os = host(out);
     for (let r = 0; r < rows; r++) {
@@ -207,8 +208,8 @@ export class ReferenceBackend implements Backend {
       for (let c = 0; c < cols; c++) best = Math.max(best, xs[r * cols + c]);
       os[r] = best;
     }
-  }
-  permute(x: Storage, shape: readonly number[], perm: readonly number[], out: Storage): void {
+  },
+  permute(x, shape, perm, out) {
     const xs = host(x);
     const os = host(out);
     const inStrides = stridesOf(shape);
@@ -224,16 +225,8 @@ export class ReferenceBackend implements Backend {
       }
       os[o] = xs[src];
     });
-  }
-  copyBlock(
-    src: Storage,
-    srcShape: readonly number[],
-    srcBegin: readonly number[],
-    out: Storage,
-    outShape: readonly number[],
-    outBegin: readonly number[],
-    extent: readonly number[],
-  ): void {
+  },
+  copyBlock(src, srcShape, srcBegin, out, outShape, outBegin, extent) {
     const ss = host(src);
     const os = host(out);
     const sStr = stridesOf(srcShape);
@@ -256,9 +249,8 @@ export class ReferenceBackend implements Backend {
       }
       os[oi] = ss[si];
     });
-  }
-
-  matmul(a: Storage, b: Storage, out: Storage, g: MatmulGeometry): void {
+  },
+  matmul(a, b, out, g) {
     const as = host(a);
     const bs = host(b);
     const os = host(out);
@@ -284,24 +276,15 @@ export class ReferenceBackend implements Backend {
         for (let j = 0; j < n; j++) os[oOff + i * n + j] = row[j];
       }
     }
-  }
-
-  gatherRows(x: Storage, dim: number, ids: Int32Array, out: Storage): void {
+  },
+  gatherRows(x, dim, ids, out) {
     const xs = host(x);
     const os = host(out);
     for (let i = 0; i < ids.length; i++) {
       os.set(xs.subarray(ids[i] * dim, ids[i] * dim + dim), i * dim);
     }
-  }
-  embeddingBag(
-    table: Storage,
-    dim: number,
-    ids: Int32Array,
-    offsets: Int32Array,
-    weights: Float32Array | null,
-    mode: BagMode,
-    out: Storage,
-  ): void {
+  },
+  embeddingBag(table, dim, ids, offsets, weights, mode, out) {
     const ts = host(table);
     const os = host(out);
     const batch = offsets.length - 1;
@@ -316,15 +299,8 @@ export class ReferenceBackend implements Backend {
         for (let d = 0; d < dim; d++) os[b * dim + d] += w * ts[row + d];
       }
     }
-  }
-  segmentSumRows(
-    src: Storage,
-    dim: number,
-    segments: Int32Array,
-    srcRows: Int32Array,
-    scales: Float32Array | null,
-    out: Storage,
-  ): void {
+  },
+  segmentSumRows(src, dim, segments, srcRows, scales, out) {
     const ss = host(src);
     const os = host(out);
     os.fill(0);
@@ -335,16 +311,15 @@ export class ReferenceBackend implements Backend {
         for (let d = 0; d < dim; d++) os[u * dim + d] += w * ss[row + d];
       }
     }
-  }
-  scatterAddRows(values: Storage, dim: number, rows: Int32Array, out: Storage): void {
+  },
+  scatterAddRows(values, dim, rows, out) {
     const vs = host(values);
     const os = host(out);
     for (let i = 0; i < rows.length; i++) {
       for (let d = 0; d < dim; d++) os[rows[i] * dim + d] += vs[i * dim + d];
     }
-  }
-
-  prelu(x: Storage, slope: Storage, channels: number, out: Storage): void {
+  },
+  prelu(x, slope, channels, out) {
     const xs = host(x);
     const ss = host(slope);
     const os = host(out);
@@ -352,15 +327,8 @@ export class ReferenceBackend implements Backend {
       const v = xs[i];
       os[i] = v > 0 ? v : ss[i % channels] * v;
     }
-  }
-  preluBackward(
-    x: Storage,
-    slope: Storage,
-    gradOut: Storage,
-    channels: number,
-    gradX: Storage,
-    gradSlope: Storage,
-  ): void {
+  },
+  preluBackward(x, slope, gradOut, channels, gradX, gradSlope) {
     const xs = host(x);
     const ss = host(slope);
     const gs = host(gradOut);
@@ -376,8 +344,8 @@ export class ReferenceBackend implements Backend {
         gsl[c] += xs[i] * gs[i];
       }
     }
-  }
-  softmaxLast(x: Storage, mask: Storage | null, rows: number, cols: number, out: Storage): void {
+  },
+  softmaxLast(x, mask, rows, cols, out) {
     const xs = host(x);
     const ms = mask ? host(mask) : null;
     const os = host(out);
@@ -393,28 +361,28 @@ export class ReferenceBackend implements Backend {
       }
       for (let c = 0; c < cols; c++) os[base + c] = total > 0 ? os[base + c] / total : 0;
     }
-  }
-  bceWithLogits(logits: Storage, labels: Storage, out: Storage): void {
+  },
+  bceWithLogits(logits, labels, out) {
     const xs = host(logits);
     const ys = host(labels);
     const os = host(out);
     for (let i = 0; i < xs.length; i++) os[i] = sm.bceWithLogits(xs[i], ys[i]);
-  }
-  bceWithLogitsBackward(logits: Storage, labels: Storage, gradOut: Storage, out: Storage): void {
+  },
+  bceWithLogitsBackward(logits, labels, gradOut, out) {
     const xs = host(logits);
     const ys = host(labels);
     const gs = host(gradOut);
     const os = host(out);
     for (let i = 0; i < xs.length; i++) os[i] = (sm.sigmoid(xs[i]) - ys[i]) * gs[i];
-  }
-  productBce(a: Storage, b: Storage, labels: Storage, out: Storage): void {
+  },
+  productBce(a, b, labels, out) {
     const as = host(a);
     const bs = host(b);
     const ys = host(labels);
     const os = host(out);
     for (let i = 0; i < as.length; i++) os[i] = sm.productBce(as[i], bs[i], ys[i]);
-  }
-  productBceBackward(a: Storage, b: Storage, labels: Storage, gradOut: Storage, gradA: Storage, gradB: Storage): void {
+  },
+  productBceBackward(a, b, labels, gradOut, gradA, gradB) {
     const as = host(a);
     const bs = host(b);
     const ys = host(labels);
@@ -425,28 +393,19 @@ export class ReferenceBackend implements Backend {
       ga[i] = sm.productBceGradA(as[i], bs[i], ys[i]) * gs[i];
       gb[i] = sm.productBceGradA(bs[i], as[i], ys[i]) * gs[i];
     }
-  }
-
-  adam(param: Storage, grad: Storage, m: Storage, v: Storage, hyper: AdamHyper): void {
+  },
+  adam(param, grad, m, v, hyper) {
     const p = host(param);
     adamUpdate(p, host(grad), host(m), host(v), 0, 0, p.length, hyper);
-  }
-  sparseAdam(
-    param: Storage,
-    m: Storage,
-    v: Storage,
-    dim: number,
-    rows: Int32Array,
-    gradRows: Storage,
-    hyper: AdamHyper,
-  ): void {
+  },
+  sparseAdam(param, m, v, dim, rows, gradRows, hyper) {
     const p = host(param);
     const g = host(gradRows);
     const ms = host(m);
     const vs = host(v);
     for (let i = 0; i < rows.length; i++) adamUpdate(p, g, ms, vs, rows[i] * dim, i * dim, dim, hyper);
-  }
-}
+  },
+});
 
 /** The factor a bag's weighted sum is multiplied by for a pooling mode. */
 export function bagScale(weights: Float32Array | null, start: number, end: number, mode: BagMode): number {

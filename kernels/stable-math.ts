@@ -24,9 +24,22 @@ export function logAddExp(a: number, b: number): number {
   return hi + Math.log1p(Math.exp(-Math.abs(a - b)));
 }
 
-/** Binary cross-entropy of sigmoid(x) against label y. */
+/**
+ * c · v, except that a zero weight gives 0 even when v is infinite: a loss term whose label
+ * weight is zero contributes nothing, so a saturated logit (±∞) with the matching label
+ * costs exactly 0 instead of 0 · ∞ = NaN. A NaN input still propagates through the other term.
+ */
+export function weighted(c: number, v: number): number {
+  return c === 0 ? 0 : c * v;
+}
+
+/**
+ * Binary cross-entropy of sigmoid(x) against label y: max(x, 0) − x·y + log1p(e^−|x|), with the
+ * linear part split by sign ((1 − y)·x or y·(−x)) so that x = ±∞ never computes ∞ − ∞.
+ */
 export function bceWithLogits(x: number, y: number): number {
-  return Math.max(x, 0) - x * y + Math.log1p(Math.exp(-Math.abs(x)));
+  const linear = x >= 0 ? weighted(1 - y, x) : weighted(y, -x);
+  return linear + Math.log1p(Math.exp(-Math.abs(x)));
 }
 
 /**
@@ -36,7 +49,7 @@ export function bceWithLogits(x: number, y: number): number {
 export function productBce(a: number, b: number, y: number): number {
   const logP = logSigmoid(a) + logSigmoid(b);
   const logOneMinusP = logAddExp(logSigmoid(-a), logSigmoid(a) + logSigmoid(-b));
-  return -y * logP - (1 - y) * logOneMinusP;
+  return weighted(y, -logP) + weighted(1 - y, -logOneMinusP);
 }
 
 /**
@@ -49,5 +62,5 @@ export function productBce(a: number, b: number, y: number): number {
 export function productBceGradA(a: number, b: number, y: number): number {
   const p = Math.exp(logSigmoid(a) + logSigmoid(b));
   const t = a + logSigmoid(-b);
-  return (1 - y) * p * sigmoid(-t) - y * sigmoid(-a);
+  return weighted(1 - y, p * sigmoid(-t)) - weighted(y, sigmoid(-a));
 }

@@ -104,6 +104,17 @@ function isBinary(v: number): boolean {
   return v === 0 || v === 1;
 }
 
+/** Finite once stored as float32 (3.5e38 is a finite double but +Inf in float32). */
+function isFiniteF32(v: number): boolean {
+  return Number.isFinite(Math.fround(v));
+}
+
+function kindOf(a: unknown): string {
+  if (a === null || a === undefined) return String(a);
+  if (Array.isArray(a)) return 'an Array';
+  return (a as object).constructor?.name ?? typeof a;
+}
+
 /**
  * Check a batch against its schema before it reaches the kernels, so that a bad row
  * fails with the field and row that caused it rather than deep inside an op.
@@ -113,8 +124,10 @@ export function validateBatch(schema: Schema, batch: Batch): void {
   const fail = (what: string, message: string): never => {
     throw new Error(`validateBatch: ${what}: ${message}`);
   };
+  if (typeof batch !== 'object' || batch === null) fail('batch', `must be an object, got ${kindOf(batch)}`);
   const n = batch.size;
   if (!Number.isInteger(n) || n < 0) fail('batch', `size must be a non-negative integer, got ${n}`);
+  if (typeof batch.fields !== 'object' || batch.fields === null) fail('batch', "has no 'fields' object");
   const labelArrays: [string, Float32Array][] = [
     ['click', batch.click],
     ['conversion', batch.conversion],
@@ -142,10 +155,12 @@ export function validateBatch(schema: Schema, batch: Batch): void {
       const dim = field.dim ?? 1;
       if (data.values.length !== n * dim) fail(where, `has ${data.values.length} values, expected ${n} rows × ${dim}`);
       for (let i = 0; i < data.values.length; i++) {
-        if (!Number.isFinite(data.values[i]))
-          fail(`${where} row ${Math.floor(i / dim)}`, `value ${data.values[i]} is not finite`);
+        if (!isFiniteF32(data.values[i]))
+          fail(`${where} row ${Math.floor(i / dim)}`, `value ${data.values[i]} is not finite in float32`);
       }
     } else if (field.kind === 'categorical' && data.kind === 'categorical') {
+      if (!(data.ids instanceof Int32Array))
+        fail(where, `ids must be an Int32Array, got ${kindOf(data.ids)} (convert integer ids with Int32Array.from)`);
       if (data.ids.length !== n) fail(where, `has ${data.ids.length} ids for a batch of ${n} rows`);
       for (let r = 0; r < n; r++) {
         const id = data.ids[r];
@@ -154,6 +169,11 @@ export function validateBatch(schema: Schema, batch: Batch): void {
       }
     } else if (field.kind === 'bag' && data.kind === 'bag') {
       const { ids, offsets, values } = data;
+      if (!(ids instanceof Int32Array))
+        fail(where, `ids must be an Int32Array, got ${kindOf(ids)} (convert integer ids with Int32Array.from)`);
+      if (!(offsets instanceof Int32Array)) fail(where, `offsets must be an Int32Array, got ${kindOf(offsets)}`);
+      if (values && !(values instanceof Float32Array))
+        fail(where, `values must be a Float32Array, got ${kindOf(values)}`);
       if (offsets.length !== n + 1) fail(where, `has ${offsets.length} offsets, expected batch size + 1 = ${n + 1}`);
       if (offsets[0] !== 0) fail(`${where} row 0`, `offsets must start at 0, got ${offsets[0]}`);
       for (let r = 0; r < n; r++) {
@@ -172,7 +192,8 @@ export function validateBatch(schema: Schema, batch: Batch): void {
               `id ${ids[j]} (position ${j - offsets[r]} of the bag) is outside the vocabulary [0, ${field.vocabSize})`,
             );
           }
-          if (values && !Number.isFinite(values[j])) fail(`${where} row ${r}`, `value ${values[j]} is not finite`);
+          if (values && !isFiniteF32(values[j]))
+            fail(`${where} row ${r}`, `value ${values[j]} is not finite in float32`);
         }
       }
     }

@@ -16,7 +16,7 @@ const fieldId = fc.oneof(
 const entry = fc.tuple(
   fieldId,
   fc.oneof(fc.integer({ min: 0, max: 10_100_000 }), fc.maxSafeNat()),
-  fc.oneof(fc.constant(1), fc.integer({ min: 0, max: 1000 }), fc.double({ noNaN: true, noDefaultInfinity: true })),
+  fc.oneof(fc.constant(1), fc.integer({ min: 0, max: 1000 }), fc.double({ min: -3.4e38, max: 3.4e38, noNaN: true })),
 );
 
 describe('feature-list parser', () => {
@@ -67,6 +67,10 @@ describe('feature-list parser', () => {
     expect(() => parseFeatureList('205\x02-1\x031')).toThrow(/bad feature id "-1"/);
     expect(() => parseFeatureList('205\x021\x030x10')).toThrow(/bad value "0x10"/);
     expect(() => parseFeatureList('205\x021\x031e999')).toThrow(/non-finite/);
+    // Finite as doubles, but Infinity once stored in a Float32Array.
+    expect(() => parseFeatureList('205\x021\x033.5e38')).toThrow(/non-finite in float32/);
+    expect(() => parseFeatureList('205\x021\x03-1e39')).toThrow(/non-finite in float32/);
+    expect(parseFeatureList('205\x021\x033.4e38').values).toEqual([3.4e38]);
   });
 
   it('splits lines on the first commas only', () => {

@@ -16,6 +16,7 @@ import {
   type ConcreteGpuMode,
 } from '../kernels/gpu/index.js';
 import { createGpu, runsOn } from '../kernels/gpu/gpujs.js';
+import { KERNEL_METHODS } from '../kernels/gpu/plans.js';
 import { ReferenceBackend } from '../kernels/reference.js';
 import { assertClose, kernelChecks, randomArray } from './gpu/kernel-checks.js';
 
@@ -178,6 +179,25 @@ describe('gpu backend, fallback detection', () => {
   it('rejects webgpu (asynchronous in gpu.js) and unknown modes with a reason', () => {
     expect(() => new GpuBackend({ mode: 'webgpu' })).toThrow(/Promise|not available/);
     expect(() => new GpuBackend({ mode: 'bogus' })).toThrow(/unknown mode/);
+  });
+});
+
+describe('kernel checks', () => {
+  it('exercise every kernel of the interface (a new kernel needs a check case)', () => {
+    const called = new Set<string>();
+    const ref = new ReferenceBackend();
+    const recording = new Proxy(ref, {
+      get(target, key, receiver) {
+        const value: unknown = Reflect.get(target, key, receiver);
+        if (typeof key !== 'string' || typeof value !== 'function') return value;
+        return (...args: unknown[]) => {
+          called.add(key);
+          return (value as (...a: unknown[]) => unknown).apply(target, args);
+        };
+      },
+    });
+    for (const check of kernelChecks(0.01)) check.run(recording);
+    expect(KERNEL_METHODS.filter((k) => !called.has(k))).toEqual([]);
   });
 });
 

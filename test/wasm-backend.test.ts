@@ -19,6 +19,7 @@ import {
   type UnaryOp,
 } from '../kernels/index.js';
 import { WasmBackend, createWasmBackend, planBroadcast, sizeClass, ModuleBuilder } from '../kernels/wasm/index.js';
+import { kernelChecks } from './gpu/kernel-checks.js';
 import { assertClose, F32_TOL, randomArray, rng, type Tol } from './wasm/helpers-wasm.js';
 
 const ref = new ReferenceBackend();
@@ -148,6 +149,10 @@ describe.each([1, 2] as const)('threads=%i', (threads) => {
   });
   afterAll(() => {
     if (threads === 2) wasm.dispose();
+  });
+
+  describe('wasm backend: the kernel checks every backend runs', () => {
+    for (const c of kernelChecks(0.5)) it(c.name, () => c.run(wasm));
   });
 
   describe('wasm backend: GEMM', () => {

@@ -19,6 +19,12 @@
  *   - Linear weight [out, in] and bias [out] ~ U(-1/sqrt(in), 1/sqrt(in))  (PyTorch's default)
  *   - PReLU slopes: one per channel, 0.25
  *   - towers "ctr" and "cvr": l1 180->200, p1 (200), l2 200->80, p2 (80), l3 80->1
+ *   - DIN workload (version 2): per tower an activation unit "<tower>.att": l1 72->80, p1 (80),
+ *     l2 80->40, p2 (40), l3 40->1, scoring the behaviours of bag b0 against field f0
+ *   - DeepFM workload (version 2): per tower first-order tables "<tower>.lin.<field>" [100000, 1]
+ *     ~ N(0, 0.01^2) and a bias "<tower>.fm.bias" [1] = 0
+ *   Each tensor lists the workloads (mlp, din, deepfm) that use it; adding tensors leaves the
+ *   others' values unchanged, since every tensor has its own stream.
  *   - data (stream "data"): ids uniform in [0, 100000); click ~ Bernoulli(0.06) when
  *     f0's id is even, else Bernoulli(0.02) (4% overall); conversion given click ~
  *     Bernoulli(0.30) when f1's id is even, else Bernoulli(0.10) (20% overall), so the
@@ -36,7 +42,7 @@ const HERE = path.dirname(fileURLToPath(import.meta.url));
 export const OUT_DIR = path.resolve(HERE, '..', 'out');
 export const MANIFEST = path.join(OUT_DIR, 'init-manifest.json');
 
-export const RECIPE_VERSION = 1;
+export const RECIPE_VERSION = 2;
 export const VOCAB = 100_000;
 export const DIM = 18;
 export const SINGLE_FIELDS = 8;
@@ -45,6 +51,11 @@ export const BAG_LEN = 10;
 export const ROWS = 20_480;
 export const ID_COLS = SINGLE_FIELDS + BAG_FIELDS * BAG_LEN; // 28
 export const TOWER_DIMS = [(SINGLE_FIELDS + BAG_FIELDS) * DIM, 200, 80, 1]; // 180 -> 200 -> 80 -> 1
+/** DIN's activation unit over [e, q, e - q, e * q]: 72 -> 80 -> 40 -> 1 (the paper's 80-40). */
+export const ATTENTION_DIMS = [4 * DIM, 80, 40, 1];
+/** The base models benchmarked on the reference workload; DIN attends bag b0 against field f0. */
+export const WORKLOADS = ['mlp', 'din', 'deepfm'];
+export const DIN_PAIR = { sequence: 'b0', target: 'f0' };
 
 function fnv1a32(s) {
   let h = 0x811c9dc5;
@@ -86,24 +97,35 @@ function uniformArray(n, lo, hi, rand) {
   return out;
 }
 
-/** The parameter list, in the order every peer uses. */
+/** Linear [out, in] + bias, and PReLU slopes between the layers, of an MLP with the given widths. */
+function mlpSpecs(prefix, dims, workloads) {
+  const specs = [];
+  for (let l = 0; l < dims.length - 1; l++) {
+    const [inF, outF] = [dims[l], dims[l + 1]];
+    const init = `uniform(+-1/sqrt(${inF}))`;
+    specs.push({ name: `${prefix}.l${l + 1}.weight`, shape: [outF, inF], fanIn: inF, init, workloads });
+    specs.push({ name: `${prefix}.l${l + 1}.bias`, shape: [outF], fanIn: inF, init, workloads });
+    if (l < dims.length - 2)
+      specs.push({ name: `${prefix}.p${l + 1}.weight`, shape: [outF], init: 'const(0.25)', workloads });
+  }
+  return specs;
+}
+
+/** The parameter list, in the order every peer uses; `workloads` names the base models that use each. */
 export function parameterSpecs() {
   const specs = [];
-  for (let f = 0; f < SINGLE_FIELDS; f++)
-    specs.push({ name: `emb.f${f}`, shape: [VOCAB, DIM], init: 'normal(0,0.01)' });
-  for (let b = 0; b < BAG_FIELDS; b++) specs.push({ name: `emb.b${b}`, shape: [VOCAB, DIM], init: 'normal(0,0.01)' });
+  const fields = [
+    ...Array.from({ length: SINGLE_FIELDS }, (_, f) => `f${f}`),
+    ...Array.from({ length: BAG_FIELDS }, (_, b) => `b${b}`),
+  ];
+  for (const field of fields)
+    specs.push({ name: `emb.${field}`, shape: [VOCAB, DIM], init: 'normal(0,0.01)', workloads: WORKLOADS });
   for (const tower of ['ctr', 'cvr']) {
-    for (let l = 0; l < 3; l++) {
-      const [inF, outF] = [TOWER_DIMS[l], TOWER_DIMS[l + 1]];
-      specs.push({
-        name: `${tower}.l${l + 1}.weight`,
-        shape: [outF, inF],
-        fanIn: inF,
-        init: `uniform(+-1/sqrt(${inF}))`,
-      });
-      specs.push({ name: `${tower}.l${l + 1}.bias`, shape: [outF], fanIn: inF, init: `uniform(+-1/sqrt(${inF}))` });
-      if (l < 2) specs.push({ name: `${tower}.p${l + 1}.weight`, shape: [outF], init: 'const(0.25)' });
-    }
+    specs.push(...mlpSpecs(tower, TOWER_DIMS, WORKLOADS));
+    specs.push(...mlpSpecs(`${tower}.att`, ATTENTION_DIMS, ['din']));
+    for (const field of fields)
+      specs.push({ name: `${tower}.lin.${field}`, shape: [VOCAB, 1], init: 'normal(0,0.01)', workloads: ['deepfm'] });
+    specs.push({ name: `${tower}.fm.bias`, shape: [1], init: 'const(0)', workloads: ['deepfm'] });
   }
   return specs;
 }
@@ -116,7 +138,7 @@ function valuesFor(spec, seed) {
     const bound = 1 / Math.sqrt(spec.fanIn);
     return uniformArray(n, -bound, bound, rand);
   }
-  return new Float32Array(n).fill(0.25);
+  return new Float32Array(n).fill(spec.init === 'const(0)' ? 0 : 0.25);
 }
 
 function makeData(seed) {
@@ -160,6 +182,9 @@ export function generate(seed = 2018) {
     bagFields: BAG_FIELDS,
     bagLen: BAG_LEN,
     towerDims: TOWER_DIMS,
+    attentionDims: ATTENTION_DIMS,
+    dinPair: DIN_PAIR,
+    workloads: WORKLOADS,
     tensors,
     data: {
       rows: ROWS,

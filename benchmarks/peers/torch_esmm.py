@@ -155,7 +155,7 @@ def openblas_info(provider):
 REMAP = 7919  # id remap multiplier for --vocab (prime, coprime to 10^k); esmm-ts and tfjs.mjs use the same
 
 
-def run_child(variant, threads, batch, warmup, repeats, steps, loss_steps, vocab=None):
+def run_child(variant, threads, batch, warmup, repeats, steps, loss_steps, vocab=None, workload="mlp", profile_steps=0):
     import torch
     import torch.nn as nn
     import torch.nn.functional as F
@@ -175,38 +175,105 @@ def run_child(variant, threads, batch, warmup, repeats, steps, loss_steps, vocab
     sparse = variant == "sparse"
     # --vocab (scaling runs): tables of `vocab` rows drawn N(0, 0.01^2) here, ids remapped (id * REMAP) % vocab.
     scaled = vocab is not None and vocab != manifest["vocab"]
+    if scaled and workload != "mlp":
+        raise SystemExit("--vocab scaling runs are defined for the mlp workload only")
     torch.manual_seed(2018)
+    names = [f"f{i}" for i in range(single)] + [f"b{i}" for i in range(bags)]
 
-    class Tower(nn.Module):
-        def __init__(self, prefix):
+    def table(entry_name, rows=None, bag=True):
+        w = torch.empty(rows, manifest["dim"]).normal_(0.0, 0.01) if scaled else load(tensors[entry_name], torch.float32)
+        if bag:
+            return nn.EmbeddingBag.from_pretrained(w, freeze=False, mode="sum", sparse=sparse)
+        return nn.Embedding.from_pretrained(w, freeze=False, sparse=sparse)
+
+    class MLP(nn.Module):
+        """Linear / PReLU alternating (l1, p1, l2, ...), weights from the init files under `prefix`."""
+
+        def __init__(self, prefix, dims):
             super().__init__()
-            dims = manifest["towerDims"]
-            self.l1 = nn.Linear(dims[0], dims[1])
-            self.p1 = nn.PReLU(dims[1])
-            self.l2 = nn.Linear(dims[1], dims[2])
-            self.p2 = nn.PReLU(dims[2])
-            self.l3 = nn.Linear(dims[2], dims[3])
+            self.depth = len(dims) - 1
+            for l in range(self.depth):
+                setattr(self, f"l{l + 1}", nn.Linear(dims[l], dims[l + 1]))
+                if l < self.depth - 1:
+                    setattr(self, f"p{l + 1}", nn.PReLU(dims[l + 1]))
             with torch.no_grad():
                 for name, p in self.named_parameters():
                     p.copy_(load(tensors[f"{prefix}.{name}"], torch.float32))
 
         def forward(self, x):
-            return self.l3(self.p2(self.l2(self.p1(self.l1(x))))).squeeze(1)
+            for l in range(self.depth):
+                x = getattr(self, f"l{l + 1}")(x)
+                if l < self.depth - 1:
+                    x = getattr(self, f"p{l + 1}")(x)
+            return x
+
+    class MlpTower(nn.Module):
+        def __init__(self, prefix):
+            super().__init__()
+            self.net = MLP(prefix, manifest["towerDims"])
+
+        def forward(self, pooled, field_ids, seq):
+            return self.net(torch.cat(pooled, dim=1)).squeeze(1)
+
+    pair = manifest.get("dinPair", {"sequence": "b0", "target": "f0"})
+    seq_index, target_index = names.index(pair["sequence"]), names.index(pair["target"])
+
+    class DinTower(nn.Module):
+        """DIN (Zhou et al., KDD 2018): the sequence's behaviours e weighted by the activation unit's score of
+        [e, q, e - q, e * q] against the target q, unnormalised (the paper); bags here are full, so no mask."""
+
+        def __init__(self, prefix):
+            super().__init__()
+            self.att = MLP(f"{prefix}.att", manifest["attentionDims"])
+            self.net = MLP(prefix, manifest["towerDims"])
+
+        def forward(self, pooled, field_ids, seq):
+            b, l, d = seq.shape
+            q = pooled[target_index].unsqueeze(1).expand(b, l, d)
+            scores = self.att(torch.cat([seq, q, seq - q, seq * q], dim=2).reshape(b * l, 4 * d)).reshape(b, 1, l)
+            attended = torch.bmm(scores, seq).squeeze(1)
+            x = torch.cat(pooled[:seq_index] + [attended] + pooled[seq_index + 1 :], dim=1)
+            return self.net(x).squeeze(1)
+
+    class DeepFmTower(nn.Module):
+        """DeepFM (Guo et al., IJCAI 2017): bias + first-order tables + FM 0.5((sum v)^2 - sum v^2) + MLP."""
+
+        def __init__(self, prefix):
+            super().__init__()
+            self.lin = nn.ModuleList(
+                [
+                    nn.EmbeddingBag.from_pretrained(load(tensors[f"{prefix}.lin.{n}"], torch.float32), freeze=False, mode="sum", sparse=sparse)
+                    for n in names
+                ]
+            )
+            self.bias = nn.Parameter(load(tensors[f"{prefix}.fm.bias"], torch.float32))
+            self.net = MLP(prefix, manifest["towerDims"])
+
+        def forward(self, pooled, field_ids, seq):
+            first = self.bias
+            for t, ids in zip(self.lin, field_ids):
+                first = first + t(ids)
+            stack = torch.stack(pooled, dim=1)
+            sum_v = stack.sum(1)
+            second = 0.5 * (sum_v * sum_v - (stack * stack).sum(1)).sum(1, keepdim=True)
+            return (first + second + self.net(torch.cat(pooled, dim=1))).squeeze(1)
+
+    Tower = {"mlp": MlpTower, "din": DinTower, "deepfm": DeepFmTower}[workload]
 
     class ESMM(nn.Module):
         def __init__(self):
             super().__init__()
-            names = [f"emb.f{i}" for i in range(single)] + [f"emb.b{i}" for i in range(bags)]
-            self.tables = nn.ModuleList()
-            for name in names:
-                w = torch.empty(vocab, manifest["dim"]).normal_(0.0, 0.01) if scaled else load(tensors[name], torch.float32)
-                self.tables.append(nn.EmbeddingBag.from_pretrained(w, freeze=False, mode="sum", sparse=sparse))
+            # DIN reads its sequence field row by row (nn.Embedding) instead of sum-pooled.
+            self.tables = nn.ModuleList(
+                [table(f"emb.{n}", vocab, bag=not (workload == "din" and i == seq_index)) for i, n in enumerate(names)]
+            )
             self.ctr = Tower("ctr")
             self.cvr = Tower("cvr")
 
         def forward(self, field_ids):
-            x = torch.cat([t(ids) for t, ids in zip(self.tables, field_ids)], dim=1)
-            return self.ctr(x), self.cvr(x)
+            pooled = [t(ids) for t, ids in zip(self.tables, field_ids)]
+            seq = pooled[seq_index] if workload == "din" else None
+            return self.ctr(pooled, field_ids, seq), self.cvr(pooled, field_ids, seq)
 
     def esmm_loss(a, b, click, conv):
         ctr = F.binary_cross_entropy_with_logits(a, click)
@@ -216,8 +283,11 @@ def run_child(variant, threads, batch, warmup, repeats, steps, loss_steps, vocab
         return ctr + ctcvr
 
     model = ESMM()
-    emb_params = [p for t in model.tables for p in t.parameters()]
-    tower_params = list(model.ctr.parameters()) + list(model.cvr.parameters())
+    # Row-sparse parameters (every table, DeepFM's first-order ones too) go to SparseAdam, the rest to Adam.
+    embedding_modules = [m for m in model.modules() if isinstance(m, (nn.Embedding, nn.EmbeddingBag))]
+    emb_params = [p for m in embedding_modules for p in m.parameters()]
+    emb_ids = {id(p) for p in emb_params}
+    tower_params = [p for p in model.parameters() if id(p) not in emb_ids]
     if sparse:
         optimizers = [torch.optim.SparseAdam(emb_params, lr=1e-3), torch.optim.Adam(tower_params, lr=1e-3)]
     else:
@@ -242,17 +312,28 @@ def run_child(variant, threads, batch, warmup, repeats, steps, loss_steps, vocab
     losses = []
     step_no = [0]
 
+    phases = None  # per-phase seconds, summed while profiling
+
     def step():
         field_ids, click, conv = batch_at(step_no[0])
         step_no[0] += 1
+        t0 = time.perf_counter()
         for o in optimizers:
             o.zero_grad(set_to_none=True)
         a, b = model(field_ids)
         loss = esmm_loss(a, b, click, conv)
+        t1 = time.perf_counter()
         loss.backward()
+        t2 = time.perf_counter()
         for o in optimizers:
             o.step()
+        t3 = time.perf_counter()
         value = loss.item()
+        if phases is not None:
+            phases["forward"] += t1 - t0
+            phases["backward"] += t2 - t1
+            phases["optimizer"] += t3 - t2
+            phases["other"] += time.perf_counter() - t3
         if len(losses) < loss_steps:
             losses.append(value)
         return value
@@ -268,10 +349,36 @@ def run_child(variant, threads, batch, warmup, repeats, steps, loss_steps, vocab
     while len(losses) < loss_steps:
         step()
 
+    profile = None
+    if profile_steps > 0:
+        # Self time of each op over a few steps, the PyTorch side of the per-kernel breakdown.
+        from torch.profiler import ProfilerActivity, profile as torch_profile
+
+        phases = {"forward": 0.0, "backward": 0.0, "optimizer": 0.0, "other": 0.0}
+        for _ in range(profile_steps):
+            step()
+        phase_ms = {k: v * 1000 / profile_steps for k, v in phases.items()}
+        phases = None
+        with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+            t0 = time.perf_counter()
+            for _ in range(profile_steps):
+                step()
+            step_ms = (time.perf_counter() - t0) * 1000 / profile_steps
+        rows = [
+            {"op": e.key, "msPerStep": e.self_cpu_time_total / 1000 / profile_steps, "callsPerStep": e.count / profile_steps}
+            for e in prof.key_averages()
+            if e.self_cpu_time_total > 0
+        ]
+        rows.sort(key=lambda r: -r["msPerStep"])
+        profile = {"stepMs": step_ms, "rows": rows, "phases": phase_ms,
+                   "note": "phases timed without the profiler; ops: torch.profiler self CPU time (it adds overhead)"}
+
     libs = loaded_libraries()
     provider = sgemm_provider(libs)
     return {
         "framework": "pytorch",
+        "workload": workload,
+        "profile": profile,
         "variant": variant,
         "threads": threads,
         "batch": batch,
@@ -349,6 +456,9 @@ def main():
     ap.add_argument("--quick", action="store_true", help="warmup 2, repeats 3, steps 5")
     ap.add_argument("--vocab", type=int, default=None,
                     help="rows per table for scaling runs (tables initialised in-process, ids remapped (id*7919) %% vocab)")
+    ap.add_argument("--workload", default="mlp", choices=["mlp", "din", "deepfm"],
+                    help="base model of both towers (benchmarks/peers/make-init.mjs holds their initial weights)")
+    ap.add_argument("--profile", type=int, default=0, help="after timing, profile this many steps with torch.profiler")
     ap.add_argument("--child", nargs=3, metavar=("VARIANT", "THREADS", "BATCH"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.quick:
@@ -357,7 +467,8 @@ def main():
 
     if args.child:
         variant, threads, batch = args.child[0], int(args.child[1]), int(args.child[2])
-        res = run_child(variant, threads, batch, args.warmup, args.repeats, args.steps, args.loss_steps, args.vocab)
+        res = run_child(variant, threads, batch, args.warmup, args.repeats, args.steps, args.loss_steps, args.vocab,
+                        args.workload, args.profile)
         print("@@RESULT@@" + json.dumps(res))
         return 0
 
@@ -391,7 +502,8 @@ def main():
     for batch, blas, variant, threads, omp_wait in plan:
         cmd = [sys.executable, os.path.abspath(__file__), "--child", variant, str(threads), str(batch),
                "--warmup", str(args.warmup), "--repeats", str(args.repeats), "--steps", str(args.steps),
-               "--loss-steps", str(args.loss_steps)] + (["--vocab", str(args.vocab)] if args.vocab else [])
+               "--loss-steps", str(args.loss_steps), "--workload", args.workload, "--profile", str(args.profile)]
+        cmd += ["--vocab", str(args.vocab)] if args.vocab else []
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, env=child_env(threads, args.keep_env, None if omp_wait == "default" else omp_wait.upper(),
                                             ref_dir if blas == "reference" else None),

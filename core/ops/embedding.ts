@@ -76,7 +76,26 @@ function sparseRowGradient(
   return new RowSparseGrad(unique, values, table.shape, true);
 }
 
+/** A short name for what a caller passed, for errors. */
+function kindOf(a: unknown): string {
+  if (a === null || a === undefined) return String(a);
+  if (Array.isArray(a)) return 'an Array';
+  return (a as object).constructor?.name ?? typeof a;
+}
+
+/**
+ * Ids and offsets must be Int32Array: a kernel reads their raw bits, so a plain Array or a
+ * Float32Array would trap on wasm or silently read other rows (float bits as integers).
+ */
+function checkInt32(op: string, what: string, a: unknown): void {
+  if (!(a instanceof Int32Array))
+    throw new Error(
+      `${op}: ${what} must be an Int32Array, got ${kindOf(a)} (convert integer ids with Int32Array.from)`,
+    );
+}
+
 function checkIds(op: string, ids: Int32Array, rows: number): void {
+  checkInt32(op, 'ids', ids);
   for (let j = 0; j < ids.length; j++) {
     if (!(ids[j] >= 0 && ids[j] < rows)) {
       throw new Error(`${op}: id ${ids[j]} at position ${j} is outside the table's ${rows} rows`);
@@ -91,6 +110,10 @@ function checkIds(op: string, ids: Int32Array, rows: number): void {
 export function embeddingBag(table: Tensor, input: BagInput): Tensor {
   const { ids, offsets } = input;
   const weights = input.weights ?? null;
+  checkInt32('embeddingBag', 'offsets', offsets);
+  checkInt32('embeddingBag', 'ids', ids);
+  if (weights && !(weights instanceof Float32Array))
+    throw new Error(`embeddingBag: weights must be a Float32Array, got ${kindOf(weights)}`);
   if (table.rank !== 2) throw new Error(`embeddingBag: table must be 2-D, got ${fmt(table.shape)}`);
   if (offsets.length < 1 || offsets[0] !== 0 || offsets[offsets.length - 1] !== ids.length) {
     throw new Error(

@@ -8,7 +8,7 @@
  * batch, not with the vocabulary.
  */
 import { RowSparseGrad, Tensor } from '../tensor.js';
-import { currentGradient, Optimizer, restoreInto, stateLike, type OptimizerState } from './optimizer.js';
+import { currentGradient, Optimizer, sameShape, stateLike, type OptimizerState } from './optimizer.js';
 
 /** Adam options (PyTorch defaults). */
 export interface AdamOptions {
@@ -103,15 +103,38 @@ export class Adam extends Optimizer {
     return { tensors, scalars };
   }
 
-  loadStateDict(state: OptimizerState): void {
-    this.params.forEach((p, i) => {
-      const step = state.scalars[`${i}.step`];
-      if (step === undefined) return;
-      const s = this.slot(p);
-      restoreInto(s.m, state.tensors[`${i}.m`], `${i}.m`);
-      restoreInto(s.v, state.tensors[`${i}.v`], `${i}.v`);
+  checkState(shapes: Readonly<Record<string, readonly number[]>>, scalars: Readonly<Record<string, number>>): string[] {
+    const problems: string[] = [];
+    const stepped = new Set<number>();
+    for (const [key, value] of Object.entries(scalars)) {
+      const i = this.stateIndex(key, ['step']);
+      if (typeof i === 'string') problems.push(i);
+      else if (!(Number.isSafeInteger(value) && value >= 1))
+        problems.push(`'${key}' must be a positive integer, got ${value}`);
+      else stepped.add(i);
+    }
+    for (const [key, shape] of Object.entries(shapes)) {
+      const i = this.stateIndex(key, ['m', 'v']);
+      if (typeof i === 'string') problems.push(i);
+      else if (!stepped.has(i)) problems.push(`'${key}' has no step counter '${i}.step'`);
+      else if (!sameShape(shape, this.params[i].shape))
+        problems.push(`'${key}' has shape [${shape.join(', ')}], expected [${this.params[i].shape.join(', ')}]`);
+    }
+    for (const i of stepped)
+      for (const k of ['m', 'v']) if (!(`${i}.${k}` in shapes)) problems.push(`missing '${i}.${k}'`);
+    return problems;
+  }
+
+  prepareState(_names: readonly string[], scalars: Readonly<Record<string, number>>): Record<string, Tensor> {
+    const targets: Record<string, Tensor> = {};
+    for (const [key, step] of Object.entries(scalars)) {
+      const i = Number(key.slice(0, key.indexOf('.')));
+      const s = this.slot(this.params[i]);
       s.step = step;
-    });
+      targets[`${i}.m`] = s.m;
+      targets[`${i}.v`] = s.v;
+    }
+    return targets;
   }
 }
 

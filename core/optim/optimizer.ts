@@ -28,8 +28,46 @@ export abstract class Optimizer {
   /** Optimizer state for checkpoints: name → tensor, and scalar counters. */
   abstract stateDict(): OptimizerState;
 
-  /** Restore from {@link Optimizer.stateDict}; shapes are checked. */
-  abstract loadStateDict(state: OptimizerState): void;
+  /** Restore from {@link Optimizer.stateDict}; names, shapes and counters are checked first, and nothing changes on a mismatch. */
+  loadStateDict(state: OptimizerState): void {
+    const shapes: Record<string, readonly number[]> = {};
+    for (const [name, t] of Object.entries(state.tensors)) shapes[name] = t.shape;
+    const problems = this.checkState(shapes, state.scalars);
+    if (problems.length > 0) throw new Error(`optimizer state: ${problems.join('; ')}`);
+    const targets = this.prepareState(Object.keys(state.tensors), state.scalars);
+    for (const [name, target] of Object.entries(targets)) restoreInto(target, state.tensors[name], name);
+  }
+
+  /**
+   * What would make a saved state with these tensor shapes and scalar counters fail to load
+   * into this optimizer (unknown, missing or misshapen entries, bad counters); empty when it fits.
+   * Changes nothing, so a loader can check every part of a checkpoint before writing any.
+   */
+  abstract checkState(
+    shapes: Readonly<Record<string, readonly number[]>>,
+    scalars: Readonly<Record<string, number>>,
+  ): string[];
+
+  /**
+   * The live state tensors that a saved state with these names and counters restores into,
+   * created where missing, with the counters set; the caller then fills the tensors in place
+   * (e.g. streamed from a checkpoint). Call only once {@link Optimizer.checkState} found nothing.
+   */
+  abstract prepareState(names: readonly string[], scalars: Readonly<Record<string, number>>): Record<string, Tensor>;
+
+  /** Index of the parameter a state entry `I.suffix` belongs to, or a problem. */
+  protected stateIndex(key: string, suffixes: readonly string[]): number | string {
+    const m = /^(\d+)\.([a-z]+)$/.exec(key);
+    if (!m || !suffixes.includes(m[2])) return `unexpected entry '${key}'`;
+    const i = Number(m[1]);
+    if (i >= this.params.length) return `entry '${key}' for parameter ${i}, but there are ${this.params.length}`;
+    return i;
+  }
+}
+
+/** Whether two shapes are equal. */
+export function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
 }
 
 /** Serialisable optimizer state: per-parameter tensors by index, and counters. */

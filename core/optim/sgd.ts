@@ -1,6 +1,6 @@
 /** Stochastic gradient descent with momentum (PyTorch semantics). */
 import { RowSparseGrad, Tensor } from '../tensor.js';
-import { currentGradient, Optimizer, restoreInto, stateLike, type OptimizerState } from './optimizer.js';
+import { currentGradient, Optimizer, sameShape, stateLike, type OptimizerState } from './optimizer.js';
 
 /** SGD options. */
 export interface SgdOptions {
@@ -71,13 +71,25 @@ export class SGD extends Optimizer {
     return { tensors, scalars: {} };
   }
 
-  loadStateDict(state: OptimizerState): void {
-    this.params.forEach((p, i) => {
-      const saved = state.tensors[`${i}.velocity`];
-      if (!saved) return;
+  checkState(shapes: Readonly<Record<string, readonly number[]>>, scalars: Readonly<Record<string, number>>): string[] {
+    const problems = Object.keys(scalars).map((k) => `unexpected counter '${k}'`);
+    for (const [key, shape] of Object.entries(shapes)) {
+      const i = this.stateIndex(key, ['velocity']);
+      if (typeof i === 'string') problems.push(i);
+      else if (!sameShape(shape, this.params[i].shape))
+        problems.push(`'${key}' has shape [${shape.join(', ')}], expected [${this.params[i].shape.join(', ')}]`);
+    }
+    return problems;
+  }
+
+  prepareState(names: readonly string[]): Record<string, Tensor> {
+    const targets: Record<string, Tensor> = {};
+    for (const key of names) {
+      const p = this.params[Number(key.slice(0, key.indexOf('.')))];
       const v = this.velocity.get(p) ?? stateLike(p);
-      restoreInto(v, saved, `${i}.velocity`);
       this.velocity.set(p, v);
-    });
+      targets[key] = v;
+    }
+    return targets;
   }
 }

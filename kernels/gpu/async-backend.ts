@@ -14,27 +14,24 @@
  * launches, or hand it to gpu.js `createPipeline` (a single command encoder on webgpu),
  * without changing a kernel. Nothing in the synchronous engine depends on this file.
  */
-import type {
-  AdamHyper,
-  Backend,
-  BagMode,
-  BinaryOp,
-  DType,
-  FloatArray,
-  MatmulGeometry,
-  Storage,
-  UnaryOp,
+import {
+  STORAGE_METHODS,
+  type Backend,
+  type BackendKernels,
+  type BackendMethod,
+  type DType,
+  type FloatArray,
+  type KernelMethod,
+  type Storage,
 } from '../backend.js';
 import { createGpu, isDeviceBuffer, isWebGpuAvailable, type DeviceBuffer } from './gpujs.js';
 import { checkStorage, MAX_KERNEL_ELEMENTS } from './launch-args.js';
 import { Launcher } from './launcher.js';
-import { PLANS, upload, type Plan } from './plans.js';
+import { KERNEL_METHODS, PLANS, upload, type Plan } from './plans.js';
+import { plannedKernels } from './surface.js';
 
 /** Names of the {@link Backend} members that are kernels or storage operations (everything but name and dtype support). */
-export type AsyncMethod = Exclude<
-  { [K in keyof Backend]: Backend[K] extends (...args: never[]) => unknown ? K : never }[keyof Backend],
-  'supportsDtype'
->;
+export type AsyncMethod = BackendMethod;
 
 /**
  * {@link Backend} with every kernel and storage operation returning a Promise of its synchronous result.
@@ -42,7 +39,7 @@ export type AsyncMethod = Exclude<
  * @useDeclaredType
  */
 export type AsyncKernels = {
-  [K in AsyncMethod]: (...args: Parameters<Backend[K]>) => Promise<ReturnType<Backend[K]>>;
+  [K in keyof Pick<Backend, AsyncMethod>]: (...args: Parameters<Backend[K]>) => Promise<ReturnType<Backend[K]>>;
 };
 
 /**
@@ -58,42 +55,8 @@ export type AsyncBackend = AsyncKernels & {
   dispose(): Promise<void>;
 };
 
-/** Every asynchronous method, checked complete against {@link AsyncMethod} at compile time. */
-export const ASYNC_METHODS = [
-  'alloc',
-  'fromArray',
-  'read',
-  'write',
-  'free',
-  'fill',
-  'copy',
-  'unary',
-  'affine',
-  'axpby',
-  'binary',
-  'reduceSum',
-  'reduceMaxLast',
-  'permute',
-  'copyBlock',
-  'matmul',
-  'gatherRows',
-  'embeddingBag',
-  'segmentSumRows',
-  'scatterAddRows',
-  'prelu',
-  'preluBackward',
-  'softmaxLast',
-  'bceWithLogits',
-  'bceWithLogitsBackward',
-  'productBce',
-  'productBceBackward',
-  'adam',
-  'sparseAdam',
-] as const satisfies readonly AsyncMethod[];
-
-// A method added to Backend but not listed above fails to compile here.
-const methodsComplete: [Exclude<AsyncMethod, (typeof ASYNC_METHODS)[number]>] extends [never] ? true : never = true;
-void methodsComplete;
+/** Every asynchronous method: the storage operations, then the kernels of the plan table. */
+export const ASYNC_METHODS: readonly AsyncMethod[] = [...STORAGE_METHODS, ...KERNEL_METHODS];
 
 /**
  * A synchronous backend behind the asynchronous contract, so one async model path can run
@@ -123,13 +86,22 @@ export class AsyncGpuStorage implements Storage {
   ) {}
 }
 
-/** gpu.js webgpu kernels behind the {@link AsyncBackend} contract. Create with {@link AsyncGpuBackend.create}. */
-export class AsyncGpuBackend implements AsyncBackend {
+/**
+ * gpu.js webgpu kernels behind the {@link AsyncBackend} contract; each kernel method is generated
+ * from its plan and queues it. Create with {@link AsyncGpuBackend.create}.
+ */
+export class AsyncGpuBackend
+  extends plannedKernels<Promise<void>>()
+  // BackendKernels adds no constraint here (a method returning a Promise is one returning void);
+  // it gives the API docs each kernel's documentation.
+  implements BackendKernels, AsyncBackend
+{
   readonly name = 'gpu:webgpu';
   private readonly launcher: Launcher<DeviceBuffer>;
   private tail: Promise<unknown> = Promise.resolve();
 
   private constructor() {
+    super();
     this.launcher = new Launcher<DeviceBuffer>({
       gpu: createGpu('webgpu'),
       mode: 'webgpu',
@@ -172,11 +144,13 @@ export class AsyncGpuBackend implements AsyncBackend {
   }
 
   /**
-   * Queues `plan` on `args`. Host inputs are copied first: the caller may reuse its arrays
-   * (ids, shapes, optimizer hyperparameters) before the queued launches run.
+   * Queues kernel `name`'s plan on `args`. Host inputs are copied first: the caller may reuse
+   * its arrays (ids, shapes, optimizer hyperparameters) before the queued launches run.
+   * @internal
    */
-  private run<A extends unknown[]>(plan: (...args: A) => Plan, ...args: A): Promise<void> {
-    const copied = args.map(snapshot) as A;
+  override runKernel(name: KernelMethod, args: unknown[]): Promise<void> {
+    const copied = args.map(snapshot);
+    const plan = PLANS[name] as (...a: unknown[]) => Plan;
     return this.enqueue(() => this.launcher.runAsync(plan(...copied)));
   }
 
@@ -230,162 +204,10 @@ export class AsyncGpuBackend implements AsyncBackend {
   free(storage: Storage): Promise<void> {
     return this.enqueue(async () => this.launcher.assign(storage, null));
   }
-
-  // ---- kernels: the launches are in plans.ts ----
-
-  /** Queues {@link Backend.fill}. */
-  fill(out: Storage, value: number): Promise<void> {
-    return this.run(PLANS.fill, out, value);
-  }
-  /** Queues {@link Backend.copy}. */
-  copy(src: Storage, out: Storage): Promise<void> {
-    return this.run(PLANS.copy, src, out);
-  }
-  /** Queues {@link Backend.unary}. */
-  unary(op: UnaryOp, x: Storage, out: Storage): Promise<void> {
-    return this.run(PLANS.unary, op, x, out);
-  }
-  /** Queues {@link Backend.affine}. */
-  affine(x: Storage, alpha: number, beta: number, out: Storage): Promise<void> {
-    return this.run(PLANS.affine, x, alpha, beta, out);
-  }
-  /** Queues {@link Backend.axpby}. */
-  axpby(a: number, x: Storage, b: number, y: Storage, out: Storage): Promise<void> {
-    return this.run(PLANS.axpby, a, x, b, y, out);
-  }
-  /** Queues {@link Backend.binary}. */
-  binary(
-    op: BinaryOp,
-    a: Storage,
-    aShape: readonly number[],
-    b: Storage,
-    bShape: readonly number[],
-    out: Storage,
-    outShape: readonly number[],
-  ): Promise<void> {
-    return this.run(PLANS.binary, op, a, aShape, b, bShape, out, outShape);
-  }
-  /** Queues {@link Backend.reduceSum}. */
-  reduceSum(x: Storage, shape: readonly number[], axes: readonly number[], out: Storage): Promise<void> {
-    return this.run(PLANS.reduceSum, x, shape, axes, out);
-  }
-  /** Queues {@link Backend.reduceMaxLast}. */
-  reduceMaxLast(x: Storage, rows: number, cols: number, out: Storage): Promise<void> {
-    return this.run(PLANS.reduceMaxLast, x, rows, cols, out);
-  }
-  /** Queues {@link Backend.permute}. */
-  permute(x: Storage, shape: readonly number[], perm: readonly number[], out: Storage): Promise<void> {
-    return this.run(PLANS.permute, x, shape, perm, out);
-  }
-  /** Queues {@link Backend.copyBlock}. */
-  copyBlock(
-    src: Storage,
-    srcShape: readonly number[],
-    srcBegin: readonly number[],
-    out: Storage,
-    outShape: readonly number[],
-    outBegin: readonly number[],
-    extent: readonly number[],
-  ): Promise<void> {
-    return this.run(PLANS.copyBlock, src, srcShape, srcBegin, out, outShape, outBegin, extent);
-  }
-  /** Queues {@link Backend.matmul}. */
-  matmul(a: Storage, b: Storage, out: Storage, g: MatmulGeometry): Promise<void> {
-    return this.run(PLANS.matmul, a, b, out, g);
-  }
-  /** Queues {@link Backend.gatherRows}. */
-  gatherRows(x: Storage, dim: number, ids: Int32Array, out: Storage): Promise<void> {
-    return this.run(PLANS.gatherRows, x, dim, ids, out);
-  }
-  /** Queues {@link Backend.embeddingBag}. */
-  embeddingBag(
-    table: Storage,
-    dim: number,
-    ids: Int32Array,
-    offsets: Int32Array,
-    weights: Float32Array | null,
-    mode: BagMode,
-    out: Storage,
-  ): Promise<void> {
-    return this.run(PLANS.embeddingBag, table, dim, ids, offsets, weights, mode, out);
-  }
-  /** Queues {@link Backend.segmentSumRows}. */
-  segmentSumRows(
-    src: Storage,
-    dim: number,
-    segments: Int32Array,
-    srcRows: Int32Array,
-    scales: Float32Array | null,
-    out: Storage,
-  ): Promise<void> {
-    return this.run(PLANS.segmentSumRows, src, dim, segments, srcRows, scales, out);
-  }
-  /** Queues {@link Backend.scatterAddRows}. */
-  scatterAddRows(values: Storage, dim: number, rows: Int32Array, out: Storage): Promise<void> {
-    return this.run(PLANS.scatterAddRows, values, dim, rows, out);
-  }
-  /** Queues {@link Backend.prelu}. */
-  prelu(x: Storage, slope: Storage, channels: number, out: Storage): Promise<void> {
-    return this.run(PLANS.prelu, x, slope, channels, out);
-  }
-  /** Queues {@link Backend.preluBackward}. */
-  preluBackward(
-    x: Storage,
-    slope: Storage,
-    gradOut: Storage,
-    channels: number,
-    gradX: Storage,
-    gradSlope: Storage,
-  ): Promise<void> {
-    return this.run(PLANS.preluBackward, x, slope, gradOut, channels, gradX, gradSlope);
-  }
-  /** Queues {@link Backend.softmaxLast}. */
-  softmaxLast(x: Storage, mask: Storage | null, rows: number, cols: number, out: Storage): Promise<void> {
-    return this.run(PLANS.softmaxLast, x, mask, rows, cols, out);
-  }
-  /** Queues {@link Backend.bceWithLogits}. */
-  bceWithLogits(logits: Storage, labels: Storage, out: Storage): Promise<void> {
-    return this.run(PLANS.bceWithLogits, logits, labels, out);
-  }
-  /** Queues {@link Backend.bceWithLogitsBackward}. */
-  bceWithLogitsBackward(logits: Storage, labels: Storage, gradOut: Storage, out: Storage): Promise<void> {
-    return this.run(PLANS.bceWithLogitsBackward, logits, labels, gradOut, out);
-  }
-  /** Queues {@link Backend.productBce}. */
-  productBce(a: Storage, b: Storage, labels: Storage, out: Storage): Promise<void> {
-    return this.run(PLANS.productBce, a, b, labels, out);
-  }
-  /** Queues {@link Backend.productBceBackward}. */
-  productBceBackward(
-    a: Storage,
-    b: Storage,
-    labels: Storage,
-    gradOut: Storage,
-    gradA: Storage,
-    gradB: Storage,
-  ): Promise<void> {
-    return this.run(PLANS.productBceBackward, a, b, labels, gradOut, gradA, gradB);
-  }
-  /** Queues {@link Backend.adam}. */
-  adam(param: Storage, grad: Storage, m: Storage, v: Storage, h: AdamHyper): Promise<void> {
-    return this.run(PLANS.adam, param, grad, m, v, h);
-  }
-  /** Queues {@link Backend.sparseAdam}. */
-  sparseAdam(
-    param: Storage,
-    m: Storage,
-    v: Storage,
-    dim: number,
-    rows: Int32Array,
-    gradRows: Storage,
-    h: AdamHyper,
-  ): Promise<void> {
-    return this.run(PLANS.sparseAdam, param, m, v, dim, rows, gradRows, h);
-  }
 }
 
 /** A copy of a host input (typed array, shape, plain options object); storages and numbers as they are. */
-function snapshot(value: unknown): unknown {
+export function snapshot(value: unknown): unknown {
   if (value instanceof Int32Array || value instanceof Float32Array || value instanceof Float64Array)
     return value.slice();
   if (Array.isArray(value)) return [...value];

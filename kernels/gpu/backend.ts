@@ -17,21 +17,12 @@
  * exactly, is held as blocks of {@link CHUNK_ELEMENTS}, each a storage of its own; storage,
  * elementwise, row and Adam kernels run once per block, the others refuse it by name.
  */
-import type {
-  AdamHyper,
-  Backend,
-  BagMode,
-  BinaryOp,
-  DType,
-  FloatArray,
-  MatmulGeometry,
-  Storage,
-  UnaryOp,
-} from '../backend.js';
+import type { Backend, DType, FloatArray, KernelMethod, Storage } from '../backend.js';
 import { createGpu, isDeviceTexture, isModeSupported, type DeviceTexture, type GpuMode } from './gpujs.js';
 import { CHUNK_ELEMENTS, MAX_KERNEL_ELEMENTS, checkStorage } from './launch-args.js';
 import { Launcher } from './launcher.js';
 import { PLANS, upload, type Plan } from './plans.js';
+import { plannedKernels } from './surface.js';
 
 /** A concrete gpu.js mode (what `auto` resolves to). */
 export type ConcreteGpuMode = Exclude<GpuMode, 'auto'>;
@@ -74,8 +65,8 @@ export class GpuStorage implements Storage {
   ) {}
 }
 
-/** gpu.js kernels behind the {@link Backend} interface. */
-export class GpuBackend implements Backend {
+/** gpu.js kernels behind the {@link Backend} interface; each kernel method is generated from its plan. */
+export class GpuBackend extends plannedKernels<void>() implements Backend {
   /** The concrete gpu.js mode every kernel runs in. */
   readonly mode: ConcreteGpuMode;
   readonly name: string;
@@ -83,6 +74,7 @@ export class GpuBackend implements Backend {
   private readonly onDevice: boolean;
 
   constructor(options: GpuBackendOptions = {}) {
+    super();
     this.mode = resolveGpuMode(options.mode ?? 'auto');
     if (this.mode === 'webgpu') {
       throw new Error(
@@ -130,8 +122,9 @@ export class GpuBackend implements Backend {
     return s;
   }
 
-  private run(plan: Plan): void {
-    this.launcher.runSync(plan);
+  /** @internal */
+  override runKernel(name: KernelMethod, args: unknown[]): void {
+    this.launcher.runSync((PLANS[name] as (...a: unknown[]) => Plan)(...args));
   }
 
   // ---- storage ----
@@ -189,132 +182,11 @@ export class GpuBackend implements Backend {
       }
       return;
     }
-    if (this.onDevice) this.run(upload(s, host));
+    if (this.onDevice) this.launcher.runSync(upload(s, host));
     else this.launcher.assign(s, host);
   }
   free(storage: Storage): void {
     for (const c of this.own(storage).chunks ?? []) this.free(c);
     this.launcher.assign(storage, null);
-  }
-
-  // ---- kernels: the launches are in plans.ts ----
-
-  fill(out: Storage, value: number): void {
-    this.run(PLANS.fill(out, value));
-  }
-  copy(src: Storage, out: Storage): void {
-    this.run(PLANS.copy(src, out));
-  }
-  unary(op: UnaryOp, x: Storage, out: Storage): void {
-    this.run(PLANS.unary(op, x, out));
-  }
-  affine(x: Storage, alpha: number, beta: number, out: Storage): void {
-    this.run(PLANS.affine(x, alpha, beta, out));
-  }
-  axpby(a: number, x: Storage, b: number, y: Storage, out: Storage): void {
-    this.run(PLANS.axpby(a, x, b, y, out));
-  }
-  binary(
-    op: BinaryOp,
-    a: Storage,
-    aShape: readonly number[],
-    b: Storage,
-    bShape: readonly number[],
-    out: Storage,
-    outShape: readonly number[],
-  ): void {
-    this.run(PLANS.binary(op, a, aShape, b, bShape, out, outShape));
-  }
-  reduceSum(x: Storage, shape: readonly number[], axes: readonly number[], out: Storage): void {
-    this.run(PLANS.reduceSum(x, shape, axes, out));
-  }
-  reduceMaxLast(x: Storage, rows: number, cols: number, out: Storage): void {
-    this.run(PLANS.reduceMaxLast(x, rows, cols, out));
-  }
-  permute(x: Storage, shape: readonly number[], perm: readonly number[], out: Storage): void {
-    this.run(PLANS.permute(x, shape, perm, out));
-  }
-  copyBlock(
-    src: Storage,
-    srcShape: readonly number[],
-    srcBegin: readonly number[],
-    out: Storage,
-    outShape: readonly number[],
-    outBegin: readonly number[],
-    extent: readonly number[],
-  ): void {
-    this.run(PLANS.copyBlock(src, srcShape, srcBegin, out, outShape, outBegin, extent));
-  }
-  matmul(a: Storage, b: Storage, out: Storage, g: MatmulGeometry): void {
-    this.run(PLANS.matmul(a, b, out, g));
-  }
-  gatherRows(x: Storage, dim: number, ids: Int32Array, out: Storage): void {
-    this.run(PLANS.gatherRows(x, dim, ids, out));
-  }
-  embeddingBag(
-    table: Storage,
-    dim: number,
-    ids: Int32Array,
-    offsets: Int32Array,
-    weights: Float32Array | null,
-    mode: BagMode,
-    out: Storage,
-  ): void {
-    this.run(PLANS.embeddingBag(table, dim, ids, offsets, weights, mode, out));
-  }
-  segmentSumRows(
-    src: Storage,
-    dim: number,
-    segments: Int32Array,
-    srcRows: Int32Array,
-    scales: Float32Array | null,
-    out: Storage,
-  ): void {
-    this.run(PLANS.segmentSumRows(src, dim, segments, srcRows, scales, out));
-  }
-  scatterAddRows(values: Storage, dim: number, rows: Int32Array, out: Storage): void {
-    this.run(PLANS.scatterAddRows(values, dim, rows, out));
-  }
-  prelu(x: Storage, slope: Storage, channels: number, out: Storage): void {
-    this.run(PLANS.prelu(x, slope, channels, out));
-  }
-  preluBackward(
-    x: Storage,
-    slope: Storage,
-    gradOut: Storage,
-    channels: number,
-    gradX: Storage,
-    gradSlope: Storage,
-  ): void {
-    this.run(PLANS.preluBackward(x, slope, gradOut, channels, gradX, gradSlope));
-  }
-  softmaxLast(x: Storage, mask: Storage | null, rows: number, cols: number, out: Storage): void {
-    this.run(PLANS.softmaxLast(x, mask, rows, cols, out));
-  }
-  bceWithLogits(logits: Storage, labels: Storage, out: Storage): void {
-    this.run(PLANS.bceWithLogits(logits, labels, out));
-  }
-  bceWithLogitsBackward(logits: Storage, labels: Storage, gradOut: Storage, out: Storage): void {
-    this.run(PLANS.bceWithLogitsBackward(logits, labels, gradOut, out));
-  }
-  productBce(a: Storage, b: Storage, labels: Storage, out: Storage): void {
-    this.run(PLANS.productBce(a, b, labels, out));
-  }
-  productBceBackward(a: Storage, b: Storage, labels: Storage, gradOut: Storage, gradA: Storage, gradB: Storage): void {
-    this.run(PLANS.productBceBackward(a, b, labels, gradOut, gradA, gradB));
-  }
-  adam(param: Storage, grad: Storage, m: Storage, v: Storage, h: AdamHyper): void {
-    this.run(PLANS.adam(param, grad, m, v, h));
-  }
-  sparseAdam(
-    param: Storage,
-    m: Storage,
-    v: Storage,
-    dim: number,
-    rows: Int32Array,
-    gradRows: Storage,
-    h: AdamHyper,
-  ): void {
-    this.run(PLANS.sparseAdam(param, m, v, dim, rows, gradRows, h));
   }
 }

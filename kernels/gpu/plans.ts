@@ -13,7 +13,7 @@
  * support it launch once per block (row kernels with block-local ids built on the host), and
  * `PLANS` makes every other kernel refuse it by name.
  */
-import type { AdamHyper, Backend, Storage } from '../backend.js';
+import type { AdamHyper, Backend, KernelMethod, Storage } from '../backend.js';
 import { bagScale } from '../reference.js';
 import { broadcastStrides, stridesOf } from '../shape-util.js';
 import { CHUNK_ELEMENTS, MAX_KERNEL_ELEMENTS, hostArray, inverseMap, padded } from './launch-args.js';
@@ -49,12 +49,6 @@ export type Replacement = readonly [Storage, Temp | null];
 
 /** A kernel as launches: yields each, is sent its result (null when empty), returns the replacements. */
 export type Plan = Generator<Launch, readonly Replacement[], Temp | null>;
-
-/** Names of the {@link Backend} kernels, i.e. its methods other than storage management. */
-export type KernelMethod = Exclude<
-  { [K in keyof Backend]: Backend[K] extends (...args: never[]) => void ? K : never }[keyof Backend],
-  'supportsDtype' | 'alloc' | 'fromArray' | 'read' | 'write' | 'free'
->;
 
 /** A plan per kernel, taking the kernel's own arguments. */
 export type Plans = { readonly [K in KernelMethod]: (...args: Parameters<Backend[K]>) => Plan };
@@ -209,6 +203,11 @@ export function upload(out: Storage, data: Float32Array): Plan {
   return run(out, 'upload', SOURCES.upload, [data]);
 }
 
+/** Sets every element of `out` (one launch per block) to `value`. */
+function fillAll(out: Storage, value: number): Plan {
+  return perBlock('fill', [out], ([o]) => run(o, 'fill', SOURCES.fill, [value]));
+}
+
 /** Dense Adam on one set of same-size storages (one block each when blocked). */
 function* adamOne(param: Storage, grad: Storage, m: Storage, v: Storage, h: AdamHyper): Plan {
   const c1 = 1 - Math.pow(h.beta1, h.step);
@@ -254,13 +253,12 @@ function* sparseAdamOne(
   ];
 }
 
-/** The launches of every kernel, before kernels that do not run per block are guarded against blocked storages. */
-const UNGUARDED: Plans = {
-  // ---- elementwise ----
-
-  fill(out, value) {
-    return perBlock('fill', [out], ([o]) => run(o, 'fill', SOURCES.fill, [value]));
-  },
+/**
+ * Kernels that run per block of a blocked storage (storage, elementwise, row and Adam
+ * kernels): each handles blocks itself, by {@link perBlock} or block-local row maps.
+ */
+const BLOCK_AWARE = {
+  fill: fillAll,
   copy(src, out) {
     // Not the 'upload' kernel: gpu.js switches kernel instances when an argument's type changes
     // (array vs texture), and the switched instances share one output texture. One type per key.
@@ -292,62 +290,6 @@ const UNGUARDED: Plans = {
       outShape.length,
     ]);
   },
-
-  // ---- reductions and layout ----
-
-  *reduceSum(x, shape, axes, out) {
-    checkRank(shape.length);
-    const strides = stridesOf(shape);
-    const kept = shape.map((_, i) => i).filter((i) => !axes.includes(i));
-    const red = shape.map((_, i) => i).filter((i) => axes.includes(i));
-    const redCount = red.reduce((p, i) => p * shape[i], 1);
-    const args = [
-      x,
-      padded(kept.map((i) => shape[i])),
-      padded(kept.map((i) => strides[i])),
-      kept.length,
-      padded(red.map((i) => shape[i])),
-      padded(red.map((i) => strides[i])),
-      red.length,
-      redCount,
-    ];
-    return yield* run(out, 'reduceSum', SOURCES.reduceSum, args, redCount);
-  },
-  reduceMaxLast(x, rows, cols, out) {
-    if (cols === 0) return UNGUARDED.fill(out, -Infinity);
-    return run(out, 'reduceMaxLast', SOURCES.reduceMaxLast, [x, cols], cols);
-  },
-  *permute(x, shape, perm, out) {
-    checkRank(shape.length);
-    const strides = stridesOf(shape);
-    const args = [x, padded(perm.map((p) => shape[p])), padded(perm.map((p) => strides[p])), shape.length];
-    return yield* run(out, 'permute', SOURCES.permute, args);
-  },
-  *copyBlock(src, srcShape, srcBegin, out, outShape, outBegin, extent) {
-    checkRank(outShape.length);
-    if (extent.some((e) => e === 0)) return [];
-    const sStr = stridesOf(srcShape);
-    const srcBase = srcBegin.reduce((acc, b, d) => acc + b * sStr[d], 0);
-    const args = [src, out, padded(outShape), padded(outBegin), padded(extent), padded(sStr), outShape.length, srcBase];
-    return yield* run(out, 'copyBlock', SOURCES.copyBlock, args);
-  },
-
-  // ---- linear algebra ----
-
-  matmul(a, b, out, g) {
-    const { m, n, k } = g;
-    if (k === 0) return UNGUARDED.fill(out, 0);
-    // Transposes and broadcast batches become strides, so one compiled kernel serves all eight layouts.
-    const aR = g.transA ? 1 : k;
-    const aC = g.transA ? m : 1;
-    const bR = g.transB ? 1 : n;
-    const bC = g.transB ? k : 1;
-    const args = [a, b, m, n, k, g.batchA ? m * k : 0, aR, aC, g.batchB ? k * n : 0, bR, bC];
-    return run(out, 'matmul', SOURCES.matmul, args, k);
-  },
-
-  // ---- rows and embeddings ----
-
   *gatherRows(x, dim, ids, out) {
     refuseBlocked('gatherRows', [out]);
     const blocks = chunksOf(x);
@@ -370,7 +312,7 @@ const UNGUARDED: Plans = {
       return yield* run(out, 'embeddingBag', SOURCES.embeddingBag, args, longest);
     }
     // A blocked table is gathered first, so bags pool one small table in the usual order.
-    if (ids.length === 0) return yield* UNGUARDED.fill(out, 0);
+    if (ids.length === 0) return yield* fillAll(out, 0);
     const rows = yield* gatherBlocks(blocks, dim, ids);
     if (rows === null) return [];
     const positions = new Float32Array(ids.length).map((_, i) => i);
@@ -381,14 +323,6 @@ const UNGUARDED: Plans = {
       [rows, positions, hostArray(offsets), w, scales, dim],
       longest,
     );
-  },
-  segmentSumRows(src, dim, segments, srcRows, scales, out) {
-    const segCount = Math.max(0, segments.length - 1);
-    let longest = 0;
-    for (let u = 0; u < segCount; u++) longest = Math.max(longest, segments[u + 1] - segments[u]);
-    const s = hostArray(scales ?? new Float32Array(srcRows.length).fill(1));
-    const args = [src, hostArray(segments.length > 0 ? segments : [0]), hostArray(srcRows), s, dim, segCount];
-    return run(out, 'segmentSumRows', SOURCES.segmentSumRows, args, longest);
   },
   *scatterAddRows(values, dim, rows, out) {
     if (rows.length === 0 || dim === 0) return [];
@@ -402,9 +336,85 @@ const UNGUARDED: Plans = {
       run(blocks[c], 'scatterAddRows:chunk', SOURCES.scatterAddRows(true), [blocks[c], values, inv, dim, phase]),
     );
   },
+  adam(param, grad, m, v, h) {
+    return perBlock('adam', [param, grad, m, v], ([p, g, mm, vv]) => adamOne(p, g, mm, vv, h));
+  },
+  *sparseAdam(param, m, v, dim, rows, gradRows, h) {
+    if (rows.length === 0 || dim === 0) return [];
+    refuseBlocked('sparseAdam', [gradRows]);
+    const pb = chunksOf(param);
+    const mb = chunksOf(m);
+    const vb = chunksOf(v);
+    if (pb === null && mb === null && vb === null) {
+      return yield* sparseAdamOne(param, m, v, dim, inverseMap(rows, param.size / dim), gradRows, h, null);
+    }
+    if (pb === null || mb === null || vb === null || m.size !== param.size || v.size !== param.size) {
+      refuseBlocked('sparseAdam', [param, m, v]);
+    }
+    const [pc, mc, vc] = [pb, mb, vb] as (readonly Storage[])[];
+    return yield* perTouchedBlock(pc, dim, rows, (c, inv, phase) =>
+      sparseAdamOne(pc[c], mc[c], vc[c], dim, inv, gradRows, h, phase),
+    );
+  },
+} satisfies Partial<Plans>;
 
-  // ---- fused nn kernels ----
-
+/** Kernels that run on one kernel's worth of elements; {@link PLANS} makes them refuse blocked storages by name. */
+const SINGLE_BLOCK = {
+  *reduceSum(x, shape, axes, out) {
+    checkRank(shape.length);
+    const strides = stridesOf(shape);
+    const kept = shape.map((_, i) => i).filter((i) => !axes.includes(i));
+    const red = shape.map((_, i) => i).filter((i) => axes.includes(i));
+    const redCount = red.reduce((p, i) => p * shape[i], 1);
+    const args = [
+      x,
+      padded(kept.map((i) => shape[i])),
+      padded(kept.map((i) => strides[i])),
+      kept.length,
+      padded(red.map((i) => shape[i])),
+      padded(red.map((i) => strides[i])),
+      red.length,
+      redCount,
+    ];
+    return yield* run(out, 'reduceSum', SOURCES.reduceSum, args, redCount);
+  },
+  reduceMaxLast(x, rows, cols, out) {
+    if (cols === 0) return fillAll(out, -Infinity);
+    return run(out, 'reduceMaxLast', SOURCES.reduceMaxLast, [x, cols], cols);
+  },
+  *permute(x, shape, perm, out) {
+    checkRank(shape.length);
+    const strides = stridesOf(shape);
+    const args = [x, padded(perm.map((p) => shape[p])), padded(perm.map((p) => strides[p])), shape.length];
+    return yield* run(out, 'permute', SOURCES.permute, args);
+  },
+  *copyBlock(src, srcShape, srcBegin, out, outShape, outBegin, extent) {
+    checkRank(outShape.length);
+    if (extent.some((e) => e === 0)) return [];
+    const sStr = stridesOf(srcShape);
+    const srcBase = srcBegin.reduce((acc, b, d) => acc + b * sStr[d], 0);
+    const args = [src, out, padded(outShape), padded(outBegin), padded(extent), padded(sStr), outShape.length, srcBase];
+    return yield* run(out, 'copyBlock', SOURCES.copyBlock, args);
+  },
+  matmul(a, b, out, g) {
+    const { m, n, k } = g;
+    if (k === 0) return fillAll(out, 0);
+    // Transposes and broadcast batches become strides, so one compiled kernel serves all eight layouts.
+    const aR = g.transA ? 1 : k;
+    const aC = g.transA ? m : 1;
+    const bR = g.transB ? 1 : n;
+    const bC = g.transB ? k : 1;
+    const args = [a, b, m, n, k, g.batchA ? m * k : 0, aR, aC, g.batchB ? k * n : 0, bR, bC];
+    return run(out, 'matmul', SOURCES.matmul, args, k);
+  },
+  segmentSumRows(src, dim, segments, srcRows, scales, out) {
+    const segCount = Math.max(0, segments.length - 1);
+    let longest = 0;
+    for (let u = 0; u < segCount; u++) longest = Math.max(longest, segments[u + 1] - segments[u]);
+    const s = hostArray(scales ?? new Float32Array(srcRows.length).fill(1));
+    const args = [src, hostArray(segments.length > 0 ? segments : [0]), hostArray(srcRows), s, dim, segCount];
+    return run(out, 'segmentSumRows', SOURCES.segmentSumRows, args, longest);
+  },
   prelu(x, slope, channels, out) {
     return run(out, 'prelu', SOURCES.prelu, [x, slope, channels]);
   },
@@ -452,59 +462,25 @@ const UNGUARDED: Plans = {
       [gradB, db],
     ];
   },
+} satisfies Partial<Plans>;
 
-  // ---- optimizers ----
-
-  adam(param, grad, m, v, h) {
-    return perBlock('adam', [param, grad, m, v], ([p, g, mm, vv]) => adamOne(p, g, mm, vv, h));
-  },
-  *sparseAdam(param, m, v, dim, rows, gradRows, h) {
-    if (rows.length === 0 || dim === 0) return [];
-    refuseBlocked('sparseAdam', [gradRows]);
-    const pb = chunksOf(param);
-    const mb = chunksOf(m);
-    const vb = chunksOf(v);
-    if (pb === null && mb === null && vb === null) {
-      return yield* sparseAdamOne(param, m, v, dim, inverseMap(rows, param.size / dim), gradRows, h, null);
-    }
-    if (pb === null || mb === null || vb === null || m.size !== param.size || v.size !== param.size) {
-      refuseBlocked('sparseAdam', [param, m, v]);
-    }
-    const [pc, mc, vc] = [pb, mb, vb] as (readonly Storage[])[];
-    return yield* perTouchedBlock(pc, dim, rows, (c, inv, phase) =>
-      sparseAdamOne(pc[c], mc[c], vc[c], dim, inv, gradRows, h, phase),
-    );
-  },
-};
-
-/** Kernels that run per block of a blocked storage; the others refuse one by name. */
-const BLOCK_AWARE: ReadonlySet<KernelMethod> = new Set<KernelMethod>([
-  'fill',
-  'copy',
-  'unary',
-  'affine',
-  'axpby',
-  'binary',
-  'gatherRows',
-  'embeddingBag',
-  'scatterAddRows',
-  'adam',
-  'sparseAdam',
-]);
-
-/** `plans` with every kernel outside {@link BLOCK_AWARE} refusing blocked storages among its arguments. */
-function guard(plans: Plans): Plans {
+/** `plans` with every kernel refusing blocked storages among its arguments. */
+function refusingBlocked<T extends Partial<Plans>>(plans: T): T {
   const out: Record<string, unknown> = {};
   for (const [name, plan] of Object.entries(plans) as [KernelMethod, (...args: unknown[]) => Plan][]) {
-    out[name] = BLOCK_AWARE.has(name)
-      ? plan
-      : (...args: unknown[]): Plan => {
-          refuseBlocked(name, args);
-          return plan(...args);
-        };
+    out[name] = (...args: unknown[]): Plan => {
+      refuseBlocked(name, args);
+      return plan(...args);
+    };
   }
-  return out as Plans;
+  return out as T;
 }
 
-/** The launches of every kernel, shared by the synchronous and the webgpu backend. */
-export const PLANS: Plans = guard(UNGUARDED);
+/**
+ * The launches of every kernel, shared by the synchronous and the webgpu backend: the
+ * kernel surface both generate their methods from. A kernel missing here fails to compile.
+ */
+export const PLANS: Plans = { ...BLOCK_AWARE, ...refusingBlocked(SINGLE_BLOCK) };
+
+/** Every kernel method of {@link Backend}, in {@link PLANS} order. */
+export const KERNEL_METHODS = Object.keys(PLANS) as readonly KernelMethod[];

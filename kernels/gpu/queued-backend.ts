@@ -15,11 +15,13 @@
  * A launch that fails (a WebGPU validation error, a lost device) fails every later call
  * and read with that error, since the values after it would be wrong.
  */
-import type { AsyncReadBackend, Backend, DType, FloatArray, Storage } from '../backend.js';
+import type { AsyncReadBackend, BackendKernels, DType, FloatArray, KernelMethod, Storage } from '../backend.js';
+import { snapshot } from './async-backend.js';
 import { createGpu, isDeviceBuffer, isWebGpuAvailable, type DeviceBuffer } from './gpujs.js';
 import { checkStorage, MAX_KERNEL_ELEMENTS } from './launch-args.js';
 import { Launcher } from './launcher.js';
-import { PLANS, upload, type KernelMethod, type Plan } from './plans.js';
+import { PLANS, upload, type Plan } from './plans.js';
+import { plannedKernels } from './surface.js';
 
 /** Storage of the queued webgpu backend: the buffer that the queued launches put there so far. */
 export class QueuedGpuStorage implements Storage {
@@ -32,16 +34,8 @@ export class QueuedGpuStorage implements Storage {
   ) {}
 }
 
-/** The kernels, each queued by {@link QueuedGpuBackend} from its plan. */
-type QueuedKernels = Pick<Backend, KernelMethod>;
-
-// Kernel methods are generated from PLANS in the constructor; this declares them on the class.
-// eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging, @typescript-eslint/no-empty-object-type
-export interface QueuedGpuBackend extends QueuedKernels {}
-
 /** gpu.js webgpu behind the synchronous {@link Backend} interface. Create with {@link QueuedGpuBackend.create}. */
-// eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging
-export class QueuedGpuBackend implements AsyncReadBackend {
+export class QueuedGpuBackend extends plannedKernels<void>() implements BackendKernels, AsyncReadBackend {
   readonly name = 'gpu:webgpu';
   private readonly launcher: Launcher<DeviceBuffer>;
   private tail: Promise<void> = Promise.resolve();
@@ -50,6 +44,7 @@ export class QueuedGpuBackend implements AsyncReadBackend {
 
   /** Prefer {@link QueuedGpuBackend.create}, which also checks that an adapter answers. */
   constructor() {
+    super();
     this.launcher = new Launcher<DeviceBuffer>({
       gpu: createGpu('webgpu'),
       mode: 'webgpu',
@@ -60,11 +55,11 @@ export class QueuedGpuBackend implements AsyncReadBackend {
         return result;
       },
     });
-    const self = this as unknown as Record<KernelMethod, (...args: unknown[]) => void>;
-    for (const name of Object.keys(PLANS) as KernelMethod[]) {
-      const plan = PLANS[name] as (...args: unknown[]) => Plan;
-      self[name] = (...args: unknown[]) => this.enqueue(plan, args.map(snapshot));
-    }
+  }
+
+  /** Queues one kernel call (the kernel methods are generated from the plan table and land here). */
+  override runKernel(name: KernelMethod, args: unknown[]): void {
+    this.enqueue(PLANS[name] as (...a: unknown[]) => Plan, args.map(snapshot));
   }
 
   /** A backend on gpu.js webgpu; rejects when no adapter answers (not just when `navigator.gpu` is missing). */
@@ -154,7 +149,7 @@ export class QueuedGpuBackend implements AsyncReadBackend {
 
   // ---- plumbing ----
 
-  /** Queues `plan(...args)`; `args` must already be the caller's values copied (see {@link snapshot}). */
+  /** Queues `plan(...args)`; `args` must already be copies of the caller's host values (the engine may reuse them). */
   private enqueue<A extends unknown[]>(plan: (...a: A) => Plan, args: A): void {
     this.check();
     this.later(() => this.launcher.runAsync(plan(...args)));
@@ -184,17 +179,4 @@ export class QueuedGpuBackend implements AsyncReadBackend {
       throw new Error('gpu backend: storage belongs to another backend');
     return s;
   }
-}
-
-/**
- * A copy of a host input (typed array, shape, plain options object); storages and numbers as
- * they are. The launches run later, and the engine may reuse its arrays in between.
- */
-function snapshot(value: unknown): unknown {
-  if (value instanceof Int32Array || value instanceof Float32Array || value instanceof Float64Array)
-    return value.slice();
-  if (Array.isArray(value)) return [...value];
-  if (value !== null && typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype)
-    return { ...value };
-  return value;
 }

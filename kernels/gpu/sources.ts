@@ -20,13 +20,14 @@ export const HELPERS: readonly string[] = [
   `function esLog1p(x) { const u = 1.0 + x; const d = u - 1.0; if (d == 0.0) { return x; } return Math.log(u) * x / d; }`,
   `function esSigmoid(x) { if (x >= 0.0) { return 1.0 / (1.0 + Math.exp(-x)); } const e = Math.exp(x); return e / (1.0 + e); }`,
   `function esLogSigmoid(x) { if (x >= 0.0) { return -esLog1p(Math.exp(-x)); } return x - esLog1p(Math.exp(x)); }`,
-  `function esLogAddExp(a, b) { const hi = Math.max(a, b); return hi + esLog1p(Math.exp(-Math.abs(a - b))); }`,
+  `function esLogAddExp(a, b) { const hi = Math.max(a, b); if (a == b) { return hi + 0.6931471805599453; } return hi + esLog1p(Math.exp(-Math.abs(a - b))); }`,
   `function esTanh(x) { const t = Math.exp(-2.0 * Math.abs(x)); const r = (1.0 - t) / (1.0 + t); if (x < 0.0) { return -r; } return r; }`,
   // GLSL pow is undefined for a negative base; integer exponents keep their JS sign.
   `function esPow(a, b) { if (b == 0.0) { return 1.0; } if (a >= 0.0) { return Math.pow(a, b); } const r = Math.pow(-a, b); const half = b * 0.5; if (Math.floor(half) == half) { return r; } return -r; }`,
-  `function esBce(x, y) { return Math.max(x, 0.0) - x * y + esLog1p(Math.exp(-Math.abs(x))); }`,
-  `function esProductBce(a, b, y) { const logP = esLogSigmoid(a) + esLogSigmoid(b); const logQ = esLogAddExp(esLogSigmoid(-a), esLogSigmoid(a) + esLogSigmoid(-b)); return -y * logP - (1.0 - y) * logQ; }`,
-  `function esProductBceGradA(a, b, y) { const p = Math.exp(esLogSigmoid(a) + esLogSigmoid(b)); const t = a + esLogSigmoid(-b); return (1.0 - y) * p * esSigmoid(-t) - y * esSigmoid(-a); }`,
+  `function esWeighted(c, v) { if (c == 0.0) { return 0.0; } return c * v; }`,
+  `function esBce(x, y) { let linear = esWeighted(y, -x); if (x >= 0.0) { linear = esWeighted(1.0 - y, x); } return linear + esLog1p(Math.exp(-Math.abs(x))); }`,
+  `function esProductBce(a, b, y) { const logP = esLogSigmoid(a) + esLogSigmoid(b); const logQ = esLogAddExp(esLogSigmoid(-a), esLogSigmoid(a) + esLogSigmoid(-b)); return esWeighted(y, -logP) + esWeighted(1.0 - y, -logQ); }`,
+  `function esProductBceGradA(a, b, y) { const p = Math.exp(esLogSigmoid(a) + esLogSigmoid(b)); const t = a + esLogSigmoid(-b); return esWeighted(1.0 - y, p * esSigmoid(-t)) - esWeighted(y, esSigmoid(-a)); }`,
 ];
 
 const unaryBodies: Record<UnaryOp, string> = {

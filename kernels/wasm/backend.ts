@@ -20,18 +20,9 @@
  * preluBackward's slope gradient, reductions) stay serial; sparseAdam's rows are distinct
  * and split like any row kernel.
  */
-import type {
-  AdamHyper,
-  Backend,
-  BagMode,
-  BinaryOp,
-  DType,
-  FloatArray,
-  MatmulGeometry,
-  Storage,
-  UnaryOp,
-} from '../backend.js';
-import { HostStorage, ReferenceBackend } from '../reference.js';
+import type { AdamHyper, Backend, BagMode, DType, FloatArray, MatmulGeometry, Storage } from '../backend.js';
+import { defineKernels, kernelBase } from '../kernel-table.js';
+import { checkRange, HostStorage, ReferenceBackend } from '../reference.js';
 import { stridesOf } from '../shape-util.js';
 import { Arena, WasmStorage, type ArenaStats } from './arena.js';
 import {
@@ -172,7 +163,7 @@ export function planBroadcast(
 }
 
 /** The WebAssembly SIMD backend. */
-export class WasmBackend implements Backend {
+export class WasmBackend extends kernelBase() implements Backend {
   readonly name = 'wasm';
   /** The memory every tensor of this backend lives in. */
   readonly arena: Arena;
@@ -190,6 +181,7 @@ export class WasmBackend implements Backend {
   private readonly tmpl = new Float64Array(MAX_ARGS);
 
   constructor(options: WasmBackendOptions = {}) {
+    super();
     this.threads = resolveThreads(options.threads);
     this.min = { ...PARALLEL_MIN, ...options.parallelMin };
     const shared = this.threads > 1;
@@ -377,214 +369,19 @@ export class WasmBackend implements Backend {
     if (data.length !== dst.length) throw new Error(`write: ${data.length} values into a buffer of ${dst.length}`);
     dst.set(data);
   }
+  readRange(storage: Storage, start: number, out: FloatArray): void {
+    const src = this.view(storage);
+    checkRange(start, out.length, src.length, 'readRange');
+    out.set(src.subarray(start, start + out.length));
+  }
+  writeRange(storage: Storage, start: number, data: FloatArray): void {
+    // Not an overwrite of the whole buffer: a deferred zeroing must happen first.
+    const dst = this.view(storage);
+    checkRange(start, data.length, dst.length, 'writeRange');
+    dst.set(data, start);
+  }
   free(storage: Storage): void {
     if (storage instanceof WasmStorage && storage.arena === this.arena) this.arena.free(storage);
-  }
-
-  // ---- elementwise ----
-  fill(out: Storage, value: number): void {
-    this.view(out, true).fill(value);
-  }
-  copy(src: Storage, out: Storage): void {
-    const s = this.own(src);
-    const bytes = s.size * (s.dtype === 'float64' ? 8 : 4);
-    this.arena.u8.copyWithin(s.size === out.size ? this.outPtr(out) : this.ptr(out), s.ptr, s.ptr + bytes);
-  }
-  unary(op: UnaryOp, x: Storage, out: Storage): void {
-    if (x.dtype === 'float64' || !wasmUnary.has(op)) return this.ref.unary(op, this.host(x), this.host(out));
-    const pool = this.parallel(x.size, mathUnary.has(op) ? this.min.math : this.min.simd, `unary_${op}`);
-    if (!pool) return this.k[`unary_${op}`](this.ptr(x), this.outPtr(out), x.size);
-    this.tmpl[0] = this.ptr(x);
-    this.tmpl[1] = this.outPtr(out);
-    this.splitElems(pool, `unary_${op}`, x.size, 3, 0b11, 2);
-  }
-  affine(x: Storage, alpha: number, beta: number, out: Storage): void {
-    if (x.dtype === 'float64') return this.ref.affine(this.host(x), alpha, beta, this.host(out));
-    const pool = this.parallel(x.size, this.min.simd, 'affine');
-    if (!pool) return this.k.affine(this.ptr(x), this.outPtr(out), x.size, alpha, beta);
-    this.tmpl.set([this.ptr(x), this.outPtr(out), 0, alpha, beta]);
-    this.splitElems(pool, 'affine', x.size, 5, 0b11, 2);
-  }
-  axpby(a: number, x: Storage, b: number, y: Storage, out: Storage): void {
-    if (x.dtype === 'float64') return this.ref.axpby(a, this.host(x), b, this.host(y), this.host(out));
-    const pool = this.parallel(out.size, this.min.simd, 'axpby');
-    if (!pool) return this.k.axpby(a, this.ptr(x), b, this.ptr(y), this.outPtr(out), out.size);
-    this.tmpl.set([a, this.ptr(x), b, this.ptr(y), this.outPtr(out)]);
-    this.splitElems(pool, 'axpby', out.size, 6, 0b11010, 5);
-  }
-  binary(
-    op: BinaryOp,
-    a: Storage,
-    aShape: readonly number[],
-    b: Storage,
-    bShape: readonly number[],
-    out: Storage,
-    outShape: readonly number[],
-  ): void {
-    if (out.size === 0) return;
-    const plan = a.dtype === 'float64' || !wasmBinary.has(op) ? null : planBroadcast(aShape, bShape, outShape);
-    if (!plan) return this.ref.binary(op, this.host(a), aShape, this.host(b), bShape, this.host(out), outShape);
-    const t = this.tmpl;
-    t.set([
-      this.ptr(a),
-      plan.aRow,
-      plan.aSplat ? 1 : 0,
-      this.ptr(b),
-      plan.bRow,
-      plan.bSplat ? 1 : 0,
-      this.outPtr(out),
-      plan.rows,
-      plan.cols,
-    ]);
-    const name = `binary_${op}` as const;
-    const pool = this.parallel(out.size, op === 'pow' ? this.min.math : this.min.simd, name);
-    if (!pool) return this.k[name](t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8]);
-    if (plan.rows >= pool.threads) {
-      this.splitRows(pool, name, plan.rows, 9, [4 * plan.aRow, 0, 0, 4 * plan.bRow, 0, 0, 4 * plan.cols], 7);
-    } else {
-      // Few long rows: cut every row along its columns instead (splatted operands stay put).
-      for (let r = 0; r < plan.rows; r++) {
-        t[0] = this.ptr(a) + 4 * r * plan.aRow;
-        t[3] = this.ptr(b) + 4 * r * plan.bRow;
-        t[6] = this.ptr(out) + 4 * r * plan.cols;
-        t[7] = 1;
-        t[8] = 0;
-        this.splitElems(pool, name, plan.cols, 8, (plan.aSplat ? 0 : 1) | (plan.bSplat ? 0 : 8) | 64, 8);
-      }
-    }
-  }
-
-  // ---- reductions and layout ----
-  reduceSum(x: Storage, shape: readonly number[], axes: readonly number[], out: Storage): void {
-    if (x.dtype === 'float32') {
-      // Drop size-1 dims, then look for [reduced..., kept...] or [kept..., reduced...].
-      const dims = shape.map((d, i) => ({ d, r: axes.includes(i) })).filter(({ d }) => d !== 1);
-      const firstKept = dims.findIndex(({ r }) => !r);
-      const split = firstKept < 0 ? dims.length : firstKept;
-      const prod = (from: number, to: number): number => dims.slice(from, to).reduce((p, { d }) => p * d, 1);
-      if (dims.slice(split).every(({ r }) => !r)) {
-        this.k.colSum(this.ptr(x), this.ptr(out), prod(0, split), prod(split, dims.length));
-        return;
-      }
-      const firstReduced = dims.findIndex(({ r }) => r);
-      if (dims.slice(firstReduced).every(({ r }) => r)) {
-        this.k.rowSum(this.ptr(x), this.ptr(out), prod(0, firstReduced), prod(firstReduced, dims.length));
-        return;
-      }
-    }
-    this.ref.reduceSum(this.host(x), shape, axes, this.host(out));
-  }
-  reduceMaxLast(x: Storage, rows: number, cols: number, out: Storage): void {
-    this.ref.reduceMaxLast(this.host(x), rows, cols, this.host(out));
-  }
-  permute(x: Storage, shape: readonly number[], perm: readonly number[], out: Storage): void {
-    this.ref.permute(this.host(x), shape, perm, this.host(out));
-  }
-  copyBlock(
-    src: Storage,
-    srcShape: readonly number[],
-    srcBegin: readonly number[],
-    out: Storage,
-    outShape: readonly number[],
-    outBegin: readonly number[],
-    extent: readonly number[],
-  ): void {
-    const rank = extent.length;
-    if (extent.some((e) => e === 0)) return;
-    const s = this.own(src);
-    const o = this.own(out);
-    const bytes = s.dtype === 'float64' ? 8 : 4;
-    const sStr = stridesOf(srcShape);
-    const oStr = stridesOf(outShape);
-    let sp = s.ptr;
-    let op = o.ptr;
-    for (let d = 0; d < rank; d++) {
-      sp += srcBegin[d] * sStr[d] * bytes;
-      op += outBegin[d] * oStr[d] * bytes;
-    }
-    // The run: the innermost extent, merged with outer dims while the dims inside are whole
-    // in both arrays (then consecutive runs are adjacent in both).
-    let run = rank === 0 ? 1 : extent[rank - 1];
-    let d = rank - 1;
-    while (d > 0 && extent[d] === srcShape[d] && extent[d] === outShape[d]) run *= extent[--d];
-    const runBytes = run * bytes;
-    if (d <= 0) {
-      this.k.copyRuns(sp, 0, op, 0, runBytes, 1);
-      return;
-    }
-    // Dim d-1 is the run count of one kernel call; dims outside it are walked here.
-    const count = extent[d - 1];
-    const sRow = sStr[d - 1] * bytes;
-    const oRow = oStr[d - 1] * bytes;
-    const outer = d - 1;
-    if (outer === 0) {
-      this.k.copyRuns(sp, sRow, op, oRow, runBytes, count);
-      return;
-    }
-    const index = new Array<number>(outer).fill(0);
-    for (;;) {
-      this.k.copyRuns(sp, sRow, op, oRow, runBytes, count);
-      let q = outer - 1;
-      for (; q >= 0; q--) {
-        index[q]++;
-        sp += sStr[q] * bytes;
-        op += oStr[q] * bytes;
-        if (index[q] < extent[q]) break;
-        sp -= sStr[q] * extent[q] * bytes;
-        op -= oStr[q] * extent[q] * bytes;
-        index[q] = 0;
-      }
-      if (q < 0) return;
-    }
-  }
-
-  // ---- linear algebra ----
-  matmul(a: Storage, b: Storage, out: Storage, g: MatmulGeometry): void {
-    if (a.dtype === 'float64') return this.ref.matmul(this.host(a), this.host(b), this.host(out), g);
-    const { m, n, k } = g;
-    if (m === 0 || n === 0) return;
-    const ap = this.ptr(a);
-    const bp = this.ptr(b);
-    const op = this.outPtr(out);
-    if (k === 0) {
-      this.arena.u8.fill(0, op, op + g.batch * m * n * 4);
-      return;
-    }
-    const vector = n === 1 || m === 1;
-    const mPad = Math.ceil(m / TILE_M) * TILE_M;
-    const nPad = Math.ceil(n / TILE_N) * TILE_N;
-    const bBytes = nPad * k * 4;
-    const pool = vector ? null : this.parallel(m * n * k, this.min.gemm, 'packGemm');
-    // One spill tile per chunk when the row panels run in parallel.
-    const tmpBytes = 4 * TILE_M * TILE_N * (pool ? MAX_CHUNKS : 1);
-    const scratch = vector ? 0 : this.arena.scratch(bBytes + mPad * k * 4 + tmpBytes);
-    const bPack = scratch;
-    const aPack = scratch + bBytes;
-    const tmp = aPack + mPad * k * 4;
-    for (let bi = 0; bi < g.batch; bi++) {
-      const aOff = ap + (g.batchA ? bi * m * k * 4 : 0);
-      const bOff = bp + (g.batchB ? bi * k * n * 4 : 0);
-      const oOff = op + bi * m * n * 4;
-      if (n === 1) {
-        // A vector B has the same memory in both layouts.
-        const rowsPool = g.transA ? null : this.parallel(m * k, this.min.rows, 'dotRows');
-        if (rowsPool) {
-          this.tmpl.set([aOff, bOff, oOff, 0, k]);
-          this.splitRows(rowsPool, 'dotRows', m, 5, [4 * k, 0, 4], 3);
-        } else if (!g.transA) this.k.dotRows(aOff, bOff, oOff, m, k);
-        else this.k.axpyRows(aOff, bOff, oOff, k, m);
-      } else if (m === 1) {
-        if (g.transB) this.k.dotRows(bOff, aOff, oOff, n, k);
-        else this.k.axpyRows(bOff, aOff, oOff, k, n);
-      } else if (pool) {
-        this.gemmParallel(pool, aOff, bOff, oOff, g, bi === 0 || g.batchB, bPack, aPack, tmp);
-      } else {
-        // op(A)(i, p) at i*strideRow + p*strideK; op(B)(p, j) packed by columns j.
-        if (bi === 0 || g.batchB) this.k.pack(bOff, bPack, n, TILE_N, k, g.transB ? k : 1, g.transB ? 1 : n);
-        if (bi === 0 || g.batchA) this.k.pack(aOff, aPack, m, TILE_M, k, g.transA ? 1 : k, g.transA ? m : 1);
-        this.k.gemmPacked(aPack, bPack, oOff, m, n, k, tmp);
-      }
-    }
   }
 
   /**
@@ -645,160 +442,6 @@ export class WasmBackend implements Backend {
     pool.run(this.ids.get('packGemm') as number, used, this);
   }
 
-  // ---- rows and embeddings ----
-  gatherRows(x: Storage, dim: number, ids: Int32Array, out: Storage): void {
-    if (x.dtype === 'float64') return this.ref.gatherRows(this.host(x), dim, ids, this.host(out));
-    const { ptrs } = this.upload([ids]);
-    const pool = this.parallel(ids.length * dim, this.min.rows, 'gatherRows');
-    if (!pool) return this.k.gatherRows(this.ptr(x), dim, ptrs[0], ids.length, this.outPtr(out));
-    this.tmpl.set([this.ptr(x), dim, ptrs[0], 0, this.outPtr(out)]);
-    this.splitRows(pool, 'gatherRows', ids.length, 5, [0, 0, 4, 0, 4 * dim], 3);
-  }
-  embeddingBag(
-    table: Storage,
-    dim: number,
-    ids: Int32Array,
-    offsets: Int32Array,
-    weights: Float32Array | null,
-    mode: BagMode,
-    out: Storage,
-  ): void {
-    if (table.dtype === 'float64') {
-      return this.ref.embeddingBag(this.host(table), dim, ids, offsets, weights, mode, this.host(out));
-    }
-    const { ptrs } = this.upload([ids, offsets, weights]);
-    const bags = offsets.length - 1;
-    const pool = bags > 1 ? this.parallel(ids.length * dim, this.min.rows, 'embeddingBag') : null;
-    if (!pool)
-      return this.k.embeddingBag(
-        this.ptr(table),
-        dim,
-        ptrs[0],
-        ptrs[1],
-        ptrs[2],
-        BAG_MODE[mode],
-        this.outPtr(out),
-        bags,
-      );
-    // Bags write disjoint output rows; offsets stay absolute into ids and weights.
-    this.tmpl.set([this.ptr(table), dim, ptrs[0], ptrs[1], ptrs[2], BAG_MODE[mode], this.outPtr(out), 0]);
-    this.splitRows(pool, 'embeddingBag', bags, 8, [0, 0, 0, 4, 0, 0, 4 * dim], 7);
-  }
-  segmentSumRows(
-    src: Storage,
-    dim: number,
-    segments: Int32Array,
-    srcRows: Int32Array,
-    scales: Float32Array | null,
-    out: Storage,
-  ): void {
-    if (src.dtype === 'float64')
-      return this.ref.segmentSumRows(this.host(src), dim, segments, srcRows, scales, this.host(out));
-    const { ptrs } = this.upload([segments, srcRows, scales]);
-    const nseg = Math.max(0, segments.length - 1);
-    const pool = nseg > 1 ? this.parallel(srcRows.length * dim, this.min.rows, 'segmentSumRows') : null;
-    if (!pool) return this.k.segmentSumRows(this.ptr(src), dim, ptrs[0], nseg, ptrs[1], ptrs[2], this.ptr(out));
-    this.tmpl.set([this.ptr(src), dim, ptrs[0], 0, ptrs[1], ptrs[2], this.ptr(out)]);
-    this.splitRows(pool, 'segmentSumRows', nseg, 7, [0, 0, 4, 0, 0, 0, 4 * dim], 3);
-  }
-  scatterAddRows(values: Storage, dim: number, rows: Int32Array, out: Storage): void {
-    if (values.dtype === 'float64') return this.ref.scatterAddRows(this.host(values), dim, rows, this.host(out));
-    const { ptrs } = this.upload([rows]);
-    this.k.scatterAddRows(this.ptr(values), dim, ptrs[0], rows.length, this.ptr(out));
-  }
-
-  // ---- fused nn kernels ----
-  prelu(x: Storage, slope: Storage, channels: number, out: Storage): void {
-    if (x.dtype === 'float64') return this.ref.prelu(this.host(x), this.host(slope), channels, this.host(out));
-    const rows = x.size / channels;
-    const pool = rows > 1 ? this.parallel(x.size, this.min.simd, 'prelu') : null;
-    if (!pool) return this.k.prelu(this.ptr(x), this.ptr(slope), this.outPtr(out), rows, channels);
-    this.tmpl.set([this.ptr(x), this.ptr(slope), this.outPtr(out), 0, channels]);
-    this.splitRows(pool, 'prelu', rows, 5, [4 * channels, 0, 4 * channels], 3);
-  }
-  preluBackward(
-    x: Storage,
-    slope: Storage,
-    gradOut: Storage,
-    channels: number,
-    gradX: Storage,
-    gradSlope: Storage,
-  ): void {
-    if (x.dtype === 'float64') {
-      return this.ref.preluBackward(
-        this.host(x),
-        this.host(slope),
-        this.host(gradOut),
-        channels,
-        this.host(gradX),
-        this.host(gradSlope),
-      );
-    }
-    this.k.preluBackward(
-      this.ptr(x),
-      this.ptr(slope),
-      this.ptr(gradOut),
-      this.outPtr(gradX),
-      this.outPtr(gradSlope),
-      x.size / channels,
-      channels,
-    );
-  }
-  softmaxLast(x: Storage, mask: Storage | null, rows: number, cols: number, out: Storage): void {
-    this.ref.softmaxLast(this.host(x), mask ? this.host(mask) : null, rows, cols, this.host(out));
-  }
-  bceWithLogits(logits: Storage, labels: Storage, out: Storage): void {
-    if (logits.dtype === 'float64') return this.ref.bceWithLogits(this.host(logits), this.host(labels), this.host(out));
-    const pool = this.parallel(logits.size, this.min.math, 'bce');
-    if (!pool) return this.k.bce(this.ptr(logits), this.ptr(labels), this.outPtr(out), logits.size);
-    this.tmpl.set([this.ptr(logits), this.ptr(labels), this.outPtr(out)]);
-    this.splitElems(pool, 'bce', logits.size, 4, 0b111, 3);
-  }
-  bceWithLogitsBackward(logits: Storage, labels: Storage, gradOut: Storage, out: Storage): void {
-    if (logits.dtype === 'float64') {
-      return this.ref.bceWithLogitsBackward(this.host(logits), this.host(labels), this.host(gradOut), this.host(out));
-    }
-    const pool = this.parallel(logits.size, this.min.math, 'bceBackward');
-    if (!pool)
-      return this.k.bceBackward(this.ptr(logits), this.ptr(labels), this.ptr(gradOut), this.outPtr(out), logits.size);
-    this.tmpl.set([this.ptr(logits), this.ptr(labels), this.ptr(gradOut), this.outPtr(out)]);
-    this.splitElems(pool, 'bceBackward', logits.size, 5, 0b1111, 4);
-  }
-  productBce(a: Storage, b: Storage, labels: Storage, out: Storage): void {
-    if (a.dtype === 'float64')
-      return this.ref.productBce(this.host(a), this.host(b), this.host(labels), this.host(out));
-    const pool = this.parallel(a.size, this.min.math, 'productBce');
-    if (!pool) return this.k.productBce(this.ptr(a), this.ptr(b), this.ptr(labels), this.ptr(out), a.size);
-    this.tmpl.set([this.ptr(a), this.ptr(b), this.ptr(labels), this.ptr(out)]);
-    this.splitElems(pool, 'productBce', a.size, 5, 0b1111, 4);
-  }
-  productBceBackward(a: Storage, b: Storage, labels: Storage, gradOut: Storage, gradA: Storage, gradB: Storage): void {
-    if (a.dtype === 'float64') {
-      return this.ref.productBceBackward(
-        this.host(a),
-        this.host(b),
-        this.host(labels),
-        this.host(gradOut),
-        this.host(gradA),
-        this.host(gradB),
-      );
-    }
-    const pool = this.parallel(a.size, this.min.math, 'productBceBackward');
-    if (!pool) {
-      return this.k.productBceBackward(
-        this.ptr(a),
-        this.ptr(b),
-        this.ptr(labels),
-        this.ptr(gradOut),
-        this.ptr(gradA),
-        this.ptr(gradB),
-        a.size,
-      );
-    }
-    this.tmpl.set([this.ptr(a), this.ptr(b), this.ptr(labels), this.ptr(gradOut), this.ptr(gradA), this.ptr(gradB)]);
-    this.splitElems(pool, 'productBceBackward', a.size, 7, 0b111111, 6);
-  }
-
   // ---- optimizers ----
   /** The f64 constants both Adam kernels take, derived exactly as the reference derives them. */
   private adamArgs(h: AdamHyper): [number, number, number, number, number, number, number, number] {
@@ -806,59 +449,401 @@ export class WasmBackend implements Backend {
     const c2 = 1 - Math.pow(h.beta2, h.step);
     return [h.beta1, 1 - h.beta1, h.beta2, 1 - h.beta2, h.eps, h.weightDecay, h.lr / c1, Math.sqrt(c2)];
   }
-  adam(param: Storage, grad: Storage, m: Storage, v: Storage, hyper: AdamHyper): void {
-    if (param.dtype === 'float64')
-      return this.ref.adam(this.host(param), this.host(grad), this.host(m), this.host(v), hyper);
-    const pool = this.parallel(param.size, this.min.simd, 'adam');
-    if (!pool)
-      return this.k.adam(
-        this.ptr(param),
-        this.ptr(grad),
-        this.ptr(m),
-        this.ptr(v),
-        param.size,
-        ...this.adamArgs(hyper),
-      );
-    this.tmpl.set([this.ptr(param), this.ptr(grad), this.ptr(m), this.ptr(v), 0, ...this.adamArgs(hyper)]);
-    this.splitElems(pool, 'adam', param.size, 13, 0b1111, 4);
-  }
-  sparseAdam(
-    param: Storage,
-    m: Storage,
-    v: Storage,
-    dim: number,
-    rows: Int32Array,
-    gradRows: Storage,
-    hyper: AdamHyper,
-  ): void {
-    if (param.dtype === 'float64') {
-      return this.ref.sparseAdam(this.host(param), this.host(m), this.host(v), dim, rows, this.host(gradRows), hyper);
-    }
-    const { ptrs } = this.upload([rows]);
-    // Rows are distinct, so chunks of rows update disjoint parts of param, m and v.
-    const pool = rows.length > 1 ? this.parallel(rows.length * dim, this.min.simd, 'sparseAdam') : null;
-    if (!pool) {
-      return this.k.sparseAdam(
-        this.ptr(param),
-        this.ptr(m),
-        this.ptr(v),
-        dim,
-        ptrs[0],
-        rows.length,
-        this.ptr(gradRows),
-        ...this.adamArgs(hyper),
-      );
-    }
-    this.tmpl.set([
-      this.ptr(param),
-      this.ptr(m),
-      this.ptr(v),
-      dim,
-      ptrs[0],
-      0,
-      this.ptr(gradRows),
-      ...this.adamArgs(hyper),
-    ]);
-    this.splitRows(pool, 'sparseAdam', rows.length, 15, [0, 0, 0, 0, 4, 0, 4 * dim], 5);
+
+  // The kernels, in a static block so that they reach the private helpers above.
+  static {
+    defineKernels(WasmBackend, {
+      // ---- elementwise ----
+      fill(out, value) {
+        this.view(out, true).fill(value);
+      },
+      copy(src, out) {
+        const s = this.own(src);
+        const bytes = s.size * (s.dtype === 'float64' ? 8 : 4);
+        this.arena.u8.copyWithin(s.size === out.size ? this.outPtr(out) : this.ptr(out), s.ptr, s.ptr + bytes);
+      },
+      unary(op, x, out) {
+        if (x.dtype === 'float64' || !wasmUnary.has(op)) return this.ref.unary(op, this.host(x), this.host(out));
+        const pool = this.parallel(x.size, mathUnary.has(op) ? this.min.math : this.min.simd, `unary_${op}`);
+        if (!pool) return this.k[`unary_${op}`](this.ptr(x), this.outPtr(out), x.size);
+        this.tmpl[0] = this.ptr(x);
+        this.tmpl[1] = this.outPtr(out);
+        this.splitElems(pool, `unary_${op}`, x.size, 3, 0b11, 2);
+      },
+      affine(x, alpha, beta, out) {
+        if (x.dtype === 'float64') return this.ref.affine(this.host(x), alpha, beta, this.host(out));
+        const pool = this.parallel(x.size, this.min.simd, 'affine');
+        if (!pool) return this.k.affine(this.ptr(x), this.outPtr(out), x.size, alpha, beta);
+        this.tmpl.set([this.ptr(x), this.outPtr(out), 0, alpha, beta]);
+        this.splitElems(pool, 'affine', x.size, 5, 0b11, 2);
+      },
+      axpby(a, x, b, y, out) {
+        if (x.dtype === 'float64') return this.ref.axpby(a, this.host(x), b, this.host(y), this.host(out));
+        const pool = this.parallel(out.size, this.min.simd, 'axpby');
+        if (!pool) return this.k.axpby(a, this.ptr(x), b, this.ptr(y), this.outPtr(out), out.size);
+        this.tmpl.set([a, this.ptr(x), b, this.ptr(y), this.outPtr(out)]);
+        this.splitElems(pool, 'axpby', out.size, 6, 0b11010, 5);
+      },
+      binary(op, a, aShape, b, bShape, out, outShape) {
+        if (out.size === 0) return;
+        const plan = a.dtype === 'float64' || !wasmBinary.has(op) ? null : planBroadcast(aShape, bShape, outShape);
+        if (!plan) return this.ref.binary(op, this.host(a), aShape, this.host(b), bShape, this.host(out), outShape);
+        const t = this.tmpl;
+        t.set([
+          this.ptr(a),
+          plan.aRow,
+          plan.aSplat ? 1 : 0,
+          this.ptr(b),
+          plan.bRow,
+          plan.bSplat ? 1 : 0,
+          this.outPtr(out),
+          plan.rows,
+          plan.cols,
+        ]);
+        const name = `binary_${op}` as const;
+        const pool = this.parallel(out.size, op === 'pow' ? this.min.math : this.min.simd, name);
+        if (!pool) return this.k[name](t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8]);
+        if (plan.rows >= pool.threads) {
+          this.splitRows(pool, name, plan.rows, 9, [4 * plan.aRow, 0, 0, 4 * plan.bRow, 0, 0, 4 * plan.cols], 7);
+        } else {
+          // Few long rows: cut every row along its columns instead (splatted operands stay put).
+          for (let r = 0; r < plan.rows; r++) {
+            t[0] = this.ptr(a) + 4 * r * plan.aRow;
+            t[3] = this.ptr(b) + 4 * r * plan.bRow;
+            t[6] = this.ptr(out) + 4 * r * plan.cols;
+            t[7] = 1;
+            t[8] = 0;
+            this.splitElems(pool, name, plan.cols, 8, (plan.aSplat ? 0 : 1) | (plan.bSplat ? 0 : 8) | 64, 8);
+          }
+        }
+      },
+      // ---- reductions and layout ----
+      reduceSum(x, shape, axes, out) {
+        if (x.dtype === 'float32') {
+          // Drop size-1 dims, then look for [reduced..., kept...] or [kept..., reduced...].
+          const dims = shape.map((d, i) => ({ d, r: axes.includes(i) })).filter(({ d }) => d !== 1);
+          const firstKept = dims.findIndex(({ r }) => !r);
+          const split = firstKept < 0 ? dims.length : firstKept;
+          const prod = (from: number, to: number): number => dims.slice(from, to).reduce((p, { d }) => p * d, 1);
+          if (dims.slice(split).every(({ r }) => !r)) {
+            this.k.colSum(this.ptr(x), this.ptr(out), prod(0, split), prod(split, dims.length));
+            return;
+          }
+          const firstReduced = dims.findIndex(({ r }) => r);
+          if (dims.slice(firstReduced).every(({ r }) => r)) {
+            this.k.rowSum(this.ptr(x), this.ptr(out), prod(0, firstReduced), prod(firstReduced, dims.length));
+            return;
+          }
+        }
+        this.ref.reduceSum(this.host(x), shape, axes, this.host(out));
+      },
+      reduceMaxLast(x, rows, cols, out) {
+        this.ref.reduceMaxLast(this.host(x), rows, cols, this.host(out));
+      },
+      permute(x, shape, perm, out) {
+        this.ref.permute(this.host(x), shape, perm, this.host(out));
+      },
+      copyBlock(src, srcShape, srcBegin, out, outShape, outBegin, extent) {
+        const rank = extent.length;
+        if (extent.some((e) => e === 0)) return;
+        const s = this.own(src);
+        const o = this.own(out);
+        const bytes = s.dtype === 'float64' ? 8 : 4;
+        const sStr = stridesOf(srcShape);
+        const oStr = stridesOf(outShape);
+        let sp = s.ptr;
+        let op = o.ptr;
+        for (let d = 0; d < rank; d++) {
+          sp += srcBegin[d] * sStr[d] * bytes;
+          op += outBegin[d] * oStr[d] * bytes;
+        }
+        // The run: the innermost extent, merged with outer dims while the dims inside are whole
+        // in both arrays (then consecutive runs are adjacent in both).
+        let run = rank === 0 ? 1 : extent[rank - 1];
+        let d = rank - 1;
+        while (d > 0 && extent[d] === srcShape[d] && extent[d] === outShape[d]) run *= extent[--d];
+        const runBytes = run * bytes;
+        if (d <= 0) {
+          this.k.copyRuns(sp, 0, op, 0, runBytes, 1);
+          return;
+        }
+        // Dim d-1 is the run count of one kernel call; dims outside it are walked here.
+        const count = extent[d - 1];
+        const sRow = sStr[d - 1] * bytes;
+        const oRow = oStr[d - 1] * bytes;
+        const outer = d - 1;
+        if (outer === 0) {
+          this.k.copyRuns(sp, sRow, op, oRow, runBytes, count);
+          return;
+        }
+        const index = new Array<number>(outer).fill(0);
+        for (;;) {
+          this.k.copyRuns(sp, sRow, op, oRow, runBytes, count);
+          let q = outer - 1;
+          for (; q >= 0; q--) {
+            index[q]++;
+            sp += sStr[q] * bytes;
+            op += oStr[q] * bytes;
+            if (index[q] < extent[q]) break;
+            sp -= sStr[q] * extent[q] * bytes;
+            op -= oStr[q] * extent[q] * bytes;
+            index[q] = 0;
+          }
+          if (q < 0) return;
+        }
+      },
+      // ---- linear algebra ----
+      matmul(a, b, out, g) {
+        if (a.dtype === 'float64') return this.ref.matmul(this.host(a), this.host(b), this.host(out), g);
+        const { m, n, k } = g;
+        if (m === 0 || n === 0) return;
+        const ap = this.ptr(a);
+        const bp = this.ptr(b);
+        const op = this.outPtr(out);
+        if (k === 0) {
+          this.arena.u8.fill(0, op, op + g.batch * m * n * 4);
+          return;
+        }
+        const vector = n === 1 || m === 1;
+        const mPad = Math.ceil(m / TILE_M) * TILE_M;
+        const nPad = Math.ceil(n / TILE_N) * TILE_N;
+        const bBytes = nPad * k * 4;
+        const pool = vector ? null : this.parallel(m * n * k, this.min.gemm, 'packGemm');
+        // One spill tile per chunk when the row panels run in parallel.
+        const tmpBytes = 4 * TILE_M * TILE_N * (pool ? MAX_CHUNKS : 1);
+        const scratch = vector ? 0 : this.arena.scratch(bBytes + mPad * k * 4 + tmpBytes);
+        const bPack = scratch;
+        const aPack = scratch + bBytes;
+        const tmp = aPack + mPad * k * 4;
+        for (let bi = 0; bi < g.batch; bi++) {
+          const aOff = ap + (g.batchA ? bi * m * k * 4 : 0);
+          const bOff = bp + (g.batchB ? bi * k * n * 4 : 0);
+          const oOff = op + bi * m * n * 4;
+          if (n === 1) {
+            // A vector B has the same memory in both layouts.
+            const rowsPool = g.transA ? null : this.parallel(m * k, this.min.rows, 'dotRows');
+            if (rowsPool) {
+              this.tmpl.set([aOff, bOff, oOff, 0, k]);
+              this.splitRows(rowsPool, 'dotRows', m, 5, [4 * k, 0, 4], 3);
+            } else if (!g.transA) this.k.dotRows(aOff, bOff, oOff, m, k);
+            else this.k.axpyRows(aOff, bOff, oOff, k, m);
+          } else if (m === 1) {
+            if (g.transB) this.k.dotRows(bOff, aOff, oOff, n, k);
+            else this.k.axpyRows(bOff, aOff, oOff, k, n);
+          } else if (pool) {
+            this.gemmParallel(pool, aOff, bOff, oOff, g, bi === 0 || g.batchB, bPack, aPack, tmp);
+          } else {
+            // op(A)(i, p) at i*strideRow + p*strideK; op(B)(p, j) packed by columns j.
+            if (bi === 0 || g.batchB) this.k.pack(bOff, bPack, n, TILE_N, k, g.transB ? k : 1, g.transB ? 1 : n);
+            if (bi === 0 || g.batchA) this.k.pack(aOff, aPack, m, TILE_M, k, g.transA ? 1 : k, g.transA ? m : 1);
+            this.k.gemmPacked(aPack, bPack, oOff, m, n, k, tmp);
+          }
+        }
+      },
+      // ---- rows and embeddings ----
+      gatherRows(x, dim, ids, out) {
+        if (x.dtype === 'float64') return this.ref.gatherRows(this.host(x), dim, ids, this.host(out));
+        const { ptrs } = this.upload([ids]);
+        const pool = this.parallel(ids.length * dim, this.min.rows, 'gatherRows');
+        if (!pool) return this.k.gatherRows(this.ptr(x), dim, ptrs[0], ids.length, this.outPtr(out));
+        this.tmpl.set([this.ptr(x), dim, ptrs[0], 0, this.outPtr(out)]);
+        this.splitRows(pool, 'gatherRows', ids.length, 5, [0, 0, 4, 0, 4 * dim], 3);
+      },
+      embeddingBag(table, dim, ids, offsets, weights, mode, out) {
+        if (table.dtype === 'float64') {
+          return this.ref.embeddingBag(this.host(table), dim, ids, offsets, weights, mode, this.host(out));
+        }
+        const { ptrs } = this.upload([ids, offsets, weights]);
+        const bags = offsets.length - 1;
+        const pool = bags > 1 ? this.parallel(ids.length * dim, this.min.rows, 'embeddingBag') : null;
+        if (!pool)
+          return this.k.embeddingBag(
+            this.ptr(table),
+            dim,
+            ptrs[0],
+            ptrs[1],
+            ptrs[2],
+            BAG_MODE[mode],
+            this.outPtr(out),
+            bags,
+          );
+        // Bags write disjoint output rows; offsets stay absolute into ids and weights.
+        this.tmpl.set([this.ptr(table), dim, ptrs[0], ptrs[1], ptrs[2], BAG_MODE[mode], this.outPtr(out), 0]);
+        this.splitRows(pool, 'embeddingBag', bags, 8, [0, 0, 0, 4, 0, 0, 4 * dim], 7);
+      },
+      segmentSumRows(src, dim, segments, srcRows, scales, out) {
+        if (src.dtype === 'float64')
+          return this.ref.segmentSumRows(this.host(src), dim, segments, srcRows, scales, this.host(out));
+        const { ptrs } = this.upload([segments, srcRows, scales]);
+        const nseg = Math.max(0, segments.length - 1);
+        const pool = nseg > 1 ? this.parallel(srcRows.length * dim, this.min.rows, 'segmentSumRows') : null;
+        if (!pool) return this.k.segmentSumRows(this.ptr(src), dim, ptrs[0], nseg, ptrs[1], ptrs[2], this.ptr(out));
+        this.tmpl.set([this.ptr(src), dim, ptrs[0], 0, ptrs[1], ptrs[2], this.ptr(out)]);
+        this.splitRows(pool, 'segmentSumRows', nseg, 7, [0, 0, 4, 0, 0, 0, 4 * dim], 3);
+      },
+      scatterAddRows(values, dim, rows, out) {
+        if (values.dtype === 'float64') return this.ref.scatterAddRows(this.host(values), dim, rows, this.host(out));
+        const { ptrs } = this.upload([rows]);
+        this.k.scatterAddRows(this.ptr(values), dim, ptrs[0], rows.length, this.ptr(out));
+      },
+      // ---- fused nn kernels ----
+      prelu(x, slope, channels, out) {
+        if (x.dtype === 'float64') return this.ref.prelu(this.host(x), this.host(slope), channels, this.host(out));
+        const rows = x.size / channels;
+        const pool = rows > 1 ? this.parallel(x.size, this.min.simd, 'prelu') : null;
+        if (!pool) return this.k.prelu(this.ptr(x), this.ptr(slope), this.outPtr(out), rows, channels);
+        this.tmpl.set([this.ptr(x), this.ptr(slope), this.outPtr(out), 0, channels]);
+        this.splitRows(pool, 'prelu', rows, 5, [4 * channels, 0, 4 * channels], 3);
+      },
+      preluBackward(x, slope, gradOut, channels, gradX, gradSlope) {
+        if (x.dtype === 'float64') {
+          return this.ref.preluBackward(
+            this.host(x),
+            this.host(slope),
+            this.host(gradOut),
+            channels,
+            this.host(gradX),
+            this.host(gradSlope),
+          );
+        }
+        this.k.preluBackward(
+          this.ptr(x),
+          this.ptr(slope),
+          this.ptr(gradOut),
+          this.outPtr(gradX),
+          this.outPtr(gradSlope),
+          x.size / channels,
+          channels,
+        );
+      },
+      softmaxLast(x, mask, rows, cols, out) {
+        this.ref.softmaxLast(this.host(x), mask ? this.host(mask) : null, rows, cols, this.host(out));
+      },
+      bceWithLogits(logits, labels, out) {
+        if (logits.dtype === 'float64')
+          return this.ref.bceWithLogits(this.host(logits), this.host(labels), this.host(out));
+        const pool = this.parallel(logits.size, this.min.math, 'bce');
+        if (!pool) return this.k.bce(this.ptr(logits), this.ptr(labels), this.outPtr(out), logits.size);
+        this.tmpl.set([this.ptr(logits), this.ptr(labels), this.outPtr(out)]);
+        this.splitElems(pool, 'bce', logits.size, 4, 0b111, 3);
+      },
+      bceWithLogitsBackward(logits, labels, gradOut, out) {
+        if (logits.dtype === 'float64') {
+          return this.ref.bceWithLogitsBackward(
+            this.host(logits),
+            this.host(labels),
+            this.host(gradOut),
+            this.host(out),
+          );
+        }
+        const pool = this.parallel(logits.size, this.min.math, 'bceBackward');
+        if (!pool)
+          return this.k.bceBackward(
+            this.ptr(logits),
+            this.ptr(labels),
+            this.ptr(gradOut),
+            this.outPtr(out),
+            logits.size,
+          );
+        this.tmpl.set([this.ptr(logits), this.ptr(labels), this.ptr(gradOut), this.outPtr(out)]);
+        this.splitElems(pool, 'bceBackward', logits.size, 5, 0b1111, 4);
+      },
+      productBce(a, b, labels, out) {
+        if (a.dtype === 'float64')
+          return this.ref.productBce(this.host(a), this.host(b), this.host(labels), this.host(out));
+        const pool = this.parallel(a.size, this.min.math, 'productBce');
+        if (!pool) return this.k.productBce(this.ptr(a), this.ptr(b), this.ptr(labels), this.ptr(out), a.size);
+        this.tmpl.set([this.ptr(a), this.ptr(b), this.ptr(labels), this.ptr(out)]);
+        this.splitElems(pool, 'productBce', a.size, 5, 0b1111, 4);
+      },
+      productBceBackward(a, b, labels, gradOut, gradA, gradB) {
+        if (a.dtype === 'float64') {
+          return this.ref.productBceBackward(
+            this.host(a),
+            this.host(b),
+            this.host(labels),
+            this.host(gradOut),
+            this.host(gradA),
+            this.host(gradB),
+          );
+        }
+        const pool = this.parallel(a.size, this.min.math, 'productBceBackward');
+        if (!pool) {
+          return this.k.productBceBackward(
+            this.ptr(a),
+            this.ptr(b),
+            this.ptr(labels),
+            this.ptr(gradOut),
+            this.ptr(gradA),
+            this.ptr(gradB),
+            a.size,
+          );
+        }
+        this.tmpl.set([
+          this.ptr(a),
+          this.ptr(b),
+          this.ptr(labels),
+          this.ptr(gradOut),
+          this.ptr(gradA),
+          this.ptr(gradB),
+        ]);
+        this.splitElems(pool, 'productBceBackward', a.size, 7, 0b111111, 6);
+      },
+      adam(param, grad, m, v, hyper) {
+        if (param.dtype === 'float64')
+          return this.ref.adam(this.host(param), this.host(grad), this.host(m), this.host(v), hyper);
+        const pool = this.parallel(param.size, this.min.simd, 'adam');
+        if (!pool)
+          return this.k.adam(
+            this.ptr(param),
+            this.ptr(grad),
+            this.ptr(m),
+            this.ptr(v),
+            param.size,
+            ...this.adamArgs(hyper),
+          );
+        this.tmpl.set([this.ptr(param), this.ptr(grad), this.ptr(m), this.ptr(v), 0, ...this.adamArgs(hyper)]);
+        this.splitElems(pool, 'adam', param.size, 13, 0b1111, 4);
+      },
+      sparseAdam(param, m, v, dim, rows, gradRows, hyper) {
+        if (param.dtype === 'float64') {
+          return this.ref.sparseAdam(
+            this.host(param),
+            this.host(m),
+            this.host(v),
+            dim,
+            rows,
+            this.host(gradRows),
+            hyper,
+          );
+        }
+        const { ptrs } = this.upload([rows]);
+        // Rows are distinct, so chunks of rows update disjoint parts of param, m and v.
+        const pool = rows.length > 1 ? this.parallel(rows.length * dim, this.min.simd, 'sparseAdam') : null;
+        if (!pool) {
+          return this.k.sparseAdam(
+            this.ptr(param),
+            this.ptr(m),
+            this.ptr(v),
+            dim,
+            ptrs[0],
+            rows.length,
+            this.ptr(gradRows),
+            ...this.adamArgs(hyper),
+          );
+        }
+        this.tmpl.set([
+          this.ptr(param),
+          this.ptr(m),
+          this.ptr(v),
+          dim,
+          ptrs[0],
+          0,
+          this.ptr(gradRows),
+          ...this.adamArgs(hyper),
+        ]);
+        this.splitRows(pool, 'sparseAdam', rows.length, 15, [0, 0, 0, 0, 4, 0, 4 * dim], 5);
+      },
+    });
   }
 }

@@ -238,9 +238,28 @@ export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
         () => f.get(hi).get(a).get(b).f64Sub().f64Abs().f64Neg().call(exp).call(log1p).f64Add(),
       );
   });
+  /** c·v with a zero weight giving 0 even for v = ±∞ (stable-math's `weighted`). */
+  const weighted = mb.func(null, ['f64', 'f64'], ['f64'], (f) => {
+    const [c, v] = [f.param(0), f.param(1)];
+    f.get(c)
+      .f64(0)
+      .f64Eq()
+      .select2(
+        'f64',
+        () => f.f64(0),
+        () => f.get(c).get(v).f64Mul(),
+      );
+  });
   const bceScalar = mb.func(null, ['f64', 'f64'], ['f64'], (f) => {
     const [x, y] = [f.param(0), f.param(1)];
-    f.get(x).f64(0).f64Max().get(x).get(y).f64Mul().f64Sub();
+    f.get(x)
+      .f64(0)
+      .f64Ge()
+      .select2(
+        'f64',
+        () => f.f64(1).get(y).f64Sub().get(x).call(weighted),
+        () => f.get(y).get(x).f64Neg().call(weighted),
+      );
     f.get(x).f64Abs().f64Neg().call(exp).call(log1p).f64Add();
   });
   const productBceScalar = mb.func(null, ['f64', 'f64', 'f64'], ['f64'], (f) => {
@@ -251,8 +270,8 @@ export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
     f.get(a).f64Neg().call(logSigmoid);
     f.get(a).call(logSigmoid).get(b).f64Neg().call(logSigmoid).f64Add();
     f.call(logAddExp).set(logQ);
-    f.get(y).f64Neg().get(logP).f64Mul();
-    f.f64(1).get(y).f64Sub().get(logQ).f64Mul().f64Sub();
+    f.get(y).get(logP).f64Neg().call(weighted);
+    f.f64(1).get(y).f64Sub().get(logQ).f64Neg().call(weighted).f64Add();
   });
   const productBceGradA = mb.func(null, ['f64', 'f64', 'f64'], ['f64'], (f) => {
     const [a, b, y] = [f.param(0), f.param(1), f.param(2)];
@@ -260,8 +279,8 @@ export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
     const t = f.local('f64');
     f.get(a).call(logSigmoid).get(b).call(logSigmoid).f64Add().call(exp).set(p);
     f.get(a).get(b).f64Neg().call(logSigmoid).f64Add().set(t);
-    f.f64(1).get(y).f64Sub().get(p).f64Mul().get(t).f64Neg().call(sigmoid).f64Mul();
-    f.get(y).get(a).f64Neg().call(sigmoid).f64Mul().f64Sub();
+    f.f64(1).get(y).f64Sub().get(p).get(t).f64Neg().call(sigmoid).f64Mul().call(weighted);
+    f.get(y).get(a).f64Neg().call(sigmoid).call(weighted).f64Sub();
   });
 
   /** dst[0..len) += w * src[0..len), the row update behind bags, segment sums and scatters. */

@@ -175,7 +175,7 @@ export type FeatureVisitor = (code: number, id: number, value: number, fieldStar
 /**
  * Walks `field\x02id\x03value` entries joined by `\x01`. Strict: a field id
  * is digits with an optional `_digits` suffix, a feature id a non-negative
- * integer, a value a finite decimal number; anything else throws a
+ * integer, a value a decimal number finite in float32; anything else throws a
  * {@link FeatureListError} so a dirty line is never read silently wrong.
  * Returns the number of entries.
  */
@@ -221,9 +221,10 @@ export function scanFeatureList(text: string, visit: FeatureVisitor): number {
           start,
         );
       value = Number(s);
-      if (!Number.isFinite(value))
+      // Values land in Float32Arrays: a double beyond float32's range would turn into Infinity there.
+      if (!Number.isFinite(Math.fround(value)))
         throw new FeatureListError(
-          `entry ${count + 1} (field ${text.slice(start, f)}) has a non-finite value ${JSON.stringify(s)}`,
+          `entry ${count + 1} (field ${text.slice(start, f)}) has a value ${JSON.stringify(s)} that is non-finite in float32 (beyond ±3.4028235e38)`,
           start,
         );
     }
@@ -277,7 +278,8 @@ export function formatFeatureList(list: FeatureList): string {
     if (!isFieldId(field)) throw new Error(`formatFeatureList: bad field id ${JSON.stringify(field)}`);
     if (!Number.isSafeInteger(id) || id < 0)
       throw new Error(`formatFeatureList: bad feature id ${id} (field ${field})`);
-    if (!Number.isFinite(value)) throw new Error(`formatFeatureList: non-finite value ${value} (field ${field})`);
+    if (!Number.isFinite(Math.fround(value)))
+      throw new Error(`formatFeatureList: value ${value} is non-finite in float32 (field ${field})`);
     parts[i] = `${field}${FIELD_SEP}${id}${VALUE_SEP}${formatValue(value)}`;
   }
   return parts.join(ENTRY_SEP);

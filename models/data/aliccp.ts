@@ -2,18 +2,12 @@
  * A streaming reader of the raw Ali-CCP files.
  *
  * The skeleton file (one line per impression) is joined with the
- * common-features file (one line per user session) without loading either:
- * both are read line by line, relying on the layout of the public data: the
- * skeleton rows sharing a common key are consecutive, and the common file
- * lists its keys in the same order. The reader keeps the common row of the
- * current key plus a small window of the last `lookbehind` common rows it
- * passed (so a key that recurs slightly out of step is still found); a key
- * that is neither there nor ahead in the common file is a clear error rather
- * than a silent mis-join (the search ahead reads to the end of the common file
- * before reporting it). To tell "rows of a key are not consecutive" apart, it
- * remembers one 52-bit hash per finished key: memory grows with the number of
- * sessions (one number each), not with the data; `checkConsecutive: false`
- * turns this off.
+ * common-features file (one line per user session) by key, in any order of
+ * either file: one pass over the common file builds a compact
+ * {@link CommonIndex} (key → byte offset, length and line; tens of bytes per
+ * session), then the skeleton is streamed and each row's session is read by
+ * position, parsed once per run of consecutive rows of a key and kept in a
+ * small cache. Neither file is ever held in memory.
  *
  * A row's session fields are not copied per impression: they travel in
  * {@link Row.shared} (typed arrays, read-only) and `collate` copies them into
@@ -25,7 +19,8 @@
  * conversion = 1 are dropped and counted.
  */
 import { join } from 'node:path';
-import { LineReader, type LineReaderOptions } from './lines.js';
+import { CommonIndex, CommonIndexError, CommonLineReader } from './common-index.js';
+import { LineReader, LineTooLongError, checkLineReaderOptions, type LineReaderOptions } from './lines.js';
 import {
   ALICCP_FIELDS,
   FeatureListError,
@@ -179,8 +174,9 @@ export class Vocabulary implements IdEncoder {
     for (const which of ['skeleton', 'common'] as const) {
       const path = files[which];
       const reader = new LineReader(path, options.lineReader);
+      const next = (): Promise<string | null> => reader.read().catch((e: unknown) => Promise.reject(asFormatError(e)));
       try {
-        for (let line = await reader.read(); line !== null; line = await reader.read()) {
+        for (let line = await next(); line !== null; line = await next()) {
           if (line.length === 0) continue;
           codes.length = 0;
           ids.length = 0;
@@ -271,21 +267,27 @@ export function hashId(id: number): number {
 /** Counters of one pass of {@link AliCcpReader.rows}. */
 export interface AliCcpStats {
   skeletonLines: number;
+  /** Lines of the common file (counted by its index). */
   commonLines: number;
   /** Rows handed out. */
   rows: number;
   /** Rows with click = 0 and conversion = 1, dropped. */
   droppedInconsistent: number;
-  /** Lines skipped as malformed under `onMalformed: 'skip'` (skeleton rows whose common row was malformed included). */
+  /**
+   * Lines skipped as malformed under `onMalformed: 'skip'`: skeleton lines (those whose session is
+   * missing, duplicated or malformed included) and common lines (each counted once).
+   */
   skippedMalformed: number;
+  /** Skeleton rows skipped because their common key is not in the common file (part of `skippedMalformed`). */
+  missingCommonKey: number;
   /** The first few skipped lines' messages. */
   malformedExamples: string[];
   /** Occurrences of field ids that the schema does not have, by field. */
   unknownFields: Record<string, number>;
   /** Rows where a single-valued field carried more than one id (the first is kept), by field. */
   extraSingleValued: Record<string, number>;
-  /** Common rows passed over while looking for a key (keys no skeleton row used, as far as the reader saw). */
-  commonRowsSkipped: number;
+  /** Common rows parsed (once per run of consecutive skeleton rows of a key, fewer with the cache). */
+  commonRowsParsed: number;
 }
 
 /** Options of {@link AliCcpReader}. */
@@ -294,14 +296,24 @@ export interface AliCcpReaderOptions {
   encoder: IdEncoder;
   fields?: readonly AliCcpFieldInfo[];
   onMalformed?: MalformedPolicy;
-  /** How many of the most recently passed common rows are kept (first in, first out) for keys that recur slightly out of step (default 16). */
-  lookbehind?: number;
-  /** Detect skeleton rows of a key that are not consecutive (default true). */
-  checkConsecutive?: boolean;
   /** Stop after this many rows. */
   limit?: number;
   lineReader?: LineReaderOptions;
+  /** Parsed sessions kept for skeleton rows of a key that come back later (default 64). */
+  sessionCache?: number;
+  /** An index of the common file built before (by {@link CommonIndex.build}); built on the first pass otherwise. */
+  commonIndex?: CommonIndex;
 }
+
+const READER_OPTIONS = new Set([
+  'encoder',
+  'fields',
+  'onMalformed',
+  'limit',
+  'lineReader',
+  'sessionCache',
+  'commonIndex',
+]);
 
 interface Encoded {
   features: Map<string, RowValue>;
@@ -318,12 +330,21 @@ export class AliCcpReader {
   stats: AliCcpStats = emptyStats();
   private readonly fields: readonly AliCcpFieldInfo[];
   private readonly byCode: Map<number, AliCcpFieldInfo>;
+  private index: CommonIndex | null;
 
   constructor(
     /** The split's two files. */
     readonly files: AliCcpFiles,
     private readonly options: AliCcpReaderOptions,
   ) {
+    for (const key of Object.keys(options))
+      if (!READER_OPTIONS.has(key)) throw new Error(`AliCcpReader: unknown option '${key}'`);
+    const policy = options.onMalformed ?? 'error';
+    if (policy !== 'error' && policy !== 'skip')
+      throw new Error(`AliCcpReader: onMalformed must be 'error' or 'skip', got '${String(policy)}'`);
+    if (options.limit !== undefined && !(Number.isInteger(options.limit) && options.limit >= 0))
+      throw new Error(`AliCcpReader: limit must be a non-negative integer, got ${options.limit}`);
+    if (options.lineReader) checkLineReaderOptions(options.lineReader);
     this.fields = options.fields ?? ALICCP_FIELDS;
     this.byCode = new Map(this.fields.map((f) => [fieldCode(f.id), f]));
     for (const f of this.fields) {
@@ -331,6 +352,9 @@ export class AliCcpReader {
         throw new Error(`AliCcpReader: encoder has no table "${f.table}" (field ${f.id})`);
     }
     this.schema = aliCcpSchema(options.encoder.tableSizes, this.fields);
+    this.index = options.commonIndex ?? null;
+    if (this.index && this.index.path !== files.common)
+      throw new Error(`AliCcpReader: commonIndex is of ${this.index.path}, not of ${files.common}`);
   }
 
   /** Batches of rows, optionally mixed through a seeded shuffle buffer. */
@@ -338,22 +362,31 @@ export class AliCcpReader {
     return batchRows(this.schema, this.rows(), options);
   }
 
-  /** The joined rows in file order; each call starts a fresh pass and resets {@link stats}. */
+  /** The index of the common file: built by the first pass (or given), reused by the next. */
+  async commonIndex(): Promise<CommonIndex> {
+    if (!this.index) {
+      try {
+        this.index = await CommonIndex.build(this.files.common, {
+          onMalformed: this.options.onMalformed ?? 'error',
+          maxLineBytes: this.options.lineReader?.maxLineBytes,
+        });
+      } catch (e) {
+        throw asFormatError(e);
+      }
+    }
+    return this.index;
+  }
+
+  /** The joined rows in skeleton order; each call starts a fresh pass and resets {@link stats}. */
   async *rows(): AsyncGenerator<Row> {
     const stats = (this.stats = emptyStats());
     const policy = this.options.onMalformed ?? 'error';
-    const lookbehind = this.options.lookbehind ?? 16;
-    const checkConsecutive = this.options.checkConsecutive ?? true;
     const limit = this.options.limit ?? Infinity;
-    const skel = new LineReader(this.files.skeleton, this.options.lineReader);
-    const common = new LineReader(this.files.common, this.options.lineReader);
-    const recent = new Map<string, Encoded | typeof MALFORMED>();
-    const finished = new Set<number>();
-    let currentKey: string | null = null;
-    let current: Encoded | typeof MALFORMED = MALFORMED;
+    const cacheSize = Math.max(1, this.options.sessionCache ?? 64);
+    const index = await this.commonIndex();
+    stats.commonLines = index.lineCount;
     const skip = (file: string, line: number, e: unknown): void => {
-      if (policy === 'error')
-        throw e instanceof AliCcpFormatError ? e : new AliCcpFormatError(file, line, describeError(e));
+      if (policy === 'error') throw asFormatError(e, file, line);
       stats.skippedMalformed++;
       if (stats.malformedExamples.length < 10) {
         stats.malformedExamples.push(
@@ -361,43 +394,58 @@ export class AliCcpReader {
         );
       }
     };
+    for (const issue of index.issues) skip(this.files.common, issue.line, new Error(issue.message));
+    const skel = new LineReader(this.files.skeleton, this.options.lineReader);
+    const common = new CommonLineReader(index);
+    const cache = new Map<number, Encoded | typeof MALFORMED>();
+    const badCommon = new Set<number>();
+    let currentKey: string | null = null;
+    let current: Encoded | typeof MALFORMED | null = null;
+    let why = '';
 
-    const findCommon = async (key: string, skelLine: number): Promise<Encoded | typeof MALFORMED> => {
-      const hit = recent.get(key);
-      if (hit !== undefined) return hit;
-      for (;;) {
-        const line = await common.read();
-        if (line === null) {
-          throw new AliCcpFormatError(
-            this.files.skeleton,
-            skelLine,
-            `common key ${key} not found in ${this.files.common} after its line ${common.lineNo} nor among the last ${lookbehind} common rows: ` +
-              'the two files are not in the same key order (or the key is missing from the common file)',
-          );
-        }
-        stats.commonLines++;
-        if (line.length === 0) continue;
-        const c = splitCommonLine(line);
-        let enc: Encoded | typeof MALFORMED;
-        if (!c || c.commonKey.length === 0) {
-          skip(
-            this.files.common,
-            common.lineNo,
-            new Error('expected 3 comma-separated columns: common_feature_index,feature_num,feature_list'),
-          );
-          continue;
-        }
-        try {
-          enc = this.encodeList(c.featureList, stats);
-        } catch (e) {
-          skip(this.files.common, common.lineNo, e);
-          enc = MALFORMED;
-        }
-        recent.set(c.commonKey, enc);
-        if (recent.size > Math.max(1, lookbehind)) recent.delete(recent.keys().next().value as string);
-        if (c.commonKey === key) return enc;
-        stats.commonRowsSkipped++;
+    const session = async (key: string, skelLine: number): Promise<Encoded | typeof MALFORMED | null> => {
+      const e = index.find(key);
+      if (e < 0) {
+        why = `common key ${key} not found in ${this.files.common} (${index.size} keys indexed)`;
+        if (policy === 'error') throw new AliCcpFormatError(this.files.skeleton, skelLine, why);
+        return null;
       }
+      const hit = cache.get(e);
+      if (hit !== undefined) {
+        cache.delete(e);
+        cache.set(e, hit);
+        return hit;
+      }
+      const state = index.state(e);
+      let enc: Encoded | typeof MALFORMED = MALFORMED;
+      if (state === 'duplicate') {
+        why = `common key ${key} is on several lines of ${this.files.common} (line ${index.line(e)} among them)`;
+      } else {
+        why = `its common row (key ${key}, ${this.files.common}:${index.line(e)}) is malformed`;
+        let problem: unknown = null;
+        if (state === 'malformed') {
+          problem = new Error('expected 3 comma-separated columns: common_feature_index,feature_num,feature_list');
+        } else {
+          const c = splitCommonLine(await common.line(e));
+          stats.commonRowsParsed++;
+          if (!c || c.commonKey !== key) {
+            problem = new Error(`the file changed since it was indexed (expected key ${key})`);
+          } else {
+            try {
+              enc = this.encodeList(c.featureList, stats);
+            } catch (err) {
+              problem = err;
+            }
+          }
+        }
+        if (problem !== null && !badCommon.has(e)) {
+          badCommon.add(e);
+          skip(this.files.common, index.line(e), problem);
+        }
+      }
+      cache.set(e, enc);
+      if (cache.size > cacheSize) cache.delete(cache.keys().next().value as number);
+      return enc;
     };
 
     try {
@@ -430,25 +478,16 @@ export class AliCcpReader {
           continue;
         }
         if (s.commonKey !== currentKey) {
-          if (checkConsecutive) {
-            if (currentKey !== null) finished.add(hash52(currentKey));
-            if (finished.has(hash52(s.commonKey))) {
-              throw new AliCcpFormatError(
-                this.files.skeleton,
-                lineNo,
-                `rows with common key ${s.commonKey} are not consecutive: the key already appeared on earlier lines, then other keys came in between`,
-              );
-            }
-          }
           currentKey = s.commonKey;
-          current = await findCommon(s.commonKey, lineNo);
+          current = await session(s.commonKey, lineNo);
+        }
+        if (current === null) {
+          stats.missingCommonKey++;
+          skip(this.files.skeleton, lineNo, new Error(why));
+          continue;
         }
         if (current === MALFORMED) {
-          skip(
-            this.files.skeleton,
-            lineNo,
-            new Error(`its common row (key ${s.commonKey}) in ${this.files.common} was malformed`),
-          );
+          skip(this.files.skeleton, lineNo, new Error(why));
           continue;
         }
         if (click === 0 && conversion === 1) {
@@ -459,6 +498,8 @@ export class AliCcpReader {
         stats.rows++;
         yield { features, shared: current.features, click, conversion, userId: current.userId };
       }
+    } catch (e) {
+      throw asFormatError(e);
     } finally {
       await skel.close();
       await common.close();
@@ -546,7 +587,8 @@ function emptyStats(): AliCcpStats {
     malformedExamples: [],
     unknownFields: {},
     extraSingleValued: {},
-    commonRowsSkipped: 0,
+    missingCommonKey: 0,
+    commonRowsParsed: 0,
   };
 }
 
@@ -556,19 +598,16 @@ function checkLabel(s: string, name: string): number {
   throw new Error(`${name} label must be 0 or 1, got ${JSON.stringify(s.slice(0, 40))}`);
 }
 
+/** Errors of the line reader and the index, as format errors naming file and line. */
+function asFormatError(e: unknown, file?: string, line?: number): unknown {
+  if (e instanceof AliCcpFormatError) return e;
+  if (e instanceof LineTooLongError || e instanceof CommonIndexError)
+    return new AliCcpFormatError(e.file, e.line, e.detail);
+  if (file !== undefined && line !== undefined) return new AliCcpFormatError(file, line, describeError(e));
+  return e;
+}
+
 function describeError(e: unknown): string {
   if (e instanceof FeatureListError) return `bad feature list: ${e.message}`;
   return e instanceof Error ? e.message : String(e);
-}
-
-/** A 52-bit string hash (two 32-bit FNV-style lanes), exact enough to remember hundreds of thousands of keys. */
-function hash52(s: string): number {
-  let a = 0x811c9dc5;
-  let b = 0x01000193;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    a = Math.imul(a ^ c, 0x01000193);
-    b = Math.imul(b ^ c, 0x5bd1e995) ^ (b >>> 15);
-  }
-  return (a >>> 0) * 1048576 + ((b >>> 0) & 0xfffff);
 }

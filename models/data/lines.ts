@@ -16,15 +16,55 @@ export interface LineReaderOptions {
   maxLineBytes?: number;
 }
 
-/** Reads lines of an ASCII/Latin-1 file lazily; `lineNo` is 1-based and counts every line read. */
+/** A line over the length limit: almost always the wrong file, or one without newlines. */
+export class LineTooLongError extends Error {
+  constructor(
+    readonly file: string,
+    /** 1-based number of the line. */
+    readonly line: number,
+    readonly maxLineBytes: number,
+  ) {
+    super(`${file}:${line}: ${lineTooLong(maxLineBytes)}`);
+    this.name = 'LineTooLongError';
+  }
+
+  /** The message without its `file:line:` prefix. */
+  get detail(): string {
+    return lineTooLong(this.maxLineBytes);
+  }
+}
+
+function lineTooLong(max: number): string {
+  return `line longer than ${max} bytes (no newline found); is this the right file?`;
+}
+
+/** Checks a {@link LineReaderOptions}, so a typo'd or nonsensical setting fails at once. */
+export function checkLineReaderOptions(options: LineReaderOptions): void {
+  for (const key of Object.keys(options)) {
+    if (key !== 'chunkBytes' && key !== 'maxLineBytes') throw new Error(`LineReader: unknown option '${key}'`);
+  }
+  for (const key of ['chunkBytes', 'maxLineBytes'] as const) {
+    const v = options[key];
+    if (v !== undefined && !(Number.isInteger(v) && v > 0))
+      throw new Error(`LineReader: ${key} must be a positive integer, got ${v}`);
+  }
+}
+
+/**
+ * Reads lines of an ASCII/Latin-1 file lazily; `lineNo` is 1-based and counts every line read.
+ * A UTF-8 byte-order mark at the start of the file is dropped, and a line's trailing CR too.
+ */
 export class LineReader {
   private handle: FileHandle | null = null;
   private opening: Promise<FileHandle> | null = null;
   private chunk: Buffer;
   private lines: string[] = [];
   private next = 0;
-  private carry: Buffer | null = null;
+  /** Pieces of a line that spans chunks; joined once when its newline arrives, so long lines cost linear time. */
+  private carry: Buffer[] = [];
+  private carryBytes = 0;
   private eof = false;
+  private first = true;
   private readonly maxLineBytes: number;
   /** Number of the last line returned by {@link read} (1-based; 0 before the first). */
   lineNo = 0;
@@ -34,6 +74,7 @@ export class LineReader {
     readonly path: string,
     options: LineReaderOptions = {},
   ) {
+    checkLineReaderOptions(options);
     this.chunk = Buffer.allocUnsafe(options.chunkBytes ?? DEFAULT_CHUNK_BYTES);
     this.maxLineBytes = options.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES;
   }
@@ -72,28 +113,47 @@ export class LineReader {
     if (bytesRead === 0) {
       this.eof = true;
       // A last line without a trailing newline is still a line.
-      if (this.carry && this.carry.length > 0) this.lines.push(stripCr(this.carry.toString('latin1')));
-      this.carry = null;
+      if (this.carryBytes > 0) this.lines.push(this.takeCarry(Buffer.alloc(0), 0, 0));
       await this.close();
       return;
     }
-    let data = this.chunk.subarray(0, bytesRead);
-    if (this.carry) data = Buffer.concat([this.carry, data]);
+    const data = this.chunk.subarray(0, bytesRead);
     let start = 0;
+    if (this.first) {
+      this.first = false;
+      if (bytesRead >= 3 && data[0] === 0xef && data[1] === 0xbb && data[2] === 0xbf) start = 3;
+    }
     for (;;) {
       const nl = data.indexOf(0x0a, start);
       if (nl < 0) break;
-      this.lines.push(stripCr(data.toString('latin1', start, nl)));
+      if (this.carryBytes > 0) {
+        this.checkLength(this.carryBytes + nl - start, this.lines.length);
+        this.lines.push(this.takeCarry(data, start, nl));
+      } else {
+        this.checkLength(nl - start, this.lines.length);
+        this.lines.push(stripCr(data.toString('latin1', start, nl)));
+      }
       start = nl + 1;
     }
-    const rest = data.length - start;
-    if (rest > this.maxLineBytes) {
-      throw new Error(
-        `${this.path}:${this.lineNo + this.lines.length + 1}: line longer than ${this.maxLineBytes} bytes (no newline found); is this the right file?`,
-      );
+    if (start < data.length) {
+      this.checkLength(this.carryBytes + data.length - start, this.lines.length);
+      // Copy the tail: the chunk buffer is reused by the next read.
+      this.carry.push(Buffer.from(data.subarray(start)));
+      this.carryBytes += data.length - start;
     }
-    // Copy the tail: the chunk buffer is reused by the next read.
-    this.carry = rest > 0 ? Buffer.from(data.subarray(start)) : null;
+  }
+
+  private checkLength(bytes: number, pending: number): void {
+    if (bytes > this.maxLineBytes) throw new LineTooLongError(this.path, this.lineNo + pending + 1, this.maxLineBytes);
+  }
+
+  private takeCarry(data: Buffer, from: number, to: number): string {
+    const parts = this.carry;
+    if (to > from) parts.push(data.subarray(from, to));
+    const line = Buffer.concat(parts).toString('latin1');
+    this.carry = [];
+    this.carryBytes = 0;
+    return stripCr(line);
   }
 }
 

@@ -7,7 +7,9 @@
  *   for (const batch of batches) trainStep(method, opt, batch);
  */
 import {
+  add,
   bceWithLogits,
+  coalesce,
   div,
   maximum,
   mean,
@@ -17,6 +19,9 @@ import {
   optim,
   reshape,
   Rng,
+  RowSparseGrad,
+  sqrt,
+  square,
   sum,
   Tensor,
   tidy,
@@ -193,13 +198,39 @@ export function weightedBce(logits: Tensor, labels: ArrayLike<number>, weights?:
 export interface TrainStepOptions {
   /** Clip the global gradient norm to this value before the update. */
   clipNorm?: number;
+  /**
+   * Check that the loss and the global gradient norm are finite before the update (default true).
+   * The check reads one scalar back per step; `false` skips it, and a non-finite step then
+   * corrupts the parameters silently.
+   */
+  checkFinite?: boolean;
+}
+
+/**
+ * A step whose loss or gradient norm is NaN or ±Inf. Thrown by {@link trainStep} before the
+ * optimizer runs, so no parameter and no optimizer state has changed.
+ */
+export class NonFiniteStepError extends Error {
+  constructor(
+    /** The step's loss. */
+    readonly loss: number,
+    /** The global L2 norm of the gradients. */
+    readonly gradNorm: number,
+    /** The first parameter (by name) with a non-finite gradient or value, if any. */
+    readonly parameter: string | undefined,
+    detail: string,
+  ) {
+    super(detail);
+    this.name = 'NonFiniteStepError';
+  }
 }
 
 /**
  * One optimisation step of any method: zero the gradients, the method's loss, backward,
  * update. Runs inside `tidy`, so a step's temporaries are freed on device backends, and
- * returns the step's loss as a scalar tensor: nothing is read back unless the caller
- * asks (`.item()`), which keeps a device backend's pipeline full.
+ * returns the step's loss as a scalar tensor. Before the update, the loss and the global
+ * gradient norm are checked (one scalar read back): a non-finite one throws a
+ * {@link NonFiniteStepError} and leaves parameters and optimizer state untouched.
  */
 export function trainStep(
   method: CvrMethod,
@@ -207,20 +238,15 @@ export function trainStep(
   batch: Batch,
   options: TrainStepOptions = {},
 ): Tensor {
-  return tidy(() => {
-    optimizer.zeroGrad();
-    const { loss } = method.lossFor(batch);
-    loss.backward();
-    if (options.clipNorm !== undefined) clipGradNorm(optimizer.params, options.clipNorm);
-    optimizer.step();
-    return loss;
-  });
+  return tidy(() => recordStep(method, optimizer, batch, options, true).loss);
 }
 
 /**
- * {@link trainStep} awaited: the step is queued whole (on webgpu nothing waits until the
- * end), then its loss is read back. Returns the loss value. The way to train on a backend
- * that reads only asynchronously; on the others it equals `trainStep(...).item()`.
+ * {@link trainStep} for every backend, webgpu's included: the whole step is queued (nothing
+ * is read back before its end), then its loss is awaited and returned. The finite check reads
+ * the loss and the gradient norm together with it, after the update, since an asynchronous
+ * step cannot stop half-way: a non-finite step throws a {@link NonFiniteStepError} whose
+ * parameters have already been updated with it (reload a checkpoint to continue).
  */
 export async function trainStepAsync(
   method: CvrMethod,
@@ -228,12 +254,99 @@ export async function trainStepAsync(
   batch: Batch,
   options: TrainStepOptions = {},
 ): Promise<number> {
-  const loss = trainStep(method, optimizer, batch, options);
+  const { loss, health } = tidy(() => recordStep(method, optimizer, batch, options, false));
   try {
-    return (await loss.data())[0];
+    const [value, check] = await Promise.all([loss.data(), health?.data()]);
+    if (check !== undefined && !Number.isFinite(check[0])) {
+      const subject = Number.isFinite(value[0]) ? 'gradient norm is not finite' : `loss is ${value[0]}`;
+      throw new NonFiniteStepError(
+        value[0],
+        NaN,
+        undefined,
+        `non-finite step: ${subject} (found when the step was read back, after the update)`,
+      );
+    }
+    return value[0];
   } finally {
     loss.dispose();
+    health?.dispose();
   }
+}
+
+/**
+ * One step's graph, backward and update. With `checkNow` the finite check reads its one scalar
+ * before the update and throws there; otherwise the check's scalar (loss + gradient norm) is
+ * returned beside the loss for the caller to read once the step has run.
+ */
+function recordStep(
+  method: CvrMethod,
+  optimizer: optim.Optimizer,
+  batch: Batch,
+  options: TrainStepOptions,
+  checkNow: boolean,
+): { loss: Tensor; health: Tensor | null } {
+  optimizer.zeroGrad();
+  const { loss } = method.lossFor(batch);
+  loss.backward();
+  const check = options.checkFinite !== false;
+  const norm =
+    options.clipNorm !== undefined
+      ? clipGradNorm(optimizer.params, options.clipNorm)
+      : check
+        ? gradNorm(optimizer.params)
+        : null;
+  // loss + norm is finite exactly when both are (∞ and NaN survive any sum).
+  const health = check ? noGrad(() => (norm ? add(loss.detach(), norm) : loss.detach())) : null;
+  if (checkNow && health && !Number.isFinite(health.item())) {
+    const failure = describeNonFinite(method, optimizer, loss.item(), norm ? norm.item() : 0);
+    optimizer.zeroGrad();
+    throw failure;
+  }
+  optimizer.step();
+  return { loss, health: checkNow ? null : health };
+}
+
+/** The global L2 norm of the current gradients, on the device (sparse ones coalesced once, as the optimizer will use them). */
+function gradNorm(params: readonly Tensor[]): Tensor | null {
+  return noGrad(() => {
+    let total: Tensor | null = null;
+    for (const p of params) {
+      if (!p.grad) continue;
+      if (p.grad instanceof RowSparseGrad) p.grad = coalesce(p.grad);
+      const g = p.grad instanceof RowSparseGrad ? p.grad.values : p.grad;
+      const sq = sum(square(g));
+      total = total ? add(total, sq) : sq;
+    }
+    return total ? sqrt(total) : null;
+  });
+}
+
+/** Names the first parameter whose gradient (or value) is not finite; read back only on this failure path. */
+function describeNonFinite(
+  method: CvrMethod,
+  optimizer: optim.Optimizer,
+  loss: number,
+  norm: number,
+): NonFiniteStepError {
+  const names = new Map<Tensor, string>(method.namedParameters().map(([n, p]) => [p, n]));
+  const finite = (values: ArrayLike<number>): boolean => {
+    for (let i = 0; i < values.length; i++) if (!Number.isFinite(values[i])) return false;
+    return true;
+  };
+  let parameter: string | undefined;
+  let what = '';
+  // A non-finite value is the cause of the non-finite gradients it spreads, so values are searched first.
+  const inOrder = [...names.keys()].filter((p) => optimizer.params.includes(p));
+  parameter = names.get(inOrder.find((p) => !finite(p.toArray()))!);
+  if (parameter !== undefined) what = 'value';
+  else {
+    const grad = (p: Tensor) => (p.grad instanceof RowSparseGrad ? p.grad.values : p.grad);
+    parameter = names.get(inOrder.find((p) => grad(p) && !finite(grad(p)!.toArray()))!);
+    what = 'gradient';
+  }
+  const culprit = parameter !== undefined ? `; first non-finite ${what}: parameter '${parameter}'` : '';
+  const subject = Number.isFinite(loss) ? `gradient norm is ${norm}` : `loss is ${loss}`;
+  return new NonFiniteStepError(loss, norm, parameter, `non-finite step: ${subject}${culprit}`);
 }
 
 /** A seeded generator for a method's sampling. */

@@ -120,16 +120,17 @@ async function prepare(data: ExperimentData, batchSize: number, seed: number): P
   const trainFiles = aliCcpFiles(data.dir, 'train');
   const testFiles = aliCcpFiles(data.dir, 'test');
   const vocabulary = await Vocabulary.build(trainFiles, { minCount: data.minCount ?? 1 });
-  const open = (files: typeof trainFiles) => () => new AliCcpReader(files, { encoder: vocabulary, limit: data.limit });
-  const schema = open(trainFiles)().schema;
+  // One reader per split: its index of the common file is built on the first pass and reused.
+  const trainReader = new AliCcpReader(trainFiles, { encoder: vocabulary, limit: data.limit });
+  const testReader = new AliCcpReader(testFiles, { encoder: vocabulary, limit: data.limit });
   return {
-    schema,
-    train: aliCcpSource(open(trainFiles), {
+    schema: trainReader.schema,
+    train: aliCcpSource(() => trainReader, {
       batchSize,
       shuffleBuffer: data.shuffleBuffer ?? DEFAULT_SHUFFLE_BUFFER,
       seed,
     }),
-    test: aliCcpSource(open(testFiles), { batchSize: 4096 }),
+    test: aliCcpSource(() => testReader, { batchSize: 4096 }),
     description: `Ali-CCP files in ${data.dir} (vocabulary from the train split, min count ${data.minCount ?? 1}${data.limit ? `, first ${data.limit} rows` : ''})`,
   };
 }

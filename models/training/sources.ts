@@ -29,7 +29,10 @@ export function simulatorSource(
   };
 }
 
-/** Batches streamed from Ali-CCP files; `makeReader` opens a fresh reader for each epoch. */
+/**
+ * Batches streamed from Ali-CCP files; `makeReader` gives the reader of each epoch (returning the
+ * same reader every time reuses its index of the common file).
+ */
 export function aliCcpSource(makeReader: () => AliCcpReader, options: BatchingOptions, rows?: number): BatchSource {
   return {
     rows,

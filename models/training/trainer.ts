@@ -6,9 +6,9 @@
 import { appendFileSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { add, noGrad, optim, Tensor } from '../../core/index.js';
-import { loadCheckpoint, saveCheckpoint } from '../checkpoint.js';
+import { CheckpointError, openCheckpoint, saveCheckpoint, type CheckpointFile } from '../checkpoint.js';
 import { EsmmAccumulator, type EsmmMetrics } from '../metrics.js';
-import { trainStep, type CvrMethod } from '../methods/method.js';
+import { NonFiniteStepError, trainStep, type CvrMethod } from '../methods/method.js';
 import type { Batch } from '../schema.js';
 
 /** Batches for one epoch; called once per epoch with its number, so shuffling can be seeded by epoch. */
@@ -34,6 +34,22 @@ export type MonitoredMetric =
 
 /** How progress is shown: a redrawn bar, plain lines, or nothing. `auto` picks a bar on a terminal. */
 export type ProgressMode = 'auto' | 'bar' | 'lines' | 'none';
+
+/**
+ * Where progress is written: `process.stderr` or any stream like it. Typed here rather than as
+ * Node's `WriteStream` so the package's types hold without @types/node (e.g. in a browser app).
+ */
+export interface ProgressStream {
+  write(text: string): unknown;
+  /** A redrawn bar is used on a terminal only. */
+  readonly isTTY?: boolean;
+}
+
+/** stderr under Node; elsewhere (browsers) progress goes to the console, one line per write. */
+function defaultStream(): ProgressStream {
+  const proc = (globalThis as { process?: { stderr?: ProgressStream } }).process;
+  return proc?.stderr ?? { write: (text: string) => console.log(text.replace(/^\r|\n$/g, '')) };
+}
 
 /** Trainer settings. */
 export interface TrainerOptions {
@@ -62,7 +78,34 @@ export interface TrainerOptions {
   /** Save a checkpoint here after every epoch. */
   checkpointPath?: string;
   /** Where progress goes (default stderr). */
-  stream?: NodeJS.WriteStream;
+  stream?: ProgressStream;
+  /**
+   * Non-finite steps (NaN or ±Inf loss or gradient norm) to skip over the trainer's life, as
+   * PyTorch's AMP skips an overflowing step: the update is not applied and training goes on.
+   * One more stops training with a {@link DivergenceError}. Default 0: the first one stops it.
+   */
+  skipNonFiniteSteps?: number;
+}
+
+/**
+ * Training stopped because a step's loss or gradient norm was not finite (or a parameter
+ * became so): names the epoch, the step and the first non-finite parameter. The bad update
+ * was never applied and no checkpoint was written from it; the last one on disk is unchanged.
+ */
+export class DivergenceError extends Error {
+  constructor(
+    readonly epoch: number,
+    readonly step: number,
+    /** The first parameter with a non-finite gradient or value, if one was found. */
+    readonly parameter: string | undefined,
+    detail: string,
+  ) {
+    super(
+      `training diverged at epoch ${epoch}, step ${step}: ${detail}. No checkpoint was written from this state` +
+        ' (the last one, if any, is unchanged); try a lower learning rate or clipNorm',
+    );
+    this.name = 'DivergenceError';
+  }
 }
 
 /** What one epoch did. */
@@ -94,6 +137,8 @@ export class Trainer {
   epoch = 0;
   /** Optimizer steps so far. */
   step = 0;
+  /** Non-finite steps skipped so far (see {@link TrainerOptions.skipNonFiniteSteps}). */
+  skippedSteps = 0;
   private readonly options: Required<Pick<TrainerOptions, 'epochs' | 'lr' | 'logEvery' | 'monitor'>> & TrainerOptions;
 
   constructor(
@@ -161,7 +206,21 @@ export class Trainer {
     let lastShown = 0;
     this.method.train();
     for await (const batch of train.batches(epoch)) {
-      const loss = trainStep(this.method, this.optimizer, batch, { clipNorm: this.options.clipNorm });
+      let loss: Tensor;
+      try {
+        loss = trainStep(this.method, this.optimizer, batch, { clipNorm: this.options.clipNorm });
+      } catch (e) {
+        if (!(e instanceof NonFiniteStepError)) throw e;
+        if (this.skippedSteps >= (this.options.skipNonFiniteSteps ?? 0)) {
+          lossSum?.dispose();
+          if (bar) this.out().write('\n');
+          throw new DivergenceError(epoch, this.step + 1, e.parameter, e.message);
+        }
+        this.skippedSteps++;
+        this.logEvent({ type: 'skip', epoch, step: this.step + 1, loss: e.loss, gradNorm: e.gradNorm });
+        this.print(`epoch ${epoch} step ${this.step + 1}: skipped (${e.message})`);
+        continue;
+      }
       const next: Tensor = noGrad(() => (lossSum ? add(lossSum, loss) : loss.detach()));
       if (lossSum) lossSum.dispose();
       loss.dispose();
@@ -180,6 +239,10 @@ export class Trainer {
     }
     if (bar) this.out().write('\n');
     const trainLoss = lossSum ? (lossSum as Tensor).item() / steps : NaN;
+    if (steps > 0 && !Number.isFinite(trainLoss)) {
+      (lossSum as Tensor | null)?.dispose();
+      throw new DivergenceError(epoch, this.step, undefined, `the epoch's mean loss is ${trainLoss}`);
+    }
     (lossSum as Tensor | null)?.dispose();
     this.epoch = epoch;
     const seconds = (performance.now() - started) / 1000;
@@ -211,38 +274,99 @@ export class Trainer {
     for (const [name, t] of this.method.namedParameters()) tensors[`model.${name}`] = t;
     const state = this.optimizer.stateDict();
     for (const [name, t] of Object.entries(state.tensors)) tensors[`optimizer.${name}`] = t;
-    await saveCheckpoint(path, tensors, {
+    const meta = {
       format: 'esmm-ts/trainer@1',
       method: this.method.method,
       epoch: String(this.epoch),
       step: String(this.step),
       optimizerScalars: JSON.stringify(state.scalars),
       samplingState: JSON.stringify(this.method.samplingState()),
-    });
+    };
+    try {
+      // A parameter or optimizer state that went NaN/Inf is never written: the previous checkpoint stays.
+      await saveCheckpoint(path, tensors, meta, { requireFinite: true });
+    } catch (e) {
+      const m = /^checkpoint: tensor "(.*)" holds/.exec((e as Error).message);
+      if (!m) throw e;
+      const name = m[1].replace(/^model\./, '');
+      throw new DivergenceError(this.epoch, this.step, name, (e as Error).message.replace(/^checkpoint: /, ''));
+    }
   }
 
-  /** Restore everything {@link Trainer.save} wrote; a mismatch with this model is a clear error and changes nothing. */
+  /**
+   * Restore everything {@link Trainer.save} wrote. All-or-nothing: the header, the metadata, every
+   * tensor's name and shape, the optimizer state and every checksum are checked before anything is
+   * written; then tensors stream from the file straight into the parameters and optimizer state.
+   */
   async load(path: string): Promise<void> {
-    const ckpt = await loadCheckpoint(path);
-    const meta = ckpt.metadata;
-    if (meta.format !== 'esmm-ts/trainer@1')
-      throw new Error(`${path}: not a trainer checkpoint (format '${meta.format ?? 'missing'}')`);
-    if (meta.method !== this.method.method)
-      throw new Error(`${path}: checkpoint of method '${meta.method}', this trainer trains '${this.method.method}'`);
-    const model: Record<string, Tensor> = {};
-    const optimizerTensors: Record<string, Tensor> = {};
-    for (const [name, t] of Object.entries(ckpt.tensors)) {
-      if (name.startsWith('model.')) model[name.slice(6)] = t;
-      else if (name.startsWith('optimizer.')) optimizerTensors[name.slice(10)] = t;
-      else throw new Error(`${path}: unexpected tensor '${name}'`);
+    const file = await openCheckpoint(path);
+    try {
+      await this.loadFrom(file);
+    } finally {
+      await file.close();
     }
-    const scalars = parseJson<Record<string, number>>(meta.optimizerScalars, path, 'optimizerScalars');
-    const sampling = parseJson<number[]>(meta.samplingState, path, 'samplingState');
-    this.method.loadStateDict(model);
-    this.optimizer.loadStateDict({ tensors: optimizerTensors, scalars });
-    this.method.restoreSamplingState(sampling);
-    this.epoch = Number(meta.epoch);
-    this.step = Number(meta.step);
+  }
+
+  private async loadFrom(file: CheckpointFile): Promise<void> {
+    const path = file.path;
+    const fail = (detail: string): never => {
+      throw new CheckpointError(path, detail);
+    };
+    const meta = file.metadata;
+    if (meta.format !== 'esmm-ts/trainer@1') fail(`not a trainer checkpoint (format '${meta.format ?? 'missing'}')`);
+    if (meta.method !== this.method.method)
+      fail(`checkpoint of method '${meta.method}', this trainer trains '${this.method.method}'`);
+    if (!file.checksummed) fail('has no tensor checksums, so its data cannot be verified');
+    const epoch = parseCount(meta.epoch, path, 'epoch');
+    const step = parseCount(meta.step, path, 'step');
+    const scalars = parseJson<unknown>(meta.optimizerScalars, path, 'optimizerScalars');
+    if (typeof scalars !== 'object' || scalars === null || Array.isArray(scalars))
+      fail("checkpoint metadata 'optimizerScalars' is not a JSON object");
+    for (const [k, v] of Object.entries(scalars as object))
+      if (typeof v !== 'number') fail(`checkpoint metadata 'optimizerScalars': '${k}' is not a number`);
+    const sampling = parseJson<unknown>(meta.samplingState, path, 'samplingState');
+    if (!Array.isArray(sampling) || !sampling.every((v) => typeof v === 'number' || v === null))
+      fail("checkpoint metadata 'samplingState' is not an array of numbers");
+
+    const params = new Map(this.method.namedParameters());
+    const problems: string[] = [];
+    const optimizerShapes: Record<string, number[]> = {};
+    for (const [name, e] of file.entries) {
+      if (name.startsWith('model.')) {
+        const p = params.get(name.slice(6));
+        if (!p) problems.push(`unexpected tensor '${name}'`);
+        else if (e.shape.length !== p.shape.length || e.shape.some((d, i) => d !== p.shape[i]))
+          problems.push(`'${name}' has shape [${e.shape.join(', ')}], the model's is [${p.shape.join(', ')}]`);
+      } else if (name.startsWith('optimizer.')) optimizerShapes[name.slice(10)] = e.shape;
+      else problems.push(`unexpected tensor '${name}'`);
+    }
+    for (const name of params.keys()) if (!file.entries.has(`model.${name}`)) problems.push(`missing 'model.${name}'`);
+    problems.push(
+      ...this.optimizer.checkState(optimizerShapes, scalars as Record<string, number>).map((p) => `optimizer: ${p}`),
+    );
+    if (problems.length > 0)
+      fail(
+        `does not fit this trainer: ${problems.slice(0, 5).join('; ')}${problems.length > 5 ? ` (+${problems.length - 5} more)` : ''}`,
+      );
+    // Sampling state validates itself; keep the current one to put back if anything below fails.
+    const previousSampling = this.method.samplingState();
+    try {
+      this.method.restoreSamplingState((sampling as (number | null)[]).map((v) => (v === null ? NaN : v)));
+    } catch (e) {
+      fail(`checkpoint metadata 'samplingState': ${(e as Error).message}`);
+    }
+    try {
+      // Every checksum before the first write: a corrupt file changes nothing.
+      await file.verify();
+    } catch (e) {
+      this.method.restoreSamplingState(previousSampling);
+      throw e;
+    }
+    for (const [name, p] of params) await file.read(`model.${name}`, { into: p });
+    const targets = this.optimizer.prepareState(Object.keys(optimizerShapes), scalars as Record<string, number>);
+    for (const [name, t] of Object.entries(targets)) await file.read(`optimizer.${name}`, { into: t });
+    this.epoch = epoch;
+    this.step = step;
   }
 
   private progressMode(): ProgressMode {
@@ -251,8 +375,8 @@ export class Trainer {
     return this.out().isTTY ? 'bar' : 'lines';
   }
 
-  private out(): NodeJS.WriteStream {
-    return this.options.stream ?? process.stderr;
+  private out(): ProgressStream {
+    return this.options.stream ?? defaultStream();
   }
 
   private print(line: string): void {
@@ -289,10 +413,22 @@ export class Trainer {
 }
 
 function parseJson<T>(text: string | undefined, path: string, key: string): T {
-  if (text === undefined) throw new Error(`${path}: checkpoint metadata lacks '${key}'`);
+  if (text === undefined) throw new CheckpointError(path, `checkpoint metadata lacks '${key}'`);
   try {
     return JSON.parse(text) as T;
   } catch {
-    throw new Error(`${path}: checkpoint metadata '${key}' is not valid JSON`);
+    throw new CheckpointError(path, `checkpoint metadata '${key}' is not valid JSON`);
   }
+}
+
+/** A counter from the metadata: a non-negative integer written in decimal digits. */
+function parseCount(text: string | undefined, path: string, key: string): number {
+  if (text === undefined) throw new CheckpointError(path, `checkpoint metadata lacks '${key}'`);
+  const n = Number(text);
+  if (!/^(0|[1-9][0-9]*)$/.test(text) || !Number.isSafeInteger(n))
+    throw new CheckpointError(
+      path,
+      `checkpoint metadata '${key}' is ${JSON.stringify(text)}, not a non-negative integer`,
+    );
+  return n;
 }

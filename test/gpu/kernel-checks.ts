@@ -1,7 +1,7 @@
 /**
  * Property checks comparing every kernel of a backend with the reference backend.
  *
- * Shared by the Node test (`test/gpu-backend.test.ts`) and the browser runner, so it
+ * Shared by the Node tests (`test/gpu-backend.test.ts`, `test/wasm-backend.test.ts`) and the browser runner, so it
  * depends only on fast-check and the kernels. Inputs are float32 values; a result
  * matches when |got - want| <= atol + rtol * |want| (defaults 1e-4 and 1e-4, loosened
  * only where a kernel sums many terms in a different order than the reference).
@@ -545,6 +545,8 @@ export function kernelChecks(scale = 1): KernelCheck[] {
     );
   });
 
+  add('bce and productBce exact at ±Inf logits', (b) => infiniteLogitChecks(b));
+
   const hyperArb = fc.record({
     lr: fc.double({ min: 1e-4, max: 0.1, noNaN: true }),
     beta1: fc.constantFrom(0.9, 0.8),
@@ -610,4 +612,44 @@ export function kernelChecks(scale = 1): KernelCheck[] {
   });
 
   return checks;
+}
+
+/**
+ * Losses at saturated logits must be exact, not NaN: a label that agrees with a logit of ±∞
+ * costs 0, one that disagrees costs +∞, and the gradients of a zero-cost row are 0.
+ * Checked against the values themselves rather than the reference, so every backend (the
+ * reference included) is held to them.
+ */
+export function infiniteLogitChecks(b: Backend): void {
+  const inf = Infinity;
+  const read = (s: Storage): number[] => Array.from(b.read(s));
+  const expectExact = (got: number[], want: number[], what: string): void => {
+    want.forEach((w, i) => {
+      if (!Object.is(got[i] + 0, w + 0)) throw new Error(`${what}[${i}]: got ${got[i]}, want ${w}`);
+    });
+  };
+  const x = b.fromArray(Float32Array.from([inf, -inf, inf, -inf, 0]), 'float32');
+  const y = b.fromArray(Float32Array.from([1, 0, 0, 1, 1]), 'float32');
+  const g = b.fromArray(Float32Array.from([1, 1, 1, 1, 1]), 'float32');
+  const out = b.alloc(5, 'float32');
+  b.bceWithLogits(x, y, out);
+  expectExact(read(out), [0, 0, inf, inf, Math.fround(Math.LN2)], 'bceWithLogits at ±Inf');
+  b.bceWithLogitsBackward(x, y, g, out);
+  expectExact(read(out), [0, 0, 1, -1, -0.5], 'bceWithLogitsBackward at ±Inf');
+  // productBce: p = σ(a)·σ(b); the rows are (a, b, y) with p ∈ {1, 0, 0, 1, 0, 0}.
+  const a = b.fromArray(Float32Array.from([inf, -inf, inf, inf, -inf, inf]), 'float32');
+  const c = b.fromArray(Float32Array.from([inf, 3, -inf, inf, -inf, -inf]), 'float32');
+  const y2 = b.fromArray(Float32Array.from([1, 0, 0, 0, 1, 1]), 'float32');
+  const g2 = b.fromArray(Float32Array.from([1, 1, 1, 1, 1, 1]), 'float32');
+  const out2 = b.alloc(6, 'float32');
+  const gb = b.alloc(6, 'float32');
+  b.productBce(a, c, y2, out2);
+  expectExact(read(out2), [0, 0, 0, inf, inf, inf], 'productBce at ±Inf');
+  b.productBceBackward(a, c, y2, g2, out2, gb);
+  const ga = read(out2);
+  const gbv = read(gb);
+  // Zero-cost rows (0, 1, 2) have zero gradients; the others are only required not to hide their loss.
+  expectExact(ga.slice(0, 3), [0, 0, 0], 'productBce d/da at ±Inf');
+  expectExact(gbv.slice(0, 3), [0, 0, 0], 'productBce d/db at ±Inf');
+  for (const s of [x, y, g, out, a, c, y2, g2, out2, gb]) b.free(s);
 }
