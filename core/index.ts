@@ -25,6 +25,7 @@ export {
   type GraphNode,
 } from './tensor.js';
 export * from './ops/index.js';
+export { withTracer, markTraced, activeTracer, type Tracer } from './trace.js';
 import './tensor-methods.js';
 export type { TensorLike, MatmulOptions, BagInput } from './ops/index.js';
 export { Rng } from './random.js';

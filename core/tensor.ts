@@ -18,6 +18,7 @@ import {
   type FloatArray,
   type Storage,
 } from '../kernels/index.js';
+import { activeTracer } from './trace.js';
 
 /** Options when creating a tensor. */
 export interface TensorOptions {
@@ -216,6 +217,7 @@ export function apply<A>(op: OpDefinition<A>, inputs: readonly Tensor[], attrs: 
   }
   const record = gradEnabled && op.backward !== undefined && inputs.some((t) => t.requiresGrad);
   const { output, saved } = noGrad(() => op.forward(inputs, attrs));
+  activeTracer()?.onApply(op as OpDefinition<unknown>, inputs, attrs, output);
   if (record) {
     output.requiresGrad = true;
     output.node = { op: op as OpDefinition<unknown>, inputs: [...inputs], attrs, saved: saved ?? [] };
@@ -297,7 +299,9 @@ export class Tensor {
         : values instanceof Float32Array
           ? values
           : Float32Array.from(values);
-    return new Tensor(backend.fromArray(host, dtype), [...shape], backend, options.requiresGrad ?? false);
+    const out = new Tensor(backend.fromArray(host, dtype), [...shape], backend, options.requiresGrad ?? false);
+    activeTracer()?.onFromArray(values, out);
+    return out;
   }
 
   /** A scalar on the same backend and dtype as this tensor. */

@@ -7,7 +7,7 @@
  * start embeddings near zero, so the towers first learn from biases and then from
  * ids); `std` overrides it.
  */
-import { embeddingBag, gatherRows, init, mul, nn, reshape, Rng, Tensor } from '../core/index.js';
+import { embeddingBag, gatherRows, init, markTraced, mul, nn, reshape, Rng, Tensor } from '../core/index.js';
 import { getBackend, type Backend, type DType } from '../kernels/index.js';
 import {
   embeddingDimOf,
@@ -42,6 +42,16 @@ export interface SequenceEmbedding {
   lengths: Int32Array;
   /** Padded length; at least 1 so that an all-empty batch still has a valid shape. */
   maxLen: number;
+}
+
+/**
+ * How {@link SharedEmbedding.sequence} labels its host arrays for a tracer: the padded ids
+ * [batch·maxLen] (padding reads row 0), the mask [batch, maxLen] and the per-position scale
+ * (the bag's values where weighted, else the mask).
+ */
+export interface SequenceTraceTag {
+  field: string;
+  part: 'sequenceIds' | 'sequenceMask' | 'sequenceScale';
 }
 
 /** What a tower reads: the batch, its per-field vectors, and sequences on demand. */
@@ -160,6 +170,10 @@ export class SharedEmbedding extends nn.Module {
         scale[r * maxLen + j] = field.weighted && data.values ? data.values[src] : 1;
       }
     }
+    // An exporter's tracer learns what these host arrays are, so the padding can become graph ops.
+    markTraced(ids, { field: field.name, part: 'sequenceIds' } satisfies SequenceTraceTag);
+    markTraced(mask, { field: field.name, part: 'sequenceMask' } satisfies SequenceTraceTag);
+    markTraced(scale, { field: field.name, part: 'sequenceScale' } satisfies SequenceTraceTag);
     const table = this.tables.get(tableOf(field))!;
     const dim = table.shape[1];
     const rows = reshape(gatherRows(table, ids), [n, maxLen, dim]);

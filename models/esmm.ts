@@ -7,8 +7,9 @@
  */
 import { add, affine, bceWithLogits, mean, mul, nn, productBce, reshape, Rng, sigmoid, Tensor } from '../core/index.js';
 import type { DType } from '../kernels/index.js';
-import { createBaseModel, type BaseModel, type BaseModelOptions } from './base/base-model.js';
+import { createBaseModel, type AnyBaseModelOptions, type BaseModel } from './base/base-model.js';
 import { SharedEmbedding, type TowerInput } from './embedding.js';
+import { MODEL_DEFAULTS } from './methods/registry.js';
 import type { Batch, Schema } from './schema.js';
 
 /** The three probabilities every method scores, each of shape [batch]. */
@@ -24,11 +25,17 @@ export interface EsmmOutput extends CvrPredictions {
   cvrLogit: Tensor;
 }
 
-/** Weights of the two loss terms (both 1 by default, as the paper). */
+/** Weights of the two loss terms. */
 export interface EsmmLossWeights {
   ctr?: number;
   ctcvr?: number;
 }
+
+/** Defaults of the frame: both loss terms weighted 1 and one embedding layer shared, as the paper. */
+export const ESMM_DEFAULTS = {
+  lossWeights: { ctr: 1, ctcvr: 1 },
+  shareEmbeddings: true,
+} as const;
 
 /** The loss and its two terms (each already weighted). */
 export interface EsmmLossParts {
@@ -42,14 +49,16 @@ export type TowerBases = string | { ctr: string; cvr: string };
 
 /** Options of {@link Esmm}. */
 export interface EsmmOptions {
-  /** Base model of the towers (default `mlp`). */
+  /** Base model of the towers (default `MODEL_DEFAULTS.base`). */
   base?: TowerBases;
   /** Options of both towers (hidden sizes, activation, model-specific keys). */
-  tower?: BaseModelOptions;
-  /** Share one embedding layer between the towers (default true); false is ESMM-NS. */
+  tower?: AnyBaseModelOptions;
+  /** Options of one tower layered over `tower`, e.g. DIN's `attention` when only the CVR tower is DIN. */
+  towers?: { ctr?: AnyBaseModelOptions; cvr?: AnyBaseModelOptions };
+  /** Share one embedding layer between the towers; false is ESMM-NS. */
   shareEmbeddings?: boolean;
   lossWeights?: EsmmLossWeights;
-  /** Seed of every initial value (default 0). */
+  /** Seed of every initial value. */
   seed?: number;
   dtype?: DType;
   /** Standard deviation of the embedding initialisation (default 0.01). */
@@ -73,17 +82,27 @@ export class Esmm extends nn.Module {
   constructor(schema: Schema, options: EsmmOptions = {}) {
     super();
     this.schema = schema;
-    const rng = new Rng(options.seed ?? 0);
-    const dtype = options.dtype ?? 'float32';
+    const rng = new Rng(options.seed ?? MODEL_DEFAULTS.seed);
+    const dtype = options.dtype ?? MODEL_DEFAULTS.dtype;
     const embedding = (): SharedEmbedding =>
       new SharedEmbedding(schema, { rng: rng.fork(), dtype, std: options.embeddingStd });
-    this.embeddings = (options.shareEmbeddings ?? true) ? [embedding()] : [embedding(), embedding()];
-    const base = options.base ?? 'mlp';
+    this.embeddings =
+      (options.shareEmbeddings ?? ESMM_DEFAULTS.shareEmbeddings) ? [embedding()] : [embedding(), embedding()];
+    const base = options.base ?? MODEL_DEFAULTS.base;
     const [ctrBase, cvrBase] = typeof base === 'string' ? [base, base] : [base.ctr, base.cvr];
     const dims = this.embeddings[0].fieldDims();
-    this.ctrTower = createBaseModel(ctrBase, schema, { ...options.tower, rng: rng.fork(), dtype }, dims);
-    this.cvrTower = createBaseModel(cvrBase, schema, { ...options.tower, rng: rng.fork(), dtype }, dims);
-    this.lossWeights = { ctr: options.lossWeights?.ctr ?? 1, ctcvr: options.lossWeights?.ctcvr ?? 1 };
+    const towerOptions = (own: AnyBaseModelOptions | undefined): AnyBaseModelOptions => ({
+      ...options.tower,
+      ...own,
+      rng: rng.fork(),
+      dtype,
+    });
+    this.ctrTower = createBaseModel(ctrBase, schema, towerOptions(options.towers?.ctr), dims);
+    this.cvrTower = createBaseModel(cvrBase, schema, towerOptions(options.towers?.cvr), dims);
+    this.lossWeights = {
+      ctr: options.lossWeights?.ctr ?? ESMM_DEFAULTS.lossWeights.ctr,
+      ctcvr: options.lossWeights?.ctcvr ?? ESMM_DEFAULTS.lossWeights.ctcvr,
+    };
   }
 
   /** The CTR tower's embedding layer. */

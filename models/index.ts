@@ -1,12 +1,10 @@
 /** The ESMM model zoo: base models, the two-tower frame, baselines, data, metrics and training. */
 export * from './schema.js';
+export * from './options.js';
 export * from './embedding.js';
 export * from './base/index.js';
 export * from './esmm.js';
-export * from './methods/method.js';
-export * from './methods/esmm-method.js';
-export * from './methods/click-space.js';
-export * from './methods/division.js';
+export * from './methods/index.js';
 export * from './model-factory.js';
 export * from './data/index.js';
 export * from './metrics.js';

@@ -149,7 +149,7 @@ describe('Dice', () => {
     const schema = tinySchema(2);
     const embedding = new SharedEmbedding(schema);
     expect(() => new DinTower(schema, { attention: { activation: 'gelu' as 'relu' } }, embedding.fieldDims())).toThrow(
-      /'prelu', 'relu' or 'dice'/,
+      /base model 'din': option 'attention.activation' must be one of prelu, relu, dice, got 'gelu'/,
     );
   });
 });

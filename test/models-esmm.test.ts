@@ -8,7 +8,7 @@ import {
   DivisionMethod,
   Esmm,
   EsmmMethod,
-  METHODS,
+  TABLE2_METHODS,
   OversamplingMethod,
   UnbiasMethod,
   type CreateModelOptions,
@@ -90,7 +90,7 @@ describe('createModel', () => {
       unbias: UnbiasMethod,
       division: DivisionMethod,
     };
-    for (const method of METHODS) {
+    for (const method of TABLE2_METHODS) {
       const m = createModel({ method, schema: tinySchema(3), tower } as CreateModelOptions);
       expect(m).toBeInstanceOf(classes[method]);
       expect(m.method).toBe(method);

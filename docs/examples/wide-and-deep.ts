@@ -11,6 +11,7 @@ import { add, gatherRows, init, nn, Rng, type Tensor } from '../../core/index.js
 import {
   BaseModel,
   concatFields,
+  checks,
   registerBaseModel,
   totalWidth,
   towerMlp,
@@ -24,13 +25,15 @@ import {
 export interface WideAndDeepOptions extends BaseModelOptions {
   /** Pairs of categorical fields whose crossed ids feed the wide part (e.g. [['user', 'item']]). */
   crosses?: [string, string][];
-  /** Hash buckets of each cross (default 1000). */
+  /** Hash buckets of each cross. */
   crossBuckets?: number;
 }
 
+/** Defaults of the Wide & Deep tower: no crosses, 1000 buckets per cross. */
+export const WIDE_AND_DEEP_DEFAULTS = { crosses: [] as [string, string][], crossBuckets: 1000 };
+
 /** Wide (memorisation) plus deep (generalisation) tower. */
 export class WideAndDeepTower extends BaseModel {
-  readonly kind = 'wide-and-deep';
   /** Field name → wide weights [vocab, 1]. */
   readonly wide: Map<string, Tensor>;
   /** One wide table [buckets, 1] per cross. */
@@ -50,12 +53,12 @@ export class WideAndDeepTower extends BaseModel {
       if (f.kind === 'categorical')
         this.wide.set(f.name, nn.parameter(init.normal([f.vocabSize, 1], 0, 0.01, { rng, dtype })));
     }
-    this.crosses = options.crosses ?? [];
+    this.crosses = options.crosses ?? WIDE_AND_DEEP_DEFAULTS.crosses;
     for (const [a, b] of this.crosses) {
       if (!this.wide.has(a) || !this.wide.has(b))
         throw new Error(`wide-and-deep: cross [${a}, ${b}] needs two categorical fields`);
     }
-    this.buckets = options.crossBuckets ?? 1000;
+    this.buckets = options.crossBuckets ?? WIDE_AND_DEEP_DEFAULTS.crossBuckets;
     this.crossTables = this.crosses.map(() => nn.parameter(init.normal([this.buckets, 1], 0, 0.01, { rng, dtype })));
     this.bias = nn.parameter(init.full([1], 0, { dtype }));
     this.deep = towerMlp(totalWidth(inputDims), { ...options, rng });
@@ -85,8 +88,23 @@ export class WideAndDeepTower extends BaseModel {
   }
 }
 
-registerBaseModel(
-  'wide-and-deep',
-  (schema, options, dims) => new WideAndDeepTower(schema, options as WideAndDeepOptions, dims),
-  { replace: true },
-);
+// The options type joins the others, so `createModel({ base: 'wide-and-deep', tower: { crosses } })` type-checks.
+declare module '../../models/base/base-model.js' {
+  interface BaseModelOptionsByName {
+    'wide-and-deep': WideAndDeepOptions;
+  }
+}
+
+registerBaseModel('wide-and-deep', WideAndDeepTower, {
+  summary: 'a wide linear part over ids and hashed crosses plus the deep MLP (Cheng et al., DLRS 2016)',
+  options: {
+    crosses: { help: 'pairs of categorical fields crossed in the wide part', check: checks.stringPairs },
+    crossBuckets: {
+      help: 'hash buckets of each cross',
+      default: WIDE_AND_DEEP_DEFAULTS.crossBuckets,
+      check: checks.integer(1),
+    },
+  },
+  variants: [{ crosses: [['user', 'item']], crossBuckets: 7 }],
+  replace: true,
+});

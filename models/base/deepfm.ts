@@ -28,11 +28,11 @@ import {
   towerMlp,
   type BaseModelOptions,
   type InputDims,
+  checkRegisteredOptions,
 } from './base-model.js';
 
 /** DeepFM tower. */
 export class DeepFmTower extends BaseModel {
-  readonly kind = 'deepfm';
   /** Table name → first-order weights [rows, 1]. */
   readonly linearTables: Map<string, Tensor>;
   /** Weights of the numeric fields' values in the first-order term, [Σ numeric dims, 1] (absent without numeric fields). */
@@ -45,6 +45,8 @@ export class DeepFmTower extends BaseModel {
 
   constructor(schema: Schema, options: BaseModelOptions, inputDims: InputDims) {
     super();
+    // Also when built directly rather than through createBaseModel.
+    checkRegisteredOptions(this, options);
     this.schema = schema;
     const rng = options.rng ?? new Rng(0);
     const dtype = options.dtype;
@@ -103,4 +105,13 @@ export class DeepFmTower extends BaseModel {
   }
 }
 
-registerBaseModel('deepfm', (schema, options, dims) => new DeepFmTower(schema, options, dims));
+declare module './base-model.js' {
+  interface BaseModelOptionsByName {
+    deepfm: BaseModelOptions;
+  }
+}
+
+registerBaseModel('deepfm', DeepFmTower, {
+  summary: 'first-order term + FM second-order term + MLP over shared embeddings (Guo et al., IJCAI 2017)',
+  options: {},
+});

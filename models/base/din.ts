@@ -39,20 +39,31 @@ import {
   towerMlp,
   type BaseModelOptions,
   type InputDims,
+  checkRegisteredOptions,
 } from './base-model.js';
+import { checks } from '../options.js';
 
 /** How attention scores become pooling weights. */
 export type DinNormalization = 'none' | 'softmax';
 
 /** DIN's activation-unit settings (under the `attention` key of the tower options). */
 export interface DinAttentionOptions {
-  /** Hidden sizes of the activation unit (default [80, 40]). */
+  /** Hidden sizes of the activation unit. */
   hidden?: readonly number[];
-  /** `none` (the paper, default) or `softmax` (the authors' code). */
+  /** `none` (the paper) or `softmax` (the authors' code). */
   normalization?: DinNormalization;
-  /** Activation of the unit's hidden layers (default `prelu`; `dice` is the paper's data-adaptive one). */
+  /** Activation of the unit's hidden layers (`dice` is the paper's data-adaptive one). */
   activation?: 'prelu' | 'relu' | 'dice';
 }
+
+/** Defaults of DIN's activation unit: the paper's 80-40 PReLU unit, unnormalised weights. */
+export const DIN_DEFAULTS = {
+  attention: {
+    hidden: [80, 40] as readonly number[],
+    normalization: 'none' as DinNormalization,
+    activation: 'prelu' as 'prelu' | 'relu' | 'dice',
+  },
+} as const;
 
 /** Tower options of DIN. */
 export interface DinOptions extends BaseModelOptions {
@@ -158,7 +169,6 @@ export function dinPairs(schema: Schema): DinPair[] {
 
 /** Deep Interest Network tower. */
 export class DinTower extends BaseModel {
-  readonly kind = 'din';
   readonly pairs: DinPair[];
   readonly normalization: DinNormalization;
   /** One activation unit per sequence field. */
@@ -167,16 +177,10 @@ export class DinTower extends BaseModel {
 
   constructor(schema: Schema, options: DinOptions, inputDims: InputDims) {
     super();
-    const attention = options.attention ?? {};
-    this.normalization = attention.normalization ?? 'none';
-    if (this.normalization !== 'none' && this.normalization !== 'softmax') {
-      throw new Error(`DIN: attention.normalization must be 'none' or 'softmax', got '${String(this.normalization)}'`);
-    }
-    if (!['prelu', 'relu', 'dice', undefined].includes(attention.activation)) {
-      throw new Error(
-        `DIN: attention.activation must be 'prelu', 'relu' or 'dice', got '${String(attention.activation)}'`,
-      );
-    }
+    // Also when built directly rather than through createBaseModel.
+    checkRegisteredOptions(this, options);
+    const attention = { ...DIN_DEFAULTS.attention, ...options.attention };
+    this.normalization = attention.normalization;
     this.pairs = dinPairs(schema);
     const rng = options.rng ?? new Rng(0);
     this.units = new Map();
@@ -186,8 +190,7 @@ export class DinTower extends BaseModel {
         throw new Error(
           `DIN: '${sequence}' (dim ${d}) and its target '${target}' (dim ${inputDims.get(target)}) differ in width`,
         );
-      const hidden = attention.hidden ?? [80, 40];
-      const activation = attention.activation ?? 'prelu';
+      const { hidden, activation } = attention;
       this.units.set(
         sequence,
         activation === 'dice'
@@ -226,4 +229,36 @@ export class DinTower extends BaseModel {
   }
 }
 
-registerBaseModel('din', (schema, options, dims) => new DinTower(schema, options as DinOptions, dims));
+declare module './base-model.js' {
+  interface BaseModelOptionsByName {
+    din: DinOptions;
+  }
+}
+
+registerBaseModel('din', DinTower, {
+  summary: 'Deep Interest Network: behaviour sequences pooled by attention to the candidate (Zhou et al., KDD 2018)',
+  options: {
+    attention: {
+      help: 'the activation unit scoring each behaviour against the target',
+      fields: {
+        hidden: { help: 'hidden sizes of the unit', default: DIN_DEFAULTS.attention.hidden, check: checks.sizes },
+        normalization: {
+          help: "'none' (the paper) or 'softmax' (the authors' code)",
+          default: DIN_DEFAULTS.attention.normalization,
+          check: checks.oneOf(['none', 'softmax']),
+        },
+        activation: {
+          help: "activation of the unit's hidden layers ('dice' is the paper's)",
+          default: DIN_DEFAULTS.attention.activation,
+          check: checks.oneOf(['prelu', 'relu', 'dice']),
+        },
+      },
+    },
+  },
+  // Small units keep the suites fast; each variant takes a different path through the unit.
+  variants: [
+    { attention: { hidden: [3, 2] } },
+    { attention: { hidden: [3, 2], normalization: 'softmax' } },
+    { attention: { hidden: [3, 2], activation: 'dice' } },
+  ],
+});

@@ -14,15 +14,17 @@ import {
   towerMlp,
   type BaseModelOptions,
   type InputDims,
+  checkRegisteredOptions,
 } from './base-model.js';
 
 /** The paper's tower: concat of field vectors → hidden layers → 1 logit. */
 export class MlpTower extends BaseModel {
-  readonly kind = 'mlp';
   readonly net;
 
   constructor(_schema: Schema, options: BaseModelOptions, inputDims: InputDims) {
     super();
+    // Also when built directly rather than through createBaseModel.
+    checkRegisteredOptions(this, options);
     this.net = towerMlp(totalWidth(inputDims), options);
   }
 
@@ -31,4 +33,14 @@ export class MlpTower extends BaseModel {
   }
 }
 
-registerBaseModel('mlp', (schema, options, dims) => new MlpTower(schema, options, dims));
+declare module './base-model.js' {
+  interface BaseModelOptionsByName {
+    mlp: BaseModelOptions;
+  }
+}
+
+registerBaseModel('mlp', MlpTower, {
+  summary: "the paper's tower: the fields' vectors concatenated, hidden layers, one logit (Ma et al., SIGIR 2018)",
+  options: {},
+  variants: [{}, { activation: 'relu' }],
+});

@@ -38,6 +38,8 @@ import {
   type MethodLoss,
   type SingleTaskOptions,
 } from './method.js';
+import { MODEL_DEFAULTS, registerMethod } from './registry.js';
+import { checks } from '../options.js';
 
 /** Rows of a batch that train the CVR model, with their labels. */
 export interface RowSelection {
@@ -62,8 +64,8 @@ export abstract class ClickSpaceMethod extends CvrMethod {
   constructor(schema: Schema, options: ClickSpaceOptions = {}) {
     super();
     this.schema = schema;
-    this.validate = options.validate ?? true;
-    const seed = options.seed ?? 0;
+    this.validate = options.validate ?? MODEL_DEFAULTS.validate;
+    const seed = options.seed ?? MODEL_DEFAULTS.seed;
     // Both models have the same structure but their own initial values.
     this.ctrModel = new SingleTaskModel(schema, { ...options, seed });
     this.cvrModel = new SingleTaskModel(schema, { ...options, seed: seed + 1 });
@@ -119,11 +121,20 @@ export class BaseMethod extends ClickSpaceMethod {
   }
 }
 
-/** Options of {@link AmanMethod}. */
-export interface AmanOptions extends ClickSpaceOptions {
-  /** Fraction of unclicked rows sampled as negatives (default 0.1; the paper tries 0.1, 0.2, 0.5, 1). */
+/** AMAN's own option. */
+export interface AmanOwnOptions {
+  /** Fraction of unclicked rows sampled as negatives (the paper tries 0.1, 0.2, 0.5, 1). */
   negativeRate?: number;
 }
+
+/** Options of {@link AmanMethod}. */
+export interface AmanOptions extends ClickSpaceOptions, AmanOwnOptions {}
+
+/**
+ * Defaults of AMAN: 20% of the unclicked rows. The paper reports one AMAN row for its four rates
+ * without saying which; 0.2 is what the Table 2 runs here have always used.
+ */
+export const AMAN_DEFAULTS = { negativeRate: 0.2 } as const;
 
 /** AMAN: BASE plus a sample of unclicked rows as negatives. */
 export class AmanMethod extends ClickSpaceMethod {
@@ -131,7 +142,7 @@ export class AmanMethod extends ClickSpaceMethod {
   readonly negativeRate: number;
   constructor(schema: Schema, options: AmanOptions = {}) {
     super(schema, options);
-    this.negativeRate = options.negativeRate ?? 0.1;
+    this.negativeRate = options.negativeRate ?? AMAN_DEFAULTS.negativeRate;
     if (!(this.negativeRate >= 0 && this.negativeRate <= 1))
       throw new Error(`aman: negativeRate must be in [0, 1], got ${this.negativeRate}`);
   }
@@ -145,11 +156,17 @@ export class AmanMethod extends ClickSpaceMethod {
   }
 }
 
-/** Options of {@link OversamplingMethod}. */
-export interface OversamplingOptions extends ClickSpaceOptions {
-  /** Copies of each converted clicked row (default 5; the paper tries 2, 3, 5, 10). */
+/** OVERSAMPLING's own option. */
+export interface OversamplingOwnOptions {
+  /** Copies of each converted clicked row (the paper tries 2, 3, 5, 10). */
   factor?: number;
 }
+
+/** Options of {@link OversamplingMethod}. */
+export interface OversamplingOptions extends ClickSpaceOptions, OversamplingOwnOptions {}
+
+/** Defaults of OVERSAMPLING: 5 copies, the middle of the paper's 2, 3, 5, 10. */
+export const OVERSAMPLING_DEFAULTS = { factor: 5 } as const;
 
 /** OVERSAMPLING: BASE with each converted row repeated `factor` times. */
 export class OversamplingMethod extends ClickSpaceMethod {
@@ -157,7 +174,7 @@ export class OversamplingMethod extends ClickSpaceMethod {
   readonly factor: number;
   constructor(schema: Schema, options: OversamplingOptions = {}) {
     super(schema, options);
-    this.factor = options.factor ?? 5;
+    this.factor = options.factor ?? OVERSAMPLING_DEFAULTS.factor;
     if (!(Number.isInteger(this.factor) && this.factor >= 1))
       throw new Error(`oversampling: factor must be an integer ≥ 1, got ${this.factor}`);
   }
@@ -180,12 +197,18 @@ export class OversamplingMethod extends ClickSpaceMethod {
  */
 export type UnbiasAcceptance = 'paper' | 'inverse';
 
-/** Options of {@link UnbiasMethod}. */
-export interface UnbiasOptions extends ClickSpaceOptions {
+/** UNBIAS's own options. */
+export interface UnbiasOwnOptions {
   acceptance?: UnbiasAcceptance;
-  /** p_min of the `inverse` acceptance (default: the batch's smallest clicked-row pCTR). */
+  /** p_min of the `inverse` acceptance (absent: the batch's smallest clicked-row pCTR). */
   minPctr?: number;
 }
+
+/** Options of {@link UnbiasMethod}. */
+export interface UnbiasOptions extends ClickSpaceOptions, UnbiasOwnOptions {}
+
+/** Defaults of UNBIAS: the acceptance as the ESMM paper words it. */
+export const UNBIAS_DEFAULTS = { acceptance: 'paper' as UnbiasAcceptance } as const;
 
 /** UNBIAS: clicked rows thinned by rejection sampling on pCTR. */
 export class UnbiasMethod extends ClickSpaceMethod {
@@ -194,7 +217,7 @@ export class UnbiasMethod extends ClickSpaceMethod {
   readonly minPctr: number | undefined;
   constructor(schema: Schema, options: UnbiasOptions = {}) {
     super(schema, options);
-    this.acceptance = options.acceptance ?? 'paper';
+    this.acceptance = options.acceptance ?? UNBIAS_DEFAULTS.acceptance;
     if (this.acceptance !== 'paper' && this.acceptance !== 'inverse')
       throw new Error(`unbias: unknown acceptance '${String(this.acceptance)}'`);
     this.minPctr = options.minPctr;
@@ -222,3 +245,46 @@ export class UnbiasMethod extends ClickSpaceMethod {
     return { ...selection, weights: noGrad(() => step(sub(accept, u))) };
   }
 }
+
+declare module './registry.js' {
+  interface MethodOptionsByName {
+    base: Record<never, never>;
+    aman: AmanOwnOptions;
+    oversampling: OversamplingOwnOptions;
+    unbias: UnbiasOwnOptions;
+  }
+}
+
+registerMethod('base', (o) => new BaseMethod(o.schema, o), {
+  summary: 'a CVR model trained on the clicked rows only, beside a CTR model (Table 2)',
+  options: {},
+});
+registerMethod('aman', (o) => new AmanMethod(o.schema, o), {
+  summary: 'BASE plus unclicked rows sampled as negatives (Pan et al., ICDM 2008)',
+  options: {
+    negativeRate: {
+      help: 'fraction of unclicked rows sampled as negatives',
+      default: AMAN_DEFAULTS.negativeRate,
+      check: checks.number(0, 1),
+    },
+  },
+});
+registerMethod('oversampling', (o) => new OversamplingMethod(o.schema, o), {
+  summary: 'BASE with each converted row repeated (Weiss, 2004)',
+  options: {
+    factor: { help: 'copies of each converted row', default: OVERSAMPLING_DEFAULTS.factor, check: checks.integer(1) },
+  },
+  variants: [{ factor: 3 }],
+});
+registerMethod('unbias', (o) => new UnbiasMethod(o.schema, o), {
+  summary: 'BASE with clicked rows thinned by rejection sampling on pCTR (after Zhang et al., KDD 2016)',
+  options: {
+    acceptance: {
+      help: "'paper' (accept with 1 - pCTR) or 'inverse' (accept with min(1, p_min / pCTR))",
+      default: UNBIAS_DEFAULTS.acceptance,
+      check: checks.oneOf(['paper', 'inverse']),
+    },
+    minPctr: { help: "p_min of the 'inverse' acceptance (absent: the batch's smallest)", check: checks.number(0, 1) },
+  },
+  variants: [{}, { acceptance: 'inverse' }],
+});

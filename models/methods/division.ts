@@ -13,12 +13,20 @@ import {
   type MethodLoss,
   type SingleTaskOptions,
 } from './method.js';
+import { MODEL_DEFAULTS, registerMethod } from './registry.js';
+import { checks } from '../options.js';
 
-/** Options of {@link DivisionMethod}. */
-export interface DivisionOptions extends SingleTaskOptions, MethodCommonOptions {
-  /** Floor on pCTR in the division, against 0/0 (default 1e-7). */
+/** DIVISION's own option. */
+export interface DivisionOwnOptions {
+  /** Floor on pCTR in the division, against 0/0. */
   epsilon?: number;
 }
+
+/** Options of {@link DivisionMethod}. */
+export interface DivisionOptions extends SingleTaskOptions, MethodCommonOptions, DivisionOwnOptions {}
+
+/** Defaults of DIVISION: a pCTR floor far below any rate the data can show. */
+export const DIVISION_DEFAULTS = { epsilon: 1e-7 } as const;
 
 /** DIVISION: pCVR = clip(pCTCVR / pCTR, 0, 1). */
 export class DivisionMethod extends CvrMethod {
@@ -31,11 +39,11 @@ export class DivisionMethod extends CvrMethod {
   constructor(schema: Schema, options: DivisionOptions = {}) {
     super();
     this.schema = schema;
-    this.validate = options.validate ?? true;
-    const seed = options.seed ?? 0;
+    this.validate = options.validate ?? MODEL_DEFAULTS.validate;
+    const seed = options.seed ?? MODEL_DEFAULTS.seed;
     this.ctrModel = new SingleTaskModel(schema, { ...options, seed });
     this.ctcvrModel = new SingleTaskModel(schema, { ...options, seed: seed + 1 });
-    this.epsilon = options.epsilon ?? 1e-7;
+    this.epsilon = options.epsilon ?? DIVISION_DEFAULTS.epsilon;
   }
 
   forward(batch: Batch): CvrPredictions {
@@ -55,3 +63,16 @@ export class DivisionMethod extends CvrMethod {
     return { loss: add(ctr, ctcvr), parts: { ctr, ctcvr }, rows: { ctr: batch.size, ctcvr: batch.size } };
   }
 }
+
+declare module './registry.js' {
+  interface MethodOptionsByName {
+    division: DivisionOwnOptions;
+  }
+}
+
+registerMethod('division', (o) => new DivisionMethod(o.schema, o), {
+  summary: 'separate CTR and CTCVR models, pCVR = pCTCVR / pCTR clipped to [0, 1] (Table 2)',
+  options: {
+    epsilon: { help: 'floor on pCTR in the division', default: DIVISION_DEFAULTS.epsilon, check: checks.number(0, 1) },
+  },
+});

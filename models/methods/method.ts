@@ -29,10 +29,11 @@ import {
 
 const { clipGradNorm } = optim;
 import type { DType } from '../../kernels/index.js';
-import { createBaseModel, type BaseModel, type BaseModelOptions } from '../base/base-model.js';
+import { createBaseModel, type AnyBaseModelOptions, type BaseModel } from '../base/base-model.js';
 import { SharedEmbedding } from '../embedding.js';
 import { labelTensor, type CvrPredictions } from '../esmm.js';
 import { validateBatch, type Batch, type Schema } from '../schema.js';
+import { MODEL_DEFAULTS } from './registry.js';
 
 /** One batch's loss, its named terms, and how many rows each term saw. */
 export interface MethodLoss {
@@ -151,7 +152,7 @@ export abstract class CvrMethod extends nn.Module {
 /** Options of a {@link SingleTaskModel}. */
 export interface SingleTaskOptions {
   base?: string;
-  tower?: BaseModelOptions;
+  tower?: AnyBaseModelOptions;
   seed?: number;
   dtype?: DType;
   embeddingStd?: number;
@@ -164,11 +165,11 @@ export class SingleTaskModel extends nn.Module {
 
   constructor(schema: Schema, options: SingleTaskOptions = {}) {
     super();
-    const rng = new Rng(options.seed ?? 0);
-    const dtype = options.dtype ?? 'float32';
+    const rng = new Rng(options.seed ?? MODEL_DEFAULTS.seed);
+    const dtype = options.dtype ?? MODEL_DEFAULTS.dtype;
     this.embedding = new SharedEmbedding(schema, { rng: rng.fork(), dtype, std: options.embeddingStd });
     this.tower = createBaseModel(
-      options.base ?? 'mlp',
+      options.base ?? MODEL_DEFAULTS.base,
       schema,
       { ...options.tower, rng: rng.fork(), dtype },
       this.embedding.fieldDims(),
@@ -352,5 +353,5 @@ function describeNonFinite(
 /** A seeded generator for a method's sampling. */
 export function samplingRng(seed: number | undefined): Rng {
   // Offset from the weight seed so that sampling and initialisation draw different streams.
-  return new Rng(((seed ?? 0) ^ 0x5eed) >>> 0);
+  return new Rng(((seed ?? MODEL_DEFAULTS.seed) ^ 0x5eed) >>> 0);
 }

@@ -10,14 +10,41 @@ import { getBackend } from '../../kernels/index.js';
 import { aliCcpFiles, AliCcpReader, Vocabulary } from '../data/aliccp.js';
 import { DEFAULT_SHUFFLE_BUFFER } from '../data/rows.js';
 import { FunnelSimulator, type SimulatorConfig } from '../data/simulator.js';
-import { createModel, METHODS, type CreateModelOptions, type MethodName } from '../model-factory.js';
+import { TOWER_DEFAULTS } from '../base/base-model.js';
+import { AMAN_DEFAULTS, OVERSAMPLING_DEFAULTS } from '../methods/click-space.js';
+import {
+  createModel,
+  listMethods,
+  MODEL_DEFAULTS,
+  TABLE2_METHODS,
+  type CreateModelOptions,
+  type MethodName,
+  type Table2MethodName,
+} from '../model-factory.js';
 import type { EsmmMetrics } from '../metrics.js';
 import type { Schema } from '../schema.js';
-import { aliCcpSource, simulatorSource } from './sources.js';
-import { Trainer, type BatchSource } from './trainer.js';
+import { aliCcpSource, simulatorSource, SOURCE_DEFAULTS } from './sources.js';
+import { Trainer, TRAINER_DEFAULTS, type BatchSource } from './trainer.js';
+
+/**
+ * Defaults of {@link runTable2}: the paper's protocol (its seven methods, 10 repeats) with the
+ * Trainer's, the sources' and the methods' own defaults, so the CLI and the API run the same table.
+ */
+export const TABLE2_DEFAULTS = {
+  methods: TABLE2_METHODS as readonly MethodName[],
+  base: MODEL_DEFAULTS.base,
+  repeats: 10,
+  epochs: TRAINER_DEFAULTS.epochs,
+  batchSize: SOURCE_DEFAULTS.batchSize,
+  lr: TRAINER_DEFAULTS.lr,
+  hidden: TOWER_DEFAULTS.hidden,
+  amanRate: AMAN_DEFAULTS.negativeRate,
+  oversamplingFactor: OVERSAMPLING_DEFAULTS.factor,
+  seed: 1,
+} as const;
 
 /** The paper's Table 2 (public Ali-CCP data set), AUC in percent: mean and std over 10 runs. */
-export const PAPER_TABLE2: Readonly<Record<MethodName, { cvr: [number, number]; ctcvr: [number, number] }>> = {
+export const PAPER_TABLE2: Readonly<Record<Table2MethodName, { cvr: [number, number]; ctcvr: [number, number] }>> = {
   base: { cvr: [66.0, 0.37], ctcvr: [62.07, 0.45] },
   aman: { cvr: [65.21, 0.59], ctcvr: [63.53, 0.57] },
   oversampling: { cvr: [67.18, 0.32], ctcvr: [63.05, 0.48] },
@@ -35,23 +62,24 @@ export type ExperimentData =
 /** Options of {@link runTable2}. */
 export interface Table2Options {
   data: ExperimentData;
+  /** Registered methods to compare (default: the paper's seven). */
   methods?: readonly MethodName[];
-  /** Base model of every tower (default `mlp`). */
+  /** Base model of every tower. */
   base?: string;
-  /** Repeats with different seeds (default 10, as the paper). */
+  /** Repeats with different seeds (the paper's 10 by default). */
   repeats?: number;
   epochs?: number;
   batchSize?: number;
   lr?: number;
-  /** Tower hidden sizes (default [200, 80], the paper's). */
-  hidden?: number[];
-  /** AMAN's negative sampling rate (default 0.2). */
+  /** Tower hidden sizes. */
+  hidden?: readonly number[];
+  /** AMAN's negative sampling rate. */
   amanRate?: number;
-  /** OVERSAMPLING's factor (default 5). */
+  /** OVERSAMPLING's factor. */
   oversamplingFactor?: number;
   /** ESMM's loss weights (CTR, CTCVR). */
   lossWeights?: { ctr: number; ctcvr: number };
-  /** First seed; repeat r uses seed + r. */
+  /** First seed; repeat r uses seed + r (defaults in {@link TABLE2_DEFAULTS}). */
   seed?: number;
   /** Write report.md, report.svg, results.json and train.jsonl here. */
   outDir?: string;
@@ -111,7 +139,7 @@ async function prepare(data: ExperimentData, batchSize: number, seed: number): P
     return {
       schema: sim.schema,
       train: simulatorSource(sim, train, { batchSize, shuffle: true, seed }),
-      test: simulatorSource(sim, test, { batchSize: 4096 }),
+      test: simulatorSource(sim, test, { batchSize: SOURCE_DEFAULTS.evalBatchSize }),
       description:
         `simulated funnel (seed ${c.seed}): ${data.trainRows} train / ${data.testRows} test impressions, ` +
         `target CTR ${c.ctr}, CVR ${c.cvr}; ${c.numUsers} users, ${c.numItems} items`,
@@ -130,7 +158,7 @@ async function prepare(data: ExperimentData, batchSize: number, seed: number): P
       shuffleBuffer: data.shuffleBuffer ?? DEFAULT_SHUFFLE_BUFFER,
       seed,
     }),
-    test: aliCcpSource(() => testReader, { batchSize: 4096 }),
+    test: aliCcpSource(() => testReader, { batchSize: SOURCE_DEFAULTS.evalBatchSize }),
     description: `Ali-CCP files in ${data.dir} (vocabulary from the train split, min count ${data.minCount ?? 1}${data.limit ? `, first ${data.limit} rows` : ''})`,
   };
 }
@@ -142,12 +170,13 @@ function meanStd(values: number[]): MeanStd {
 }
 
 function methodOptions(method: MethodName, o: Table2Options, schema: Schema, seed: number): CreateModelOptions {
-  const common = { schema, base: o.base ?? 'mlp', seed, tower: { hidden: o.hidden ?? [200, 80] } };
+  const d = TABLE2_DEFAULTS;
+  const common = { schema, base: o.base ?? d.base, seed, tower: { hidden: o.hidden ?? d.hidden } };
   switch (method) {
     case 'aman':
-      return { ...common, method, negativeRate: o.amanRate ?? 0.2 };
+      return { ...common, method, negativeRate: o.amanRate ?? d.amanRate };
     case 'oversampling':
-      return { ...common, method, factor: o.oversamplingFactor ?? 5 };
+      return { ...common, method, factor: o.oversamplingFactor ?? d.oversamplingFactor };
     case 'esmm':
     case 'esmm-ns':
       return { ...common, method, lossWeights: o.lossWeights };
@@ -159,13 +188,14 @@ function methodOptions(method: MethodName, o: Table2Options, schema: Schema, see
 /** Train and evaluate every method `repeats` times; returns the runs, the summary and the report. */
 export async function runTable2(options: Table2Options): Promise<Table2Result> {
   const started = performance.now();
-  const methods = options.methods ?? METHODS;
-  const repeats = options.repeats ?? 10;
-  const seed0 = options.seed ?? 1;
-  const batchSize = options.batchSize ?? 1024;
+  const d = TABLE2_DEFAULTS;
+  const methods = options.methods ?? d.methods;
+  const repeats = options.repeats ?? d.repeats;
+  const seed0 = options.seed ?? d.seed;
+  const batchSize = options.batchSize ?? d.batchSize;
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   for (const m of methods)
-    if (!METHODS.includes(m)) throw new Error(`unknown method '${m}'; known: ${METHODS.join(', ')}`);
+    if (!listMethods().includes(m)) throw new Error(`unknown method '${m}'; registered: ${listMethods().join(', ')}`);
   if (!(Number.isInteger(repeats) && repeats >= 1))
     throw new Error(`repeats must be a positive integer, got ${repeats}`);
   const data = await prepare(options.data, batchSize, seed0);
@@ -180,8 +210,8 @@ export async function runTable2(options: Table2Options): Promise<Table2Result> {
     for (const method of methods) {
       const model = createModel(methodOptions(method, options, data.schema, seed));
       const trainer = new Trainer(model, {
-        epochs: options.epochs ?? 1,
-        lr: options.lr ?? 2e-3,
+        epochs: options.epochs ?? d.epochs,
+        lr: options.lr ?? d.lr,
         progress: 'none',
         jsonlPath: options.outDir ? join(options.outDir, 'train.jsonl') : undefined,
       });
@@ -230,6 +260,12 @@ export async function runTable2(options: Table2Options): Promise<Table2Result> {
   return { runs, summary, markdown, svg, seconds, description: data.description };
 }
 
+/** The paper's figure for a Table 2 method, or a dash for a method the paper did not run. */
+function paperCell(method: MethodName, metric: 'cvr' | 'ctcvr'): string {
+  const row = (PAPER_TABLE2 as Partial<Record<string, (typeof PAPER_TABLE2)[Table2MethodName]>>)[method];
+  return row ? `${row[metric][0].toFixed(2)} ± ${row[metric][1].toFixed(2)}` : '—';
+}
+
 function pct(x: number): string {
   return (100 * x).toFixed(2);
 }
@@ -260,17 +296,18 @@ export function table2Markdown(
     fmt(s.ctcvrAuc),
     ...(hasEs ? [fmt(s.cvrAucEntireSpace)] : []),
     fmt(s.ctrAuc),
-    `${PAPER_TABLE2[s.method].cvr[0].toFixed(2)} ± ${PAPER_TABLE2[s.method].cvr[1].toFixed(2)}`,
-    `${PAPER_TABLE2[s.method].ctcvr[0].toFixed(2)} ± ${PAPER_TABLE2[s.method].ctcvr[1].toFixed(2)}`,
+    paperCell(s.method, 'cvr'),
+    paperCell(s.method, 'ctcvr'),
     s.seconds.toFixed(1),
   ]);
   const o = context.options;
+  const d = TABLE2_DEFAULTS;
   return [
     `# Table 2 reproduction`,
     ``,
     `Data: ${context.description}.`,
-    `Protocol: ${context.repeats} repeat(s) with seeds ${o.seed ?? 1}..${(o.seed ?? 1) + context.repeats - 1}; base model \`${o.base ?? 'mlp'}\`, ` +
-      `towers ${(o.hidden ?? [200, 80]).join('-')}, embedding dim 18, Adam lr ${o.lr ?? 2e-3}, batch ${o.batchSize ?? 1024}, ${o.epochs ?? 1} epoch(s); ` +
+    `Protocol: ${context.repeats} repeat(s) with seeds ${o.seed ?? d.seed}..${(o.seed ?? d.seed) + context.repeats - 1}; base model \`${o.base ?? d.base}\`, ` +
+      `towers ${(o.hidden ?? d.hidden).join('-')}, embedding dim 18, Adam lr ${o.lr ?? d.lr}, batch ${o.batchSize ?? d.batchSize}, ${o.epochs ?? d.epochs} epoch(s); ` +
       `backend ${context.backend}; ${context.seconds.toFixed(0)} s in all.`,
     `CVR AUC is over clicked test rows, CTCVR AUC over all test rows (pCTCVR = pCTR × pCVR), both computed globally; mean ± sample std over repeats.` +
       (hasEs

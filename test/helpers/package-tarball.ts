@@ -7,12 +7,21 @@
  * package's own `files`, `exports` and `bin`.
  */
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-/** The repository root. */
-export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+/** The repository root: the nearest folder above this file (or its bundle) with esmm-ts's package.json. */
+export const ROOT = findRoot(dirname(fileURLToPath(import.meta.url)));
+
+function findRoot(from: string): string {
+  for (let dir = from; ; dir = dirname(dir)) {
+    const manifest = join(dir, 'package.json');
+    if (existsSync(manifest) && (JSON.parse(readFileSync(manifest, 'utf8')) as { name?: string }).name === 'esmm-ts')
+      return dir;
+    if (dirname(dir) === dir) throw new Error(`no esmm-ts package.json above ${from}`);
+  }
+}
 const bin = (name: string): string => join(ROOT, 'node_modules', '.bin', name);
 
 /** Runs a command, returning its stdout; a failure carries the command's output in the message. */
