@@ -58,6 +58,8 @@ export async function buildDemo({ minify = process.env.ESMM_DEMO_MINIFY !== '0' 
     sourcemap: true,
     tsconfig: join(root, 'tsconfig.json'),
     plugins: [nodeStubs],
+    // The serving entry's ONNX Runtime engine is Node-only (a native addon) and never runs in the page.
+    external: ['onnxruntime-node'],
     logLevel: 'warning',
   });
   await copyFile(join(here, 'index.html'), join(OUT_DIR, 'index.html'));

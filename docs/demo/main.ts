@@ -132,6 +132,7 @@ async function train(): Promise<void> {
   el<HTMLButtonElement>('train').disabled = true;
   el<HTMLButtonElement>('stop').disabled = false;
   el<HTMLButtonElement>('download').disabled = true;
+  el<HTMLButtonElement>('download-onnx').disabled = true;
   el<HTMLButtonElement>('score').disabled = true;
   el('status').textContent = 'preparing…';
   el('rate').textContent = '';
@@ -207,6 +208,7 @@ async function train(): Promise<void> {
     }
     el<HTMLInputElement>('score-user').max = String(settings.users - 1);
     el<HTMLButtonElement>('download').disabled = false;
+    el<HTMLButtonElement>('download-onnx').disabled = false;
     el<HTMLButtonElement>('score').disabled = false;
   } catch (e) {
     const message = (e as Error).message ?? String(e);
@@ -241,14 +243,14 @@ function showFinal(r: RunResult): void {
     `${r.trainSeconds.toFixed(1)} s of training on ${r.backend}</p>`;
 }
 
-async function download(): Promise<void> {
+async function download(format: 'safetensors' | 'onnx'): Promise<void> {
   if (!session) return;
   const method = el<HTMLSelectElement>('download-method').value as MethodName;
   try {
-    const blob = await session.safetensors(method);
+    const blob = format === 'onnx' ? await session.onnx(method) : await session.safetensors(method);
     const a = document.createElement('a');
     a.href = URL.createObjectURL(blob);
-    a.download = `${method}-${session.settings.base}.safetensors`;
+    a.download = `${method}-${session.settings.base}.${format}`;
     a.click();
     setTimeout(() => URL.revokeObjectURL(a.href), 10_000);
   } catch (e) {
@@ -289,7 +291,8 @@ async function start(): Promise<void> {
   fillForm(DEFAULT_SETTINGS);
   el('train').addEventListener('click', () => void train());
   el('stop').addEventListener('click', () => session?.stop());
-  el('download').addEventListener('click', () => void download());
+  el('download').addEventListener('click', () => void download('safetensors'));
+  el('download-onnx').addEventListener('click', () => void download('onnx'));
   el('score').addEventListener('click', () => void score());
   for (const id of ['score-a', 'score-b', 'score-k']) el(id).addEventListener('input', rank);
   handle.support = await detectSupport();

@@ -6,7 +6,7 @@
  * It uses only the package's public entry points, as an application would.
  */
 import { optim, Tensor } from 'esmm-ts/core';
-import { ReferenceBackend, setBackend, WasmBackend, type Backend, type PoolStats } from 'esmm-ts/kernels';
+import { getBackend, ReferenceBackend, setBackend, WasmBackend, type Backend, type PoolStats } from 'esmm-ts/kernels';
 import {
   createModel,
   encodeSafetensors,
@@ -22,6 +22,7 @@ import {
   type ReliabilityBin,
   type SimulatedBatch,
 } from 'esmm-ts/models';
+import { exportOnnx } from 'esmm-ts/serving';
 
 /** Where the demo trains. */
 export type BackendChoice =
@@ -424,20 +425,45 @@ export class DemoSession {
 
   /** One method's parameters as safetensors bytes (values read back asynchronously, so webgpu works too). */
   async safetensors(method: MethodName): Promise<Blob> {
-    const model = this.models.get(method);
-    if (!model) throw new Error(`method '${method}' was not trained in this session`);
-    const host = new ReferenceBackend();
-    const tensors: Record<string, Tensor> = {};
-    for (const [name, t] of model.namedParameters()) {
-      tensors[name] = Tensor.fromArray(await t.data(), t.shape, { backend: host, dtype: t.dtype });
-    }
-    const parts = encodeSafetensors(tensors, {
+    const parts = encodeSafetensors(await this.hostParameters(method), {
       format: 'esmm-ts/model@1',
       method,
       base: this.settings.base,
       backend: this.backend.name,
     });
     return new Blob(parts as BlobPart[], { type: 'application/octet-stream' });
+  }
+
+  /**
+   * One method as an ONNX model (pCTR, pCVR, pCTCVR outputs). The export traces the eager
+   * forward, which reads values synchronously, so it runs on a copy of the trained weights
+   * on the reference backend: the same graph and values whatever backend trained them.
+   */
+  async onnx(method: MethodName): Promise<Blob> {
+    const host = new ReferenceBackend();
+    const weights = await this.hostParameters(method, host);
+    const previous = getBackend();
+    setBackend(host);
+    try {
+      const { schema } = this.simulator;
+      const copy = createModel({ method, schema, base: this.settings.base, seed: this.settings.seed });
+      copy.loadStateDict(weights);
+      const bytes = exportOnnx(copy, { metadata: { trained_on: this.backend.name } });
+      return new Blob([bytes as BlobPart], { type: 'application/octet-stream' });
+    } finally {
+      setBackend(previous);
+    }
+  }
+
+  /** The parameters of one method, copied to the host (on `host`, a reference backend by default). */
+  private async hostParameters(method: MethodName, host = new ReferenceBackend()): Promise<Record<string, Tensor>> {
+    const model = this.models.get(method);
+    if (!model) throw new Error(`method '${method}' was not trained in this session`);
+    const tensors: Record<string, Tensor> = {};
+    for (const [name, t] of model.namedParameters()) {
+      tensors[name] = Tensor.fromArray(await t.data(), t.shape, { backend: host, dtype: t.dtype });
+    }
+    return tensors;
   }
 }
 

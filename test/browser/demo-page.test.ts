@@ -12,7 +12,7 @@
  * names it (`webgl2`, `webgpu`; any listed mode also requires the wasm case).
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -21,6 +21,8 @@ import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DemoHandle } from '../../docs/demo/main.js';
 import type { RunResult } from '../../docs/demo/session.js';
+import { decodeSafetensors } from '../../models/checkpoint.js';
+import { readOnnxMetadata } from '../../models/serving/index.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const chromium = process.env.ESMM_CHROMIUM ?? '/usr/bin/chromium';
@@ -163,6 +165,28 @@ describe('demo page in headless Chromium', () => {
     expect(r.pool!.ready).toBe(1);
     expect(r.pool!.workerChunks).toBeGreaterThan(0);
     expect(r.evals.esmm.map((e) => e.step)).toEqual([0, 10, 20, 30]);
+
+    // The downloads: safetensors of the trained weights, and the ONNX export.
+    await page.selectOption('#download-method', 'esmm');
+    const fetched = async (button: string): Promise<Uint8Array> => {
+      const [download] = await Promise.all([page!.waitForEvent('download'), page!.click(button)]);
+      return new Uint8Array(readFileSync(await download.path()));
+    };
+    const ckpt = decodeSafetensors(await fetched('#download'), 'esmm-mlp.safetensors');
+    expect(ckpt.metadata).toMatchObject({ method: 'esmm', base: 'mlp', backend: 'wasm' });
+    expect(Object.keys(ckpt.tensors).length).toBeGreaterThan(10);
+    expect(readOnnxMetadata(await fetched('#download-onnx')).trained_on).toBe('wasm');
+
+    // The scoring box: the top k items of a user, ranked by pCTR^a * pCVR^b.
+    await page.selectOption('#score-method', 'esmm');
+    await page.fill('#score-user', '7');
+    await page.fill('#score-k', '5');
+    await page.click('#score');
+    await page.waitForFunction(() => document.querySelectorAll('#ranking tr').length === 6);
+    const scores = await page.$$eval('#ranking tr td:nth-child(5)', (cells) => cells.map((c) => Number(c.textContent)));
+    expect(scores).toHaveLength(5);
+    for (let i = 1; i < scores.length; i++) expect(scores[i]).toBeLessThanOrEqual(scores[i - 1]);
+    expect(consoleErrors).toEqual([]);
   }, 300_000);
 
   it('trains ESMM and BASE on gpu webgl2', async () => {
