@@ -11,7 +11,6 @@
  * Options: --steps N (wasm and reference steps, default 30), --gpu-steps N (webgl2 and
  * webgpu in Chromium, default 6), --chromium PATH.
  */
-import { execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -86,17 +85,10 @@ for (const c of configs) {
 }
 
 // ---- Chromium: the built page, driven through its form ----
-execFileSync(process.execPath, [path.join(ROOT, 'docs/demo/build.mjs')], { stdio: 'inherit' });
-const server = spawn(process.execPath, [path.join(ROOT, 'docs/demo/serve.mjs'), '--port', '0']);
-const url = await new Promise((resolve, reject) => {
-  let out = '';
-  server.stdout.on('data', (d) => {
-    out += d;
-    const m = /open (http:\/\/127\.0\.0\.1:\d+\/)/.exec(out);
-    if (m) resolve(m[1]);
-  });
-  server.once('exit', (code) => reject(new Error(`demo server exited with ${code}`)));
-});
+// Built into benchmarks/out/ so that a test building the page meanwhile cannot race it.
+const { buildDemo } = await import('../docs/demo/build.mjs');
+const { serveDemo } = await import('../docs/demo/serve.mjs');
+const { server, url } = await serveDemo({ port: 0, root: await buildDemo({ outDir: path.join(OUT, 'demo') }) });
 const { chromium } = await import('playwright-core');
 const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'esmm-bench-'));
 const context = await chromium.launchPersistentContext(profile, {
@@ -142,7 +134,7 @@ for (const c of [...configs, ...browserOnly]) {
 }
 await context.close();
 fs.rmSync(profile, { recursive: true, force: true });
-server.kill();
+server.close();
 
 // ---- report ----
 const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
