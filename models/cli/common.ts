@@ -88,6 +88,8 @@ export interface ModelConfig {
   data: ExperimentData;
   simConfig?: Partial<SimulatorConfig>;
   vocabularyPath?: string;
+  /** Commit of the code that trained the model (for the ONNX export's metadata). */
+  commit?: string;
 }
 
 export interface LoadedData {

@@ -6,8 +6,10 @@ import { calibrateCommand } from './calibrate.js';
 import { demoCommand } from './demo.js';
 import { evalCommand } from './eval.js';
 import { experimentCommand } from './experiment.js';
+import { exportCommand } from './export.js';
 import { helpText, UsageError, type Command } from './flags.js';
 import { predictCommand } from './predict.js';
+import { serveCommand } from './serve.js';
 import { simulateCommand } from './simulate.js';
 import { trainCommand } from './train.js';
 
@@ -20,6 +22,8 @@ export const COMMANDS: readonly Command[] = [
   trainCommand,
   evalCommand,
   predictCommand,
+  exportCommand,
+  serveCommand,
   experimentCommand,
   calibrateCommand,
   demoCommand,

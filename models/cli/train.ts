@@ -2,6 +2,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { getBackend } from '../../kernels/index.js';
+import { codeCommit } from '../serving/index.js';
 import { Trainer, type MonitoredMetric } from '../training/trainer.js';
 import {
   applyBackend,
@@ -42,6 +43,7 @@ export const trainCommand: Command = {
       seed: num(v, 'seed'),
       lossWeights: { ctr: num(v, 'ctr-weight'), ctcvr: num(v, 'ctcvr-weight') },
       data: dataSpec(v),
+      commit: codeCommit(),
     };
     const data = await loadData(config, num(v, 'batch-size'), `${out}.vocabulary.json`);
     const method = buildMethod(config, data.schema);

@@ -43,6 +43,7 @@ export {
 } from './engine.js';
 export {
   openServedModel,
+  codeCommit,
   loadTrainedModel,
   onnxOptionsOf,
   type ServedModel,

@@ -3,14 +3,16 @@
  * in its metadata_props, scored by ONNX Runtime) or a safetensors checkpoint of `esmm train` with
  * its `<file>.config.json` and, for Ali-CCP data, `<file>.vocabulary.json` beside it.
  */
+import { execFileSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { loadCheckpoint } from '../checkpoint.js';
 import { aliCcpSchema } from '../data/aliccp-format.js';
 import { OOV_ROW, Vocabulary } from '../data/aliccp.js';
 import { DEFAULT_SIMULATOR_CONFIG, simulatorSchema, type SimulatorConfig } from '../data/simulator.js';
 import type { CvrMethod } from '../methods/method.js';
-import { createModel, METHODS, type CreateModelOptions, type MethodName } from '../model-factory.js';
+import { createModel, listMethods, type CreateModelOptions, type MethodName } from '../model-factory.js';
 import type { Schema } from '../schema.js';
 import { EagerEngine, OnnxRuntimeEngine, type EngineName, type ScoringEngine } from './engine.js';
 import { exportOnnx } from './onnx-export.js';
@@ -70,8 +72,8 @@ function checkConfig(path: string, json: unknown): TrainedModelConfig {
     throw new Error(`${path}: ${msg}`);
   };
   if (!c || typeof c !== 'object') fail('not an object');
-  if (!METHODS.includes(c.method as MethodName))
-    fail(`method must be one of ${METHODS.join(', ')}, got ${JSON.stringify(c.method)}`);
+  if (!listMethods().includes(c.method as MethodName))
+    fail(`method must be one of ${listMethods().join(', ')}, got ${JSON.stringify(c.method)}`);
   if (typeof c.base !== 'string') fail('base is not a string');
   if (!Array.isArray(c.hidden) || !c.hidden.every((h) => Number.isInteger(h) && h > 0))
     fail('hidden is not a list of sizes');
@@ -188,4 +190,22 @@ export function onnxOptionsOf(trained: TrainedModel): { vocabulary?: unknown; tr
     ...(trained.vocabularyJson !== undefined ? { vocabulary: trained.vocabularyJson } : {}),
     ...(trained.config.commit ? { trainingCommit: trained.config.commit } : {}),
   };
+}
+
+/**
+ * The commit of the esmm-ts code running now (`git rev-parse HEAD` in its own folder), recorded by
+ * `esmm train` so that an export can name the code that trained it; undefined outside a git checkout.
+ */
+export function codeCommit(): string | undefined {
+  try {
+    const out = execFileSync('git', ['rev-parse', 'HEAD'], {
+      cwd: dirname(fileURLToPath(import.meta.url)),
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+      timeout: 5000,
+    }).trim();
+    return /^[0-9a-f]{40}$/.test(out) ? out : undefined;
+  } catch {
+    return undefined;
+  }
 }

@@ -290,13 +290,16 @@ export async function startServer(model: ServedModel, options: ServerOptions = {
   };
 }
 
+/** Signals that can ask the server to drain; spelled out so the types hold without @types/node. */
+export type ShutdownSignal = 'SIGTERM' | 'SIGINT' | 'SIGHUP' | 'SIGQUIT' | 'SIGUSR1' | 'SIGUSR2' | 'SIGBREAK';
+
 /**
  * Drain and exit on SIGTERM or SIGINT: the server stops accepting, answers what is in flight,
  * then `exit(0)` runs (process.exit by default). Returns a function that removes the handlers.
  */
 export function closeOnSignals(
   server: ScoringServer,
-  options: { signals?: readonly NodeJS.Signals[]; exit?: (code: number) => void; log?: (line: string) => void } = {},
+  options: { signals?: readonly ShutdownSignal[]; exit?: (code: number) => void; log?: (line: string) => void } = {},
 ): () => void {
   const signals = options.signals ?? ['SIGTERM', 'SIGINT'];
   const exit = options.exit ?? ((code: number) => process.exit(code));
