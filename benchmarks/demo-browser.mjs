@@ -67,7 +67,7 @@ await build({
   platform: 'node',
   outfile: nodeEntry,
   tsconfig: path.join(ROOT, 'tsconfig.json'),
-  external: ['gpu.js', 'gl'],
+  external: ['gpu.js', 'gl', 'onnxruntime-node'],
   logLevel: 'warning',
   banner: { js: "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);" },
 });

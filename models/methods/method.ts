@@ -10,6 +10,7 @@ import {
   add,
   bceWithLogits,
   coalesce,
+  concat,
   div,
   maximum,
   mean,
@@ -255,23 +256,28 @@ export async function trainStepAsync(
   batch: Batch,
   options: TrainStepOptions = {},
 ): Promise<number> {
-  const { loss, health } = tidy(() => recordStep(method, optimizer, batch, options, false));
+  // The loss and the finite check's scalar leave the device together: one read per step.
+  const readout = tidy(() => {
+    const { loss, health } = recordStep(method, optimizer, batch, options, false);
+    return noGrad(() => (health ? concat([reshape(loss, [1]), reshape(health, [1])], 0) : reshape(loss, [1])));
+  });
+  let values: ArrayLike<number>;
   try {
-    const [value, check] = await Promise.all([loss.data(), health?.data()]);
-    if (check !== undefined && !Number.isFinite(check[0])) {
-      const subject = Number.isFinite(value[0]) ? 'gradient norm is not finite' : `loss is ${value[0]}`;
-      throw new NonFiniteStepError(
-        value[0],
-        NaN,
-        undefined,
-        `non-finite step: ${subject} (found when the step was read back, after the update)`,
-      );
-    }
-    return value[0];
+    values = await readout.data();
   } finally {
-    loss.dispose();
-    health?.dispose();
+    readout.dispose();
   }
+  const loss = values[0];
+  if (values.length > 1 && !Number.isFinite(values[1])) {
+    const subject = Number.isFinite(loss) ? 'gradient norm is not finite' : `loss is ${loss}`;
+    throw new NonFiniteStepError(
+      loss,
+      NaN,
+      undefined,
+      `non-finite step: ${subject} (found when the step was read back, after the update)`,
+    );
+  }
+  return loss;
 }
 
 /**
