@@ -16,6 +16,7 @@ const documents = [
   'docs/adding-a-base-model.md',
   'docs/practice.md',
   'docs/wasm.md',
+  'docs/serving.md',
 ];
 const outDir = join(root, 'test', '.snippets');
 mkdirSync(outDir, { recursive: true });
@@ -28,6 +29,7 @@ const packagePaths: Record<string, string> = {
   'esmm-ts/kernels/gpu': '../../kernels/gpu/index.js',
   'esmm-ts/kernels/wasm': '../../kernels/wasm/index.js',
   'esmm-ts/models': '../../models/index.js',
+  'esmm-ts/serving': '../../models/serving/index.js',
 };
 
 /** Fenced blocks with their info strings. */

@@ -103,28 +103,34 @@ describe('the packed package in a strict consumer project', () => {
     for (const name of snippets) run(process.execPath, [join('out', `${name}.js`)], app);
   });
 
-  it('loads every entry point without gpu.js, and the gpu backend then says what to install', () => {
+  it('loads every entry point without the optional peers, which say what to install when asked for', () => {
     const out = node(
       'gpu-missing.mjs',
       `import { setBackendAsync, listBackends } from 'esmm-ts/kernels';
-       await import('esmm-ts'); await import('esmm-ts/core'); await import('esmm-ts/models'); await import('esmm-ts/kernels/wasm');
+       await import('esmm-ts'); await import('esmm-ts/core'); await import('esmm-ts/models'); await import('esmm-ts/kernels/wasm'); await import('esmm-ts/serving');
        console.log(listBackends().join(','));
        await setBackendAsync('gpu').then(() => console.log('loaded?'), (e) => console.log(e.message));
-       await import('esmm-ts/kernels/gpu').then(() => console.log('loaded?'), (e) => console.log(e.message));`,
+       await import('esmm-ts/kernels/gpu').then(() => console.log('loaded?'), (e) => console.log(e.message));
+       const { loadOnnxRuntime } = await import('esmm-ts/serving');
+       await loadOnnxRuntime().then(() => console.log('loaded?'), (e) => console.log(e.message));`,
     );
     expect(out).toContain('reference,wasm,gpu');
     expect(out).toContain(
       'the gpu backend needs gpu.js, an optional peer dependency of esmm-ts that is not installed: npm install gpu.js',
     );
     expect(out).toMatch(/Cannot find package 'gpu.js'/);
+    expect(out).toContain('npm install onnxruntime-node');
     expect(out).not.toContain('loaded?');
   });
 
-  it('runs the esmm bin through npx: --help and a small train', () => {
+  it('runs the esmm bin through npx: --help, a small train and its ONNX export', () => {
     expect(run('npx', ['esmm', '--help'], app)).toMatch(/^usage: esmm <command>/m);
     const args = ['--train-rows', '3000', '--test-rows', '2000', '--hidden', '8', '--out', 'run/model.safetensors'];
     expect(run('npx', ['esmm', 'train', ...args], app)).toMatch(/trained esmm\/mlp on wasm/);
     expect(existsSync(join(app, 'run', 'model.safetensors'))).toBe(true);
+    // ONNX export needs no optional peer; serving it through ONNX Runtime does.
+    expect(run('npx', ['esmm', 'export', '--model', 'run/model.safetensors'], app)).toMatch(/exported esmm\/mlp → /);
+    expect(existsSync(join(app, 'run', 'model.onnx'))).toBe(true);
   });
 
   it('bundles the README tour for browsers with esbuild and runs it in headless Chromium', async () => {

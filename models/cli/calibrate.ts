@@ -2,7 +2,18 @@
 import { join } from 'node:path';
 import { runCalibrationReport } from '../practice/report.js';
 import { applyBackend, BACKEND_FLAGS, DATA_FLAGS, hiddenSizes, MODEL_FLAGS } from './common.js';
-import { num, optNum, parseFlags, str, UsageError, type Command, type FlagSpecs, type FlagValues } from './flags.js';
+import {
+  listNumber,
+  num,
+  optNum,
+  parseFlags,
+  str,
+  UsageError,
+  type Command,
+  type FlagSpecs,
+  type FlagValues,
+} from './flags.js';
+import { prepareOutputDir } from './paths.js';
 
 const FLAGS: FlagSpecs = {
   'train-rows': { ...DATA_FLAGS['train-rows'], default: 300000 },
@@ -50,9 +61,9 @@ const FLAGS: FlagSpecs = {
 function colonPairs(v: FlagValues, flag: string): [number, number][] {
   const raw = v[flag] as string[] | undefined;
   return (raw ?? []).map((item) => {
-    const parts = item.split(':').map(Number);
-    if (parts.length !== 2 || !parts.every(Number.isFinite))
-      throw new UsageError(`--${flag} needs pairs x:y separated by commas, got '${item}'`);
+    const pieces = item.split(':');
+    if (pieces.length !== 2) throw new UsageError(`--${flag} needs pairs x:y separated by commas, got '${item}'`);
+    const parts = pieces.map((p) => listNumber(flag, p, false));
     return [parts[0], parts[1]];
   });
 }
@@ -68,7 +79,7 @@ export const calibrateCommand: Command = {
     const binning = str(v, 'binning');
     if (binning !== 'equal-mass' && binning !== 'equal-width')
       throw new UsageError(`--binning must be 'equal-mass' or 'equal-width', got '${binning}'`);
-    const out = str(v, 'out')!;
+    const out = prepareOutputDir('--out', str(v, 'out')!);
     const report = await runCalibrationReport({
       simulator: { seed: num(v, 'sim-seed'), ctr: num(v, 'ctr'), cvr: num(v, 'cvr') },
       trainRows: num(v, 'train-rows'),

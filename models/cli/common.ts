@@ -2,9 +2,10 @@
  * What several commands share: the data and model flags, building a data source and a model from them,
  * and restoring a trained model from its checkpoint and the config written beside it.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
 import { ready, setBackendAsync } from '../../kernels/index.js';
-import { loadCheckpoint } from '../checkpoint.js';
+import { CheckpointError, openCheckpoint } from '../checkpoint.js';
 import { aliCcpFiles, AliCcpReader, Vocabulary } from '../data/aliccp.js';
 import { DEFAULT_SHUFFLE_BUFFER } from '../data/rows.js';
 import { FunnelSimulator, type SimulatorConfig } from '../data/simulator.js';
@@ -13,8 +14,9 @@ import type { CvrMethod } from '../methods/method.js';
 import type { Schema } from '../schema.js';
 import type { ExperimentData } from '../training/experiment.js';
 import { aliCcpSource, simulatorSource } from '../training/sources.js';
+import { writeFileAtomic } from './paths.js';
 import type { BatchSource } from '../training/trainer.js';
-import { num, optNum, str, UsageError, type FlagSpecs, type FlagValues } from './flags.js';
+import { listNumber, num, optNum, str, UsageError, type FlagSpecs, type FlagValues } from './flags.js';
 
 /** Data flags shared by train, eval, predict and experiment. */
 export const DATA_FLAGS: FlagSpecs = {
@@ -45,7 +47,7 @@ export const MODEL_FLAGS: FlagSpecs = {
   hidden: { kind: 'list', help: 'tower hidden sizes, comma-separated', default: '200,80' },
   epochs: { kind: 'integer', help: 'training epochs', default: 1, min: 1 },
   'batch-size': { kind: 'integer', help: 'rows per step', default: 1024, min: 1 },
-  lr: { kind: 'number', help: 'Adam learning rate', default: 0.002, min: 0 },
+  lr: { kind: 'number', help: 'Adam learning rate', default: 0.002, above: 0 },
   seed: { kind: 'integer', help: 'seed of weights, sampling and shuffling', default: 1, min: 0 },
   'ctr-weight': { kind: 'number', help: 'ESMM weight of the CTR loss', default: 1, min: 0 },
   'ctcvr-weight': { kind: 'number', help: 'ESMM weight of the CTCVR loss', default: 1, min: 0 },
@@ -59,8 +61,8 @@ export const BACKEND_FLAGS: FlagSpecs = { backend: MODEL_FLAGS.backend, 'gpu-mod
 export function hiddenSizes(v: FlagValues): number[] {
   const raw = v.hidden;
   const list = Array.isArray(raw) ? raw : String(raw).split(',');
-  const sizes = list.map(Number);
-  if (sizes.length === 0 || sizes.some((s) => !Number.isSafeInteger(s) || s <= 0))
+  const sizes = list.map((s) => listNumber('hidden', s, true));
+  if (sizes.length === 0 || sizes.some((s) => s <= 0))
     throw new UsageError(`--hidden needs positive integers, got '${list.join(',')}'`);
   return sizes;
 }
@@ -87,9 +89,32 @@ export interface ModelConfig {
   lossWeights: { ctr: number; ctcvr: number };
   data: ExperimentData;
   simConfig?: Partial<SimulatorConfig>;
+  /** Absolute (or, in older files, relative to the config file's folder). */
   vocabularyPath?: string;
   /** Commit of the code that trained the model (for the ONNX export's metadata). */
   commit?: string;
+  /** Optimisation settings, compared when a run resumes (absent in configs of older versions). */
+  training?: TrainingConfig;
+}
+
+/** The settings of `esmm train` that a resumed run must share with the run it continues. */
+export interface TrainingConfig {
+  lr: number;
+  batchSize: number;
+  patience?: number;
+  monitor: string;
+  skipNonFiniteSteps: number;
+}
+
+/** Differences between two configs, one line per setting (`data.trainRows: 2000 → 3000`). */
+export function configDifferences(saved: unknown, now: unknown, path = ''): string[] {
+  const show = (x: unknown): string => (x === undefined ? 'unset' : JSON.stringify(x));
+  const isObj = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
+  if (isObj(saved) && isObj(now)) {
+    const keys = [...new Set([...Object.keys(saved), ...Object.keys(now)])];
+    return keys.flatMap((k) => configDifferences(saved[k], now[k], path ? `${path}.${k}` : k));
+  }
+  return JSON.stringify(saved) === JSON.stringify(now) ? [] : [`${path}: ${show(saved)} → ${show(now)}`];
 }
 
 export interface LoadedData {
@@ -116,12 +141,12 @@ export async function loadData(config: ModelConfig, batchSize: number, vocabular
   const testFiles = aliCcpFiles(d.dir, 'test');
   let vocabulary: Vocabulary;
   if (config.vocabularyPath) {
-    vocabulary = Vocabulary.fromJSON(JSON.parse(readFileSync(config.vocabularyPath, 'utf8')));
+    vocabulary = readVocabulary(config.vocabularyPath);
   } else {
     vocabulary = await Vocabulary.build(trainFiles, { minCount: d.minCount ?? 1 });
     if (vocabularyOut) {
-      writeFileSync(vocabularyOut, JSON.stringify(vocabulary.toJSON()));
-      config.vocabularyPath = vocabularyOut;
+      await writeFileAtomic(vocabularyOut, JSON.stringify(vocabulary.toJSON()));
+      config.vocabularyPath = resolve(vocabularyOut);
     }
   }
   const open = (files: typeof trainFiles) => () => new AliCcpReader(files, { encoder: vocabulary, limit: d.limit });
@@ -134,6 +159,27 @@ export async function loadData(config: ModelConfig, batchSize: number, vocabular
     }),
     test: aliCcpSource(open(testFiles), { batchSize: 4096 }),
   };
+}
+
+/** A saved vocabulary; a truncated, altered or reordered file is an error naming it. */
+function readVocabulary(path: string): Vocabulary {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new Error(`cannot read the vocabulary ${path}: ${(e as Error).message}`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new Error(`${path}: not valid JSON (truncated?): ${(e as Error).message}`);
+  }
+  try {
+    return Vocabulary.fromJSON(json);
+  } catch (e) {
+    throw new Error(`${path}: ${(e as Error).message}`);
+  }
 }
 
 export function dataSpec(v: FlagValues): ExperimentData {
@@ -151,7 +197,8 @@ export function dataSpec(v: FlagValues): ExperimentData {
     if (!dir) throw new UsageError('--data aliccp needs --dir PATH (the folder with the Ali-CCP csv files)');
     return {
       kind: 'aliccp',
-      dir,
+      // Absolute, so eval and predict find the files from any working folder.
+      dir: resolve(dir),
       minCount: num(v, 'min-count'),
       limit: optNum(v, 'limit'),
       shuffleBuffer: num(v, 'shuffle-buffer'),
@@ -176,19 +223,55 @@ export function buildMethod(config: ModelConfig, schema: Schema): CvrMethod {
 export async function restore(
   modelPath: string,
 ): Promise<{ config: ModelConfig; data: LoadedData; method: CvrMethod }> {
-  let config: ModelConfig;
+  const configPath = `${modelPath}.config.json`;
+  let text: string;
   try {
-    config = JSON.parse(readFileSync(`${modelPath}.config.json`, 'utf8')) as ModelConfig;
+    text = readFileSync(configPath, 'utf8');
   } catch (e) {
     throw new UsageError(
-      `cannot read ${modelPath}.config.json (written by esmm train next to the checkpoint): ${(e as Error).message}`,
+      `cannot read ${configPath} (written by esmm train next to the checkpoint): ${(e as Error).message}`,
     );
   }
+  let config: ModelConfig;
+  try {
+    config = JSON.parse(text) as ModelConfig;
+  } catch (e) {
+    throw new Error(`${configPath}: not valid JSON: ${(e as Error).message}`);
+  }
+  // Paths of older configs are relative to the folder the training ran in; the config's own folder is the best guess.
+  const base = dirname(resolve(configPath));
+  if (config.data?.kind === 'aliccp' && !isAbsolute(config.data.dir)) config.data.dir = resolve(base, config.data.dir);
+  if (config.vocabularyPath && !isAbsolute(config.vocabularyPath))
+    config.vocabularyPath = resolve(base, config.vocabularyPath);
   const data = await loadData(config, 4096);
   const method = buildMethod(config, data.schema);
-  const ckpt = await loadCheckpoint(modelPath);
-  const weights: Record<string, (typeof ckpt.tensors)[string]> = {};
-  for (const [name, t] of Object.entries(ckpt.tensors)) if (name.startsWith('model.')) weights[name.slice(6)] = t;
-  method.loadStateDict(weights);
+  await loadModelWeights(modelPath, method);
   return { config, data, method };
+}
+
+/**
+ * Streams a checkpoint's `model.*` tensors straight into a model's parameters, after checking every
+ * name, shape and checksum, so a bad file changes nothing and loading needs no second copy of the weights.
+ */
+export async function loadModelWeights(path: string, method: CvrMethod): Promise<void> {
+  const file = await openCheckpoint(path);
+  try {
+    const params = new Map(method.namedParameters());
+    const problems: string[] = [];
+    for (const [name, e] of file.entries) {
+      if (!name.startsWith('model.')) continue;
+      const p = params.get(name.slice(6));
+      if (!p) problems.push(`unexpected tensor '${name}'`);
+      else if (e.shape.length !== p.shape.length || e.shape.some((d, i) => d !== p.shape[i]))
+        problems.push(`'${name}' has shape [${e.shape.join(', ')}], the model's is [${p.shape.join(', ')}]`);
+    }
+    for (const name of params.keys()) if (!file.entries.has(`model.${name}`)) problems.push(`missing 'model.${name}'`);
+    if (problems.length > 0)
+      throw new CheckpointError(path, `does not fit the model of its config: ${problems.slice(0, 5).join('; ')}`);
+    const names = [...params.keys()].map((n) => `model.${n}`);
+    await file.verify(names);
+    for (const [name, p] of params) await file.read(`model.${name}`, { into: p });
+  } finally {
+    await file.close();
+  }
 }

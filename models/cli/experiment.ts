@@ -4,6 +4,7 @@ import { METHODS, type MethodName } from '../model-factory.js';
 import { runTable2 } from '../training/experiment.js';
 import { applyBackend, DATA_FLAGS, dataSpec, hiddenSizes, MODEL_FLAGS } from './common.js';
 import { list, num, parseFlags, str, UsageError, type Command, type FlagSpecs } from './flags.js';
+import { prepareOutputDir } from './paths.js';
 
 const FLAGS: FlagSpecs = {
   ...DATA_FLAGS,
@@ -28,6 +29,7 @@ export const experimentCommand: Command = {
     const methods = list(v, 'methods') as MethodName[];
     for (const m of methods)
       if (!METHODS.includes(m)) throw new UsageError(`--methods: unknown method '${m}'; known: ${METHODS.join(', ')}`);
+    const out = prepareOutputDir('--out', str(v, 'out')!);
     const result = await runTable2({
       data: dataSpec(v),
       methods,
@@ -41,10 +43,10 @@ export const experimentCommand: Command = {
       oversamplingFactor: num(v, 'oversampling-factor'),
       lossWeights: { ctr: num(v, 'ctr-weight'), ctcvr: num(v, 'ctcvr-weight') },
       seed: num(v, 'seed'),
-      outDir: str(v, 'out'),
+      outDir: out,
     });
     console.log(`\n${result.markdown}`);
-    console.log(`report: ${join(str(v, 'out')!, 'report.md')} and report.svg`);
+    console.log(`report: ${join(out, 'report.md')} and report.svg`);
     return 0;
   },
 };

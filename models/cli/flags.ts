@@ -10,13 +10,14 @@ export class UsageError extends Error {}
 
 export type FlagKind = 'number' | 'integer' | 'string' | 'boolean' | 'list';
 
-/** One flag's declaration; `min`/`max` bound numbers (inclusive). */
+/** One flag's declaration; `min`/`max` bound numbers (inclusive), `above` from below (exclusive). */
 export interface FlagSpec {
   kind: FlagKind;
   help: string;
   default?: number | string | boolean;
   min?: number;
   max?: number;
+  above?: number;
 }
 
 export type FlagSpecs = Record<string, FlagSpec>;
@@ -24,6 +25,11 @@ export type FlagValues = Record<string, number | string | boolean | string[] | u
 
 // Plain decimal notation only: `Number()` would also take '', '0x2' and ' 3 '.
 const DECIMAL = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
+
+/** One number of a comma-separated list flag (e.g. `--hidden 64,32`), in plain decimal notation. */
+export function listNumber(flag: string, raw: string, integer: boolean): number {
+  return parseNumber(flag, { kind: integer ? 'integer' : 'number', help: '' }, raw);
+}
 
 function parseNumber(name: string, spec: FlagSpec, raw: string): number {
   const where = `option --${name}`;
@@ -34,6 +40,8 @@ function parseNumber(name: string, spec: FlagSpec, raw: string): number {
     throw new UsageError(`${where} needs a whole number, got '${raw}'`);
   if (spec.min !== undefined && n < spec.min) throw new UsageError(`${where} must be ≥ ${spec.min}, got ${raw}`);
   if (spec.max !== undefined && n > spec.max) throw new UsageError(`${where} must be ≤ ${spec.max}, got ${raw}`);
+  if (spec.above !== undefined && !(n > spec.above))
+    throw new UsageError(`${where} must be > ${spec.above}, got ${raw}`);
   return n;
 }
 

@@ -351,7 +351,21 @@ function describeNonFinite(
     parameter = names.get(inOrder.find((p) => grad(p) && !finite(grad(p)!.toArray()))!);
     what = 'gradient';
   }
-  const culprit = parameter !== undefined ? `; first non-finite ${what}: parameter '${parameter}'` : '';
+  let culprit = parameter !== undefined ? `; first non-finite ${what}: parameter '${parameter}'` : '';
+  if (parameter === undefined) {
+    // Every gradient is finite, yet their squared norm overflowed float32: name the largest.
+    let largest = 0;
+    for (const p of inOrder) {
+      const g = p.grad instanceof RowSparseGrad ? p.grad.values : p.grad;
+      if (!g) continue;
+      const values = g.toArray();
+      for (let i = 0; i < values.length; i++) {
+        if (Math.abs(values[i]) > largest) [largest, parameter] = [Math.abs(values[i]), names.get(p)];
+      }
+    }
+    if (parameter !== undefined)
+      culprit = `; every gradient is finite but the squared norm overflows float32; the largest, ${largest.toExponential(2)}, is in parameter '${parameter}'`;
+  }
   const subject = Number.isFinite(loss) ? `gradient norm is ${norm}` : `loss is ${loss}`;
   return new NonFiniteStepError(loss, norm, parameter, `non-finite step: ${subject}${culprit}`);
 }
