@@ -3,7 +3,9 @@
  * experts built from another base model, the parts of each loss, the training spaces, and bad options.
  */
 import { describe, expect, it } from 'vitest';
-import { gradcheck } from '../core/index.js';
+import { gradcheck, type nn } from '../core/index.js';
+
+type Module = nn.Module;
 import { setBackend } from '../kernels/index.js';
 import { createModel, listMethods, type CreateModelOptions } from '../models/index.js';
 import { tinyBatch, tinySchema } from './models-fixtures.js';
@@ -55,6 +57,29 @@ describe('multi-task frames', () => {
       'ctr',
       'imputation',
     ]);
+  });
+
+  it('ESCM² at the default propensity floor: exact gradients on the CVR side, none through 1/pCTR', () => {
+    for (const method of ['escm2-ips', 'escm2-dr'] as const) {
+      const m = createModel({
+        method,
+        schema,
+        tower: { hidden: [3, 2] },
+        dtype: 'float64',
+        embeddingStd: 0.5,
+        seed: 5,
+      });
+      const towers = m as unknown as { cvrTower: Module; ctrTower: Module; imputationTower: Module | null };
+      // The CVR and imputation towers do not feed the propensity, so the finite differences see what the gradient does.
+      const params = [...towers.cvrTower.parameters(), ...(towers.imputationTower?.parameters() ?? [])];
+      const result = gradcheck(() => m.loss(tinyBatch()), params);
+      expect(result.ok, `${method}: worst ${JSON.stringify(result.worst)}`).toBe(true);
+      // The risk alone leaves the CTR tower without gradient.
+      for (const p of m.parameters()) p.grad = null;
+      m.lossFor(tinyBatch()).parts.counterfactual.backward();
+      expect(towers.ctrTower.parameters().every((p) => p.grad === null)).toBe(true);
+      expect(towers.cvrTower.parameters().every((p) => p.grad !== null)).toBe(true);
+    }
   });
 
   it('AITM scores pCVR as pCTCVR / pCTR within [0, 1]', () => {

@@ -58,6 +58,14 @@ beforeAll(() => {
   npmInstall(app, [tarball], ['--prefer-offline']);
   mkdirSync(join(app, 'src'));
   writeFileSync(join(app, 'tsconfig.json'), JSON.stringify(TSCONFIG, null, 2));
+  // Every entry point's types, checked like the README's (type-only: gpu.js is not installed).
+  const exportsMap = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { exports: object }).exports;
+  const entries = Object.keys(exportsMap).map((key) => `esmm-ts${key.slice(1)}`);
+  writeFileSync(
+    join(app, 'src', 'entries.ts'),
+    entries.map((e, i) => `import type * as entry${i} from '${e}';`).join('\n') +
+      `\nexport type Entries = [${entries.map((_, i) => `typeof entry${i}`).join(', ')}];\n`,
+  );
   snippets = typeScriptBlocks(readFileSync(join(ROOT, 'README.md'), 'utf8')).map((code, i) => {
     const name = `readme-${i + 1}`;
     writeFileSync(join(app, 'src', `${name}.ts`), `${code}\nexport {};\n`);
@@ -93,9 +101,10 @@ describe('the packed package in a strict consumer project', () => {
     expect(treeBytes(join(app, 'node_modules'))).toBeLessThan(DEFAULT_INSTALL_BUDGET);
   });
 
-  it('compiles every TypeScript snippet of the README against the shipped .d.ts files', () => {
+  it('compiles every TypeScript snippet of the README, and every entry point, against the shipped .d.ts files', () => {
     expect(snippets.length).toBeGreaterThanOrEqual(2);
     run(join(ROOT, 'node_modules', '.bin', 'tsc'), ['-p', 'tsconfig.json'], app);
+    expect(existsSync(join(app, 'out', 'entries.js'))).toBe(true);
     for (const name of snippets) expect(existsSync(join(app, 'out', `${name}.js`)), name).toBe(true);
   });
 
