@@ -500,6 +500,7 @@ export class CheckpointFile {
     return { tensors, metadata };
   }
 
+  /** Closes the file; the checkpoint's tensors already read stay valid. */
   async close(): Promise<void> {
     await this.fh.close();
   }

@@ -20,7 +20,16 @@
  * preluBackward's slope gradient, reductions) stay serial; sparseAdam's rows are distinct
  * and split like any row kernel.
  */
-import type { AdamHyper, Backend, BagMode, DType, FloatArray, MatmulGeometry, Storage } from '../backend.js';
+import type {
+  AdamHyper,
+  Backend,
+  BagMode,
+  DType,
+  FloatArray,
+  MatmulGeometry,
+  RangeAccess,
+  Storage,
+} from '../backend.js';
 import { defineKernels, kernelBase } from '../kernel-table.js';
 import { checkRange, HostStorage, ReferenceBackend } from '../reference.js';
 import { stridesOf } from '../shape-util.js';
@@ -230,7 +239,7 @@ function chunkArg(
 }
 
 /** The WebAssembly SIMD backend. */
-export class WasmBackend extends kernelBase() implements Backend {
+export class WasmBackend extends kernelBase() implements Backend, RangeAccess {
   readonly name = 'wasm';
   /** The memory every tensor of this backend lives in. */
   readonly arena: Arena;

@@ -5,8 +5,10 @@
  * SIMD loops handle four floats at a time and finish with a scalar tail that reuses
  * the same vector code on a splatted lane, so each op is written once.
  * Transcendental math (exp, log1p, tanh, pow) calls the host's `Math` functions, which
- * V8 binds directly to its C implementations; those kernels compute in f64 with the
- * formulas of `stable-math.ts`, so they match the reference backend bit for bit.
+ * V8 binds directly to its C implementations. The stable scalar helpers below (sigmoid,
+ * log-sigmoid, log-add-exp, BCE, product BCE and its gradient) transcribe
+ * `kernels/stable-math.ts` into the assembler and compute in f64, so they match the
+ * reference backend bit for bit; change them together (the kernel checks compare them).
  */
 import { FunctionBuilder, ModuleBuilder, type FuncRef, type Local } from './builder.js';
 import { argNames, argSpecs, type LAYOUTS, type Layout } from './layouts.js';

@@ -8,8 +8,8 @@ import { ready, setBackendAsync } from '../../kernels/index.js';
 import { CheckpointError, openCheckpoint } from '../checkpoint.js';
 import { aliCcpFiles, AliCcpReader, Vocabulary } from '../data/aliccp.js';
 import { DEFAULT_SHUFFLE_BUFFER } from '../data/rows.js';
-import { FunnelSimulator, type SimulatorConfig } from '../data/simulator.js';
-import { createModel, METHODS, type CreateModelOptions, type MethodName } from '../model-factory.js';
+import { DEFAULT_SIMULATOR_CONFIG, FunnelSimulator, type SimulatorConfig } from '../data/simulator.js';
+import { createModel, listMethods, type CreateModelOptions, type MethodName } from '../model-factory.js';
 import type { CvrMethod } from '../methods/method.js';
 import type { Schema } from '../schema.js';
 import type { ExperimentData } from '../training/experiment.js';
@@ -28,8 +28,14 @@ export const DATA_FLAGS: FlagSpecs = {
   'train-rows': { kind: 'integer', help: 'simulated training impressions', default: 150000, min: 1 },
   'test-rows': { kind: 'integer', help: 'simulated test impressions', default: 100000, min: 1 },
   'sim-seed': { kind: 'integer', help: 'seed of the simulated world', default: 1, min: 0 },
-  ctr: { kind: 'number', help: 'simulated click rate', default: 0.04, min: 0, max: 1 },
-  cvr: { kind: 'number', help: 'simulated conversion rate given a click', default: 0.05, min: 0, max: 1 },
+  ctr: { kind: 'number', help: 'simulated click rate', default: DEFAULT_SIMULATOR_CONFIG.ctr, min: 0, max: 1 },
+  cvr: {
+    kind: 'number',
+    help: 'simulated conversion rate given a click',
+    default: DEFAULT_SIMULATOR_CONFIG.cvr,
+    min: 0,
+    max: 1,
+  },
   'min-count': { kind: 'integer', help: 'Ali-CCP vocabulary frequency threshold', default: 1, min: 1 },
   limit: { kind: 'integer', help: 'read at most this many Ali-CCP rows per split', min: 1 },
   'shuffle-buffer': {
@@ -42,7 +48,11 @@ export const DATA_FLAGS: FlagSpecs = {
 
 /** Model and optimisation flags shared by train and experiment. */
 export const MODEL_FLAGS: FlagSpecs = {
-  method: { kind: 'string', help: `one of ${METHODS.join(', ')}`, default: 'esmm' },
+  method: {
+    kind: 'string',
+    help: 'a registered method: esmm, base, mmoe, escm2-dr, ... (see `esmm experiment table2 --help`)',
+    default: 'esmm',
+  },
   base: { kind: 'string', help: 'base model of the towers: mlp, din, deepfm, ...', default: 'mlp' },
   hidden: { kind: 'list', help: 'tower hidden sizes, comma-separated', default: '200,80' },
   epochs: { kind: 'integer', help: 'training epochs', default: 1, min: 1 },
@@ -76,7 +86,8 @@ export async function applyBackend(v: FlagValues): Promise<void> {
 
 export function methodName(v: FlagValues): MethodName {
   const m = str(v, 'method') as MethodName;
-  if (!METHODS.includes(m)) throw new UsageError(`--method must be one of ${METHODS.join(', ')}, got '${m}'`);
+  if (!listMethods().includes(m))
+    throw new UsageError(`--method must be one of ${listMethods().join(', ')}, got '${m}'`);
   return m;
 }
 

@@ -19,7 +19,6 @@ import {
   optim,
   reshape,
   Rng,
-  RowSparseGrad,
   sqrt,
   square,
   sum,
@@ -240,9 +239,9 @@ function gradNorm(params: readonly Tensor[]): Tensor | null {
   return noGrad(() => {
     let total: Tensor | null = null;
     for (const p of params) {
-      if (!p.grad) continue;
-      if (p.grad instanceof RowSparseGrad) p.grad = coalesce(p.grad);
-      const g = p.grad instanceof RowSparseGrad ? p.grad.values : p.grad;
+      if (p.sparseGrad) p.sparseGrad = coalesce(p.sparseGrad);
+      const g = p.grad ?? p.sparseGrad?.values;
+      if (!g) continue;
       const sq = sum(square(g));
       total = total ? add(total, sq) : sq;
     }
@@ -264,12 +263,12 @@ function describeNonFinite(
   };
   let parameter: string | undefined;
   let what = '';
+  const grad = (p: Tensor) => p.grad ?? p.sparseGrad?.values ?? null;
   // A non-finite value is the cause of the non-finite gradients it spreads, so values are searched first.
   const inOrder = [...names.keys()].filter((p) => optimizer.params.includes(p));
   parameter = names.get(inOrder.find((p) => !finite(p.toArray()))!);
   if (parameter !== undefined) what = 'value';
   else {
-    const grad = (p: Tensor) => (p.grad instanceof RowSparseGrad ? p.grad.values : p.grad);
     parameter = names.get(inOrder.find((p) => grad(p) && !finite(grad(p)!.toArray()))!);
     what = 'gradient';
   }
@@ -278,7 +277,7 @@ function describeNonFinite(
     // Every gradient is finite, yet their squared norm overflowed float32: name the largest.
     let largest = 0;
     for (const p of inOrder) {
-      const g = p.grad instanceof RowSparseGrad ? p.grad.values : p.grad;
+      const g = grad(p);
       if (!g) continue;
       const values = g.toArray();
       for (let i = 0; i < values.length; i++) {

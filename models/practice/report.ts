@@ -184,6 +184,9 @@ function quality(
   };
 }
 
+/** Name of the row that scores the simulator's true probabilities. */
+const ORACLE_ROW = 'oracle: true probabilities (noise floor)';
+
 // ---------------------------------------------------------------------------
 // Loss-weight sweep
 
@@ -335,6 +338,8 @@ export interface CalibrationReport {
   /** The grid scored with the simulator's true pCTR and pCVR. */
   rankingTruth: RankingGridRow[];
   sweep?: LossWeightSweepRow[];
+  /** The simulator's true pCTR, pCVR and pCTR·pCVR scored on the test log: the ceiling of every table. */
+  oracle: { quality: PredictionQuality; cvrAucEntireSpace: number };
   k: number;
   seconds: number;
   markdown: string;
@@ -403,7 +408,7 @@ export async function runCalibrationReport(options: CalibrationReportOptions = {
       seconds: sampled.seconds,
       samples: sampled.samples,
     },
-    { name: 'true probabilities (noise floor)', quality: quality(truthPred, testTruth, data.test, binOpts) },
+    { name: ORACLE_ROW, quality: quality(truthPred, testTruth, data.test, binOpts) },
   ];
 
   // --- 2. Calibration of the full-data model on the validation split ---
@@ -465,7 +470,7 @@ export async function runCalibrationReport(options: CalibrationReportOptions = {
     pctcvr: applyCalibrator(iso.ctcvr, pFull.pctcvr),
   });
   variants.push({
-    name: 'true probabilities (noise floor)',
+    name: ORACLE_ROW,
     pctr: testTruth.truePctr,
     pcvrClicked: tCvrTrue,
     pctcvr: testTruth.truePctcvr,
@@ -542,6 +547,10 @@ export async function runCalibrationReport(options: CalibrationReportOptions = {
     rankingGraded: graded,
     rankingTruth,
     sweep,
+    oracle: {
+      quality: downsampling[downsampling.length - 1].quality,
+      cvrAucEntireSpace: auc(data.test.potentialConversion, testTruth.truePcvr),
+    },
     k,
     seconds,
     markdown: '',
@@ -599,7 +608,7 @@ function practiceMarkdown(
     `Data: ${rep.description}.`,
     `Model: ESMM, MLP towers ${(o.hidden ?? [64, 32]).join('-')}, Adam lr ${o.lr ?? 2e-3}, batch ${o.batchSize ?? 1024}, ${o.epochs ?? 2} epoch(s), seed ${o.seed ?? 1}; backend ${getBackend().name}; ${rep.seconds.toFixed(0)} s in all.`,
     `ECE uses ${bins} over the test log (pCVR: over clicked test rows, against the observed conversion). ` +
-      `The "true probabilities" row scores the simulator's own pCTR/pCVR: its ECE is what label noise alone gives, so differences below it are not meaningful.`,
+      `The "oracle" row of each table scores the simulator's own pCTR/pCVR: its AUCs are the ceiling the data allow, and its ECE is what label noise alone gives, so differences below it are not meaningful.`,
     ``,
     `## 1. Negative down-sampling and its correction`,
     ``,
@@ -736,19 +745,35 @@ function practiceMarkdown(
           'Σp/Σy CVR',
           'train s',
         ],
-        rep.sweep.map((s) => [
-          String(s.ctr),
-          String(s.ctcvr),
-          f(s.quality.ctrAuc),
-          f(s.quality.cvrAuc),
-          f(s.cvrAucEntireSpace),
-          f(s.quality.ctcvrAuc),
-          f(s.quality.eceCtr, 5),
-          f(s.quality.eceCvr, 5),
-          f(s.quality.eceCtcvr, 5),
-          f(s.quality.ratioCvr, 3),
-          s.seconds.toFixed(1),
-        ]),
+        [
+          [
+            'oracle',
+            '(true pCTR, pCVR)',
+            f(rep.oracle.quality.ctrAuc),
+            f(rep.oracle.quality.cvrAuc),
+            f(rep.oracle.cvrAucEntireSpace),
+            f(rep.oracle.quality.ctcvrAuc),
+            f(rep.oracle.quality.eceCtr, 5),
+            f(rep.oracle.quality.eceCvr, 5),
+            f(rep.oracle.quality.eceCtcvr, 5),
+            f(rep.oracle.quality.ratioCvr, 3),
+            '—',
+          ],
+        ].concat(
+          rep.sweep.map((s) => [
+            String(s.ctr),
+            String(s.ctcvr),
+            f(s.quality.ctrAuc),
+            f(s.quality.cvrAuc),
+            f(s.cvrAucEntireSpace),
+            f(s.quality.ctcvrAuc),
+            f(s.quality.eceCtr, 5),
+            f(s.quality.eceCvr, 5),
+            f(s.quality.eceCtcvr, 5),
+            f(s.quality.ratioCvr, 3),
+            s.seconds.toFixed(1),
+          ]),
+        ),
       ),
       ``,
     );
