@@ -10,6 +10,7 @@
  */
 import {
   getBackend,
+  readsAsync,
   sameShape,
   sizeOf,
   type Backend,
@@ -262,6 +263,16 @@ export class Tensor {
   toArray(): FloatArray {
     this.assertAlive('toArray');
     return this.backend.read(this.storage);
+  }
+
+  /**
+   * Copy of the values, on the host, once the device has computed them. Works on every
+   * backend; on one whose kernels complete after their calls return (webgpu) it is the
+   * only way to read, and the work queued before it runs without any other wait.
+   */
+  async data(): Promise<FloatArray> {
+    this.assertAlive('data');
+    return readsAsync(this.backend) ? this.backend.readAsync(this.storage) : this.backend.read(this.storage);
   }
 
   /** The value of a one-element tensor. */

@@ -17,6 +17,19 @@ function rates(log: ImpressionLog): { ctr: number; cvr: number } {
 }
 
 describe('FunnelSimulator', () => {
+  it('reports the true rates it drew each impression from, and refuses bad arguments', () => {
+    const sim = new FunnelSimulator({ ...small, seed: 3 });
+    const log = sim.generate(200);
+    for (let i = 0; i < log.size; i++) {
+      const r = sim.trueRates(log.user[i], log.item[i], log.context[i]);
+      expect(r.pCtr).toBeCloseTo(log.pCtr[i], 6);
+      expect(r.pCvr).toBeCloseTo(log.pCvr[i], 6);
+    }
+    expect(() => sim.trueRates(small.numUsers, 0)).toThrow(/user 500 outside \[0, 500\)/);
+    expect(() => sim.trueRates(0, -1)).toThrow(/item -1 outside/);
+    expect(() => sim.trueRates(0, 0, 4)).toThrow(/context must be 1, 2 or 3/);
+  });
+
   it('is deterministic per seed', () => {
     const a = new FunnelSimulator({ ...small, seed: 7 }).generate(3000);
     const b = new FunnelSimulator({ ...small, seed: 7 }).generate(3000);

@@ -26,6 +26,7 @@ const packagePaths: Record<string, string> = {
   'esmm-ts': '../../models/package-entry.js',
   'esmm-ts/core': '../../core/index.js',
   'esmm-ts/kernels': '../../kernels/index.js',
+  'esmm-ts/kernels/gpu': '../../kernels/gpu/index.js',
   'esmm-ts/kernels/wasm': '../../kernels/wasm/index.js',
   'esmm-ts/models': '../../models/index.js',
   'esmm-ts/serving': '../../models/serving/index.js',

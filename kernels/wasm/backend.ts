@@ -103,7 +103,8 @@ export function autoThreads(): number {
   const proc = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process;
   const os = proc?.getBuiltinModule?.('node:os') as
     { availableParallelism?: () => number; cpus?: () => unknown[]; loadavg?: () => number[] } | undefined;
-  const cores = os?.availableParallelism?.() ?? os?.cpus?.().length ?? 1;
+  const nav = (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator;
+  const cores = os?.availableParallelism?.() ?? os?.cpus?.().length ?? nav?.hardwareConcurrency ?? 1;
   // This thread accounts for one unit of load; another half unit still leaves a core mostly free.
   const load = os?.loadavg?.()[0] ?? 0;
   return cores > 1 && load < cores - 0.5 ? 2 : 1;

@@ -376,6 +376,19 @@ export class FunnelSimulator {
     }
   }
 
+  /** The true click and post-click conversion probabilities of showing `item` to `user` (0-based) in `context` (1..3). */
+  trueRates(user: number, item: number, context = 1): { pCtr: number; pCvr: number } {
+    const c = this.config;
+    if (!Number.isInteger(user) || user < 0 || user >= c.numUsers)
+      throw new Error(`FunnelSimulator.trueRates: user ${user} outside [0, ${c.numUsers})`);
+    if (!Number.isInteger(item) || item < 0 || item >= c.numItems)
+      throw new Error(`FunnelSimulator.trueRates: item ${item} outside [0, ${c.numItems})`);
+    if (context !== 1 && context !== 2 && context !== 3)
+      throw new Error(`FunnelSimulator.trueRates: context must be 1, 2 or 3, got ${context}`);
+    const { clickLogit, buyLogit } = this.logits(user, item, context);
+    return { pCtr: sigmoid(this.intercepts.click + clickLogit), pCvr: sigmoid(this.intercepts.conversion + buyLogit) };
+  }
+
   /** Row `r` of a log as a generic {@link Row} (ground truth in `extras`), for the streaming tools. */
   row(log: ImpressionLog, r: number): Row {
     const u = this.users[log.user[r]];
