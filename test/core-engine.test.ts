@@ -26,7 +26,7 @@ import {
   zeros,
 } from '../core/index.js';
 import { stableMath } from '../kernels/index.js';
-import { xorTask } from '../models/cli.js';
+import { xorTask } from '../core/demo.js';
 
 const f64 = { dtype: 'float64' as const };
 

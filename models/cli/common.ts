@@ -8,31 +8,44 @@ import { ready, setBackendAsync } from '../../kernels/index.js';
 import { CheckpointError, openCheckpoint } from '../checkpoint.js';
 import { aliCcpFiles, AliCcpReader, Vocabulary } from '../data/aliccp.js';
 import { DEFAULT_SHUFFLE_BUFFER } from '../data/rows.js';
-import { DEFAULT_SIMULATOR_CONFIG, FunnelSimulator, type SimulatorConfig } from '../data/simulator.js';
-import { createModel, listMethods, type CreateModelOptions, type MethodName } from '../model-factory.js';
+import { FunnelSimulator, type SimulatorConfig } from '../data/simulator.js';
+import { baseModelInfo, listBaseModels, TOWER_DEFAULTS, validateBaseModelOptions } from '../base/base-model.js';
+import { ESMM_DEFAULTS } from '../esmm.js';
+import {
+  createModel,
+  listMethods,
+  methodInfo,
+  MODEL_DEFAULTS,
+  type CreateModelOptions,
+  type MethodName,
+} from '../model-factory.js';
 import type { CvrMethod } from '../methods/method.js';
+import { validateMethodOptions } from '../methods/registry.js';
+import { describeOptions, isPlainObject } from '../options.js';
 import type { Schema } from '../schema.js';
-import type { ExperimentData } from '../training/experiment.js';
-import { aliCcpSource, simulatorSource } from '../training/sources.js';
+import { TABLE2_DEFAULTS, type ExperimentData } from '../training/experiment.js';
+import { aliCcpSource, simulatorSource, SOURCE_DEFAULTS } from '../training/sources.js';
 import { writeFileAtomic } from './paths.js';
-import type { BatchSource } from '../training/trainer.js';
+import { TRAINER_DEFAULTS, type BatchSource } from '../training/trainer.js';
 import { listNumber, num, optNum, str, UsageError, type FlagSpecs, type FlagValues } from './flags.js';
 
-/** Data flags shared by train, eval, predict and experiment. */
+const SIMULATED = TABLE2_DEFAULTS.simulated;
+
+/** Data flags shared by train, eval, predict and experiment (defaults: the quick start's, `TABLE2_DEFAULTS.simulated`). */
 export const DATA_FLAGS: FlagSpecs = {
   data: { kind: 'string', help: 'simulator | aliccp', default: 'simulator' },
   dir: {
     kind: 'string',
     help: 'Ali-CCP folder with sample_skeleton_{train,test}.csv and common_features_{train,test}.csv',
   },
-  'train-rows': { kind: 'integer', help: 'simulated training impressions', default: 150000, min: 1 },
-  'test-rows': { kind: 'integer', help: 'simulated test impressions', default: 100000, min: 1 },
-  'sim-seed': { kind: 'integer', help: 'seed of the simulated world', default: 1, min: 0 },
-  ctr: { kind: 'number', help: 'simulated click rate', default: DEFAULT_SIMULATOR_CONFIG.ctr, min: 0, max: 1 },
+  'train-rows': { kind: 'integer', help: 'simulated training impressions', default: SIMULATED.trainRows, min: 1 },
+  'test-rows': { kind: 'integer', help: 'simulated test impressions', default: SIMULATED.testRows, min: 1 },
+  'sim-seed': { kind: 'integer', help: 'seed of the simulated world', default: SIMULATED.config.seed, min: 0 },
+  ctr: { kind: 'number', help: 'simulated click rate', default: SIMULATED.config.ctr, min: 0, max: 1 },
   cvr: {
     kind: 'number',
     help: 'simulated conversion rate given a click',
-    default: DEFAULT_SIMULATOR_CONFIG.cvr,
+    default: SIMULATED.config.cvr,
     min: 0,
     max: 1,
   },
@@ -46,21 +59,35 @@ export const DATA_FLAGS: FlagSpecs = {
   },
 };
 
-/** Model and optimisation flags shared by train and experiment. */
+/** Model and optimisation flags shared by train and experiment; every default is the API's. */
 export const MODEL_FLAGS: FlagSpecs = {
-  method: {
+  method: { kind: 'string', help: `registered method: ${listMethods().join(', ')}`, default: MODEL_DEFAULTS.method },
+  base: {
     kind: 'string',
-    help: 'a registered method: esmm, base, mmoe, escm2-dr, ... (see `esmm experiment table2 --help`)',
-    default: 'esmm',
+    help: `base model of the towers: ${listBaseModels().join(', ')}`,
+    default: MODEL_DEFAULTS.base,
   },
-  base: { kind: 'string', help: 'base model of the towers: mlp, din, deepfm, ...', default: 'mlp' },
-  hidden: { kind: 'list', help: 'tower hidden sizes, comma-separated', default: '200,80' },
-  epochs: { kind: 'integer', help: 'training epochs', default: 1, min: 1 },
-  'batch-size': { kind: 'integer', help: 'rows per step', default: 1024, min: 1 },
-  lr: { kind: 'number', help: 'Adam learning rate', default: 0.002, above: 0 },
-  seed: { kind: 'integer', help: 'seed of weights, sampling and shuffling', default: 1, min: 0 },
-  'ctr-weight': { kind: 'number', help: 'ESMM weight of the CTR loss', default: 1, min: 0 },
-  'ctcvr-weight': { kind: 'number', help: 'ESMM weight of the CTCVR loss', default: 1, min: 0 },
+  'base-options': {
+    kind: 'string',
+    help: 'options of the base model as JSON, e.g. \'{"attention":{"hidden":[80,40]}}\' (listed below)',
+  },
+  hidden: { kind: 'list', help: 'tower hidden sizes, comma-separated', default: TOWER_DEFAULTS.hidden.join(',') },
+  epochs: { kind: 'integer', help: 'training epochs', default: TRAINER_DEFAULTS.epochs, min: 1 },
+  'batch-size': { kind: 'integer', help: 'rows per step', default: SOURCE_DEFAULTS.batchSize, min: 1 },
+  lr: { kind: 'number', help: 'Adam learning rate', default: TRAINER_DEFAULTS.lr, above: 0 },
+  seed: { kind: 'integer', help: 'seed of weights, sampling and shuffling', default: MODEL_DEFAULTS.seed, min: 0 },
+  'ctr-weight': {
+    kind: 'number',
+    help: 'ESMM weight of the CTR loss',
+    default: ESMM_DEFAULTS.lossWeights.ctr,
+    min: 0,
+  },
+  'ctcvr-weight': {
+    kind: 'number',
+    help: 'ESMM weight of the CTCVR loss',
+    default: ESMM_DEFAULTS.lossWeights.ctcvr,
+    min: 0,
+  },
   backend: { kind: 'string', help: 'reference | wasm | gpu (default: ESMM_BACKEND or wasm)' },
   'gpu-mode': { kind: 'string', help: 'gpu.js mode for --backend gpu: cpu, webasm, headlessgl, auto' },
 };
@@ -85,10 +112,90 @@ export async function applyBackend(v: FlagValues): Promise<void> {
 }
 
 export function methodName(v: FlagValues): MethodName {
-  const m = str(v, 'method') as MethodName;
+  const m = str(v, 'method')!;
   if (!listMethods().includes(m))
     throw new UsageError(`--method must be one of ${listMethods().join(', ')}, got '${m}'`);
-  return m;
+  return m as MethodName;
+}
+
+/** A registered base model's name from --base. */
+export function baseName(v: FlagValues): string {
+  const b = str(v, 'base')!;
+  if (!listBaseModels().includes(b))
+    throw new UsageError(`--base must be one of ${listBaseModels().join(', ')}, got '${b}'`);
+  return b;
+}
+
+/** A JSON object given to a flag (absent: empty), as a usage error naming the flag when it is not one. */
+export function jsonObject(v: FlagValues, flag: string): Record<string, unknown> {
+  const text = str(v, flag);
+  if (text === undefined) return {};
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (e) {
+    throw new UsageError(`--${flag} needs a JSON object: ${(e as Error).message}`);
+  }
+  if (!isPlainObject(value)) throw new UsageError(`--${flag} needs a JSON object, got ${text}`);
+  return value;
+}
+
+/** Run a registry check as a usage error prefixed by the flag that carried the options. */
+export function asUsage(flag: string, check: () => void): void {
+  try {
+    check();
+  } catch (e) {
+    throw new UsageError(`--${flag}: ${(e as Error).message}`);
+  }
+}
+
+/** The tower options of --hidden and --base-options (its keys win), checked against the base model. */
+export function baseOptions(v: FlagValues, base: string): Record<string, unknown> {
+  const options = { hidden: hiddenSizes(v), ...jsonObject(v, 'base-options') };
+  asUsage('base-options', () => validateBaseModelOptions(base, options));
+  return options;
+}
+
+/** A method's own options from its shorthand flags and a JSON object (its keys win), checked against the method. */
+export function ownMethodOptions(
+  method: MethodName,
+  v: FlagValues,
+  given: Record<string, unknown>,
+  flag = 'method-options',
+): Record<string, unknown> {
+  const options: Record<string, unknown> = {};
+  if ('lossWeights' in methodInfo(method).options)
+    options.lossWeights = { ctr: num(v, 'ctr-weight'), ctcvr: num(v, 'ctcvr-weight') };
+  Object.assign(options, given);
+  asUsage(flag, () => validateMethodOptions(method, options));
+  return options;
+}
+
+/** `--help` text listing every registered base model's and method's own options with their defaults. */
+export function optionsHelp(): string {
+  const section = (title: string, names: string[], specsOf: (name: string) => Record<string, unknown>): string[] => [
+    title,
+    ...names.flatMap((name) => {
+      const lines = describeOptions(specsOf(name) as Parameters<typeof describeOptions>[0]);
+      return lines.length ? [`  ${name}:`, ...lines.map((l) => `    ${l}`)] : [`  ${name}: (no options of its own)`];
+    }),
+  ];
+  const shared = new Set(['hidden', 'activation', 'dropout']);
+  const own = (name: string) =>
+    Object.fromEntries(Object.entries(baseModelInfo(name).options).filter(([k]) => !shared.has(k)));
+  return [
+    ...section(
+      'base models (--base; --base-options JSON, besides hidden, activation, dropout):',
+      listBaseModels(),
+      own,
+    ),
+    '',
+    ...section(
+      'methods (--method, --methods; --method-options JSON):',
+      listMethods(),
+      (name) => methodInfo(name).options,
+    ),
+  ].join('\n');
 }
 
 /** What a trained model needs to be rebuilt: stored beside the checkpoint. */
@@ -98,6 +205,10 @@ export interface ModelConfig {
   hidden: number[];
   seed: number;
   lossWeights: { ctr: number; ctcvr: number };
+  /** The base model's options beyond `hidden` (from --base-options). */
+  baseOptions?: Record<string, unknown>;
+  /** The method's own options (from --method-options and the shorthand flags). */
+  methodOptions?: Record<string, unknown>;
   data: ExperimentData;
   simConfig?: Partial<SimulatorConfig>;
   /** Absolute (or, in older files, relative to the config file's folder). */
@@ -144,7 +255,7 @@ export async function loadData(config: ModelConfig, batchSize: number, vocabular
     return {
       schema: sim.schema,
       train: simulatorSource(sim, train, { batchSize, shuffle: true, seed: config.seed }),
-      test: simulatorSource(sim, test, { batchSize: 4096 }),
+      test: simulatorSource(sim, test, { batchSize: SOURCE_DEFAULTS.evalBatchSize }),
       sim: { sim },
     };
   }
@@ -168,7 +279,7 @@ export async function loadData(config: ModelConfig, batchSize: number, vocabular
       shuffleBuffer: d.shuffleBuffer ?? DEFAULT_SHUFFLE_BUFFER,
       seed: config.seed,
     }),
-    test: aliCcpSource(open(testFiles), { batchSize: 4096 }),
+    test: aliCcpSource(open(testFiles), { batchSize: SOURCE_DEFAULTS.evalBatchSize }),
   };
 }
 
@@ -219,13 +330,15 @@ export function dataSpec(v: FlagValues): ExperimentData {
 }
 
 export function buildMethod(config: ModelConfig, schema: Schema): CvrMethod {
+  // A config written before --method-options carried ESMM's loss weights on their own.
+  const legacy = 'lossWeights' in methodInfo(config.method).options ? { lossWeights: config.lossWeights } : {};
   const options = {
+    ...(config.methodOptions ?? legacy),
     method: config.method,
     schema,
     base: config.base,
     seed: config.seed,
-    tower: { hidden: config.hidden },
-    ...(config.method === 'esmm' || config.method === 'esmm-ns' ? { lossWeights: config.lossWeights } : {}),
+    tower: { hidden: config.hidden, ...config.baseOptions },
   } as CreateModelOptions;
   return createModel(options);
 }
@@ -254,7 +367,7 @@ export async function restore(
   if (config.data?.kind === 'aliccp' && !isAbsolute(config.data.dir)) config.data.dir = resolve(base, config.data.dir);
   if (config.vocabularyPath && !isAbsolute(config.vocabularyPath))
     config.vocabularyPath = resolve(base, config.vocabularyPath);
-  const data = await loadData(config, 4096);
+  const data = await loadData(config, SOURCE_DEFAULTS.evalBatchSize);
   const method = buildMethod(config, data.schema);
   await loadModelWeights(modelPath, method);
   return { config, data, method };

@@ -85,7 +85,7 @@ export function parseFlags(command: string, args: readonly string[], spec: FlagS
 export function helpText(command: string, summary: string, spec: FlagSpecs): string {
   const lines = Object.entries(spec).map(([name, s]) => {
     const d = s.default === undefined ? '' : ` (default ${String(s.default)})`;
-    return `  --${name}${s.kind === 'boolean' ? '' : ` <${s.kind}>`}`.padEnd(30) + `${s.help}${d}`;
+    return `  --${name}${s.kind === 'boolean' ? '' : ` <${s.kind}>`}`.padEnd(29) + ` ${s.help}${d}`;
   });
   return `usage: esmm ${command} [options]\n\n${summary}\n\noptions:\n${lines.join('\n')}`;
 }
@@ -106,5 +106,7 @@ export interface Command {
   flags: FlagSpecs;
   /** The name shown in `--help` when it differs (e.g. `experiment table2`). */
   usage?: string;
+  /** More `--help` text after the flags (e.g. the registered models' options). */
+  epilog?: () => string;
   run: (args: string[]) => Promise<number>;
 }

@@ -2,29 +2,37 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { getBackend } from '../../kernels/index.js';
 import { codeCommit } from '../serving/index.js';
-import { Trainer, type MonitoredMetric } from '../training/trainer.js';
+import { Trainer, TRAINER_DEFAULTS, type MonitoredMetric } from '../training/trainer.js';
 import {
   applyBackend,
   buildMethod,
   configDifferences,
   DATA_FLAGS,
   dataSpec,
-  hiddenSizes,
+  baseName,
+  baseOptions,
+  jsonObject,
+  optionsHelp,
+  ownMethodOptions,
   loadData,
   methodName,
   MODEL_FLAGS,
   type ModelConfig,
 } from './common.js';
-import { num, optNum, parseFlags, str, UsageError, type Command, type FlagSpecs } from './flags.js';
+import { num, optNum, parseFlags, str, UsageError, type Command, type FlagSpecs, type FlagValues } from './flags.js';
 import { prepareOutputFile, writeFileAtomic } from './paths.js';
 
 const FLAGS: FlagSpecs = {
   ...DATA_FLAGS,
   ...MODEL_FLAGS,
+  'method-options': {
+    kind: 'string',
+    help: 'options of the method as JSON, e.g. \'{"negativeRate":0.1}\' for aman (listed below)',
+  },
   out: { kind: 'string', help: 'checkpoint to write (safetensors)', default: 'runs/model.safetensors' },
   log: { kind: 'string', help: 'JSONL log of training events' },
   patience: { kind: 'integer', help: 'early stopping: epochs without improvement of the test CTCVR AUC', min: 1 },
-  monitor: { kind: 'string', help: 'metric for early stopping', default: 'ctcvrAuc' },
+  monitor: { kind: 'string', help: 'metric for early stopping', default: TRAINER_DEFAULTS.monitor },
   resume: {
     kind: 'boolean',
     help: 'continue from --out if it exists (else start fresh); refuses other settings than the saved ones',
@@ -40,27 +48,41 @@ const FLAGS: FlagSpecs = {
 
 const MONITORS = ['ctrAuc', 'cvrAuc', 'ctcvrAuc', 'cvrAucEntireSpace', 'ctrLogloss', 'cvrLogloss', 'ctcvrLogloss'];
 
+/** The model part of the config of parsed `train` flags; its options are checked here, before any data is read. */
+export function trainConfig(v: FlagValues): ModelConfig {
+  const method = methodName(v);
+  const base = baseName(v);
+  const tower = baseOptions(v, base);
+  return {
+    method,
+    base,
+    hidden: tower.hidden as number[],
+    seed: num(v, 'seed'),
+    lossWeights: { ctr: num(v, 'ctr-weight'), ctcvr: num(v, 'ctcvr-weight') },
+    baseOptions: tower,
+    methodOptions: ownMethodOptions(method, v, jsonObject(v, 'method-options')),
+    data: dataSpec(v),
+  };
+}
+
 export const trainCommand: Command = {
   name: 'train',
   summary: 'Train one method (ESMM by default) and write a checkpoint; evaluates on the test split each epoch.',
   flags: FLAGS,
+  epilog: optionsHelp,
   async run(args) {
     const v = parseFlags('train', args, FLAGS);
     if (v.force && !v.resume) throw new UsageError('--force only applies with --resume');
     const monitor = str(v, 'monitor')!;
     if (!MONITORS.includes(monitor))
       throw new UsageError(`--monitor must be one of ${MONITORS.join(', ')}, got '${monitor}'`);
+    const model = trainConfig(v);
     await applyBackend(v);
     // Every output is checked before any data is read or any epoch runs.
     const out = prepareOutputFile('--out', str(v, 'out')!);
     const log = str(v, 'log') !== undefined ? prepareOutputFile('--log', str(v, 'log')!) : undefined;
     const config: ModelConfig = {
-      method: methodName(v),
-      base: str(v, 'base')!,
-      hidden: hiddenSizes(v),
-      seed: num(v, 'seed'),
-      lossWeights: { ctr: num(v, 'ctr-weight'), ctcvr: num(v, 'ctcvr-weight') },
-      data: dataSpec(v),
+      ...model,
       commit: codeCommit(),
       training: {
         lr: num(v, 'lr'),

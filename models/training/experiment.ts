@@ -9,12 +9,19 @@ import { join } from 'node:path';
 import { getBackend } from '../../kernels/index.js';
 import { aliCcpFiles, AliCcpReader, Vocabulary } from '../data/aliccp.js';
 import { DEFAULT_SHUFFLE_BUFFER } from '../data/rows.js';
-import { FunnelSimulator, type ImpressionLog, type SimulatorConfig } from '../data/simulator.js';
-import { TOWER_DEFAULTS } from '../base/base-model.js';
+import {
+  DEFAULT_SIMULATOR_CONFIG,
+  FunnelSimulator,
+  type ImpressionLog,
+  type SimulatorConfig,
+} from '../data/simulator.js';
+import { TOWER_DEFAULTS, validateBaseModelOptions, type AnyBaseModelOptions } from '../base/base-model.js';
+import { validateMethodOptions } from '../methods/registry.js';
 import { AMAN_DEFAULTS, OVERSAMPLING_DEFAULTS } from '../methods/click-space.js';
 import {
   createModel,
   listMethods,
+  methodInfo,
   MODEL_DEFAULTS,
   TABLE2_METHODS,
   type CreateModelOptions,
@@ -41,6 +48,18 @@ export const TABLE2_DEFAULTS = {
   amanRate: AMAN_DEFAULTS.negativeRate,
   oversamplingFactor: OVERSAMPLING_DEFAULTS.factor,
   seed: 1,
+  /** The preset of `esmm experiment table2 --suite` (its methods are `methods` above). */
+  suite: 'table2',
+  /** The quick start's split of the simulator's default world (what `esmm experiment table2` runs without data flags). */
+  simulated: {
+    trainRows: 150_000,
+    testRows: 100_000,
+    config: {
+      seed: DEFAULT_SIMULATOR_CONFIG.seed,
+      ctr: DEFAULT_SIMULATOR_CONFIG.ctr,
+      cvr: DEFAULT_SIMULATOR_CONFIG.cvr,
+    },
+  },
 } as const;
 
 /**
@@ -93,8 +112,15 @@ export interface Table2Options {
   epochs?: number;
   batchSize?: number;
   lr?: number;
-  /** Tower hidden sizes. */
+  /** Tower hidden sizes (shorthand for `tower.hidden`). */
   hidden?: readonly number[];
+  /** Options of every tower, checked against the base model's declaration (`hidden` here overrides the shorthand). */
+  tower?: AnyBaseModelOptions;
+  /**
+   * Each method's own options by method name, checked against its declaration, e.g.
+   * `{ aman: { negativeRate: 0.1 } }`; they override the shorthands `amanRate`, `oversamplingFactor`, `lossWeights`.
+   */
+  methodOptions?: Readonly<Record<string, Readonly<Record<string, unknown>>>>;
   /** AMAN's negative sampling rate. */
   amanRate?: number;
   /** OVERSAMPLING's factor. */
@@ -215,20 +241,23 @@ function meanStd(values: number[]): MeanStd {
   return { mean, std: Math.sqrt(variance) };
 }
 
+/** The shorthands of {@link Table2Options} as the own options of the methods that declare them. */
+function shorthands(method: MethodName, o: Table2Options): Record<string, unknown> {
+  const declared = methodInfo(method).options;
+  const d = TABLE2_DEFAULTS;
+  const out: Record<string, unknown> = {};
+  if (method === 'aman') out.negativeRate = o.amanRate ?? d.amanRate;
+  if (method === 'oversampling') out.factor = o.oversamplingFactor ?? d.oversamplingFactor;
+  if (o.lossWeights && 'lossWeights' in declared) out.lossWeights = o.lossWeights;
+  return out;
+}
+
 function methodOptions(method: MethodName, o: Table2Options, schema: Schema, seed: number): CreateModelOptions {
   const d = TABLE2_DEFAULTS;
-  const common = { schema, base: o.base ?? d.base, seed, tower: { hidden: o.hidden ?? d.hidden } };
-  switch (method) {
-    case 'aman':
-      return { ...common, method, negativeRate: o.amanRate ?? d.amanRate };
-    case 'oversampling':
-      return { ...common, method, factor: o.oversamplingFactor ?? d.oversamplingFactor };
-    case 'esmm':
-    case 'esmm-ns':
-      return { ...common, method, lossWeights: o.lossWeights };
-    default:
-      return { ...common, method };
-  }
+  const tower = { hidden: o.hidden ?? d.hidden, ...o.tower };
+  const own = { ...shorthands(method, o), ...o.methodOptions?.[method] };
+  // The method's own options are checked against its registration inside createModel.
+  return { ...own, schema, base: o.base ?? d.base, seed, tower, method } as CreateModelOptions;
 }
 
 /** Train and evaluate every method `repeats` times; returns the runs, the summary and the report. */
@@ -242,6 +271,12 @@ export async function runTable2(options: Table2Options): Promise<Table2Result> {
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   for (const m of methods)
     if (!listMethods().includes(m)) throw new Error(`unknown method '${m}'; registered: ${listMethods().join(', ')}`);
+  for (const m of Object.keys(options.methodOptions ?? {}))
+    if (!methods.includes(m as MethodName))
+      throw new Error(`methodOptions: '${m}' is not among the methods run (${methods.join(', ')})`);
+  // Fail on a misspelt option before minutes of data preparation, not at the first model.
+  for (const m of methods) validateMethodOptions(m, { ...shorthands(m, options), ...options.methodOptions?.[m] });
+  validateBaseModelOptions(options.base ?? d.base, { hidden: options.hidden ?? d.hidden, ...options.tower });
   if (!(Number.isInteger(repeats) && repeats >= 1))
     throw new Error(`repeats must be a positive integer, got ${repeats}`);
   const data = await prepare(options.data, batchSize, seed0);
