@@ -49,11 +49,6 @@ export type {
   QueuedGpuStorage,
   AsyncKernels,
   AsyncMethod,
-  BagFieldWeights,
-  DenseLayerWeights,
-  MlpTowerSession,
-  MlpTowerWeights,
-  TowerBatch,
 } from './gpu/index.js';
 export type { DeviceBuffer, DeviceTexture } from './gpu/gpujs.js';
 export { importOptionalPeer, type OptionalPeer } from './optional-peer.js';

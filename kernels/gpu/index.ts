@@ -16,6 +16,4 @@ export type { DeviceBuffer, GpuMode } from './gpujs.js';
 export { ASYNC_METHODS, AsyncGpuBackend, AsyncGpuStorage, asyncOf } from './async-backend.js';
 export type { AsyncBackend, AsyncKernels, AsyncMethod } from './async-backend.js';
 export { QueuedGpuBackend, QueuedGpuStorage } from './queued-backend.js';
-export { MlpTowerSession } from './inference.js';
-export type { BagFieldWeights, DenseLayerWeights, MlpTowerWeights, TowerBatch } from './inference.js';
 export { MAX_GPU_ELEMENTS } from './launch-args.js';
