@@ -96,7 +96,7 @@ export function gradcheck(
 /** Dense host copy of a tensor's accumulated gradient (zeros when none flowed). */
 function gradientValues(t: Tensor): Float64Array {
   const out = new Float64Array(t.size);
-  const g = t.grad;
+  const g = t.gradient;
   if (g instanceof RowSparseGrad) {
     const dense = g.toDense().toArray();
     out.set(dense);

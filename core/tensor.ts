@@ -10,6 +10,7 @@
  */
 import {
   getBackend,
+  readsAsync,
   sameShape,
   sizeOf,
   type Backend,
@@ -17,7 +18,14 @@ import {
   type FloatArray,
   type Storage,
 } from '../kernels/index.js';
+import { runBackward } from './backward.js';
+import { isGradEnabled, noGrad, trackTensor, untrackTensor } from './scope.js';
+import type { Gradient, RowSparseGrad } from './sparse-grad.js';
 import { activeTracer } from './trace.js';
+
+export { enableGrad, isGradEnabled, noGrad, tidy, type TidyResult } from './scope.js';
+export { addGradients, coalesce, RowSparseGrad, type Gradient } from './sparse-grad.js';
+export { groupIndices } from './radix-sort.js';
 
 /** Options when creating a tensor. */
 export interface TensorOptions {
@@ -25,34 +33,6 @@ export interface TensorOptions {
   requiresGrad?: boolean;
   backend?: Backend;
 }
-
-/**
- * A gradient that touches only some rows of a 2-D parameter, as produced by
- * embedding lookups. `rows` are distinct and `values[i]` is the gradient of row `rows[i]`.
- * Like PyTorch's sparse gradients, it never materialises the untouched rows.
- */
-export class RowSparseGrad {
-  constructor(
-    /** Row indices, host-side (they come from input ids); distinct once coalesced. */
-    readonly rows: Int32Array,
-    /** Gradient rows, shape [rows.length, dim]. */
-    readonly values: Tensor,
-    /** Shape of the dense parameter, [numRows, dim]. */
-    readonly denseShape: readonly number[],
-    /** Whether `rows` are known distinct and ascending, so {@link coalesce} has nothing to do. */
-    readonly coalesced = false,
-  ) {}
-
-  /** The equivalent dense gradient (allocates the whole parameter's size). */
-  toDense(): Tensor {
-    const dense = Tensor.zeros(this.denseShape, { dtype: this.values.dtype, backend: this.values.backend });
-    this.values.backend.scatterAddRows(this.values.storage, this.denseShape[1], this.rows, dense.storage);
-    return dense;
-  }
-}
-
-/** A gradient flowing through the graph: dense, or row-sparse for embedding tables. */
-export type Gradient = Tensor | RowSparseGrad;
 
 /** What a gradient rule sees. */
 export interface BackwardContext<A> {
@@ -97,88 +77,6 @@ export interface GraphNode {
 // ---------------------------------------------------------------------------
 // Gradient mode and scopes
 
-let gradEnabled = true;
-
-/** Whether ops currently record the graph. */
-export function isGradEnabled(): boolean {
-  return gradEnabled;
-}
-
-/** Run `fn` without recording the graph (as `torch.no_grad()`). */
-export function noGrad<T>(fn: () => T): T {
-  const before = gradEnabled;
-  gradEnabled = false;
-  try {
-    return fn();
-  } finally {
-    gradEnabled = before;
-  }
-}
-
-/** Run `fn` with graph recording forced on. */
-export function enableGrad<T>(fn: () => T): T {
-  const before = gradEnabled;
-  gradEnabled = true;
-  try {
-    return fn();
-  } finally {
-    gradEnabled = before;
-  }
-}
-
-const scopes: Tensor[][] = [];
-
-/** Values that {@link tidy} keeps: a tensor, or arrays / plain objects of them. */
-export type TidyResult =
-  | Tensor
-  | RowSparseGrad
-  | number
-  | string
-  | boolean
-  | void
-  | null
-  | undefined
-  | TidyResult[]
-  | { [key: string]: TidyResult };
-
-/**
- * Run `fn` and free every tensor it created except those it returns (as `tf.tidy`).
- * Device backends use it to keep memory flat across training steps; run a whole
- * step (forward, backward, optimizer) inside one scope so saved tensors outlive the backward.
- */
-export function tidy<T extends TidyResult>(fn: () => T): T {
-  const created: Tensor[] = [];
-  scopes.push(created);
-  let result: T;
-  try {
-    result = fn();
-  } finally {
-    scopes.pop();
-  }
-  const keep = new Set<Tensor>();
-  collectTensors(result, keep);
-  const parent = scopes[scopes.length - 1];
-  for (const t of created) {
-    if (keep.has(t) || t.keepAlive) {
-      parent?.push(t);
-    } else {
-      t.dispose();
-    }
-  }
-  return result;
-}
-
-function collectTensors(value: unknown, into: Set<Tensor>): void {
-  if (value instanceof Tensor) into.add(value);
-  else if (value instanceof RowSparseGrad) into.add(value.values);
-  else if (Array.isArray(value)) for (const v of value) collectTensors(v, into);
-  else if (value && typeof value === 'object') for (const v of Object.values(value)) collectTensors(v, into);
-}
-
-const finalizer = new FinalizationRegistry<{ backend: Backend; storage: Storage }>(({ backend, storage }) => {
-  backend.free(storage);
-});
-
 // ---------------------------------------------------------------------------
 // Op registry
 
@@ -214,7 +112,7 @@ export function apply<A>(op: OpDefinition<A>, inputs: readonly Tensor[], attrs: 
     if (t.backend !== backend)
       throw new Error(`${op.name}: inputs live on different backends (${backend?.name}, ${t.backend.name})`);
   }
-  const record = gradEnabled && op.backward !== undefined && inputs.some((t) => t.requiresGrad);
+  const record = isGradEnabled() && op.backward !== undefined && inputs.some((t) => t.requiresGrad);
   const { output, saved } = noGrad(() => op.forward(inputs, attrs));
   activeTracer()?.onApply(op as OpDefinition<unknown>, inputs, attrs, output);
   if (record) {
@@ -235,8 +133,7 @@ export class Tensor {
   readonly id = nextId++;
   /** Whether gradients flow to (and, for leaves, accumulate in) this tensor. */
   requiresGrad: boolean;
-  /** Accumulated gradient of a leaf after `backward()`. */
-  grad: Gradient | null = null;
+  private accumulated: Gradient | null = null;
   /** The op that produced this tensor, while the graph is alive. */
   node: GraphNode | null = null;
   /** Survive the end of a {@link tidy} scope (set on parameters and optimizer state). */
@@ -258,8 +155,40 @@ export class Tensor {
       );
     }
     this.requiresGrad = requiresGrad;
-    scopes[scopes.length - 1]?.push(this);
-    finalizer.register(this, { backend, storage }, this);
+    trackTensor(this);
+  }
+
+  /**
+   * Accumulated dense gradient of a leaf after `backward()`, as `torch.Tensor.grad`; null
+   * while none flowed, or while it is row-sparse (see {@link Tensor.sparseGrad}). Setting it
+   * to null clears the gradient either way.
+   */
+  get grad(): Tensor | null {
+    return this.accumulated instanceof Tensor ? this.accumulated : null;
+  }
+  set grad(g: Tensor | null) {
+    this.accumulated = g;
+  }
+
+  /**
+   * Accumulated row-sparse gradient of a leaf that only embedding lookups used (an embedding
+   * table), as a sparse `.grad` in PyTorch; null otherwise. At most one of `grad` and
+   * `sparseGrad` is set: a dense contribution makes the whole gradient dense.
+   */
+  get sparseGrad(): RowSparseGrad | null {
+    const g = this.accumulated;
+    return g === null || g instanceof Tensor ? null : g;
+  }
+  set sparseGrad(g: RowSparseGrad | null) {
+    this.accumulated = g;
+  }
+
+  /** The accumulated gradient of either kind ({@link Tensor.grad} or {@link Tensor.sparseGrad}): what optimizers read. */
+  get gradient(): Gradient | null {
+    return this.accumulated;
+  }
+  set gradient(g: Gradient | null) {
+    this.accumulated = g;
   }
 
   /** Element type. */
@@ -321,7 +250,7 @@ export class Tensor {
     if (this.disposed) return;
     this.disposed = true;
     this.node = null;
-    finalizer.unregister(this);
+    untrackTensor(this);
     this.backend.free(this.storage);
   }
 
@@ -334,6 +263,16 @@ export class Tensor {
   toArray(): FloatArray {
     this.assertAlive('toArray');
     return this.backend.read(this.storage);
+  }
+
+  /**
+   * Copy of the values, on the host, once the device has computed them. Works on every
+   * backend; on one whose kernels complete after their calls return (webgpu) it is the
+   * only way to read, and the work queued before it runs without any other wait.
+   */
+  async data(): Promise<FloatArray> {
+    this.assertAlive('data');
+    return readsAsync(this.backend) ? this.backend.readAsync(this.storage) : this.backend.read(this.storage);
   }
 
   /** The value of a one-element tensor. */
@@ -358,7 +297,7 @@ export class Tensor {
   /**
    * Back-propagate from this tensor. A scalar needs no seed; any other tensor
    * takes an explicit `gradOutput` of its shape (as `torch.autograd.backward`).
-   * Gradients accumulate into leaves' `.grad`; the graph is freed afterwards.
+   * Gradients accumulate into leaves' `.grad` (`.sparseGrad` for embedding tables); the graph is freed afterwards.
    */
   backward(gradOutput?: Tensor): void {
     if (!this.requiresGrad) throw new Error('backward(): tensor does not require grad');
@@ -384,171 +323,5 @@ export class Tensor {
   /** A one-line description: shape, dtype, backend and whether it requires grad. */
   toString(): string {
     return `Tensor(shape=[${this.shape.join(', ')}], dtype=${this.dtype}, backend=${this.backend.name}${this.requiresGrad ? ', requiresGrad' : ''})`;
-  }
-}
-
-// ---------------------------------------------------------------------------
-// Backward pass
-
-function topologicalOrder(root: Tensor): Tensor[] {
-  const order: Tensor[] = [];
-  const visited = new Set<Tensor>();
-  // Iterative DFS: deep graphs (long training loops in one graph) must not overflow the stack.
-  const stack: [Tensor, number][] = [[root, 0]];
-  visited.add(root);
-  while (stack.length > 0) {
-    const top = stack[stack.length - 1];
-    const [tensor, next] = top;
-    const inputs = tensor.node?.inputs ?? [];
-    if (next < inputs.length) {
-      top[1]++;
-      const child = inputs[next];
-      if (child.requiresGrad && !visited.has(child)) {
-        visited.add(child);
-        stack.push([child, 0]);
-      }
-    } else {
-      stack.pop();
-      order.push(tensor);
-    }
-  }
-  return order.reverse();
-}
-
-/** Sum of two gradients of one tensor. Sparse + sparse stays sparse (rows coalesced later). */
-export function addGradients(a: Gradient, b: Gradient): Gradient {
-  if (a instanceof RowSparseGrad && b instanceof RowSparseGrad) return concatSparse(a, b);
-  const dense = a instanceof Tensor ? a : a.toDense();
-  const other = b instanceof Tensor ? b : b.toDense();
-  const out = Tensor.zeros(dense.shape, { dtype: dense.dtype, backend: dense.backend });
-  dense.backend.axpby(1, dense.storage, 1, other.storage, out.storage);
-  return out;
-}
-
-function concatSparse(a: RowSparseGrad, b: RowSparseGrad): RowSparseGrad {
-  const dim = a.denseShape[1];
-  const rows = new Int32Array(a.rows.length + b.rows.length);
-  rows.set(a.rows);
-  rows.set(b.rows, a.rows.length);
-  const values = Tensor.zeros([rows.length, dim], { dtype: a.values.dtype, backend: a.values.backend });
-  const be = values.backend;
-  be.copyBlock(a.values.storage, a.values.shape, [0, 0], values.storage, values.shape, [0, 0], a.values.shape);
-  be.copyBlock(
-    b.values.storage,
-    b.values.shape,
-    [0, 0],
-    values.storage,
-    values.shape,
-    [a.rows.length, 0],
-    b.values.shape,
-  );
-  return coalesce(new RowSparseGrad(rows, values, a.denseShape));
-}
-
-/** Merge duplicate rows of a sparse gradient by summing them (as `torch.Tensor.coalesce`). */
-export function coalesce(g: RowSparseGrad): RowSparseGrad {
-  if (g.coalesced) return g;
-  const { unique, segments, order } = groupIndices(g.rows);
-  if (unique.length === g.rows.length && order.every((o, i) => o === i))
-    return new RowSparseGrad(g.rows, g.values, g.denseShape, true);
-  const dim = g.denseShape[1];
-  const values = Tensor.zeros([unique.length, dim], { dtype: g.values.dtype, backend: g.values.backend });
-  values.backend.segmentSumRows(g.values.storage, dim, segments, order, null, values.storage);
-  return new RowSparseGrad(unique, values, g.denseShape, true);
-}
-
-// Reused by every call: a fresh 256 KiB array per training step would cost page faults.
-const radixCounts = new Int32Array(1 << 16);
-
-/**
- * Group equal indices: `unique` in ascending order, and for each unique value u the
- * positions order[segments[u] .. segments[u+1]) where it occurs, ascending. Host-side:
- * indices are input data. A stable LSD radix sort (two 16-bit passes) keeps this linear
- * in the batch, whatever the vocabulary size.
- */
-export function groupIndices(indices: Int32Array): { unique: Int32Array; segments: Int32Array; order: Int32Array } {
-  const n = indices.length;
-  let order = new Int32Array(n);
-  let scratch = new Int32Array(n);
-  for (let i = 0; i < n; i++) order[i] = i;
-  const counts = radixCounts;
-  for (const shift of [0, 16]) {
-    counts.fill(0);
-    // Indices are non-negative row ids; `>>> shift & 0xffff` buckets them by one 16-bit digit.
-    for (let i = 0; i < n; i++) counts[(indices[i] >>> shift) & 0xffff]++;
-    let total = 0;
-    for (let d = 0; d < counts.length; d++) {
-      const c = counts[d];
-      counts[d] = total;
-      total += c;
-    }
-    for (let i = 0; i < n; i++) {
-      const pos = order[i];
-      scratch[counts[(indices[pos] >>> shift) & 0xffff]++] = pos;
-    }
-    [order, scratch] = [scratch, order];
-  }
-  let distinct = 0;
-  for (let i = 0; i < n; i++) if (i === 0 || indices[order[i]] !== indices[order[i - 1]]) distinct++;
-  const unique = new Int32Array(distinct);
-  const segments = new Int32Array(distinct + 1);
-  for (let i = 0, u = -1; i < n; i++) {
-    if (i === 0 || indices[order[i]] !== indices[order[i - 1]]) {
-      unique[++u] = indices[order[i]];
-      segments[u] = i;
-    }
-  }
-  segments[distinct] = n;
-  return { unique, segments, order };
-}
-
-function runBackward(root: Tensor, seed: Tensor): void {
-  const order = topologicalOrder(root);
-  const grads = new Map<Tensor, Gradient>();
-  grads.set(root, seed);
-  noGrad(() => {
-    for (const tensor of order) {
-      const grad = grads.get(tensor);
-      if (!grad) continue;
-      const node = tensor.node;
-      if (!node) {
-        // A leaf: accumulate into .grad as PyTorch does across backward calls.
-        tensor.grad = tensor.grad ? addGradients(tensor.grad, grad) : grad;
-        markKept(tensor.grad);
-        continue;
-      }
-      grads.delete(tensor);
-      const denseGrad = grad instanceof Tensor ? grad : grad.toDense();
-      const inputGrads = node.op.backward!(denseGrad, {
-        inputs: node.inputs,
-        output: tensor,
-        attrs: node.attrs,
-        saved: node.saved,
-        needsGrad: node.inputs.map((t) => t.requiresGrad),
-      });
-      node.inputs.forEach((input, i) => {
-        const g = inputGrads[i];
-        if (!g || !input.requiresGrad) return;
-        checkGradShape(node.op.name, input, g);
-        const previous = grads.get(input);
-        grads.set(input, previous ? addGradients(previous, g) : g);
-      });
-      // Free the graph as we go: the node's saved tensors are no longer needed.
-      tensor.node = null;
-    }
-  });
-}
-
-function markKept(g: Gradient): void {
-  if (g instanceof Tensor) g.keepAlive = true;
-  else g.values.keepAlive = true;
-}
-
-function checkGradShape(op: string, input: Tensor, g: Gradient): void {
-  const shape = g instanceof Tensor ? g.shape : g.denseShape;
-  if (!sameShape(shape, input.shape)) {
-    throw new Error(
-      `gradient rule of '${op}' returned shape [${shape.join(', ')}] for an input of shape [${input.shape.join(', ')}]`,
-    );
   }
 }

@@ -262,3 +262,18 @@ export type KernelMethod = keyof BackendKernels;
 
 /** Names of every {@link Backend} method but `supportsDtype`: the storage operations and the kernels. */
 export type BackendMethod = StorageMethod | KernelMethod;
+
+/**
+ * A backend whose kernels complete later than their calls return (webgpu): its `read`
+ * throws, and values come back through `readAsync`, once the work queued before it has run.
+ * Callers use `Tensor.data()`, which picks `readAsync` where it exists and `read` elsewhere.
+ */
+export interface AsyncReadBackend extends Backend {
+  /** Copy the buffer to the host after every call queued before this one has run. */
+  readAsync(storage: Storage): Promise<FloatArray>;
+}
+
+/** Whether `backend` reads asynchronously (see {@link AsyncReadBackend}). */
+export function readsAsync(backend: Backend): backend is AsyncReadBackend {
+  return typeof (backend as Partial<AsyncReadBackend>).readAsync === 'function';
+}

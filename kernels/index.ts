@@ -12,8 +12,10 @@ import { importOptionalPeer } from './optional-peer.js';
 import { ReferenceBackend } from './reference.js';
 import { WasmBackend } from './wasm/index.js';
 
+export { readsAsync } from './backend.js';
 export type {
   AdamHyper,
+  AsyncReadBackend,
   Backend,
   BackendKernels,
   BackendMethod,
@@ -43,13 +45,10 @@ export type {
   AsyncBackend,
   AsyncGpuBackend,
   AsyncGpuStorage,
+  QueuedGpuBackend,
+  QueuedGpuStorage,
   AsyncKernels,
   AsyncMethod,
-  BagFieldWeights,
-  DenseLayerWeights,
-  MlpTowerSession,
-  MlpTowerWeights,
-  TowerBatch,
 } from './gpu/index.js';
 export type { DeviceBuffer, DeviceTexture } from './gpu/gpujs.js';
 export { importOptionalPeer, type OptionalPeer } from './optional-peer.js';

@@ -4,7 +4,17 @@
  * It is the ground truth every other backend is checked against, and the only one
  * that supports float64 (used by gradient checks). Clarity wins over speed here.
  */
-import type { AdamHyper, Backend, BagMode, BinaryOp, DType, FloatArray, Storage, UnaryOp } from './backend.js';
+import type {
+  AdamHyper,
+  Backend,
+  BagMode,
+  BinaryOp,
+  DType,
+  FloatArray,
+  RangeAccess,
+  Storage,
+  UnaryOp,
+} from './backend.js';
 import { defineKernels, kernelBase } from './kernel-table.js';
 import * as sm from './stable-math.js';
 import { broadcastStrides, stridesOf } from './shape-util.js';
@@ -114,7 +124,7 @@ function adamUpdate(
 }
 
 /** The plain-TypeScript backend. */
-export class ReferenceBackend extends kernelBase() implements Backend {
+export class ReferenceBackend extends kernelBase() implements Backend, RangeAccess {
   readonly name = 'reference';
 
   supportsDtype(_dtype: DType): boolean {

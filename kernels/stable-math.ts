@@ -1,6 +1,9 @@
 /**
- * Scalar formulas shared by host-side kernels. Each is written so that it neither
- * overflows nor loses all precision for arguments anywhere in ±100 (and well beyond).
+ * The stable math, in one readable place: the scalar formulas of the numerically delicate
+ * kernels, written so that each neither overflows nor loses all precision for arguments
+ * anywhere in ±100 (and well beyond), infinite logits included. The reference backend calls
+ * these; the wasm kernels (`wasm/kernels.ts`) and the gpu.js sources (`gpu/sources.ts`) are
+ * transcriptions of them, held to them by the cross-backend kernel checks.
  *
  * @module
  */

@@ -161,20 +161,12 @@ export async function saveCheckpoint(
   let done = false;
   try {
     const crcs: number[] = [];
-    let position = headerLength;
-    const chunk = new ArrayBuffer(CHUNK_BYTES);
+    const writer = new ChunkWriter(fh, headerLength);
     for (const name of names) {
-      const { crc, bytes } = await writeTensor(
-        fh,
-        tensors[name],
-        name,
-        position,
-        chunk,
-        options.requireFinite ?? false,
-      );
+      const { crc } = await writeTensor(writer, tensors[name], name, options.requireFinite ?? false);
       crcs.push(crc);
-      position += bytes;
     }
+    await writer.flush();
     const header = buildHeader(tensors, names, metadata, crcs);
     if (header.length !== headerLength) throw new Error('checkpoint: header length changed while writing (a bug)');
     await writeAt(fh, header, 0);
@@ -191,13 +183,57 @@ export async function saveCheckpoint(
   }
 }
 
-/** Writes one tensor at `position` through the chunk buffer; returns its CRC-32 and byte length. */
+/**
+ * Fills a buffer with consecutive tensor bytes and writes it out when full, so a file of many small
+ * tensors costs a few writes, and a large tensor passes through the same buffer window by window.
+ */
+class ChunkWriter {
+  private fill = 0;
+  readonly buffer = new ArrayBuffer(CHUNK_BYTES);
+
+  constructor(
+    private readonly fh: FileHandle,
+    /** File position of the buffer's first byte. */
+    private position: number,
+  ) {}
+
+  /** Room for up to `max` elements of `width` bytes at the fill point, as a typed array (flushing first when full). */
+  async room(width: number, max: number): Promise<FloatArray> {
+    if (this.fill + width > CHUNK_BYTES) await this.flush();
+    const n = Math.min(max, Math.floor((CHUNK_BYTES - this.fill) / width));
+    // Wider dtypes come first in the file, so the fill point is always aligned to the element width.
+    return width === 8 ? new Float64Array(this.buffer, this.fill, n) : new Float32Array(this.buffer, this.fill, n);
+  }
+
+  /** Marks `values` (from {@link ChunkWriter.room}) as written; returns their little-endian bytes. */
+  commit(values: FloatArray): Uint8Array {
+    const bytes = new Uint8Array(this.buffer, this.fill, values.byteLength);
+    if (!LITTLE_ENDIAN) {
+      const dv = new DataView(this.buffer, this.fill, values.byteLength);
+      const w = values.BYTES_PER_ELEMENT;
+      for (let i = 0; i < values.length; i++) {
+        const v = values[i];
+        if (w === 8) dv.setFloat64(i * 8, v, true);
+        else dv.setFloat32(i * 4, v, true);
+      }
+    }
+    this.fill += values.byteLength;
+    return bytes;
+  }
+
+  async flush(): Promise<void> {
+    if (this.fill === 0) return;
+    await writeAt(this.fh, new Uint8Array(this.buffer, 0, this.fill), this.position);
+    this.position += this.fill;
+    this.fill = 0;
+  }
+}
+
+/** Writes one tensor through the writer's buffer; returns its CRC-32 and byte length. */
 async function writeTensor(
-  fh: FileHandle,
+  out: ChunkWriter,
   t: Tensor,
   name: string,
-  position: number,
-  chunk: ArrayBuffer,
   requireFinite: boolean,
 ): Promise<{ crc: number; bytes: number }> {
   t.assertAlive(`checkpoint tensor "${name}"`);
@@ -206,46 +242,30 @@ async function writeTensor(
   const readRange = hasRangeAccess(backend) ? backend.readRange.bind(backend) : undefined;
   // Backends without windowed reads (a device) hand over one full host copy of this tensor.
   const whole = readRange ? null : t.toArray();
-  const perChunk = CHUNK_BYTES / width;
   let crc = 0;
-  for (let start = 0; start < t.size; start += perChunk) {
-    const n = Math.min(perChunk, t.size - start);
-    let values: FloatArray;
-    if (whole) values = whole.subarray(start, start + n);
-    else {
-      values = width === 8 ? new Float64Array(chunk, 0, n) : new Float32Array(chunk, 0, n);
-      readRange!(t.storage, start, values);
-    }
+  for (let start = 0; start < t.size;) {
+    const values = await out.room(width, t.size - start);
+    if (whole) values.set(whole.subarray(start, start + values.length));
+    else readRange!(t.storage, start, values);
     if (requireFinite) {
-      for (let i = 0; i < n; i++) {
+      for (let i = 0; i < values.length; i++) {
         if (!Number.isFinite(values[i]))
           throw new Error(
             `checkpoint: tensor "${name}" holds ${values[i]} at element ${start + i}; refusing to save a non-finite state`,
           );
       }
     }
-    const bytes = littleEndianBytes(values, chunk);
-    crc = crc32(bytes, crc);
-    await writeAt(fh, bytes, position + start * width);
+    crc = crc32(out.commit(values), crc);
+    start += values.length;
   }
   return { crc, bytes: t.size * width };
-}
-
-/** The bytes of `values` in little-endian order (a view on little-endian hosts; converted into `scratch` otherwise). */
-function littleEndianBytes(values: FloatArray, scratch: ArrayBuffer): Uint8Array {
-  const width = values.BYTES_PER_ELEMENT;
-  if (LITTLE_ENDIAN) return new Uint8Array(values.buffer, values.byteOffset, values.length * width);
-  const source = Array.from(values);
-  const dv = new DataView(scratch, 0, values.length * width);
-  source.forEach((v, i) => (width === 8 ? dv.setFloat64(i * 8, v, true) : dv.setFloat32(i * 4, v, true)));
-  return new Uint8Array(scratch, 0, values.length * width);
 }
 
 /**
  * Removes `.NAME.PID.RAND.tmp` files of this target left by processes that no longer run (a SIGKILL
  * mid-save). Temp files of a live process, which may be saving right now, are left alone.
  */
-async function removeStaleTemps(dir: string, name: string): Promise<void> {
+export async function removeStaleTemps(dir: string, name: string): Promise<void> {
   let files: string[];
   try {
     files = await readdir(dir);
@@ -326,6 +346,15 @@ function buildHeader(
   return header;
 }
 
+/** The bytes of `values` in little-endian order (a view on little-endian hosts; converted into `scratch` otherwise). */
+function littleEndianBytes(values: FloatArray, scratch: ArrayBuffer): Uint8Array {
+  const width = values.BYTES_PER_ELEMENT;
+  if (LITTLE_ENDIAN) return new Uint8Array(values.buffer, values.byteOffset, values.length * width);
+  const dv = new DataView(scratch, 0, values.length * width);
+  values.forEach((v, i) => (width === 8 ? dv.setFloat64(i * 8, v, true) : dv.setFloat32(i * 4, v, true)));
+  return new Uint8Array(scratch, 0, values.length * width);
+}
+
 function tensorBytes(t: Tensor): Uint8Array {
   const values = t.toArray();
   return littleEndianBytes(values, new ArrayBuffer(values.length * values.BYTES_PER_ELEMENT));
@@ -347,6 +376,9 @@ export interface ReadTensorOptions {
  */
 export class CheckpointFile {
   private chunk: ArrayBuffer | undefined;
+  /** The data-section range held in `chunk`. */
+  private windowStart = 0;
+  private windowLength = 0;
 
   private constructor(
     /** Path of the file. */
@@ -359,6 +391,7 @@ export class CheckpointFile {
     /** Whether every tensor carries a stored checksum. */
     readonly checksummed: boolean,
     private readonly dataStart: number,
+    private readonly dataLength: number,
   ) {}
 
   /** Opens `path` and validates its header and layout; every defect is a {@link CheckpointError}. */
@@ -380,7 +413,16 @@ export class CheckpointFile {
       const headerBytes = new Uint8Array(headerLen);
       await readAt(fh, headerBytes, 8, path);
       const layout = parseHeader(headerBytes, size - 8 - headerLen, path);
-      return new CheckpointFile(path, fh, layout.metadata, layout.entries, layout.checksummed, 8 + headerLen);
+      const dataStart = 8 + headerLen;
+      return new CheckpointFile(
+        path,
+        fh,
+        layout.metadata,
+        layout.entries,
+        layout.checksummed,
+        dataStart,
+        size - dataStart,
+      );
     } catch (e) {
       await fh.close().catch(() => undefined);
       throw e;
@@ -458,6 +500,7 @@ export class CheckpointFile {
     return { tensors, metadata };
   }
 
+  /** Closes the file; the checkpoint's tensors already read stay valid. */
   async close(): Promise<void> {
     await this.fh.close();
   }
@@ -474,12 +517,21 @@ export class CheckpointFile {
     this.chunk ??= new ArrayBuffer(CHUNK_BYTES);
     const chunk = this.chunk;
     let crc = 0;
-    for (let at = e.begin; at < e.end; at += CHUNK_BYTES) {
-      const len = Math.min(CHUNK_BYTES, e.end - at);
-      const bytes = new Uint8Array(chunk, 0, len);
-      await readAt(this.fh, bytes, this.dataStart + at, this.path, e.name);
+    for (let at = e.begin; at < e.end;) {
+      // One read fills the buffer with the data from `at` on, so consecutive small tensors share it.
+      let piece = Math.min(e.end, this.windowStart + this.windowLength) - at;
+      piece -= piece % width;
+      if (at < this.windowStart || piece <= 0) {
+        this.windowStart = at;
+        this.windowLength = Math.min(CHUNK_BYTES, this.dataLength - at);
+        await readAt(this.fh, new Uint8Array(chunk, 0, this.windowLength), this.dataStart + at, this.path, e.name);
+        piece = Math.min(e.end - at, this.windowLength);
+        piece -= piece % width;
+      }
+      const bytes = new Uint8Array(chunk, at - this.windowStart, piece);
       crc = crc32(bytes, crc);
       visit(floatsOf(bytes, e.dtype), (at - e.begin) / width);
+      at += piece;
     }
     return crc;
   }

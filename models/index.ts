@@ -9,5 +9,6 @@ export * from './model-factory.js';
 export * from './data/index.js';
 export * from './metrics.js';
 export * from './checkpoint.js';
+export * from './tower-session.js';
 export * from './training/index.js';
 export * from './practice/index.js';

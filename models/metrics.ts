@@ -7,17 +7,51 @@
 /** Labels or scores: any array of numbers. */
 export type NumArray = ArrayLike<number>;
 
+/** An AUC and its test-set sampling error. */
+export interface AucWithStd {
+  /** ROC AUC; NaN when a class is missing (see {@link aucUndefinedReason}). */
+  auc: number;
+  /** DeLong standard error of the AUC over these rows (NaN when the AUC is). */
+  std: number;
+}
+
 /**
  * Exact ROC AUC by the rank-sum (Mann–Whitney) statistic, ties counted as
  * half (the same as averaging ranks within tied scores). Returns NaN when
  * only one class is present. Labels are positive when > 0.5.
  */
 export function auc(labels: NumArray, scores: NumArray): number {
-  checkLengths('auc', labels, scores);
+  return aucCore('auc', labels, scores, false).auc;
+}
+
+/**
+ * The AUC with DeLong's standard error (DeLong, DeLong and Clarke-Pearson, Biometrics 1988):
+ * var = var(V10)/m + var(V01)/n over the m positives' and n negatives' placement values, so a
+ * difference between two methods smaller than about two of these is within the test set's noise.
+ */
+export function aucWithStd(labels: NumArray, scores: NumArray): AucWithStd {
+  return aucCore('aucWithStd', labels, scores, true);
+}
+
+/**
+ * Why an AUC over these labels is undefined (no positive or no negative label), or null when it
+ * is defined; `label` and `rows` name them, e.g. `no positive label (conversion) among 80 clicked rows`.
+ */
+export function aucUndefinedReason(labels: NumArray, label = 'label', rows = 'rows'): string | null {
+  let nPos = 0;
+  for (let i = 0; i < labels.length; i++) if (labels[i] > 0.5) nPos++;
+  if (labels.length === 0) return `no ${rows}`;
+  if (nPos === 0) return `no positive ${label} among ${labels.length} ${rows}`;
+  if (nPos === labels.length) return `no negative ${label} among ${labels.length} ${rows}`;
+  return null;
+}
+
+function aucCore(where: string, labels: NumArray, scores: NumArray, withStd: boolean): AucWithStd {
+  checkLengths(where, labels, scores);
   let nPos = 0;
   for (let i = 0; i < labels.length; i++) if (labels[i] > 0.5) nPos++;
   const nNeg = labels.length - nPos;
-  if (nPos === 0 || nNeg === 0) return NaN;
+  if (nPos === 0 || nNeg === 0) return { auc: NaN, std: NaN };
   // Sorting the two classes apart lets the native numeric sort do the work (no comparator over indices).
   const pos = new Float64Array(nPos);
   const neg = new Float64Array(nNeg);
@@ -25,28 +59,49 @@ export function auc(labels: NumArray, scores: NumArray): number {
   let q = 0;
   for (let i = 0; i < labels.length; i++) {
     const s = scores[i];
-    if (Number.isNaN(s)) throw new Error(`auc: score ${i} is NaN`);
+    if (Number.isNaN(s)) throw new Error(`${where}: score ${i} is NaN`);
     if (labels[i] > 0.5) pos[p++] = s;
     else neg[q++] = s;
   }
   pos.sort();
   neg.sort();
   // For each run of equal positive scores: negatives strictly below count 1, equal ones 1/2.
-  let below = 0;
+  // The same count per positive is its placement value V10 = (below + equal/2) / n.
   let u = 0;
+  let sumSq10 = 0;
   let j = 0;
   for (let i = 0; i < nPos;) {
     const s = pos[i];
     let k = i;
     while (k < nPos && pos[k] === s) k++;
     while (j < nNeg && neg[j] < s) j++;
-    below = j;
     let equal = 0;
     while (j + equal < nNeg && neg[j + equal] === s) equal++;
-    u += (k - i) * (below + equal / 2);
+    const placement = j + equal / 2;
+    u += (k - i) * placement;
+    sumSq10 += (k - i) * placement * placement;
     i = k;
   }
-  return u / (nPos * nNeg);
+  const value = u / (nPos * nNeg);
+  if (!withStd) return { auc: value, std: NaN };
+  // V01 of each negative: positives strictly above plus half the equal ones, over m.
+  let sumSq01 = 0;
+  let above = 0; // index of the first positive ≥ the current score
+  for (let i = 0; i < nNeg;) {
+    const s = neg[i];
+    let k = i;
+    while (k < nNeg && neg[k] === s) k++;
+    while (above < nPos && pos[above] < s) above++;
+    let equal = 0;
+    while (above + equal < nPos && pos[above + equal] === s) equal++;
+    const placement = nPos - above - equal / 2;
+    sumSq01 += (k - i) * placement * placement;
+    i = k;
+  }
+  // Sample variances of V10 = placement/n and V01 = placement/m, each with mean AUC.
+  const var10 = nPos > 1 ? (sumSq10 / (nNeg * nNeg) - nPos * value * value) / (nPos - 1) : 0;
+  const var01 = nNeg > 1 ? (sumSq01 / (nPos * nPos) - nNeg * value * value) / (nNeg - 1) : 0;
+  return { auc: value, std: Math.sqrt(Math.max(0, var10 / nPos + var01 / nNeg)) };
 }
 
 /** Mean binary cross-entropy, predictions clipped to [eps, 1 − eps]. */
@@ -136,9 +191,29 @@ export interface EsmmMetrics {
   ctcvrLogloss: number;
   /** CTR GAUC (when user ids are given). */
   ctrGauc?: number;
+  /** DeLong standard error over the test rows of each AUC above (the test set's sampling noise). */
+  aucStd: Partial<Record<AucMetric, number>>;
+  /** Why an AUC is NaN, by name: e.g. `cvrAuc: 'no positive label among 80 rows (clicked)'`. */
+  undefinedAuc: Partial<Record<AucMetric, string>>;
   rows: number;
   clicks: number;
   conversions: number;
+}
+
+/** The AUCs of {@link EsmmMetrics}. */
+export type AucMetric = 'ctrAuc' | 'cvrAuc' | 'ctcvrAuc' | 'cvrAucEntireSpace';
+
+/**
+ * One AUC's value for a reader, to follow its name: `0.6832 ± 0.0041` (DeLong std), or why it
+ * is undefined instead of NaN, e.g. `undefined (no positive conversion among 80 clicked rows)`.
+ */
+export function formatAuc(metrics: EsmmMetrics, metric: AucMetric, digits = 4): string {
+  const reason = metrics.undefinedAuc[metric];
+  if (reason !== undefined) return `undefined (${reason})`;
+  const value = metrics[metric];
+  if (value === undefined) return 'not computed';
+  const std = metrics.aucStd[metric];
+  return std === undefined ? value.toFixed(digits) : `${value.toFixed(digits)} ± ${std.toFixed(digits)}`;
 }
 
 /** Computes {@link EsmmMetrics} over all rows at once. */
@@ -166,18 +241,35 @@ export function esmmMetrics(input: EsmmEvalInput): EsmmMetrics {
       clickedPcvr[k++] = input.pCvr[i];
     }
   }
+  const aucStd: Partial<Record<AucMetric, number>> = {};
+  const undefinedAuc: Partial<Record<AucMetric, string>> = {};
+  const labelNames: Record<AucMetric, [string, string]> = {
+    ctrAuc: ['click', 'rows'],
+    cvrAuc: ['conversion', 'clicked rows'],
+    ctcvrAuc: ['click·conversion', 'rows'],
+    cvrAucEntireSpace: ['potential conversion', 'rows'],
+  };
+  const scored = (metric: AucMetric, labels: NumArray, scores: NumArray): number => {
+    const r = aucWithStd(labels, scores);
+    if (Number.isNaN(r.auc)) undefinedAuc[metric] = aucUndefinedReason(labels, ...labelNames[metric]) ?? 'undefined';
+    else aucStd[metric] = r.std;
+    return r.auc;
+  };
   const out: EsmmMetrics = {
-    ctrAuc: auc(input.click, input.pCtr),
-    cvrAuc: auc(clickedConv, clickedPcvr),
-    ctcvrAuc: auc(ctcvr, pCtcvr),
+    ctrAuc: scored('ctrAuc', input.click, input.pCtr),
+    cvrAuc: scored('cvrAuc', clickedConv, clickedPcvr),
+    ctcvrAuc: scored('ctcvrAuc', ctcvr, pCtcvr),
     ctrLogloss: logloss(input.click, input.pCtr),
     cvrLogloss: logloss(clickedConv, clickedPcvr),
     ctcvrLogloss: logloss(ctcvr, pCtcvr),
+    aucStd,
+    undefinedAuc,
     rows: n,
     clicks,
     conversions,
   };
-  if (input.potentialConversion) out.cvrAucEntireSpace = auc(input.potentialConversion, input.pCvr);
+  if (input.potentialConversion)
+    out.cvrAucEntireSpace = scored('cvrAucEntireSpace', input.potentialConversion, input.pCvr);
   if (input.userIds) out.ctrGauc = gauc(input.click, input.pCtr, input.userIds).gauc;
   return out;
 }

@@ -33,8 +33,8 @@ function startable(make: () => Backend): Backend | string {
 
 function gradValues(t: Tensor): Float64Array {
   const out = new Float64Array(t.size);
-  if (t.grad instanceof RowSparseGrad) out.set(t.grad.toDense().toArray());
-  else if (t.grad) out.set(t.grad.toArray());
+  if (t.gradient instanceof RowSparseGrad) out.set(t.gradient.toDense().toArray());
+  else if (t.gradient) out.set(t.gradient.toArray());
   return out;
 }
 

@@ -26,11 +26,11 @@ import {
   zeros,
 } from '../core/index.js';
 import { stableMath } from '../kernels/index.js';
-import { xorTask } from '../models/cli.js';
+import { xorTask } from '../core/demo.js';
 
 const f64 = { dtype: 'float64' as const };
 
-function dense(g: Tensor['grad']): number[] {
+function dense(g: Tensor['gradient']): number[] {
   if (!g) return [];
   return [...(g instanceof RowSparseGrad ? g.toDense() : g).toArray()];
 }
@@ -47,9 +47,9 @@ describe('autodiff engine', () => {
   it('accumulates gradients of a tensor used twice and across backward calls', () => {
     const x = tensor([1, 2, 3], undefined, { requiresGrad: true });
     sum(mul(x, x)).backward();
-    expect(dense(x.grad)).toEqual([2, 4, 6]);
+    expect(dense(x.gradient)).toEqual([2, 4, 6]);
     sum(x).backward();
-    expect(dense(x.grad)).toEqual([3, 5, 7]);
+    expect(dense(x.gradient)).toEqual([3, 5, 7]);
   });
 
   it('takes an explicit seed for non-scalar outputs and rejects a missing or misshaped one', () => {
@@ -58,7 +58,7 @@ describe('autodiff engine', () => {
     expect(() => y.backward()).toThrow(/pass a seed/);
     expect(() => y.backward(tensor([1, 2, 3]))).toThrow(/seed shape/);
     y.backward(tensor([1, 10]));
-    expect(dense(x.grad)).toEqual([3, 30]);
+    expect(dense(x.gradient)).toEqual([3, 30]);
   });
 
   it('frees the graph after backward', () => {
@@ -74,7 +74,7 @@ describe('autodiff engine', () => {
     let y = x;
     for (let i = 0; i < 20000; i++) y = add(y, 0.5);
     y.backward();
-    expect(dense(x.grad)).toEqual([1]);
+    expect(dense(x.gradient)).toEqual([1]);
     expect(y.item()).toBe(10001);
   });
 
@@ -139,8 +139,8 @@ describe('numerical stability', () => {
     const loss = productBce(ta, tb, tensor(y));
     const values = loss.toArray();
     sum(loss).backward();
-    const ga = dense(ta.grad);
-    const gb = dense(tb.grad);
+    const ga = dense(ta.gradient);
+    const gb = dense(tb.gradient);
     for (let i = 0; i < a.length; i++) {
       expect(Number.isFinite(values[i])).toBe(true);
       expect(Number.isFinite(ga[i]) && Number.isFinite(gb[i])).toBe(true);
@@ -184,8 +184,11 @@ describe('sparse embedding gradients', () => {
       f64,
     );
     embeddingBag(table, { ids, offsets, weights, mode: 'sqrtn' }).backward(seed);
-    const g = table.grad;
+    const g = table.gradient;
     expect(g).toBeInstanceOf(RowSparseGrad);
+    // A table's row-sparse gradient is its sparseGrad; grad (typed Tensor | null) stays null.
+    expect(table.sparseGrad).toBe(g);
+    expect(table.grad).toBeNull();
     expect([...(g as RowSparseGrad).rows]).toEqual([1, 4, 7, 9]);
 
     // Dense route: the pooled output is S · table with S the [bags, rows] matrix of pooling weights.
@@ -197,7 +200,7 @@ describe('sparse embedding gradients', () => {
     }
     const table2 = tensor(table.toArray(), [rows, dim], { ...f64, requiresGrad: true });
     matmul(tensor(s, [3, rows], f64), table2).backward(seed);
-    const expected = dense(table2.grad);
+    const expected = dense(table2.gradient);
     const actual = dense(g);
     for (let i = 0; i < expected.length; i++) expect(actual[i]).toBeCloseTo(expected[i], 6);
   });
@@ -211,7 +214,7 @@ describe('sparse embedding gradients', () => {
     const a = embeddingBag(table, { ids: Int32Array.from([0, 2]), offsets: Int32Array.from([0, 2]) });
     const b = embeddingBag(table, { ids: Int32Array.from([2, 3]), offsets: Int32Array.from([0, 1, 2]) });
     add(sum(a), sum(b)).backward();
-    const g = table.grad as RowSparseGrad;
+    const g = table.gradient as RowSparseGrad;
     expect(g).toBeInstanceOf(RowSparseGrad);
     expect([...g.rows]).toEqual([0, 2, 3]);
     expect([...g.values.toArray()]).toEqual([1, 1, 2, 2, 1, 1]);
@@ -325,7 +328,7 @@ describe('optimizers', () => {
     const seed = tensor([1, 2, 3, 4], [2, 2], f64);
     embeddingBag(sparseTable, { ids, offsets }).backward(seed);
     embeddingBag(denseTable, { ids, offsets }).backward(seed);
-    denseTable.grad = (denseTable.grad as RowSparseGrad).toDense();
+    denseTable.grad = (denseTable.sparseGrad as RowSparseGrad).toDense();
     // With ε = 0 the SparseAdam and dense Adam formulas coincide (they differ only in where ε enters).
     new optim.Adam([sparseTable], { lr: 0.05, eps: 0 }).step();
     new optim.Adam([denseTable], { lr: 0.05, eps: 0 }).step();
@@ -365,8 +368,8 @@ describe('optimizers', () => {
     b.grad = tensor([4], undefined, f64);
     const norm = optim.clipGradNorm([a, b], 1);
     expect(norm!.item()).toBeCloseTo(5, 12);
-    expect(dense(a.grad)[0]).toBeCloseTo(0.6, 6);
-    expect(dense(b.grad)[0]).toBeCloseTo(0.8, 6);
+    expect(dense(a.gradient)[0]).toBeCloseTo(0.6, 6);
+    expect(dense(b.gradient)[0]).toBeCloseTo(0.8, 6);
   });
 });
 

@@ -17,6 +17,19 @@ function rates(log: ImpressionLog): { ctr: number; cvr: number } {
 }
 
 describe('FunnelSimulator', () => {
+  it('reports the true rates it drew each impression from, and refuses bad arguments', () => {
+    const sim = new FunnelSimulator({ ...small, seed: 3 });
+    const log = sim.generate(200);
+    for (let i = 0; i < log.size; i++) {
+      const r = sim.trueRates(log.user[i], log.item[i], log.context[i]);
+      expect(r.pCtr).toBeCloseTo(log.pCtr[i], 6);
+      expect(r.pCvr).toBeCloseTo(log.pCvr[i], 6);
+    }
+    expect(() => sim.trueRates(small.numUsers, 0)).toThrow(/user 500 outside \[0, 500\)/);
+    expect(() => sim.trueRates(0, -1)).toThrow(/item -1 outside/);
+    expect(() => sim.trueRates(0, 0, 4)).toThrow(/context must be 1, 2 or 3/);
+  });
+
   it('is deterministic per seed', () => {
     const a = new FunnelSimulator({ ...small, seed: 7 }).generate(3000);
     const b = new FunnelSimulator({ ...small, seed: 7 }).generate(3000);
@@ -43,8 +56,8 @@ describe('FunnelSimulator', () => {
     const r = rates(log);
     expect(r.ctr).toBeGreaterThan(0.036);
     expect(r.ctr).toBeLessThan(0.044);
-    expect(r.cvr).toBeGreaterThan(0.012);
-    expect(r.cvr).toBeLessThan(0.03);
+    expect(r.cvr).toBeGreaterThan(0.04);
+    expect(r.cvr).toBeLessThan(0.065);
     let broken = 0;
     for (let i = 0; i < log.size; i++) {
       // Conversions only after clicks; where clicked, the counterfactual is the observed label.
@@ -52,9 +65,9 @@ describe('FunnelSimulator', () => {
       if (log.click[i] === 1 && log.potentialConversion[i] !== log.conversion[i]) broken++;
     }
     expect(broken).toBe(0);
-    const high = rates(new FunnelSimulator({ ...small, seed: 11, ctr: 0.04, cvr: 0.05 }).generate(60_000));
-    expect(high.cvr).toBeGreaterThan(0.035);
-    expect(high.cvr).toBeLessThan(0.065);
+    const low = rates(new FunnelSimulator({ ...small, seed: 11, ctr: 0.04, cvr: 0.02 }).generate(60_000));
+    expect(low.cvr).toBeGreaterThan(0.012);
+    expect(low.cvr).toBeLessThan(0.03);
   });
 
   it('has real selection bias: pCVR is distributed differently on clicked and unclicked impressions', () => {

@@ -1,6 +1,6 @@
 /** The core's training demo gives the same losses on every backend that can start here. */
 import { afterAll, describe, expect, it } from 'vitest';
-import { runDemo } from '../models/cli.js';
+import { runDemo } from '../core/demo.js';
 import { GpuBackend, isModeSupported } from '../kernels/gpu/index.js';
 import { getBackend, ReferenceBackend, setBackend, WasmBackend, type Backend } from '../kernels/index.js';
 

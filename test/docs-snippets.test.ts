@@ -16,6 +16,7 @@ const documents = [
   'docs/adding-a-base-model.md',
   'docs/practice.md',
   'docs/wasm.md',
+  'docs/serving.md',
 ];
 const outDir = join(root, 'test', '.snippets');
 mkdirSync(outDir, { recursive: true });
@@ -25,8 +26,10 @@ const packagePaths: Record<string, string> = {
   'esmm-ts': '../../models/package-entry.js',
   'esmm-ts/core': '../../core/index.js',
   'esmm-ts/kernels': '../../kernels/index.js',
+  'esmm-ts/kernels/gpu': '../../kernels/gpu/index.js',
   'esmm-ts/kernels/wasm': '../../kernels/wasm/index.js',
   'esmm-ts/models': '../../models/index.js',
+  'esmm-ts/serving': '../../models/serving/index.js',
 };
 
 /** Fenced blocks with their info strings. */

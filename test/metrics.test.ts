@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { auc, esmmMetrics, EsmmAccumulator, gauc, logloss } from '../models/metrics.js';
+import { auc, aucWithStd, esmmMetrics, EsmmAccumulator, formatAuc, gauc, logloss } from '../models/metrics.js';
 
 /** AUC by counting every positive/negative pair: the definition the fast version must match. */
 function bruteAuc(labels: number[], scores: number[]): number {
@@ -52,6 +52,63 @@ describe('auc', () => {
     expect(auc(Float32Array.of(0, 1, 0), Float32Array.of(0.5, 0.5, 0.5))).toBe(0.5);
     expect(() => auc([1, 0], [NaN, 0])).toThrow(/NaN/);
     expect(() => auc([1, 0], [0])).toThrow(/2 labels but 1 scores/);
+  });
+});
+
+/** DeLong's standard error from every pair's kernel ψ(x, y) ∈ {0, ½, 1}: the textbook definition. */
+function bruteDelongStd(labels: number[], scores: number[]): number {
+  const pos = scores.filter((_, i) => labels[i] === 1);
+  const neg = scores.filter((_, i) => labels[i] === 0);
+  const psi = (x: number, y: number): number => (x > y ? 1 : x === y ? 0.5 : 0);
+  const a = bruteAuc(labels, scores);
+  const v10 = pos.map((x) => neg.reduce((s, y) => s + psi(x, y), 0) / neg.length);
+  const v01 = neg.map((y) => pos.reduce((s, x) => s + psi(x, y), 0) / pos.length);
+  const sampleVar = (v: number[]): number =>
+    v.length > 1 ? v.reduce((s, x) => s + (x - a) ** 2, 0) / (v.length - 1) : 0;
+  return Math.sqrt(sampleVar(v10) / pos.length + sampleVar(v01) / neg.length);
+}
+
+describe('aucWithStd', () => {
+  it("matches DeLong's variance from pair counting, ties included", () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(fc.constantFrom(0, 1), fc.integer({ min: -4, max: 4 })), { minLength: 2, maxLength: 50 }),
+        (pairs) => {
+          const labels = pairs.map((p) => p[0]);
+          const scores = pairs.map((p) => p[1]);
+          const got = aucWithStd(labels, scores);
+          const expected = bruteAuc(labels, scores);
+          if (Number.isNaN(expected)) {
+            expect(got.auc).toBeNaN();
+            expect(got.std).toBeNaN();
+            return;
+          }
+          expect(got.auc).toBeCloseTo(expected, 12);
+          expect(got.std).toBeCloseTo(bruteDelongStd(labels, scores), 10);
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it('shrinks as 1/√n: a 4× larger test set halves the error', () => {
+    const draw = (n: number): { labels: number[]; scores: number[] } => {
+      let state = 7;
+      const u = (): number => (state = (state * 1103515245 + 12345) % 2147483648) / 2147483648;
+      const labels: number[] = [];
+      const scores: number[] = [];
+      for (let i = 0; i < n; i++) {
+        const y = u() < 0.3 ? 1 : 0;
+        labels.push(y);
+        scores.push(u() + 0.5 * y);
+      }
+      return { labels, scores };
+    };
+    const small = draw(2000);
+    const large = draw(8000);
+    const ratio = aucWithStd(small.labels, small.scores).std / aucWithStd(large.labels, large.scores).std;
+    expect(ratio).toBeGreaterThan(1.7);
+    expect(ratio).toBeLessThan(2.3);
   });
 });
 
@@ -131,5 +188,21 @@ describe('esmmMetrics', () => {
     expect(() => acc.add({ click: [1], conversion: [0], pCtr: [0.5], pCvr: [0.5], userIds: [3] })).toThrow(/columns/);
     acc.reset();
     expect(acc.rows).toBe(0);
+  });
+
+  it('names an AUC with no positive or no negative label instead of printing NaN', () => {
+    const m = esmmMetrics({
+      click: [1, 1, 0, 0],
+      conversion: [0, 0, 0, 0],
+      pCtr: [0.9, 0.4, 0.3, 0.2],
+      pCvr: [0.1, 0.2, 0.3, 0.4],
+    });
+    expect(m.cvrAuc).toBeNaN();
+    expect(m.undefinedAuc.cvrAuc).toBe('no positive conversion among 2 clicked rows');
+    expect(m.undefinedAuc.ctcvrAuc).toBe('no positive click·conversion among 4 rows');
+    expect(formatAuc(m, 'cvrAuc')).toBe('undefined (no positive conversion among 2 clicked rows)');
+    expect(m.undefinedAuc.ctrAuc).toBeUndefined();
+    expect(formatAuc(m, 'ctrAuc')).toMatch(/^1\.0000 ± 0\.\d{4}$/);
+    expect(m.aucStd.ctrAuc).toBe(0);
   });
 });

@@ -98,7 +98,7 @@ for (const normalization of ['none', 'softmax'] as const) {
       // Row 0 of the item table is read only by padding here (no item, history or target uses id 0).
       const batch = withHistory(tinyBatch(), [[1], [], [2, 3, 4]]);
       sum(din.forward(embedding.forward(batch))).backward();
-      const grad = embedding.tableFor('history').grad;
+      const grad = embedding.tableFor('history').gradient;
       expect(grad).toBeInstanceOf(RowSparseGrad);
       const dense = values((grad as RowSparseGrad).toDense());
       expect(dense.slice(0, 3)).toEqual([0, 0, 0]);

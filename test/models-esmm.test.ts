@@ -18,7 +18,7 @@ import { tinyBatch, tinySchema } from './models-fixtures.js';
 const tower = { hidden: [4, 3] };
 
 function touched(t: Tensor): boolean {
-  const g = t.grad;
+  const g = t.gradient;
   if (!g) return false;
   const v = g instanceof RowSparseGrad ? g.values.toArray() : g.toArray();
   return v.some((x) => x !== 0);
@@ -54,7 +54,7 @@ describe('Esmm', () => {
   it('the CTR loss alone never reaches the CVR tower', () => {
     const model = new Esmm(tinySchema(3), { tower });
     model.lossParts(tinyBatch()).ctr.backward();
-    expect(model.cvrTower.parameters().some((p) => p.grad !== null)).toBe(false);
+    expect(model.cvrTower.parameters().some((p) => p.gradient !== null)).toBe(false);
   });
 
   it('ESMM-NS: distinct tables per tower; the CTR loss touches only the CTR tables', () => {
@@ -65,7 +65,7 @@ describe('Esmm', () => {
     expect(model.parameters().length).toBe(new Esmm(tinySchema(3), { tower }).parameters().length + 3);
     model.lossParts(tinyBatch()).ctr.backward();
     expect(touched(model.ctrEmbedding.tableFor('item'))).toBe(true);
-    expect(model.cvrEmbedding.tableFor('item').grad).toBeNull();
+    expect(model.cvrEmbedding.tableFor('item').gradient).toBeNull();
   });
 
   it('weights its two loss terms', () => {

@@ -56,7 +56,7 @@ describe('every registered base model passes gradcheck w.r.t. embeddings and tow
         const params = [...embedding.parameters(), ...tower.parameters()];
         expectGradcheck(() => tower.forward(embedding.forward(batch)), params);
         // Every table the batch touches receives a gradient (the check compares against zeros otherwise).
-        expect(embedding.parameters().every((p) => p.grad !== null)).toBe(true);
+        expect(embedding.parameters().every((p) => p.gradient !== null)).toBe(true);
       });
     }
   }

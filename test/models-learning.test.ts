@@ -15,6 +15,7 @@ import {
   trainStep,
   type CreateModelOptions,
   type CvrMethod,
+  type LearningExpectation,
 } from '../models/index.js';
 import { loadRegistrations } from './helpers/registries.js';
 import { auc, miniBatches, syntheticTask } from './models-fixtures.js';
@@ -65,7 +66,7 @@ describe('every registered method learns the synthetic task', () => {
         tower: { hidden: [32, 16] },
         seed: 1,
       } as CreateModelOptions);
-      expectLearns(name, method);
+      expectLearns(name, method, methodInfo(name).learning);
     });
   }
 });
@@ -82,11 +83,12 @@ describe('ESMM learns with every registered base model', () => {
   }
 });
 
-function expectLearns(label: string, method: CvrMethod): void {
+function expectLearns(label: string, method: CvrMethod, expectation?: LearningExpectation): void {
   const t0 = performance.now();
   train(method);
   const r = evaluate(method);
   console.log(label, r, `${(performance.now() - t0).toFixed(0)} ms`);
-  expect(r.cvr).toBeGreaterThan(0.5 + CVR_MARGIN);
-  expect(r.ctcvr).toBeGreaterThan(0.5 + CTCVR_MARGIN);
+  // A method may declare other margins, with its reason, in its registration.
+  expect(r.cvr, expectation?.reason).toBeGreaterThan(0.5 + (expectation?.cvrMargin ?? CVR_MARGIN));
+  expect(r.ctcvr, expectation?.reason).toBeGreaterThan(0.5 + (expectation?.ctcvrMargin ?? CTCVR_MARGIN));
 }

@@ -58,6 +58,14 @@ beforeAll(() => {
   npmInstall(app, [tarball], ['--prefer-offline']);
   mkdirSync(join(app, 'src'));
   writeFileSync(join(app, 'tsconfig.json'), JSON.stringify(TSCONFIG, null, 2));
+  // Every entry point's types, checked like the README's (type-only: gpu.js is not installed).
+  const exportsMap = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { exports: object }).exports;
+  const entries = Object.keys(exportsMap).map((key) => `esmm-ts${key.slice(1)}`);
+  writeFileSync(
+    join(app, 'src', 'entries.ts'),
+    entries.map((e, i) => `import type * as entry${i} from '${e}';`).join('\n') +
+      `\nexport type Entries = [${entries.map((_, i) => `typeof entry${i}`).join(', ')}];\n`,
+  );
   snippets = typeScriptBlocks(readFileSync(join(ROOT, 'README.md'), 'utf8')).map((code, i) => {
     const name = `readme-${i + 1}`;
     writeFileSync(join(app, 'src', `${name}.ts`), `${code}\nexport {};\n`);
@@ -93,9 +101,10 @@ describe('the packed package in a strict consumer project', () => {
     expect(treeBytes(join(app, 'node_modules'))).toBeLessThan(DEFAULT_INSTALL_BUDGET);
   });
 
-  it('compiles every TypeScript snippet of the README against the shipped .d.ts files', () => {
+  it('compiles every TypeScript snippet of the README, and every entry point, against the shipped .d.ts files', () => {
     expect(snippets.length).toBeGreaterThanOrEqual(2);
     run(join(ROOT, 'node_modules', '.bin', 'tsc'), ['-p', 'tsconfig.json'], app);
+    expect(existsSync(join(app, 'out', 'entries.js'))).toBe(true);
     for (const name of snippets) expect(existsSync(join(app, 'out', `${name}.js`)), name).toBe(true);
   });
 
@@ -103,28 +112,34 @@ describe('the packed package in a strict consumer project', () => {
     for (const name of snippets) run(process.execPath, [join('out', `${name}.js`)], app);
   });
 
-  it('loads every entry point without gpu.js, and the gpu backend then says what to install', () => {
+  it('loads every entry point without the optional peers, which say what to install when asked for', () => {
     const out = node(
       'gpu-missing.mjs',
       `import { setBackendAsync, listBackends } from 'esmm-ts/kernels';
-       await import('esmm-ts'); await import('esmm-ts/core'); await import('esmm-ts/models'); await import('esmm-ts/kernels/wasm');
+       await import('esmm-ts'); await import('esmm-ts/core'); await import('esmm-ts/models'); await import('esmm-ts/kernels/wasm'); await import('esmm-ts/serving');
        console.log(listBackends().join(','));
        await setBackendAsync('gpu').then(() => console.log('loaded?'), (e) => console.log(e.message));
-       await import('esmm-ts/kernels/gpu').then(() => console.log('loaded?'), (e) => console.log(e.message));`,
+       await import('esmm-ts/kernels/gpu').then(() => console.log('loaded?'), (e) => console.log(e.message));
+       const { loadOnnxRuntime } = await import('esmm-ts/serving');
+       await loadOnnxRuntime().then(() => console.log('loaded?'), (e) => console.log(e.message));`,
     );
     expect(out).toContain('reference,wasm,gpu');
     expect(out).toContain(
       'the gpu backend needs gpu.js, an optional peer dependency of esmm-ts that is not installed: npm install gpu.js',
     );
     expect(out).toMatch(/Cannot find package 'gpu.js'/);
+    expect(out).toContain('npm install onnxruntime-node');
     expect(out).not.toContain('loaded?');
   });
 
-  it('runs the esmm bin through npx: --help and a small train', () => {
+  it('runs the esmm bin through npx: --help, a small train and its ONNX export', () => {
     expect(run('npx', ['esmm', '--help'], app)).toMatch(/^usage: esmm <command>/m);
     const args = ['--train-rows', '3000', '--test-rows', '2000', '--hidden', '8', '--out', 'run/model.safetensors'];
     expect(run('npx', ['esmm', 'train', ...args], app)).toMatch(/trained esmm\/mlp on wasm/);
     expect(existsSync(join(app, 'run', 'model.safetensors'))).toBe(true);
+    // ONNX export needs no optional peer; serving it through ONNX Runtime does.
+    expect(run('npx', ['esmm', 'export', '--model', 'run/model.safetensors'], app)).toMatch(/exported esmm\/mlp → /);
+    expect(existsSync(join(app, 'run', 'model.onnx'))).toBe(true);
   });
 
   it('bundles the README tour for browsers with esbuild and runs it in headless Chromium', async () => {

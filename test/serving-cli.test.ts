@@ -66,7 +66,12 @@ describe('esmm export and esmm serve', () => {
       const url = /http:\/\/[\d.:]+/.exec(lines.join('\n'))![0];
       const health = (await (await fetch(`${url}/healthz`)).json()) as { engine: string };
       expect(health.engine).toBe(file.endsWith('.onnx') ? 'onnxruntime' : 'esmm-ts');
-      const meta = (await (await fetch(`${url}/metadata`)).json()) as { schema: { fields: { name: string }[] } };
+      const meta = (await (await fetch(`${url}/metadata`)).json()) as {
+        schema: { fields: { name: string }[] };
+        vocabulary_sha256: string;
+      };
+      // Trained on simulated batches: no vocabulary, ids are rows.
+      expect(meta.vocabulary_sha256).toBe('none');
       const row = Object.fromEntries(
         meta.schema.fields.map((f) => [
           f.name,

@@ -31,7 +31,7 @@ describe('smoke', () => {
     const e = embeddingBag(t, { ids: Int32Array.from([0, 2, 2]), offsets: Int32Array.from([0, 2, 3]) });
     expect([...e.toArray()]).toEqual([6, 8, 5, 6]);
     sum(e).backward();
-    expect(t.grad).toBeInstanceOf(RowSparseGrad);
+    expect(t.gradient).toBeInstanceOf(RowSparseGrad);
   });
 });
 

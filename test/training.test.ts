@@ -22,6 +22,9 @@ const sim = new FunnelSimulator({
   numBrands: 30,
   ctr: 0.15,
   cvr: 0.2,
+  // The world of these tests, independent of the defaults: milder bait, full taste match.
+  bait: 1,
+  clickMatch: 1,
 });
 const trainLog = sim.generate(3000);
 const testLog = sim.generate(1500);
@@ -116,6 +119,7 @@ describe('Table 2 runner', () => {
     });
     expect(result.runs).toHaveLength(14);
     expect(result.summary.map((s) => s.method)).toEqual([
+      'oracle',
       'base',
       'aman',
       'oversampling',
@@ -127,9 +131,17 @@ describe('Table 2 runner', () => {
     for (const s of result.summary) {
       expect(s.cvrAuc.mean).toBeGreaterThan(0);
       expect(s.cvrAucEntireSpace).toBeDefined();
+      // The test set's own sampling error (DeLong) rides beside every AUC.
+      expect(s.testStd.ctrAuc).toBeGreaterThan(0);
+      expect(s.testStd.ctrAuc).toBeLessThan(0.1);
     }
+    // The oracle scores the simulator's true propensities on the same test rows: nothing beats it on CTR by much.
+    const oracle = result.summary[0];
+    expect(result.oracle?.ctrAuc).toBe(oracle.ctrAuc.mean);
+    for (const s of result.summary.slice(1)) expect(s.ctrAuc.mean).toBeLessThan(oracle.ctrAuc.mean + 0.05);
     const md = readFileSync(join(out, 'report.md'), 'utf8');
-    expect(md).toMatch(/\| esmm \| \d+\.\d\d ± \d+\.\d\d \|/);
+    expect(md).toMatch(/\| esmm \| \d+\.\d\d ± \d+\.\d\d \(\d+\.\d\d\) \|/);
+    expect(md).toMatch(/\| \*\*oracle\*\* \(true pCTR, pCVR\) \| \d+\.\d\d \(\d+\.\d\d\) \|/);
     expect(md).toContain('68.56 ± 0.37');
     expect(readFileSync(join(out, 'report.svg'), 'utf8')).toMatch(/^<svg[^>]*xmlns/);
   });

@@ -18,7 +18,20 @@ import {
   type Storage,
   type UnaryOp,
 } from '../kernels/index.js';
-import { WasmBackend, createWasmBackend, planBroadcast, sizeClass, ModuleBuilder } from '../kernels/wasm/index.js';
+import {
+  WasmBackend,
+  checkLayouts,
+  createWasmBackend,
+  kernelModule,
+  planBroadcast,
+  sizeClass,
+  LAYOUTS,
+  MATH_IMPORTS,
+  MAX_PAGES,
+  ModuleBuilder,
+  type Layout,
+} from '../kernels/wasm/index.js';
+import { MAX_ARGS } from '../kernels/wasm/pool.js';
 import { kernelChecks } from './gpu/kernel-checks.js';
 import { assertClose, F32_TOL, randomArray, rng, type Tol } from './wasm/helpers-wasm.js';
 
@@ -65,6 +78,25 @@ describe('wasm backend: registry and building blocks', () => {
     const inst = new WebAssembly.Instance(new WebAssembly.Module(mb.build()));
     const fn = inst.exports.addmul as (a: number, b: number) => number;
     expect(fn(2, 5)).toBe(21);
+  });
+
+  it('declares every exported kernel once: one layout per export, with its parameter count', () => {
+    checkLayouts();
+    const module = kernelModule(false);
+    const exported = WebAssembly.Module.exports(module).filter((e) => e.kind === 'function');
+    const memory = new WebAssembly.Memory({ initial: 1, maximum: MAX_PAGES });
+    const math = Object.fromEntries(MATH_IMPORTS.map((n) => [n, Math[n]]));
+    const exports = new WebAssembly.Instance(module, { env: { memory }, math }).exports;
+    const used = new Set<string>();
+    for (const { name } of exported) {
+      const layout = (name in LAYOUTS ? name : name.slice(0, name.indexOf('_'))) as Layout;
+      expect(LAYOUTS[layout], `layout of ${name}`).toBeDefined();
+      used.add(layout);
+      const params = Object.keys(LAYOUTS[layout]).length;
+      expect((exports[name] as (...a: number[]) => void).length, name).toBe(params);
+      expect(params, `${name} fits a pool argument row`).toBeLessThanOrEqual(MAX_ARGS);
+    }
+    expect([...used].sort()).toEqual(Object.keys(LAYOUTS).sort());
   });
 
   it('size classes bound waste at 25% and keep 64-byte alignment', () => {

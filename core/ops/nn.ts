@@ -1,5 +1,5 @@
 /**
- * Fused neural-network ops: PReLU, masked softmax, and the two losses ESMM needs,
+ * Fused neural-network ops: PReLU, masked softmax, and two log-space cross-entropies,
  * each with its own kernel because composing them from primitives would cost passes
  * or, for the losses, numerical stability.
  */
@@ -107,14 +107,13 @@ const productBceOp = registerOp<null>({
 });
 
 /**
- * ESMM's CTCVR loss: elementwise BCE(sigmoid(a)·sigmoid(b), y) from the two towers' logits,
- * computed in log space so no logit (±100 in float32 included) produces NaN or Inf.
+ * Elementwise BCE(sigmoid(a)·sigmoid(b), y): the cross-entropy of a probability that is the
+ * product of two sigmoids, from their logits (ESMM's CTCVR loss is one). Computed in log space
+ * so no logit (±100 in float32 included) produces NaN or Inf.
  */
-export function productBce(ctrLogits: Tensor, cvrLogits: Tensor, labels: Tensor): Tensor {
-  if (!sameShape(ctrLogits.shape, cvrLogits.shape) || !sameShape(ctrLogits.shape, labels.shape)) {
-    throw new Error(
-      `productBce: shapes differ: ctr ${fmt(ctrLogits.shape)}, cvr ${fmt(cvrLogits.shape)}, labels ${fmt(labels.shape)}`,
-    );
+export function productBce(a: Tensor, b: Tensor, labels: Tensor): Tensor {
+  if (!sameShape(a.shape, b.shape) || !sameShape(a.shape, labels.shape)) {
+    throw new Error(`productBce: shapes differ: a ${fmt(a.shape)}, b ${fmt(b.shape)}, labels ${fmt(labels.shape)}`);
   }
-  return apply(productBceOp, [ctrLogits, cvrLogits, labels], null);
+  return apply(productBceOp, [a, b, labels], null);
 }

@@ -14,7 +14,7 @@ export function clipGradNorm(params: Iterable<Tensor>, maxNorm: number): Tensor 
       const g = currentGradient(p);
       if (!g) continue;
       // Coalesced sparse rows have the same norm as their dense form; keep the coalesced one.
-      if (g instanceof RowSparseGrad) p.grad = g;
+      if (g instanceof RowSparseGrad) p.sparseGrad = g;
       grads.push(g instanceof RowSparseGrad ? g.values : g);
     }
     if (grads.length === 0) return null;

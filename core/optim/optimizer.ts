@@ -16,8 +16,9 @@ export abstract class Optimizer {
   /** Clear (and free) every parameter's gradient. */
   zeroGrad(): void {
     for (const p of this.params) {
-      if (p.grad instanceof Tensor) p.grad.dispose();
-      else if (p.grad) p.grad.values.dispose();
+      const g = p.gradient;
+      if (g instanceof Tensor) g.dispose();
+      else if (g) g.values.dispose();
       p.grad = null;
     }
   }
@@ -78,8 +79,9 @@ export interface OptimizerState {
 
 /** A parameter's gradient with duplicate rows merged, or the dense one. */
 export function currentGradient(p: Tensor): Tensor | RowSparseGrad | null {
-  if (!p.grad) return null;
-  return p.grad instanceof RowSparseGrad ? coalesce(p.grad) : p.grad;
+  const g = p.gradient;
+  if (!g) return null;
+  return g instanceof RowSparseGrad ? coalesce(g) : g;
 }
 
 /** Zero tensor shaped like `p`, kept across tidy scopes (optimizer state). */

@@ -207,7 +207,7 @@ export class AsyncGpuBackend
 }
 
 /** A copy of a host input (typed array, shape, plain options object); storages and numbers as they are. */
-function snapshot(value: unknown): unknown {
+export function snapshot(value: unknown): unknown {
   if (value instanceof Int32Array || value instanceof Float32Array || value instanceof Float64Array)
     return value.slice();
   if (Array.isArray(value)) return [...value];

@@ -4,8 +4,10 @@
  */
 import { registerBackend } from '../index.js';
 import { GpuBackend } from './backend.js';
+import { QueuedGpuBackend } from './queued-backend.js';
 
-registerBackend('gpu', (options) => new GpuBackend(options));
+// webgpu kernels finish after their calls return, so that mode is the queued backend (awaited reads only).
+registerBackend('gpu', (options) => (options.mode === 'webgpu' ? new QueuedGpuBackend() : new GpuBackend(options)));
 
 export { GpuBackend, GpuStorage, GPU_MODES, resolveGpuMode } from './backend.js';
 export type { ConcreteGpuMode, GpuBackendOptions } from './backend.js';
@@ -13,6 +15,5 @@ export { isModeSupported, isWebGpuAvailable, runsOn } from './gpujs.js';
 export type { DeviceBuffer, GpuMode } from './gpujs.js';
 export { ASYNC_METHODS, AsyncGpuBackend, AsyncGpuStorage, asyncOf } from './async-backend.js';
 export type { AsyncBackend, AsyncKernels, AsyncMethod } from './async-backend.js';
-export { MlpTowerSession } from './inference.js';
-export type { BagFieldWeights, DenseLayerWeights, MlpTowerWeights, TowerBatch } from './inference.js';
+export { QueuedGpuBackend, QueuedGpuStorage } from './queued-backend.js';
 export { MAX_GPU_ELEMENTS } from './launch-args.js';

@@ -1,6 +1,10 @@
 /**
  * Kernel sources for the gpu.js backend, as strings.
  *
+ * The numerically delicate helpers (`HELPERS`: log1p, sigmoid, log-sigmoid, BCE, product
+ * BCE) transcribe `kernels/stable-math.ts` into gpu.js's JavaScript subset; change them
+ * together. The cross-backend kernel checks compare them with the reference backend.
+ *
  * Sources are strings rather than functions because a bundler or test transpiler may
  * rewrite a function's text, and gpu.js parses that text. Every kernel writes a flat,
  * row-major 1-D output; gpu.js itself folds 1-D outputs into 2-D textures, so sizes past

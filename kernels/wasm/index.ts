@@ -16,7 +16,16 @@ export {
 export { ThreadPool, poolSupported, type PoolStats } from './pool.js';
 export { Arena, WasmStorage, sizeClass, type ArenaStats } from './arena.js';
 export { ModuleBuilder, FunctionBuilder, type FuncRef, type Local, type ValType } from './builder.js';
-export { buildKernelModule, kernelModule, MATH_IMPORTS, MAX_PAGES, type KernelExports } from './kernels.js';
+export { buildKernelModule, kernelModule, MATH_IMPORTS, MAX_PAGES } from './kernels.js';
+export {
+  LAYOUTS,
+  checkLayouts,
+  type ArgSpec,
+  type KernelArgs,
+  type KernelName,
+  type Layout,
+  type SplitUnit,
+} from './layouts.js';
 
 /** Make a wasm backend (the factory registered under the name `wasm`). */
 export function createWasmBackend(options: WasmBackendOptions = {}): WasmBackend {

@@ -5,10 +5,13 @@
  * SIMD loops handle four floats at a time and finish with a scalar tail that reuses
  * the same vector code on a splatted lane, so each op is written once.
  * Transcendental math (exp, log1p, tanh, pow) calls the host's `Math` functions, which
- * V8 binds directly to its C implementations; those kernels compute in f64 with the
- * formulas of `stable-math.ts`, so they match the reference backend bit for bit.
+ * V8 binds directly to its C implementations. The stable scalar helpers below (sigmoid,
+ * log-sigmoid, log-add-exp, BCE, product BCE and its gradient) transcribe
+ * `kernels/stable-math.ts` into the assembler and compute in f64, so they match the
+ * reference backend bit for bit; change them together (the kernel checks compare them).
  */
 import { FunctionBuilder, ModuleBuilder, type FuncRef, type Local } from './builder.js';
+import { argNames, argSpecs, type LAYOUTS, type Layout } from './layouts.js';
 
 /** Unary ops with a SIMD body. */
 export const SIMD_UNARY = ['neg', 'square', 'abs', 'relu', 'step', 'sign', 'sqrt'] as const;
@@ -22,94 +25,25 @@ export const TILE_M = 4;
 /** GEMM register tile: columns of B per micro-kernel (two v128). */
 export const TILE_N = 8;
 
-type Ptr = number;
+/** The parameters of a kernel of layout `L`, as locals by name. */
+type KernelParams<L extends Layout> = { readonly [K in keyof (typeof LAYOUTS)[L]]: Local };
 
-/** Signatures of the exported kernels. */
-export interface KernelExports {
-  [name: `unary_${string}`]: (x: Ptr, out: Ptr, n: number) => void;
-  [name: `binary_${string}`]: (
-    a: Ptr,
-    aRow: number,
-    aSplat: number,
-    b: Ptr,
-    bRow: number,
-    bSplat: number,
-    out: Ptr,
-    rows: number,
-    cols: number,
-  ) => void;
-  affine(x: Ptr, out: Ptr, n: number, alpha: number, beta: number): void;
-  axpby(a: number, x: Ptr, b: number, y: Ptr, out: Ptr, n: number): void;
-  colSum(x: Ptr, out: Ptr, rows: number, cols: number): void;
-  rowSum(x: Ptr, out: Ptr, rows: number, cols: number): void;
-  pack(src: Ptr, dst: Ptr, count: number, width: number, k: number, strideRow: number, strideK: number): void;
-  gemmPacked(aPack: Ptr, bPack: Ptr, out: Ptr, m: number, n: number, k: number, tmp: Ptr): void;
-  packGemm(
-    aSrc: Ptr,
-    strideRow: number,
-    strideK: number,
-    aPack: Ptr,
-    rows: number,
-    k: number,
-    bPack: Ptr,
-    out: Ptr,
-    n: number,
-    tmp: Ptr,
-  ): void;
-  dotRows(x: Ptr, v: Ptr, out: Ptr, rows: number, len: number): void;
-  axpyRows(x: Ptr, coef: Ptr, out: Ptr, rows: number, len: number): void;
-  copyRuns(src: Ptr, srcStride: number, dst: Ptr, dstStride: number, runBytes: number, count: number): void;
-  gatherRows(x: Ptr, dim: number, ids: Ptr, count: number, out: Ptr): void;
-  embeddingBag(
-    table: Ptr,
-    dim: number,
-    ids: Ptr,
-    offsets: Ptr,
-    weights: Ptr,
-    mode: number,
-    out: Ptr,
-    batch: number,
-  ): void;
-  segmentSumRows(src: Ptr, dim: number, segments: Ptr, nseg: number, srcRows: Ptr, scales: Ptr, out: Ptr): void;
-  scatterAddRows(values: Ptr, dim: number, rows: Ptr, count: number, out: Ptr): void;
-  prelu(x: Ptr, slope: Ptr, out: Ptr, rows: number, channels: number): void;
-  preluBackward(x: Ptr, slope: Ptr, g: Ptr, gx: Ptr, gs: Ptr, rows: number, channels: number): void;
-  bce(x: Ptr, y: Ptr, out: Ptr, n: number): void;
-  bceBackward(x: Ptr, y: Ptr, g: Ptr, out: Ptr, n: number): void;
-  productBce(a: Ptr, b: Ptr, y: Ptr, out: Ptr, n: number): void;
-  productBceBackward(a: Ptr, b: Ptr, y: Ptr, g: Ptr, ga: Ptr, gb: Ptr, n: number): void;
-  adam(
-    p: Ptr,
-    g: Ptr,
-    m: Ptr,
-    v: Ptr,
-    n: number,
-    beta1: number,
-    oneMinusBeta1: number,
-    beta2: number,
-    oneMinusBeta2: number,
-    eps: number,
-    weightDecay: number,
-    stepSize: number,
-    sqrtC2: number,
-  ): void;
-  sparseAdam(
-    p: Ptr,
-    m: Ptr,
-    v: Ptr,
-    dim: number,
-    rows: Ptr,
-    count: number,
-    g: Ptr,
-    beta1: number,
-    oneMinusBeta1: number,
-    beta2: number,
-    oneMinusBeta2: number,
-    eps: number,
-    weightDecay: number,
-    stepSize: number,
-    sqrtC2: number,
-  ): void;
+type Body<L extends Layout> = (f: FunctionBuilder, p: KernelParams<L>) => void;
+
+/**
+ * Defines an exported kernel with the parameters of `layout` (`layouts.ts`), handed to its body
+ * by name; unary and binary kernels are exported as `<layout>_<op>`.
+ */
+function kernel<L extends Layout>(mb: ModuleBuilder, layout: L, body: Body<L>): FuncRef;
+function kernel<L extends 'unary' | 'binary'>(mb: ModuleBuilder, layout: L, op: string, body: Body<L>): FuncRef;
+function kernel<L extends Layout>(mb: ModuleBuilder, layout: L, a: string | Body<L>, b?: Body<L>): FuncRef {
+  const [name, body] = typeof a === 'string' ? [`${layout}_${a}`, b as Body<L>] : [layout, a];
+  const names = argNames(layout);
+  const types = argSpecs(layout).map((spec) => spec.type);
+  return mb.func(name, types, [], (f) => {
+    const params = Object.fromEntries(names.map((n, i) => [n, f.param(i)]));
+    body(f, params as KernelParams<L>);
+  });
 }
 
 /**
@@ -304,8 +238,7 @@ export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
 
   // ---- elementwise ----
   for (const op of SIMD_UNARY) {
-    mb.func(`unary_${op}`, ['i32', 'i32', 'i32'], [], (f) => {
-      const [x, out, n] = [f.param(0), f.param(1), f.param(2)];
+    kernel(mb, 'unary', op, (f, { x, out, n }) => {
       const t = f.local('v128');
       simdLoop(
         f,
@@ -327,8 +260,7 @@ export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
   }
   const mathUnary: Record<(typeof MATH_UNARY)[number], FuncRef> = { exp, log, log1p, tanh, sigmoid, logSigmoid };
   for (const op of MATH_UNARY) {
-    mb.func(`unary_${op}`, ['i32', 'i32', 'i32'], [], (f) => {
-      const [x, out, n] = [f.param(0), f.param(1), f.param(2)];
+    kernel(mb, 'unary', op, (f, { x, out, n }) => {
       const i = f.local('i32');
       f.forRange(
         i,
@@ -345,9 +277,8 @@ export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
 
   // Broadcast binary over a [rows, cols] view: each operand advances by its row stride per row
   // and is either contiguous along the row or one splatted value.
-  const binaryKernel = (name: string, body: ((f: FunctionBuilder, a: Local, b: Local) => void) | null): void => {
-    mb.func(name, ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32'], [], (f) => {
-      const [a, aRow, aSplat, b, bRow, bSplat, out, rows, cols] = [0, 1, 2, 3, 4, 5, 6, 7, 8].map((i) => f.param(i));
+  const binaryKernel = (op: string, body: ((f: FunctionBuilder, a: Local, b: Local) => void) | null): void => {
+    kernel(mb, 'binary', op, (f, { a, aRow, aSplat, b, bRow, bSplat, out, rows, cols }) => {
       const r = f.local('i32');
       const pa = f.local('i32');
       const pb = f.local('i32');
@@ -430,11 +361,10 @@ export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
       );
     });
   };
-  for (const op of SIMD_BINARY) binaryKernel(`binary_${op}`, binaryBodies[op]);
-  binaryKernel('binary_pow', null);
+  for (const op of SIMD_BINARY) binaryKernel(op, binaryBodies[op]);
+  binaryKernel('pow', null);
 
-  mb.func('affine', ['i32', 'i32', 'i32', 'f64', 'f64'], [], (f) => {
-    const [x, out, n, alpha, beta] = [0, 1, 2, 3, 4].map((i) => f.param(i));
+  kernel(mb, 'affine', (f, { x, out, n, alpha, beta }) => {
     const av = f.local('v128');
     const bv = f.local('v128');
     f.get(alpha).f32DemoteF64().f32x4Splat().set(av);
@@ -447,8 +377,7 @@ export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
         f.at(out, o).get(av).at(x, o).v128Load32Splat().f32x4Mul().get(bv).f32x4Add().f32x4ExtractLane(0).f32Store(),
     );
   });
-  mb.func('axpby', ['f64', 'i32', 'f64', 'i32', 'i32', 'i32'], [], (f) => {
-    const [a, x, b, y, out, n] = [0, 1, 2, 3, 4, 5].map((i) => f.param(i));
+  kernel(mb, 'axpby', (f, { a, x, b, y, out, n }) => {
     const av = f.local('v128');
     const bv = f.local('v128');
     f.get(a).f32DemoteF64().f32x4Splat().set(av);
@@ -489,8 +418,7 @@ export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
   // ---- reductions ----
   // Sum over the leading axis: adding whole rows in order gives every column the
   // reference's summation order, so results are exact.
-  mb.func('colSum', ['i32', 'i32', 'i32', 'i32'], [], (f) => {
-    const [x, out, rows, cols] = [0, 1, 2, 3].map((i) => f.param(i));
+  kernel(mb, 'colSum', (f, { x, out, rows, cols }) => {
     const r = f.local('i32');
     f.get(out).i32(0).get(cols).i32(2).i32Shl().memoryFill();
     f.forRange(
@@ -504,8 +432,7 @@ export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
     );
   });
   // Sum over trailing axes, sequentially in f32 as the reference does.
-  mb.func('rowSum', ['i32', 'i32', 'i32', 'i32'], [], (f) => {
-    const [x, out, rows, cols] = [0, 1, 2, 3].map((i) => f.param(i));
+  kernel(mb, 'rowSum', (f, { x, out, rows, cols }) => {
     const r = f.local('i32');
     const j = f.local('i32');
     const acc = f.local('f32');
@@ -537,8 +464,7 @@ export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
   // Pack `count` rows (of length k, element (row, p) at row*strideRow + p*strideK) into
   // panels of `width` rows interleaved as [panel][p][width], zero-padding the last panel.
   // Every layout (A, Aᵀ, B, Bᵀ) becomes the one the micro-kernel streams.
-  const pack = mb.func('pack', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32'], [], (f) => {
-    const [src, dst, count, width, k, strideRow, strideK] = [0, 1, 2, 3, 4, 5, 6].map((i) => f.param(i));
+  const pack = kernel(mb, 'pack', (f, { src, dst, count, width, k, strideRow, strideK }) => {
     const row0 = f.local('i32');
     const p = f.local('i32');
     const r = f.local('i32');
@@ -642,8 +568,7 @@ export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
   // The 4×8 register-tiled micro-kernel over packed panels. B's panel (k×8) stays in L1
   // while the A panels stream past it; each k step loads two B vectors and splats four
   // A values, for 8 multiplies and 8 adds on 8 accumulators.
-  const gemmPacked = mb.func('gemmPacked', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32'], [], (f) => {
-    const [aPack, bPack, out, m, n, k, tmp] = [0, 1, 2, 3, 4, 5, 6].map((i) => f.param(i));
+  const gemmPacked = kernel(mb, 'gemmPacked', (f, { aPack, bPack, out, m, n, k, tmp }) => {
     const i = f.local('i32');
     const j = f.local('i32');
     const p = f.local('i32');
@@ -800,17 +725,13 @@ export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
   // One row panel of a GEMM: pack `rows` rows of op(A) then multiply them by the packed B.
   // Row panels are independent and each output element keeps its summation order, so
   // threads can take panels in any order and the result stays bit-identical.
-  mb.func('packGemm', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32'], [], (f) => {
-    const [aSrc, strideRow, strideK, aPack, rows, k, bPack, out, n, tmp] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9].map((i) =>
-      f.param(i),
-    );
+  kernel(mb, 'packGemm', (f, { aSrc, strideRow, strideK, aPack, rows, k, bPack, out, n, tmp }) => {
     f.get(aSrc).get(aPack).get(rows).i32(TILE_M).get(k).get(strideRow).get(strideK).call(pack);
     f.get(aPack).get(bPack).get(out).get(rows).get(n).get(k).get(tmp).call(gemmPacked);
   });
 
   // Matrix–vector with contiguous rows: out[r] = x[r, :] · v.
-  mb.func('dotRows', ['i32', 'i32', 'i32', 'i32', 'i32'], [], (f) => {
-    const [x, v, out, rows, len] = [0, 1, 2, 3, 4].map((i) => f.param(i));
+  kernel(mb, 'dotRows', (f, { x, v, out, rows, len }) => {
     const r = f.local('i32');
     const row = f.local('i32');
     const acc = f.local('v128');
@@ -839,8 +760,7 @@ export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
     );
   });
   // Vector–matrix: out[:] = sum over r of coef[r] * x[r, :].
-  mb.func('axpyRows', ['i32', 'i32', 'i32', 'i32', 'i32'], [], (f) => {
-    const [x, coef, out, rows, len] = [0, 1, 2, 3, 4].map((i) => f.param(i));
+  kernel(mb, 'axpyRows', (f, { x, coef, out, rows, len }) => {
     const r = f.local('i32');
     f.get(out).i32(0).get(len).i32(2).i32Shl().memoryFill();
     f.forRange(
@@ -859,8 +779,7 @@ export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
   // count runs of runBytes bytes (a multiple of 4), run r from src + r·srcStride to dst +
   // r·dstStride. The runs of concat and split are short (a field's embedding row), where
   // inline vector moves beat a memory.copy call per run; long runs take memory.copy.
-  mb.func('copyRuns', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32'], [], (f) => {
-    const [src, srcStride, dst, dstStride, runBytes, count] = [0, 1, 2, 3, 4, 5].map((i) => f.param(i));
+  kernel(mb, 'copyRuns', (f, { src, srcStride, dst, dstStride, runBytes, count }) => {
     const r = f.local('i32');
     const off = f.local('i32');
     const endVec = f.local('i32');
@@ -921,8 +840,7 @@ export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
   });
 
   // ---- rows and embeddings ----
-  mb.func('gatherRows', ['i32', 'i32', 'i32', 'i32', 'i32'], [], (f) => {
-    const [x, dim, ids, count, out] = [0, 1, 2, 3, 4].map((i) => f.param(i));
+  kernel(mb, 'gatherRows', (f, { x, dim, ids, count, out }) => {
     const i = f.local('i32');
     const rowBytes = f.local('i32');
     f.get(dim).i32(2).i32Shl().set(rowBytes);
@@ -940,8 +858,7 @@ export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
   });
   // mode: 0 sum, 1 mean, 2 sqrtn; weights 0 means none. The bag scale is computed in f64
   // as bagScale() does.
-  mb.func('embeddingBag', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32'], [], (f) => {
-    const [table, dim, ids, offsets, weights, mode, out, batch] = [0, 1, 2, 3, 4, 5, 6, 7].map((i) => f.param(i));
+  kernel(mb, 'embeddingBag', (f, { table, dim, ids, offsets, weights, mode, out, batch }) => {
     const b = f.local('i32');
     const j = f.local('i32');
     const start = f.local('i32');
@@ -1031,8 +948,7 @@ export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
       },
     );
   });
-  mb.func('segmentSumRows', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32'], [], (f) => {
-    const [src, dim, segments, nseg, srcRows, scales, out] = [0, 1, 2, 3, 4, 5, 6].map((i) => f.param(i));
+  kernel(mb, 'segmentSumRows', (f, { src, dim, segments, nseg, srcRows, scales, out }) => {
     const u = f.local('i32');
     const c = f.local('i32');
     const rowBytes = f.local('i32');
@@ -1063,8 +979,7 @@ export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
       },
     );
   });
-  mb.func('scatterAddRows', ['i32', 'i32', 'i32', 'i32', 'i32'], [], (f) => {
-    const [values, dim, rows, count, out] = [0, 1, 2, 3, 4].map((i) => f.param(i));
+  kernel(mb, 'scatterAddRows', (f, { values, dim, rows, count, out }) => {
     const i = f.local('i32');
     const rowBytes = f.local('i32');
     f.get(dim).i32(2).i32Shl().set(rowBytes);
@@ -1082,8 +997,7 @@ export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
   });
 
   // ---- fused nn ----
-  mb.func('prelu', ['i32', 'i32', 'i32', 'i32', 'i32'], [], (f) => {
-    const [x, slope, out, rows, channels] = [0, 1, 2, 3, 4].map((i) => f.param(i));
+  kernel(mb, 'prelu', (f, { x, slope, out, rows, channels }) => {
     const r = f.local('i32');
     const px = f.local('i32');
     const po = f.local('i32');
@@ -1123,8 +1037,7 @@ export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
       },
     );
   });
-  mb.func('preluBackward', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32'], [], (f) => {
-    const [x, slope, g, gx, gs, rows, channels] = [0, 1, 2, 3, 4, 5, 6].map((i) => f.param(i));
+  kernel(mb, 'preluBackward', (f, { x, slope, g, gx, gs, rows, channels }) => {
     const r = f.local('i32');
     const base = f.local('i32');
     const vx = f.local('v128');
@@ -1183,12 +1096,14 @@ export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
   });
 
   // Elementwise f64 kernels over f32 storage: out[i] = fn(in0[i], in1[i], ...).
-  const mapF64 = (name: string, inputs: number, emit: (f: FunctionBuilder, vals: Local[]) => void): void => {
-    const params = Array<'i32'>(inputs + 2).fill('i32');
-    mb.func(name, params, [], (f) => {
-      const ins = Array.from({ length: inputs }, (_, q) => f.param(q));
-      const out = f.param(inputs);
-      const n = f.param(inputs + 1);
+  // Every argument of the layout before `out` is an input.
+  const mapF64 = (
+    layout: 'bce' | 'bceBackward' | 'productBce',
+    emit: (f: FunctionBuilder, vals: Local[]) => void,
+  ): void => {
+    kernel(mb, layout, (f, params) => {
+      const { out, n, ...inputs } = params as Readonly<Record<string, Local>>;
+      const ins = Object.values(inputs);
       const i = f.local('i32');
       const vals = ins.map(() => f.local('f64'));
       f.forRange(
@@ -1205,11 +1120,10 @@ export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
       );
     });
   };
-  mapF64('bce', 2, (f, [x, y]) => f.get(x).get(y).call(bceScalar));
-  mapF64('bceBackward', 3, (f, [x, y, g]) => f.get(x).call(sigmoid).get(y).f64Sub().get(g).f64Mul());
-  mapF64('productBce', 3, (f, [a, b, y]) => f.get(a).get(b).get(y).call(productBceScalar));
-  mb.func('productBceBackward', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32'], [], (f) => {
-    const [a, b, y, g, ga, gb, n] = [0, 1, 2, 3, 4, 5, 6].map((i) => f.param(i));
+  mapF64('bce', (f, [x, y]) => f.get(x).get(y).call(bceScalar));
+  mapF64('bceBackward', (f, [x, y, g]) => f.get(x).call(sigmoid).get(y).f64Sub().get(g).f64Mul());
+  mapF64('productBce', (f, [a, b, y]) => f.get(a).get(b).get(y).call(productBceScalar));
+  kernel(mb, 'productBceBackward', (f, { a, b, y, g, ga, gb, n }) => {
     const i = f.local('i32');
     const [va, vb, vy, vg] = [f.local('f64'), f.local('f64'), f.local('f64'), f.local('f64')];
     f.forRange(
@@ -1234,22 +1148,17 @@ export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
   // it by a few ulp and p by a few ulp of the (small) step: well inside float32 training
   // noise, and four lanes at a time instead of a sqrt and two f64 divisions per element.
   // Lanes are independent, so the result does not depend on how a call is cut into chunks.
-  const adamParams = ['f64', 'f64', 'f64', 'f64', 'f64', 'f64', 'f64', 'f64'] as const;
-  /** The hyper-parameters from params first..first+7 as splatted f32x4 locals; the last becomes 1/√c₂. */
-  const adamConsts = (f: FunctionBuilder, first: number): Local[] => {
-    const c = Array.from({ length: 8 }, () => f.local('v128'));
-    for (let q = 0; q < 7; q++)
-      f.get(f.param(first + q))
-        .f32DemoteF64()
-        .f32x4Splat()
-        .set(c[q]);
-    f.f64(1)
-      .get(f.param(first + 7))
-      .f64Div()
-      .f32DemoteF64()
-      .f32x4Splat()
-      .set(c[7]);
-    return c;
+  /** The hyper-parameters as splatted f32x4 locals, in layout order; the last (√c₂) becomes 1/√c₂. */
+  const adamConsts = (f: FunctionBuilder, p: KernelParams<'adam'> | KernelParams<'sparseAdam'>): Local[] => {
+    const hyper = [p.beta1, p.oneMinusBeta1, p.beta2, p.oneMinusBeta2, p.eps, p.weightDecay, p.stepSize];
+    const c = hyper.map((h) => {
+      const l = f.local('v128');
+      f.get(h).f32DemoteF64().f32x4Splat().set(l);
+      return l;
+    });
+    const inv = f.local('v128');
+    f.f64(1).get(p.sqrtC2).f64Div().f32DemoteF64().f32x4Splat().set(inv);
+    return [...c, inv];
   };
   /**
    * Emits the update of `bytes` bytes at p, g, m, v: whole vectors, then a two-float and a
@@ -1319,17 +1228,17 @@ export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
         ),
       );
   };
-  mb.func('adam', ['i32', 'i32', 'i32', 'i32', 'i32', ...adamParams], [], (f) => {
-    const [p, g, m, v, n] = [0, 1, 2, 3, 4].map((i) => f.param(i));
-    const c = adamConsts(f, 5);
+  kernel(mb, 'adam', (f, params) => {
+    const { p, g, m, v, n } = params;
+    const c = adamConsts(f, params);
     const bytes = f.local('i32');
     f.get(n).i32(2).i32Shl().set(bytes);
     adamSpan(f, p, g, m, v, bytes, c);
   });
   // Rows are distinct (the core coalesces sparse gradients), so threads may take any rows.
-  mb.func('sparseAdam', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', ...adamParams], [], (f) => {
-    const [p, m, v, dim, rows, count, g] = [0, 1, 2, 3, 4, 5, 6].map((i) => f.param(i));
-    const c = adamConsts(f, 7);
+  kernel(mb, 'sparseAdam', (f, params) => {
+    const { p, m, v, dim, rows, count, g } = params;
+    const c = adamConsts(f, params);
     const i = f.local('i32');
     const off = f.local('i32');
     const rowBytes = f.local('i32');

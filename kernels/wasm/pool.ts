@@ -63,34 +63,88 @@ const MAX_PAUSE = 4096;
 
 type Kernel = (...args: number[]) => void;
 
+/** A started worker, as the pool uses it. */
+interface WorkerHandle {
+  terminate(): void;
+}
+
+/** Starts one worker running {@link workerSource} over `data`. */
+type Spawn = (data: WorkerData) => WorkerHandle;
+
+/** What a worker is given: the kernel module, the shared arena, and where its control block is. */
+interface WorkerData {
+  module: WebAssembly.Module;
+  memory: WebAssembly.Memory;
+  base: number;
+  names: string[];
+  math: string[];
+}
+
 /** The `Worker` constructor and options of `node:worker_threads` that the pool uses. */
-interface WorkerLike {
+interface NodeWorker {
   unref(): void;
   terminate(): Promise<number>;
   on(event: 'error', listener: (err: unknown) => void): void;
 }
-type WorkerCtor = new (
-  code: string,
-  options: { eval: true; workerData: unknown; stdout?: boolean; stderr?: boolean },
-) => WorkerLike;
+type NodeWorkerCtor = new (code: string, options: { eval: true; workerData: unknown }) => NodeWorker;
 
-/** The Node worker constructor, or null where there is none (browsers, other runtimes). */
-function nodeWorker(): WorkerCtor | null {
-  const proc = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process;
-  const mod = proc?.getBuiltinModule?.('node:worker_threads') as
-    { Worker?: WorkerCtor; isMainThread?: boolean } | undefined;
-  return mod?.Worker ?? null;
+/** The browser's `Worker` and `Blob`, in the shape the pool uses. */
+interface BrowserGlobals {
+  Worker?: new (url: string) => { postMessage(data: unknown): void; terminate(): void; onerror: unknown };
+  Blob?: new (parts: string[], options: { type: string }) => object;
+  URL?: { createObjectURL(blob: object): string };
+  crossOriginIsolated?: boolean;
 }
 
-/** Whether this runtime can run a pool (Node with worker threads and shared memory). */
+/** How this runtime starts workers: Node's worker threads, a browser's (cross-origin isolated) Workers, or none. */
+function spawner(): Spawn | null {
+  const g = globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } } & BrowserGlobals;
+  const mod = g.process?.getBuiltinModule?.('node:worker_threads') as { Worker?: NodeWorkerCtor } | undefined;
+  const NodeWorkerClass = mod?.Worker;
+  if (NodeWorkerClass) {
+    return (workerData) => {
+      const w = new NodeWorkerClass(workerSource('node'), { eval: true, workerData });
+      // A failed worker only means fewer helpers: the caller claims every chunk itself.
+      w.on('error', () => undefined);
+      w.unref();
+      return { terminate: () => void w.terminate().catch(() => undefined) };
+    };
+  }
+  // Shared wasm memory reaches a browser worker only on a cross-origin isolated page (COOP + COEP).
+  const { Worker: BrowserWorker, Blob: BlobClass, URL: Url } = g;
+  if (BrowserWorker && BlobClass && Url && g.crossOriginIsolated === true) {
+    let url: string | null = null;
+    return (workerData) => {
+      url ??= Url.createObjectURL(new BlobClass([workerSource('browser')], { type: 'text/javascript' }));
+      const w = new BrowserWorker(url);
+      w.onerror = () => undefined;
+      w.postMessage(workerData);
+      return { terminate: () => w.terminate() };
+    };
+  }
+  return null;
+}
+
+/** Whether this runtime can run a pool (Node worker threads, or browser Workers on an isolated page, with shared memory). */
 export function poolSupported(): boolean {
-  return nodeWorker() !== null && typeof SharedArrayBuffer !== 'undefined' && typeof Atomics.wait === 'function';
+  return spawner() !== null && typeof SharedArrayBuffer !== 'undefined' && typeof Atomics.wait === 'function';
+}
+
+/** Whether this thread may block in `Atomics.wait` (a browser's main thread may not: it spins instead). */
+function canBlock(): boolean {
+  if (typeof SharedArrayBuffer === 'undefined') return false;
+  try {
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 1, 0);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 // The worker's whole program. It is evaluated from a string so that it needs no file of
 // its own (the same code runs from sources, from the compiled package and from bundles).
-const WORKER_SOURCE = `
-const { workerData } = require('node:worker_threads');
+// Node passes its data as workerData, a browser as the first message.
+const WORKER_BODY = `
 const { module, memory, base, names, math } = workerData;
 const mathImports = {};
 for (const name of math) mathImports[name] = Math[name];
@@ -125,11 +179,16 @@ for (;;) {
 }
 `;
 
+function workerSource(runtime: 'node' | 'browser'): string {
+  if (runtime === 'node') return `const { workerData } = require('node:worker_threads');\n${WORKER_BODY}`;
+  return `self.onmessage = (event) => {\nself.onmessage = null;\nconst workerData = event.data;\n${WORKER_BODY}\n};`;
+}
+
 /** Terminates a pool's workers; held by the finalizer so that it never references the backend. */
 class Shutdown {
   constructor(
     private readonly ctl: Int32Array,
-    readonly workers: WorkerLike[],
+    readonly workers: WorkerHandle[],
   ) {}
 
   run(): void {
@@ -137,7 +196,7 @@ class Shutdown {
     Atomics.store(this.ctl, STOP, 1);
     Atomics.add(this.ctl, SEQ, 1);
     Atomics.notify(this.ctl, SEQ);
-    for (const w of this.workers) void w.terminate().catch(() => undefined);
+    for (const w of this.workers) w.terminate();
     this.workers.length = 0;
   }
 }
@@ -157,6 +216,8 @@ export class ThreadPool {
   readonly args: Float64Array;
   private readonly shutdown: Shutdown;
   private started = false;
+  /** Whether the calling thread may sleep in `Atomics.wait` while workers finish. */
+  private readonly blocks = canBlock();
   /** Per kernel: consecutive jobs that ran no faster than serial code would have. */
   private readonly strikes: Int32Array;
   /** Per kernel: calls still to run serially before the pool is tried again, and the next such pause. */
@@ -229,9 +290,9 @@ export class ThreadPool {
 
   private start(owner: object): void {
     this.started = true;
-    const Worker = nodeWorker();
-    if (!Worker) return;
-    const workerData = {
+    const spawn = spawner();
+    if (!spawn) return;
+    const workerData: WorkerData = {
       module: this.module,
       memory: this.memory,
       base: this.base,
@@ -239,15 +300,9 @@ export class ThreadPool {
       math: [...MATH_IMPORTS],
     };
     try {
-      for (let t = 1; t < this.threads; t++) {
-        const w = new Worker(WORKER_SOURCE, { eval: true, workerData });
-        // A failed worker only means fewer helpers: the caller claims every chunk itself.
-        w.on('error', () => undefined);
-        w.unref();
-        this.shutdown.workers.push(w);
-      }
+      for (let t = 1; t < this.threads; t++) this.shutdown.workers.push(spawn(workerData));
     } catch {
-      // Same: run with the workers that did start.
+      // A worker that cannot start only means fewer helpers: run with those that did.
     }
     finalizer.register(owner, this.shutdown, this);
   }
@@ -309,7 +364,7 @@ export class ThreadPool {
       const done = Atomics.load(ctl, DONE);
       if (done >= chunks) break;
       if (spins > 0) spins--;
-      else Atomics.wait(ctl, DONE, done);
+      else if (this.blocks) Atomics.wait(ctl, DONE, done);
     }
     Atomics.store(ctl, NEXT, IDLE);
     if (own > 0 && this.shutdown.workers.length > 0) this.judge(fn, performance.now() - t0, (ownTime * chunks) / own);

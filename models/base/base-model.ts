@@ -17,6 +17,11 @@ export interface BaseModelOptions {
   activation?: 'prelu' | 'relu';
   /** Dropout after each hidden activation (0: none). */
   dropout?: number;
+  /**
+   * Width of the output (1, one logit, when absent). Set by the multi-task frames, not by users: a
+   * wider output makes the model a trunk that serves as a shared bottom or an expert.
+   */
+  outFeatures?: number;
   /** Generator for the initial weights (the frame passes a forked one to each tower). */
   rng?: Rng;
   dtype?: DType;
@@ -29,8 +34,12 @@ export const TOWER_DEFAULTS = {
   dropout: 0,
 } as const;
 
-/** Declared shared tower settings; `rng` and `dtype` are the frame's, passed through unchecked. */
-export const TOWER_OPTIONS: OptionSpecs<Omit<BaseModelOptions, 'rng' | 'dtype'>> = {
+/** The settings a frame passes to each tower itself, unchecked: generator, dtype and output width. */
+export const FRAME_KEYS = ['rng', 'dtype', 'outFeatures'] as const;
+type FrameKeys = (typeof FRAME_KEYS)[number];
+
+/** Declared shared tower settings; the {@link FRAME_KEYS} are the frame's, passed through unchecked. */
+export const TOWER_OPTIONS: OptionSpecs<Omit<BaseModelOptions, FrameKeys>> = {
   hidden: { help: 'hidden sizes of the tower MLP', default: TOWER_DEFAULTS.hidden, check: checks.sizes },
   activation: {
     help: 'activation of the hidden layers',
@@ -59,7 +68,7 @@ export type BaseModelName = keyof BaseModelOptionsByName;
 /** Options of any registered base model (what `createModel`'s `tower` accepts). */
 export type AnyBaseModelOptions = BaseModelOptions | BaseModelOptionsByName[BaseModelName];
 
-/** A tower: embedded fields in, one logit per row out, shape [batch, 1]. */
+/** A tower: embedded fields in, one logit per row out, shape [batch, 1] ([batch, outFeatures] as a trunk). */
 export abstract class BaseModel extends nn.Module {
   /** Registry name of the model (from its registration, so it is written once). */
   get kind(): string {
@@ -125,7 +134,7 @@ export function registerBaseModel<O extends BaseModelOptions>(
   if (registry.has(name) && !registration.replace)
     throw new Error(`registerBaseModel: '${name}' is already registered`);
   for (const key of Object.keys(registration.options))
-    if (key in TOWER_OPTIONS || key === 'rng' || key === 'dtype')
+    if (key in TOWER_OPTIONS || (FRAME_KEYS as readonly string[]).includes(key))
       throw new Error(`registerBaseModel: '${name}' redeclares the shared option '${key}'`);
   registry.set(name, {
     name,
@@ -157,7 +166,7 @@ export function baseModelInfo(name: string): BaseModelInfo {
 
 /** Check options against a registered base model's declaration (unknown or malformed ones throw). */
 export function validateBaseModelOptions(name: string, options: object): void {
-  validateOptions(`base model '${name}'`, options, baseModelInfo(name).options, ['rng', 'dtype']);
+  validateOptions(`base model '${name}'`, options, baseModelInfo(name).options, FRAME_KEYS);
 }
 
 /**
@@ -212,7 +221,7 @@ export function towerMlp(inFeatures: number, options: BaseModelOptions, mlp: Tow
   return nn.mlp(inFeatures, options.hidden ?? TOWER_DEFAULTS.hidden, {
     activation: options.activation ?? TOWER_DEFAULTS.activation,
     dropout: options.dropout ?? TOWER_DEFAULTS.dropout,
-    outFeatures: (mlp.logit ?? true) ? 1 : undefined,
+    outFeatures: (mlp.logit ?? true) ? (options.outFeatures ?? 1) : undefined,
     rng: options.rng ?? new Rng(0),
     dtype: options.dtype,
   });

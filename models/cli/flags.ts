@@ -10,13 +10,14 @@ export class UsageError extends Error {}
 
 export type FlagKind = 'number' | 'integer' | 'string' | 'boolean' | 'list';
 
-/** One flag's declaration; `min`/`max` bound numbers (inclusive). */
+/** One flag's declaration; `min`/`max` bound numbers (inclusive), `above` from below (exclusive). */
 export interface FlagSpec {
   kind: FlagKind;
   help: string;
   default?: number | string | boolean;
   min?: number;
   max?: number;
+  above?: number;
 }
 
 export type FlagSpecs = Record<string, FlagSpec>;
@@ -24,6 +25,11 @@ export type FlagValues = Record<string, number | string | boolean | string[] | u
 
 // Plain decimal notation only: `Number()` would also take '', '0x2' and ' 3 '.
 const DECIMAL = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
+
+/** One number of a comma-separated list flag (e.g. `--hidden 64,32`), in plain decimal notation. */
+export function listNumber(flag: string, raw: string, integer: boolean): number {
+  return parseNumber(flag, { kind: integer ? 'integer' : 'number', help: '' }, raw);
+}
 
 function parseNumber(name: string, spec: FlagSpec, raw: string): number {
   const where = `option --${name}`;
@@ -34,6 +40,8 @@ function parseNumber(name: string, spec: FlagSpec, raw: string): number {
     throw new UsageError(`${where} needs a whole number, got '${raw}'`);
   if (spec.min !== undefined && n < spec.min) throw new UsageError(`${where} must be ≥ ${spec.min}, got ${raw}`);
   if (spec.max !== undefined && n > spec.max) throw new UsageError(`${where} must be ≤ ${spec.max}, got ${raw}`);
+  if (spec.above !== undefined && !(n > spec.above))
+    throw new UsageError(`${where} must be > ${spec.above}, got ${raw}`);
   return n;
 }
 
@@ -77,7 +85,7 @@ export function parseFlags(command: string, args: readonly string[], spec: FlagS
 export function helpText(command: string, summary: string, spec: FlagSpecs): string {
   const lines = Object.entries(spec).map(([name, s]) => {
     const d = s.default === undefined ? '' : ` (default ${String(s.default)})`;
-    return `  --${name}${s.kind === 'boolean' ? '' : ` <${s.kind}>`}`.padEnd(30) + `${s.help}${d}`;
+    return `  --${name}${s.kind === 'boolean' ? '' : ` <${s.kind}>`}`.padEnd(29) + ` ${s.help}${d}`;
   });
   return `usage: esmm ${command} [options]\n\n${summary}\n\noptions:\n${lines.join('\n')}`;
 }
@@ -98,5 +106,7 @@ export interface Command {
   flags: FlagSpecs;
   /** The name shown in `--help` when it differs (e.g. `experiment table2`). */
   usage?: string;
+  /** More `--help` text after the flags (e.g. the registered models' options). */
+  epilog?: () => string;
   run: (args: string[]) => Promise<number>;
 }

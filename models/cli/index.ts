@@ -14,7 +14,7 @@ import { simulateCommand } from './simulate.js';
 import { trainCommand } from './train.js';
 
 export { UsageError, parseFlags, helpText, type Command, type FlagSpec, type FlagSpecs } from './flags.js';
-export { runDemo, xorTask } from './demo.js';
+export { runDemo, xorTask } from '../../core/demo.js';
 
 /** Every command, in the order `esmm --help` lists them. */
 export const COMMANDS: readonly Command[] = [
@@ -54,7 +54,8 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
   if (rest.includes('--help') || rest.includes('-h')) {
-    console.log(helpText(command.usage ?? name, command.summary, command.flags));
+    const epilog = command.epilog ? `\n\n${command.epilog()}` : '';
+    console.log(`${helpText(command.usage ?? name, command.summary, command.flags)}${epilog}`);
     return 0;
   }
   try {

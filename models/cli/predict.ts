@@ -1,9 +1,9 @@
 /** `esmm predict`: score a checkpoint's test split into a CSV of pCTR, pCVR, pCTCVR and a ranking score. */
-import { createWriteStream, mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { createWriteStream } from 'node:fs';
 import { applyBackend, restore } from './common.js';
 import { MODEL_IN_FLAGS } from './eval.js';
-import { parseFlags, str, UsageError, type Command, type FlagSpecs } from './flags.js';
+import { listNumber, parseFlags, str, UsageError, type Command, type FlagSpecs } from './flags.js';
+import { prepareOutputFile } from './paths.js';
 
 const FLAGS: FlagSpecs = {
   ...MODEL_IN_FLAGS,
@@ -19,14 +19,25 @@ export const predictCommand: Command = {
     const v = parseFlags('predict', args, FLAGS);
     await applyBackend(v);
     const exponents = v.score as string[];
-    const [a, b] = exponents.map(Number);
-    if (exponents.length !== 2 || !Number.isFinite(a) || !Number.isFinite(b))
-      throw new UsageError(`--score needs two numbers a,b, got '${exponents.join(',')}'`);
+    if (exponents.length !== 2) throw new UsageError(`--score needs two numbers a,b, got '${exponents.join(',')}'`);
+    const [a, b] = exponents.map((x) => listNumber('score', x, false));
+    const out = prepareOutputFile('--out', str(v, 'out')!);
     const { data, method } = await restore(str(v, 'model')!);
-    const out = str(v, 'out')!;
-    mkdirSync(dirname(out), { recursive: true });
     const file = createWriteStream(out);
-    file.write('row,pctr,pcvr,pctcvr,score\n');
+    // A write error (disk full, a vanished folder) rejects here instead of escaping as an unhandled event.
+    let failed: Error | undefined;
+    const failure = new Promise<never>((_, reject) =>
+      file.on('error', (e) => {
+        failed = e;
+        reject(e);
+      }),
+    );
+    failure.catch(() => undefined);
+    const write = async (text: string): Promise<void> => {
+      if (failed) throw failed;
+      if (!file.write(text)) await Promise.race([new Promise<void>((r) => file.once('drain', () => r())), failure]);
+    };
+    await write('row,pctr,pcvr,pctcvr,score\n');
     let row = 0;
     for await (const batch of data.test.batches(0)) {
       const p = method.predict(batch);
@@ -35,9 +46,10 @@ export const predictCommand: Command = {
         const score = Math.pow(p.pctr[i], a) * Math.pow(p.pcvr[i], b);
         chunk += `${row},${p.pctr[i]},${p.pcvr[i]},${p.pctcvr[i]},${score}\n`;
       }
-      file.write(chunk);
+      await write(chunk);
     }
-    await new Promise<void>((resolve, reject) => file.end((e?: Error | null) => (e ? reject(e) : resolve())));
+    await Promise.race([new Promise<void>((resolve) => file.end(() => resolve())), failure]);
+    if (failed) throw failed;
     console.log(`scored ${row} rows → ${out}`);
     return 0;
   },

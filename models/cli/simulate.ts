@@ -3,6 +3,7 @@ import { writeSimulatorAliCcp } from '../data/aliccp-writer.js';
 import { FunnelSimulator } from '../data/simulator.js';
 import { DATA_FLAGS } from './common.js';
 import { num, parseFlags, str, type Command, type FlagSpecs } from './flags.js';
+import { prepareOutputDir } from './paths.js';
 
 const FLAGS: FlagSpecs = {
   out: { kind: 'string', help: 'folder to write the Ali-CCP-format files into', default: 'data/simulated' },
@@ -19,7 +20,7 @@ export const simulateCommand: Command = {
   flags: FLAGS,
   async run(args) {
     const v = parseFlags('simulate', args, FLAGS);
-    const out = str(v, 'out')!;
+    const out = prepareOutputDir('--out', str(v, 'out')!);
     const sim = new FunnelSimulator({ seed: num(v, 'sim-seed'), ctr: num(v, 'ctr'), cvr: num(v, 'cvr') });
     const train = sim.generate(num(v, 'train-rows'));
     const test = sim.generate(num(v, 'test-rows'));

@@ -138,6 +138,13 @@ export class Vocabulary implements IdEncoder {
       if (!Array.isArray(ids) || !ids.every((x) => Number.isSafeInteger(x) && (x as number) >= 0)) {
         throw new Error(`Vocabulary.fromJSON: table "${t}" is not a list of non-negative integers`);
       }
+      // Rows follow the order of the ids, so a reordered (or duplicated) list would silently remap every row.
+      for (let i = 1; i < ids.length; i++) {
+        if (!((ids[i] as number) > (ids[i - 1] as number)))
+          throw new Error(
+            `Vocabulary.fromJSON: table "${t}" is not in strictly ascending order at position ${i} (${ids[i - 1]}, ${ids[i]}); the file was altered`,
+          );
+      }
       tables[t] = ids as number[];
     }
     return new Vocabulary(tables);

@@ -10,6 +10,7 @@ import {
   add,
   bceWithLogits,
   coalesce,
+  concat,
   div,
   maximum,
   mean,
@@ -19,7 +20,6 @@ import {
   optim,
   reshape,
   Rng,
-  RowSparseGrad,
   sqrt,
   square,
   sum,
@@ -109,6 +109,34 @@ export abstract class CvrMethod extends nn.Module {
       return result[0];
     } finally {
       this.train(wasTraining);
+    }
+  }
+
+  /**
+   * {@link CvrMethod.predict} on any backend, including one that reads only asynchronously
+   * (webgpu): the scoring pass is queued whole and its three outputs are awaited.
+   */
+  async predictAsync(batch: Batch): Promise<HostPredictions> {
+    const wasTraining = this.training;
+    this.eval();
+    let p: { pctr: Tensor; pcvr: Tensor; pctcvr: Tensor };
+    try {
+      p = tidy(() =>
+        noGrad(() => {
+          const { pctr, pcvr, pctcvr } = this.forward(batch);
+          return { pctr, pcvr, pctcvr };
+        }),
+      );
+    } finally {
+      this.train(wasTraining);
+    }
+    try {
+      const [pctr, pcvr, pctcvr] = await Promise.all([p.pctr.data(), p.pcvr.data(), p.pctcvr.data()]);
+      return { pctr: Float32Array.from(pctr), pcvr: Float32Array.from(pcvr), pctcvr: Float32Array.from(pctcvr) };
+    } finally {
+      p.pctr.dispose();
+      p.pcvr.dispose();
+      p.pctcvr.dispose();
     }
   }
 
@@ -211,28 +239,77 @@ export function trainStep(
   batch: Batch,
   options: TrainStepOptions = {},
 ): Tensor {
-  return tidy(() => {
-    optimizer.zeroGrad();
-    const { loss } = method.lossFor(batch);
-    loss.backward();
-    const norm =
-      options.clipNorm !== undefined
-        ? clipGradNorm(optimizer.params, options.clipNorm)
-        : options.checkFinite === false
-          ? null
-          : gradNorm(optimizer.params);
-    if (options.checkFinite !== false) {
-      // loss + norm is finite exactly when both are (∞ and NaN survive any sum).
-      const health = noGrad(() => (norm ? add(loss.detach(), norm) : loss.detach()));
-      if (!Number.isFinite(health.item())) {
-        const failure = describeNonFinite(method, optimizer, loss.item(), norm ? norm.item() : 0);
-        optimizer.zeroGrad();
-        throw failure;
-      }
-    }
-    optimizer.step();
-    return loss;
+  return tidy(() => recordStep(method, optimizer, batch, options, true).loss);
+}
+
+/**
+ * {@link trainStep} for every backend, webgpu's included: the whole step is queued (nothing
+ * is read back before its end), then its loss is awaited and returned. The finite check reads
+ * the loss and the gradient norm together with it, after the update, since an asynchronous
+ * step cannot stop half-way: a non-finite step throws a {@link NonFiniteStepError} whose
+ * parameters have already been updated with it (reload a checkpoint to continue).
+ */
+export async function trainStepAsync(
+  method: CvrMethod,
+  optimizer: optim.Optimizer,
+  batch: Batch,
+  options: TrainStepOptions = {},
+): Promise<number> {
+  // The loss and the finite check's scalar leave the device together: one read per step.
+  const readout = tidy(() => {
+    const { loss, health } = recordStep(method, optimizer, batch, options, false);
+    return noGrad(() => (health ? concat([reshape(loss, [1]), reshape(health, [1])], 0) : reshape(loss, [1])));
   });
+  let values: ArrayLike<number>;
+  try {
+    values = await readout.data();
+  } finally {
+    readout.dispose();
+  }
+  const loss = values[0];
+  if (values.length > 1 && !Number.isFinite(values[1])) {
+    const subject = Number.isFinite(loss) ? 'gradient norm is not finite' : `loss is ${loss}`;
+    throw new NonFiniteStepError(
+      loss,
+      NaN,
+      undefined,
+      `non-finite step: ${subject} (found when the step was read back, after the update)`,
+    );
+  }
+  return loss;
+}
+
+/**
+ * One step's graph, backward and update. With `checkNow` the finite check reads its one scalar
+ * before the update and throws there; otherwise the check's scalar (loss + gradient norm) is
+ * returned beside the loss for the caller to read once the step has run.
+ */
+function recordStep(
+  method: CvrMethod,
+  optimizer: optim.Optimizer,
+  batch: Batch,
+  options: TrainStepOptions,
+  checkNow: boolean,
+): { loss: Tensor; health: Tensor | null } {
+  optimizer.zeroGrad();
+  const { loss } = method.lossFor(batch);
+  loss.backward();
+  const check = options.checkFinite !== false;
+  const norm =
+    options.clipNorm !== undefined
+      ? clipGradNorm(optimizer.params, options.clipNorm)
+      : check
+        ? gradNorm(optimizer.params)
+        : null;
+  // loss + norm is finite exactly when both are (∞ and NaN survive any sum).
+  const health = check ? noGrad(() => (norm ? add(loss.detach(), norm) : loss.detach())) : null;
+  if (checkNow && health && !Number.isFinite(health.item())) {
+    const failure = describeNonFinite(method, optimizer, loss.item(), norm ? norm.item() : 0);
+    optimizer.zeroGrad();
+    throw failure;
+  }
+  optimizer.step();
+  return { loss, health: checkNow ? null : health };
 }
 
 /** The global L2 norm of the current gradients, on the device (sparse ones coalesced once, as the optimizer will use them). */
@@ -240,9 +317,9 @@ function gradNorm(params: readonly Tensor[]): Tensor | null {
   return noGrad(() => {
     let total: Tensor | null = null;
     for (const p of params) {
-      if (!p.grad) continue;
-      if (p.grad instanceof RowSparseGrad) p.grad = coalesce(p.grad);
-      const g = p.grad instanceof RowSparseGrad ? p.grad.values : p.grad;
+      if (p.sparseGrad) p.sparseGrad = coalesce(p.sparseGrad);
+      const g = p.grad ?? p.sparseGrad?.values;
+      if (!g) continue;
       const sq = sum(square(g));
       total = total ? add(total, sq) : sq;
     }
@@ -264,16 +341,30 @@ function describeNonFinite(
   };
   let parameter: string | undefined;
   let what = '';
+  const grad = (p: Tensor) => p.grad ?? p.sparseGrad?.values ?? null;
   // A non-finite value is the cause of the non-finite gradients it spreads, so values are searched first.
   const inOrder = [...names.keys()].filter((p) => optimizer.params.includes(p));
   parameter = names.get(inOrder.find((p) => !finite(p.toArray()))!);
   if (parameter !== undefined) what = 'value';
   else {
-    const grad = (p: Tensor) => (p.grad instanceof RowSparseGrad ? p.grad.values : p.grad);
     parameter = names.get(inOrder.find((p) => grad(p) && !finite(grad(p)!.toArray()))!);
     what = 'gradient';
   }
-  const culprit = parameter !== undefined ? `; first non-finite ${what}: parameter '${parameter}'` : '';
+  let culprit = parameter !== undefined ? `; first non-finite ${what}: parameter '${parameter}'` : '';
+  if (parameter === undefined) {
+    // Every gradient is finite, yet their squared norm overflowed float32: name the largest.
+    let largest = 0;
+    for (const p of inOrder) {
+      const g = grad(p);
+      if (!g) continue;
+      const values = g.toArray();
+      for (let i = 0; i < values.length; i++) {
+        if (Math.abs(values[i]) > largest) [largest, parameter] = [Math.abs(values[i]), names.get(p)];
+      }
+    }
+    if (parameter !== undefined)
+      culprit = `; every gradient is finite but the squared norm overflows float32; the largest, ${largest.toExponential(2)}, is in parameter '${parameter}'`;
+  }
   const subject = Number.isFinite(loss) ? `gradient norm is ${norm}` : `loss is ${loss}`;
   return new NonFiniteStepError(loss, norm, parameter, `non-finite step: ${subject}${culprit}`);
 }

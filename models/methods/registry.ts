@@ -75,8 +75,20 @@ export interface MethodRegistration<O extends object> {
   options: OptionSpecs<O>;
   /** Option sets the gradient-check and learning suites run (default: the method's defaults alone). */
   variants?: readonly O[];
+  /** What the learning suite may expect of the method where it differs from the suite's margins, and why. */
+  learning?: LearningExpectation;
   /** Replace an earlier registration of the same name instead of failing. */
   replace?: boolean;
+}
+
+/** Margins over chance (AUC 0.5) a method must reach in the learning suite, with the reason they differ. */
+export interface LearningExpectation {
+  /** On the clicked rows' CVR AUC. */
+  cvrMargin?: number;
+  /** On the CTCVR AUC. */
+  ctcvrMargin?: number;
+  /** Why the method is held to these margins rather than the suite's. */
+  reason: string;
 }
 
 /** A registered method as the registry describes it. */
@@ -85,6 +97,7 @@ export interface MethodInfo {
   summary: string;
   options: Readonly<Record<string, OptionSpec<unknown>>>;
   variants: readonly Record<string, unknown>[];
+  learning?: LearningExpectation;
 }
 
 interface Entry extends MethodInfo {
@@ -110,6 +123,7 @@ export function registerMethod<K extends MethodName>(
     summary: registration.summary,
     options: registration.options as Record<string, OptionSpec<unknown>>,
     variants: (registration.variants ?? [{}]) as readonly Record<string, unknown>[],
+    learning: registration.learning,
     // The method's own options are validated against its declaration before the factory sees them.
     factory: factory as unknown as MethodFactory<object>,
   });

@@ -7,12 +7,17 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { getBackend } from '../../kernels/index.js';
-import { FunnelSimulator, type ImpressionLog, type SimulatorConfig } from '../data/simulator.js';
+import {
+  DEFAULT_SIMULATOR_CONFIG,
+  FunnelSimulator,
+  type ImpressionLog,
+  type SimulatorConfig,
+} from '../data/simulator.js';
 import { auc } from '../metrics.js';
 import type { CvrMethod, HostPredictions } from '../methods/method.js';
 import { createModel } from '../model-factory.js';
-import { simulatorSource } from '../training/sources.js';
-import { Trainer, type BatchSource } from '../training/trainer.js';
+import { simulatorSource, SOURCE_DEFAULTS } from '../training/sources.js';
+import { Trainer, TRAINER_DEFAULTS, type BatchSource } from '../training/trainer.js';
 import {
   applyCalibrator,
   expectedCalibrationError,
@@ -30,17 +35,42 @@ import {
 import { correctPredictions, downsampledSource, rateForRatio, type DownsamplingRates } from './downsampling.js';
 import { DEFAULT_SCORE_GRID, rankingGrid, type RankingGridRow, type ScoreExponents } from './ranking.js';
 
-/** How each ESMM of the report is trained. */
+/**
+ * Defaults of the practice report, shared with `esmm calibrate`. Towers of 64-32 and two epochs keep the
+ * report to minutes on two cores; the learning rate and batch size are the Trainer's and the sources'.
+ */
+export const PRACTICE_DEFAULTS = {
+  hidden: [64, 32] as readonly number[],
+  epochs: 2,
+  batchSize: SOURCE_DEFAULTS.batchSize,
+  lr: TRAINER_DEFAULTS.lr,
+  seed: 1,
+  simulator: {
+    seed: DEFAULT_SIMULATOR_CONFIG.seed,
+    ctr: DEFAULT_SIMULATOR_CONFIG.ctr,
+    cvr: DEFAULT_SIMULATOR_CONFIG.cvr,
+  },
+  trainRows: 300_000,
+  validRows: 150_000,
+  testRows: 200_000,
+  /** The 1:6 practice of down-sampling negatives. */
+  negativeRatio: 6,
+  clickedUnconvertedRate: 1,
+  bins: 10,
+  binning: 'equal-mass' as Binning,
+  k: 5,
+} as const;
+
+/** How each ESMM of the report is trained (defaults in {@link PRACTICE_DEFAULTS}). */
 export interface PracticeTrainingOptions {
-  /** Tower hidden sizes (default [64, 32]: small enough for a report in minutes on two cores). */
-  hidden?: number[];
-  /** Epochs (default 2). */
+  /** Tower hidden sizes. */
+  hidden?: readonly number[];
   epochs?: number;
-  /** Rows per step (default 1024). */
+  /** Rows per step. */
   batchSize?: number;
-  /** Adam learning rate (default 0.002). */
+  /** Adam learning rate. */
   lr?: number;
-  /** Seed of weights, shuffling and sampling (default 1). */
+  /** Seed of weights, shuffling and sampling. */
   seed?: number;
 }
 
@@ -99,17 +129,25 @@ async function trainEsmm(
   const method = createModel({
     method: 'esmm',
     schema: sim.schema,
-    seed: o.seed ?? 1,
-    tower: { hidden: o.hidden ?? [64, 32] },
+    seed: o.seed ?? PRACTICE_DEFAULTS.seed,
+    tower: { hidden: o.hidden ?? PRACTICE_DEFAULTS.hidden },
     lossWeights,
   });
-  const trainer = new Trainer(method, { epochs: o.epochs ?? 2, lr: o.lr ?? 2e-3, progress: 'none' });
+  const trainer = new Trainer(method, {
+    epochs: o.epochs ?? PRACTICE_DEFAULTS.epochs,
+    lr: o.lr ?? PRACTICE_DEFAULTS.lr,
+    progress: 'none',
+  });
   const fit = await trainer.fit(source);
   return { method, seconds: fit.seconds, samples: fit.history.reduce((s, h) => s + h.samples, 0) };
 }
 
 function trainSource(data: PracticeData, o: PracticeTrainingOptions): BatchSource {
-  return simulatorSource(data.sim, data.train, { batchSize: o.batchSize ?? 1024, shuffle: true, seed: o.seed ?? 1 });
+  return simulatorSource(data.sim, data.train, {
+    batchSize: o.batchSize ?? PRACTICE_DEFAULTS.batchSize,
+    shuffle: true,
+    seed: o.seed ?? PRACTICE_DEFAULTS.seed,
+  });
 }
 
 /** Labels and truth of a log as float columns. */
@@ -184,6 +222,9 @@ function quality(
   };
 }
 
+/** Name of the row that scores the simulator's true probabilities. */
+const ORACLE_ROW = 'oracle: true probabilities (noise floor)';
+
 // ---------------------------------------------------------------------------
 // Loss-weight sweep
 
@@ -225,7 +266,7 @@ export async function sweepLossWeights(options: LossWeightSweepOptions): Promise
       test: options.testRows ?? 100_000,
     });
   const t = truthOf(data.test);
-  const bins = { bins: options.bins ?? 10, binning: options.binning ?? ('equal-mass' as Binning) };
+  const bins = { bins: options.bins ?? PRACTICE_DEFAULTS.bins, binning: options.binning ?? PRACTICE_DEFAULTS.binning };
   const rows: LossWeightSweepRow[] = [];
   for (const pair of options.pairs) {
     if (!(pair.ctr >= 0 && pair.ctcvr >= 0 && pair.ctr + pair.ctcvr > 0))
@@ -252,19 +293,19 @@ export async function sweepLossWeights(options: LossWeightSweepOptions): Promise
 
 /** Options of {@link runCalibrationReport}. */
 export interface CalibrationReportOptions extends PracticeTrainingOptions {
-  /** Simulator settings (default seed 1, CTR 0.04, CVR 0.05). */
+  /** Simulator settings (over `PRACTICE_DEFAULTS.simulator`). */
   simulator?: Partial<SimulatorConfig>;
-  /** Impressions of the training, validation and test logs (defaults 300k, 150k, 200k). */
+  /** Impressions of the training, validation and test logs. */
   trainRows?: number;
   validRows?: number;
   testRows?: number;
-  /** Unclicked rows kept per clicked row after down-sampling (default 6: the 1:6 practice); sets r = ratio·clicks / unclicked. */
+  /** Unclicked rows kept per clicked row after down-sampling; sets r = ratio·clicks / unclicked. */
   negativeRatio?: number;
   /** Keep rate r of unclicked rows; overrides `negativeRatio`. */
   unclickedRate?: number;
-  /** Keep rate r2 of clicked-unconverted rows (default 1). */
+  /** Keep rate r2 of clicked-unconverted rows. */
   clickedUnconvertedRate?: number;
-  /** Reliability bins (default 10) and their cut (default equal-mass). */
+  /** Reliability bins and their cut. */
   bins?: number;
   binning?: Binning;
   /** Item-popularity buckets for the ratio table (default 10: deciles). */
@@ -275,7 +316,7 @@ export interface CalibrationReportOptions extends PracticeTrainingOptions {
   tailBuckets?: number;
   /** (a, b) grid of the ranking score (default {@link DEFAULT_SCORE_GRID}). */
   grid?: readonly ScoreExponents[];
-  /** Top k per user (default 5). */
+  /** Top k per user. */
   k?: number;
   /** Loss-weight pairs to sweep (default none). */
   lossWeightPairs?: readonly { ctr: number; ctcvr: number }[];
@@ -335,6 +376,8 @@ export interface CalibrationReport {
   /** The grid scored with the simulator's true pCTR and pCVR. */
   rankingTruth: RankingGridRow[];
   sweep?: LossWeightSweepRow[];
+  /** The simulator's true pCTR, pCVR and pCTR·pCVR scored on the test log: the ceiling of every table. */
+  oracle: { quality: PredictionQuality; cvrAucEntireSpace: number };
   k: number;
   seconds: number;
   markdown: string;
@@ -350,13 +393,14 @@ export interface CalibrationReport {
 export async function runCalibrationReport(options: CalibrationReportOptions = {}): Promise<CalibrationReport> {
   const started = performance.now();
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
-  const binOpts = { bins: options.bins ?? 10, binning: options.binning ?? ('equal-mass' as Binning) };
-  const k = options.k ?? 5;
-  const simConfig = { seed: 1, ctr: 0.04, cvr: 0.05, ...options.simulator };
+  const d = PRACTICE_DEFAULTS;
+  const binOpts = { bins: options.bins ?? d.bins, binning: options.binning ?? d.binning };
+  const k = options.k ?? d.k;
+  const simConfig = { ...d.simulator, ...options.simulator };
   const data = generatePracticeData(simConfig, {
-    train: options.trainRows ?? 300_000,
-    valid: options.validRows ?? 150_000,
-    test: options.testRows ?? 200_000,
+    train: options.trainRows ?? d.trainRows,
+    valid: options.validRows ?? d.validRows,
+    test: options.testRows ?? d.testRows,
   });
   const c = data.sim.config;
   const description =
@@ -367,14 +411,18 @@ export async function runCalibrationReport(options: CalibrationReportOptions = {
   // --- 1. Down-sampling ---
   let clicked = 0;
   for (let i = 0; i < data.train.size; i++) clicked += data.train.click[i];
-  const r = options.unclickedRate ?? rateForRatio(clicked, data.train.size - clicked, options.negativeRatio ?? 6);
-  const rates: Required<DownsamplingRates> = { unclicked: r, clickedUnconverted: options.clickedUnconvertedRate ?? 1 };
+  const r =
+    options.unclickedRate ?? rateForRatio(clicked, data.train.size - clicked, options.negativeRatio ?? d.negativeRatio);
+  const rates: Required<DownsamplingRates> = {
+    unclicked: r,
+    clickedUnconverted: options.clickedUnconvertedRate ?? d.clickedUnconvertedRate,
+  };
   const testTruth = truthOf(data.test);
   const full = await trainEsmm(data.sim, trainSource(data, options), options);
   log(`full data: ${full.samples} samples in ${full.seconds.toFixed(1)} s`);
   const sampled = await trainEsmm(
     data.sim,
-    downsampledSource(trainSource(data, options), rates, { seed: options.seed ?? 1 }),
+    downsampledSource(trainSource(data, options), rates, { seed: options.seed ?? d.seed }),
     options,
   );
   log(
@@ -403,7 +451,7 @@ export async function runCalibrationReport(options: CalibrationReportOptions = {
       seconds: sampled.seconds,
       samples: sampled.samples,
     },
-    { name: 'true probabilities (noise floor)', quality: quality(truthPred, testTruth, data.test, binOpts) },
+    { name: ORACLE_ROW, quality: quality(truthPred, testTruth, data.test, binOpts) },
   ];
 
   // --- 2. Calibration of the full-data model on the validation split ---
@@ -465,7 +513,7 @@ export async function runCalibrationReport(options: CalibrationReportOptions = {
     pctcvr: applyCalibrator(iso.ctcvr, pFull.pctcvr),
   });
   variants.push({
-    name: 'true probabilities (noise floor)',
+    name: ORACLE_ROW,
     pctr: testTruth.truePctr,
     pcvrClicked: tCvrTrue,
     pctcvr: testTruth.truePctcvr,
@@ -534,7 +582,7 @@ export async function runCalibrationReport(options: CalibrationReportOptions = {
   const report: CalibrationReport = {
     description,
     rates,
-    keptRows: Math.round(sampled.samples / (options.epochs ?? 2)),
+    keptRows: Math.round(sampled.samples / (options.epochs ?? d.epochs)),
     downsampling,
     calibration,
     deciles: decileRows,
@@ -542,6 +590,10 @@ export async function runCalibrationReport(options: CalibrationReportOptions = {
     rankingGraded: graded,
     rankingTruth,
     sweep,
+    oracle: {
+      quality: downsampling[downsampling.length - 1].quality,
+      cvrAucEntireSpace: auc(data.test.potentialConversion, testTruth.truePcvr),
+    },
     k,
     seconds,
     markdown: '',
@@ -597,13 +649,13 @@ function practiceMarkdown(
     `# ESMM in practice: down-sampling, calibration, ranking score`,
     ``,
     `Data: ${rep.description}.`,
-    `Model: ESMM, MLP towers ${(o.hidden ?? [64, 32]).join('-')}, Adam lr ${o.lr ?? 2e-3}, batch ${o.batchSize ?? 1024}, ${o.epochs ?? 2} epoch(s), seed ${o.seed ?? 1}; backend ${getBackend().name}; ${rep.seconds.toFixed(0)} s in all.`,
+    `Model: ESMM, MLP towers ${(o.hidden ?? PRACTICE_DEFAULTS.hidden).join('-')}, Adam lr ${o.lr ?? PRACTICE_DEFAULTS.lr}, batch ${o.batchSize ?? PRACTICE_DEFAULTS.batchSize}, ${o.epochs ?? PRACTICE_DEFAULTS.epochs} epoch(s), seed ${o.seed ?? PRACTICE_DEFAULTS.seed}; backend ${getBackend().name}; ${rep.seconds.toFixed(0)} s in all.`,
     `ECE uses ${bins} over the test log (pCVR: over clicked test rows, against the observed conversion). ` +
-      `The "true probabilities" row scores the simulator's own pCTR/pCVR: its ECE is what label noise alone gives, so differences below it are not meaningful.`,
+      `The "oracle" row of each table scores the simulator's own pCTR/pCVR: its AUCs are the ceiling the data allow, and its ECE is what label noise alone gives, so differences below it are not meaningful.`,
     ``,
     `## 1. Negative down-sampling and its correction`,
     ``,
-    `Unclicked training rows kept with r = ${f(rep.rates.unclicked)} (${o.unclickedRate !== undefined ? 'given' : `chosen so that unclicked : clicked ≈ ${o.negativeRatio ?? 6} : 1; ${ctx.clicked} of ${ctx.trainRows} training rows are clicked`}), ` +
+    `Unclicked training rows kept with r = ${f(rep.rates.unclicked)} (${o.unclickedRate !== undefined ? 'given' : `chosen so that unclicked : clicked ≈ ${o.negativeRatio ?? PRACTICE_DEFAULTS.negativeRatio} : 1; ${ctx.clicked} of ${ctx.trainRows} training rows are clicked`}), ` +
       `clicked-unconverted rows with r2 = ${rep.rates.clickedUnconverted}; about ${rep.keptRows} rows per epoch are kept, redrawn every epoch. ` +
       `Correction: pCTR = q/(q + (1−q)/r) when r2 = 1; in general every sampled class probability is divided by its keep rate and renormalised (see \`correctProbabilities\`).`,
     ``,
@@ -736,19 +788,35 @@ function practiceMarkdown(
           'Σp/Σy CVR',
           'train s',
         ],
-        rep.sweep.map((s) => [
-          String(s.ctr),
-          String(s.ctcvr),
-          f(s.quality.ctrAuc),
-          f(s.quality.cvrAuc),
-          f(s.cvrAucEntireSpace),
-          f(s.quality.ctcvrAuc),
-          f(s.quality.eceCtr, 5),
-          f(s.quality.eceCvr, 5),
-          f(s.quality.eceCtcvr, 5),
-          f(s.quality.ratioCvr, 3),
-          s.seconds.toFixed(1),
-        ]),
+        [
+          [
+            'oracle',
+            '(true pCTR, pCVR)',
+            f(rep.oracle.quality.ctrAuc),
+            f(rep.oracle.quality.cvrAuc),
+            f(rep.oracle.cvrAucEntireSpace),
+            f(rep.oracle.quality.ctcvrAuc),
+            f(rep.oracle.quality.eceCtr, 5),
+            f(rep.oracle.quality.eceCvr, 5),
+            f(rep.oracle.quality.eceCtcvr, 5),
+            f(rep.oracle.quality.ratioCvr, 3),
+            '—',
+          ],
+        ].concat(
+          rep.sweep.map((s) => [
+            String(s.ctr),
+            String(s.ctcvr),
+            f(s.quality.ctrAuc),
+            f(s.quality.cvrAuc),
+            f(s.cvrAucEntireSpace),
+            f(s.quality.ctcvrAuc),
+            f(s.quality.eceCtr, 5),
+            f(s.quality.eceCvr, 5),
+            f(s.quality.eceCtcvr, 5),
+            f(s.quality.ratioCvr, 3),
+            s.seconds.toFixed(1),
+          ]),
+        ),
       ),
       ``,
     );

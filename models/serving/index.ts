@@ -1,6 +1,7 @@
 /** Serving: ONNX export by tracing, and the scoring server. */
 export {
   exportOnnx,
+  vocabularyHash,
   bagLengthDim,
   BATCH_DIM,
   ONNX_OPSET,

@@ -15,7 +15,7 @@ import type { CvrMethod } from '../methods/method.js';
 import { createModel, listMethods, type CreateModelOptions, type MethodName } from '../model-factory.js';
 import type { Schema } from '../schema.js';
 import { EagerEngine, OnnxRuntimeEngine, type EngineName, type ScoringEngine } from './engine.js';
-import { exportOnnx } from './onnx-export.js';
+import { exportOnnx, vocabularyHash } from './onnx-export.js';
 import { readOnnxMetadata } from './onnx-proto.js';
 import { IDENTITY_IDS, vocabularyIds, type IdMap } from './request.js';
 
@@ -177,6 +177,7 @@ export async function openServedModel(path: string, options: OpenModelOptions = 
   const metadata: Record<string, string> = {
     method: method.method,
     base_model: config.base,
+    vocabulary_sha256: vocabularyHash(trained.vocabularyJson),
     training_commit: config.commit ?? 'unknown',
     engine: engine.name,
     schema: JSON.stringify(method.schema),

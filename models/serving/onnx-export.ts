@@ -57,6 +57,11 @@ export interface ExportOnnxOptions {
 
 const OPTION_KEYS = new Set(['vocabulary', 'trainingCommit', 'metadata', 'graphName']);
 
+/** SHA-256 of a vocabulary's JSON, as the metadata holds it ('none' without one). */
+export function vocabularyHash(vocabulary: unknown): string {
+  return vocabulary === undefined ? 'none' : createHash('sha256').update(JSON.stringify(vocabulary)).digest('hex');
+}
+
 /** Name of the symbolic batch dimension. */
 export const BATCH_DIM = 'batch';
 
@@ -675,10 +680,7 @@ export function exportOnnx(model: ExportableModel, options: ExportOnnxOptions = 
     schema: JSON.stringify(schema),
     method: model.method ?? 'unknown',
     base_model: kinds.join(',') || 'unknown',
-    vocabulary_sha256:
-      options.vocabulary === undefined
-        ? 'none'
-        : createHash('sha256').update(JSON.stringify(options.vocabulary)).digest('hex'),
+    vocabulary_sha256: vocabularyHash(options.vocabulary),
     training_commit: options.trainingCommit ?? 'unknown',
     input_form: 'padded',
     ...options.metadata,

@@ -170,29 +170,32 @@ export async function startServer(model: ServedModel, options: ServerOptions = {
     res.end(text);
   };
 
+  // A body over the limit is read to its end and dropped before the 400, so that the client, still
+  // sending, gets the answer rather than a reset; past DRAIN_FACTOR times the limit the connection is cut.
+  const DRAIN_FACTOR = 16;
   const readBody = (req: IncomingMessage): Promise<string> =>
     new Promise((resolve, reject) => {
       const declared = Number(req.headers['content-length']);
-      if (Number.isFinite(declared) && declared > maxBytes) {
-        reject(new RequestError(`the body of ${declared} bytes is over the limit of ${maxBytes} bytes`));
+      const tooBig = (n: number): RequestError =>
+        new RequestError(`the body of ${n} bytes is over the limit of ${maxBytes} bytes`);
+      if (Number.isFinite(declared) && declared > maxBytes * DRAIN_FACTOR) {
+        reject(tooBig(declared));
         return;
       }
       const chunks: Buffer[] = [];
       let size = 0;
-      let over = false;
       req.on('data', (chunk: Buffer) => {
-        if (over) return;
         size += chunk.length;
-        if (size > maxBytes) {
-          over = true;
-          chunks.length = 0;
-          reject(new RequestError(`the body is over the limit of ${maxBytes} bytes`));
-          return;
+        if (size <= maxBytes) chunks.push(chunk);
+        else if (chunks.length > 0) chunks.length = 0;
+        if (size > maxBytes * DRAIN_FACTOR) {
+          req.removeAllListeners('data');
+          reject(tooBig(size));
         }
-        chunks.push(chunk);
       });
       req.on('end', () => {
-        if (!over) resolve(Buffer.concat(chunks).toString('utf8'));
+        if (size > maxBytes) reject(tooBig(size));
+        else resolve(Buffer.concat(chunks).toString('utf8'));
       });
       req.on('error', (e) => reject(e));
     });
@@ -203,7 +206,6 @@ export async function startServer(model: ServedModel, options: ServerOptions = {
       body = await readBody(req);
     } catch (e) {
       stats.rejected++;
-      // The rest of an oversized body is not read: answer, then close the connection.
       if (e instanceof RequestError) send(res, 400, { error: e.message }, true);
       else res.destroy();
       return;
@@ -290,13 +292,16 @@ export async function startServer(model: ServedModel, options: ServerOptions = {
   };
 }
 
+/** Signals that can ask the server to drain; spelled out so the types hold without @types/node. */
+export type ShutdownSignal = 'SIGTERM' | 'SIGINT' | 'SIGHUP' | 'SIGQUIT' | 'SIGUSR1' | 'SIGUSR2' | 'SIGBREAK';
+
 /**
  * Drain and exit on SIGTERM or SIGINT: the server stops accepting, answers what is in flight,
  * then `exit(0)` runs (process.exit by default). Returns a function that removes the handlers.
  */
 export function closeOnSignals(
   server: ScoringServer,
-  options: { signals?: readonly NodeJS.Signals[]; exit?: (code: number) => void; log?: (line: string) => void } = {},
+  options: { signals?: readonly ShutdownSignal[]; exit?: (code: number) => void; log?: (line: string) => void } = {},
 ): () => void {
   const signals = options.signals ?? ['SIGTERM', 'SIGINT'];
   const exit = options.exit ?? ((code: number) => process.exit(code));

@@ -9,19 +9,26 @@ import { join } from 'node:path';
 import { getBackend } from '../../kernels/index.js';
 import { aliCcpFiles, AliCcpReader, Vocabulary } from '../data/aliccp.js';
 import { DEFAULT_SHUFFLE_BUFFER } from '../data/rows.js';
-import { FunnelSimulator, type SimulatorConfig } from '../data/simulator.js';
-import { TOWER_DEFAULTS } from '../base/base-model.js';
+import {
+  DEFAULT_SIMULATOR_CONFIG,
+  FunnelSimulator,
+  type ImpressionLog,
+  type SimulatorConfig,
+} from '../data/simulator.js';
+import { TOWER_DEFAULTS, validateBaseModelOptions, type AnyBaseModelOptions } from '../base/base-model.js';
+import { validateMethodOptions } from '../methods/registry.js';
 import { AMAN_DEFAULTS, OVERSAMPLING_DEFAULTS } from '../methods/click-space.js';
 import {
   createModel,
   listMethods,
+  methodInfo,
   MODEL_DEFAULTS,
   TABLE2_METHODS,
   type CreateModelOptions,
   type MethodName,
   type Table2MethodName,
 } from '../model-factory.js';
-import type { EsmmMetrics } from '../metrics.js';
+import { esmmMetrics, type AucMetric, type EsmmMetrics } from '../metrics.js';
 import type { Schema } from '../schema.js';
 import { aliCcpSource, simulatorSource, SOURCE_DEFAULTS } from './sources.js';
 import { Trainer, TRAINER_DEFAULTS, type BatchSource } from './trainer.js';
@@ -41,7 +48,41 @@ export const TABLE2_DEFAULTS = {
   amanRate: AMAN_DEFAULTS.negativeRate,
   oversamplingFactor: OVERSAMPLING_DEFAULTS.factor,
   seed: 1,
+  /** The preset of `esmm experiment table2 --suite` (its methods are `methods` above). */
+  suite: 'table2',
+  /** The quick start's split of the simulator's default world (what `esmm experiment table2` runs without data flags). */
+  simulated: {
+    trainRows: 150_000,
+    testRows: 100_000,
+    config: {
+      seed: DEFAULT_SIMULATOR_CONFIG.seed,
+      ctr: DEFAULT_SIMULATOR_CONFIG.ctr,
+      cvr: DEFAULT_SIMULATOR_CONFIG.cvr,
+    },
+  },
 } as const;
+
+/**
+ * Preset method lists: `table2`, the paper's seven; `mtl`, Table 2's BASE, ESMM and ESMM-NS against
+ * the multi-task frames (each trained the ESMM way), AITM and ESCM².
+ */
+export const TABLE2_SUITES = {
+  table2: TABLE2_METHODS as readonly MethodName[],
+  mtl: [
+    'base',
+    'esmm',
+    'esmm-ns',
+    'shared-bottom',
+    'mmoe',
+    'ple',
+    'aitm',
+    'escm2-ips',
+    'escm2-dr',
+  ] as readonly MethodName[],
+} as const;
+
+/** A preset of {@link TABLE2_SUITES}. */
+export type Table2Suite = keyof typeof TABLE2_SUITES;
 
 /** The paper's Table 2 (public Ali-CCP data set), AUC in percent: mean and std over 10 runs. */
 export const PAPER_TABLE2: Readonly<Record<Table2MethodName, { cvr: [number, number]; ctcvr: [number, number] }>> = {
@@ -71,8 +112,15 @@ export interface Table2Options {
   epochs?: number;
   batchSize?: number;
   lr?: number;
-  /** Tower hidden sizes. */
+  /** Tower hidden sizes (shorthand for `tower.hidden`). */
   hidden?: readonly number[];
+  /** Options of every tower, checked against the base model's declaration (`hidden` here overrides the shorthand). */
+  tower?: AnyBaseModelOptions;
+  /**
+   * Each method's own options by method name, checked against its declaration, e.g.
+   * `{ aman: { negativeRate: 0.1 } }`; they override the shorthands `amanRate`, `oversamplingFactor`, `lossWeights`.
+   */
+  methodOptions?: Readonly<Record<string, Readonly<Record<string, unknown>>>>;
   /** AMAN's negative sampling rate. */
   amanRate?: number;
   /** OVERSAMPLING's factor. */
@@ -104,18 +152,24 @@ export interface MeanStd {
 
 /** Per-method summary over repeats. */
 export interface MethodSummary {
-  method: MethodName;
+  /** A trained method, or `oracle`: the simulator's true propensities. */
+  method: MethodName | 'oracle';
   cvrAuc: MeanStd;
   ctcvrAuc: MeanStd;
   ctrAuc: MeanStd;
   cvrAucEntireSpace?: MeanStd;
+  /** Test-set sampling error of each AUC: DeLong's std over the test rows, averaged over repeats. */
+  testStd: Partial<Record<AucMetric, number>>;
   seconds: number;
 }
 
 /** Everything the experiment produced. */
 export interface Table2Result {
   runs: RunResult[];
+  /** The oracle row first (simulated data), then every method in the order run. */
   summary: MethodSummary[];
+  /** The simulator's true propensities scored on the test rows (simulated data only). */
+  oracle?: EsmmMetrics;
   markdown: string;
   svg: string;
   seconds: number;
@@ -127,6 +181,23 @@ interface PreparedData {
   train: BatchSource;
   test: BatchSource;
   description: string;
+  /** The simulator's true propensities scored on the test rows (simulated data only). */
+  oracle?: EsmmMetrics;
+}
+
+/**
+ * The ceiling of every simulated report: the simulator's true pCTR, pCVR and pCTR·pCVR scored
+ * with the same metrics on the same test rows. No model can beat it on average.
+ */
+export function oracleMetrics(log: ImpressionLog): EsmmMetrics {
+  return esmmMetrics({
+    click: log.click,
+    conversion: log.conversion,
+    pCtr: log.pCtr,
+    pCvr: log.pCvr,
+    potentialConversion: log.potentialConversion,
+    userIds: Int32Array.from(log.user, (u) => u + 1),
+  });
 }
 
 async function prepare(data: ExperimentData, batchSize: number, seed: number): Promise<PreparedData> {
@@ -140,6 +211,7 @@ async function prepare(data: ExperimentData, batchSize: number, seed: number): P
       schema: sim.schema,
       train: simulatorSource(sim, train, { batchSize, shuffle: true, seed }),
       test: simulatorSource(sim, test, { batchSize: SOURCE_DEFAULTS.evalBatchSize }),
+      oracle: oracleMetrics(test),
       description:
         `simulated funnel (seed ${c.seed}): ${data.trainRows} train / ${data.testRows} test impressions, ` +
         `target CTR ${c.ctr}, CVR ${c.cvr}; ${c.numUsers} users, ${c.numItems} items`,
@@ -169,20 +241,23 @@ function meanStd(values: number[]): MeanStd {
   return { mean, std: Math.sqrt(variance) };
 }
 
+/** The shorthands of {@link Table2Options} as the own options of the methods that declare them. */
+function shorthands(method: MethodName, o: Table2Options): Record<string, unknown> {
+  const declared = methodInfo(method).options;
+  const d = TABLE2_DEFAULTS;
+  const out: Record<string, unknown> = {};
+  if (method === 'aman') out.negativeRate = o.amanRate ?? d.amanRate;
+  if (method === 'oversampling') out.factor = o.oversamplingFactor ?? d.oversamplingFactor;
+  if (o.lossWeights && 'lossWeights' in declared) out.lossWeights = o.lossWeights;
+  return out;
+}
+
 function methodOptions(method: MethodName, o: Table2Options, schema: Schema, seed: number): CreateModelOptions {
   const d = TABLE2_DEFAULTS;
-  const common = { schema, base: o.base ?? d.base, seed, tower: { hidden: o.hidden ?? d.hidden } };
-  switch (method) {
-    case 'aman':
-      return { ...common, method, negativeRate: o.amanRate ?? d.amanRate };
-    case 'oversampling':
-      return { ...common, method, factor: o.oversamplingFactor ?? d.oversamplingFactor };
-    case 'esmm':
-    case 'esmm-ns':
-      return { ...common, method, lossWeights: o.lossWeights };
-    default:
-      return { ...common, method };
-  }
+  const tower = { hidden: o.hidden ?? d.hidden, ...o.tower };
+  const own = { ...shorthands(method, o), ...o.methodOptions?.[method] };
+  // The method's own options are checked against its registration inside createModel.
+  return { ...own, schema, base: o.base ?? d.base, seed, tower, method } as CreateModelOptions;
 }
 
 /** Train and evaluate every method `repeats` times; returns the runs, the summary and the report. */
@@ -196,12 +271,24 @@ export async function runTable2(options: Table2Options): Promise<Table2Result> {
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   for (const m of methods)
     if (!listMethods().includes(m)) throw new Error(`unknown method '${m}'; registered: ${listMethods().join(', ')}`);
+  for (const m of Object.keys(options.methodOptions ?? {}))
+    if (!methods.includes(m as MethodName))
+      throw new Error(`methodOptions: '${m}' is not among the methods run (${methods.join(', ')})`);
+  // Fail on a misspelt option before minutes of data preparation, not at the first model.
+  for (const m of methods) validateMethodOptions(m, { ...shorthands(m, options), ...options.methodOptions?.[m] });
+  validateBaseModelOptions(options.base ?? d.base, { hidden: options.hidden ?? d.hidden, ...options.tower });
   if (!(Number.isInteger(repeats) && repeats >= 1))
     throw new Error(`repeats must be a positive integer, got ${repeats}`);
   const data = await prepare(options.data, batchSize, seed0);
   log(
     `Table 2 on ${data.description}; methods ${methods.join(', ')}; ${repeats} repeat(s); backend ${getBackend().name}`,
   );
+  if (data.oracle) {
+    const o = data.oracle;
+    log(
+      `oracle (true propensities) CTR AUC ${pctAuc(o, 'ctrAuc')}  CVR AUC ${pctAuc(o, 'cvrAuc')}  CTCVR AUC ${pctAuc(o, 'ctcvrAuc')}  entire-space CVR AUC ${pctAuc(o, 'cvrAucEntireSpace')}`,
+    );
+  }
   if (options.outDir) mkdirSync(options.outDir, { recursive: true });
 
   const runs: RunResult[] = [];
@@ -221,25 +308,26 @@ export async function runTable2(options: Table2Options): Promise<Table2Result> {
       const seconds = (performance.now() - t) / 1000;
       runs.push({ method, repeat: r, seed, metrics, seconds });
       log(
-        `repeat ${r + 1}/${repeats} ${method.padEnd(12)} CVR AUC ${pct(metrics.cvrAuc)}  CTCVR AUC ${pct(metrics.ctcvrAuc)}` +
-          (metrics.cvrAucEntireSpace !== undefined ? `  entire-space CVR AUC ${pct(metrics.cvrAucEntireSpace)}` : '') +
+        `repeat ${r + 1}/${repeats} ${method.padEnd(12)} CTR AUC ${pctAuc(metrics, 'ctrAuc')}  CVR AUC ${pctAuc(metrics, 'cvrAuc')}  CTCVR AUC ${pctAuc(metrics, 'ctcvrAuc')}` +
+          (metrics.cvrAucEntireSpace !== undefined
+            ? `  entire-space CVR AUC ${pctAuc(metrics, 'cvrAucEntireSpace')}`
+            : '') +
           `  (${seconds.toFixed(1)} s)`,
       );
     }
   }
 
-  const summary: MethodSummary[] = methods.map((method) => {
-    const mine = runs.filter((x) => x.method === method);
-    const es = mine.map((x) => x.metrics.cvrAucEntireSpace).filter((v): v is number => v !== undefined);
-    return {
-      method,
-      cvrAuc: meanStd(mine.map((x) => x.metrics.cvrAuc)),
-      ctcvrAuc: meanStd(mine.map((x) => x.metrics.ctcvrAuc)),
-      ctrAuc: meanStd(mine.map((x) => x.metrics.ctrAuc)),
-      cvrAucEntireSpace: es.length === mine.length ? meanStd(es) : undefined,
-      seconds: mine.reduce((a, x) => a + x.seconds, 0),
-    };
-  });
+  const summary: MethodSummary[] = [
+    ...(data.oracle ? [summarize('oracle', [data.oracle], 0)] : []),
+    ...methods.map((method) => {
+      const mine = runs.filter((x) => x.method === method);
+      return summarize(
+        method,
+        mine.map((x) => x.metrics),
+        mine.reduce((a, x) => a + x.seconds, 0),
+      );
+    }),
+  ];
   const seconds = (performance.now() - started) / 1000;
   const markdown = table2Markdown(summary, {
     description: data.description,
@@ -254,10 +342,30 @@ export async function runTable2(options: Table2Options): Promise<Table2Result> {
     writeFileSync(join(options.outDir, 'report.svg'), svg);
     writeFileSync(
       join(options.outDir, 'results.json'),
-      JSON.stringify({ description: data.description, runs, summary, seconds }, null, 2),
+      JSON.stringify({ description: data.description, oracle: data.oracle, runs, summary, seconds }, null, 2),
     );
   }
-  return { runs, summary, markdown, svg, seconds, description: data.description };
+  return { runs, summary, oracle: data.oracle, markdown, svg, seconds, description: data.description };
+}
+
+const AUC_METRICS: readonly AucMetric[] = ['cvrAuc', 'ctcvrAuc', 'ctrAuc', 'cvrAucEntireSpace'];
+
+function summarize(method: MethodSummary['method'], metrics: readonly EsmmMetrics[], seconds: number): MethodSummary {
+  const testStd: Partial<Record<AucMetric, number>> = {};
+  for (const k of AUC_METRICS) {
+    const stds = metrics.map((m) => m.aucStd[k]).filter((v): v is number => v !== undefined);
+    if (stds.length > 0) testStd[k] = stds.reduce((a, b) => a + b, 0) / stds.length;
+  }
+  const es = metrics.map((m) => m.cvrAucEntireSpace).filter((v): v is number => v !== undefined);
+  return {
+    method,
+    cvrAuc: meanStd(metrics.map((m) => m.cvrAuc)),
+    ctcvrAuc: meanStd(metrics.map((m) => m.ctcvrAuc)),
+    ctrAuc: meanStd(metrics.map((m) => m.ctrAuc)),
+    cvrAucEntireSpace: es.length === metrics.length ? meanStd(es) : undefined,
+    testStd,
+    seconds,
+  };
 }
 
 /** The paper's figure for a Table 2 method, or a dash for a method the paper did not run. */
@@ -270,16 +378,28 @@ function pct(x: number): string {
   return (100 * x).toFixed(2);
 }
 
-function fmt(m: MeanStd | undefined): string {
-  return m ? `${pct(m.mean)} ± ${pct(m.std)}` : '—';
+/** An AUC in percent with its test-set std, or why it is undefined. */
+function pctAuc(m: EsmmMetrics, k: AucMetric): string {
+  const reason = m.undefinedAuc[k];
+  if (reason !== undefined) return `undefined (${reason})`;
+  const std = m.aucStd[k];
+  return `${pct(m[k] ?? NaN)}${std === undefined ? '' : ` ± ${pct(std)}`}`;
 }
 
-/** The report as a markdown table, with the paper's numbers beside ours. */
+function fmt(m: MeanStd | undefined, testStd: number | undefined, repeats: number): string {
+  if (!m) return '—';
+  if (Number.isNaN(m.mean)) return 'undefined';
+  const seedStd = repeats > 1 ? ` ± ${pct(m.std)}` : '';
+  return `${pct(m.mean)}${seedStd}${testStd === undefined ? '' : ` (${pct(testStd)})`}`;
+}
+
+/** The report as a markdown table, with the oracle row (simulated data) and the paper's numbers beside ours. */
 export function table2Markdown(
   summary: readonly MethodSummary[],
   context: { description: string; repeats: number; seconds: number; backend: string; options: Table2Options },
 ): string {
   const hasEs = summary.some((s) => s.cvrAucEntireSpace);
+  const hasOracle = summary.some((s) => s.method === 'oracle');
   const head = [
     'method',
     'CVR AUC %',
@@ -290,16 +410,19 @@ export function table2Markdown(
     'paper CTCVR AUC %',
     'train+eval s',
   ];
-  const rows = summary.map((s) => [
-    s.method,
-    fmt(s.cvrAuc),
-    fmt(s.ctcvrAuc),
-    ...(hasEs ? [fmt(s.cvrAucEntireSpace)] : []),
-    fmt(s.ctrAuc),
-    paperCell(s.method, 'cvr'),
-    paperCell(s.method, 'ctcvr'),
-    s.seconds.toFixed(1),
-  ]);
+  const rows = summary.map((s) => {
+    const n = s.method === 'oracle' ? 1 : context.repeats;
+    return [
+      s.method === 'oracle' ? '**oracle** (true pCTR, pCVR)' : s.method,
+      fmt(s.cvrAuc, s.testStd.cvrAuc, n),
+      fmt(s.ctcvrAuc, s.testStd.ctcvrAuc, n),
+      ...(hasEs ? [fmt(s.cvrAucEntireSpace, s.testStd.cvrAucEntireSpace, n)] : []),
+      fmt(s.ctrAuc, s.testStd.ctrAuc, n),
+      s.method === 'oracle' ? '—' : paperCell(s.method, 'cvr'),
+      s.method === 'oracle' ? '—' : paperCell(s.method, 'ctcvr'),
+      s.method === 'oracle' ? '—' : s.seconds.toFixed(1),
+    ];
+  });
   const o = context.options;
   const d = TABLE2_DEFAULTS;
   return [
@@ -309,9 +432,14 @@ export function table2Markdown(
     `Protocol: ${context.repeats} repeat(s) with seeds ${o.seed ?? d.seed}..${(o.seed ?? d.seed) + context.repeats - 1}; base model \`${o.base ?? d.base}\`, ` +
       `towers ${(o.hidden ?? d.hidden).join('-')}, embedding dim 18, Adam lr ${o.lr ?? d.lr}, batch ${o.batchSize ?? d.batchSize}, ${o.epochs ?? d.epochs} epoch(s); ` +
       `backend ${context.backend}; ${context.seconds.toFixed(0)} s in all.`,
-    `CVR AUC is over clicked test rows, CTCVR AUC over all test rows (pCTCVR = pCTR × pCVR), both computed globally; mean ± sample std over repeats.` +
+    `CVR AUC is over clicked test rows, CTCVR AUC over all test rows (pCTCVR = pCTR × pCVR), both computed globally; ` +
+      `mean ± sample std over repeats, and in parentheses the test set's own sampling error (DeLong std over the test rows): ` +
+      `a difference smaller than about twice it is noise.` +
       (hasEs
         ? ` The entire-space CVR AUC scores pCVR on every test impression against the conversion it would have had if clicked, which only a simulator knows.`
+        : '') +
+      (hasOracle
+        ? ` The oracle row scores the simulator's true pCTR, pCVR and pCTR·pCVR on the same rows: the ceiling of what the data allow.`
         : ''),
     `The paper's numbers are on the public Ali-CCP data set and are shown for reference, not as a target for simulated data.`,
     ``,
@@ -324,17 +452,21 @@ export function table2Markdown(
 
 /** A grouped bar chart (CVR and CTCVR AUC, with ±1 std whiskers) as a standalone SVG. */
 export function table2Svg(summary: readonly MethodSummary[]): string {
-  const width = 720;
+  // Wide enough that ten methods' names do not overlap.
+  const width = Math.max(720, 80 + 96 * summary.length);
   const height = 360;
   const left = 60;
   const bottom = 300;
   const top = 40;
-  const values = summary.flatMap((s) => [
-    s.cvrAuc.mean - s.cvrAuc.std,
-    s.ctcvrAuc.mean - s.ctcvrAuc.std,
-    s.cvrAuc.mean + s.cvrAuc.std,
-    s.ctcvrAuc.mean + s.ctcvrAuc.std,
-  ]);
+  const values = summary
+    .flatMap((s) => [
+      s.cvrAuc.mean - s.cvrAuc.std,
+      s.ctcvrAuc.mean - s.ctcvrAuc.std,
+      s.cvrAuc.mean + s.cvrAuc.std,
+      s.ctcvrAuc.mean + s.ctcvrAuc.std,
+    ])
+    .filter(Number.isFinite);
+  if (values.length === 0) values.push(0.5);
   const lo = Math.max(0, Math.floor(Math.min(...values) * 20) / 20 - 0.05);
   const hi = Math.min(1, Math.ceil(Math.max(...values) * 20) / 20 + 0.02);
   const y = (v: number): number => bottom - ((v - lo) / (hi - lo || 1)) * (bottom - top);

@@ -7,7 +7,7 @@ import { appendFileSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { add, noGrad, optim, Tensor } from '../../core/index.js';
 import { CheckpointError, openCheckpoint, saveCheckpoint, type CheckpointFile } from '../checkpoint.js';
-import { EsmmAccumulator, type EsmmMetrics } from '../metrics.js';
+import { EsmmAccumulator, formatAuc, type EsmmMetrics } from '../metrics.js';
 import { NonFiniteStepError, trainStep, type CvrMethod } from '../methods/method.js';
 import type { Batch } from '../schema.js';
 
@@ -418,8 +418,8 @@ export class Trainer {
   private describeEpoch(r: EpochRecord): string {
     const m = r.metrics;
     const metrics = m
-      ? `, CTR AUC ${m.ctrAuc.toFixed(4)}, CVR AUC ${m.cvrAuc.toFixed(4)}, CTCVR AUC ${m.ctcvrAuc.toFixed(4)}` +
-        (m.cvrAucEntireSpace !== undefined ? `, entire-space CVR AUC ${m.cvrAucEntireSpace.toFixed(4)}` : '')
+      ? `, CTR AUC ${formatAuc(m, 'ctrAuc')}, CVR AUC ${formatAuc(m, 'cvrAuc')}, CTCVR AUC ${formatAuc(m, 'ctcvrAuc')}` +
+        (m.cvrAucEntireSpace !== undefined ? `, entire-space CVR AUC ${formatAuc(m, 'cvrAucEntireSpace')}` : '')
       : '';
     return `epoch ${r.epoch}: loss ${r.trainLoss.toFixed(5)}, ${r.samples} samples in ${r.seconds.toFixed(1)} s (${Math.round(r.samplesPerSecond)}/s)${metrics}`;
   }

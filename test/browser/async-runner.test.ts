@@ -5,7 +5,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { Storage, UnaryOp } from '../../kernels/backend.js';
-import { AsyncGpuBackend, asyncOf, MlpTowerSession } from '../../kernels/gpu/index.js';
+import { AsyncGpuBackend, asyncOf } from '../../kernels/gpu/index.js';
+import { MlpTowerSession } from '../../models/tower-session.js';
 import { ReferenceBackend } from '../../kernels/reference.js';
 import { kernelChecks } from '../gpu/kernel-checks.js';
 import { runChecksAsync } from './async-checks.js';

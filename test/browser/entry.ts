@@ -10,11 +10,9 @@ import {
   GpuBackend,
   isModeSupported,
   isWebGpuAvailable,
-  MlpTowerSession,
   type ConcreteGpuMode,
-  type MlpTowerWeights,
-  type TowerBatch,
 } from '../../kernels/gpu/index.js';
+import { MlpTowerSession, type MlpTowerWeights, type TowerBatch } from '../../models/tower-session.js';
 import { kernelChecks } from '../gpu/kernel-checks.js';
 import { runChecksAsync } from './async-checks.js';
 import type { TowerFixture } from './tower-fixture.js';

@@ -11,8 +11,7 @@
  * an asynchronous engine (or a step recorded once and replayed as a gpu.js pipeline) could
  * extend this to training without new kernels.
  */
-import type { BagMode, Storage } from '../backend.js';
-import type { AsyncBackend } from './async-backend.js';
+import type { AsyncBackend, BagMode, Storage } from '../kernels/index.js';
 
 /** One categorical field: a pooled embedding table. */
 export interface BagFieldWeights {
