@@ -152,7 +152,7 @@ export async function setBackendAsync(nameOrBackend: string | Backend, options: 
 }
 
 /**
- * The backend used when none is chosen. `wasm` measured fastest for ESMM training on CPUs
+ * The backend used when none is chosen. `wasm` measured fastest for training on CPUs
  * (about 10× `reference` and 20× gpu.js `webasm`; see docs/backends.md).
  */
 export const DEFAULT_BACKEND = 'wasm';

@@ -121,7 +121,7 @@ export class Sequential extends Layer {
 
 /** Options of {@link mlp}. */
 export interface MlpOptions extends LayerOptions {
-  /** Activation after each hidden layer (default `prelu`, as in the ESMM towers). */
+  /** Activation after each hidden layer (default `prelu`, with one learnt slope per channel). */
   activation?: 'prelu' | 'relu';
   /** Size of a final linear layer with no activation (e.g. 1 for a logit); omitted: none. */
   outFeatures?: number;

@@ -108,7 +108,7 @@ const productBceOp = registerOp<null>({
 
 /**
  * Elementwise BCE(sigmoid(a)·sigmoid(b), y): the cross-entropy of a probability that is the
- * product of two sigmoids, from their logits (ESMM's CTCVR loss is one). Computed in log space
+ * product of two sigmoids, from their logits (a chained probability, P(A)·P(B | A)). Computed in log space
  * so no logit (±100 in float32 included) produces NaN or Inf.
  */
 export function productBce(a: Tensor, b: Tensor, labels: Tensor): Tensor {
