@@ -28,6 +28,3 @@ export const TABLE2_METHODS = ['base', 'aman', 'oversampling', 'unbias', 'divisi
 
 /** A method of the paper's Table 2. */
 export type Table2MethodName = (typeof TABLE2_METHODS)[number];
-
-/** @deprecated The Table 2 methods under their old name: use {@link TABLE2_METHODS}, or `listMethods()` for all. */
-export const METHODS = TABLE2_METHODS;

@@ -4,7 +4,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AliCcpFormatError, AliCcpReader, HashEncoder, Vocabulary, aliCcpFiles } from '../models/data/aliccp.js';
-import { CommonIndex } from '../models/data/common-index.js';
+import { CommonIndex, CommonLineReader } from '../models/data/common-index.js';
 import { formatFeatureList } from '../models/data/aliccp-format.js';
 import { writeSimulatorAliCcp } from '../models/data/aliccp-writer.js';
 import { FunnelSimulator } from '../models/data/simulator.js';
@@ -272,13 +272,43 @@ describe('CommonIndex', () => {
     const index = await CommonIndex.build(path, { chunkBytes: 1024 });
     expect(index.size).toBe(300);
     expect(index.lineCount).toBe(300);
+    const reader = new CommonLineReader(index, 2048);
     for (let i = 0; i < keys.length; i++) {
       const e = index.find(keys[i]);
       expect(index.line(e)).toBe(i + 1);
-      expect(text.slice(index.offset(e), index.offset(e) + index.length(e))).toBe(lines[i]);
+      expect(text.startsWith(lines[i], index.offset(e))).toBe(true);
+      expect(await reader.line(e)).toBe(lines[i]);
     }
+    await reader.close();
     expect(index.find('0000000000000000')).toBe(-1);
     expect(index.find('nope')).toBe(-1);
     expect(index.bytes).toBeLessThan(300 * 64);
+  });
+
+  it('numbers lines past blank and keyless lines, sorts keys of any order, keeps 16 bytes a key', async () => {
+    const dir = join(tmp, 'index-gaps');
+    await mkdir(dir, { recursive: true });
+    const path = join(dir, 'common.csv');
+    const hex = (i: number): string => ((i * 2654435761) >>> 0).toString(16).padStart(8, '0') + 'ffff0000';
+    const body: string[] = [];
+    const expected = new Map<string, number>();
+    for (let i = 0; i < 2000; i++) {
+      if (i % 97 === 5) body.push('');
+      if (i % 311 === 7) body.push(',1,keyless');
+      body.push(`${hex(i)},1,101\x02${i}\x031`);
+      expected.set(hex(i), body.length);
+    }
+    await writeFile(path, body.join('\r\n') + '\r\n\r\n', 'latin1');
+    const index = await CommonIndex.build(path, { onMalformed: 'skip' });
+    expect(index.issues.map((x) => x.line)).toEqual(body.flatMap((l, i) => (l.startsWith(',') ? [i + 1] : [])));
+    expect(index.size).toBe(2000);
+    const reader = new CommonLineReader(index);
+    for (const [key, line] of expected) {
+      const e = index.find(key);
+      expect(index.line(e)).toBe(line);
+      expect(await reader.line(e)).toBe(body[line - 1]);
+    }
+    await reader.close();
+    expect(index.bytes / index.size).toBeLessThan(17);
   });
 });

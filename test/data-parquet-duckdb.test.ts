@@ -7,7 +7,11 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
-import { parseColumnsSpec } from '../models/data/parquet.js';
+import { parquetReadObjects } from 'hyparquet';
+import { writeSimulatorAliCcp } from '../models/data/aliccp-writer.js';
+import { asyncBufferFromFile, parseColumnsSpec } from '../models/data/parquet.js';
+import { prepareAliCcp } from '../models/data/prepare.js';
+import { FunnelSimulator } from '../models/data/simulator.js';
 import { createModel } from '../models/model-factory.js';
 import { userParquetSources } from '../models/training/sources-parquet.js';
 import { Trainer } from '../models/training/trainer.js';
@@ -72,5 +76,44 @@ describe('Parquet written by DuckDB', () => {
     const metrics = result.history[1].metrics;
     expect(metrics?.ctrAuc).toBeGreaterThan(0.6);
     expect(metrics?.ctcvrAuc).toBeGreaterThan(0.6);
+  });
+});
+
+describe('Parquet written by prepareAliCcp', () => {
+  it('reads the same in DuckDB, lists with empty rows included', async () => {
+    const sim = new FunnelSimulator({ seed: 4, numUsers: 60, numItems: 300 });
+    await writeSimulatorAliCcp(sim, sim.generate(1500), join(dir, 'raw'), 'train');
+    const m = await prepareAliCcp({
+      dir: join(dir, 'raw'),
+      out: join(dir, 'prepared'),
+      splits: ['train'],
+      rowGroupRows: 500,
+    });
+    const file = join(dir, 'prepared', m.splits.train?.files[0] as string);
+    const rows = (await parquetReadObjects({ file: await asyncBufferFromFile(file) })) as Record<string, unknown>[];
+    const lists = m.schema.fields
+      .filter((f) => f.kind === 'bag')
+      .flatMap((f) => (f.weighted ? [f.name, `${f.name}_values`] : [f.name]));
+    expect(lists.length).toBeGreaterThan(3);
+    const db = await DuckDBInstance.create(':memory:');
+    const con = await db.connect();
+    const sql = lists.map(
+      (c) => `sum(len("${c}"))::DOUBLE, sum(list_sum("${c}"))::DOUBLE, count_if(len("${c}") = 0)::DOUBLE`,
+    );
+    const got = (
+      await con.runAndReadAll(`SELECT count(*)::DOUBLE, sum(click)::DOUBLE, ${sql.join(', ')} FROM '${file}'`)
+    ).getRows()[0];
+    con.closeSync();
+    const want: number[] = [rows.length, rows.reduce((a, r) => a + Number(r.click), 0)];
+    for (const c of lists) {
+      const vals = rows.map((r) => r[c] as number[]);
+      want.push(vals.reduce((a, v) => a + v.length, 0));
+      want.push(vals.reduce((a, v) => a + v.reduce((x, y) => x + y, 0), 0));
+      want.push(vals.filter((v) => v.length === 0).length);
+    }
+    expect(got.map(Number).map((x, i) => (i % 3 === 0 && i > 1 ? +x.toPrecision(6) : x))).toEqual(
+      want.map((x, i) => (i % 3 === 0 && i > 1 ? +x.toPrecision(6) : x)),
+    );
+    expect(want.filter((x, i) => i > 1 && i % 3 === 1).some((x) => x > 0)).toBe(true);
   });
 });

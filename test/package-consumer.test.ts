@@ -128,7 +128,10 @@ describe('the packed package in a strict consumer project', () => {
       'the gpu backend needs gpu.js, an optional peer dependency of esmm-ts that is not installed: npm install gpu.js',
     );
     expect(out).toMatch(/Cannot find package 'gpu.js'/);
-    expect(out).toContain('npm install onnxruntime-node');
+    expect(out).toContain(
+      'the ONNX Runtime engine needs onnxruntime-node, an optional peer dependency of esmm-ts that is not installed: ' +
+        'npm install onnxruntime-node',
+    );
     expect(out).not.toContain('loaded?');
   });
 

@@ -3,7 +3,7 @@
  * charts, and offers the download and the scoring box. The last run's result is also kept
  * on `window.esmmDemo` (the browser tests read it there).
  */
-import { listBaseModels, METHODS, type MethodName } from 'esmm-ts/models';
+import { listBaseModels, TABLE2_METHODS, type MethodName } from 'esmm-ts/models';
 import { LiveChart, reliabilityChart } from './charts.js';
 import {
   checkSettings,
@@ -56,7 +56,7 @@ function fillForm(s: DemoSettings): void {
   for (const k of NUMBER_FIELDS) el<HTMLInputElement>(k).value = String(s[k]);
   const methods = el('methods');
   methods.replaceChildren(
-    ...METHODS.map((m) => {
+    ...TABLE2_METHODS.map((m) => {
       const label = document.createElement('label');
       const box = document.createElement('input');
       box.type = 'checkbox';
@@ -80,7 +80,7 @@ function readForm(): DemoSettings {
   const settings: DemoSettings = {
     ...DEFAULT_SETTINGS,
     ...Object.fromEntries(NUMBER_FIELDS.map((k) => [k, num(k)])),
-    methods: METHODS.filter((m) => el<HTMLInputElement>(`method-${m}`).checked),
+    methods: TABLE2_METHODS.filter((m) => el<HTMLInputElement>(`method-${m}`).checked),
     base: el<HTMLSelectElement>('base').value,
     backend,
   };

@@ -10,11 +10,9 @@
 import { add, gatherRows, init, nn, Rng, type Tensor } from '../../core/index.js';
 import {
   BaseModel,
-  concatFields,
   checks,
+  FieldsMlp,
   registerBaseModel,
-  totalWidth,
-  towerMlp,
   type BaseModelOptions,
   type InputDims,
   type Schema,
@@ -39,12 +37,12 @@ export class WideAndDeepTower extends BaseModel {
   /** One wide table [buckets, 1] per cross. */
   readonly crossTables: Tensor[];
   readonly bias: Tensor;
-  readonly deep: nn.Sequential;
+  readonly deep: FieldsMlp;
   private readonly crosses: [string, string][];
   private readonly buckets: number;
 
   constructor(schema: Schema, options: WideAndDeepOptions, inputDims: InputDims) {
-    super();
+    super(options);
     const rng = options.rng ?? new Rng(0);
     const dtype = options.dtype;
     this.wide = new Map();
@@ -61,11 +59,11 @@ export class WideAndDeepTower extends BaseModel {
     this.buckets = options.crossBuckets ?? WIDE_AND_DEEP_DEFAULTS.crossBuckets;
     this.crossTables = this.crosses.map(() => nn.parameter(init.normal([this.buckets, 1], 0, 0.01, { rng, dtype })));
     this.bias = nn.parameter(init.full([1], 0, { dtype }));
-    this.deep = towerMlp(totalWidth(inputDims), { ...options, rng });
+    this.deep = new FieldsMlp(inputDims, { ...options, rng });
   }
 
   forward(input: TowerInput): Tensor {
-    let logit = add(this.deep.forward(concatFields(input.pooled)), this.bias);
+    let logit = add(this.deep.forwardFields(input.pooled), this.bias);
     for (const [name, table] of this.wide) logit = add(logit, gatherRows(table, this.ids(input, name)));
     this.crosses.forEach(([a, b], k) => {
       const ia = this.ids(input, a);

@@ -24,9 +24,9 @@ import {
   type KernelMethod,
   type Storage,
 } from '../backend.js';
-import { createGpu, isDeviceBuffer, isWebGpuAvailable, type DeviceBuffer } from './gpujs.js';
+import { isWebGpuAvailable, type DeviceBuffer } from './gpujs.js';
 import { checkStorage, MAX_KERNEL_ELEMENTS } from './launch-args.js';
-import { Launcher } from './launcher.js';
+import { readDeviceBuffer, webgpuLauncher, type Launcher } from './launcher.js';
 import { KERNEL_METHODS, PLANS, upload, type Plan } from './plans.js';
 import { plannedKernels } from './surface.js';
 
@@ -102,16 +102,7 @@ export class AsyncGpuBackend
 
   private constructor() {
     super();
-    this.launcher = new Launcher<DeviceBuffer>({
-      gpu: createGpu('webgpu'),
-      mode: 'webgpu',
-      empty: null,
-      own: (s) => this.own(s),
-      accept: (result, key) => {
-        if (!isDeviceBuffer(result)) throw new Error(`gpu backend: kernel '${key}' returned no webgpu buffer`);
-        return result;
-      },
-    });
+    this.launcher = webgpuLauncher((s) => this.own(s));
   }
 
   /** A backend on gpu.js webgpu; rejects when no adapter answers (not just when `navigator.gpu` is missing). */
@@ -185,10 +176,7 @@ export class AsyncGpuBackend
   read(storage: Storage): Promise<Float32Array> {
     return this.enqueue(async () => {
       const s = this.own(storage);
-      if (s.handle === null) return new Float32Array(s.size);
-      const values = await s.handle.toArray();
-      if (!(values instanceof Float32Array)) throw new Error('gpu backend: buffer read back as a non-float32 array');
-      return values.length === s.size ? values.slice() : values.slice(0, s.size);
+      return readDeviceBuffer(s.handle, s.size);
     });
   }
   /** Queues {@link Backend.write}; `data` is copied at once. */

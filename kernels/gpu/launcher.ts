@@ -11,8 +11,11 @@
  */
 import type { Storage } from '../backend.js';
 import {
+  createGpu,
+  isDeviceBuffer,
   runsOn,
   type CompiledKernel,
+  type DeviceBuffer,
   type DeviceTexture,
   type GpuInstance,
   type GpuMode,
@@ -43,6 +46,28 @@ export interface LauncherOptions<H extends Handle> {
   own(s: Storage): HandleSlot<H>;
   /** `result` as this mode's handle; throws when kernel `key` returned something else. */
   accept(result: unknown, key: string): H;
+}
+
+/** The launcher of a webgpu backend: kernels on a fresh gpu.js webgpu instance, each returning a device buffer. */
+export function webgpuLauncher(own: (s: Storage) => HandleSlot<DeviceBuffer>): Launcher<DeviceBuffer> {
+  return new Launcher<DeviceBuffer>({
+    gpu: createGpu('webgpu'),
+    mode: 'webgpu',
+    empty: null,
+    own,
+    accept: (result, key) => {
+      if (!isDeviceBuffer(result)) throw new Error(`gpu backend: kernel '${key}' returned no webgpu buffer`);
+      return result;
+    },
+  });
+}
+
+/** The first `size` values of a webgpu buffer, copied to the host; zeros for an empty (null) buffer. */
+export async function readDeviceBuffer(handle: DeviceBuffer | null, size: number): Promise<Float32Array> {
+  if (handle === null) return new Float32Array(size);
+  const values = await handle.toArray();
+  if (!(values instanceof Float32Array)) throw new Error('gpu backend: buffer read back as a non-float32 array');
+  return values.length === size ? values.slice() : values.slice(0, size);
 }
 
 /** A compiled, sized kernel and its arguments, ready to be called. */

@@ -17,9 +17,9 @@
  */
 import type { AsyncReadBackend, BackendKernels, DType, FloatArray, KernelMethod, Storage } from '../backend.js';
 import { snapshot } from './async-backend.js';
-import { createGpu, isDeviceBuffer, isWebGpuAvailable, type DeviceBuffer } from './gpujs.js';
+import { isWebGpuAvailable, type DeviceBuffer } from './gpujs.js';
 import { checkStorage, MAX_KERNEL_ELEMENTS } from './launch-args.js';
-import { Launcher } from './launcher.js';
+import { readDeviceBuffer, webgpuLauncher, type Launcher } from './launcher.js';
 import { PLANS, upload, type Plan } from './plans.js';
 import { plannedKernels } from './surface.js';
 
@@ -45,16 +45,7 @@ export class QueuedGpuBackend extends plannedKernels<void>() implements BackendK
   /** Prefer {@link QueuedGpuBackend.create}, which also checks that an adapter answers. */
   constructor() {
     super();
-    this.launcher = new Launcher<DeviceBuffer>({
-      gpu: createGpu('webgpu'),
-      mode: 'webgpu',
-      empty: null,
-      own: (s) => this.own(s),
-      accept: (result, key) => {
-        if (!isDeviceBuffer(result)) throw new Error(`gpu backend: kernel '${key}' returned no webgpu buffer`);
-        return result;
-      },
-    });
+    this.launcher = webgpuLauncher((s) => this.own(s));
   }
 
   /** Queues one kernel call (the kernel methods are generated from the plan table and land here). */
@@ -123,13 +114,7 @@ export class QueuedGpuBackend extends plannedKernels<void>() implements BackendK
     const s = this.own(storage);
     let values: Float32Array | null = null;
     this.later(async () => {
-      if (s.handle === null) {
-        values = new Float32Array(s.size);
-        return;
-      }
-      const read = await s.handle.toArray();
-      if (!(read instanceof Float32Array)) throw new Error('gpu backend: buffer read back as a non-float32 array');
-      values = read.length === s.size ? read.slice() : read.slice(0, s.size);
+      values = await readDeviceBuffer(s.handle, s.size);
     });
     await this.flush();
     return values as unknown as Float32Array;

@@ -74,8 +74,113 @@ export interface FuncRef {
 // Natural alignment (log2 bytes) for each memory access width.
 const ALIGN = { 1: 0, 2: 1, 4: 2, 8: 3, 16: 4 } as const;
 
-/** Emits the body of one function. Methods push instructions and return `this` for chaining. */
+/** Instructions without immediates, by method name: their opcode. */
+const PLAIN_OPS = {
+  ret: 0x0f,
+  drop: 0x1a,
+  // Pops a, b, cond: a when cond ≠ 0, else b.
+  select: 0x1b,
+  i32Eqz: 0x45,
+  i32Eq: 0x46,
+  i32Ne: 0x47,
+  i32LtS: 0x48,
+  i32GtS: 0x4a,
+  i32LeS: 0x4c,
+  i32GeS: 0x4e,
+  i32Add: 0x6a,
+  i32Sub: 0x6b,
+  i32Mul: 0x6c,
+  i32DivS: 0x6d,
+  i32And: 0x71,
+  i32Shl: 0x74,
+  i32ShrS: 0x75,
+  f32Gt: 0x5e,
+  f32Abs: 0x8b,
+  f32Add: 0x92,
+  f32Sub: 0x93,
+  f32Mul: 0x94,
+  f32Div: 0x95,
+  f32Sqrt: 0x91,
+  f64Eq: 0x61,
+  f64Lt: 0x63,
+  f64Gt: 0x64,
+  f64Ge: 0x66,
+  f64Abs: 0x99,
+  f64Neg: 0x9a,
+  f64Sqrt: 0x9f,
+  f64Add: 0xa0,
+  f64Sub: 0xa1,
+  f64Mul: 0xa2,
+  f64Div: 0xa3,
+  f64Min: 0xa4,
+  f64Max: 0xa5,
+  f64ConvertI32S: 0xb7,
+  f32DemoteF64: 0xb6,
+  f64PromoteF32: 0xbb,
+} as const;
+
+/** SIMD instructions without immediates (after the 0xfd prefix): their opcode. */
+const SIMD_OPS = {
+  f32x4Splat: 0x13,
+  f32x4Eq: 0x41,
+  f32x4Lt: 0x43,
+  f32x4Gt: 0x44,
+  f32x4Le: 0x45,
+  f32x4Ge: 0x46,
+  v128Not: 0x4d,
+  v128And: 0x4e,
+  // a & ~b.
+  v128AndNot: 0x4f,
+  v128Or: 0x50,
+  // Pops a, b, mask: bits of a where mask is 1, else bits of b.
+  v128Bitselect: 0x52,
+  f32x4Abs: 0xe0,
+  f32x4Neg: 0xe1,
+  f32x4Sqrt: 0xe3,
+  f32x4Add: 0xe4,
+  f32x4Sub: 0xe5,
+  f32x4Mul: 0xe6,
+  f32x4Div: 0xe7,
+} as const;
+
+/** Memory instructions that take a byte offset (default 0): their opcode and access width. */
+const MEMORY_OPS = {
+  i32Load: [0x28, 4],
+  f32Load: [0x2a, 4],
+  f64Load: [0x2b, 8],
+  i32Store: [0x36, 4],
+  f32Store: [0x38, 4],
+  f64Store: [0x39, 8],
+} as const;
+
+/** The instruction methods generated from the tables above. */
+type TableOps = { [K in keyof typeof PLAIN_OPS | keyof typeof SIMD_OPS]: () => FunctionBuilder } & {
+  [K in keyof typeof MEMORY_OPS]: (offset?: number) => FunctionBuilder;
+};
+
+// The table's methods are installed on the prototype in the class's static block, so none is left undefined.
+// eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging, @typescript-eslint/no-empty-object-type
+export interface FunctionBuilder extends TableOps {}
+
+/**
+ * Emits the body of one function. Methods push instructions and return `this` for chaining;
+ * the instructions without structure are generated from the opcode tables above.
+ */
+// eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging
 export class FunctionBuilder {
+  static {
+    const install = (name: string, emit: (f: FunctionBuilder, offset: number) => FunctionBuilder) =>
+      Object.defineProperty(FunctionBuilder.prototype, name, {
+        value(this: FunctionBuilder, offset = 0) {
+          return emit(this, offset);
+        },
+      });
+    for (const [name, code] of Object.entries(PLAIN_OPS)) install(name, (f) => f.op(code));
+    for (const [name, code] of Object.entries(SIMD_OPS)) install(name, (f) => f.simd(code));
+    for (const [name, [code, width]] of Object.entries(MEMORY_OPS))
+      install(name, (f, offset) => f.mem(code, width, offset));
+  }
+
   /** Instruction bytes, without the trailing `end`. */
   readonly code: number[] = [];
   private readonly localTypes: ValType[] = [];
@@ -162,18 +267,8 @@ export class FunctionBuilder {
   brIf(depth: number): this {
     return this.op(0x0d, ...uleb(depth));
   }
-  ret(): this {
-    return this.op(0x0f);
-  }
   call(f: FuncRef): this {
     return this.op(0x10, ...uleb(f.index));
-  }
-  drop(): this {
-    return this.op(0x1a);
-  }
-  /** Pops a, b, cond: a when cond ≠ 0, else b. */
-  select(): this {
-    return this.op(0x1b);
   }
 
   /**
@@ -188,21 +283,31 @@ export class FunctionBuilder {
       this.loop(() => {
         this.get(i);
         end();
-        this.op(0x4e); // i32.ge_s
-        this.brIf(1);
+        this.i32GeS().brIf(1);
         body();
-        this.get(i).i32(step).op(0x6a).set(i);
+        this.get(i).i32(step).i32Add().set(i);
         this.br(0);
       }),
     );
   }
 
+  /** `for (i = 0; i < end; i += step) body()`, the common case of {@link FunctionBuilder.forRange}. */
+  forUpTo(i: Local, end: Local, step: number, body: () => void): this {
+    return this.forRange(
+      i,
+      () => this.i32(0),
+      () => this.get(end),
+      step,
+      body,
+    );
+  }
+
   /** Pushes base + off, a byte address. */
-  at(base: Local, off: Local): this {
+  at(base: Local, off: Local): FunctionBuilder {
     return this.get(base).get(off).i32Add();
   }
   /** Pushes base + index * 4, the address of a 4-byte element. */
-  elemAt(base: Local, index: Local): this {
+  elemAt(base: Local, index: Local): FunctionBuilder {
     return this.get(base).get(index).i32(2).i32Shl().i32Add();
   }
 
@@ -229,24 +334,6 @@ export class FunctionBuilder {
   }
 
   // ---- memory ----
-  i32Load(offset = 0): this {
-    return this.mem(0x28, 4, offset);
-  }
-  f32Load(offset = 0): this {
-    return this.mem(0x2a, 4, offset);
-  }
-  f64Load(offset = 0): this {
-    return this.mem(0x2b, 8, offset);
-  }
-  i32Store(offset = 0): this {
-    return this.mem(0x36, 4, offset);
-  }
-  f32Store(offset = 0): this {
-    return this.mem(0x38, 4, offset);
-  }
-  f64Store(offset = 0): this {
-    return this.mem(0x39, 8, offset);
-  }
   /** memory.copy: pops dest, src, byte length. */
   memoryCopy(): this {
     return this.op(0xfc, ...uleb(10), 0x00, 0x00);
@@ -257,121 +344,10 @@ export class FunctionBuilder {
   }
 
   // ---- i32 ----
-  i32Eqz(): this {
-    return this.op(0x45);
-  }
-  i32Eq(): this {
-    return this.op(0x46);
-  }
-  i32Ne(): this {
-    return this.op(0x47);
-  }
-  i32LtS(): this {
-    return this.op(0x48);
-  }
-  i32GtS(): this {
-    return this.op(0x4a);
-  }
-  i32LeS(): this {
-    return this.op(0x4c);
-  }
-  i32GeS(): this {
-    return this.op(0x4e);
-  }
-  i32Add(): this {
-    return this.op(0x6a);
-  }
-  i32Sub(): this {
-    return this.op(0x6b);
-  }
-  i32Mul(): this {
-    return this.op(0x6c);
-  }
-  i32DivS(): this {
-    return this.op(0x6d);
-  }
-  i32And(): this {
-    return this.op(0x71);
-  }
-  i32Shl(): this {
-    return this.op(0x74);
-  }
-  i32ShrS(): this {
-    return this.op(0x75);
-  }
 
   // ---- f32 ----
-  f32Gt(): this {
-    return this.op(0x5e);
-  }
-  f32Abs(): this {
-    return this.op(0x8b);
-  }
-  f32Add(): this {
-    return this.op(0x92);
-  }
-  f32Sub(): this {
-    return this.op(0x93);
-  }
-  f32Mul(): this {
-    return this.op(0x94);
-  }
-  f32Div(): this {
-    return this.op(0x95);
-  }
-  f32Sqrt(): this {
-    return this.op(0x91);
-  }
 
   // ---- f64 ----
-  f64Eq(): this {
-    return this.op(0x61);
-  }
-  f64Lt(): this {
-    return this.op(0x63);
-  }
-  f64Gt(): this {
-    return this.op(0x64);
-  }
-  f64Ge(): this {
-    return this.op(0x66);
-  }
-  f64Abs(): this {
-    return this.op(0x99);
-  }
-  f64Neg(): this {
-    return this.op(0x9a);
-  }
-  f64Sqrt(): this {
-    return this.op(0x9f);
-  }
-  f64Add(): this {
-    return this.op(0xa0);
-  }
-  f64Sub(): this {
-    return this.op(0xa1);
-  }
-  f64Mul(): this {
-    return this.op(0xa2);
-  }
-  f64Div(): this {
-    return this.op(0xa3);
-  }
-  f64Min(): this {
-    return this.op(0xa4);
-  }
-  f64Max(): this {
-    return this.op(0xa5);
-  }
-  f64ConvertI32S(): this {
-    return this.op(0xb7);
-  }
-  f32DemoteF64(): this {
-    return this.op(0xb6);
-  }
-  f64PromoteF32(): this {
-    return this.op(0xbb);
-  }
 
   // ---- v128 / f32x4 ----
   v128Load(offset = 0): this {
@@ -396,64 +372,8 @@ export class FunctionBuilder {
   v128Store32Lane(lane: number, offset = 0): this {
     return this.simdMem(0x5a, 4, offset).op(lane);
   }
-  f32x4Splat(): this {
-    return this.simd(0x13);
-  }
   f32x4ExtractLane(lane: number): this {
     return this.simd(0x1f, lane);
-  }
-  f32x4Eq(): this {
-    return this.simd(0x41);
-  }
-  f32x4Lt(): this {
-    return this.simd(0x43);
-  }
-  f32x4Gt(): this {
-    return this.simd(0x44);
-  }
-  f32x4Le(): this {
-    return this.simd(0x45);
-  }
-  f32x4Ge(): this {
-    return this.simd(0x46);
-  }
-  v128Not(): this {
-    return this.simd(0x4d);
-  }
-  v128And(): this {
-    return this.simd(0x4e);
-  }
-  /** a & ~b. */
-  v128AndNot(): this {
-    return this.simd(0x4f);
-  }
-  v128Or(): this {
-    return this.simd(0x50);
-  }
-  /** Pops a, b, mask: bits of a where mask is 1, else bits of b. */
-  v128Bitselect(): this {
-    return this.simd(0x52);
-  }
-  f32x4Abs(): this {
-    return this.simd(0xe0);
-  }
-  f32x4Neg(): this {
-    return this.simd(0xe1);
-  }
-  f32x4Sqrt(): this {
-    return this.simd(0xe3);
-  }
-  f32x4Add(): this {
-    return this.simd(0xe4);
-  }
-  f32x4Sub(): this {
-    return this.simd(0xe5);
-  }
-  f32x4Mul(): this {
-    return this.simd(0xe6);
-  }
-  f32x4Div(): this {
-    return this.simd(0xe7);
   }
 }
 

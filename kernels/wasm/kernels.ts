@@ -56,13 +56,7 @@ function simdLoop(f: FunctionBuilder, n: Local, vec: (off: Local) => void, tail:
   const end = f.local('i32');
   f.get(n).i32(-4).i32And().i32(2).i32Shl().set(endVec);
   f.get(n).i32(2).i32Shl().set(end);
-  f.forRange(
-    off,
-    () => f.i32(0),
-    () => f.get(endVec),
-    16,
-    () => vec(off),
-  );
+  f.forUpTo(off, endVec, 16, () => vec(off));
   f.forRange(
     off,
     () => f.get(endVec),
@@ -262,16 +256,10 @@ export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
   for (const op of MATH_UNARY) {
     kernel(mb, 'unary', op, (f, { x, out, n }) => {
       const i = f.local('i32');
-      f.forRange(
-        i,
-        () => f.i32(0),
-        () => f.get(n),
-        1,
-        () => {
-          f.elemAt(out, i);
-          f.elemAt(x, i).f32Load().f64PromoteF32().call(mathUnary[op]).f32DemoteF64().f32Store();
-        },
-      );
+      f.forUpTo(i, n, 1, () => {
+        f.elemAt(out, i);
+        f.elemAt(x, i).f32Load().f64PromoteF32().call(mathUnary[op]).f32DemoteF64().f32Store();
+      });
     });
   }
 
@@ -290,62 +278,50 @@ export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
       const sa = f.local('f64');
       const sb = f.local('f64');
       const rowLoop = (splatA: boolean, splatB: boolean): void => {
-        f.forRange(
-          r,
-          () => f.i32(0),
-          () => f.get(rows),
-          1,
-          () => {
-            f.get(a).get(r).get(aRow).i32Mul().i32(2).i32Shl().i32Add().set(pa);
-            f.get(b).get(r).get(bRow).i32Mul().i32(2).i32Shl().i32Add().set(pb);
-            f.get(out).get(r).get(cols).i32Mul().i32(2).i32Shl().i32Add().set(po);
-            if (body === null) {
-              // pow: scalar f64 through the host's Math.pow.
-              if (splatA) f.get(pa).f32Load().f64PromoteF32().set(sa);
-              if (splatB) f.get(pb).f32Load().f64PromoteF32().set(sb);
-              const j = f.local('i32');
-              f.forRange(
-                j,
-                () => f.i32(0),
-                () => f.get(cols),
-                1,
-                () => {
-                  f.elemAt(po, j);
-                  if (splatA) f.get(sa);
-                  else f.elemAt(pa, j).f32Load().f64PromoteF32();
-                  if (splatB) f.get(sb);
-                  else f.elemAt(pb, j).f32Load().f64PromoteF32();
-                  f.call(pow).f32DemoteF64().f32Store();
-                },
-              );
-              return;
-            }
-            if (splatA) f.get(pa).v128Load32Splat().set(va);
-            if (splatB) f.get(pb).v128Load32Splat().set(vb);
-            simdLoop(
-              f,
-              cols,
-              (o) => {
-                f.at(po, o);
-                if (splatA) f.get(va);
-                else f.at(pa, o).v128Load();
-                if (splatB) f.get(vb);
-                else f.at(pb, o).v128Load();
-                body(f, ta, tb);
-                f.v128Store();
-              },
-              (o) => {
-                f.at(po, o);
-                if (splatA) f.get(va);
-                else f.at(pa, o).v128Load32Splat();
-                if (splatB) f.get(vb);
-                else f.at(pb, o).v128Load32Splat();
-                body(f, ta, tb);
-                f.f32x4ExtractLane(0).f32Store();
-              },
-            );
-          },
-        );
+        f.forUpTo(r, rows, 1, () => {
+          f.get(a).get(r).get(aRow).i32Mul().i32(2).i32Shl().i32Add().set(pa);
+          f.get(b).get(r).get(bRow).i32Mul().i32(2).i32Shl().i32Add().set(pb);
+          f.get(out).get(r).get(cols).i32Mul().i32(2).i32Shl().i32Add().set(po);
+          if (body === null) {
+            // pow: scalar f64 through the host's Math.pow.
+            if (splatA) f.get(pa).f32Load().f64PromoteF32().set(sa);
+            if (splatB) f.get(pb).f32Load().f64PromoteF32().set(sb);
+            const j = f.local('i32');
+            f.forUpTo(j, cols, 1, () => {
+              f.elemAt(po, j);
+              if (splatA) f.get(sa);
+              else f.elemAt(pa, j).f32Load().f64PromoteF32();
+              if (splatB) f.get(sb);
+              else f.elemAt(pb, j).f32Load().f64PromoteF32();
+              f.call(pow).f32DemoteF64().f32Store();
+            });
+            return;
+          }
+          if (splatA) f.get(pa).v128Load32Splat().set(va);
+          if (splatB) f.get(pb).v128Load32Splat().set(vb);
+          simdLoop(
+            f,
+            cols,
+            (o) => {
+              f.at(po, o);
+              if (splatA) f.get(va);
+              else f.at(pa, o).v128Load();
+              if (splatB) f.get(vb);
+              else f.at(pb, o).v128Load();
+              body(f, ta, tb);
+              f.v128Store();
+            },
+            (o) => {
+              f.at(po, o);
+              if (splatA) f.get(va);
+              else f.at(pa, o).v128Load32Splat();
+              if (splatB) f.get(vb);
+              else f.at(pb, o).v128Load32Splat();
+              body(f, ta, tb);
+              f.f32x4ExtractLane(0).f32Store();
+            },
+          );
+        });
       };
       f.get(aSplat).ifElse(
         () =>
@@ -421,15 +397,9 @@ export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
   kernel(mb, 'colSum', (f, { x, out, rows, cols }) => {
     const r = f.local('i32');
     f.get(out).i32(0).get(cols).i32(2).i32Shl().memoryFill();
-    f.forRange(
-      r,
-      () => f.i32(0),
-      () => f.get(rows),
-      1,
-      () => {
-        f.get(out).get(x).get(r).get(cols).i32Mul().i32(2).i32Shl().i32Add().f32(1).get(cols).call(axpyRow);
-      },
-    );
+    f.forUpTo(r, rows, 1, () => {
+      f.get(out).get(x).get(r).get(cols).i32Mul().i32(2).i32Shl().i32Add().f32(1).get(cols).call(axpyRow);
+    });
   });
   // Sum over trailing axes, sequentially in f32 as the reference does.
   kernel(mb, 'rowSum', (f, { x, out, rows, cols }) => {
@@ -438,26 +408,14 @@ export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
     const acc = f.local('f32');
     const p = f.local('i32');
     f.get(x).set(p);
-    f.forRange(
-      r,
-      () => f.i32(0),
-      () => f.get(rows),
-      1,
-      () => {
-        f.f32(0).set(acc);
-        f.forRange(
-          j,
-          () => f.i32(0),
-          () => f.get(cols),
-          1,
-          () => {
-            f.get(acc).get(p).f32Load().f32Add().set(acc);
-            f.get(p).i32(4).i32Add().set(p);
-          },
-        );
-        f.elemAt(out, r).get(acc).f32Store();
-      },
-    );
+    f.forUpTo(r, rows, 1, () => {
+      f.f32(0).set(acc);
+      f.forUpTo(j, cols, 1, () => {
+        f.get(acc).get(p).f32Load().f32Add().set(acc);
+        f.get(p).i32(4).i32Add().set(p);
+      });
+      f.elemAt(out, r).get(acc).f32Store();
+    });
   });
 
   // ---- GEMM ----
@@ -478,91 +436,61 @@ export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
     const s0 = f.local('i32');
     const widthBytes = f.local('i32');
     f.get(width).i32(2).i32Shl().set(widthBytes);
-    f.forRange(
-      row0,
-      () => f.i32(0),
-      () => f.get(padded),
-      0,
-      () => {
-        // Rows adjacent in memory (Aᵀ, and B as stored): a whole panel's slice at p is one
-        // contiguous run of `width` floats, moved as vectors (width is a multiple of 4).
-        f.get(strideRow)
-          .i32(1)
-          .i32Eq()
-          .get(row0)
-          .get(width)
-          .i32Add()
-          .get(count)
-          .i32LeS()
-          .i32And()
-          .ifElse(
-            () => {
-              f.get(src).get(row0).i32(2).i32Shl().i32Add().set(s0);
-              f.forRange(
-                p,
-                () => f.i32(0),
-                () => f.get(k),
-                1,
-                () => {
-                  f.forRange(
-                    q,
-                    () => f.i32(0),
-                    () => f.get(widthBytes),
-                    16,
-                    () => f.at(d, q).at(s0, q).v128Load().v128Store(),
-                  );
-                  f.get(d).get(widthBytes).i32Add().set(d);
-                  f.get(s0).get(strideK).i32(2).i32Shl().i32Add().set(s0);
-                },
-              );
-            },
-            () => {
-              f.forRange(
-                p,
-                () => f.i32(0),
-                () => f.get(k),
-                1,
-                () => {
-                  f.forRange(
-                    r,
-                    () => f.i32(0),
-                    () => f.get(width),
-                    1,
+    f.forUpTo(row0, padded, 0, () => {
+      // Rows adjacent in memory (Aᵀ, and B as stored): a whole panel's slice at p is one
+      // contiguous run of `width` floats, moved as vectors (width is a multiple of 4).
+      f.get(strideRow)
+        .i32(1)
+        .i32Eq()
+        .get(row0)
+        .get(width)
+        .i32Add()
+        .get(count)
+        .i32LeS()
+        .i32And()
+        .ifElse(
+          () => {
+            f.get(src).get(row0).i32(2).i32Shl().i32Add().set(s0);
+            f.forUpTo(p, k, 1, () => {
+              f.forUpTo(q, widthBytes, 16, () => f.at(d, q).at(s0, q).v128Load().v128Store());
+              f.get(d).get(widthBytes).i32Add().set(d);
+              f.get(s0).get(strideK).i32(2).i32Shl().i32Add().set(s0);
+            });
+          },
+          () => {
+            f.forUpTo(p, k, 1, () => {
+              f.forUpTo(r, width, 1, () => {
+                f.get(row0)
+                  .get(r)
+                  .i32Add()
+                  .tee(row)
+                  .get(count)
+                  .i32LtS()
+                  .ifElse(
                     () => {
-                      f.get(row0)
-                        .get(r)
+                      f.get(d);
+                      f.get(src)
+                        .get(row)
+                        .get(strideRow)
+                        .i32Mul()
+                        .get(p)
+                        .get(strideK)
+                        .i32Mul()
                         .i32Add()
-                        .tee(row)
-                        .get(count)
-                        .i32LtS()
-                        .ifElse(
-                          () => {
-                            f.get(d);
-                            f.get(src)
-                              .get(row)
-                              .get(strideRow)
-                              .i32Mul()
-                              .get(p)
-                              .get(strideK)
-                              .i32Mul()
-                              .i32Add()
-                              .i32(2)
-                              .i32Shl()
-                              .i32Add();
-                            f.f32Load().f32Store();
-                          },
-                          () => f.get(d).f32(0).f32Store(),
-                        );
-                      f.get(d).i32(4).i32Add().set(d);
+                        .i32(2)
+                        .i32Shl()
+                        .i32Add();
+                      f.f32Load().f32Store();
                     },
+                    () => f.get(d).f32(0).f32Store(),
                   );
-                },
-              );
-            },
-          );
-        f.get(row0).get(width).i32Add().set(row0);
-      },
-    );
+                f.get(d).i32(4).i32Add().set(d);
+              });
+            });
+          },
+        );
+      f.get(row0).get(width).i32Add().set(row0);
+    });
   });
 
   // The 4×8 register-tiled micro-kernel over packed panels. B's panel (k×8) stays in L1
@@ -587,139 +515,109 @@ export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
     for (let q = 0; q < 2 * TILE_M; q++) acc.push(f.local('v128'));
 
     f.get(bPack).set(bPanel);
-    f.forRange(
-      j,
-      () => f.i32(0),
-      () => f.get(n),
-      TILE_N,
-      () => {
-        f.get(aPack).set(ap);
-        f.forRange(
-          i,
-          () => f.i32(0),
-          () => f.get(m),
-          TILE_M,
-          () => {
-            for (const a of acc) f.f32(0).f32x4Splat().set(a);
-            f.get(bPanel).set(bp);
-            f.forRange(
-              p,
-              () => f.i32(0),
-              () => f.get(k),
-              1,
-              () => {
-                f.get(bp).v128Load(0).set(b0);
-                f.get(bp).v128Load(16).set(b1);
-                for (let q = 0; q < TILE_M; q++) {
-                  f.get(ap)
-                    .v128Load32Splat(4 * q)
-                    .set(av);
-                  f.get(acc[2 * q])
-                    .get(av)
-                    .get(b0)
-                    .f32x4Mul()
-                    .f32x4Add()
-                    .set(acc[2 * q]);
-                  f.get(acc[2 * q + 1])
-                    .get(av)
-                    .get(b1)
-                    .f32x4Mul()
-                    .f32x4Add()
-                    .set(acc[2 * q + 1]);
-                }
-                f.get(ap)
-                  .i32(4 * TILE_M)
-                  .i32Add()
-                  .set(ap);
-                f.get(bp)
-                  .i32(4 * TILE_N)
-                  .i32Add()
-                  .set(bp);
-              },
-            );
-            // Full tile: store straight into out; edge tile: spill to tmp and copy the valid part.
-            f.get(i)
-              .i32(TILE_M)
-              .i32Add()
-              .get(m)
-              .i32LeS()
-              .get(j)
-              .i32(TILE_N)
-              .i32Add()
-              .get(n)
-              .i32LeS()
-              .i32And()
-              .ifElse(
-                () => {
-                  f.get(out).get(i).get(n).i32Mul().get(j).i32Add().i32(2).i32Shl().i32Add().set(o);
-                  for (let q = 0; q < TILE_M; q++) {
-                    f.get(o)
-                      .get(acc[2 * q])
-                      .v128Store(0);
-                    f.get(o)
-                      .get(acc[2 * q + 1])
-                      .v128Store(16);
-                    if (q < TILE_M - 1) f.get(o).get(n).i32(2).i32Shl().i32Add().set(o);
-                  }
-                },
-                () => {
-                  for (let q = 0; q < 2 * TILE_M; q++)
-                    f.get(tmp)
-                      .get(acc[q])
-                      .v128Store(16 * q);
-                  f.get(m).get(i).i32Sub().set(rEnd);
-                  f.get(rEnd)
-                    .i32(TILE_M)
-                    .i32GtS()
-                    .ifElse(() => f.i32(TILE_M).set(rEnd));
-                  f.get(n).get(j).i32Sub().set(cEnd);
-                  f.get(cEnd)
-                    .i32(TILE_N)
-                    .i32GtS()
-                    .ifElse(() => f.i32(TILE_N).set(cEnd));
-                  f.forRange(
-                    r,
-                    () => f.i32(0),
-                    () => f.get(rEnd),
-                    1,
-                    () => {
-                      f.forRange(
-                        c,
-                        () => f.i32(0),
-                        () => f.get(cEnd),
-                        1,
-                        () => {
-                          f.get(out)
-                            .get(i)
-                            .get(r)
-                            .i32Add()
-                            .get(n)
-                            .i32Mul()
-                            .get(j)
-                            .i32Add()
-                            .get(c)
-                            .i32Add()
-                            .i32(2)
-                            .i32Shl()
-                            .i32Add();
-                          f.get(tmp).get(r).i32(TILE_N).i32Mul().get(c).i32Add().i32(2).i32Shl().i32Add().f32Load();
-                          f.f32Store();
-                        },
-                      );
-                    },
-                  );
-                },
-              );
-          },
-        );
-        f.get(bPanel)
-          .get(k)
-          .i32(4 * TILE_N)
-          .i32Mul()
+    f.forUpTo(j, n, TILE_N, () => {
+      f.get(aPack).set(ap);
+      f.forUpTo(i, m, TILE_M, () => {
+        for (const a of acc) f.f32(0).f32x4Splat().set(a);
+        f.get(bPanel).set(bp);
+        f.forUpTo(p, k, 1, () => {
+          f.get(bp).v128Load(0).set(b0);
+          f.get(bp).v128Load(16).set(b1);
+          for (let q = 0; q < TILE_M; q++) {
+            f.get(ap)
+              .v128Load32Splat(4 * q)
+              .set(av);
+            f.get(acc[2 * q])
+              .get(av)
+              .get(b0)
+              .f32x4Mul()
+              .f32x4Add()
+              .set(acc[2 * q]);
+            f.get(acc[2 * q + 1])
+              .get(av)
+              .get(b1)
+              .f32x4Mul()
+              .f32x4Add()
+              .set(acc[2 * q + 1]);
+          }
+          f.get(ap)
+            .i32(4 * TILE_M)
+            .i32Add()
+            .set(ap);
+          f.get(bp)
+            .i32(4 * TILE_N)
+            .i32Add()
+            .set(bp);
+        });
+        // Full tile: store straight into out; edge tile: spill to tmp and copy the valid part.
+        f.get(i)
+          .i32(TILE_M)
           .i32Add()
-          .set(bPanel);
-      },
-    );
+          .get(m)
+          .i32LeS()
+          .get(j)
+          .i32(TILE_N)
+          .i32Add()
+          .get(n)
+          .i32LeS()
+          .i32And()
+          .ifElse(
+            () => {
+              f.get(out).get(i).get(n).i32Mul().get(j).i32Add().i32(2).i32Shl().i32Add().set(o);
+              for (let q = 0; q < TILE_M; q++) {
+                f.get(o)
+                  .get(acc[2 * q])
+                  .v128Store(0);
+                f.get(o)
+                  .get(acc[2 * q + 1])
+                  .v128Store(16);
+                if (q < TILE_M - 1) f.get(o).get(n).i32(2).i32Shl().i32Add().set(o);
+              }
+            },
+            () => {
+              for (let q = 0; q < 2 * TILE_M; q++)
+                f.get(tmp)
+                  .get(acc[q])
+                  .v128Store(16 * q);
+              f.get(m).get(i).i32Sub().set(rEnd);
+              f.get(rEnd)
+                .i32(TILE_M)
+                .i32GtS()
+                .ifElse(() => f.i32(TILE_M).set(rEnd));
+              f.get(n).get(j).i32Sub().set(cEnd);
+              f.get(cEnd)
+                .i32(TILE_N)
+                .i32GtS()
+                .ifElse(() => f.i32(TILE_N).set(cEnd));
+              f.forUpTo(r, rEnd, 1, () => {
+                f.forUpTo(c, cEnd, 1, () => {
+                  f.get(out)
+                    .get(i)
+                    .get(r)
+                    .i32Add()
+                    .get(n)
+                    .i32Mul()
+                    .get(j)
+                    .i32Add()
+                    .get(c)
+                    .i32Add()
+                    .i32(2)
+                    .i32Shl()
+                    .i32Add();
+                  f.get(tmp).get(r).i32(TILE_N).i32Mul().get(c).i32Add().i32(2).i32Shl().i32Add().f32Load();
+                  f.f32Store();
+                });
+              });
+            },
+          );
+      });
+      f.get(bPanel)
+        .get(k)
+        .i32(4 * TILE_N)
+        .i32Mul()
+        .i32Add()
+        .set(bPanel);
+    });
   });
 
   // One row panel of a GEMM: pack `rows` rows of op(A) then multiply them by the packed B.
@@ -737,42 +635,30 @@ export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
     const acc = f.local('v128');
     const s = f.local('f32');
     f.get(x).set(row);
-    f.forRange(
-      r,
-      () => f.i32(0),
-      () => f.get(rows),
-      1,
-      () => {
-        f.f32(0).f32x4Splat().set(acc);
-        f.f32(0).set(s);
-        simdLoop(
-          f,
-          len,
-          (o) => f.get(acc).at(row, o).v128Load().at(v, o).v128Load().f32x4Mul().f32x4Add().set(acc),
-          (o) => f.get(s).at(row, o).f32Load().at(v, o).f32Load().f32Mul().f32Add().set(s),
-        );
-        f.elemAt(out, r);
-        f.get(acc).f32x4ExtractLane(0).get(acc).f32x4ExtractLane(1).f32Add();
-        f.get(acc).f32x4ExtractLane(2).get(acc).f32x4ExtractLane(3).f32Add().f32Add();
-        f.get(s).f32Add().f32Store();
-        f.get(row).get(len).i32(2).i32Shl().i32Add().set(row);
-      },
-    );
+    f.forUpTo(r, rows, 1, () => {
+      f.f32(0).f32x4Splat().set(acc);
+      f.f32(0).set(s);
+      simdLoop(
+        f,
+        len,
+        (o) => f.get(acc).at(row, o).v128Load().at(v, o).v128Load().f32x4Mul().f32x4Add().set(acc),
+        (o) => f.get(s).at(row, o).f32Load().at(v, o).f32Load().f32Mul().f32Add().set(s),
+      );
+      f.elemAt(out, r);
+      f.get(acc).f32x4ExtractLane(0).get(acc).f32x4ExtractLane(1).f32Add();
+      f.get(acc).f32x4ExtractLane(2).get(acc).f32x4ExtractLane(3).f32Add().f32Add();
+      f.get(s).f32Add().f32Store();
+      f.get(row).get(len).i32(2).i32Shl().i32Add().set(row);
+    });
   });
   // Vector–matrix: out[:] = sum over r of coef[r] * x[r, :].
   kernel(mb, 'axpyRows', (f, { x, coef, out, rows, len }) => {
     const r = f.local('i32');
     f.get(out).i32(0).get(len).i32(2).i32Shl().memoryFill();
-    f.forRange(
-      r,
-      () => f.i32(0),
-      () => f.get(rows),
-      1,
-      () => {
-        f.get(out).get(x).get(r).get(len).i32Mul().i32(2).i32Shl().i32Add();
-        f.elemAt(coef, r).f32Load().get(len).call(axpyRow);
-      },
-    );
+    f.forUpTo(r, rows, 1, () => {
+      f.get(out).get(x).get(r).get(len).i32Mul().i32(2).i32Shl().i32Add();
+      f.elemAt(coef, r).f32Load().get(len).call(axpyRow);
+    });
   });
 
   // ---- layout ----
@@ -793,48 +679,30 @@ export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
       .i32GeS()
       .ifElse(
         () => {
-          f.forRange(
-            r,
-            () => f.i32(0),
-            () => f.get(count),
-            1,
-            () => {
-              f.get(d0).get(s0).get(runBytes).memoryCopy();
-              f.get(s0).get(srcStride).i32Add().set(s0);
-              f.get(d0).get(dstStride).i32Add().set(d0);
-            },
-          );
+          f.forUpTo(r, count, 1, () => {
+            f.get(d0).get(s0).get(runBytes).memoryCopy();
+            f.get(s0).get(srcStride).i32Add().set(s0);
+            f.get(d0).get(dstStride).i32Add().set(d0);
+          });
         },
         () => {
-          f.forRange(
-            r,
-            () => f.i32(0),
-            () => f.get(count),
-            1,
-            () => {
-              f.forRange(
-                off,
-                () => f.i32(0),
-                () => f.get(endVec),
-                16,
-                () => f.at(d0, off).at(s0, off).v128Load().v128Store(),
-              );
-              f.get(endVec).set(off);
-              f.get(runBytes)
-                .i32(8)
-                .i32And()
-                .ifElse(() => {
-                  f.at(d0, off).at(s0, off).v128Load64Zero().v128Store64Lane(0);
-                  f.get(off).i32(8).i32Add().set(off);
-                });
-              f.get(runBytes)
-                .i32(4)
-                .i32And()
-                .ifElse(() => f.at(d0, off).at(s0, off).i32Load().i32Store());
-              f.get(s0).get(srcStride).i32Add().set(s0);
-              f.get(d0).get(dstStride).i32Add().set(d0);
-            },
-          );
+          f.forUpTo(r, count, 1, () => {
+            f.forUpTo(off, endVec, 16, () => f.at(d0, off).at(s0, off).v128Load().v128Store());
+            f.get(endVec).set(off);
+            f.get(runBytes)
+              .i32(8)
+              .i32And()
+              .ifElse(() => {
+                f.at(d0, off).at(s0, off).v128Load64Zero().v128Store64Lane(0);
+                f.get(off).i32(8).i32Add().set(off);
+              });
+            f.get(runBytes)
+              .i32(4)
+              .i32And()
+              .ifElse(() => f.at(d0, off).at(s0, off).i32Load().i32Store());
+            f.get(s0).get(srcStride).i32Add().set(s0);
+            f.get(d0).get(dstStride).i32Add().set(d0);
+          });
         },
       );
   });
@@ -844,17 +712,11 @@ export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
     const i = f.local('i32');
     const rowBytes = f.local('i32');
     f.get(dim).i32(2).i32Shl().set(rowBytes);
-    f.forRange(
-      i,
-      () => f.i32(0),
-      () => f.get(count),
-      1,
-      () => {
-        f.get(out).get(i).get(rowBytes).i32Mul().i32Add();
-        f.get(x).elemAt(ids, i).i32Load().get(rowBytes).i32Mul().i32Add();
-        f.get(rowBytes).memoryCopy();
-      },
-    );
+    f.forUpTo(i, count, 1, () => {
+      f.get(out).get(i).get(rowBytes).i32Mul().i32Add();
+      f.get(x).elemAt(ids, i).i32Load().get(rowBytes).i32Mul().i32Add();
+      f.get(rowBytes).memoryCopy();
+    });
   });
   // mode: 0 sum, 1 mean, 2 sqrtn; weights 0 means none. The bag scale is computed in f64
   // as bagScale() does.
@@ -876,77 +738,71 @@ export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
         () => f.f64(1),
       );
     };
-    f.forRange(
-      b,
-      () => f.i32(0),
-      () => f.get(batch),
-      1,
-      () => {
-        f.elemAt(offsets, b).i32Load().set(start);
-        f.elemAt(offsets, b).i32Load(4).set(end);
-        f.f64(1).set(scale);
-        f.get(mode)
-          .i32(0)
-          .i32Ne()
-          .get(end)
-          .get(start)
-          .i32Ne()
-          .i32And()
-          .ifElse(() => {
-            f.f64(0).set(total);
-            f.forRange(
-              j,
-              () => f.get(start),
-              () => f.get(end),
-              1,
-              () => {
-                weightAt();
-                f.set(w);
-                f.get(total).get(w);
-                f.get(mode)
+    f.forUpTo(b, batch, 1, () => {
+      f.elemAt(offsets, b).i32Load().set(start);
+      f.elemAt(offsets, b).i32Load(4).set(end);
+      f.f64(1).set(scale);
+      f.get(mode)
+        .i32(0)
+        .i32Ne()
+        .get(end)
+        .get(start)
+        .i32Ne()
+        .i32And()
+        .ifElse(() => {
+          f.f64(0).set(total);
+          f.forRange(
+            j,
+            () => f.get(start),
+            () => f.get(end),
+            1,
+            () => {
+              weightAt();
+              f.set(w);
+              f.get(total).get(w);
+              f.get(mode)
+                .i32(1)
+                .i32Eq()
+                .select2(
+                  'f64',
+                  () => f.f64(1),
+                  () => f.get(w),
+                );
+              f.f64Mul().f64Add().set(total);
+            },
+          );
+          f.get(total)
+            .f64(0)
+            .f64Eq()
+            .select2(
+              'f64',
+              () => f.f64(0),
+              () =>
+                f
+                  .get(mode)
                   .i32(1)
                   .i32Eq()
                   .select2(
                     'f64',
-                    () => f.f64(1),
-                    () => f.get(w),
-                  );
-                f.f64Mul().f64Add().set(total);
-              },
+                    () => f.f64(1).get(total).f64Div(),
+                    () => f.f64(1).get(total).f64Sqrt().f64Div(),
+                  ),
             );
-            f.get(total)
-              .f64(0)
-              .f64Eq()
-              .select2(
-                'f64',
-                () => f.f64(0),
-                () =>
-                  f
-                    .get(mode)
-                    .i32(1)
-                    .i32Eq()
-                    .select2(
-                      'f64',
-                      () => f.f64(1).get(total).f64Div(),
-                      () => f.f64(1).get(total).f64Sqrt().f64Div(),
-                    ),
-              );
-            f.set(scale);
-          });
-        f.forRange(
-          j,
-          () => f.get(start),
-          () => f.get(end),
-          1,
-          () => {
-            f.get(out).get(b).get(rowBytes).i32Mul().i32Add();
-            f.get(table).elemAt(ids, j).i32Load().get(rowBytes).i32Mul().i32Add();
-            weightAt();
-            f.get(scale).f64Mul().f32DemoteF64().get(dim).call(axpyRow);
-          },
-        );
-      },
-    );
+          f.set(scale);
+        });
+      f.forRange(
+        j,
+        () => f.get(start),
+        () => f.get(end),
+        1,
+        () => {
+          f.get(out).get(b).get(rowBytes).i32Mul().i32Add();
+          f.get(table).elemAt(ids, j).i32Load().get(rowBytes).i32Mul().i32Add();
+          weightAt();
+          f.get(scale).f64Mul().f32DemoteF64().get(dim).call(axpyRow);
+        },
+      );
+    });
   });
   kernel(mb, 'segmentSumRows', (f, { src, dim, segments, nseg, srcRows, scales, out }) => {
     const u = f.local('i32');
@@ -954,46 +810,34 @@ export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
     const rowBytes = f.local('i32');
     f.get(dim).i32(2).i32Shl().set(rowBytes);
     f.get(out).i32(0).get(nseg).get(rowBytes).i32Mul().memoryFill();
-    f.forRange(
-      u,
-      () => f.i32(0),
-      () => f.get(nseg),
-      1,
-      () => {
-        f.forRange(
-          c,
-          () => f.elemAt(segments, u).i32Load(),
-          () => f.elemAt(segments, u).i32Load(4),
-          1,
-          () => {
-            f.get(out).get(u).get(rowBytes).i32Mul().i32Add();
-            f.get(src).elemAt(srcRows, c).i32Load().get(rowBytes).i32Mul().i32Add();
-            f.get(scales).select2(
-              'f32',
-              () => f.elemAt(scales, c).f32Load(),
-              () => f.f32(1),
-            );
-            f.get(dim).call(axpyRow);
-          },
-        );
-      },
-    );
+    f.forUpTo(u, nseg, 1, () => {
+      f.forRange(
+        c,
+        () => f.elemAt(segments, u).i32Load(),
+        () => f.elemAt(segments, u).i32Load(4),
+        1,
+        () => {
+          f.get(out).get(u).get(rowBytes).i32Mul().i32Add();
+          f.get(src).elemAt(srcRows, c).i32Load().get(rowBytes).i32Mul().i32Add();
+          f.get(scales).select2(
+            'f32',
+            () => f.elemAt(scales, c).f32Load(),
+            () => f.f32(1),
+          );
+          f.get(dim).call(axpyRow);
+        },
+      );
+    });
   });
   kernel(mb, 'scatterAddRows', (f, { values, dim, rows, count, out }) => {
     const i = f.local('i32');
     const rowBytes = f.local('i32');
     f.get(dim).i32(2).i32Shl().set(rowBytes);
-    f.forRange(
-      i,
-      () => f.i32(0),
-      () => f.get(count),
-      1,
-      () => {
-        f.get(out).elemAt(rows, i).i32Load().get(rowBytes).i32Mul().i32Add();
-        f.get(values).get(i).get(rowBytes).i32Mul().i32Add();
-        f.f32(1).get(dim).call(axpyRow);
-      },
-    );
+    f.forUpTo(i, count, 1, () => {
+      f.get(out).elemAt(rows, i).i32Load().get(rowBytes).i32Mul().i32Add();
+      f.get(values).get(i).get(rowBytes).i32Mul().i32Add();
+      f.f32(1).get(dim).call(axpyRow);
+    });
   });
 
   // ---- fused nn ----
@@ -1012,30 +856,24 @@ export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
       f.get(t).f32x4Mul();
       f.get(t).f32(0).f32x4Splat().f32x4Gt().v128Bitselect();
     };
-    f.forRange(
-      r,
-      () => f.i32(0),
-      () => f.get(rows),
-      1,
-      () => {
-        f.get(x).get(r).get(rowBytes).i32Mul().i32Add().set(px);
-        f.get(out).get(r).get(rowBytes).i32Mul().i32Add().set(po);
-        simdLoop(
-          f,
-          channels,
-          (o) => {
-            f.at(po, o);
-            body((base, off) => f.at(base, off).v128Load(), o);
-            f.v128Store();
-          },
-          (o) => {
-            f.at(po, o);
-            body((base, off) => f.at(base, off).v128Load32Splat(), o);
-            f.f32x4ExtractLane(0).f32Store();
-          },
-        );
-      },
-    );
+    f.forUpTo(r, rows, 1, () => {
+      f.get(x).get(r).get(rowBytes).i32Mul().i32Add().set(px);
+      f.get(out).get(r).get(rowBytes).i32Mul().i32Add().set(po);
+      simdLoop(
+        f,
+        channels,
+        (o) => {
+          f.at(po, o);
+          body((base, off) => f.at(base, off).v128Load(), o);
+          f.v128Store();
+        },
+        (o) => {
+          f.at(po, o);
+          body((base, off) => f.at(base, off).v128Load32Splat(), o);
+          f.f32x4ExtractLane(0).f32Store();
+        },
+      );
+    });
   });
   kernel(mb, 'preluBackward', (f, { x, slope, g, gx, gs, rows, channels }) => {
     const r = f.local('i32');
@@ -1065,34 +903,28 @@ export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
       f.get(vx).get(vg).f32x4Mul().get(mask).v128AndNot().f32x4Add();
       store();
     };
-    f.forRange(
-      r,
-      () => f.i32(0),
-      () => f.get(rows),
-      1,
-      () => {
-        f.get(r).get(rowBytes).i32Mul().set(base);
-        f.get(x).get(base).i32Add().set(px);
-        f.get(g).get(base).i32Add().set(pg);
-        f.get(gx).get(base).i32Add().set(pgx);
-        simdLoop(
-          f,
-          channels,
-          (o) =>
-            body(
-              (b, off) => f.at(b, off).v128Load(),
-              o,
-              () => f.v128Store(),
-            ),
-          (o) =>
-            body(
-              (b, off) => f.at(b, off).v128Load32Splat(),
-              o,
-              () => f.f32x4ExtractLane(0).f32Store(),
-            ),
-        );
-      },
-    );
+    f.forUpTo(r, rows, 1, () => {
+      f.get(r).get(rowBytes).i32Mul().set(base);
+      f.get(x).get(base).i32Add().set(px);
+      f.get(g).get(base).i32Add().set(pg);
+      f.get(gx).get(base).i32Add().set(pgx);
+      simdLoop(
+        f,
+        channels,
+        (o) =>
+          body(
+            (b, off) => f.at(b, off).v128Load(),
+            o,
+            () => f.v128Store(),
+          ),
+        (o) =>
+          body(
+            (b, off) => f.at(b, off).v128Load32Splat(),
+            o,
+            () => f.f32x4ExtractLane(0).f32Store(),
+          ),
+      );
+    });
   });
 
   // Elementwise f64 kernels over f32 storage: out[i] = fn(in0[i], in1[i], ...).
@@ -1106,18 +938,12 @@ export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
       const ins = Object.values(inputs);
       const i = f.local('i32');
       const vals = ins.map(() => f.local('f64'));
-      f.forRange(
-        i,
-        () => f.i32(0),
-        () => f.get(n),
-        1,
-        () => {
-          ins.forEach((p, q) => f.elemAt(p, i).f32Load().f64PromoteF32().set(vals[q]));
-          f.elemAt(out, i);
-          emit(f, vals);
-          f.f32DemoteF64().f32Store();
-        },
-      );
+      f.forUpTo(i, n, 1, () => {
+        ins.forEach((p, q) => f.elemAt(p, i).f32Load().f64PromoteF32().set(vals[q]));
+        f.elemAt(out, i);
+        emit(f, vals);
+        f.f32DemoteF64().f32Store();
+      });
     });
   };
   mapF64('bce', (f, [x, y]) => f.get(x).get(y).call(bceScalar));
@@ -1126,20 +952,14 @@ export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
   kernel(mb, 'productBceBackward', (f, { a, b, y, g, ga, gb, n }) => {
     const i = f.local('i32');
     const [va, vb, vy, vg] = [f.local('f64'), f.local('f64'), f.local('f64'), f.local('f64')];
-    f.forRange(
-      i,
-      () => f.i32(0),
-      () => f.get(n),
-      1,
-      () => {
-        f.elemAt(a, i).f32Load().f64PromoteF32().set(va);
-        f.elemAt(b, i).f32Load().f64PromoteF32().set(vb);
-        f.elemAt(y, i).f32Load().f64PromoteF32().set(vy);
-        f.elemAt(g, i).f32Load().f64PromoteF32().set(vg);
-        f.elemAt(ga, i).get(va).get(vb).get(vy).call(productBceGradA).get(vg).f64Mul().f32DemoteF64().f32Store();
-        f.elemAt(gb, i).get(vb).get(va).get(vy).call(productBceGradA).get(vg).f64Mul().f32DemoteF64().f32Store();
-      },
-    );
+    f.forUpTo(i, n, 1, () => {
+      f.elemAt(a, i).f32Load().f64PromoteF32().set(va);
+      f.elemAt(b, i).f32Load().f64PromoteF32().set(vb);
+      f.elemAt(y, i).f32Load().f64PromoteF32().set(vy);
+      f.elemAt(g, i).f32Load().f64PromoteF32().set(vg);
+      f.elemAt(ga, i).get(va).get(vb).get(vy).call(productBceGradA).get(vg).f64Mul().f32DemoteF64().f32Store();
+      f.elemAt(gb, i).get(vb).get(va).get(vy).call(productBceGradA).get(vg).f64Mul().f32DemoteF64().f32Store();
+    });
   });
 
   // ---- optimizers ----
@@ -1196,16 +1016,11 @@ export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
       store();
     };
     f.get(bytes).i32(-16).i32And().set(endVec);
-    f.forRange(
-      off,
-      () => f.i32(0),
-      () => f.get(endVec),
-      16,
-      () =>
-        body(
-          () => f.v128Load(),
-          () => f.v128Store(),
-        ),
+    f.forUpTo(off, endVec, 16, () =>
+      body(
+        () => f.v128Load(),
+        () => f.v128Store(),
+      ),
     );
     f.get(endVec).set(off);
     f.get(bytes)
@@ -1245,20 +1060,14 @@ export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
     const [pr, mr, vr, gr] = [f.local('i32'), f.local('i32'), f.local('i32'), f.local('i32')];
     f.get(dim).i32(2).i32Shl().set(rowBytes);
     f.get(g).set(gr);
-    f.forRange(
-      i,
-      () => f.i32(0),
-      () => f.get(count),
-      1,
-      () => {
-        f.elemAt(rows, i).i32Load().get(rowBytes).i32Mul().set(off);
-        f.get(p).get(off).i32Add().set(pr);
-        f.get(m).get(off).i32Add().set(mr);
-        f.get(v).get(off).i32Add().set(vr);
-        adamSpan(f, pr, gr, mr, vr, rowBytes, c);
-        f.get(gr).get(rowBytes).i32Add().set(gr);
-      },
-    );
+    f.forUpTo(i, count, 1, () => {
+      f.elemAt(rows, i).i32Load().get(rowBytes).i32Mul().set(off);
+      f.get(p).get(off).i32Add().set(pr);
+      f.get(m).get(off).i32Add().set(mr);
+      f.get(v).get(off).i32Add().set(vr);
+      adamSpan(f, pr, gr, mr, vr, rowBytes, c);
+      f.get(gr).get(rowBytes).i32Add().set(gr);
+    });
   });
 
   return mb.build();

@@ -70,6 +70,14 @@ export type AnyBaseModelOptions = BaseModelOptions | BaseModelOptionsByName[Base
 
 /** A tower: embedded fields in, one logit per row out, shape [batch, 1] ([batch, outFeatures] as a trunk). */
 export abstract class BaseModel extends nn.Module {
+  /**
+   * `options` are checked against the class's registration here, so a model built directly rather than
+   * through {@link createBaseModel} rejects an unknown option too (an unregistered subclass is not checked).
+   */
+  constructor(options: object = {}) {
+    super();
+    checkRegisteredOptions(this, options);
+  }
   /** Registry name of the model (from its registration, so it is written once). */
   get kind(): string {
     return kinds.get(this.constructor) ?? this.constructor.name;
@@ -225,6 +233,20 @@ export function towerMlp(inFeatures: number, options: BaseModelOptions, mlp: Tow
     rng: options.rng ?? new Rng(0),
     dtype: options.dtype,
   });
+}
+
+/**
+ * The tower MLP over every field's vector, concatenated in schema order: the ESMM tower's network and
+ * the deep part of DeepFM and DIN. Its layers are those of {@link towerMlp}.
+ */
+export class FieldsMlp extends nn.Sequential {
+  constructor(inputDims: InputDims, options: BaseModelOptions, mlp: TowerMlpOptions = {}) {
+    super(...towerMlp(totalWidth(inputDims), options, mlp).layers);
+  }
+  /** The network applied to the fields' vectors: logits [batch, 1] (or [batch, trunk width] without the logit). */
+  forwardFields(pooled: ReadonlyMap<string, Tensor>): Tensor {
+    return this.forward(concatFields(pooled));
+  }
 }
 
 /** Width of a headless {@link towerMlp}'s output: its last hidden size (the input width without hidden layers). */

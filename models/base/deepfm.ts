@@ -25,10 +25,9 @@ import {
   concatFields,
   registerBaseModel,
   totalWidth,
-  towerMlp,
+  FieldsMlp,
   type BaseModelOptions,
   type InputDims,
-  checkRegisteredOptions,
 } from './base-model.js';
 
 /** DeepFM tower. */
@@ -38,15 +37,13 @@ export class DeepFmTower extends BaseModel {
   /** Weights of the numeric fields' values in the first-order term, [Σ numeric dims, 1] (absent without numeric fields). */
   readonly numericWeight: Tensor | null;
   readonly bias: Tensor;
-  readonly net: nn.Sequential;
+  readonly net: FieldsMlp;
   private readonly schema: Schema;
   private readonly fmFields: string[];
   private readonly numericFields: string[];
 
   constructor(schema: Schema, options: BaseModelOptions, inputDims: InputDims) {
-    super();
-    // Also when built directly rather than through createBaseModel.
-    checkRegisteredOptions(this, options);
+    super(options);
     this.schema = schema;
     const rng = options.rng ?? new Rng(0);
     const dtype = options.dtype;
@@ -63,7 +60,7 @@ export class DeepFmTower extends BaseModel {
     this.numericWeight =
       numericWidth > 0 ? nn.parameter(init.normal([numericWidth, 1], 0, 0.01, { rng, dtype })) : null;
     this.bias = nn.parameter(init.full([1], 0, { dtype }));
-    this.net = towerMlp(totalWidth(inputDims), { ...options, rng });
+    this.net = new FieldsMlp(inputDims, { ...options, rng });
   }
 
   /** Bias plus the first-order term, [batch, 1]. */
@@ -101,7 +98,7 @@ export class DeepFmTower extends BaseModel {
 
   /** Logits [batch, 1]. */
   forward(input: TowerInput): Tensor {
-    return add(add(this.firstOrder(input), this.secondOrder(input)), this.net.forward(concatFields(input.pooled)));
+    return add(add(this.firstOrder(input), this.secondOrder(input)), this.net.forwardFields(input.pooled));
   }
 }
 

@@ -31,16 +31,7 @@ import {
 import type { DType } from '../../kernels/index.js';
 import type { TowerInput } from '../embedding.js';
 import { tableOf, type Schema } from '../schema.js';
-import {
-  BaseModel,
-  concatFields,
-  registerBaseModel,
-  totalWidth,
-  towerMlp,
-  type BaseModelOptions,
-  type InputDims,
-  checkRegisteredOptions,
-} from './base-model.js';
+import { BaseModel, registerBaseModel, FieldsMlp, type BaseModelOptions, type InputDims } from './base-model.js';
 import { checks } from '../options.js';
 
 /** How attention scores become pooling weights. */
@@ -173,12 +164,10 @@ export class DinTower extends BaseModel {
   readonly normalization: DinNormalization;
   /** One activation unit per sequence field. */
   readonly units: Map<string, nn.Sequential>;
-  readonly net: nn.Sequential;
+  readonly net: FieldsMlp;
 
   constructor(schema: Schema, options: DinOptions, inputDims: InputDims) {
-    super();
-    // Also when built directly rather than through createBaseModel.
-    checkRegisteredOptions(this, options);
+    super(options);
     const attention = { ...DIN_DEFAULTS.attention, ...options.attention };
     this.normalization = attention.normalization;
     this.pairs = dinPairs(schema);
@@ -198,7 +187,7 @@ export class DinTower extends BaseModel {
           : nn.mlp(4 * d, hidden, { activation, outFeatures: 1, rng, dtype: options.dtype }),
       );
     }
-    this.net = towerMlp(totalWidth(inputDims), { ...options, rng });
+    this.net = new FieldsMlp(inputDims, { ...options, rng });
   }
 
   /** Pooling weights [batch, maxLen] of one sequence field against its target; padding gets 0. */
@@ -225,7 +214,7 @@ export class DinTower extends BaseModel {
   forward(input: TowerInput): Tensor {
     const pooled = new Map(input.pooled);
     for (const pair of this.pairs) pooled.set(pair.sequence, this.attend(input, pair));
-    return this.net.forward(concatFields(pooled));
+    return this.net.forwardFields(pooled);
   }
 }
 

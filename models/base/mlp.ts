@@ -6,30 +6,19 @@
 import type { Tensor } from '../../core/index.js';
 import type { TowerInput } from '../embedding.js';
 import type { Schema } from '../schema.js';
-import {
-  BaseModel,
-  concatFields,
-  registerBaseModel,
-  totalWidth,
-  towerMlp,
-  type BaseModelOptions,
-  type InputDims,
-  checkRegisteredOptions,
-} from './base-model.js';
+import { BaseModel, registerBaseModel, FieldsMlp, type BaseModelOptions, type InputDims } from './base-model.js';
 
 /** The paper's tower: concat of field vectors → hidden layers → 1 logit. */
 export class MlpTower extends BaseModel {
-  readonly net;
+  readonly net: FieldsMlp;
 
   constructor(_schema: Schema, options: BaseModelOptions, inputDims: InputDims) {
-    super();
-    // Also when built directly rather than through createBaseModel.
-    checkRegisteredOptions(this, options);
-    this.net = towerMlp(totalWidth(inputDims), options);
+    super(options);
+    this.net = new FieldsMlp(inputDims, options);
   }
 
   forward(input: TowerInput): Tensor {
-    return this.net.forward(concatFields(input.pooled));
+    return this.net.forwardFields(input.pooled);
   }
 }
 

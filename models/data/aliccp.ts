@@ -4,7 +4,7 @@
  * The skeleton file (one line per impression) is joined with the
  * common-features file (one line per user session) by key, in any order of
  * either file: one pass over the common file builds a compact
- * {@link CommonIndex} (key → byte offset, length and line; tens of bytes per
+ * {@link CommonIndex} (key → byte offset and line; 16 bytes a
  * session), then the skeleton is streamed and each row's session is read by
  * position, parsed once per run of consecutive rows of a key and kept in a
  * small cache. Neither file is ever held in memory.

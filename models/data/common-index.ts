@@ -1,11 +1,13 @@
 /**
- * A compact index of an Ali-CCP common-features file (key → byte offset, length and line) and
+ * A compact index of an Ali-CCP common-features file (key → byte offset and line) and
  * positioned reads of its lines, so skeleton rows can be joined with their session by key
  * whatever order either file is in, without holding the common file in memory.
  *
  * The public keys are 16 lowercase hex digits: they are stored as two 32-bit words in typed
- * arrays, found through an open-addressing hash table of entry numbers. Keys of any other shape
- * (hand-written files) go to a plain Map beside it, so every key is matched exactly.
+ * arrays sorted by key and found by binary search, with each line's entry number and the low word
+ * of its offset: 16 bytes a key. Line numbers, offsets' high words and line lengths follow from
+ * the file order (runs and the next line's offset), so they cost nothing per key. Keys of any
+ * other shape (hand-written files) go to a plain Map beside it, so every key is matched exactly.
  */
 import { open, type FileHandle } from 'node:fs/promises';
 import { DEFAULT_MAX_LINE_BYTES, LineTooLongError } from './lines.js';
@@ -16,13 +18,6 @@ import { DEFAULT_MAX_LINE_BYTES, LineTooLongError } from './lines.js';
  * key cannot be joined).
  */
 export type EntryState = 'ok' | 'malformed' | 'duplicate';
-const OK = 0;
-const MALFORMED = 1;
-const DUPLICATE = 2;
-/** Marks an entry whose key is irregular (matched through the Map, not the hex table). */
-const NAMED = 0x80;
-const STATES: readonly EntryState[] = ['ok', 'malformed', 'duplicate'];
-
 /** A common line that could not be indexed (no readable key, or a duplicate), under `onMalformed: 'skip'`. */
 export interface IndexIssue {
   line: number;
@@ -55,19 +50,32 @@ export class CommonIndexError extends Error {
   }
 }
 
-const EMPTY = -1;
-
 /** Key → line of a common-features file; build it with {@link CommonIndex.build}. */
 export class CommonIndex {
+  // Entries are the indexed lines in file order (entry e is the e-th line with a key).
+  // While building: each entry's hex key; dropped once the sorted table is made.
   private hi = new Uint32Array(1024);
   private lo = new Uint32Array(1024);
-  private offsets = new Float64Array(1024);
-  private lengths = new Uint32Array(1024);
-  private lines = new Uint32Array(1024);
-  private states = new Uint8Array(1024);
-  private slots = new Int32Array(0);
-  private mask = 0;
+  // Low 32 bits of each entry's byte offset; the high words change rarely (every 4 GiB), so
+  // they are kept as runs: from entry highFrom[i] on, the high word is highWord[i].
+  private offLow = new Uint32Array(1024);
+  private highFrom: number[] = [0];
+  private highWord: number[] = [0];
+  // Line numbers are entry + 1 plus the lines without a key (blank, malformed) before the
+  // entry; from entry gapFrom[i] on, that count is gapCount[i].
+  private gapFrom: number[] = [0];
+  private gapCount: number[] = [0];
+  // Hex keys sorted (hi, lo), with their entries: looked up by binary search.
+  private sortedHi = new Uint32Array(0);
+  private sortedLo = new Uint32Array(0);
+  private sortedEntry = new Uint32Array(0);
+  /** Irregular keys (not 16 lowercase hex digits) → entry. */
   private named = new Map<string, number>();
+  /** Entries with irregular keys, while building. */
+  private irregular = new Set<number>();
+  private malformed = new Set<number>();
+  private duplicates = new Set<number>();
+  private maxLine = DEFAULT_MAX_LINE_BYTES;
   /** Number of indexed lines (keys, duplicates included). */
   size = 0;
   /** Lines of the file, blank ones included. */
@@ -102,6 +110,7 @@ export class CommonIndex {
     try {
       const bytes = (await fh.stat()).size;
       const index = new CommonIndex(path, bytes);
+      index.maxLine = maxLine;
       const chunk = Buffer.allocUnsafe(Math.max(1024, options.chunkBytes ?? 4 << 20));
       const issue = (line: number, message: string): void => {
         if (policy === 'error') throw new CommonIndexError(path, line, message);
@@ -114,7 +123,6 @@ export class CommonIndex {
       // A line longer than a chunk: its head was handled, the rest is skipped up to its newline.
       let skipping = false;
       let skippedBytes = 0;
-      let headAdded = false;
       while (pos < bytes) {
         const { bytesRead } = await fh.read(chunk, 0, chunk.length, pos);
         if (bytesRead === 0) break;
@@ -131,7 +139,7 @@ export class CommonIndex {
           }
           skippedBytes += nl;
           if (skippedBytes > maxLine) throw new LineTooLongError(path, lineNo, maxLine);
-          if (headAdded) index.lengths[index.size - 1] = skippedBytes - (nl > 0 && data[nl - 1] === 13 ? 1 : 0);
+
           skipping = false;
           start = nl + 1;
         }
@@ -155,9 +163,7 @@ export class CommonIndex {
           lineNo++;
           const tail = end > start && data[end - 1] === 13 ? end - 1 : end;
           if (tail - start > maxLine) throw new LineTooLongError(path, lineNo, maxLine);
-          const before = index.size;
           if (tail > start) index.add(data, start, tail, pos + start, lineNo, issue);
-          headAdded = index.size > before;
           if (nl < 0 && !atEof) {
             skipping = true;
             skippedBytes = end - start;
@@ -169,8 +175,6 @@ export class CommonIndex {
         }
         pos += start;
       }
-      // The last line was longer than a chunk and had no newline.
-      if (skipping && headAdded) index.lengths[index.size - 1] = skippedBytes;
       index.lineCount = lineNo;
       index.finish(issue);
       index.seconds = (performance.now() - started) / 1000;
@@ -180,41 +184,57 @@ export class CommonIndex {
     }
   }
 
-  /** Entry number of `key`, or -1 when the file does not have it. */
+  /** Entry number of `key` (its first line when duplicated), or -1 when the file does not have it. */
   find(key: string): number {
     if (isHexKey(key)) {
       const hi = parseHex(key, 0);
       const lo = parseHex(key, 8);
-      for (let s = mix(hi, lo) & this.mask; ; s = (s + 1) & this.mask) {
-        const e = this.slots[s];
-        if (e === EMPTY) return -1;
-        if (this.hi[e] === hi && this.lo[e] === lo) return e;
+      const sh = this.sortedHi;
+      const sl = this.sortedLo;
+      // Lower bound of (hi, lo): duplicates are sorted by entry, so the first line comes first.
+      let a = 0;
+      let b = sh.length;
+      while (a < b) {
+        const m = (a + b) >>> 1;
+        if (sh[m] < hi || (sh[m] === hi && sl[m] < lo)) a = m + 1;
+        else b = m;
       }
+      return a < sh.length && sh[a] === hi && sl[a] === lo ? this.sortedEntry[a] : -1;
     }
     return this.named.get(key) ?? -1;
   }
 
   /** Byte offset of entry `e`'s line. */
   offset(e: number): number {
-    return this.offsets[e];
+    return this.highWord[lastAtOrBefore(this.highFrom, e)] * 2 ** 32 + this.offLow[e];
   }
-  /** Length in bytes of entry `e`'s line (without its line end). */
-  length(e: number): number {
-    return this.lengths[e];
+  /**
+   * Bytes from entry `e`'s line to the next entry's (or to the end of the file), at most the
+   * longest accepted line and its line end: the line is the part before the first LF.
+   */
+  span(e: number): number {
+    const end = e + 1 < this.size ? this.offset(e + 1) : this.fileBytes;
+    return Math.min(end - this.offset(e), this.maxLine + 2);
   }
   /** 1-based line number of entry `e`. */
   line(e: number): number {
-    return this.lines[e];
+    return e + 1 + this.gapCount[lastAtOrBefore(this.gapFrom, e)];
   }
   /** {@link EntryState} of entry `e`. */
   state(e: number): EntryState {
-    return STATES[this.states[e] & 0x7f];
+    return this.duplicates.has(e) ? 'duplicate' : this.malformed.has(e) ? 'malformed' : 'ok';
   }
 
-  /** Bytes the index holds (typed arrays and table; the Map of irregular keys estimated). */
+  /** Bytes the index holds (typed arrays and runs; the Map and Sets of rare entries estimated). */
   get bytes(): number {
     return (
-      this.size * (4 + 4 + 8 + 4 + 4 + 1) + this.slots.byteLength + this.named.size * 64 /* rough Map entry + key */
+      this.sortedHi.byteLength +
+      this.sortedLo.byteLength +
+      this.sortedEntry.byteLength +
+      this.offLow.byteLength +
+      (this.highFrom.length + this.gapFrom.length) * 16 +
+      this.named.size * 64 /* rough Map entry + key */ +
+      (this.malformed.size + this.duplicates.size) * 16
     );
   }
 
@@ -237,21 +257,27 @@ export class CommonIndex {
       return;
     }
     const c2 = data.indexOf(0x2c, c1 + 1);
-    const state = c2 < 0 || c2 >= end ? MALFORMED : OK;
     const e = this.size;
     if (e === this.hi.length) this.grow();
-    this.offsets[e] = offset;
-    this.lengths[e] = end - start;
-    this.lines[e] = lineNo;
-    this.states[e] = state;
+    const high = Math.floor(offset / 2 ** 32);
+    if (high !== this.highWord[this.highWord.length - 1]) {
+      this.highFrom.push(e);
+      this.highWord.push(high);
+    }
+    this.offLow[e] = offset >>> 0;
+    const gap = lineNo - 1 - e;
+    if (gap !== this.gapCount[this.gapCount.length - 1]) {
+      this.gapFrom.push(e);
+      this.gapCount.push(gap);
+    }
+    if (c2 < 0 || c2 >= end) this.malformed.add(e);
     if (c1 - start === 16 && isHexBytes(data, start)) {
       this.hi[e] = parseHexBytes(data, start);
       this.lo[e] = parseHexBytes(data, start + 8);
     } else {
-      // Irregular keys are matched as strings; the marker keeps them out of the hex table.
-      this.hi[e] = 0;
-      this.lo[e] = 0;
-      this.states[e] |= NAMED;
+      // Irregular keys are matched as strings and stay out of the sorted table.
+      this.hi[e] = this.lo[e] = 0;
+      this.irregular.add(e);
       const key = data.toString('latin1', start, c1);
       const prior = this.named.get(key);
       if (prior !== undefined) this.duplicate(prior, e, key, issue);
@@ -261,54 +287,63 @@ export class CommonIndex {
   }
 
   private duplicate(first: number, second: number, key: string, issue: (line: number, message: string) => void): void {
-    issue(this.lines[second], `duplicate common key ${key}: line ${this.lines[first]} has it too`);
-    this.states[first] = (this.states[first] & NAMED) | DUPLICATE;
-    this.states[second] = (this.states[second] & NAMED) | DUPLICATE;
+    issue(this.line(second), `duplicate common key ${key}: line ${this.line(first)} has it too`);
+    this.duplicates.add(first);
+    this.duplicates.add(second);
   }
 
   private grow(): void {
     const n = this.hi.length * 2;
-    const widen = <T extends Uint32Array | Float64Array | Uint8Array>(a: T, make: (n: number) => T): T => {
-      const b = make(n);
+    const widen = (a: Uint32Array): Uint32Array<ArrayBuffer> => {
+      const b = new Uint32Array(n);
       b.set(a);
       return b;
     };
-    this.hi = widen(this.hi, (k) => new Uint32Array(k));
-    this.lo = widen(this.lo, (k) => new Uint32Array(k));
-    this.offsets = widen(this.offsets, (k) => new Float64Array(k));
-    this.lengths = widen(this.lengths, (k) => new Uint32Array(k));
-    this.lines = widen(this.lines, (k) => new Uint32Array(k));
-    this.states = widen(this.states, (k) => new Uint8Array(k));
+    this.hi = widen(this.hi);
+    this.lo = widen(this.lo);
+    this.offLow = widen(this.offLow);
   }
 
-  /** Trims the arrays to size and builds the hash table of hex keys (load factor at most 3/4). */
+  /** Trims to size and sorts the hex keys (a stable radix sort, so equal keys stay in file order). */
   private finish(issue: (line: number, message: string) => void): void {
     const n = this.size;
-    this.hi = this.hi.slice(0, n);
-    this.lo = this.lo.slice(0, n);
-    this.offsets = this.offsets.slice(0, n);
-    this.lengths = this.lengths.slice(0, n);
-    this.lines = this.lines.slice(0, n);
-    this.states = this.states.slice(0, n);
-    let capacity = 16;
-    while (capacity * 3 < n * 4) capacity *= 2;
-    this.slots = new Int32Array(capacity).fill(EMPTY);
-    this.mask = capacity - 1;
-    for (let e = 0; e < n; e++) {
-      if (this.states[e] & NAMED) continue;
-      const hi = this.hi[e];
-      const lo = this.lo[e];
-      let s = mix(hi, lo) & this.mask;
-      for (; this.slots[s] !== EMPTY; s = (s + 1) & this.mask) {
-        const o = this.slots[s];
-        if (this.hi[o] === hi && this.lo[o] === lo) {
-          this.duplicate(o, e, hexKey(hi, lo), issue);
-          break;
-        }
-      }
-      if (this.slots[s] === EMPTY) this.slots[s] = e;
+    this.offLow = this.offLow.slice(0, n);
+    let m = 0;
+    let order: Uint32Array = new Uint32Array(n - this.irregular.size);
+    for (let e = 0; e < n; e++) if (!this.irregular.has(e)) order[m++] = e;
+    this.irregular.clear();
+    let spare: Uint32Array = new Uint32Array(m);
+    const counts = new Uint32Array(65537);
+    // Least significant 16-bit digit first: lo low, lo high, hi low, hi high.
+    for (const [words, shift] of [
+      [this.lo, 0],
+      [this.lo, 16],
+      [this.hi, 0],
+      [this.hi, 16],
+    ] as const) {
+      counts.fill(0);
+      for (let i = 0; i < m; i++) counts[((words[order[i]] >>> shift) & 0xffff) + 1]++;
+      for (let d = 1; d <= 65536; d++) counts[d] += counts[d - 1];
+      for (let i = 0; i < m; i++) spare[counts[(words[order[i]] >>> shift) & 0xffff]++] = order[i];
+      [order, spare] = [spare, order];
     }
-    for (let e = 0; e < n; e++) this.states[e] &= 0x7f;
+    this.sortedHi = new Uint32Array(m);
+    this.sortedLo = new Uint32Array(m);
+    for (let i = 0; i < m; i++) {
+      this.sortedHi[i] = this.hi[order[i]];
+      this.sortedLo[i] = this.lo[order[i]];
+    }
+    this.sortedEntry = order.slice();
+    this.hi = this.lo = new Uint32Array(0);
+    // Equal neighbours are duplicates; reported in file order of the later line.
+    const pairs: [first: number, later: number, key: string][] = [];
+    for (let i = 1, first = 0; i < m; i++) {
+      if (this.sortedHi[i] === this.sortedHi[i - 1] && this.sortedLo[i] === this.sortedLo[i - 1])
+        pairs.push([this.sortedEntry[first], this.sortedEntry[i], hexKey(this.sortedHi[i], this.sortedLo[i])]);
+      else first = i;
+    }
+    pairs.sort((x, y) => x[1] - y[1]);
+    for (const [first, later, key] of pairs) this.duplicate(first, later, key, issue);
   }
 }
 
@@ -335,24 +370,34 @@ export class CommonLineReader {
   /** The text of entry `e`'s line (Latin-1, without its line end). */
   async line(e: number): Promise<string> {
     const offset = this.index.offset(e);
-    const length = this.index.length(e);
-    const end = offset + length;
+    const span = this.index.span(e);
+    const end = offset + span;
     if (offset < this.windowStart || end > this.windowEnd) {
       this.fh ??= await open(this.index.path, 'r');
-      const want = offset === this.lastEnd || offset === this.lastEnd + 1 ? Math.max(length, this.readAhead) : length;
+      const want = offset === this.lastEnd ? Math.max(span, this.readAhead) : span;
       if (this.window.length < want) this.window = Buffer.allocUnsafe(Math.max(want, this.readAhead));
       const { bytesRead } = await this.fh.read(this.window, 0, want, offset);
       this.reads++;
-      if (bytesRead < length)
-        throw new Error(
-          `${this.index.path}:${this.index.line(e)}: the file changed since it was indexed (a line ends early)`,
-        );
+      if (bytesRead < span) throw this.changed(e);
       this.windowStart = offset;
       this.windowEnd = offset + bytesRead;
     }
-    // Skip past the line end (LF or CRLF) so the next line counts as sequential.
-    this.lastEnd = end + 1;
-    return this.window.toString('latin1', offset - this.windowStart, end - this.windowStart);
+    this.lastEnd = end;
+    const from = offset - this.windowStart;
+    let to = this.window.indexOf(0x0a, from);
+    if (to < 0 || to > end - this.windowStart) {
+      // Only the file's last line may end without a line end.
+      if (end !== this.index.fileBytes) throw this.changed(e);
+      to = end - this.windowStart;
+    }
+    if (to > from && this.window[to - 1] === 13) to--;
+    return this.window.toString('latin1', from, to);
+  }
+
+  private changed(e: number): Error {
+    return new Error(
+      `${this.index.path}:${this.index.line(e)}: the file changed since it was indexed (a line ends early)`,
+    );
   }
 
   async close(): Promise<void> {
@@ -400,9 +445,14 @@ function hexKey(hi: number, lo: number): string {
   return hi.toString(16).padStart(8, '0') + lo.toString(16).padStart(8, '0');
 }
 
-function mix(hi: number, lo: number): number {
-  let h = Math.imul(hi ^ Math.imul(lo, 0x9e3779b1), 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  return (h ^ (h >>> 16)) >>> 0;
+/** Index of the last element of the ascending `starts` that is <= `e` (starts[0] is 0). */
+function lastAtOrBefore(starts: readonly number[], e: number): number {
+  let a = 0;
+  let b = starts.length - 1;
+  while (a < b) {
+    const m = (a + b + 1) >>> 1;
+    if (starts[m] <= e) a = m;
+    else b = m - 1;
+  }
+  return a;
 }

@@ -13,18 +13,15 @@ import { checks } from '../options.js';
 import {
   checkCount,
   checkSizes,
-  DenseTower,
-  ENTIRE_SPACE_LEARNING,
-  frameName,
-  MultiTaskMethod,
+  registerFrame,
   TASK_WEIGHT_OPTIONS,
   Trunk,
+  TwoTowerFrame,
   type FrameContext,
   type MultiTaskOptions,
-  type TaskLogits,
   type TaskWeightOptions,
 } from './multi-task.js';
-import { registerMethod, type MethodRegistration } from './registry.js';
+import type { MethodRegistration } from './registry.js';
 
 /** Defaults of {@link MmoeMethod}. */
 export const MMOE_DEFAULTS = {
@@ -68,41 +65,29 @@ export function mixExperts(outputs: readonly Tensor[], gate: Tensor): Tensor {
 }
 
 /** `mmoe` (entire space) or `mmoe-naive` (click space). */
-export class MmoeMethod extends MultiTaskMethod {
-  readonly method: string;
+export class MmoeMethod extends TwoTowerFrame {
   readonly experts: Trunk[];
   readonly ctrGate: Gate;
   readonly cvrGate: Gate;
-  readonly ctrTower: DenseTower;
-  readonly cvrTower: DenseTower;
 
   constructor(schema: Schema, options: MmoeOptions = {}) {
-    const name = frameName('mmoe', options.trainingSpace ?? 'entire');
-    super(schema, options, name);
-    this.method = name;
+    super(schema, options, 'mmoe');
     const n = options.experts ?? MMOE_DEFAULTS.experts;
     const sizes = options.expertSizes ?? MMOE_DEFAULTS.expertSizes;
-    const towers = options.towers ?? MMOE_DEFAULTS.towers;
-    checkCount(name, 'experts', n);
-    checkSizes(name, 'expertSizes', sizes);
-    checkSizes(name, 'towers', towers, true);
+    checkCount(this.method, 'experts', n);
+    checkSizes(this.method, 'expertSizes', sizes);
     const ctx = this.frameContext;
     this.experts = Array.from({ length: n }, () => new Trunk(ctx, sizes));
     this.ctrGate = new Gate(ctx, totalWidth(ctx.dims), n);
     this.cvrGate = new Gate(ctx, totalWidth(ctx.dims), n);
-    const width = sizes[sizes.length - 1];
-    this.ctrTower = new DenseTower(ctx, width, towers);
-    this.cvrTower = new DenseTower(ctx, width, towers);
+    this.buildTowers(sizes[sizes.length - 1], options.towers ?? MMOE_DEFAULTS.towers);
   }
 
-  logits(input: TowerInput): TaskLogits {
+  protected represent(input: TowerInput): { ctr: Tensor; cvr: Tensor } {
     const outputs = this.experts.map((e) => e.forward(input));
     // The gates read the field vectors as the experts' first layer does (before any attention).
     const x = concatFields(input.pooled);
-    return {
-      ctrLogit: this.ctrTower.forward(mixExperts(outputs, this.ctrGate.forward(x))),
-      cvrLogit: this.cvrTower.forward(mixExperts(outputs, this.cvrGate.forward(x))),
-    };
+    return { ctr: mixExperts(outputs, this.ctrGate.forward(x)), cvr: mixExperts(outputs, this.cvrGate.forward(x)) };
   }
 }
 
@@ -126,11 +111,4 @@ const registration: MethodRegistration<MmoeOwnOptions> = {
   },
   variants: [{ experts: 3, expertSizes: [8], towers: [4] }],
 };
-registerMethod('mmoe', (o) => new MmoeMethod(o.schema, { ...o, trainingSpace: 'entire' }), {
-  ...registration,
-  learning: ENTIRE_SPACE_LEARNING,
-});
-registerMethod('mmoe-naive', (o) => new MmoeMethod(o.schema, { ...o, trainingSpace: 'click' }), {
-  ...registration,
-  summary: 'MMoE with the CVR loss on clicked rows only (the naive training space)',
-});
+registerFrame('mmoe', 'MMoE', (o, trainingSpace) => new MmoeMethod(o.schema, { ...o, trainingSpace }), registration);

@@ -14,6 +14,13 @@ import { labelTensor, type CvrPredictions } from '../esmm.js';
 import type { Batch, Schema } from '../schema.js';
 import { checks, type OptionSpec } from '../options.js';
 import { CvrMethod, weightedBce, type MethodCommonOptions, type MethodLoss } from './method.js';
+import {
+  registerMethod,
+  type MethodName,
+  type MethodOptionsByName,
+  type MethodRegistration,
+  type ModelCommonOptions,
+} from './registry.js';
 
 /** Where the CVR task is supervised: ESMM's entire space (CTCVR) or the clicked rows only. */
 export type TrainingSpace = 'entire' | 'click';
@@ -184,6 +191,58 @@ export abstract class MultiTaskMethod extends CvrMethod {
       this.cvrWeight,
     );
   }
+}
+
+/**
+ * A frame trained in either space whose two task towers read one representation width:
+ * shared-bottom, MMoE and PLE. Subclasses build their experts, then {@link TwoTowerFrame.buildTowers},
+ * and map the embedded batch to the two towers' inputs.
+ */
+export abstract class TwoTowerFrame extends MultiTaskMethod {
+  readonly method: string;
+  // Assigned by buildTowers after the subclass's own parts, so the generator draws in build order.
+  declare readonly ctrTower: DenseTower;
+  declare readonly cvrTower: DenseTower;
+
+  /** `frame` is the entire-space name (`mmoe`); the click-space frame is named `mmoe-naive`. */
+  constructor(schema: Schema, options: MultiTaskOptions, frame: string) {
+    const method = frameName(frame, options.trainingSpace ?? 'entire');
+    super(schema, options, method);
+    this.method = method;
+  }
+
+  /** Both task towers, of hidden sizes `towers`, over a representation `width` wide. */
+  protected buildTowers(width: number, towers: readonly number[]): void {
+    checkSizes(this.method, 'towers', towers, true);
+    const ctx = this.frameContext;
+    Object.assign(this, { ctrTower: new DenseTower(ctx, width, towers), cvrTower: new DenseTower(ctx, width, towers) });
+  }
+
+  /** The representation each task tower reads, [batch, width] each. */
+  protected abstract represent(input: TowerInput): { ctr: Tensor; cvr: Tensor };
+
+  logits(input: TowerInput): TaskLogits {
+    const { ctr, cvr } = this.represent(input);
+    return { ctrLogit: this.ctrTower.forward(ctr), cvrLogit: this.cvrTower.forward(cvr) };
+  }
+}
+
+/**
+ * Registers a {@link TwoTowerFrame} in both training spaces: `frame` in the entire space (ESMM's supervision)
+ * and `frame-naive` with the CVR loss on clicked rows; `label` names the frame in the naive one's summary.
+ */
+export function registerFrame<K extends MethodName>(
+  frame: K,
+  label: string,
+  build: (options: ModelCommonOptions & MethodOptionsByName[K], space: TrainingSpace) => CvrMethod,
+  registration: MethodRegistration<MethodOptionsByName[K]>,
+): void {
+  registerMethod(frame, (o) => build(o, 'entire'), { ...registration, learning: ENTIRE_SPACE_LEARNING });
+  // Each frame declares `frame-naive` with the same options as `frame`.
+  registerMethod(`${frame}-naive` as K, (o) => build(o, 'click'), {
+    ...registration,
+    summary: `${label} with the CVR loss on clicked rows only (the naive training space)`,
+  });
 }
 
 /** Click · conversion labels of a batch. */

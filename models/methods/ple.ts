@@ -16,18 +16,15 @@ import { checks } from '../options.js';
 import {
   checkCount,
   checkSizes,
-  DenseTower,
-  ENTIRE_SPACE_LEARNING,
-  frameName,
-  MultiTaskMethod,
+  registerFrame,
   TASK_WEIGHT_OPTIONS,
   Trunk,
+  TwoTowerFrame,
   type FrameContext,
   type MultiTaskOptions,
-  type TaskLogits,
   type TaskWeightOptions,
 } from './multi-task.js';
-import { registerMethod, type MethodRegistration } from './registry.js';
+import type { MethodRegistration } from './registry.js';
 
 /** Defaults of {@link PleMethod}. */
 export const PLE_DEFAULTS = {
@@ -132,39 +129,30 @@ class ExtractionLevel extends nn.Module {
 }
 
 /** `ple` (entire space) or `ple-naive` (click space). */
-export class PleMethod extends MultiTaskMethod {
-  readonly method: string;
+export class PleMethod extends TwoTowerFrame {
   readonly levels: ExtractionLevel[];
-  readonly ctrTower: DenseTower;
-  readonly cvrTower: DenseTower;
 
   constructor(schema: Schema, options: PleOptions = {}) {
-    const name = frameName('ple', options.trainingSpace ?? 'entire');
-    super(schema, options, name);
-    this.method = name;
+    super(schema, options, 'ple');
     const levels = options.levels ?? PLE_DEFAULTS.levels;
     const o = {
       sharedExperts: options.sharedExperts ?? PLE_DEFAULTS.sharedExperts,
       taskExperts: options.taskExperts ?? PLE_DEFAULTS.taskExperts,
       expertSizes: options.expertSizes ?? PLE_DEFAULTS.expertSizes,
     };
-    const towers = options.towers ?? PLE_DEFAULTS.towers;
-    checkCount(name, 'levels', levels);
-    checkCount(name, 'sharedExperts', o.sharedExperts);
-    checkCount(name, 'taskExperts', o.taskExperts);
-    checkSizes(name, 'expertSizes', o.expertSizes);
-    checkSizes(name, 'towers', towers, true);
+    checkCount(this.method, 'levels', levels);
+    checkCount(this.method, 'sharedExperts', o.sharedExperts);
+    checkCount(this.method, 'taskExperts', o.taskExperts);
+    checkSizes(this.method, 'expertSizes', o.expertSizes);
     const ctx = this.frameContext;
     this.levels = Array.from({ length: levels }, (_, l) => new ExtractionLevel(ctx, o, l === 0, l === levels - 1));
-    const width = o.expertSizes[o.expertSizes.length - 1];
-    this.ctrTower = new DenseTower(ctx, width, towers);
-    this.cvrTower = new DenseTower(ctx, width, towers);
+    this.buildTowers(o.expertSizes[o.expertSizes.length - 1], options.towers ?? PLE_DEFAULTS.towers);
   }
 
-  logits(input: TowerInput): TaskLogits {
+  protected represent(input: TowerInput): { ctr: Tensor; cvr: Tensor } {
     let streams = this.levels[0].forward(input);
     for (let l = 1; l < this.levels.length; l++) streams = this.levels[l].forward(streams);
-    return { ctrLogit: this.ctrTower.forward(streams.ctr), cvrLogit: this.cvrTower.forward(streams.cvr) };
+    return streams;
   }
 }
 
@@ -198,11 +186,4 @@ const registration: MethodRegistration<PleOwnOptions> = {
     { levels: 1, sharedExperts: 2, taskExperts: 2, expertSizes: [3], towers: [] },
   ],
 };
-registerMethod('ple', (o) => new PleMethod(o.schema, { ...o, trainingSpace: 'entire' }), {
-  ...registration,
-  learning: ENTIRE_SPACE_LEARNING,
-});
-registerMethod('ple-naive', (o) => new PleMethod(o.schema, { ...o, trainingSpace: 'click' }), {
-  ...registration,
-  summary: 'PLE with the CVR loss on clicked rows only (the naive training space)',
-});
+registerFrame('ple', 'PLE', (o, trainingSpace) => new PleMethod(o.schema, { ...o, trainingSpace }), registration);

@@ -7,19 +7,17 @@
 import type { TowerInput } from '../embedding.js';
 import type { Schema } from '../schema.js';
 import { checks } from '../options.js';
+import type { Tensor } from '../../core/index.js';
 import {
   checkSizes,
-  DenseTower,
-  ENTIRE_SPACE_LEARNING,
-  frameName,
-  MultiTaskMethod,
+  registerFrame,
   TASK_WEIGHT_OPTIONS,
   Trunk,
+  TwoTowerFrame,
   type MultiTaskOptions,
-  type TaskLogits,
   type TaskWeightOptions,
 } from './multi-task.js';
-import { registerMethod, type MethodRegistration } from './registry.js';
+import type { MethodRegistration } from './registry.js';
 
 /** Defaults of {@link SharedBottomMethod}. */
 export const SHARED_BOTTOM_DEFAULTS = {
@@ -36,29 +34,20 @@ export interface SharedBottomOptions extends MultiTaskOptions {
 }
 
 /** `shared-bottom` (entire space) or `shared-bottom-naive` (click space). */
-export class SharedBottomMethod extends MultiTaskMethod {
-  readonly method: string;
+export class SharedBottomMethod extends TwoTowerFrame {
   readonly bottom: Trunk;
-  readonly ctrTower: DenseTower;
-  readonly cvrTower: DenseTower;
 
   constructor(schema: Schema, options: SharedBottomOptions = {}) {
-    const name = frameName('shared-bottom', options.trainingSpace ?? 'entire');
-    super(schema, options, name);
-    this.method = name;
+    super(schema, options, 'shared-bottom');
     const bottom = options.bottom ?? SHARED_BOTTOM_DEFAULTS.bottom;
-    const towers = options.towers ?? SHARED_BOTTOM_DEFAULTS.towers;
-    checkSizes(name, 'bottom', bottom);
-    checkSizes(name, 'towers', towers, true);
-    const ctx = this.frameContext;
-    this.bottom = new Trunk(ctx, bottom);
-    this.ctrTower = new DenseTower(ctx, this.bottom.width, towers);
-    this.cvrTower = new DenseTower(ctx, this.bottom.width, towers);
+    checkSizes(this.method, 'bottom', bottom);
+    this.bottom = new Trunk(this.frameContext, bottom);
+    this.buildTowers(this.bottom.width, options.towers ?? SHARED_BOTTOM_DEFAULTS.towers);
   }
 
-  logits(input: TowerInput): TaskLogits {
+  protected represent(input: TowerInput): { ctr: Tensor; cvr: Tensor } {
     const h = this.bottom.forward(input);
-    return { ctrLogit: this.ctrTower.forward(h), cvrLogit: this.cvrTower.forward(h) };
+    return { ctr: h, cvr: h };
   }
 }
 
@@ -81,11 +70,9 @@ const registration: MethodRegistration<SharedBottomOwnOptions> = {
   },
   variants: [{ bottom: [16, 8], towers: [8] }],
 };
-registerMethod('shared-bottom', (o) => new SharedBottomMethod(o.schema, { ...o, trainingSpace: 'entire' }), {
-  ...registration,
-  learning: ENTIRE_SPACE_LEARNING,
-});
-registerMethod('shared-bottom-naive', (o) => new SharedBottomMethod(o.schema, { ...o, trainingSpace: 'click' }), {
-  ...registration,
-  summary: 'shared-bottom with the CVR loss on clicked rows only (the naive training space)',
-});
+registerFrame(
+  'shared-bottom',
+  'shared-bottom',
+  (o, trainingSpace) => new SharedBottomMethod(o.schema, { ...o, trainingSpace }),
+  registration,
+);

@@ -4,6 +4,7 @@
  */
 import type { Batch } from '../schema.js';
 import type { CvrMethod, HostPredictions } from '../methods/method.js';
+import { importOptionalPeer } from '../../kernels/optional-peer.js';
 import { toOnnxFeeds } from './feeds.js';
 import type { Schema } from '../schema.js';
 
@@ -44,16 +45,20 @@ export interface OnnxRuntimeModule {
 
 let ortModule: Promise<OnnxRuntimeModule> | null = null;
 
-/** Import `onnxruntime-node` on first use, with an error saying what to install when it is absent. */
+/**
+ * Import `onnxruntime-node` on first use; when it is absent the error says `npm install onnxruntime-node`
+ * (with `onnxruntime-node-install=skip` in `.npmrc` it installs from the npm registry alone).
+ */
 export function loadOnnxRuntime(): Promise<OnnxRuntimeModule> {
-  ortModule ??= import('onnxruntime-node').then(
+  ortModule ??= importOptionalPeer(() => import('onnxruntime-node'), {
+    peer: 'onnxruntime-node',
+    feature: 'the ONNX Runtime engine',
+  }).then(
     (m) => ((m as { default?: OnnxRuntimeModule }).default ?? m) as unknown as OnnxRuntimeModule,
     (e: unknown) => {
+      // A later call tries again (e.g. after the package was installed).
       ortModule = null;
-      throw new Error(
-        'the ONNX Runtime engine needs the optional package onnxruntime-node: run `npm install onnxruntime-node` ' +
-          `(with onnxruntime-node-install=skip in .npmrc it installs from the npm registry alone); import failed: ${(e as Error).message}`,
-      );
+      throw e;
     },
   );
   return ortModule;

@@ -7,7 +7,8 @@ import { describe, expect, it } from 'vitest';
 import { optim } from '../../core/index.js';
 import { listBaseModels } from '../../models/base/index.js';
 import { NonFiniteStepError, trainStep } from '../../models/methods/method.js';
-import { createModel, METHODS } from '../../models/model-factory.js';
+import { createModel } from '../../models/model-factory.js';
+import { listMethods } from '../../models/methods/registry.js';
 import type { Batch, FieldBatch } from '../../models/schema.js';
 import { tinyBatch, tinySchema } from '../models-fixtures.js';
 
@@ -89,7 +90,7 @@ const CLEAR = /^(validateBatch: |\w[\w-]*: cannot compute a loss on an empty bat
 describe('bad batches on every method × base', () => {
   it('has 35 kinds', () => expect(KINDS).toHaveLength(35));
   const bases = listBaseModels();
-  for (const method of METHODS) {
+  for (const method of listMethods()) {
     for (const base of bases) {
       it(`${method} × ${base}: every kind is refused by name, changing nothing`, () => {
         const schema = tinySchema();
