@@ -1,7 +1,7 @@
 /**
  * The asynchronous training path: `trainStepAsync`, `predictAsync` and `Tensor.data()`
  * follow their synchronous twins, and on a backend whose reads are asynchronous only (as
- * webgpu's) a whole step reads back exactly once, at its end.
+ * webgpu's) a whole step reads back exactly once, before its update, which a non-finite step never reaches.
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { optim, Tensor } from '../core/index.js';
@@ -14,7 +14,7 @@ import {
   type Backend,
   type Storage,
 } from '../kernels/index.js';
-import { createModel, FunnelSimulator, trainStep, trainStepAsync } from '../models/index.js';
+import { createModel, FunnelSimulator, NonFiniteStepError, trainStep, trainStepAsync } from '../models/index.js';
 
 const before = getBackend();
 afterAll(() => {
@@ -68,7 +68,7 @@ describe('asynchronous training step', () => {
     expect(q.pctcvr).toEqual(p.pctcvr);
   });
 
-  it('reads back once per step, at its end, on a backend that only reads asynchronously', async () => {
+  it('reads back once per step on a backend that only reads asynchronously', async () => {
     const { backend, reads } = asyncOnly();
     expect(readsAsync(backend)).toBe(true);
     expect(readsAsync(new ReferenceBackend())).toBe(false);
@@ -88,5 +88,36 @@ describe('asynchronous training step', () => {
     expect(Array.from(await t.data())).toEqual([1, 2, 3]);
     t.dispose();
     await expect(t.data()).rejects.toThrow(/disposed/);
+  });
+
+  it('refuses a non-finite step before the update, naming the parameter, with weights and Adam state unchanged', async () => {
+    const { backend, reads } = asyncOnly();
+    const { sim, batches } = setup(backend);
+    const m = createModel({ method: 'esmm', schema: sim.schema, seed: 2, tower: { hidden: [16, 8] } });
+    const opt = new optim.Adam(m.parameters(), { lr: 0.01 });
+    await trainStepAsync(m, opt, batches[0]);
+    // Poison one dense weight, as an overflow in an earlier unguarded step would.
+    const [name, victim] = m.namedParameters().find(([n]) => n.endsWith('weight') && !n.includes('embedding'))!;
+    const poisoned = Float32Array.from(await victim.data());
+    poisoned[0] = NaN;
+    victim.backend.write(victim.storage, poisoned);
+    const read = async (ts: readonly Tensor[]) => Promise.all(ts.map(async (t) => Float32Array.from(await t.data())));
+    const weights = await read(m.parameters());
+    const state = await read(Object.values(opt.stateDict().tensors));
+    const readsBefore = reads();
+    const err: unknown = await trainStepAsync(m, opt, batches[1]).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(NonFiniteStepError);
+    expect((err as Error).message).toMatch(
+      /^non-finite step: (loss|gradient norm) is NaN; first non-finite value: parameter '/,
+    );
+    expect((err as NonFiniteStepError).parameter).toBe(name);
+    expect(reads()).toBeGreaterThan(readsBefore); // the failure path read the parameters, asynchronously
+    expect(await read(m.parameters())).toEqual(weights);
+    expect(await read(Object.values(opt.stateDict().tensors))).toEqual(state);
+    for (const p of m.parameters()) expect(p.gradient).toBeNull();
+    // Without the check the same step goes through and spreads the NaN: the check is what refused it.
+    await trainStepAsync(m, opt, batches[1], { checkFinite: false });
+    const after = await read(m.parameters());
+    expect(after.some((w, i) => !w.every((x, j) => Object.is(x, weights[i][j])))).toBe(true);
   });
 });

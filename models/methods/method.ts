@@ -239,15 +239,16 @@ export function trainStep(
   batch: Batch,
   options: TrainStepOptions = {},
 ): Tensor {
-  return tidy(() => recordStep(method, optimizer, batch, options, true).loss);
+  return tidy(() => recordStep(method, optimizer, batch, options));
 }
 
 /**
- * {@link trainStep} for every backend, webgpu's included: the whole step is queued (nothing
- * is read back before its end), then its loss is awaited and returned. The finite check reads
- * the loss and the gradient norm together with it, after the update, since an asynchronous
- * step cannot stop half-way: a non-finite step throws a {@link NonFiniteStepError} whose
- * parameters have already been updated with it (reload a checkpoint to continue).
+ * {@link trainStep} for every backend, webgpu's included: the step's graph and backward are
+ * queued, then the loss and the finite check's scalar are awaited together (the step's one
+ * readback), and the update is queued after them without another read. A non-finite step
+ * throws a {@link NonFiniteStepError} naming the loss or gradient norm and the parameter, as
+ * `trainStep` does, with no parameter and no optimizer state changed. With
+ * `checkFinite: false` the update is queued before the read.
  */
 export async function trainStepAsync(
   method: CvrMethod,
@@ -255,10 +256,24 @@ export async function trainStepAsync(
   batch: Batch,
   options: TrainStepOptions = {},
 ): Promise<number> {
-  // The loss and the finite check's scalar leave the device together: one read per step.
-  const readout = tidy(() => {
-    const { loss, health } = recordStep(method, optimizer, batch, options, false);
-    return noGrad(() => (health ? concat([reshape(loss, [1]), reshape(health, [1])], 0) : reshape(loss, [1])));
+  const check = options.checkFinite !== false;
+  // The loss and the finite check's scalar leave the device together: one read per step,
+  // between backward and the update, so that a non-finite step is refused before it applies.
+  const { readout, norm } = tidy(() => {
+    optimizer.zeroGrad();
+    const { loss } = method.lossFor(batch);
+    loss.backward();
+    const n = gradientNorm(optimizer.params, options, check);
+    const health = check ? noGrad(() => (n ? add(loss.detach(), n) : loss.detach())) : null;
+    if (!check) optimizer.step();
+    const out = noGrad(() =>
+      concat(
+        [reshape(loss.detach(), [1]), ...(health ? [reshape(health, [1])] : []), ...(n ? [reshape(n, [1])] : [])],
+        0,
+      ),
+    );
+    // Gradients outlive this scope for the update queued after the read (coalesced ones included).
+    return { readout: out, norm: n !== null, grads: optimizer.params.map((p) => p.gradient) };
   });
   let values: ArrayLike<number>;
   try {
@@ -267,50 +282,38 @@ export async function trainStepAsync(
     readout.dispose();
   }
   const loss = values[0];
-  if (values.length > 1 && !Number.isFinite(values[1])) {
-    const subject = Number.isFinite(loss) ? 'gradient norm is not finite' : `loss is ${loss}`;
-    throw new NonFiniteStepError(
-      loss,
-      NaN,
-      undefined,
-      `non-finite step: ${subject} (found when the step was read back, after the update)`,
-    );
+  if (check && !Number.isFinite(values[1])) {
+    const failure = describeNonFinite(method, loss, norm ? values[2] : 0, await readParameters(optimizer));
+    optimizer.zeroGrad();
+    throw failure;
   }
+  if (check) tidy(() => optimizer.step());
   return loss;
 }
 
-/**
- * One step's graph, backward and update. With `checkNow` the finite check reads its one scalar
- * before the update and throws there; otherwise the check's scalar (loss + gradient norm) is
- * returned beside the loss for the caller to read once the step has run.
- */
-function recordStep(
-  method: CvrMethod,
-  optimizer: optim.Optimizer,
-  batch: Batch,
-  options: TrainStepOptions,
-  checkNow: boolean,
-): { loss: Tensor; health: Tensor | null } {
+/** One step's graph, backward, finite check (one scalar read before the update) and update. */
+function recordStep(method: CvrMethod, optimizer: optim.Optimizer, batch: Batch, options: TrainStepOptions): Tensor {
   optimizer.zeroGrad();
   const { loss } = method.lossFor(batch);
   loss.backward();
   const check = options.checkFinite !== false;
-  const norm =
-    options.clipNorm !== undefined
-      ? clipGradNorm(optimizer.params, options.clipNorm)
-      : check
-        ? gradNorm(optimizer.params)
-        : null;
+  const norm = gradientNorm(optimizer.params, options, check);
   // loss + norm is finite exactly when both are (∞ and NaN survive any sum).
   const health = check ? noGrad(() => (norm ? add(loss.detach(), norm) : loss.detach())) : null;
   // guard() so that a captured step checks too: a replay whose check fails reruns the step eagerly.
-  if (checkNow && health && !guard(health, (v) => Number.isFinite(v[0]))) {
-    const failure = describeNonFinite(method, optimizer, loss.item(), norm ? norm.item() : 0);
+  if (health && !guard(health, (v) => Number.isFinite(v[0]))) {
+    const failure = describeNonFinite(method, loss.item(), norm ? norm.item() : 0, readParametersSync(optimizer));
     optimizer.zeroGrad();
     throw failure;
   }
   optimizer.step();
-  return { loss, health: checkNow ? null : health };
+  return loss;
+}
+
+/** The norm the finite check reads: clipping's (which also clips), or the plain global norm, or none. */
+function gradientNorm(params: readonly Tensor[], options: TrainStepOptions, check: boolean): Tensor | null {
+  if (options.clipNorm !== undefined) return clipGradNorm(params, options.clipNorm);
+  return check ? gradNorm(params) : null;
 }
 
 /** The global L2 norm of the current gradients, on the device (sparse ones coalesced once, as the optimizer will use them). */
@@ -328,13 +331,31 @@ function gradNorm(params: readonly Tensor[]): Tensor | null {
   });
 }
 
+/** Each optimised parameter's values and gradient values, read back for {@link describeNonFinite}. */
+type ParameterValues = Map<Tensor, { value: ArrayLike<number>; grad: ArrayLike<number> | null }>;
+
+function gradientValues(p: Tensor): Tensor | null {
+  return p.grad ?? p.sparseGrad?.values ?? null;
+}
+
+function readParametersSync(optimizer: optim.Optimizer): ParameterValues {
+  const out: ParameterValues = new Map();
+  for (const p of optimizer.params) out.set(p, { value: p.toArray(), grad: gradientValues(p)?.toArray() ?? null });
+  return out;
+}
+
+/** {@link readParametersSync} on a backend whose reads are asynchronous only (webgpu's). */
+async function readParameters(optimizer: optim.Optimizer): Promise<ParameterValues> {
+  const out: ParameterValues = new Map();
+  for (const p of optimizer.params) {
+    const g = gradientValues(p);
+    out.set(p, { value: await p.data(), grad: g ? await g.data() : null });
+  }
+  return out;
+}
+
 /** Names the first parameter whose gradient (or value) is not finite; read back only on this failure path. */
-function describeNonFinite(
-  method: CvrMethod,
-  optimizer: optim.Optimizer,
-  loss: number,
-  norm: number,
-): NonFiniteStepError {
+function describeNonFinite(method: CvrMethod, loss: number, norm: number, read: ParameterValues): NonFiniteStepError {
   const names = new Map<Tensor, string>(method.namedParameters().map(([n, p]) => [p, n]));
   const finite = (values: ArrayLike<number>): boolean => {
     for (let i = 0; i < values.length; i++) if (!Number.isFinite(values[i])) return false;
@@ -342,13 +363,17 @@ function describeNonFinite(
   };
   let parameter: string | undefined;
   let what = '';
-  const grad = (p: Tensor) => p.grad ?? p.sparseGrad?.values ?? null;
   // A non-finite value is the cause of the non-finite gradients it spreads, so values are searched first.
-  const inOrder = [...names.keys()].filter((p) => optimizer.params.includes(p));
-  parameter = names.get(inOrder.find((p) => !finite(p.toArray()))!);
+  const inOrder = [...names.keys()].filter((p) => read.has(p));
+  parameter = names.get(inOrder.find((p) => !finite(read.get(p)!.value))!);
   if (parameter !== undefined) what = 'value';
   else {
-    parameter = names.get(inOrder.find((p) => grad(p) && !finite(grad(p)!.toArray()))!);
+    parameter = names.get(
+      inOrder.find((p) => {
+        const g = read.get(p)!.grad;
+        return g !== null && !finite(g);
+      })!,
+    );
     what = 'gradient';
   }
   let culprit = parameter !== undefined ? `; first non-finite ${what}: parameter '${parameter}'` : '';
@@ -356,9 +381,8 @@ function describeNonFinite(
     // Every gradient is finite, yet their squared norm overflowed float32: name the largest.
     let largest = 0;
     for (const p of inOrder) {
-      const g = grad(p);
-      if (!g) continue;
-      const values = g.toArray();
+      const values = read.get(p)!.grad;
+      if (!values) continue;
       for (let i = 0; i < values.length; i++) {
         if (Math.abs(values[i]) > largest) [largest, parameter] = [Math.abs(values[i]), names.get(p)];
       }
