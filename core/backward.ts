@@ -4,6 +4,7 @@
  * and accumulate them into the leaves. The graph is freed as it is walked.
  */
 import { sameShape } from '../kernels/index.js';
+import { noteLeaf } from './capture.js';
 import { noGrad } from './scope.js';
 import { addGradients, type Gradient } from './sparse-grad.js';
 import { Tensor } from './tensor.js';
@@ -23,6 +24,7 @@ export function runBackward(root: Tensor, seed: Tensor): void {
         const sum = tensor.gradient ? addGradients(tensor.gradient, grad) : grad;
         tensor.gradient = sum;
         markKept(sum);
+        noteLeaf(tensor);
         continue;
       }
       grads.delete(tensor);

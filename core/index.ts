@@ -26,6 +26,18 @@ export {
 } from './tensor.js';
 export * from './ops/index.js';
 export { withTracer, markTraced, activeTracer, type Tracer } from './trace.js';
+export {
+  compileStep,
+  derive,
+  dynamic,
+  guard,
+  isRecording,
+  COMPILE_STEP_DEFAULTS,
+  type CompiledStep,
+  type CompiledStepStats,
+  type CompileStepOptions,
+  type StepMode,
+} from './capture.js';
 import './tensor-methods.js';
 export type { TensorLike, MatmulOptions, BagInput } from './ops/index.js';
 export { Rng } from './random.js';

@@ -88,11 +88,19 @@ const finalizer = new FinalizationRegistry<{ backend: Backend; storage: Storage 
   backend.free(storage);
 });
 
+let trackHook: ((t: Tensor) => void) | null = null;
+
+/** Tell `hook` about every tensor created until it is reset to null (the step recorder uses it). */
+export function setTrackHook(hook: ((t: Tensor) => void) | null): void {
+  trackHook = hook;
+}
+
 /**
  * Called by every new tensor: joins the innermost {@link tidy} scope, and its storage is freed
  * once the tensor is garbage collected (if it was not disposed before).
  */
 export function trackTensor(t: Tensor): void {
+  trackHook?.(t);
   scopes[scopes.length - 1]?.push(t);
   finalizer.register(t, { backend: t.backend, storage: t.storage }, t);
 }

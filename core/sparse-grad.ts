@@ -2,9 +2,20 @@
  * Row-sparse gradients: what an embedding lookup sends back to its table, and their algebra
  * (sum, coalescing duplicate rows). Like PyTorch's sparse gradients, they never materialise
  * the table's untouched rows.
+ *
+ * Their row count follows the data, so each operation on them is {@link dynamic} work: in a
+ * captured step it runs again on every replay, reading and writing the gradient's {@link SparseLive}.
  */
+import type { Storage } from '../kernels/index.js';
+import { dynamic, dynamicBuffer } from './capture.js';
 import { groupIndices } from './radix-sort.js';
 import { Tensor } from './tensor.js';
+
+/** The current rows and values buffer of a sparse gradient; a captured step's replays refresh it. */
+export interface SparseLive {
+  rows: Int32Array;
+  values: Storage;
+}
 
 /**
  * A gradient that touches only some rows of a 2-D parameter, as produced by
@@ -12,6 +23,9 @@ import { Tensor } from './tensor.js';
  * Like PyTorch's sparse gradients, it never materialises the untouched rows.
  */
 export class RowSparseGrad {
+  /** Rows and values as dynamic work sees them (in a replay, the current batch's). */
+  readonly live: SparseLive;
+
   constructor(
     /** Row indices, host-side (they come from input ids); distinct once coalesced. */
     readonly rows: Int32Array,
@@ -21,14 +35,40 @@ export class RowSparseGrad {
     readonly denseShape: readonly number[],
     /** Whether `rows` are known distinct and ascending, so {@link coalesce} has nothing to do. */
     readonly coalesced = false,
-  ) {}
+    live?: SparseLive,
+  ) {
+    this.live = live ?? { rows, values: values.storage };
+  }
 
   /** The equivalent dense gradient (allocates the whole parameter's size). */
   toDense(): Tensor {
     const dense = Tensor.zeros(this.denseShape, { dtype: this.values.dtype, backend: this.values.backend });
-    this.values.backend.scatterAddRows(this.values.storage, this.denseShape[1], this.rows, dense.storage);
+    const { live, values } = this;
+    const dim = this.denseShape[1];
+    dynamic('scatterAddRows', () => values.backend.scatterAddRows(live.values, dim, live.rows, dense.storage));
     return dense;
   }
+}
+
+/**
+ * Run `fill` (dynamic work that sets `live`) and wrap its first result as a gradient; `like`
+ * gives the backend and dtype, `keep` is reused as the values tensor when `fill` left its buffer as is.
+ */
+export function sparseFrom(
+  like: Tensor,
+  denseShape: readonly number[],
+  coalesced: boolean,
+  label: string,
+  fill: (live: SparseLive) => void,
+  keep?: RowSparseGrad,
+): RowSparseGrad {
+  const live: SparseLive = { rows: new Int32Array(0), values: like.storage };
+  dynamic(label, () => fill(live));
+  const values =
+    keep && live.values === keep.live.values
+      ? keep.values
+      : new Tensor(live.values, [live.rows.length, denseShape[1]], like.backend);
+  return new RowSparseGrad(live.rows, values, denseShape, coalesced, live);
 }
 
 /** A gradient flowing through the graph: dense, or row-sparse for embedding tables. */
@@ -46,32 +86,50 @@ export function addGradients(a: Gradient, b: Gradient): Gradient {
 
 function concatSparse(a: RowSparseGrad, b: RowSparseGrad): RowSparseGrad {
   const dim = a.denseShape[1];
-  const rows = new Int32Array(a.rows.length + b.rows.length);
-  rows.set(a.rows);
-  rows.set(b.rows, a.rows.length);
-  const values = Tensor.zeros([rows.length, dim], { dtype: a.values.dtype, backend: a.values.backend });
-  const be = values.backend;
-  be.copyBlock(a.values.storage, a.values.shape, [0, 0], values.storage, values.shape, [0, 0], a.values.shape);
-  be.copyBlock(
-    b.values.storage,
-    b.values.shape,
-    [0, 0],
-    values.storage,
-    values.shape,
-    [a.rows.length, 0],
-    b.values.shape,
-  );
-  return coalesce(new RowSparseGrad(rows, values, a.denseShape));
+  const be = a.values.backend;
+  const dtype = a.values.dtype;
+  const buffer = dynamicBuffer();
+  const [la, lb] = [a.live, b.live];
+  const joined = sparseFrom(a.values, a.denseShape, false, 'concatSparse', (live) => {
+    const na = la.rows.length;
+    const nb = lb.rows.length;
+    const rows = new Int32Array(na + nb);
+    rows.set(la.rows);
+    rows.set(lb.rows, na);
+    const values = buffer.ensure(be, (na + nb) * dim, dtype);
+    be.copyBlock(la.values, [na, dim], [0, 0], values, [na + nb, dim], [0, 0], [na, dim]);
+    be.copyBlock(lb.values, [nb, dim], [0, 0], values, [na + nb, dim], [na, 0], [nb, dim]);
+    live.rows = rows;
+    live.values = values;
+  });
+  return coalesce(joined);
 }
 
 /** Merge duplicate rows of a sparse gradient by summing them (as `torch.Tensor.coalesce`). */
 export function coalesce(g: RowSparseGrad): RowSparseGrad {
   if (g.coalesced) return g;
-  const { unique, segments, order } = groupIndices(g.rows);
-  if (unique.length === g.rows.length && order.every((o, i) => o === i))
-    return new RowSparseGrad(g.rows, g.values, g.denseShape, true);
   const dim = g.denseShape[1];
-  const values = Tensor.zeros([unique.length, dim], { dtype: g.values.dtype, backend: g.values.backend });
-  values.backend.segmentSumRows(g.values.storage, dim, segments, order, null, values.storage);
-  return new RowSparseGrad(unique, values, g.denseShape, true);
+  const be = g.values.backend;
+  const dtype = g.values.dtype;
+  const buffer = dynamicBuffer();
+  const src = g.live;
+  return sparseFrom(
+    g.values,
+    g.denseShape,
+    true,
+    'coalesce',
+    (live) => {
+      const { unique, segments, order } = groupIndices(src.rows);
+      if (unique.length === src.rows.length && order.every((o, i) => o === i)) {
+        live.rows = src.rows;
+        live.values = src.values;
+        return;
+      }
+      const values = buffer.ensure(be, unique.length * dim, dtype);
+      be.segmentSumRows(src.values, dim, segments, order, null, values);
+      live.rows = unique;
+      live.values = values;
+    },
+    g,
+  );
 }

@@ -19,6 +19,7 @@ import {
   type Storage,
 } from '../kernels/index.js';
 import { runBackward } from './backward.js';
+import { noteUpload } from './capture.js';
 import { isGradEnabled, noGrad, trackTensor, untrackTensor } from './scope.js';
 import type { Gradient, RowSparseGrad } from './sparse-grad.js';
 import { activeTracer } from './trace.js';
@@ -229,6 +230,7 @@ export class Tensor {
           : Float32Array.from(values);
     const out = new Tensor(backend.fromArray(host, dtype), [...shape], backend, options.requiresGrad ?? false);
     activeTracer()?.onFromArray(values, out);
+    noteUpload(values, out);
     return out;
   }
 

@@ -7,7 +7,7 @@
  * start embeddings near zero, so the towers first learn from biases and then from
  * ids); `std` overrides it.
  */
-import { embeddingBag, gatherRows, init, markTraced, mul, nn, reshape, Rng, Tensor } from '../core/index.js';
+import { derive, embeddingBag, gatherRows, init, markTraced, mul, nn, reshape, Rng, Tensor } from '../core/index.js';
 import { getBackend, type Backend, type DType } from '../kernels/index.js';
 import {
   embeddingDimOf,
@@ -152,24 +152,13 @@ export class SharedEmbedding extends nn.Module {
     const data = this.data(field, batch);
     if (data.kind !== 'bag') throw new Error(`SharedEmbedding: field '${fieldName}' is not a bag in the batch`);
     const n = batch.size;
-    const lengths = new Int32Array(n);
-    let maxLen = 1;
-    for (let r = 0; r < n; r++) {
-      lengths[r] = data.offsets[r + 1] - data.offsets[r];
-      maxLen = Math.max(maxLen, lengths[r]);
-    }
-    // Padding reads row 0 (always valid) and is then zeroed by the scale, so it carries no value and no gradient.
-    const ids = new Int32Array(n * maxLen);
-    const scale = new Float64Array(n * maxLen);
-    const mask = new Float64Array(n * maxLen);
-    for (let r = 0; r < n; r++) {
-      for (let j = 0; j < lengths[r]; j++) {
-        const src = data.offsets[r] + j;
-        ids[r * maxLen + j] = data.ids[src];
-        mask[r * maxLen + j] = 1;
-        scale[r * maxLen + j] = field.weighted && data.values ? data.values[src] : 1;
-      }
-    }
+    const weighted = field.weighted === true;
+    // Derived from the batch, so that a captured step pads each batch's sequences again.
+    const { lengths, maxLen, ids, scale, mask } = derive(
+      'sequence',
+      [data.offsets, data.ids, data.values ?? null],
+      (offsets, bagIds, bagValues) => padSequences(n, offsets, bagIds, weighted ? bagValues : null),
+    );
     // An exporter's tracer learns what these host arrays are, so the padding can become graph ops.
     markTraced(ids, { field: field.name, part: 'sequenceIds' } satisfies SequenceTraceTag);
     markTraced(mask, { field: field.name, part: 'sequenceMask' } satisfies SequenceTraceTag);
@@ -220,6 +209,34 @@ export class SharedEmbedding extends nn.Module {
     if (!data) throw new Error(`SharedEmbedding: field '${field.name}' is missing from the batch`);
     return data;
   }
+}
+
+/** The padded ids, mask and per-position scale of one bag field's sequences (see {@link SharedEmbedding.sequence}). */
+function padSequences(
+  n: number,
+  offsets: Int32Array,
+  bagIds: Int32Array,
+  values: Float32Array | Float64Array | Int32Array | null,
+): { lengths: Int32Array; maxLen: number; ids: Int32Array; scale: Float64Array; mask: Float64Array } {
+  const lengths = new Int32Array(n);
+  let maxLen = 1;
+  for (let r = 0; r < n; r++) {
+    lengths[r] = offsets[r + 1] - offsets[r];
+    maxLen = Math.max(maxLen, lengths[r]);
+  }
+  // Padding reads row 0 (always valid) and is then zeroed by the scale, so it carries no value and no gradient.
+  const ids = new Int32Array(n * maxLen);
+  const scale = new Float64Array(n * maxLen);
+  const mask = new Float64Array(n * maxLen);
+  for (let r = 0; r < n; r++) {
+    for (let j = 0; j < lengths[r]; j++) {
+      const src = offsets[r] + j;
+      ids[r * maxLen + j] = bagIds[src];
+      mask[r * maxLen + j] = 1;
+      scale[r * maxLen + j] = values ? values[src] : 1;
+    }
+  }
+  return { lengths, maxLen, ids, scale, mask };
 }
 
 /** Fields that carry an id lookup (categorical and bag), in schema order. */

@@ -5,7 +5,20 @@
  * and no direct CVR term. pCVR is never trained on its own, yet it is always exposed:
  * it is the quantity the paper sets out to estimate.
  */
-import { add, affine, bceWithLogits, mean, mul, nn, productBce, reshape, Rng, sigmoid, Tensor } from '../core/index.js';
+import {
+  add,
+  affine,
+  bceWithLogits,
+  derive,
+  mean,
+  mul,
+  nn,
+  productBce,
+  reshape,
+  Rng,
+  sigmoid,
+  Tensor,
+} from '../core/index.js';
 import type { DType } from '../kernels/index.js';
 import { createBaseModel, type AnyBaseModelOptions, type BaseModel } from './base/base-model.js';
 import { SharedEmbedding, type TowerInput } from './embedding.js';
@@ -136,8 +149,12 @@ export class Esmm extends nn.Module {
   lossParts(batch: Batch, out: EsmmOutput = this.forward(batch)): EsmmLossParts {
     const like = out.ctrLogit;
     const click = labelTensor(batch.click, like);
-    const ctcvrLabels = new Float32Array(batch.size);
-    for (let i = 0; i < batch.size; i++) ctcvrLabels[i] = batch.click[i] * batch.conversion[i];
+    // Derived from the batch (so a captured step derives it again for each batch).
+    const { ctcvrLabels } = derive('ctcvrLabels', [batch.click, batch.conversion], (click, conversion) => {
+      const labels = new Float32Array(click.length);
+      for (let i = 0; i < click.length; i++) labels[i] = click[i] * conversion[i];
+      return { ctcvrLabels: labels };
+    });
     const ctr = affine(mean(bceWithLogits(out.ctrLogit, click)), this.lossWeights.ctr, 0);
     const ctcvr = affine(
       mean(productBce(out.ctrLogit, out.cvrLogit, labelTensor(ctcvrLabels, like))),

@@ -119,6 +119,55 @@ describe('prepareAliCcp', () => {
     expect([...e2].sort((x, y) => x - y)).toEqual([...e1].sort((x, y) => x - y));
   });
 
+  it('names the row of an id outside its table or a non-finite value in typed list columns', async () => {
+    const { manifest, files } = await openPrepared(prepared);
+    const bag = manifest.columns.fields.find((f) => f.kind === 'bag' && f.values !== undefined && !f.table);
+    expect(bag?.kind).toBe('bag');
+    // Shrink the table so real ids fall outside it.
+    const spec: ColumnsSpec = {
+      ...manifest.columns,
+      fields: manifest.columns.fields.map((f) => (f === bag ? { ...f, ids: { encoded: 2 } } : f)),
+    };
+    const source = parquetSource({ files: files.train as string[], spec, batchSize: 500, worker: false });
+    await expect(all(source, 0)).rejects.toThrow(
+      new RegExp(`column "${bag?.name}", row \\d+\\): id must be an integer in \\[0, 2\\), got \\d+ at list position`),
+    );
+    const dir = join(tmp, 'nan');
+    await mkdir(dir, { recursive: true });
+    const list = (name: string, type: 'INT32' | 'FLOAT') => [
+      { name, repetition_type: 'REQUIRED' as const, converted_type: 'LIST' as const, num_children: 1 },
+      { name: 'list', repetition_type: 'REPEATED' as const, num_children: 1 },
+      { name: 'element', type, repetition_type: 'REQUIRED' as const },
+    ];
+    const w = Array.from({ length: 40 }, (_, i) => [1, 2, i]);
+    w[33] = [1, Number.NaN, 2];
+    await parquetWriteFile({
+      filename: join(dir, 'part-0.parquet'),
+      schema: [
+        { name: 'root', num_children: 4 },
+        { name: 'c', type: 'INT32', repetition_type: 'REQUIRED' },
+        { name: 'v', type: 'INT32', repetition_type: 'REQUIRED' },
+        ...list('t', 'INT32'),
+        ...list('w', 'FLOAT'),
+      ],
+      columnData: [
+        { name: 'c', data: new Int32Array(40).fill(1) },
+        { name: 'v', data: new Int32Array(40) },
+        { name: 't', data: w.map(() => [0, 1, 2]) },
+        { name: 'w', data: w },
+      ],
+    });
+    const nan = parquetSource({
+      files: [join(dir, 'part-0.parquet')],
+      spec: { click: 'c', conversion: 'v', fields: [{ kind: 'bag', name: 't', values: 'w', ids: { encoded: 3 } }] },
+      batchSize: 16,
+      worker: false,
+    });
+    await expect(all(nan, 0)).rejects.toThrow(
+      /column "w", row 33\): value at list position 1 is not finite in float32/,
+    );
+  });
+
   it('refuses a vocabulary that is not the one the shards were written with', async () => {
     const copy = join(tmp, 'tampered');
     await prepareAliCcp({ dir: raw, out: copy, splits: ['train'] });

@@ -16,17 +16,15 @@ import {
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CHROMIUM as chromium, openChromium, serveScripts } from './helpers/chromium.js';
 import { typeScriptBlocks } from './helpers/markdown.js';
 import { emptyProject, npmInstall, packTarball, ROOT, run, treeBytes } from './helpers/package-tarball.js';
 
 /** The install budget of the package without its optional peers. */
 const DEFAULT_INSTALL_BUDGET = 5_000_000;
-const chromium = process.env.ESMM_CHROMIUM ?? '/usr/bin/chromium';
 /** CI lists the modes it requires; there a missing Chromium fails instead of skipping. */
 const browserRequired = (process.env.ESMM_REQUIRE_MODES ?? '').trim() !== '';
 
@@ -199,31 +197,17 @@ describe('the packed package in a strict consumer project', () => {
 
 /** Serves `files` (and `page` at /) on 127.0.0.1, opens the page in Chromium and returns `esmmTour`. */
 async function inChromium(files: Map<string, string>, page: string): Promise<string[]> {
-  const { chromium: pw } = await import('playwright-core');
-  const server: Server = createServer((req, res) => {
-    const js = files.get(req.url ?? '');
-    const found = js !== undefined || req.url === '/';
-    res.writeHead(found ? 200 : 404, { 'content-type': js !== undefined ? 'text/javascript' : 'text/html' });
-    res.end(js ?? (found ? page : ''));
-  });
-  await new Promise<void>((ready) => server.listen(0, '127.0.0.1', ready));
-  const profile = mkdtempSync(join(tmpdir(), 'esmm-chromium-'));
-  const context = await pw.launchPersistentContext(profile, {
-    executablePath: chromium,
-    headless: true,
-    args: ['--headless=new', '--no-sandbox', '--no-first-run', '--disable-background-networking'],
-  });
+  const server = await serveScripts(page, files);
   try {
-    const tab = context.pages()[0] ?? (await context.newPage());
-    const errors: string[] = [];
-    tab.on('pageerror', (e) => errors.push(e.message));
-    await tab.goto(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`);
-    await tab.waitForFunction(() => 'esmmTour' in globalThis, undefined, { timeout: 120_000 });
-    expect(errors).toEqual([]);
-    return await tab.evaluate(() => (globalThis as unknown as { esmmTour: string[] }).esmmTour);
+    const session = await openChromium(server.url);
+    try {
+      await session.page.waitForFunction(() => 'esmmTour' in globalThis, undefined, { timeout: 120_000 });
+      expect(session.pageErrors).toEqual([]);
+      return await session.page.evaluate(() => (globalThis as unknown as { esmmTour: string[] }).esmmTour);
+    } finally {
+      await session.close();
+    }
   } finally {
-    await context.close();
-    rmSync(profile, { recursive: true, force: true });
-    await new Promise<void>((done) => server.close(() => done()));
+    await server.close();
   }
 }

@@ -46,6 +46,21 @@ function weights(m: ReturnType<typeof build>): Float32Array[] {
 }
 
 describe('Trainer', () => {
+  it('captures its steps by default, with the weights of eager steps (ESMM, and AMAN whose sampling follows the data)', async () => {
+    for (const method of ['esmm', 'aman'] as const) {
+      const a = build(method);
+      const b = build(method);
+      const captured = new Trainer(a, { epochs: 1, lr: 0.01, progress: 'none' });
+      const eager = new Trainer(b, { epochs: 1, lr: 0.01, progress: 'none', stepMode: 'eager' });
+      const ra = await captured.fit(train);
+      const rb = await eager.fit(train);
+      expect(ra.history.map((h) => h.trainLoss)).toEqual(rb.history.map((h) => h.trainLoss));
+      expect(weights(a)).toEqual(weights(b));
+      expect(eager.trainStep.stats.recordings + eager.trainStep.stats.replays).toBe(0);
+      expect(captured.trainStep.stats.recordings).toBeGreaterThan(0);
+    }
+  });
+
   it('trains ESMM so that test AUCs beat chance, with the loss falling', async () => {
     const m = build('esmm');
     const trainer = new Trainer(m, { epochs: 3, lr: 0.01, progress: 'none', jsonlPath: join(dir, 'log.jsonl') });

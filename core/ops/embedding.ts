@@ -6,6 +6,8 @@
  * contributions. No scatter or atomics are needed, so it maps onto every backend.
  */
 import { bagScale, type BagMode } from '../../kernels/index.js';
+import { dynamicBuffer, hostRef } from '../capture.js';
+import { sparseFrom } from '../sparse-grad.js';
 import { apply, groupIndices, registerOp, RowSparseGrad, Tensor } from '../tensor.js';
 import { emptyLike, fmt } from './util.js';
 
@@ -38,42 +40,54 @@ const embeddingBagOp = registerOp<BagAttrs>({
     return { output: out };
   },
   backward(g, { inputs: [table], attrs: { ids, offsets, weights, mode } }) {
-    // Contribution j (id ids[j] in bag b) adds scale_j · g[b] to row ids[j].
-    const bagOf = new Int32Array(ids.length);
-    const scales = new Float32Array(ids.length);
-    for (let b = 0; b + 1 < offsets.length; b++) {
-      const s = bagScale(weights, offsets[b], offsets[b + 1], mode);
-      for (let j = offsets[b]; j < offsets[b + 1]; j++) {
-        bagOf[j] = b;
-        scales[j] = (weights ? weights[j] : 1) * s;
-      }
-    }
-    return [sparseRowGradient(table, g, ids, bagOf, scales)];
+    const [idsOf, offsetsOf, weightsOf] = [hostRef(ids), hostRef(offsets), hostRef(weights)];
+    return [
+      rowGradient(table, g, 'embeddingBag', () => {
+        // Contribution j (id ids[j] in bag b) adds scale_j · g[b] to row ids[j].
+        const [ids, offsets, weights] = [idsOf(), offsetsOf(), weightsOf()];
+        const bagOf = new Int32Array(ids.length);
+        const scales = new Float32Array(ids.length);
+        for (let b = 0; b + 1 < offsets.length; b++) {
+          const s = bagScale(weights, offsets[b], offsets[b + 1], mode);
+          for (let j = offsets[b]; j < offsets[b + 1]; j++) {
+            bagOf[j] = b;
+            scales[j] = (weights ? weights[j] : 1) * s;
+          }
+        }
+        return { ids, srcRow: bagOf, scales };
+      }),
+    ];
   },
 });
 
 /**
- * The shared backward of row lookups: for each distinct id u, sum over the
- * contributions c with ids[c] = u of scales[c] · g[srcRow[c]].
+ * The shared backward of row lookups: for each distinct id u, sum over the contributions c
+ * with ids[c] = u of scales[c] · g[srcRow[c]]. The contributions are read when the work runs
+ * (in a captured step, from each replay's batch), so grouping the ids is redone per batch.
  */
-function sparseRowGradient(
+function rowGradient(
   table: Tensor,
   g: Tensor,
-  ids: Int32Array,
-  srcRow: Int32Array,
-  scales: Float32Array | null,
+  label: string,
+  contributions: () => { ids: Int32Array; srcRow: Int32Array; scales: Float32Array | null },
 ): RowSparseGrad {
   const dim = table.shape[1];
-  const { unique, segments, order } = groupIndices(ids);
-  const srcRows = new Int32Array(order.length);
-  const orderedScales = scales ? new Float32Array(order.length) : null;
-  for (let i = 0; i < order.length; i++) {
-    srcRows[i] = srcRow[order[i]];
-    if (orderedScales && scales) orderedScales[i] = scales[order[i]];
-  }
-  const values = emptyLike(table, [unique.length, dim]);
-  table.backend.segmentSumRows(g.storage, dim, segments, srcRows, orderedScales, values.storage);
-  return new RowSparseGrad(unique, values, table.shape, true);
+  const be = table.backend;
+  const buffer = dynamicBuffer();
+  return sparseFrom(table, table.shape, true, label, (live) => {
+    const { ids, srcRow, scales } = contributions();
+    const { unique, segments, order } = groupIndices(ids);
+    const srcRows = new Int32Array(order.length);
+    const orderedScales = scales ? new Float32Array(order.length) : null;
+    for (let i = 0; i < order.length; i++) {
+      srcRows[i] = srcRow[order[i]];
+      if (orderedScales && scales) orderedScales[i] = scales[order[i]];
+    }
+    const values = buffer.ensure(be, unique.length * dim, table.dtype);
+    be.segmentSumRows(g.storage, dim, segments, srcRows, orderedScales, values);
+    live.rows = unique;
+    live.values = values;
+  });
 }
 
 /** A short name for what a caller passed, for errors. */
@@ -143,7 +157,8 @@ const gatherRowsOp = registerOp<{ ids: Int32Array }>({
   backward(g, { inputs: [x], attrs: { ids } }) {
     const position = new Int32Array(ids.length);
     for (let i = 0; i < ids.length; i++) position[i] = i;
-    return [sparseRowGradient(x, g, ids, position, null)];
+    const idsOf = hostRef(ids);
+    return [rowGradient(x, g, 'gatherRows', () => ({ ids: idsOf(), srcRow: position, scales: null }))];
   },
 });
 

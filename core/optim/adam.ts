@@ -7,6 +7,8 @@
  * which updates only the touched rows' values, m and v. Cost then grows with the
  * batch, not with the vocabulary.
  */
+import type { AdamHyper } from '../../kernels/index.js';
+import { dynamic } from '../capture.js';
 import { RowSparseGrad, Tensor } from '../tensor.js';
 import { currentGradient, Optimizer, sameShape, stateLike, type OptimizerState } from './optimizer.js';
 
@@ -68,25 +70,33 @@ export class Adam extends Optimizer {
   /** Apply one update to `p`: lazy rows for a sparse gradient, every element for a dense one. */
   protected update(p: Tensor, g: Tensor | RowSparseGrad): void {
     const s = this.slot(p);
-    s.step += 1;
-    const hyper = {
-      lr: this.lr,
-      beta1: this.beta1,
-      beta2: this.beta2,
-      eps: this.eps,
-      weightDecay: this.weightDecay,
-      step: s.step,
+    const be = p.backend;
+    // Dynamic work: the step counter (and the rows of a sparse gradient) change every step.
+    const hyper = (): AdamHyper => {
+      s.step += 1;
+      return {
+        lr: this.lr,
+        beta1: this.beta1,
+        beta2: this.beta2,
+        eps: this.eps,
+        weightDecay: this.weightDecay,
+        step: s.step,
+      };
     };
     if (g instanceof RowSparseGrad) {
-      // PyTorch's SparseAdam divides by √v + ε, not by √v̂ + ε = √v/√(1−β₂ᵗ) + ε as dense Adam does;
-      // the kernels use the dense form, which equals SparseAdam's with ε scaled by 1/√(1−β₂ᵗ).
-      const sparseEps = this.eps / Math.sqrt(1 - Math.pow(this.beta2, s.step));
-      p.backend.sparseAdam(p.storage, s.m.storage, s.v.storage, p.shape[1], g.rows, g.values.storage, {
-        ...hyper,
-        eps: sparseEps,
+      const live = g.live;
+      dynamic('sparseAdam', () => {
+        const h = hyper();
+        // PyTorch's SparseAdam divides by √v + ε, not by √v̂ + ε = √v/√(1−β₂ᵗ) + ε as dense Adam does;
+        // the kernels use the dense form, which equals SparseAdam's with ε scaled by 1/√(1−β₂ᵗ).
+        const sparseEps = this.eps / Math.sqrt(1 - Math.pow(this.beta2, h.step));
+        be.sparseAdam(p.storage, s.m.storage, s.v.storage, p.shape[1], live.rows, live.values, {
+          ...h,
+          eps: sparseEps,
+        });
       });
     } else {
-      p.backend.adam(p.storage, g.storage, s.m.storage, s.v.storage, hyper);
+      dynamic('adam', () => be.adam(p.storage, g.storage, s.m.storage, s.v.storage, hyper()));
     }
   }
 

@@ -50,6 +50,8 @@ export class ParquetStream {
       shuffleBuffer: c.shuffleBuffer,
       seed,
       dropLast: c.dropLast ?? false,
+      // The reader checked every id against its field's table already.
+      checkIds: false,
     });
   }
 }

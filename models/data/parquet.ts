@@ -612,16 +612,35 @@ export class ParquetRowReader {
     const typed = src instanceof Int32Array;
     const vsrc = values?.values;
     const vtyped = vsrc instanceof Float32Array;
-    for (let r = 0; r < rows.length; r++) {
+    // One scan of the whole column; the per-row checks below run only when it finds a bad value.
+    const n = rows.length;
+    let idsOk = false;
+    if (encoded >= 0 && typed) {
+      const col = src as Int32Array;
+      let bad = 0;
+      for (let k = ids.offsets[0], end = ids.offsets[n]; k < end; k++) bad |= col[k] | (encoded - 1 - col[k]);
+      idsOk = bad >= 0;
+    }
+    let valuesOk = false;
+    if (vtyped) {
+      const col = vsrc as Float32Array;
+      let acc = 0;
+      for (let k = (values as ListColumn).offsets[0], end = (values as ListColumn).offsets[n]; k < end; k++)
+        acc += col[k] * 0;
+      valuesOk = acc === 0; // NaN or ±Infinity anywhere makes it NaN
+    }
+    for (let r = 0; r < n; r++) {
       if (ids.nullElementRow === r) fail(p.column, r, 'null id in the list');
       const a = ids.offsets[r];
       const b = ids.offsets[r + 1];
       let out: Int32Array;
       if (encoded >= 0 && typed) {
-        out = (src as Int32Array).slice(a, b);
-        for (let k = 0; k < out.length; k++)
-          if (out[k] < 0 || out[k] >= encoded)
-            fail(p.column, r, `id must be an integer in [0, ${encoded}), got ${out[k]} at list position ${k}`);
+        // A view, not a copy: the row group's column outlives its rows only while they are buffered.
+        out = (src as Int32Array).subarray(a, b);
+        if (!idsOk)
+          for (let k = 0; k < out.length; k++)
+            if (out[k] < 0 || out[k] >= encoded)
+              fail(p.column, r, `id must be an integer in [0, ${encoded}), got ${out[k]} at list position ${k}`);
       } else {
         out = new Int32Array(b - a);
         for (let k = a; k < b; k++) out[k - a] = this.mapId(p, mapping, src[k], r, fail);
@@ -633,13 +652,14 @@ export class ParquetRowReader {
         const vb = values.offsets[r + 1];
         if (vb - va !== b - a)
           fail(p.values as string, r, `values must be a list as long as the ids (${b - a}), got ${vb - va} values`);
-        const vs = vtyped ? (vsrc as Float32Array).slice(va, vb) : new Float32Array(vb - va);
-        for (let k = 0; k < vs.length; k++) {
-          const x = vtyped ? vs[k] : finite32((vsrc as ArrayLike<unknown>)[va + k]);
-          if (x === null || !Number.isFinite(x))
-            fail(p.values as string, r, `value at list position ${k} is not finite in float32`);
-          if (!vtyped) vs[k] = x as number;
-        }
+        const vs = vtyped ? (vsrc as Float32Array).subarray(va, vb) : new Float32Array(vb - va);
+        if (!valuesOk)
+          for (let k = 0; k < vs.length; k++) {
+            const x = vtyped ? vs[k] : finite32((vsrc as ArrayLike<unknown>)[va + k]);
+            if (x === null || !Number.isFinite(x))
+              fail(p.values as string, r, `value at list position ${k} is not finite in float32`);
+            if (!vtyped) vs[k] = x as number;
+          }
         bag.values = vs;
       }
       (rows[r].features as Map<string, RowValue>).set(p.field.name, bag);

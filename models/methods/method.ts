@@ -12,6 +12,7 @@ import {
   coalesce,
   concat,
   div,
+  guard,
   maximum,
   mean,
   mul,
@@ -21,7 +22,6 @@ import {
   reshape,
   Rng,
   sqrt,
-  square,
   sum,
   Tensor,
   tidy,
@@ -300,7 +300,8 @@ function recordStep(method: CvrMethod, optimizer: optim.Optimizer, batch: Batch,
   const norm = gradientNorm(optimizer.params, options, check);
   // loss + norm is finite exactly when both are (∞ and NaN survive any sum).
   const health = check ? noGrad(() => (norm ? add(loss.detach(), norm) : loss.detach())) : null;
-  if (health && !Number.isFinite(health.item())) {
+  // guard() so that a captured step checks too: a replay whose check fails reruns the step eagerly.
+  if (health && !guard(health, (v) => Number.isFinite(v[0]))) {
     const failure = describeNonFinite(method, loss.item(), norm ? norm.item() : 0, readParametersSync(optimizer));
     optimizer.zeroGrad();
     throw failure;
@@ -321,9 +322,9 @@ function gradNorm(params: readonly Tensor[]): Tensor | null {
     let total: Tensor | null = null;
     for (const p of params) {
       if (p.sparseGrad) p.sparseGrad = coalesce(p.sparseGrad);
-      const g = p.grad ?? p.sparseGrad?.values;
+      const g = p.gradient;
       if (!g) continue;
-      const sq = sum(square(g));
+      const sq = optim.squaredSum(g);
       total = total ? add(total, sq) : sq;
     }
     return total ? sqrt(total) : null;

@@ -44,13 +44,15 @@ export interface OnnxRuntimeModule {
 }
 
 let ortModule: Promise<OnnxRuntimeModule> | null = null;
+/** A variable, so that bundlers leave ONNX Runtime (Node-only) out of browser bundles of the package. */
+const ORT_PACKAGE = 'onnxruntime-node';
 
 /**
  * Import `onnxruntime-node` on first use; when it is absent the error says `npm install onnxruntime-node`
  * (with `onnxruntime-node-install=skip` in `.npmrc` it installs from the npm registry alone).
  */
 export function loadOnnxRuntime(): Promise<OnnxRuntimeModule> {
-  ortModule ??= importOptionalPeer(() => import('onnxruntime-node'), {
+  ortModule ??= importOptionalPeer(() => import(/* @vite-ignore */ ORT_PACKAGE) as Promise<unknown>, {
     peer: 'onnxruntime-node',
     feature: 'the ONNX Runtime engine',
   }).then(

@@ -5,7 +5,16 @@
  */
 import { appendFileSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { add, noGrad, optim, Tensor } from '../../core/index.js';
+import {
+  add,
+  compileStep,
+  COMPILE_STEP_DEFAULTS,
+  noGrad,
+  optim,
+  Tensor,
+  type CompiledStep,
+  type StepMode,
+} from '../../core/index.js';
 import { CheckpointError, openCheckpoint, saveCheckpoint, type CheckpointFile } from '../checkpoint.js';
 import { EsmmAccumulator, formatAuc, type EsmmMetrics } from '../metrics.js';
 import { NonFiniteStepError, trainStep, type CvrMethod } from '../methods/method.js';
@@ -48,6 +57,8 @@ export const TRAINER_DEFAULTS = {
   logEvery: 50,
   monitor: 'ctcvrAuc' as MonitoredMetric,
   progress: 'auto' as ProgressMode,
+  /** Replay a recorded plan for steps of repeating shapes (see `compileStep`); `eager` runs every op. */
+  stepMode: COMPILE_STEP_DEFAULTS.mode as StepMode,
 } as const;
 
 /**
@@ -100,6 +111,11 @@ export interface TrainerOptions {
    * One more stops training with a {@link DivergenceError}. Default 0: the first one stops it.
    */
   skipNonFiniteSteps?: number;
+  /**
+   * `captured` (default): steps of repeating shapes replay a plan recorded from an eager step
+   * (bit-identical results, less host work); `eager`: every step builds and walks its graph.
+   */
+  stepMode?: StepMode;
 }
 
 /**
@@ -155,6 +171,8 @@ export class Trainer {
   /** Non-finite steps skipped so far (see {@link TrainerOptions.skipNonFiniteSteps}). */
   skippedSteps = 0;
   private readonly options: Required<Pick<TrainerOptions, 'epochs' | 'lr' | 'logEvery' | 'monitor'>> & TrainerOptions;
+  /** The training step, captured unless {@link TrainerOptions.stepMode} is `eager`. */
+  readonly trainStep: CompiledStep<Batch, Tensor>;
 
   constructor(
     readonly method: CvrMethod,
@@ -176,6 +194,10 @@ export class Trainer {
         ? new optim.Adam(params, { lr: this.options.lr, weightDecay: options.weightDecay })
         : new optim.SGD(params, { lr: this.options.lr, momentum: options.momentum, weightDecay: options.weightDecay });
     if (options.jsonlPath) mkdirSync(dirname(options.jsonlPath), { recursive: true });
+    const clipNorm = options.clipNorm;
+    this.trainStep = compileStep((batch: Batch) => trainStep(method, this.optimizer, batch, { clipNorm }), {
+      mode: options.stepMode ?? TRAINER_DEFAULTS.stepMode,
+    });
   }
 
   /** Train until `epochs` (or early stopping), evaluating on `valid` after each epoch when given. */
@@ -232,7 +254,7 @@ export class Trainer {
     for await (const batch of train.batches(epoch)) {
       let loss: Tensor;
       try {
-        loss = trainStep(this.method, this.optimizer, batch, { clipNorm: this.options.clipNorm });
+        loss = this.trainStep(batch);
       } catch (e) {
         if (!(e instanceof NonFiniteStepError)) throw e;
         if (this.skippedSteps >= (this.options.skipNonFiniteSteps ?? 0)) {

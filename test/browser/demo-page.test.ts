@@ -12,32 +12,20 @@
  * names it (`webgl2`, `webgpu`; any listed mode also requires the wasm case).
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import type { BrowserContext, Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DemoHandle } from '../../docs/demo/main.js';
 import type { RunResult } from '../../docs/demo/session.js';
 import { decodeSafetensors } from '../../models/checkpoint.js';
 import { readOnnxMetadata } from '../../models/serving/index.js';
+import { CHROMIUM as chromium, openChromium, type ChromiumSession } from '../helpers/chromium.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
-const chromium = process.env.ESMM_CHROMIUM ?? '/usr/bin/chromium';
 const required = new Set((process.env.ESMM_REQUIRE_MODES ?? '').split(',').filter((m) => m.trim() !== ''));
-const FLAGS = [
-  '--headless=new',
-  '--enable-unsafe-webgpu',
-  '--no-sandbox',
-  '--disable-gpu-sandbox',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 
 /**
  * A small world where every id recurs often, so a few steps move the CTR and CTCVR AUCs
@@ -47,10 +35,10 @@ const WORLD = { users: 100, items: 100, ctr: 0.1, cvr: 0.3, bias: 3, trainRows: 
 
 let server: ChildProcess | null = null;
 let url = '';
-let context: BrowserContext | null = null;
+let session: ChromiumSession | null = null;
 let page: Page | null = null;
-let profile: string | null = null;
-const consoleErrors: string[] = [];
+/** Console errors and uncaught exceptions of the page so far. */
+const pageErrors = (): string[] => [...(session?.consoleErrors ?? []), ...(session?.pageErrors ?? [])];
 
 function skip(mode: string, reason: string): void {
   if (required.has(mode) || (mode === 'wasm' && required.size > 0))
@@ -72,26 +60,13 @@ beforeAll(async () => {
     });
     child.once('exit', (code) => reject(new Error(`demo server exited with ${code}: ${out}`)));
   });
-  const { chromium: pw } = await import('playwright-core');
-  profile = mkdtempSync(join(tmpdir(), 'esmm-demo-'));
-  context = await pw.launchPersistentContext(profile, {
-    executablePath: chromium,
-    headless: true,
-    args: FLAGS,
-    viewport: { width: 1280, height: 1100 },
-  });
-  page = context.pages()[0] ?? (await context.newPage());
-  page.on('console', (m) => {
-    if (m.type() === 'error') consoleErrors.push(m.text());
-  });
-  page.on('pageerror', (e) => consoleErrors.push(e.message));
-  await page.goto(url);
+  session = await openChromium(url, { viewport: { width: 1280, height: 1100 } });
+  page = session.page;
   await page.waitForFunction(() => (globalThis as unknown as { esmmDemo?: DemoHandle }).esmmDemo?.support != null);
 });
 
 afterAll(async () => {
-  await context?.close();
-  if (profile) rmSync(profile, { recursive: true, force: true });
+  await session?.close();
   server?.kill();
 });
 
@@ -144,7 +119,7 @@ function expectLearned(run: PageRun, steps: number): RunResult {
     expect(r.final[method].ctcvrAuc).toBeGreaterThan(0.55);
   }
   expect(r.oracle.cvrAucEntireSpace).toBeGreaterThan(0.8);
-  expect(consoleErrors).toEqual([]);
+  expect(pageErrors()).toEqual([]);
   return r;
 }
 
@@ -186,7 +161,7 @@ describe('demo page in headless Chromium', () => {
     const scores = await page.$$eval('#ranking tr td:nth-child(5)', (cells) => cells.map((c) => Number(c.textContent)));
     expect(scores).toHaveLength(5);
     for (let i = 1; i < scores.length; i++) expect(scores[i]).toBeLessThanOrEqual(scores[i - 1]);
-    expect(consoleErrors).toEqual([]);
+    expect(pageErrors()).toEqual([]);
   }, 300_000);
 
   it('trains ESMM and BASE on gpu webgl2', async () => {

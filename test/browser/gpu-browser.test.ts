@@ -10,44 +10,31 @@
  * webgpu adapter, the affected mode is skipped with a warning, unless `ESMM_REQUIRE_MODES`
  * lists it. No browser is ever downloaded.
  */
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import type { BrowserContext, Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assertClose } from '../gpu/kernel-checks.js';
+import {
+  CHROMIUM as chromium,
+  openChromium,
+  serveScripts,
+  type ChromiumSession,
+  type LocalServer,
+} from '../helpers/chromium.js';
 import type { BrowserReport, WebGpuReport } from './entry.js';
 import { trainTowerFixture } from './tower-fixture.js';
 
-const chromium = process.env.ESMM_CHROMIUM ?? '/usr/bin/chromium';
 const required = new Set((process.env.ESMM_REQUIRE_MODES ?? '').split(',').map((m) => m.trim()));
 /** Run-count multiplier of the kernel checks on webgl2 (Node runs them at 1). */
 const SCALE = 0.5;
 /** webgpu runs the full Node-sized checks: record-and-replay on SwiftShader takes seconds. */
 const WEBGPU_SCALE = 1;
-const FLAGS = [
-  '--headless=new',
-  // The only flag WebGPU needs here: it exposes the SwiftShader fallback adapter.
-  '--enable-unsafe-webgpu',
-  '--no-sandbox',
-  '--disable-gpu-sandbox',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 
 const summary: string[] = [];
-let server: Server | null = null;
-let context: BrowserContext | null = null;
+let server: LocalServer | null = null;
+let session: ChromiumSession | null = null;
 let page: Page | null = null;
-let profile: string | null = null;
-/** Console errors of the page; gpu.js reports WebGPU validation errors and device loss there. */
-const pageErrors: string[] = [];
 
 /** Skip with a visible notice, or fail when the mode is required. */
 function skip(mode: string, reason: string): void {
@@ -59,7 +46,6 @@ function skip(mode: string, reason: string): void {
 beforeAll(async () => {
   if (!existsSync(chromium)) return;
   const { build } = await import('esbuild');
-  const { chromium: pw } = await import('playwright-core');
   const bundle = await build({
     entryPoints: [fileURLToPath(new URL('./entry.ts', import.meta.url))],
     bundle: true,
@@ -68,29 +54,16 @@ beforeAll(async () => {
     platform: 'browser',
     logLevel: 'silent',
   });
-  const script = bundle.outputFiles[0].text;
   const html = '<!doctype html><html><head><script src="/bundle.js"></script></head><body></body></html>';
-  server = createServer((req, res) => {
-    const js = req.url === '/bundle.js';
-    res.writeHead(js || req.url === '/' ? 200 : 404, { 'content-type': js ? 'text/javascript' : 'text/html' });
-    res.end(js ? script : html);
-  });
-  await new Promise<void>((ready) => server!.listen(0, '127.0.0.1', ready));
-  const { port } = server.address() as AddressInfo;
-  profile = mkdtempSync(join(tmpdir(), 'esmm-chromium-'));
-  context = await pw.launchPersistentContext(profile, { executablePath: chromium, headless: true, args: FLAGS });
-  page = context.pages()[0] ?? (await context.newPage());
-  page.on('console', (m) => {
-    if (m.type() === 'error') pageErrors.push(m.text());
-  });
-  await page.goto(`http://127.0.0.1:${port}/`);
+  server = await serveScripts(html, new Map([['/bundle.js', bundle.outputFiles[0].text]]));
+  session = await openChromium(server.url);
+  page = session.page;
 });
 
 afterAll(async () => {
   if (summary.length > 0) console.log(`gpu backend browser summary:\n${summary.join('\n')}`);
-  await context?.close();
-  if (profile) rmSync(profile, { recursive: true, force: true });
-  await new Promise<void>((done) => (server ? server.close(() => done()) : done()));
+  await session?.close();
+  await server?.close();
 });
 
 describe('gpu backend in headless Chromium', () => {
@@ -130,7 +103,7 @@ describe('gpu backend in headless Chromium', () => {
         `tower forward on ${fixture.batch.size} rows: ${tower ? 'matches reference' : `FAILED (${report.towerError})`}`,
     );
     expect(report.failed).toEqual([]);
-    expect(pageErrors.filter((e) => /webgpu/i.test(e))).toEqual([]);
+    expect(session!.consoleErrors.filter((e) => /webgpu/i.test(e))).toEqual([]);
     expect(report.towerError).toBeNull();
     expect(tower).not.toBeNull();
     // Same forward, same weights: webgpu against the reference backend, and that against the core model.

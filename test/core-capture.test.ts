@@ -1,0 +1,163 @@
+/**
+ * The captured step (`compileStep`): replays of a recorded plan give bit-identical losses and
+ * parameters to eager steps, a shape change records again, and what cannot be replayed falls
+ * back to eager with its reason.
+ */
+import { afterAll, describe, expect, it } from 'vitest';
+import { compileStep, optim, Rng, Tensor, tidy, sum, mul } from '../core/index.js';
+import { getBackend, ReferenceBackend, setBackend, type Backend } from '../kernels/index.js';
+import { WasmBackend } from '../kernels/wasm/index.js';
+import { createModel, trainStep, type Batch, type CvrMethod } from '../models/index.js';
+import { tinySchema } from './models-fixtures.js';
+
+const before = getBackend();
+afterAll(() => setBackend(before));
+
+/** Batches of the tiny schema; `lengths` fixes the bag lengths per row, so batches share shapes. */
+function batches(
+  count: number,
+  seed: number,
+  lengths = [2, 0, 3, 1, 2, 2, 1, 3],
+  tagLengths = lengths.map((l) => (l + 1) % 3),
+): Batch[] {
+  const rng = new Rng(seed);
+  const n = lengths.length;
+  const int = (k: number, m: number): Int32Array => Int32Array.from({ length: k }, () => Math.floor(rng.uniform() * m));
+  const offsets = (ls: number[]): Int32Array =>
+    Int32Array.from([0, ...ls.map((_, i) => ls.slice(0, i + 1).reduce((a, b) => a + b, 0))]);
+  const total = lengths.reduce((a, b) => a + b, 0);
+  const tagTotal = tagLengths.reduce((a, b) => a + b, 0);
+  return Array.from({ length: count }, () => {
+    const click = Float32Array.from({ length: n }, () => (rng.uniform() < 0.5 ? 1 : 0));
+    return {
+      size: n,
+      fields: {
+        user: { kind: 'categorical', ids: int(n, 4) },
+        item: { kind: 'categorical', ids: int(n, 5) },
+        history: { kind: 'bag', ids: int(total, 5), offsets: offsets(lengths) },
+        tags: {
+          kind: 'bag',
+          ids: int(tagTotal, 3),
+          offsets: offsets(tagLengths),
+          values: Float32Array.from({ length: tagTotal }, () => 0.5 + rng.uniform()),
+        },
+        price: { kind: 'numeric', values: Float32Array.from({ length: n }, () => rng.uniform() * 2 - 1) },
+      },
+      click,
+      conversion: Float32Array.from(click, (c) => (c && rng.uniform() < 0.5 ? 1 : 0)),
+    } satisfies Batch;
+  });
+}
+
+function setup(base: string): { model: CvrMethod; opt: optim.Adam } {
+  const model = createModel({ method: 'esmm', base, schema: tinySchema(4), seed: 7 });
+  return { model, opt: new optim.Adam(model.parameters(), { lr: 0.01 }) };
+}
+
+const backends: [string, () => Backend][] = [
+  ['reference', () => new ReferenceBackend()],
+  ['wasm', () => new WasmBackend({ threads: 1 })],
+];
+
+describe('compileStep', () => {
+  for (const [name, make] of backends) {
+    for (const base of ['mlp', 'din', 'deepfm']) {
+      it(`ESMM-${base} on ${name}: captured and eager give bit-identical losses and parameters over 24 steps`, () => {
+        setBackend(make());
+        const data = batches(4, 11);
+        const eager = setup(base);
+        const captured = setup(base);
+        const step = compileStep((b: Batch) => trainStep(captured.model, captured.opt, b));
+        for (let i = 0; i < 24; i++) {
+          const b = data[i % data.length];
+          const want = trainStep(eager.model, eager.opt, b);
+          const got = step(b);
+          expect(got.item()).toBe(want.item());
+          want.dispose();
+          got.dispose();
+        }
+        expect(step.fallbackReason).toBeNull();
+        // Step 1 creates Adam's state, steps 2 and 3 are recorded and compared; the rest replay.
+        expect(step.stats).toMatchObject({ recordings: 3, replays: 21, eager: 0 });
+        const want = eager.model.namedParameters();
+        const got = new Map(captured.model.namedParameters());
+        for (const [n, p] of want) expect(got.get(n)!.toArray(), n).toEqual(p.toArray());
+        step.dispose();
+      });
+    }
+  }
+
+  it('records again when a shape changes, and keeps a plan per shape', () => {
+    setBackend(new WasmBackend({ threads: 1 }));
+    const a = batches(3, 1);
+    const b = batches(3, 2, [1, 1, 2, 0, 1]);
+    const eager = setup('din');
+    const captured = setup('din');
+    const step = compileStep((x: Batch) => trainStep(captured.model, captured.opt, x));
+    const order = [...a, ...a, ...b, ...b, ...a, ...b];
+    for (const x of order) expect(step(x).item()).toBe(trainStep(eager.model, eager.opt, x).item());
+    // a: 1 (state) + 2 recordings; b: 2 recordings; everything else replays, a's plan included after b.
+    expect(step.stats).toMatchObject({ recordings: 5, replays: order.length - 5 });
+  });
+
+  it('records again when a derived host array changes shape (same input lengths, longer sequences)', () => {
+    setBackend(new ReferenceBackend());
+    const a = batches(3, 1, [2, 2, 2, 2], [1, 1, 1, 1]);
+    const b = batches(2, 2, [1, 3, 2, 2], [1, 1, 1, 1]); // same input lengths, but DIN pads to 3 instead of 2
+    const eager = setup('din');
+    const captured = setup('din');
+    const step = compileStep((x: Batch) => trainStep(captured.model, captured.opt, x));
+    for (const x of [...a, ...a, ...b, ...b, ...b])
+      expect(step(x).item()).toBe(trainStep(eager.model, eager.opt, x).item());
+    expect(step.stats.rerecords).toBeGreaterThanOrEqual(1);
+  });
+
+  it('falls back to eager, with the reason, for a step that reads a value back mid-step', () => {
+    setBackend(new ReferenceBackend());
+    const w = Tensor.fromArray([1, 2, 3], [3], { requiresGrad: true });
+    w.keepAlive = true;
+    const opt = new optim.SGD([w], { lr: 0.1 });
+    const step = compileStep((x: { v: Float32Array }) =>
+      tidy(() => {
+        opt.zeroGrad();
+        const loss = sum(mul(w, Tensor.fromArray(x.v, [3])));
+        // A host decision on a device value, not through guard(): a replay could not redo it.
+        if (loss.item() > 1e9) throw new Error('unreachable');
+        loss.backward();
+        opt.step();
+        return loss;
+      }),
+    );
+    const v = Float32Array.from([1, 1, 1]);
+    for (let i = 0; i < 4; i++) step({ v });
+    expect(step.fallbackReason).toMatch(/reads a value back/);
+    expect(step.stats).toMatchObject({ replays: 0, eager: 3 });
+    // Every step ran: four SGD steps of gradient v.
+    expect(w.toArray()[0]).toBeCloseTo(0.6, 5);
+  });
+
+  it('falls back when a host array follows the data without being derived', () => {
+    setBackend(new ReferenceBackend());
+    const w = Tensor.fromArray([1, 2, 3], [3], { requiresGrad: true });
+    w.keepAlive = true;
+    const opt = new optim.SGD([w], { lr: 0.1 });
+    const step = compileStep((x: { v: Float32Array }) =>
+      tidy(() => {
+        opt.zeroGrad();
+        // Computed from the input on the host, outside derive(): recordings of two batches differ.
+        const doubled = x.v.map((y) => 2 * y);
+        const loss = sum(mul(w, Tensor.fromArray(doubled, [3])));
+        loss.backward();
+        opt.step();
+        return loss;
+      }),
+    );
+    for (let i = 0; i < 6; i++) step({ v: Float32Array.from([i, 1, 2]) });
+    expect(step.fallbackReason).toMatch(/two recordings .* differ/);
+    expect(step.stats.replays).toBe(0);
+  });
+
+  it('rejects unknown options', () => {
+    expect(() => compileStep(() => Tensor.zeros([]), { mod: 'eager' } as never)).toThrow(/unknown option 'mod'/);
+  });
+});
