@@ -13,6 +13,7 @@ import { Rng } from '../../core/random.js';
 import type { BagField, CategoricalField, FieldGroup, FieldSpec, NumericField, Schema } from '../schema.js';
 import type { BagValue, Row, RowValue } from './rows.js';
 import { readFastColumn, type FlatColumn, type ListColumn } from './parquet-columns.js';
+import { INSTEAD, requireNode } from '../node-only.js';
 
 /** How a field's raw values become embedding rows. */
 export type IdMapping =
@@ -240,6 +241,7 @@ const INT_KEY = /^-?\d{1,15}$/;
  * only, which a browser bundle of this package does not have).
  */
 export async function asyncBufferFromFile(path: string): Promise<AsyncBuffer> {
+  requireNode('asyncBufferFromFile', [open], INSTEAD.parquet);
   const { size } = await stat(path);
   return {
     byteLength: size,
@@ -259,6 +261,7 @@ export async function asyncBufferFromFile(path: string): Promise<AsyncBuffer> {
 
 /** The `*.parquet` files of a path (a file, or a folder's files in name order). */
 export async function parquetFiles(path: string): Promise<string[]> {
+  requireNode('parquetFiles', [readdir, stat], INSTEAD.parquet);
   let info;
   try {
     info = await stat(path);
@@ -632,8 +635,9 @@ export class ParquetRowReader {
       const b = ids.offsets[r + 1];
       let out: Int32Array;
       if (encoded >= 0 && typed) {
-        // A view, not a copy: the row group's column outlives its rows only while they are buffered.
-        out = (src as Int32Array).subarray(a, b);
+        // A copy, not a view: a shuffle buffer releases a group's rows one by one, and views would
+        // keep every group with one row left in the buffer alive (measured: 1 GB at 20k rows).
+        out = (src as Int32Array).slice(a, b);
         if (!idsOk)
           for (let k = 0; k < out.length; k++)
             if (out[k] < 0 || out[k] >= encoded)
@@ -649,7 +653,7 @@ export class ParquetRowReader {
         const vb = values.offsets[r + 1];
         if (vb - va !== b - a)
           fail(p.values as string, r, `values must be a list as long as the ids (${b - a}), got ${vb - va} values`);
-        const vs = vtyped ? (vsrc as Float32Array).subarray(va, vb) : new Float32Array(vb - va);
+        const vs = vtyped ? (vsrc as Float32Array).slice(va, vb) : new Float32Array(vb - va);
         if (!valuesOk)
           for (let k = 0; k < vs.length; k++) {
             const x = vtyped ? vs[k] : finite32((vsrc as ArrayLike<unknown>)[va + k]);
@@ -689,6 +693,7 @@ export class ParquetRowReader {
  * seen at least `spec.minCount` times (in any field of their table) are kept.
  */
 export async function buildParquetVocabulary(files: readonly string[], spec: ColumnsSpec): Promise<ParquetVocabulary> {
+  requireNode('buildParquetVocabulary', [open], INSTEAD.parquet);
   const counted = spec.fields.filter(
     (f): f is ParquetCategoricalSpec | ParquetBagSpec =>
       f.kind !== 'numeric' && (f.ids ?? 'vocabulary') === 'vocabulary',

@@ -23,6 +23,7 @@ import {
   type ParquetFieldSpec,
 } from './parquet.js';
 import { valueOf, type Row } from './rows.js';
+import { INSTEAD, requireNode } from '../node-only.js';
 
 /** Format tag of a prepared folder's `prepared.json` and of its shards' metadata. */
 export const PREPARED_FORMAT = 'esmm-ts/aliccp-parquet@1';
@@ -30,6 +31,11 @@ export const PREPARED_FORMAT = 'esmm-ts/aliccp-parquet@1';
 export const DEFAULT_SHARD_ROWS = 1_000_000;
 /** Rows per row group by default: the unit of reading, shuffling and of the writer's memory. */
 export const DEFAULT_ROW_GROUP_ROWS = 16_384;
+/**
+ * List values per row group at most, whatever `rowGroupRows` says: Ali-CCP rows carry about 1,000
+ * history values each, and writing or decoding a group holds several bytes per value.
+ */
+export const MAX_ROW_GROUP_VALUES = 1 << 22;
 
 /** Progress of {@link prepareAliCcp}, reported every row group. */
 export interface PrepareProgress {
@@ -93,6 +99,7 @@ const PREPARE_OPTIONS = new Set([
 
 /** Converts a folder of raw Ali-CCP files into Parquet shards + `vocabulary.json` + `prepared.json`. */
 export async function prepareAliCcp(options: PrepareOptions): Promise<PreparedManifest> {
+  requireNode('prepareAliCcp', [mkdir, writeFile, rename], INSTEAD.parquet);
   for (const k of Object.keys(options))
     if (!PREPARE_OPTIONS.has(k)) throw new Error(`prepareAliCcp: unknown option '${k}'`);
   const positive = (v: number | undefined, name: string, d: number): number => {
@@ -181,10 +188,21 @@ export async function prepareAliCcp(options: PrepareOptions): Promise<PreparedMa
       writer = null;
       inShard = 0;
     };
+    const bags = schema.fields.filter((f) => f.kind === 'bag');
+    let pendingValues = 0;
     for await (const row of reader.rows()) {
       pending.push(row);
       rows++;
-      if (pending.length === groupRows || inShard + pending.length === shardRows) {
+      for (const f of bags) {
+        const b = valueOf(row, f.name) as { ids: ArrayLike<number> } | undefined;
+        if (b) pendingValues += b.ids.length * (f.weighted ? 2 : 1);
+      }
+      if (
+        pending.length === groupRows ||
+        pendingValues >= MAX_ROW_GROUP_VALUES ||
+        inShard + pending.length === shardRows
+      ) {
+        pendingValues = 0;
         flushGroup();
         if (inShard >= shardRows) await closeShard();
         options.onProgress?.({
@@ -220,6 +238,7 @@ export async function prepareAliCcp(options: PrepareOptions): Promise<PreparedMa
 
 /** Reads and checks `prepared.json` of a prepared folder. */
 export async function readManifest(dir: string): Promise<PreparedManifest> {
+  requireNode('readManifest', [readFile], INSTEAD.parquet);
   const path = join(dir, 'prepared.json');
   let text: string;
   try {
@@ -249,6 +268,7 @@ export interface PreparedDataset {
 
 /** Opens a folder written by {@link prepareAliCcp}. */
 export async function openPrepared(dir: string): Promise<PreparedDataset> {
+  requireNode('openPrepared', [readFile], INSTEAD.parquet);
   const manifest = await readManifest(dir);
   const vocabPath = join(dir, manifest.vocabulary);
   const text = await readFile(vocabPath, 'utf8').catch((e: Error) => {
@@ -345,8 +365,8 @@ class GroupScratch {
   repetition = new Uint8Array(0);
   ensure(slots: number): void {
     if (this.definition.length < slots) {
-      this.definition = new Uint8Array(slots * 1.25);
-      this.repetition = new Uint8Array(slots * 1.25);
+      this.definition = new Uint8Array(Math.ceil(slots * 1.25));
+      this.repetition = new Uint8Array(Math.ceil(slots * 1.25));
     }
     this.values.length = slots;
   }
