@@ -102,6 +102,36 @@ export function getOp(name: string): OpDefinition<unknown> {
   return op as OpDefinition<unknown>;
 }
 
+/**
+ * A derived op: a function written with registered ops (`mean` is `sum` then `affine`), so its
+ * gradient is theirs and it has no rule of its own. It is registered so that the op suites cover
+ * it like the ops it is made of: each needs a gradient-check case, and its graph may hold only `uses`.
+ */
+export interface DerivedOpDefinition {
+  /** Registry key, the function's name, e.g. `mean`. */
+  name: string;
+  /** The registered ops it is written with. */
+  uses: readonly string[];
+}
+
+const derivedRegistry = new Map<string, DerivedOpDefinition>();
+
+/** Register a derived op and return `fn` unchanged; `uses` names the registered ops it is written with. */
+export function registerDerivedOp<F extends (...args: never[]) => Tensor | Tensor[]>(
+  name: string,
+  uses: readonly string[],
+  fn: F,
+): F {
+  if (derivedRegistry.has(name) || registry.has(name)) throw new Error(`op '${name}' is already registered`);
+  derivedRegistry.set(name, { name, uses: [...uses] });
+  return fn;
+}
+
+/** Every registered derived op, in registration order. */
+export function listDerivedOps(): readonly DerivedOpDefinition[] {
+  return [...derivedRegistry.values()];
+}
+
 /** Apply an op: run its forward and, when recording, attach a graph node to the output. */
 export function apply<A>(op: OpDefinition<A>, inputs: readonly Tensor[], attrs: A): Tensor {
   if (op.arity === 'variadic' ? inputs.length === 0 : inputs.length !== op.arity) {

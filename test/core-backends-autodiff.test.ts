@@ -8,7 +8,7 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { listOps, RowSparseGrad, Tensor } from '../core/index.js';
+import { listDerivedOps, listOps, RowSparseGrad, Tensor } from '../core/index.js';
 import { GpuBackend, isModeSupported } from '../kernels/gpu/index.js';
 import { ReferenceBackend, WasmBackend, type Backend } from '../kernels/index.js';
 import { materialize, opCases } from './helpers/op-cases.js';
@@ -79,9 +79,12 @@ for (const { name, make } of candidates()) {
       return;
     }
     it('covers every differentiable op', () => {
-      const differentiable = listOps()
-        .filter((op) => op.backward)
-        .map((op) => op.name);
+      const differentiable = [
+        ...listOps()
+          .filter((op) => op.backward)
+          .map((op) => op.name),
+        ...listDerivedOps().map((op) => op.name),
+      ];
       expect(differentiable.filter((n) => !(n in opCases))).toEqual([]);
     });
     for (const [opName, arbitrary] of Object.entries(opCases)) {

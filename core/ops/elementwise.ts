@@ -2,51 +2,85 @@
  * Elementwise ops: broadcasting binary arithmetic, unary math, and the affine map.
  */
 import { broadcastShapes, sameShape, type BinaryOp, type UnaryOp } from '../../kernels/index.js';
-import { apply, registerOp, Tensor, type OpDefinition } from '../tensor.js';
+import { apply, registerDerivedOp, registerOp, Tensor, type OpDefinition } from '../tensor.js';
 import { sumTo } from './reduce.js';
 import { emptyLike } from './util.js';
 
 /** A tensor or a plain number (turned into a scalar of the other operand's dtype). */
 export type TensorLike = Tensor | number;
 
-function defineBinary(
-  name: BinaryOp,
-  gradient: (g: Tensor, a: Tensor, b: Tensor, out: Tensor) => [Tensor | null, Tensor | null],
-): OpDefinition<null> {
-  return registerOp<null>({
+/**
+ * How every op of this file is declared: the kernel that writes the output (shaped like the
+ * inputs broadcast together), and the gradient rule for each input before broadcasting; the
+ * broadcast reduction (`sumTo`) is done here once, not in each rule.
+ */
+interface ElementwiseSpec<A> {
+  name: string;
+  arity: 1 | 2;
+  kernel(inputs: readonly Tensor[], out: Tensor, attrs: A): void;
+  /** Absent for ops that are not differentiable. */
+  gradient?(g: Tensor, inputs: readonly Tensor[], out: Tensor, attrs: A): (Tensor | null)[];
+}
+
+function elementwise<A = null>({ name, arity, kernel, gradient }: ElementwiseSpec<A>): OpDefinition<A> {
+  return registerOp<A>({
     name,
-    arity: 2,
-    forward([a, b]) {
-      const shape = broadcastShapes(a.shape, b.shape);
-      const out = emptyLike(a, shape);
-      a.backend.binary(name, a.storage, a.shape, b.storage, b.shape, out.storage, shape);
+    arity,
+    forward(inputs, attrs) {
+      const out = emptyLike(inputs[0], arity === 2 ? broadcastShapes(inputs[0].shape, inputs[1].shape) : undefined);
+      kernel(inputs, out, attrs);
       return { output: out };
     },
-    backward(g, { inputs: [a, b], output, needsGrad }) {
-      const [ga, gb] = gradient(g, a, b, output);
-      // Broadcasting in the forward means summing in the backward.
-      return [needsGrad[0] && ga ? sumTo(ga, a.shape) : null, needsGrad[1] && gb ? sumTo(gb, b.shape) : null];
-    },
+    backward: gradient
+      ? (g, { inputs, output, attrs, needsGrad }) =>
+          gradient(g, inputs, output, attrs).map((gi, i) => (needsGrad[i] && gi ? sumTo(gi, inputs[i].shape) : null))
+      : undefined,
   });
 }
 
-const addOp = defineBinary('add', (g) => [g, g]);
-const subOp = defineBinary('sub', (g) => [g, neg(g)]);
-const mulOp = defineBinary('mul', (g, a, b) => [mul(g, b), mul(g, a)]);
-const divOp = defineBinary('div', (g, a, b) => [div(g, b), neg(div(mul(g, a), square(b)))]);
+/** The kernel of a binary op: `backend.binary(op, …)` with broadcasting. */
+function binaryKernel(op: BinaryOp): ElementwiseSpec<null>['kernel'] {
+  return ([a, b], out) => a.backend.binary(op, a.storage, a.shape, b.storage, b.shape, out.storage, out.shape);
+}
+
+/** The kernel of a unary op: `backend.unary(op, …)`. */
+function unaryKernel(op: UnaryOp): ElementwiseSpec<null>['kernel'] {
+  return ([x], out) => x.backend.unary(op, x.storage, out.storage);
+}
+
+const addOp = elementwise({ name: 'add', arity: 2, kernel: binaryKernel('add'), gradient: (g) => [g, g] });
+const subOp = elementwise({ name: 'sub', arity: 2, kernel: binaryKernel('sub'), gradient: (g) => [g, neg(g)] });
+const mulOp = elementwise({
+  name: 'mul',
+  arity: 2,
+  kernel: binaryKernel('mul'),
+  gradient: (g, [a, b]) => [mul(g, b), mul(g, a)],
+});
+const divOp = elementwise({
+  name: 'div',
+  arity: 2,
+  kernel: binaryKernel('div'),
+  gradient: (g, [a, b]) => [div(g, b), neg(div(mul(g, a), square(b)))],
+});
 // Ties send the whole gradient to `a`, matching the kernels, which pick `a` on ties.
-const maximumOp = defineBinary('maximum', (g, a, b) => {
-  const aWins = affine(step(sub(b, a)), -1, 1);
-  return [mul(g, aWins), mul(g, step(sub(b, a)))];
+const maximumOp = elementwise({
+  name: 'maximum',
+  arity: 2,
+  kernel: binaryKernel('maximum'),
+  gradient: (g, [a, b]) => [mul(g, affine(step(sub(b, a)), -1, 1)), mul(g, step(sub(b, a)))],
 });
-const minimumOp = defineBinary('minimum', (g, a, b) => {
-  const aWins = affine(step(sub(a, b)), -1, 1);
-  return [mul(g, aWins), mul(g, step(sub(a, b)))];
+const minimumOp = elementwise({
+  name: 'minimum',
+  arity: 2,
+  kernel: binaryKernel('minimum'),
+  gradient: (g, [a, b]) => [mul(g, affine(step(sub(a, b)), -1, 1)), mul(g, step(sub(a, b)))],
 });
-const powOp = defineBinary('pow', (g, a, b, out) => [
-  mul(g, mul(b, pow(a, affine(b, 1, -1)))),
-  mul(g, mul(out, log(a))),
-]);
+const powOp = elementwise({
+  name: 'pow',
+  arity: 2,
+  kernel: binaryKernel('pow'),
+  gradient: (g, [a, b], out) => [mul(g, mul(b, pow(a, affine(b, 1, -1)))), mul(g, mul(out, log(a)))],
+});
 
 function lift(x: TensorLike, like: Tensor): Tensor {
   return typeof x === 'number' ? like.scalarLike(x) : x;
@@ -78,63 +112,49 @@ export const pow = (a: TensorLike, b: TensorLike): Tensor => binary(powOp, a, b)
 // ---------------------------------------------------------------------------
 // Unary
 
-function defineUnary(name: UnaryOp, gradient?: (g: Tensor, x: Tensor, out: Tensor) => Tensor): (x: Tensor) => Tensor {
-  const op = registerOp<null>({
-    name,
+/** A unary op's function; `gradient` is given the output gradient, the input and the output. */
+function unary(op: UnaryOp, gradient?: (g: Tensor, x: Tensor, out: Tensor) => Tensor): (x: Tensor) => Tensor {
+  const definition = elementwise({
+    name: op,
     arity: 1,
-    forward([x]) {
-      const out = emptyLike(x);
-      x.backend.unary(name, x.storage, out.storage);
-      return { output: out };
-    },
-    backward: gradient ? (g, { inputs: [x], output }) => [gradient(g, x, output)] : undefined,
+    kernel: unaryKernel(op),
+    gradient: gradient && ((g, [x], out) => [gradient(g, x, out)]),
   });
-  return (x: Tensor) => apply(op, [x], null);
+  return (x: Tensor) => apply(definition, [x], null);
 }
 
 /** -x. */
-export const neg = defineUnary('neg', (g) => neg(g));
+export const neg = unary('neg', (g) => neg(g));
 /** e^x. */
-export const exp = defineUnary('exp', (g, _x, out) => mul(g, out));
+export const exp = unary('exp', (g, _x, out) => mul(g, out));
 /** Natural log. */
-export const log = defineUnary('log', (g, x) => div(g, x));
+export const log = unary('log', (g, x) => div(g, x));
 /** log(1 + x), accurate near 0. */
-export const log1p = defineUnary('log1p', (g, x) => div(g, affine(x, 1, 1)));
+export const log1p = unary('log1p', (g, x) => div(g, affine(x, 1, 1)));
 /** Square root. */
-export const sqrt = defineUnary('sqrt', (g, _x, out) => div(g, affine(out, 2, 0)));
+export const sqrt = unary('sqrt', (g, _x, out) => div(g, affine(out, 2, 0)));
 /** x². */
-export const square = defineUnary('square', (g, x) => mul(g, affine(x, 2, 0)));
+export const square = unary('square', (g, x) => mul(g, affine(x, 2, 0)));
 /** |x| (gradient sign(x), 0 at 0). */
-export const abs = defineUnary('abs', (g, x) => mul(g, sign(x)));
+export const abs = unary('abs', (g, x) => mul(g, sign(x)));
 /** Logistic sigmoid, stable for large |x|. */
-export const sigmoid = defineUnary('sigmoid', (g, _x, out) => mul(g, mul(out, affine(out, -1, 1))));
+export const sigmoid = unary('sigmoid', (g, _x, out) => mul(g, mul(out, affine(out, -1, 1))));
 /** log(sigmoid(x)) without underflow: its gradient is sigmoid(-x). */
-export const logSigmoid = defineUnary('logSigmoid', (g, x) => mul(g, sigmoid(neg(x))));
+export const logSigmoid = unary('logSigmoid', (g, x) => mul(g, sigmoid(neg(x))));
 /** Hyperbolic tangent. */
-export const tanh = defineUnary('tanh', (g, _x, out) => mul(g, affine(square(out), -1, 1)));
+export const tanh = unary('tanh', (g, _x, out) => mul(g, affine(square(out), -1, 1)));
 /** max(x, 0). */
-export const relu = defineUnary('relu', (g, x) => mul(g, step(x)));
+export const relu = unary('relu', (g, x) => mul(g, step(x)));
 /** 1 where x > 0, else 0. Not differentiable. */
-export const step = defineUnary('step');
+export const step = unary('step');
 /** Sign of x (-1, 0, 1). Not differentiable. */
-export const sign = defineUnary('sign');
+export const sign = unary('sign');
 
-interface AffineAttrs {
-  alpha: number;
-  beta: number;
-}
-
-const affineOp = registerOp<AffineAttrs>({
+const affineOp = elementwise<{ alpha: number; beta: number }>({
   name: 'affine',
   arity: 1,
-  forward([x], { alpha, beta }) {
-    const out = emptyLike(x);
-    x.backend.affine(x.storage, alpha, beta, out.storage);
-    return { output: out };
-  },
-  backward(g, { attrs }) {
-    return [affine(g, attrs.alpha, 0)];
-  },
+  kernel: ([x], out, { alpha, beta }) => x.backend.affine(x.storage, alpha, beta, out.storage),
+  gradient: (g, _inputs, _out, { alpha }) => [affine(g, alpha, 0)],
 });
 
 /** alpha * x + beta in one pass (scalar scale and shift). */
@@ -142,15 +162,16 @@ export function affine(x: Tensor, alpha: number, beta: number): Tensor {
   return apply(affineOp, [x], { alpha, beta });
 }
 
+// ---------------------------------------------------------------------------
+// Derived: written with the ops above, no gradient rule of their own
+
 /** x * s for a plain number s. */
-export function scale(x: Tensor, s: number): Tensor {
-  return affine(x, s, 0);
-}
+export const scale = registerDerivedOp('scale', ['affine'], (x: Tensor, s: number): Tensor => affine(x, s, 0));
 
 /** Clamp to [lo, hi] (gradient passes inside the interval). */
-export function clamp(x: Tensor, lo: number, hi: number): Tensor {
-  return minimum(maximum(x, lo), hi);
-}
+export const clamp = registerDerivedOp('clamp', ['maximum', 'minimum'], (x: Tensor, lo: number, hi: number): Tensor =>
+  minimum(maximum(x, lo), hi),
+);
 
 /** Shape check used by fused ops whose operands must match exactly. */
 export function assertSameShape(op: string, a: Tensor, b: Tensor, names: [string, string]): void {

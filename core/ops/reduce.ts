@@ -2,7 +2,7 @@
  * Reductions, and the broadcast helpers their gradients need.
  */
 import { broadcastShapes, sameShape, sizeOf } from '../../kernels/index.js';
-import { apply, registerOp, Tensor } from '../tensor.js';
+import { apply, registerDerivedOp, registerOp, Tensor } from '../tensor.js';
 import { affine } from './elementwise.js';
 import { reshape } from './shape.js';
 import { emptyLike, fmt, normalizeAxis } from './util.js';
@@ -41,11 +41,15 @@ export function sum(x: Tensor, axis?: number | readonly number[], keepDims = fal
 }
 
 /** Mean over `axis` (all axes when omitted). */
-export function mean(x: Tensor, axis?: number | readonly number[], keepDims = false): Tensor {
-  const axes = resolveAxes(x, axis, 'mean');
-  const count = axes.reduce((n, a) => n * x.shape[a], 1);
-  return affine(sum(x, axes, keepDims), count === 0 ? NaN : 1 / count, 0);
-}
+export const mean = registerDerivedOp(
+  'mean',
+  ['sum', 'affine'],
+  function mean(x: Tensor, axis?: number | readonly number[], keepDims = false): Tensor {
+    const axes = resolveAxes(x, axis, 'mean');
+    const count = axes.reduce((n, a) => n * x.shape[a], 1);
+    return affine(sum(x, axes, keepDims), count === 0 ? NaN : 1 / count, 0);
+  },
+);
 
 const maxLastOp = registerOp<null>({
   name: 'maxLast',
@@ -88,14 +92,19 @@ export function broadcastTo(x: Tensor, shape: readonly number[]): Tensor {
 }
 
 /** Sum a broadcast gradient back down to `shape`: the adjoint of broadcasting. */
-export function sumTo(g: Tensor, shape: readonly number[]): Tensor {
-  if (sameShape(g.shape, shape)) return g;
-  const lead = g.rank - shape.length;
-  const axes: number[] = [];
-  for (let i = 0; i < g.rank; i++) {
-    if (i < lead || (shape[i - lead] === 1 && g.shape[i] !== 1)) axes.push(i);
-  }
-  const reduced = axes.length > 0 ? sum(g, axes, true) : g;
-  if (sizeOf(reduced.shape) !== sizeOf(shape)) throw new Error(`sumTo: cannot reduce ${fmt(g.shape)} to ${fmt(shape)}`);
-  return reshape(reduced, shape);
-}
+export const sumTo = registerDerivedOp(
+  'sumTo',
+  ['sum', 'reshape'],
+  function sumTo(g: Tensor, shape: readonly number[]): Tensor {
+    if (sameShape(g.shape, shape)) return g;
+    const lead = g.rank - shape.length;
+    const axes: number[] = [];
+    for (let i = 0; i < g.rank; i++) {
+      if (i < lead || (shape[i - lead] === 1 && g.shape[i] !== 1)) axes.push(i);
+    }
+    const reduced = axes.length > 0 ? sum(g, axes, true) : g;
+    if (sizeOf(reduced.shape) !== sizeOf(shape))
+      throw new Error(`sumTo: cannot reduce ${fmt(g.shape)} to ${fmt(shape)}`);
+    return reshape(reduced, shape);
+  },
+);

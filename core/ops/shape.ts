@@ -3,7 +3,7 @@
  * so a tensor never shares its buffer and freeing one can never free another.
  */
 import { sizeOf } from '../../kernels/index.js';
-import { apply, registerOp, Tensor } from '../tensor.js';
+import { apply, registerDerivedOp, registerOp, Tensor } from '../tensor.js';
 import { emptyLike, fmt, normalizeAxis } from './util.js';
 
 const reshapeOp = registerOp<{ shape: number[] }>({
@@ -63,14 +63,18 @@ export function permute(x: Tensor, perm: readonly number[]): Tensor {
 }
 
 /** Swap two axes (the last two by default). */
-export function transpose(x: Tensor, axisA = -2, axisB = -1): Tensor {
-  const a = normalizeAxis(axisA, x.rank, 'transpose');
-  const b = normalizeAxis(axisB, x.rank, 'transpose');
-  const perm = x.shape.map((_, i) => i);
-  perm[a] = b;
-  perm[b] = a;
-  return permute(x, perm);
-}
+export const transpose = registerDerivedOp(
+  'transpose',
+  ['permute'],
+  function transpose(x: Tensor, axisA = -2, axisB = -1): Tensor {
+    const a = normalizeAxis(axisA, x.rank, 'transpose');
+    const b = normalizeAxis(axisB, x.rank, 'transpose');
+    const perm = x.shape.map((_, i) => i);
+    perm[a] = b;
+    perm[b] = a;
+    return permute(x, perm);
+  },
+);
 
 interface SliceAttrs {
   begin: number[];
@@ -123,19 +127,23 @@ export function slice(x: Tensor, begin: readonly number[], size: readonly number
 }
 
 /** Split along `axis` into pieces of the given sizes. */
-export function split(x: Tensor, sizes: readonly number[], axis = -1): Tensor[] {
-  const ax = normalizeAxis(axis, x.rank, 'split');
-  const total = sizes.reduce((a, b) => a + b, 0);
-  if (total !== x.shape[ax])
-    throw new Error(`split: sizes sum to ${total} but axis ${ax} of ${fmt(x.shape)} has ${x.shape[ax]}`);
-  let start = 0;
-  return sizes.map((s) => {
-    const begin = x.shape.map((_, d) => (d === ax ? start : 0));
-    const size = x.shape.map((n, d) => (d === ax ? s : n));
-    start += s;
-    return slice(x, begin, size);
-  });
-}
+export const split = registerDerivedOp(
+  'split',
+  ['slice'],
+  function split(x: Tensor, sizes: readonly number[], axis = -1): Tensor[] {
+    const ax = normalizeAxis(axis, x.rank, 'split');
+    const total = sizes.reduce((a, b) => a + b, 0);
+    if (total !== x.shape[ax])
+      throw new Error(`split: sizes sum to ${total} but axis ${ax} of ${fmt(x.shape)} has ${x.shape[ax]}`);
+    let start = 0;
+    return sizes.map((s) => {
+      const begin = x.shape.map((_, d) => (d === ax ? start : 0));
+      const size = x.shape.map((n, d) => (d === ax ? s : n));
+      start += s;
+      return slice(x, begin, size);
+    });
+  },
+);
 
 interface ConcatAttrs {
   axis: number;

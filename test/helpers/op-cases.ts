@@ -1,5 +1,5 @@
 /**
- * Random cases for every differentiable op: fast-check arbitraries that draw shapes
+ * Random cases for every differentiable op, registered and derived: fast-check arbitraries that draw shapes
  * (broadcasting and size-1 dimensions included) and values kept away from kinks
  * and saturation, and the function to differentiate. Shared by the gradient-check
  * suite of each backend.
@@ -181,6 +181,57 @@ export const opCases: Record<string, fc.Arbitrary<OpCase>> = {
         label: `slice ${JSON.stringify(shape)} ${JSON.stringify(ranges)}`,
       })),
   ),
+  // Derived ops (listDerivedOps): checked like the registered ops they are written with.
+  scale: fc.double({ min: -3, max: 3, noNaN: true }).chain((s) => unaryCase(`scale(${s})`, (x) => ops.scale(x, s))),
+  // Values kept 0.1 away from the bounds ±0.5, where clamp has its kinks.
+  clamp: shapeArb().chain((shape) =>
+    valuesArb(size(shape), -1.5, 1.5).map((raw) => {
+      const values = raw.map((x) => (Math.abs(Math.abs(x) - 0.5) < 0.1 ? x + Math.sign(x || 1) * 0.2 : x));
+      return {
+        inputs: [{ values, shape }],
+        run: ([x]: Tensor[]) => ops.clamp(x, -0.5, 0.5),
+        label: `clamp ${JSON.stringify(shape)} to [-0.5, 0.5]`,
+      };
+    }),
+  ),
+  mean: shapeArb(1, 3).chain((shape) =>
+    fc.tuple(valuesArb(size(shape)), fc.subarray(shape.map((_, i) => i)), fc.boolean()).map(([values, axes, keep]) => ({
+      inputs: [{ values, shape }],
+      run: ([x]: Tensor[]) => ops.mean(x, axes.length > 0 ? axes : undefined, keep),
+      label: `mean ${JSON.stringify(shape)} axes ${JSON.stringify(axes)} keep ${keep}`,
+    })),
+  ),
+  transpose: shapeArb(2, 4).chain((shape) =>
+    fc
+      .tuple(
+        valuesArb(size(shape)),
+        fc.integer({ min: -shape.length, max: shape.length - 1 }),
+        fc.integer({ min: -shape.length, max: shape.length - 1 }),
+      )
+      .map(([values, a, b]) => ({
+        inputs: [{ values, shape }],
+        run: ([x]: Tensor[]) => ops.transpose(x, a, b),
+        label: `transpose ${JSON.stringify(shape)} axes ${a}, ${b}`,
+      })),
+  ),
+  // One piece of the split is checked (the others then get a zero gradient).
+  split: fc.tuple(shapeArb(0, 2), fc.array(dimArb, { minLength: 1, maxLength: 3 })).chain(([lead, sizes]) => {
+    const shape = [...lead, sizes.reduce((a, b) => a + b, 0)];
+    return fc.tuple(valuesArb(size(shape)), fc.integer({ min: 0, max: sizes.length - 1 })).map(([values, piece]) => ({
+      inputs: [{ values, shape }],
+      run: ([x]: Tensor[]) => ops.split(x, sizes, -1)[piece],
+      label: `split ${JSON.stringify(shape)} into ${JSON.stringify(sizes)}, piece ${piece}`,
+    }));
+  }),
+  sumTo: broadcastPairArb.chain(([small, other]) => {
+    const target = small.map((d, i) => (d === 1 ? Math.max(1, other[other.length - small.length + i] ?? 2) : d));
+    const full = [2, ...target];
+    return valuesArb(size(full)).map((values) => ({
+      inputs: [{ values, shape: full }],
+      run: ([x]: Tensor[]) => ops.sumTo(x, small),
+      label: `sumTo ${JSON.stringify(full)} → ${JSON.stringify(small)}`,
+    }));
+  }),
   concat: fc.tuple(shapeArb(1, 3), fc.array(dimArb, { minLength: 1, maxLength: 3 })).chain(([shape, widths]) => {
     const axis = shape.length - 1;
     const shapes = widths.map((w) => shape.map((d, i) => (i === axis ? w : d)));
