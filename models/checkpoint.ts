@@ -22,6 +22,7 @@ import { basename, dirname, join } from 'node:path';
 import * as zlib from 'node:zlib';
 import { Tensor } from '../core/index.js';
 import { getBackend, hasRangeAccess, type Backend, type DType, type FloatArray } from '../kernels/index.js';
+import { INSTEAD, requireNode } from './node-only.js';
 
 /** A safetensors dtype this library reads and writes. */
 export type SafetensorsDType = 'F32' | 'F64';
@@ -151,6 +152,7 @@ export async function saveCheckpoint(
   metadata: Readonly<Record<string, string>> = {},
   options: SaveCheckpointOptions = {},
 ): Promise<void> {
+  requireNode('saveCheckpoint', [open, rename], INSTEAD.checkpoint);
   const names = orderedNames(tensors, metadata);
   const placeholder = names.map(() => 0);
   const headerLength = buildHeader(tensors, names, metadata, placeholder).length;
@@ -266,6 +268,7 @@ async function writeTensor(
  * mid-save). Temp files of a live process, which may be saving right now, are left alone.
  */
 export async function removeStaleTemps(dir: string, name: string): Promise<void> {
+  requireNode('removeStaleTemps', [readdir, unlink], INSTEAD.checkpoint);
   let files: string[];
   try {
     files = await readdir(dir);
@@ -396,6 +399,7 @@ export class CheckpointFile {
 
   /** Opens `path` and validates its header and layout; every defect is a {@link CheckpointError}. */
   static async open(path: string): Promise<CheckpointFile> {
+    requireNode('CheckpointFile.open', [open], INSTEAD.checkpoint);
     let fh: FileHandle;
     try {
       fh = await open(path, 'r');
@@ -539,11 +543,13 @@ export class CheckpointFile {
 
 /** Opens a checkpoint for reading tensor by tensor; see {@link CheckpointFile}. */
 export function openCheckpoint(path: string): Promise<CheckpointFile> {
+  requireNode('openCheckpoint', [open], INSTEAD.checkpoint);
   return CheckpointFile.open(path);
 }
 
 /** Loads and validates a whole checkpoint; every defect is a {@link CheckpointError} naming the file and tensor. */
 export async function loadCheckpoint(path: string, options: { backend?: Backend } = {}): Promise<Checkpoint> {
+  requireNode('loadCheckpoint', [open], INSTEAD.checkpoint);
   const file = await CheckpointFile.open(path);
   try {
     return await file.readAll(options);

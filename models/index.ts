@@ -12,3 +12,4 @@ export * from './checkpoint.js';
 export * from './tower-session.js';
 export * from './training/index.js';
 export * from './practice/index.js';
+export * from './node-only.js';

@@ -16,6 +16,7 @@ import { aliCcpFiles, type AliCcpFiles } from './aliccp.js';
 import { formatCommonLine, formatSkeletonLine, type FeatureList } from './aliccp-format.js';
 import type { FunnelSimulator, ImpressionLog, SimBag } from './simulator.js';
 import { tableOf } from '../schema.js';
+import { INSTEAD, requireNode } from '../node-only.js';
 
 /** Fields written to the common-features file, in line order. */
 const COMMON_FIELDS = ['101', '124', '125', '126', '129', '109_14', '110_14', '127_14'] as const;
@@ -103,6 +104,7 @@ export class AliCcpAppender {
 
   /** Create (truncate) the split's two files under `dir`. */
   static async create(sim: FunnelSimulator, dir: string, split: 'train' | 'test'): Promise<AliCcpAppender> {
+    requireNode('AliCcpAppender.create', [open, mkdir], INSTEAD.data);
     await mkdir(dir, { recursive: true });
     const files = aliCcpFiles(dir, split);
     const skeleton = new BufferedWriter(await open(files.skeleton, 'w'));
@@ -169,6 +171,7 @@ export async function writeSimulatorAliCcp(
   dir: string,
   split: 'train' | 'test',
 ): Promise<AliCcpWriteResult> {
+  requireNode('writeSimulatorAliCcp', [open, mkdir], INSTEAD.data);
   const writer = await AliCcpAppender.create(sim, dir, split);
   try {
     await writer.append(log);

@@ -40,6 +40,7 @@ import {
   type RowValue,
 } from './rows.js';
 import type { Schema } from '../schema.js';
+import { INSTEAD, requireNode } from '../node-only.js';
 
 /** Paths of one split's two files. */
 export interface AliCcpFiles {
@@ -49,6 +50,7 @@ export interface AliCcpFiles {
 
 /** The standard file names of a split inside a directory. */
 export function aliCcpFiles(dir: string, split: 'train' | 'test'): AliCcpFiles {
+  requireNode('aliCcpFiles', [join], INSTEAD.data);
   return { skeleton: join(dir, `sample_skeleton_${split}.csv`), common: join(dir, `common_features_${split}.csv`) };
 }
 
@@ -157,6 +159,7 @@ export class Vocabulary implements IdEncoder {
    * the skeleton are not counted.
    */
   static async build(files: AliCcpFiles, options: VocabularyOptions = {}): Promise<Vocabulary> {
+    requireNode('Vocabulary.build', [join], INSTEAD.data);
     const fields = options.fields ?? ALICCP_FIELDS;
     const byId = new Map(fields.map((f) => [f.id, f]));
     const counts = new Map<string, Map<number, number>>();
@@ -346,6 +349,7 @@ export class AliCcpReader {
     readonly files: AliCcpFiles,
     private readonly options: AliCcpReaderOptions,
   ) {
+    requireNode('AliCcpReader', [join], INSTEAD.data);
     for (const key of Object.keys(options))
       if (!READER_OPTIONS.has(key)) throw new Error(`AliCcpReader: unknown option '${key}'`);
     const policy = options.onMalformed ?? 'error';

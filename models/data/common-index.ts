@@ -11,6 +11,7 @@
  */
 import { open, type FileHandle } from 'node:fs/promises';
 import { DEFAULT_MAX_LINE_BYTES, LineTooLongError } from './lines.js';
+import { INSTEAD, requireNode } from '../node-only.js';
 
 /**
  * State of an indexed common line: `ok`; `malformed` (it has a key but too few columns); or
@@ -94,6 +95,7 @@ export class CommonIndex {
 
   /** One pass over `path`: records every line's key, byte offset, length and line number. */
   static async build(path: string, options: CommonIndexOptions = {}): Promise<CommonIndex> {
+    requireNode('CommonIndex.build', [open], INSTEAD.data);
     for (const key of Object.keys(options)) {
       if (!['onMalformed', 'maxLineBytes', 'chunkBytes', 'onIssue'].includes(key))
         throw new Error(`CommonIndex.build: unknown option '${key}'`);

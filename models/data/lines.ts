@@ -4,6 +4,7 @@
  * growing without bound on a file that lacks newlines.
  */
 import { open, type FileHandle } from 'node:fs/promises';
+import { INSTEAD, requireNode } from '../node-only.js';
 
 /** Default chunk size of a read. */
 export const DEFAULT_CHUNK_BYTES = 1 << 20;
@@ -74,6 +75,7 @@ export class LineReader {
     readonly path: string,
     options: LineReaderOptions = {},
   ) {
+    requireNode('LineReader', [open], INSTEAD.data);
     checkLineReaderOptions(options);
     this.chunk = Buffer.allocUnsafe(options.chunkBytes ?? DEFAULT_CHUNK_BYTES);
     this.maxLineBytes = options.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES;

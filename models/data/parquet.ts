@@ -13,6 +13,7 @@ import { Rng } from '../../core/random.js';
 import type { BagField, CategoricalField, FieldGroup, FieldSpec, NumericField, Schema } from '../schema.js';
 import type { BagValue, Row, RowValue } from './rows.js';
 import { readFastColumn, type FlatColumn, type ListColumn } from './parquet-columns.js';
+import { INSTEAD, requireNode } from '../node-only.js';
 
 /** How a field's raw values become embedding rows. */
 export type IdMapping =
@@ -240,6 +241,7 @@ const INT_KEY = /^-?\d{1,15}$/;
  * only, which a browser bundle of this package does not have).
  */
 export async function asyncBufferFromFile(path: string): Promise<AsyncBuffer> {
+  requireNode('asyncBufferFromFile', [open], INSTEAD.parquet);
   const { size } = await stat(path);
   return {
     byteLength: size,
@@ -259,6 +261,7 @@ export async function asyncBufferFromFile(path: string): Promise<AsyncBuffer> {
 
 /** The `*.parquet` files of a path (a file, or a folder's files in name order). */
 export async function parquetFiles(path: string): Promise<string[]> {
+  requireNode('parquetFiles', [readdir, stat], INSTEAD.parquet);
   let info;
   try {
     info = await stat(path);
@@ -690,6 +693,7 @@ export class ParquetRowReader {
  * seen at least `spec.minCount` times (in any field of their table) are kept.
  */
 export async function buildParquetVocabulary(files: readonly string[], spec: ColumnsSpec): Promise<ParquetVocabulary> {
+  requireNode('buildParquetVocabulary', [open], INSTEAD.parquet);
   const counted = spec.fields.filter(
     (f): f is ParquetCategoricalSpec | ParquetBagSpec =>
       f.kind !== 'numeric' && (f.ids ?? 'vocabulary') === 'vocabulary',

@@ -23,6 +23,7 @@ import {
   type ParquetFieldSpec,
 } from './parquet.js';
 import { valueOf, type Row } from './rows.js';
+import { INSTEAD, requireNode } from '../node-only.js';
 
 /** Format tag of a prepared folder's `prepared.json` and of its shards' metadata. */
 export const PREPARED_FORMAT = 'esmm-ts/aliccp-parquet@1';
@@ -98,6 +99,7 @@ const PREPARE_OPTIONS = new Set([
 
 /** Converts a folder of raw Ali-CCP files into Parquet shards + `vocabulary.json` + `prepared.json`. */
 export async function prepareAliCcp(options: PrepareOptions): Promise<PreparedManifest> {
+  requireNode('prepareAliCcp', [mkdir, writeFile, rename], INSTEAD.parquet);
   for (const k of Object.keys(options))
     if (!PREPARE_OPTIONS.has(k)) throw new Error(`prepareAliCcp: unknown option '${k}'`);
   const positive = (v: number | undefined, name: string, d: number): number => {
@@ -236,6 +238,7 @@ export async function prepareAliCcp(options: PrepareOptions): Promise<PreparedMa
 
 /** Reads and checks `prepared.json` of a prepared folder. */
 export async function readManifest(dir: string): Promise<PreparedManifest> {
+  requireNode('readManifest', [readFile], INSTEAD.parquet);
   const path = join(dir, 'prepared.json');
   let text: string;
   try {
@@ -265,6 +268,7 @@ export interface PreparedDataset {
 
 /** Opens a folder written by {@link prepareAliCcp}. */
 export async function openPrepared(dir: string): Promise<PreparedDataset> {
+  requireNode('openPrepared', [readFile], INSTEAD.parquet);
   const manifest = await readManifest(dir);
   const vocabPath = join(dir, manifest.vocabulary);
   const text = await readFile(vocabPath, 'utf8').catch((e: Error) => {

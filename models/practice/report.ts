@@ -34,6 +34,7 @@ import {
 } from './calibration.js';
 import { correctPredictions, downsampledSource, rateForRatio, type DownsamplingRates } from './downsampling.js';
 import { DEFAULT_SCORE_GRID, rankingGrid, type RankingGridRow, type ScoreExponents } from './ranking.js';
+import { INSTEAD, requireNode } from '../node-only.js';
 
 /**
  * Defaults of the practice report, shared with `esmm calibrate`. Towers of 64-32 and two epochs keep the
@@ -392,6 +393,8 @@ export interface CalibrationReport {
  */
 export async function runCalibrationReport(options: CalibrationReportOptions = {}): Promise<CalibrationReport> {
   const started = performance.now();
+  if (options.outDir !== undefined)
+    requireNode('runCalibrationReport with outDir', [mkdirSync, writeFileSync], INSTEAD.reports);
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const d = PRACTICE_DEFAULTS;
   const binOpts = { bins: options.bins ?? d.bins, binning: options.binning ?? d.binning };

@@ -18,6 +18,7 @@ import { EagerEngine, OnnxRuntimeEngine, type EngineName, type ScoringEngine } f
 import { exportOnnx, vocabularyHash } from './onnx-export.js';
 import { readOnnxMetadata } from './onnx-proto.js';
 import { IDENTITY_IDS, vocabularyIds, type IdMap } from './request.js';
+import { INSTEAD, requireNode } from '../node-only.js';
 
 /** A model ready to serve: its schema, id map, engine and descriptive metadata. */
 export interface ServedModel {
@@ -84,6 +85,7 @@ function checkConfig(path: string, json: unknown): TrainedModelConfig {
 
 /** Rebuild a checkpoint written by `esmm train` (weights under `model.`), without reading any training data. */
 export async function loadTrainedModel(checkpointPath: string): Promise<TrainedModel> {
+  requireNode('loadTrainedModel', [readFile], INSTEAD.serving);
   const configPath = `${checkpointPath}.config.json`;
   const config = checkConfig(configPath, await readJson(configPath, 'the model config (written by esmm train)'));
   let schema: Schema;
@@ -145,6 +147,7 @@ function rankingOf(meta: Record<string, string>): { a: number; b: number } {
 
 /** Open an .onnx export or an `esmm train` checkpoint for serving. */
 export async function openServedModel(path: string, options: OpenModelOptions = {}): Promise<ServedModel> {
+  requireNode('openServedModel', [readFile], INSTEAD.serving);
   if (path.endsWith('.onnx')) {
     if (options.engine === 'esmm-ts')
       throw new Error(

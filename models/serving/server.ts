@@ -11,6 +11,7 @@ import type { Batch } from '../schema.js';
 import type { HostPredictions } from '../methods/method.js';
 import type { ServedModel } from './model-files.js';
 import { concatBatches, parseScoreRequest, RequestError } from './request.js';
+import { INSTEAD, requireNode } from '../node-only.js';
 
 /** Every default of the server, in one place (the CLI shows these). */
 export const SERVER_DEFAULTS = {
@@ -135,6 +136,7 @@ const OPTION_KEYS = new Set(Object.keys(SERVER_DEFAULTS));
 
 /** Start serving a model; resolves once listening. */
 export async function startServer(model: ServedModel, options: ServerOptions = {}): Promise<ScoringServer> {
+  requireNode('startServer', [createServer], INSTEAD.serving);
   for (const k of Object.keys(options))
     if (!OPTION_KEYS.has(k))
       throw new Error(`startServer: unknown option '${k}'; known: ${[...OPTION_KEYS].join(', ')}`);

@@ -33,6 +33,7 @@ import type { Schema } from '../schema.js';
 import { aliCcpSource, simulatorSource, SOURCE_DEFAULTS } from './sources.js';
 import { openParquetData, type ParquetDataSpec } from './sources-parquet.js';
 import { Trainer, TRAINER_DEFAULTS, type BatchSource } from './trainer.js';
+import { INSTEAD, requireNode } from '../node-only.js';
 
 /**
  * Defaults of {@link runTable2}: the paper's protocol (its seven methods, 10 repeats) with the
@@ -279,6 +280,9 @@ function methodOptions(method: MethodName, o: Table2Options, schema: Schema, see
 /** Train and evaluate every method `repeats` times; returns the runs, the summary and the report. */
 export async function runTable2(options: Table2Options): Promise<Table2Result> {
   const started = performance.now();
+  if (options.outDir !== undefined) requireNode('runTable2 with outDir', [mkdirSync, writeFileSync], INSTEAD.reports);
+  if (options.data.kind !== 'simulator')
+    requireNode(`runTable2 on ${options.data.kind} files`, [mkdirSync], INSTEAD.data);
   const d = TABLE2_DEFAULTS;
   const methods = options.methods ?? d.methods;
   const repeats = options.repeats ?? d.repeats;

@@ -22,6 +22,7 @@ import { openPrepared } from '../data/prepare.js';
 import { DEFAULT_SHUFFLE_BUFFER, type BatchWithExtras } from '../data/rows.js';
 import type { Schema } from '../schema.js';
 import type { BatchSource } from './trainer.js';
+import { INSTEAD, requireNode } from '../node-only.js';
 
 /** Options of {@link parquetSource}. */
 export interface ParquetSourceOptions {
@@ -81,6 +82,7 @@ function defaultWorkerUrl(): URL | null {
 
 /** Batches from Parquet files, prepared by a worker thread while the trainer steps. */
 export function parquetSource(options: ParquetSourceOptions): ParquetBatchSource {
+  requireNode('parquetSource', [readFile, Worker], INSTEAD.parquet);
   for (const k of Object.keys(options))
     if (!SOURCE_OPTIONS.has(k)) throw new Error(`parquetSource: unknown option '${k}'`);
   if (!Number.isInteger(options.batchSize) || options.batchSize <= 0)
@@ -217,6 +219,7 @@ export async function preparedSources(
   dir: string,
   options: ParquetSourcesOptions,
 ): Promise<{ schema: Schema; train: ParquetBatchSource; test: ParquetBatchSource }> {
+  requireNode('preparedSources', [readFile], INSTEAD.parquet);
   const prepared = await openPrepared(dir);
   const { manifest, files } = prepared;
   if (!files.train || !files.test) throw new Error(`${dir}: prepared.json lacks the train or the test split`);
@@ -244,6 +247,7 @@ export async function preparedSources(
 
 /** Reads and checks a column spec file. */
 export async function readColumnsSpec(path: string): Promise<ColumnsSpec> {
+  requireNode('readColumnsSpec', [readFile], INSTEAD.parquet);
   let text: string;
   try {
     text = await readFile(path, 'utf8');
@@ -269,6 +273,7 @@ export async function userParquetSources(
   spec: ColumnsSpec,
   options: ParquetSourcesOptions & { vocabulary?: ParquetVocabulary },
 ): Promise<{ schema: Schema; train: ParquetBatchSource; test: ParquetBatchSource; vocabulary?: ParquetVocabulary }> {
+  requireNode('userParquetSources', [readFile], INSTEAD.parquet);
   const trainFiles = await parquetFiles(join(dir, spec.train ?? 'train'));
   const testFiles = await parquetFiles(join(dir, spec.test ?? 'test'));
   const needsVocabulary = spec.fields.some((f) => f.kind !== 'numeric' && (f.ids ?? 'vocabulary') === 'vocabulary');
@@ -327,6 +332,7 @@ export async function openParquetData(
     ...(options.worker !== undefined ? { worker: options.worker } : {}),
   };
   if (data.columns === undefined) {
+    requireNode('openParquetData', [readFile], INSTEAD.parquet);
     const s = await preparedSources(data.dir, common);
     return { ...s, description: `Ali-CCP prepared as Parquet in ${data.dir}` };
   }

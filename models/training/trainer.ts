@@ -19,6 +19,7 @@ import { CheckpointError, openCheckpoint, saveCheckpoint, type CheckpointFile } 
 import { EsmmAccumulator, formatAuc, type EsmmMetrics } from '../metrics.js';
 import { NonFiniteStepError, trainStep, type CvrMethod } from '../methods/method.js';
 import type { Batch } from '../schema.js';
+import { INSTEAD, requireNode } from '../node-only.js';
 
 /** Batches for one epoch; called once per epoch with its number, so shuffling can be seeded by epoch. */
 export interface BatchSource {
@@ -177,6 +178,8 @@ export class Trainer {
     readonly method: CvrMethod,
     options: TrainerOptions = {},
   ) {
+    if (options.jsonlPath !== undefined || options.checkpointPath !== undefined)
+      requireNode('Trainer with jsonlPath or checkpointPath', [mkdirSync, appendFileSync], INSTEAD.checkpoint);
     const d = TRAINER_DEFAULTS;
     this.options = {
       ...options,
