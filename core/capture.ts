@@ -501,7 +501,10 @@ class Plan {
           if (!check(be.read(storage))) throw new GuardFailed();
         });
       } else {
-        const fn = (be as unknown as Record<string, (...a: unknown[]) => void>)[ins.name].bind(be);
+        // Looked up per call, so that a wrapper installed later (a profiler) sees replayed kernels too.
+        const kernels = be as unknown as Record<string, (...a: unknown[]) => void>;
+        const name = ins.name;
+        const fn = (...a: unknown[]): void => kernels[name](...a);
         const args = ins.args.map((x) => ('storage' in x ? x.storage : 'value' in x ? x.value : null));
         const hosts = ins.args.flatMap((x, i) => ('host' in x ? [[i, resolver(rec, x.host)] as const] : []));
         if (hosts.length === 0) this.run.push(() => fn(...args));
