@@ -26,9 +26,14 @@ export interface DemoHandle {
   running: boolean;
   result: RunResult | null;
   error: string | null;
+  /**
+   * The current run's test evaluations as they arrive: seconds since Train was clicked, the step,
+   * and each method's entire-space CVR AUC (what a person watches on the chart).
+   */
+  evals: { seconds: number; step: number; cvrAucEntireSpace: Record<string, number> }[];
 }
 
-const handle: DemoHandle = { support: null, running: false, result: null, error: null };
+const handle: DemoHandle = { support: null, running: false, result: null, error: null, evals: [] };
 (globalThis as unknown as { esmmDemo: DemoHandle }).esmmDemo = handle;
 
 function el<T extends HTMLElement = HTMLElement>(id: string): T {
@@ -127,8 +132,10 @@ async function train(): Promise<void> {
     el('error').textContent = (e as Error).message;
     return;
   }
+  const clicked = performance.now();
   handle.running = true;
   handle.result = null;
+  handle.evals = [];
   el<HTMLButtonElement>('train').disabled = true;
   el<HTMLButtonElement>('stop').disabled = false;
   el<HTMLButtonElement>('download').disabled = true;
@@ -184,6 +191,11 @@ async function train(): Promise<void> {
       evaluated(step, points) {
         const pick = (k: 'cvrAuc' | 'ctcvrAuc' | 'cvrAucEntireSpace'): Map<string, number> =>
           new Map([...points].map(([n, p]) => [n, p[k]]));
+        handle.evals.push({
+          seconds: (performance.now() - clicked) / 1000,
+          step,
+          cvrAucEntireSpace: Object.fromEntries([...points].map(([n, p]) => [n, p.cvrAucEntireSpace])),
+        });
         charts.es.push(step, pick('cvrAucEntireSpace'));
         charts.cvr.push(step, pick('cvrAuc'));
         charts.ctcvr.push(step, pick('ctcvrAuc'));

@@ -71,7 +71,7 @@ export const DEFAULT_SETTINGS: DemoSettings = {
   batchSize: 1024,
   epochs: 3,
   maxSteps: 0,
-  lr: 0.003,
+  lr: 0.01,
   methods: ['esmm', 'base'],
   base: 'mlp',
   backend: { kind: 'wasm', threads: 2 },
