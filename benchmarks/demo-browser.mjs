@@ -4,12 +4,16 @@
  * the demo page's default world, in headless Chromium on every backend the page offers and,
  * running the very same session code (docs/demo/session.ts), in Node.
  *
- * Each configuration trains ESMM alone for a fixed number of steps; the rate is measured
- * over the steps after the first two (which compile kernels and fault in memory). Writes
- * benchmarks/results/demo-browser.{md,json}.
+ * First, in Chromium, the page's own defaults as a person gets them: Train clicked, the time until
+ * ESMM's entire-space CVR AUC first exceeds BASE's on the live chart. Then each configuration
+ * trains ESMM alone for a fixed number of steps; the rate is measured over the steps after the
+ * first two (which compile kernels and fault in memory). A configuration still running after
+ * --timeout seconds is stopped and recorded as timed out, so a slow software GPU cannot hang the
+ * run. Writes benchmarks/results/demo-browser.{md,json}.
  *
  * Options: --steps N (wasm and reference steps, default 30), --gpu-steps N (webgl2 and
- * webgpu in Chromium, default 6), --chromium PATH.
+ * webgpu in Chromium, default 4), --timeout S (per configuration in Chromium, default 150),
+ * --win-timeout S (the defaults' run, default 180), --chromium PATH.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -26,12 +30,17 @@ const WARMUP = 2;
 const { values: args } = parseArgs({
   options: {
     steps: { type: 'string', default: '30' },
-    'gpu-steps': { type: 'string', default: '6' },
+    'gpu-steps': { type: 'string', default: '4' },
+    timeout: { type: 'string', default: '150' },
+    'win-timeout': { type: 'string', default: '180' },
     chromium: { type: 'string', default: process.env.ESMM_CHROMIUM ?? '/usr/bin/chromium' },
   },
 });
 const steps = Number(args.steps);
 const gpuSteps = Number(args['gpu-steps']);
+const timeoutMs = 1000 * Number(args.timeout);
+const winTimeoutMs = 1000 * Number(args['win-timeout']);
+const loadAtStart = os.loadavg();
 for (const [k, v] of [
   ['steps', steps],
   ['gpu-steps', gpuSteps],
@@ -97,11 +106,65 @@ const context = await chromium.launchPersistentContext(profile, {
   args: ['--headless=new', '--enable-unsafe-webgpu', '--no-sandbox', '--disable-gpu-sandbox', '--no-first-run'],
 });
 let browserVersion = context.browser()?.version() ?? '';
-const page = context.pages()[0] ?? (await context.newPage());
-await page.goto(url);
-await page.waitForFunction(() => globalThis.esmmDemo?.support != null);
+let page = context.pages()[0] ?? (await context.newPage());
+const demo = (fn) => page.evaluate(fn);
+async function openPage() {
+  const t = performance.now();
+  await page.goto(url);
+  await page.waitForFunction(() => globalThis.esmmDemo?.support != null);
+  return (performance.now() - t) / 1000;
+}
+/**
+ * Clicks Stop and waits for the run to end. A software-GPU step can hold the page's thread for
+ * minutes, so when the page does not answer within a minute it is closed and opened afresh.
+ */
+async function stopRun() {
+  const stopped = (async () => {
+    await page.$eval('#stop', (b) => b.click());
+    await page.waitForFunction(() => !globalThis.esmmDemo.running, null, { timeout: 60_000, polling: 1000 });
+    return true;
+  })().catch(() => false);
+  const answered = await Promise.race([stopped, new Promise((r) => setTimeout(() => r(false), 60_000))]);
+  if (answered) return;
+  await page.close();
+  page = await context.newPage();
+  await openPage();
+}
+const pageLoadSeconds = await openPage();
 browserVersion ||= await page.evaluate(() => navigator.userAgent);
-const support = await page.evaluate(() => globalThis.esmmDemo.support);
+const support = await demo(() => globalThis.esmmDemo.support);
+
+// ---- the page's defaults: how long until ESMM beats BASE on the entire-space CVR AUC ----
+const defaults = await demo(() => ({
+  backend: document.getElementById('backend').value,
+  threads: Number(document.getElementById('threads').value),
+}));
+await page.$eval('#train', (b) => b.click());
+let win = null;
+try {
+  await page.waitForFunction(
+    () => globalThis.esmmDemo.evals.some((e) => e.step > 0 && e.cvrAucEntireSpace.esmm > e.cvrAucEntireSpace.base),
+    null,
+    { timeout: winTimeoutMs, polling: 250 },
+  );
+  win = await demo(() =>
+    globalThis.esmmDemo.evals.find((e) => e.step > 0 && e.cvrAucEntireSpace.esmm > e.cvrAucEntireSpace.base),
+  );
+} catch {
+  win = null;
+}
+const defaultEvals = await demo(() => globalThis.esmmDemo.evals);
+await stopRun();
+const firstWin = {
+  settings: session.DEFAULT_SETTINGS,
+  backend: `${defaults.backend}${defaults.backend === 'wasm' ? `, ${defaults.threads} threads` : ''}`,
+  pageLoadSeconds,
+  win,
+  timedOut: win === null,
+  evals: defaultEvals,
+};
+console.log(firstWin.win ?? `no win within ${winTimeoutMs / 1000} s`);
+
 for (const c of [...configs, ...browserOnly]) {
   await page.fill('#maxSteps', String(c.steps));
   await page.fill('#evalEvery', '1000000');
@@ -109,26 +172,32 @@ for (const c of [...configs, ...browserOnly]) {
   for (const box of await page.$$('#methods input')) await box.setChecked((await box.getAttribute('value')) === 'esmm');
   await page.selectOption('#backend', c.backend.kind);
   if (c.backend.kind === 'wasm') await page.fill('#threads', String(c.backend.threads));
+  const started = performance.now();
   await page.$eval('#train', (b) => b.click());
-  await page.waitForFunction(
-    () => !globalThis.esmmDemo.running && (globalThis.esmmDemo.result || globalThis.esmmDemo.error),
-    null,
-    {
-      timeout: 1_800_000,
-      polling: 1000,
-    },
-  );
-  const { result, error } = await page.evaluate(() => ({
+  let timedOut = false;
+  try {
+    await page.waitForFunction(
+      () => !globalThis.esmmDemo.running && (globalThis.esmmDemo.result || globalThis.esmmDemo.error),
+      null,
+      { timeout: timeoutMs, polling: 1000 },
+    );
+  } catch {
+    timedOut = true;
+    await stopRun();
+  }
+  const where = `Chromium ${browserVersion}`;
+  if (timedOut) {
+    const row = { where, config: c.name, timedOut: true, seconds: (performance.now() - started) / 1000 };
+    console.log(row);
+    results.push(row);
+    continue;
+  }
+  const { result, error } = await demo(() => ({
     result: globalThis.esmmDemo.result,
     error: globalThis.esmmDemo.error,
   }));
   if (error) throw new Error(`${c.name} in Chromium: ${error}`);
-  const row = {
-    where: `Chromium ${browserVersion}`,
-    config: c.name,
-    steps: result.steps,
-    ...rate(result.stepSeconds, 1024),
-  };
+  const row = { where, config: c.name, steps: result.steps, ...rate(result.stepSeconds, 1024) };
   console.log(row);
   results.push(row);
 }
@@ -144,7 +213,9 @@ const json = {
   machine,
   browser: browserVersion,
   node: process.version,
+  loadAverage: { start: loadAtStart, end: os.loadavg() },
   support,
+  firstWin,
   results,
 };
 fs.writeFileSync(path.join(RESULTS, 'demo-browser.json'), `${JSON.stringify(json, null, 2)}\n`);
@@ -154,12 +225,20 @@ for (const r of results) {
   byConfig.get(r.config)[r.where.startsWith('Node') ? 'node' : 'browser'] = r;
 }
 const cell = (r) =>
-  r ? `${Math.round(r.samplesPerSecond).toLocaleString('en-US')} (${r.stepMs.toFixed(0)} ms/step)` : '–';
+  !r
+    ? '–'
+    : r.timedOut
+      ? `timed out (stopped after ${r.seconds.toFixed(0)} s)`
+      : `${Math.round(r.samplesPerSecond).toLocaleString('en-US')} (${r.stepMs.toFixed(0)} ms/step)`;
+const load = (l) => l.map((x) => x.toFixed(2)).join(', ');
+const d = session.DEFAULT_SETTINGS;
+const w = firstWin.win;
 const lines = [
   '# ESMM training in the browser and in Node',
   '',
   `Measured ${json.date.slice(0, 10)} with \`node benchmarks/demo-browser.mjs\` on ${machine}. **The machine was`,
-  'shared with other jobs while this ran: compare rows within this table only.** No GPU: WebGL2 and WebGPU',
+  `shared with other jobs while this ran (load average ${load(json.loadAverage.start)} at the start, ${load(json.loadAverage.end)} at the end):`,
+  'compare rows within this table only.** No GPU: WebGL2 and WebGPU',
   "run on Chromium's SwiftShader (a software renderer on the CPU), so their figures say what the page costs",
   'without a GPU, not what a GPU does.',
   '',
@@ -167,6 +246,25 @@ const lines = [
   '(towers 200-80-1, PReLU), batch 1024, Adam; the same session code (`docs/demo/session.ts`) in both',
   `columns. Samples/s over the steps after the first ${WARMUP} (warm-up: kernel compilation, first-touch memory).`,
   `Browser: Chromium ${browserVersion} (headless, \`--enable-unsafe-webgpu\`), page cross-origin isolated.`,
+  '',
+  '## The defaults, as a person sees them',
+  '',
+  `The page opened (${firstWin.pageLoadSeconds.toFixed(1)} s until ready) and Train clicked with its defaults (${d.users} users, ${d.items} items,`,
+  `CTR ${d.ctr}, CVR ${d.cvr}, bias ${d.bias}, ${d.trainRows} train / ${d.testRows} test rows, batch ${d.batchSize}, lr ${d.lr}, ESMM and BASE, ${firstWin.backend}, evaluated every ${d.evalEvery} steps):`,
+  w
+    ? `ESMM's entire-space CVR AUC first exceeded BASE's **${w.seconds.toFixed(1)} s after the click**, at step ${w.step} (ESMM ${w.cvrAucEntireSpace.esmm.toFixed(3)}, BASE ${w.cvrAucEntireSpace.base.toFixed(3)}).`
+    : `ESMM's entire-space CVR AUC did not exceed BASE's within ${winTimeoutMs / 1000} s of the click.`,
+  '',
+  '| s after click | step | ESMM | BASE |',
+  '| --- | --- | --- | --- |',
+  ...firstWin.evals.map(
+    (e) =>
+      `| ${e.seconds.toFixed(1)} | ${e.step} | ${e.cvrAucEntireSpace.esmm.toFixed(3)} | ${e.cvrAucEntireSpace.base.toFixed(3)} |`,
+  ),
+  '',
+  '## Throughput',
+  '',
+  `Timed out: still running after ${timeoutMs / 1000} s, then stopped.`,
   '',
   '| backend | Chromium samples/s | Node samples/s |',
   '| --- | --- | --- |',
