@@ -23,7 +23,7 @@ import { RowSparseGrad } from './sparse-grad.js';
 import { Tensor } from './tensor.js';
 
 /** A host array a kernel or an upload may take (ids, offsets, weights, labels). */
-type HostArray = Int32Array | Float32Array | Float64Array;
+export type HostArray = Int32Array | Float32Array | Float64Array;
 
 /**
  * Which arguments of each kernel it writes, and whether it overwrites them whole (then a replay

@@ -20,6 +20,7 @@ export {
   groupIndices,
   addGradients,
   type Gradient,
+  type SparseLive,
   type OpDefinition,
   type BackwardContext,
   type ForwardResult,
@@ -39,6 +40,7 @@ export {
   type CompiledStep,
   type CompiledStepStats,
   type CompileStepOptions,
+  type HostArray,
   type StepMode,
 } from './capture.js';
 import './tensor-methods.js';
