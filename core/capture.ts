@@ -83,6 +83,7 @@ interface HostNode {
 
 /** A buffer whose size follows the data (rows of a sparse gradient), kept by a plan across replays. */
 export class DynamicBuffer {
+  /** The current buffer; null before the first {@link DynamicBuffer.ensure}. */
   storage: Storage | null = null;
   constructor(private readonly reuse: boolean) {}
 

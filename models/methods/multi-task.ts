@@ -116,6 +116,7 @@ export class DenseTower extends nn.Module {
     });
   }
 
+  /** The tower's logit per row, [batch]. */
   forward(x: Tensor): Tensor {
     return reshape(this.net.forward(x), [x.shape[0]]);
   }

@@ -130,7 +130,8 @@ class ExtractionLevel extends nn.Module {
 
 /** `ple` (entire space) or `ple-naive` (click space). */
 export class PleMethod extends TwoTowerFrame {
-  readonly levels: ExtractionLevel[];
+  // Private to the API docs only: the levels are parameters like any other field.
+  private readonly levels: ExtractionLevel[];
 
   constructor(schema: Schema, options: PleOptions = {}) {
     super(schema, options, 'ple');
