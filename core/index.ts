@@ -20,7 +20,6 @@ export {
   groupIndices,
   addGradients,
   type Gradient,
-  type SparseLive,
   type OpDefinition,
   type BackwardContext,
   type ForwardResult,
@@ -44,7 +43,6 @@ export {
   type CompiledStep,
   type CompiledStepStats,
   type CompileStepOptions,
-  type HostArray,
   type StepMode,
 } from './capture.js';
 import './tensor-methods.js';
