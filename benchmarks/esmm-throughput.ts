@@ -24,7 +24,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { optim, tidy, type Tensor } from '../core/index.js';
+import { compileStep, optim, tidy, type StepMode, type Tensor } from '../core/index.js';
 // Imported here, not on first use, so that the bundled benchmark carries the gpu backend.
 import '../kernels/gpu/index.js';
 import { getBackend, setBackend } from '../kernels/index.js';
@@ -62,6 +62,8 @@ export interface BenchConfig {
   dataDir?: string;
   /** After timing, run this many more steps with every backend method timed (0: none). */
   profileSteps?: number;
+  /** `captured` (default, as the Trainer): steps replay a recorded plan (`compileStep`); `eager`: every op runs. */
+  stepMode?: StepMode;
 }
 
 /** Time per step spent in one backend method (from {@link BenchConfig.profileSteps}). */
@@ -75,6 +77,9 @@ export interface KernelProfileRow {
 export interface BenchResult {
   framework: 'esmm-ts';
   workload: Workload;
+  stepMode: StepMode;
+  /** How the compiled step ran: replays, recordings, eager steps, and why it fell back if it did. */
+  capture: { replays: number; recordings: number; eager: number; fallbackReason: string | null };
   backend: string;
   mode: string | null;
   threads: number;
@@ -84,6 +89,8 @@ export interface BenchResult {
   samplesPerSec: number;
   samplesPerSecRepeats: number[];
   msPerStep: number;
+  /** CPU time per timed step, user + system, every thread of the process. */
+  cpuMsPerStep: number;
   peakRssMB: number;
   /** RSS right after the model and optimizer state were allocated, before the first step. */
   rssAfterSetupMB: number;
@@ -322,32 +329,37 @@ export function runConfig(cfg: BenchConfig): BenchResult {
   rssTrace.setupDone = rssMB();
 
   let k = 0;
-  // Time per phase, summed while the profiled steps run (null otherwise).
+  // Time per phase, summed while the profiled steps run (null otherwise; eager steps only).
   let phases: StepPhases | null = null;
+  const stepMode = cfg.stepMode ?? 'captured';
+  // The step as the Trainer runs it: compiled, so that steps after the first few replay a plan.
+  const compiled = compileStep(
+    (batch: Batch): Tensor =>
+      tidy(() => {
+        const t0 = performance.now();
+        opt.zeroGrad();
+        const loss: Tensor = model.loss(batch);
+        const t1 = performance.now();
+        loss.backward();
+        const t2 = performance.now();
+        opt.step();
+        if (phases) {
+          phases.forward += t1 - t0;
+          phases.backward += t2 - t1;
+          phases.optimizer += performance.now() - t2;
+        }
+        return loss;
+      }),
+    { mode: stepMode },
+  );
   // One training step; the loss stays on the backend unless asked for.
   const step = (read: boolean): number => {
     const batch = batches[k++ % batches.length];
-    let value = NaN;
     const t0 = performance.now();
-    let t1 = t0;
-    let t2 = t0;
-    let t3 = t0;
-    tidy(() => {
-      opt.zeroGrad();
-      const loss: Tensor = model.loss(batch);
-      t1 = performance.now();
-      loss.backward();
-      t2 = performance.now();
-      opt.step();
-      t3 = performance.now();
-      if (read) value = loss.item();
-    });
-    if (phases) {
-      phases.forward += t1 - t0;
-      phases.backward += t2 - t1;
-      phases.optimizer += t3 - t2;
-      phases.other += performance.now() - t3;
-    }
+    const loss = compiled(batch);
+    const value = read ? loss.item() : NaN;
+    loss.dispose();
+    if (phases) phases.other += performance.now() - t0;
     return value;
   };
   // Touch the Adam state once before measuring RSS (it is created on the first step).
@@ -358,6 +370,10 @@ export function runConfig(cfg: BenchConfig): BenchResult {
     if (i === 0) rssTrace.afterFirstStep = rssMB();
   }
   for (let i = 0; i < cfg.warmup; i++) step(i === cfg.warmup - 1);
+  // A plan replays from the fourth step on (the first creates Adam's state, two more are recorded and
+  // compared): timing starts once it does, as the Trainer would be after its first steps.
+  for (let i = 0; i < 4 && stepMode === 'captured' && compiled.stats.replays === 0 && !compiled.fallbackReason; i++)
+    step(false);
   rssTrace.afterWarmup = rssMB();
   const arenaOf = (): { reserved: number; memoryBytes: number; grows: number } | null => {
     const s = (be as { stats?: () => { reserved: number; memoryBytes: number; grows: number } }).stats;
@@ -365,20 +381,29 @@ export function runConfig(cfg: BenchConfig): BenchResult {
   };
   const growsBefore = arenaOf()?.grows ?? 0;
   const rates: number[] = [];
+  // CPU time (all threads of the process) as well as wall time: on a shared machine it is the steadier figure.
+  const cpu0 = process.cpuUsage();
   for (let r = 0; r < cfg.repeats; r++) {
     const ts = performance.now();
     for (let i = 0; i < cfg.steps; i++) step(i === cfg.steps - 1); // the last read syncs device backends
     rates.push((cfg.steps * cfg.batch) / ((performance.now() - ts) / 1000));
   }
+  const cpu = process.cpuUsage(cpu0);
+  const cpuMsPerStep = (cpu.user + cpu.system) / 1000 / (cfg.repeats * cfg.steps);
   rssTrace.afterTiming = rssMB();
   const arena = arenaOf();
   const sps = median(rates);
   let kernelProfile: BenchResult['kernelProfile'];
   if (cfg.profileSteps) {
     phases = { forward: 0, backward: 0, optimizer: 0, other: 0 };
+    const eagerBefore = compiled.stats.eager;
     const profiled = profileKernels(be as unknown as Record<string, unknown>, cfg.profileSteps, () => step(false));
     const n = cfg.profileSteps;
     const p: StepPhases = phases;
+    // `other` summed whole steps; the rest of a step is what the phases did not cover. A replayed
+    // step has no phases (its kernels run as one program): all of it is `other`.
+    p.other -= p.forward + p.backward + p.optimizer;
+    if (compiled.stats.eager === eagerBefore && stepMode === 'captured') notes.push('profiled steps were replays');
     kernelProfile = {
       ...profiled,
       phases: { forward: p.forward / n, backward: p.backward / n, optimizer: p.optimizer / n, other: p.other / n },
@@ -388,6 +413,8 @@ export function runConfig(cfg: BenchConfig): BenchResult {
   return {
     framework: 'esmm-ts',
     workload,
+    stepMode,
+    capture: { ...compiled.stats, fallbackReason: compiled.fallbackReason },
     backend: be.name,
     mode: cfg.mode ?? null,
     threads: cfg.threads ?? 1,
@@ -397,6 +424,7 @@ export function runConfig(cfg: BenchConfig): BenchResult {
     samplesPerSec: sps,
     samplesPerSecRepeats: rates,
     msPerStep: (1000 * cfg.batch) / sps,
+    cpuMsPerStep,
     peakRssMB: process.resourceUsage().maxRSS / 1024,
     rssAfterSetupMB,
     setupSeconds,

@@ -23,7 +23,7 @@ import { RowSparseGrad } from './sparse-grad.js';
 import { Tensor } from './tensor.js';
 
 /** A host array a kernel or an upload may take (ids, offsets, weights, labels). */
-type HostArray = Int32Array | Float32Array | Float64Array;
+export type HostArray = Int32Array | Float32Array | Float64Array;
 
 /**
  * Which arguments of each kernel it writes, and whether it overwrites them whole (then a replay
@@ -83,6 +83,7 @@ interface HostNode {
 
 /** A buffer whose size follows the data (rows of a sparse gradient), kept by a plan across replays. */
 export class DynamicBuffer {
+  /** The current buffer; null before the first {@link DynamicBuffer.ensure}. */
   storage: Storage | null = null;
   constructor(private readonly reuse: boolean) {}
 
@@ -500,7 +501,10 @@ class Plan {
           if (!check(be.read(storage))) throw new GuardFailed();
         });
       } else {
-        const fn = (be as unknown as Record<string, (...a: unknown[]) => void>)[ins.name].bind(be);
+        // Looked up per call, so that a wrapper installed later (a profiler) sees replayed kernels too.
+        const kernels = be as unknown as Record<string, (...a: unknown[]) => void>;
+        const name = ins.name;
+        const fn = (...a: unknown[]): void => kernels[name](...a);
         const args = ins.args.map((x) => ('storage' in x ? x.storage : 'value' in x ? x.value : null));
         const hosts = ins.args.flatMap((x, i) => ('host' in x ? [[i, resolver(rec, x.host)] as const] : []));
         if (hosts.length === 0) this.run.push(() => fn(...args));

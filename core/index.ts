@@ -33,6 +33,10 @@ export {
   compileStep,
   derive,
   dynamic,
+  dynamicBuffer,
+  hostRef,
+  DynamicBuffer,
+  type HostArray,
   guard,
   isRecording,
   COMPILE_STEP_DEFAULTS,
@@ -43,6 +47,7 @@ export {
 } from './capture.js';
 import './tensor-methods.js';
 export type { TensorLike, MatmulOptions, BagInput } from './ops/index.js';
+export type { SparseLive } from './sparse-grad.js';
 export { Rng } from './random.js';
 export * as init from './init.js';
 export * as nn from './nn/index.js';

@@ -5,19 +5,27 @@ const radixCounts = new Int32Array(1 << 16);
 /**
  * Group equal indices: `unique` in ascending order, and for each unique value u the
  * positions order[segments[u] .. segments[u+1]) where it occurs, ascending. Host-side:
- * indices are input data. A stable LSD radix sort (two 16-bit passes) keeps this linear
- * in the batch, whatever the vocabulary size.
+ * indices are input data. A stable LSD radix sort (8- or 16-bit digits) keeps this linear
+ * in the batch, whatever the vocabulary size (one pass per digit of the largest id).
  */
 export function groupIndices(indices: Int32Array): { unique: Int32Array; segments: Int32Array; order: Int32Array } {
   const n = indices.length;
   let order = new Int32Array(n);
   let scratch = new Int32Array(n);
-  for (let i = 0; i < n; i++) order[i] = i;
-  const counts = radixCounts;
-  for (const shift of [0, 16]) {
+  let max = 0;
+  for (let i = 0; i < n; i++) {
+    order[i] = i;
+    if (indices[i] > max) max = indices[i];
+  }
+  // Each pass costs n plus one histogram: 8-bit digits for small batches (a 16-bit histogram would
+  // cost more than the batch), 16-bit ones for large; only as many passes as the largest id needs.
+  const digit = n < 1 << 14 ? 8 : 16;
+  const mask = (1 << digit) - 1;
+  const counts = radixCounts.subarray(0, 1 << digit);
+  for (let shift = 0; shift < 32 - Math.clz32(max); shift += digit) {
     counts.fill(0);
-    // Indices are non-negative row ids; `>>> shift & 0xffff` buckets them by one 16-bit digit.
-    for (let i = 0; i < n; i++) counts[(indices[i] >>> shift) & 0xffff]++;
+    // Indices are non-negative row ids; `>>> shift & mask` buckets them by one digit.
+    for (let i = 0; i < n; i++) counts[(indices[i] >>> shift) & mask]++;
     let total = 0;
     for (let d = 0; d < counts.length; d++) {
       const c = counts[d];
@@ -26,7 +34,7 @@ export function groupIndices(indices: Int32Array): { unique: Int32Array; segment
     }
     for (let i = 0; i < n; i++) {
       const pos = order[i];
-      scratch[counts[(indices[pos] >>> shift) & 0xffff]++] = pos;
+      scratch[counts[(indices[pos] >>> shift) & mask]++] = pos;
     }
     [order, scratch] = [scratch, order];
   }

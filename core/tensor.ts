@@ -116,7 +116,10 @@ export interface DerivedOpDefinition {
 
 const derivedRegistry = new Map<string, DerivedOpDefinition>();
 
-/** Register a derived op and return `fn` unchanged; `uses` names the registered ops it is written with. */
+/**
+ * Register a derived op and return `fn` unchanged; `uses` names the registered ops it is written with.
+ * @typeParam F - the op's function type, kept as it is.
+ */
 export function registerDerivedOp<F extends (...args: never[]) => Tensor | Tensor[]>(
   name: string,
   uses: readonly string[],

@@ -157,7 +157,7 @@ export class SharedEmbedding extends nn.Module {
     const { lengths, maxLen, ids, scale, mask } = derive(
       'sequence',
       [data.offsets, data.ids, data.values ?? null],
-      (offsets, bagIds, bagValues) => padSequences(n, offsets, bagIds, weighted ? bagValues : null),
+      (offsets, bagIds, bagValues) => padSequences(offsets.length - 1, offsets, bagIds, weighted ? bagValues : null),
     );
     // An exporter's tracer learns what these host arrays are, so the padding can become graph ops.
     markTraced(ids, { field: field.name, part: 'sequenceIds' } satisfies SequenceTraceTag);

@@ -16,7 +16,8 @@ export interface OptionSpec<T> {
   fields?: NestedSpecs<T>;
 }
 
-type NestedSpecs<T> =
+/** The specs of an object-valued option's keys ({@link OptionSpec.fields}); never for arrays and scalars. */
+export type NestedSpecs<T> =
   NonNullable<T> extends readonly unknown[]
     ? never
     : NonNullable<T> extends object

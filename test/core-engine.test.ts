@@ -453,4 +453,12 @@ describe('groupIndices', () => {
       ),
     );
   });
+
+  it('groups a batch large enough for 16-bit digits like a stable sort', () => {
+    const rng = new Rng(3);
+    const ids = Array.from({ length: 20_000 }, (_, i) => (i % 7 === 0 ? 5 : Math.floor(rng.uniform() * 3e6)));
+    const { unique, order } = groupIndices(Int32Array.from(ids));
+    expect([...order]).toEqual(ids.map((_, i) => i).sort((a, b) => ids[a] - ids[b] || a - b));
+    expect([...unique]).toEqual([...new Set(ids)].sort((a, b) => a - b));
+  });
 });

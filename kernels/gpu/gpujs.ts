@@ -23,7 +23,9 @@ export type KernelArg = number | Float32Array | DeviceTexture;
 /** A compiled gpu.js kernel, as the backend uses it. */
 export interface CompiledKernel {
   (...args: KernelArg[]): unknown;
+  /** Size the next launch's output (dynamic output kernels). */
   setOutput(output: number[]): unknown;
+  /** Release the compiled kernel (and, when asked, its canvas). */
   destroy?(removeCanvasReferences?: boolean): void;
   /** The kernel instance that actually runs; gpu.js swaps it on a silent fallback. */
   readonly kernel: {

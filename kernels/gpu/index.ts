@@ -11,7 +11,7 @@ registerBackend('gpu', (options) => (options.mode === 'webgpu' ? new QueuedGpuBa
 
 export { GpuBackend, GpuStorage, GPU_MODES, resolveGpuMode } from './backend.js';
 export type { ConcreteGpuMode, GpuBackendOptions } from './backend.js';
-export { isModeSupported, isWebGpuAvailable, runsOn } from './gpujs.js';
+export { isModeSupported, isWebGpuAvailable, runsOn, type CompiledKernel, type KernelArg } from './gpujs.js';
 export type { DeviceBuffer, GpuMode } from './gpujs.js';
 export { ASYNC_METHODS, AsyncGpuBackend, AsyncGpuStorage, asyncOf } from './async-backend.js';
 export type { AsyncBackend, AsyncKernels, AsyncMethod } from './async-backend.js';

@@ -1,5 +1,5 @@
 /**
- * The webgpu backend of the synchronous engine: every {@link Backend} call returns at once
+ * The webgpu backend of the synchronous engine: every `Backend` call returns at once
  * and queues its launches, and only an awaited read waits for the device.
  *
  * gpu.js webgpu kernels hand their results (device buffers) back through Promises, so a
@@ -34,7 +34,7 @@ export class QueuedGpuStorage implements Storage {
   ) {}
 }
 
-/** gpu.js webgpu behind the synchronous {@link Backend} interface. Create with {@link QueuedGpuBackend.create}. */
+/** gpu.js webgpu behind the synchronous `Backend` interface. Create with {@link QueuedGpuBackend.create}. */
 export class QueuedGpuBackend extends plannedKernels<void>() implements BackendKernels, AsyncReadBackend {
   readonly name = 'gpu:webgpu';
   private readonly launcher: Launcher<DeviceBuffer>;

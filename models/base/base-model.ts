@@ -36,7 +36,8 @@ export const TOWER_DEFAULTS = {
 
 /** The settings a frame passes to each tower itself, unchecked: generator, dtype and output width. */
 export const FRAME_KEYS = ['rng', 'dtype', 'outFeatures'] as const;
-type FrameKeys = (typeof FRAME_KEYS)[number];
+/** One of {@link FRAME_KEYS}. */
+export type FrameKeys = (typeof FRAME_KEYS)[number];
 
 /** Declared shared tower settings; the {@link FRAME_KEYS} are the frame's, passed through unchecked. */
 export const TOWER_OPTIONS: OptionSpecs<Omit<BaseModelOptions, FrameKeys>> = {

@@ -13,4 +13,4 @@ export {
 } from './common-index.js';
 export * from './parquet.js';
 export * from './prepare.js';
-export { LineReader, LineTooLongError, type LineReaderOptions } from './lines.js';
+export { DEFAULT_MAX_LINE_BYTES, LineReader, LineTooLongError, type LineReaderOptions } from './lines.js';

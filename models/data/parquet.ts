@@ -200,6 +200,7 @@ export class ParquetVocabulary {
     return this.maps.get(table)?.get(key) ?? 1;
   }
 
+  /** The vocabulary as JSON: each table's keys, in the order they were read. */
   toJSON(): { version: 1; kind: 'parquet'; tables: Record<string, string[]> } {
     const tables: Record<string, string[]> = {};
     for (const [t, keys] of Object.entries(this.tables)) tables[t] = [...keys];

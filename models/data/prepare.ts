@@ -63,6 +63,7 @@ export interface PrepareOptions {
   rowGroupRows?: number;
   /** Splits to prepare (default both). */
   splits?: readonly ('train' | 'test')[];
+  /** Called as the preparation advances, for a progress display. */
   onProgress?: (p: PrepareProgress) => void;
 }
 

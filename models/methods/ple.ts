@@ -16,6 +16,7 @@ import { checks } from '../options.js';
 import {
   checkCount,
   checkSizes,
+  frameMlp,
   registerFrame,
   TASK_WEIGHT_OPTIONS,
   Trunk,
@@ -54,13 +55,9 @@ class DenseExpert extends nn.Module {
   readonly net: nn.Sequential;
   constructor(ctx: FrameContext, inFeatures: number, sizes: readonly number[]) {
     super();
-    this.net = nn.mlp(inFeatures, sizes, {
-      activation: ctx.tower.activation ?? 'prelu',
-      dropout: ctx.tower.dropout,
-      rng: ctx.rng.fork(),
-      dtype: ctx.dtype,
-    });
+    this.net = frameMlp(ctx, inFeatures, sizes);
   }
+  /** The expert's output [batch, last size]. */
   forward(x: Tensor): Tensor {
     return this.net.forward(x);
   }
@@ -130,7 +127,8 @@ class ExtractionLevel extends nn.Module {
 
 /** `ple` (entire space) or `ple-naive` (click space). */
 export class PleMethod extends TwoTowerFrame {
-  readonly levels: ExtractionLevel[];
+  // Private to the API docs only: the levels are parameters like any other field.
+  private readonly levels: ExtractionLevel[];
 
   constructor(schema: Schema, options: PleOptions = {}) {
     super(schema, options, 'ple');

@@ -55,6 +55,7 @@ export interface ParquetBatchSource extends BatchSource {
   /** Whether batches come from a worker thread. */
   readonly usesWorker: boolean;
   batches(epoch: number): AsyncIterable<BatchWithExtras>;
+  /** Ends the decoding worker; the source cannot be read afterwards. */
   close(): Promise<void>;
 }
 

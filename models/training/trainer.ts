@@ -66,6 +66,7 @@ export const TRAINER_DEFAULTS = {
  * Node's `WriteStream` so the package's types hold without @types/node (e.g. in a browser app).
  */
 export interface ProgressStream {
+  /** Write `text` as it is (no newline added). */
   write(text: string): unknown;
   /** A redrawn bar is used on a terminal only. */
   readonly isTTY?: boolean;
