@@ -579,10 +579,19 @@ export interface CompileStepOptions {
   mode?: StepMode;
   /** Plans kept for different input shapes (the last batch of an epoch is often smaller); default 4. */
   maxPlans?: number;
+  /**
+   * Steps recorded in a row without a replay after which capture stops (input shapes that do not
+   * repeat, such as batches of bags with varying lengths, gain nothing from it); default 16.
+   */
+  maxRecordingsWithoutReplay?: number;
 }
 
 /** Defaults of {@link compileStep}. */
-export const COMPILE_STEP_DEFAULTS = { mode: 'captured' as StepMode, maxPlans: 4 } as const;
+export const COMPILE_STEP_DEFAULTS = {
+  mode: 'captured' as StepMode,
+  maxPlans: 4,
+  maxRecordingsWithoutReplay: 16,
+} as const;
 
 /** What a compiled step did so far. */
 export interface CompiledStepStats {
@@ -633,6 +642,10 @@ export function compileStep<I extends object, R extends Tensor | Tensor[] | Reco
   const maxPlans = options.maxPlans ?? COMPILE_STEP_DEFAULTS.maxPlans;
   if (!(Number.isInteger(maxPlans) && maxPlans >= 1))
     throw new Error(`compileStep: maxPlans must be a positive integer, got ${maxPlans}`);
+  const patience = options.maxRecordingsWithoutReplay ?? COMPILE_STEP_DEFAULTS.maxRecordingsWithoutReplay;
+  if (!(Number.isInteger(patience) && patience >= 2))
+    throw new Error(`compileStep: maxRecordingsWithoutReplay must be an integer ≥ 2, got ${patience}`);
+  let sinceReplay = 0;
   const plans = new Map<string, { plan: Plan; shape: R }>();
   const pending = new Map<string, { signature: string; misses: number }>();
   const stats: CompiledStepStats = { replays: 0, recordings: 0, eager: 0, rerecords: 0 };
@@ -645,6 +658,7 @@ export function compileStep<I extends object, R extends Tensor | Tensor[] | Reco
 
   const record = (input: I, key: string, backend: Backend): R => {
     stats.recordings++;
+    sinceReplay++;
     const rec = new Recording(backend, input);
     let result: R;
     rec.start();
@@ -694,7 +708,16 @@ export function compileStep<I extends object, R extends Tensor | Tensor[] | Reco
       if (misses >= 2) {
         fallbackReason = `two recordings of a step with the same input shapes differ: ${firstDifference(seen!.signature, signature)}`;
         disposeAll();
-      } else pending.set(key, { signature, misses });
+      } else {
+        pending.delete(key);
+        pending.set(key, { signature, misses });
+        // Only the latest shapes can still repeat; the oldest signature goes first.
+        if (pending.size > patience) pending.delete(pending.keys().next().value as string);
+      }
+    }
+    if (fallbackReason === null && sinceReplay >= patience) {
+      fallbackReason = `${sinceReplay} steps were recorded without one replay: the input shapes do not repeat (batches of varying lengths?), so capture gains nothing`;
+      disposeAll();
     }
     return returned;
   };
@@ -702,6 +725,7 @@ export function compileStep<I extends object, R extends Tensor | Tensor[] | Reco
   const disposeAll = (): void => {
     for (const { plan } of plans.values()) plan.dispose();
     plans.clear();
+    pending.clear();
   };
 
   const compiled = ((input: I): R => {
@@ -712,6 +736,7 @@ export function compileStep<I extends object, R extends Tensor | Tensor[] | Reco
       try {
         const copies = hit.plan.replay(input);
         stats.replays++;
+        sinceReplay = 0;
         return rebuild(hit.shape, copies);
       } catch (e) {
         if (e instanceof GuardFailed) return eager(input);

@@ -157,6 +157,28 @@ describe('compileStep', () => {
     expect(step.stats.replays).toBe(0);
   });
 
+  it('stops recording when input shapes do not repeat, and then runs eagerly', () => {
+    setBackend(new ReferenceBackend());
+    const w = Tensor.fromArray([0.5], [1], { requiresGrad: true });
+    w.keepAlive = true;
+    const opt = new optim.SGD([w], { lr: 0.1 });
+    const step = compileStep(
+      (x: { v: Float32Array }) =>
+        tidy(() => {
+          opt.zeroGrad();
+          const loss = sum(mul(w, Tensor.fromArray(x.v, [x.v.length])));
+          loss.backward();
+          opt.step();
+          return loss;
+        }),
+      { maxRecordingsWithoutReplay: 4 },
+    );
+    for (let n = 1; n <= 8; n++) step({ v: new Float32Array(n).fill(1) });
+    expect(step.fallbackReason).toMatch(/4 steps were recorded without one replay/);
+    expect(step.stats).toMatchObject({ recordings: 4, eager: 4, replays: 0 });
+    expect(w.toArray()[0]).toBeCloseTo(0.5 - 0.1 * 36, 4);
+  });
+
   it('rejects unknown options', () => {
     expect(() => compileStep(() => Tensor.zeros([]), { mod: 'eager' } as never)).toThrow(/unknown option 'mod'/);
   });
