@@ -14,7 +14,7 @@
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
-import { cpus } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { build } from 'esbuild';
@@ -28,8 +28,10 @@ import { createModel } from '../models/model-factory.js';
 import { aliCcpSource, simulatorSource } from '../models/training/sources.js';
 import { preparedSources } from '../models/training/sources-parquet.js';
 import { Trainer, type BatchSource } from '../models/training/trainer.js';
+import type { Batch } from '../models/schema.js';
 
 const BATCH = 1024;
+const ROUNDS = 2;
 /** Ali-CCP-sized history bags (see benchmarks/aliccp-reader.ts), for the prepare measurement. */
 const HEAVY: Partial<SimulatorConfig> = {
   seed: 7,
@@ -48,6 +50,10 @@ interface Measured {
   rowsPerSecond?: number;
   samplesPerSecond?: number;
   peakRssMb: number;
+  /** Seconds the trainer waited for its next batch in the measured epoch (training passes). */
+  waitSeconds?: number;
+  /** Of which for the first batch: the shuffle buffer filling before any row can leave it. */
+  firstWaitSeconds?: number;
   note?: string;
   extra?: Record<string, number | string>;
 }
@@ -160,11 +166,34 @@ async function trainChild(dir: string, source: 'simulator' | 'text' | 'parquet',
     };
     note = 'prepared shards, worker thread, 20k shuffle buffer';
   }
+  // Time the trainer spends awaiting its next batch: zero when data never holds a step up.
+  let waited = 0;
+  let firstWait = 0;
+  const inner = train;
+  const timed: BatchSource = {
+    rows: inner.rows,
+    async *batches(epoch: number): AsyncGenerator<Batch> {
+      const src = inner.batches(epoch);
+      const it =
+        Symbol.asyncIterator in src
+          ? (src as AsyncIterable<Batch>)[Symbol.asyncIterator]()
+          : (src as Iterable<Batch>)[Symbol.iterator]();
+      for (let first = true; ; first = false) {
+        const t = performance.now();
+        const r = await it.next();
+        waited += performance.now() - t;
+        if (first) firstWait = performance.now() - t;
+        if (r.done) return;
+        yield r.value;
+      }
+    },
+  };
   const model = createModel({ method: 'esmm', schema, seed: 1 });
   const trainer = new Trainer(model, { epochs: 2, lr: 0.002, progress: 'none' });
   // Epoch 1 warms the backend (and for text, builds the index); epoch 2 is measured.
-  await trainer.trainEpoch(train);
-  const r = await trainer.trainEpoch(train);
+  await trainer.trainEpoch(timed);
+  waited = 0;
+  const r = await trainer.trainEpoch(timed);
   await close();
   return {
     name: `train-${source}`,
@@ -172,6 +201,8 @@ async function trainChild(dir: string, source: 'simulator' | 'text' | 'parquet',
     rows: r.samples,
     samplesPerSecond: r.samplesPerSecond,
     peakRssMb: peakRssMb(),
+    waitSeconds: waited / 1000,
+    firstWaitSeconds: firstWait / 1000,
     note,
   };
 }
@@ -236,38 +267,66 @@ async function parent(): Promise<void> {
       logLevel: 'silent',
     });
     const results: Measured[] = [];
-    for (const a of [
+    const load: string[] = [];
+    // The training sources interleaved, twice: the machine's load drifts, and every source sees it alike.
+    const plan = [
       ['index', dir],
       ['prepare', dir],
-      ['train', dir, 'simulator', String(rows)],
-      ['train', dir, 'text', String(rows)],
-      ['train', dir, 'parquet', String(rows)],
-    ]) {
+    ];
+    for (let round = 0; round < ROUNDS; round++)
+      for (const source of ['simulator', 'text', 'parquet']) plan.push(['train', dir, source, String(rows)]);
+    for (const a of plan) {
+      load.push(loadavg()[0].toFixed(1));
       const r = await runChild(a);
       console.error(JSON.stringify(r));
       results.push(r);
     }
-    await writeResults(resultsDir, results, rows, prepareRows);
+    await writeResults(resultsDir, results, rows, prepareRows, load);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
 }
 
-async function writeResults(dir: string, results: Measured[], rows: number, prepareRows: number): Promise<void> {
+async function writeResults(
+  dir: string,
+  results: Measured[],
+  rows: number,
+  prepareRows: number,
+  load: string[],
+): Promise<void> {
   const by = (n: string): Measured => results.find((r) => r.name === n) as Measured;
+  const all = (n: string): Measured[] => results.filter((r) => r.name === n);
   const idx = by('index');
   const prep = by('prepare');
-  const sim = by('train-simulator');
-  const text = by('train-text');
-  const pq = by('train-parquet');
   const machine = `${cpus()[0]?.model ?? 'unknown CPU'}, ${cpus().length} cores, Node ${process.version}`;
-  const rel = (r: Measured): string =>
-    `${(((r.samplesPerSecond ?? 0) / (sim.samplesPerSecond ?? 1)) * 100).toFixed(0)}%`;
+  const mean = (xs: number[]): number => xs.reduce((a, x) => a + x, 0) / xs.length;
+  const rate = (n: string): number => mean(all(n).map((r) => r.samplesPerSecond ?? 0));
+  const simRate = rate('train-simulator');
+  const sources: [string, string][] = [
+    ['train-simulator', 'simulator batches'],
+    ['train-text', 'raw Ali-CCP text'],
+    ['train-parquet', 'prepared Parquet'],
+  ];
+  const fmt = (x: number): string => Math.round(x).toLocaleString('en-US');
+  const rounds = sources
+    .map(([n, label]) => {
+      const rs = all(n);
+      const per = rs.map((r) => fmt(r.samplesPerSecond ?? 0)).join(' | ');
+      const wait = rs
+        .map(
+          (r) =>
+            `${(r.firstWaitSeconds ?? 0).toFixed(2)} + ${((r.waitSeconds ?? 0) - (r.firstWaitSeconds ?? 0)).toFixed(2)} s of ${r.seconds.toFixed(1)} s`,
+        )
+        .join(', ');
+      return `| ${label} | ${per} | ${fmt(rate(n))} | ${((rate(n) / simRate) * 100).toFixed(0)}% | ${wait} | ${Math.round(Math.max(...rs.map((r) => r.peakRssMb)))} MiB | ${rs[0].note} |`;
+    })
+    .join('\n');
+  const header = Array.from({ length: ROUNDS }, (_, i) => `round ${i + 1}`).join(' | ');
   const md = `# Parquet benchmark
 
 Measured ${new Date().toISOString().slice(0, 10)} on ${machine}. **The machine was shared with
-other work** (load average around 20 on 2 cores while this ran): compare figures only within
-this run. Command:
+other work** (1-minute load average before each measurement: ${load.join(', ')}, on 2 cores):
+compare figures only within this run. Command:
 
 \`\`\`sh
 npx rolldown benchmarks/parquet.ts --platform node --format esm --external esbuild --file benchmarks/out/parquet.mjs && node benchmarks/out/parquet.mjs
@@ -279,8 +338,8 @@ npx rolldown benchmarks/parquet.ts --platform node --format esm --external esbui
 | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
 | ${idx.extra?.keys} | ${idx.extra?.fileMb} MiB | ${idx.seconds.toFixed(2)} s | ${idx.extra?.indexMb} MiB | ${idx.extra?.bytesPerKey} B | ${Number(idx.extra?.lookupsPerSecond).toLocaleString('en-US')} | ${Math.round(idx.peakRssMb)} MiB |
 
-The build time is a pass over the file's bytes: on the public common file (tens of GB) it is
-bound by reading speed, the index itself stays ${idx.extra?.bytesPerKey} bytes a key.
+Keys are two 32-bit words sorted by key (binary search) beside each line's entry number and the
+low word of its offset; the build time is a pass over the file's bytes plus a radix sort.
 
 ## prepareAliCcp (Ali-CCP-sized history bags, ${prepareRows.toLocaleString('en-US')} rows)
 
@@ -289,21 +348,27 @@ bound by reading speed, the index itself stays ${idx.extra?.bytesPerKey} bytes a
 | ${prep.rows} | ${prep.extra?.rawMb} MiB | ${prep.extra?.parquetMb} MiB | ${prep.seconds.toFixed(1)} | ${Math.round(prep.rowsPerSecond ?? 0).toLocaleString('en-US')} | ${Math.round(prep.peakRssMb)} MiB |
 
 ${prep.note}. Includes the vocabulary pass. Rows carry about 480 history ids with counts
-each (as the public data), all written as \`list<int32>\` / \`list<float>\`.
+each (as the public data), all written as \`list<int32>\` / \`list<float>\`. The 2.8 GiB run is in
+[aliccp-reader.md](aliccp-reader.md).
 
 ## Training at batch 1024, wasm backend, one thread (${rows.toLocaleString('en-US')} rows, default simulator world)
 
-Epoch 2 of each source (epoch 1 warms up; for text it also builds the index).
+Epoch 2 of each source (epoch 1 warms up; for text it also builds the index), the three sources
+interleaved ${ROUNDS} times (samples/s per round, then their mean). "waited" is the time the trainer
+spent awaiting batches in the measured epoch: for the first batch (a shuffle buffer fills before
+any row leaves it, so this grows with \`--shuffle-buffer\`, not with the data) + for all the others
+(the steady state).
 
-| source | samples/s | vs simulator | peak RSS | how |
-| --- | ---: | ---: | ---: | --- |
-| simulator batches | ${Math.round(sim.samplesPerSecond ?? 0).toLocaleString('en-US')} | 100% | ${Math.round(sim.peakRssMb)} MiB | ${sim.note} |
-| raw Ali-CCP text | ${Math.round(text.samplesPerSecond ?? 0).toLocaleString('en-US')} | ${rel(text)} | ${Math.round(text.peakRssMb)} MiB | ${text.note} |
-| prepared Parquet | ${Math.round(pq.samplesPerSecond ?? 0).toLocaleString('en-US')} | ${rel(pq)} | ${Math.round(pq.peakRssMb)} MiB | ${pq.note} |
+| source | ${header} | mean | vs simulator | waited | peak RSS | how |
+| --- | ${Array.from({ length: ROUNDS }, () => '---:').join(' | ')} | ---: | ---: | --- | ---: | --- |
+${rounds}
 `;
   await mkdir(dir, { recursive: true });
   await writeFile(join(dir, 'parquet.md'), md);
-  await writeFile(join(dir, 'parquet.json'), JSON.stringify({ machine, rows, prepareRows, results }, null, 2) + '\n');
+  await writeFile(
+    join(dir, 'parquet.json'),
+    JSON.stringify({ machine, rows, prepareRows, load, results }, null, 2) + '\n',
+  );
   console.log(md);
 }
 

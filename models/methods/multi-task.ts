@@ -101,19 +101,29 @@ export class Trunk extends nn.Module {
   }
 }
 
+/** An MLP over a dense input with the frame's tower activation and dropout, on a generator stream of its own. */
+export function frameMlp(
+  ctx: FrameContext,
+  inFeatures: number,
+  hidden: readonly number[],
+  outFeatures?: number,
+): nn.Sequential {
+  return nn.mlp(inFeatures, hidden, {
+    activation: ctx.tower.activation ?? 'prelu',
+    dropout: ctx.tower.dropout,
+    outFeatures,
+    rng: ctx.rng.fork(),
+    dtype: ctx.dtype,
+  });
+}
+
 /** A task tower over a dense representation: hidden layers, then one logit; returns [batch]. */
 export class DenseTower extends nn.Module {
   readonly net: nn.Sequential;
 
   constructor(ctx: FrameContext, inFeatures: number, hidden: readonly number[]) {
     super();
-    this.net = nn.mlp(inFeatures, hidden, {
-      activation: ctx.tower.activation ?? 'prelu',
-      dropout: ctx.tower.dropout,
-      outFeatures: 1,
-      rng: ctx.rng.fork(),
-      dtype: ctx.dtype,
-    });
+    this.net = frameMlp(ctx, inFeatures, hidden, 1);
   }
 
   /** The tower's logit per row, [batch]. */

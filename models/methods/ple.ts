@@ -16,6 +16,7 @@ import { checks } from '../options.js';
 import {
   checkCount,
   checkSizes,
+  frameMlp,
   registerFrame,
   TASK_WEIGHT_OPTIONS,
   Trunk,
@@ -54,13 +55,9 @@ class DenseExpert extends nn.Module {
   readonly net: nn.Sequential;
   constructor(ctx: FrameContext, inFeatures: number, sizes: readonly number[]) {
     super();
-    this.net = nn.mlp(inFeatures, sizes, {
-      activation: ctx.tower.activation ?? 'prelu',
-      dropout: ctx.tower.dropout,
-      rng: ctx.rng.fork(),
-      dtype: ctx.dtype,
-    });
+    this.net = frameMlp(ctx, inFeatures, sizes);
   }
+  /** The expert's output [batch, last size]. */
   forward(x: Tensor): Tensor {
     return this.net.forward(x);
   }
