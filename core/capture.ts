@@ -58,6 +58,15 @@ const WRITES: Record<keyof BackendKernels, { out: readonly number[]; whole: bool
 };
 const KERNELS = Object.keys(WRITES) as (keyof BackendKernels)[];
 
+/**
+ * Host arguments a kernel reads only through an offsets argument (`ids[offsets[b] .. offsets[b+1]]`),
+ * never by their own length: an input array used only there (and in derive() or dynamic() work,
+ * which run per batch) may change length between replays of one plan.
+ */
+const READ_THROUGH_OFFSETS: Partial<Record<keyof BackendKernels, { arrays: readonly number[]; offsets: number }>> = {
+  embeddingBag: { arrays: [2, 4], offsets: 3 },
+};
+
 /** Where a replay finds a host array: in the current input, in a derived node's output, or a recorded constant. */
 type Source =
   | { kind: 'input'; path: readonly string[] }
@@ -259,6 +268,29 @@ class Recording {
     this.program.push({ kind: 'kernel', name, args });
   }
 
+  /**
+   * The input paths whose lengths this recording does not depend on as far as its program shows:
+   * arrays read only through offsets by kernels, by derive() nodes, by dynamic() work, or not at all.
+   */
+  lengthFree(input: object): Set<string> {
+    const bound = new Set<string>();
+    const bind = (x: Source | null): void => {
+      if (x?.kind === 'input') bound.add(x.path.join('.'));
+    };
+    for (const ins of this.program) {
+      if (ins.kind === 'write') bind(ins.source);
+      else if (ins.kind === 'kernel') {
+        const through = READ_THROUGH_OFFSETS[ins.name];
+        ins.args.forEach((a, i) => {
+          if ('host' in a && !through?.arrays.includes(i)) bind(a.host);
+        });
+      }
+    }
+    const free = new Set<string>();
+    for (const path of inputLengths(input).keys()) if (!bound.has(path)) free.add(path);
+    return free;
+  }
+
   /** What two recordings must share to be the same step: instructions, buffer roles, constants, scalars. */
   signature(): string {
     const local = new Map<Storage, number>();
@@ -313,16 +345,28 @@ function indexInput(value: unknown, path: string[], into: Map<HostArray, readonl
   }
 }
 
-/** The shapes of an input: array lengths and scalar values by path; inputs with equal keys share a plan. */
-function shapeKey(value: unknown): string {
-  if (isHostArray(value)) return `${value.constructor.name}[${value.length}]`;
+/**
+ * The shapes of an input: array lengths and scalar values by path, except the lengths of the
+ * paths in `free`; inputs with equal keys share a plan.
+ */
+function shapeKey(value: unknown, free: ReadonlySet<string> = NONE, path = ''): string {
+  if (isHostArray(value)) return `${value.constructor.name}[${free.has(path) ? '*' : value.length}]`;
   if (value === null || value === undefined) return String(value);
   if (typeof value === 'object' && !ArrayBuffer.isView(value))
     return `{${Object.entries(value)
-      .map(([k, v]) => `${k}:${shapeKey(v)}`)
+      .map(([k, v]) => `${k}:${shapeKey(v, free, path === '' ? k : `${path}.${k}`)}`)
       .join(',')}}`;
   if (typeof value === 'function') return 'fn';
   return JSON.stringify(value) ?? String(value);
+}
+const NONE: ReadonlySet<string> = new Set();
+
+/** The length of every host array of an input, by dotted path. */
+function inputLengths(value: unknown, path = '', into = new Map<string, number>()): Map<string, number> {
+  if (isHostArray(value)) into.set(path, value.length);
+  else if (value !== null && typeof value === 'object' && !ArrayBuffer.isView(value))
+    for (const [k, v] of Object.entries(value)) inputLengths(v, path === '' ? k : `${path}.${k}`, into);
+  return into;
 }
 
 function atPath(root: unknown, path: readonly string[]): HostArray {
@@ -475,6 +519,8 @@ class GuardFailed extends Error {}
 /** A recorded step, ready to replay. */
 class Plan {
   private readonly run: (() => void)[] = [];
+  /** Per offsets-read kernel call: its arrays and offsets, checked to agree before a replay runs anything. */
+  private readonly bags: { arrays: (() => HostArray | null)[]; offsets: () => HostArray }[] = [];
   private readonly env: { input: unknown; nodes: Record<string, unknown>[] };
 
   constructor(
@@ -507,6 +553,16 @@ class Plan {
         const fn = (...a: unknown[]): void => kernels[name](...a);
         const args = ins.args.map((x) => ('storage' in x ? x.storage : 'value' in x ? x.value : null));
         const hosts = ins.args.flatMap((x, i) => ('host' in x ? [[i, resolver(rec, x.host)] as const] : []));
+        const through = READ_THROUGH_OFFSETS[name];
+        if (through) {
+          const at = (i: number): (() => HostArray | null) => {
+            const x = ins.args[i];
+            return 'host' in x ? resolver(rec, x.host) : () => null;
+          };
+          const offsets = at(through.offsets);
+          if ('host' in ins.args[through.offsets])
+            this.bags.push({ arrays: through.arrays.map(at), offsets: offsets as () => HostArray });
+        }
         if (hosts.length === 0) this.run.push(() => fn(...args));
         else
           this.run.push(() => {
@@ -535,6 +591,16 @@ class Plan {
       env.nodes = nodes;
     }
     env.nodes = nodes;
+    // The arrays of a bag may change length between replays, so check what eager checks: that
+    // offsets end at their length (else the eager step runs, and fails with its error).
+    for (const { arrays, offsets } of this.bags) {
+      const o = offsets();
+      const end = o[o.length - 1];
+      for (const get of arrays) {
+        const a = get();
+        if (a !== null && a.length !== end) throw new GuardFailed();
+      }
+    }
     for (const f of this.run) f();
     const be = this.rec.backend;
     return this.outputs.map(({ storage, shape, dtype }) => {
@@ -579,10 +645,19 @@ export interface CompileStepOptions {
   mode?: StepMode;
   /** Plans kept for different input shapes (the last batch of an epoch is often smaller); default 4. */
   maxPlans?: number;
+  /**
+   * Steps recorded in a row without a replay after which capture stops (input shapes that do not
+   * repeat, such as batches of bags with varying lengths, gain nothing from it); default 16.
+   */
+  maxRecordingsWithoutReplay?: number;
 }
 
 /** Defaults of {@link compileStep}. */
-export const COMPILE_STEP_DEFAULTS = { mode: 'captured' as StepMode, maxPlans: 4 } as const;
+export const COMPILE_STEP_DEFAULTS = {
+  mode: 'captured' as StepMode,
+  maxPlans: 4,
+  maxRecordingsWithoutReplay: 16,
+} as const;
 
 /** What a compiled step did so far. */
 export interface CompiledStepStats {
@@ -610,7 +685,8 @@ export interface CompiledStep<I extends object, R extends Tensor | Tensor[] | Re
  * Compile a training step `step(input)` (forward, backward and optimizer update, returning
  * tensors such as the loss) into a replayable plan. Every host array in `input` (nested plain
  * objects of typed arrays and scalars) is an input slot; inputs whose array lengths and scalars
- * are equal share a plan.
+ * are equal share a plan, except for arrays that kernels read only through offsets (a bag's ids
+ * and values): their lengths may vary between replays once two recordings of other lengths agree.
  *
  * A plan is made from a recorded eager step and used once a second recording of the same shapes
  * agrees with it, instruction by instruction (so a host array or scalar that silently followed
@@ -633,8 +709,13 @@ export function compileStep<I extends object, R extends Tensor | Tensor[] | Reco
   const maxPlans = options.maxPlans ?? COMPILE_STEP_DEFAULTS.maxPlans;
   if (!(Number.isInteger(maxPlans) && maxPlans >= 1))
     throw new Error(`compileStep: maxPlans must be a positive integer, got ${maxPlans}`);
-  const plans = new Map<string, { plan: Plan; shape: R }>();
-  const pending = new Map<string, { signature: string; misses: number }>();
+  const patience = options.maxRecordingsWithoutReplay ?? COMPILE_STEP_DEFAULTS.maxRecordingsWithoutReplay;
+  if (!(Number.isInteger(patience) && patience >= 2))
+    throw new Error(`compileStep: maxRecordingsWithoutReplay must be an integer ≥ 2, got ${patience}`);
+  let sinceReplay = 0;
+  /** Keyed by the input's shapes without the lengths of the plan's length-free paths (`free`). */
+  const plans = new Map<string, { plan: Plan; shape: R; free: ReadonlySet<string> }>();
+  const pending = new Map<string, { signature: string; misses: number; lengths: Map<string, number> }>();
   const stats: CompiledStepStats = { replays: 0, recordings: 0, eager: 0, rerecords: 0 };
   let fallbackReason: string | null = null;
 
@@ -643,8 +724,9 @@ export function compileStep<I extends object, R extends Tensor | Tensor[] | Reco
     return step(input);
   };
 
-  const record = (input: I, key: string, backend: Backend): R => {
+  const record = (input: I, backend: Backend): R => {
     stats.recordings++;
+    sinceReplay++;
     const rec = new Recording(backend, input);
     let result: R;
     rec.start();
@@ -675,9 +757,22 @@ export function compileStep<I extends object, R extends Tensor | Tensor[] | Reco
       return returned;
     }
     const signature = rec.signature();
+    // Recordings are compared under a key without the lengths of the arrays the program reads
+    // only through offsets (bags), so that batches of bags of other total lengths can agree.
+    const candidates = rec.lengthFree(input);
+    const key = shapeKey(input, candidates);
+    const all = inputLengths(input);
+    const lengths = new Map([...candidates].map((p) => [p, all.get(p)!]));
     const seen = pending.get(key);
+    // Lengths that differ between two recordings whose programs agree are shown not to matter.
+    const differ = [...candidates].filter((p) => seen !== undefined && seen.lengths.get(p) !== lengths.get(p));
     if (seen && seen.signature === signature) {
       pending.delete(key);
+      // Only lengths that differed are freed: one that agreed might still be frozen in a scalar.
+      const free = new Set(differ);
+      const planKey = shapeKey(input, free);
+      plans.get(planKey)?.plan.dispose();
+      plans.delete(planKey);
       if (plans.size >= maxPlans) {
         const [oldest, p] = plans.entries().next().value as [string, { plan: Plan }];
         p.plan.dispose();
@@ -687,14 +782,25 @@ export function compileStep<I extends object, R extends Tensor | Tensor[] | Reco
         rec,
         outs.map((t) => ({ storage: t.storage, shape: t.shape, dtype: t.dtype })),
       );
-      plans.set(key, { plan, shape: result });
+      plans.set(planKey, { plan, shape: result, free });
     } else {
-      const misses = seen ? seen.misses + 1 : 0;
+      // Two recordings of other bag lengths may differ legitimately (a length that does matter):
+      // only disagreement at equal lengths means a host value silently follows the data.
+      const misses = seen ? seen.misses + (differ.length > 0 ? 0 : 1) : 0;
       rec.discard();
       if (misses >= 2) {
         fallbackReason = `two recordings of a step with the same input shapes differ: ${firstDifference(seen!.signature, signature)}`;
         disposeAll();
-      } else pending.set(key, { signature, misses });
+      } else {
+        pending.delete(key);
+        pending.set(key, { signature, misses, lengths });
+        // Only the latest shapes can still repeat; the oldest signature goes first.
+        if (pending.size > patience) pending.delete(pending.keys().next().value as string);
+      }
+    }
+    if (fallbackReason === null && sinceReplay >= patience) {
+      fallbackReason = `${sinceReplay} steps were recorded without one replay: the input shapes do not repeat (batches of varying lengths?), so capture gains nothing`;
+      disposeAll();
     }
     return returned;
   };
@@ -702,16 +808,25 @@ export function compileStep<I extends object, R extends Tensor | Tensor[] | Reco
   const disposeAll = (): void => {
     for (const { plan } of plans.values()) plan.dispose();
     plans.clear();
+    pending.clear();
   };
 
   const compiled = ((input: I): R => {
     if (mode === 'eager' || fallbackReason !== null || active !== null) return eager(input);
-    const key = shapeKey(input);
-    const hit = plans.get(key);
+    let key = '';
+    let hit: { plan: Plan; shape: R } | undefined;
+    for (const [k, p] of plans) {
+      if (shapeKey(input, p.free) === k) {
+        key = k;
+        hit = p;
+        break;
+      }
+    }
     if (hit) {
       try {
         const copies = hit.plan.replay(input);
         stats.replays++;
+        sinceReplay = 0;
         return rebuild(hit.shape, copies);
       } catch (e) {
         if (e instanceof GuardFailed) return eager(input);
@@ -726,7 +841,7 @@ export function compileStep<I extends object, R extends Tensor | Tensor[] | Reco
       fallbackReason = backend;
       return eager(input);
     }
-    return record(input, key, backend);
+    return record(input, backend);
   }) as CompiledStep<I, R>;
   Object.defineProperties(compiled, {
     fallbackReason: { get: () => fallbackReason },

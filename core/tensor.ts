@@ -25,7 +25,7 @@ import type { Gradient, RowSparseGrad } from './sparse-grad.js';
 import { activeTracer } from './trace.js';
 
 export { enableGrad, isGradEnabled, noGrad, tidy, type TidyResult } from './scope.js';
-export { addGradients, coalesce, RowSparseGrad, type Gradient } from './sparse-grad.js';
+export { addGradients, coalesce, RowSparseGrad, type Gradient, type SparseLive } from './sparse-grad.js';
 export { groupIndices } from './radix-sort.js';
 
 /** Options when creating a tensor. */

@@ -8,6 +8,7 @@ import { compileStep, optim, Rng, Tensor, tidy, sum, mul } from '../core/index.j
 import { getBackend, ReferenceBackend, setBackend, type Backend } from '../kernels/index.js';
 import { WasmBackend } from '../kernels/wasm/index.js';
 import { createModel, trainStep, type Batch, type CvrMethod } from '../models/index.js';
+import { FunnelSimulator } from '../models/data/simulator.js';
 import { tinySchema } from './models-fixtures.js';
 
 const before = getBackend();
@@ -59,6 +60,17 @@ const backends: [string, () => Backend][] = [
   ['wasm', () => new WasmBackend({ threads: 1 })],
 ];
 
+/** The simulator's own batches: every bag field has another total number of ids in each batch. */
+const sim = new FunnelSimulator({
+  seed: 3,
+  numUsers: 100,
+  numItems: 150,
+  numCategories: 20,
+  numShops: 40,
+  numBrands: 30,
+});
+const simBatches = [...sim.batches(sim.generate(24 * 64), { batchSize: 64, shuffle: true, seed: 2 })];
+
 describe('compileStep', () => {
   for (const [name, make] of backends) {
     for (const base of ['mlp', 'din', 'deepfm']) {
@@ -86,6 +98,90 @@ describe('compileStep', () => {
       });
     }
   }
+
+  for (const [name, make] of backends) {
+    // DIN on the reference backend is left out for time; on wasm it runs the same code.
+    for (const base of name === 'wasm' ? ['mlp', 'deepfm', 'din'] : ['mlp', 'deepfm']) {
+      it(`ESMM-${base} on ${name}: on batches whose bags vary in length, replays are bit-identical to eager`, () => {
+        setBackend(make());
+        const bagLengths = new Set(
+          simBatches.map((b) =>
+            Object.values(b.fields)
+              .map((f) => (f.kind === 'bag' ? f.ids.length : 0))
+              .join(','),
+          ),
+        );
+        expect(bagLengths.size).toBe(simBatches.length);
+        const build = (): { model: CvrMethod; opt: optim.Adam } => {
+          const model = createModel({ method: 'esmm', base, schema: sim.schema, seed: 5, tower: { hidden: [16, 8] } });
+          return { model, opt: new optim.Adam(model.parameters(), { lr: 0.01 }) };
+        };
+        const eager = build();
+        const captured = build();
+        const step = compileStep((b: Batch) => trainStep(captured.model, captured.opt, b));
+        for (const b of simBatches) {
+          const want = trainStep(eager.model, eager.opt, b);
+          const got = step(b);
+          expect(got.item()).toBe(want.item());
+          want.dispose();
+          got.dispose();
+        }
+        if (base !== 'din') {
+          expect(step.fallbackReason).toBeNull();
+          // Step 1 creates Adam's state and steps 2 and 3 are recorded; bags of other lengths replay.
+          expect(step.stats).toMatchObject({ recordings: 3, replays: simBatches.length - 3, eager: 0 });
+        }
+        // DIN pads its sequences to each batch's longest one, so its shapes change with the data:
+        // it replays only while that length repeats, and is only checked for agreement here.
+        const want = eager.model.namedParameters();
+        const got = new Map(captured.model.namedParameters());
+        for (const [n, p] of want) expect(got.get(n)!.toArray(), n).toEqual(p.toArray());
+        step.dispose();
+      });
+    }
+  }
+
+  it('runs a replay whose offsets do not end at the length of the ids eagerly, so it fails as eager does', () => {
+    setBackend(new ReferenceBackend());
+    const { model, opt } = setup('mlp');
+    const step = compileStep((b: Batch) => trainStep(model, opt, b));
+    // Four batches of eight rows whose bags have other total lengths: the fourth replays.
+    const data = [1, 2, 3, 4].map((k, i) => batches(1, i, [k, 0, 3, 1, 2, 2, 1, 3])[0]);
+    for (const b of data) step(b).dispose();
+    expect(step.stats).toMatchObject({ recordings: 3, replays: 1 });
+    const bad = batches(1, 5, [1, 2, 3, 1, 2, 2, 1, 4])[0];
+    const history = bad.fields.history;
+    if (history.kind !== 'bag') throw new Error('history is a bag');
+    const short = { ...bad, fields: { ...bad.fields, history: { ...history, ids: history.ids.subarray(1) } } };
+    const eagerBefore = step.stats.eager;
+    expect(() => step(short)).toThrow(/the last offset is 16 but there are 15 ids/);
+    expect(step.stats.eager).toBe(eagerBefore + 1);
+  });
+
+  it('does not replay a step whose host values follow the length of an array it reads only through offsets', () => {
+    setBackend(new ReferenceBackend());
+    const w = Tensor.fromArray([0.5], [1], { requiresGrad: true });
+    w.keepAlive = true;
+    const opt = new optim.SGD([w], { lr: 0.1 });
+    const step = compileStep((x: { ids: Int32Array }) =>
+      tidy(() => {
+        opt.zeroGrad();
+        // The ids' count becomes a constant of the step: two recordings of other counts differ.
+        const loss = sum(mul(w, Tensor.fromArray([x.ids.length], [1])));
+        loss.backward();
+        opt.step();
+        return loss;
+      }),
+    );
+    let want = 0.5;
+    // Two recordings of 1 id agree (so the count could be frozen): that plan serves only 1 id.
+    for (const n of [1, 1, 1, 2, 3, 4]) {
+      expect(step({ ids: new Int32Array(n) }).item()).toBeCloseTo(want * n, 5);
+      want -= 0.1 * n;
+    }
+    expect(step.stats).toMatchObject({ replays: 1, recordings: 5 });
+    expect(w.toArray()[0]).toBeCloseTo(want, 5);
+  });
 
   it('records again when a shape changes, and keeps a plan per shape', () => {
     setBackend(new WasmBackend({ threads: 1 }));
@@ -155,6 +251,28 @@ describe('compileStep', () => {
     for (let i = 0; i < 6; i++) step({ v: Float32Array.from([i, 1, 2]) });
     expect(step.fallbackReason).toMatch(/two recordings .* differ/);
     expect(step.stats.replays).toBe(0);
+  });
+
+  it('stops recording when input shapes do not repeat, and then runs eagerly', () => {
+    setBackend(new ReferenceBackend());
+    const w = Tensor.fromArray([0.5], [1], { requiresGrad: true });
+    w.keepAlive = true;
+    const opt = new optim.SGD([w], { lr: 0.1 });
+    const step = compileStep(
+      (x: { v: Float32Array }) =>
+        tidy(() => {
+          opt.zeroGrad();
+          const loss = sum(mul(w, Tensor.fromArray(x.v, [x.v.length])));
+          loss.backward();
+          opt.step();
+          return loss;
+        }),
+      { maxRecordingsWithoutReplay: 4 },
+    );
+    for (let n = 1; n <= 8; n++) step({ v: new Float32Array(n).fill(1) });
+    expect(step.fallbackReason).toMatch(/4 steps were recorded without one replay/);
+    expect(step.stats).toMatchObject({ recordings: 4, eager: 4, replays: 0 });
+    expect(w.toArray()[0]).toBeCloseTo(0.5 - 0.1 * 36, 4);
   });
 
   it('rejects unknown options', () => {

@@ -58,6 +58,12 @@ describe('Trainer', () => {
       expect(weights(a)).toEqual(weights(b));
       expect(eager.trainStep.stats.recordings + eager.trainStep.stats.replays).toBe(0);
       expect(captured.trainStep.stats.recordings).toBeGreaterThan(0);
+      if (method === 'esmm') {
+        // The simulator's bags have another total length in every batch: the plan still replays.
+        // 12 steps: Adam's first, two compared recordings, the smaller last batch; the rest replay.
+        expect(captured.trainStep.fallbackReason).toBeNull();
+        expect(captured.trainStep.stats).toMatchObject({ recordings: 4, replays: 8, eager: 0 });
+      }
     }
   });
 

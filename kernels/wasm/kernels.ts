@@ -299,28 +299,19 @@ export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
           }
           if (splatA) f.get(pa).v128Load32Splat().set(va);
           if (splatB) f.get(pb).v128Load32Splat().set(vb);
-          simdLoop(
-            f,
-            cols,
-            (o) => {
-              f.at(po, o);
-              if (splatA) f.get(va);
-              else f.at(pa, o).v128Load();
-              if (splatB) f.get(vb);
-              else f.at(pb, o).v128Load();
-              body(f, ta, tb);
-              f.v128Store();
-            },
-            (o) => {
-              f.at(po, o);
-              if (splatA) f.get(va);
-              else f.at(pa, o).v128Load32Splat();
-              if (splatB) f.get(vb);
-              else f.at(pb, o).v128Load32Splat();
-              body(f, ta, tb);
-              f.f32x4ExtractLane(0).f32Store();
-            },
-          );
+          // Four lanes at a time, then the tail one element at a time (splat in, lane 0 out).
+          const lanes = (vector: boolean) => (o: Local) => {
+            const load = (p: Local) => (vector ? f.at(p, o).v128Load() : f.at(p, o).v128Load32Splat());
+            f.at(po, o);
+            if (splatA) f.get(va);
+            else load(pa);
+            if (splatB) f.get(vb);
+            else load(pb);
+            body(f, ta, tb);
+            if (vector) f.v128Store();
+            else f.f32x4ExtractLane(0).f32Store();
+          };
+          simdLoop(f, cols, lanes(true), lanes(false));
         });
       };
       f.get(aSplat).ifElse(
