@@ -14,12 +14,16 @@
  * 2. Reads it back in separate child processes, so each pass's peak RSS is its own:
  *    `vocabulary` (one `Vocabulary.build` pass), `rows` (plain `AliCcpReader.rows()` with a
  *    hash encoder) and `batches` (batch 1024 through a 100k-row shuffle buffer).
+ *    Then `prepare` (`prepareAliCcp` of the split into Parquet shards, vocabulary pass included)
+ *    and, on its shards, `parquet-rows` (`ParquetRowReader.rows()`) and `parquet-batches` (batch
+ *    1024 through the default shuffle buffer, as the training worker does), each on the first
+ *    `--parquet-rows` rows (default 600,000).
  * 3. Writes benchmarks/results/aliccp-reader.md and .json, then deletes the data.
  */
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
-import { cpus } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import {
   AliCcpReader,
@@ -31,6 +35,8 @@ import {
 } from '../models/data/aliccp.js';
 import { FunnelSimulator, type SimulatorConfig } from '../models/data/simulator.js';
 import { AliCcpAppender } from '../models/data/aliccp-writer.js';
+import { openPrepared, prepareAliCcp } from '../models/data/prepare.js';
+import { ParquetStream } from '../models/data/parquet-stream.js';
 import { DEFAULT_SHUFFLE_BUFFER } from '../models/data/rows.js';
 
 /** A simulated world whose history bags have Ali-CCP's average sizes. */
@@ -51,8 +57,17 @@ const LARGE_SHUFFLE_BUFFER = 100_000;
 const HASH_BUCKETS = 1 << 20;
 const RSS_TARGET_MB = 512;
 
-type PassName = 'vocabulary' | 'rows' | 'batches' | 'batches-large';
-const PASSES: readonly PassName[] = ['vocabulary', 'rows', 'batches', 'batches-large'];
+type PassName = 'vocabulary' | 'rows' | 'batches' | 'batches-large' | 'prepare' | 'parquet-rows' | 'parquet-batches';
+const PASSES: readonly PassName[] = [
+  'vocabulary',
+  'rows',
+  'batches',
+  'batches-large',
+  'prepare',
+  'parquet-rows',
+  'parquet-batches',
+];
+const TEXT_PASSES: readonly PassName[] = ['rows', 'batches', 'batches-large'];
 
 /** What one child process measured. */
 export interface PassResult {
@@ -96,7 +111,7 @@ function peakRssBytes(): number {
 
 async function child(pass: PassName, dir: string, expectedRows: number): Promise<PassResult> {
   const files = aliCcpFiles(dir, 'train');
-  const bytes = (await stat(files.skeleton)).size + (await stat(files.common)).size;
+  let bytes = (await stat(files.skeleton)).size + (await stat(files.common)).size;
   const progress: { fraction: number; peakRssMb: number }[] = [];
   let nextMark = 1;
   const mark = (rows: number): void => {
@@ -117,6 +132,49 @@ async function child(pass: PassName, dir: string, expectedRows: number): Promise
       .filter(([, n]) => n > 2)
       .map(([t, n]) => `${t} ${n}`)
       .join(', ')}`;
+  } else if (pass === 'prepare') {
+    const m = await prepareAliCcp({
+      dir,
+      out: join(dir, 'prepared'),
+      splits: ['train'],
+      onProgress: (p) => {
+        if (p.phase === 'rows') mark(p.rows);
+      },
+    });
+    rows = m.splits.train?.rows ?? 0;
+    let shardBytes = 0;
+    for (const f of m.splits.train?.files ?? []) shardBytes += (await stat(join(dir, 'prepared', f))).size;
+    note = `${m.splits.train?.files.length} shards, ${(shardBytes / 2 ** 30).toFixed(2)} GiB of Parquet`;
+  } else if (pass === 'parquet-rows' || pass === 'parquet-batches') {
+    const { manifest, files: shards } = await openPrepared(join(dir, 'prepared'));
+    bytes = 0;
+    for (const f of shards.train ?? []) bytes += (await stat(f)).size;
+    const stream = new ParquetStream({
+      files: shards.train ?? [],
+      spec: manifest.columns,
+      limit: expectedRows,
+      batchSize: BATCH_SIZE,
+      shuffleBuffer: pass === 'parquet-batches' ? SHUFFLE_BUFFER : 0,
+      shuffleOrder: pass === 'parquet-batches',
+      seed: 1,
+    });
+    if (pass === 'parquet-rows') {
+      for await (const row of stream.reader.rows()) {
+        rows++;
+        if (row.click > 1) throw new Error('unreachable');
+        if ((rows & 0x3fff) === 0) mark(rows);
+      }
+    } else {
+      batches = 0;
+      for await (const batch of stream.batches(1)) {
+        batches++;
+        rows += batch.size;
+        mark(rows);
+      }
+    }
+    // The rows read are a prefix of the shards: MB/s counts the share of the bytes they hold.
+    bytes *= rows / (manifest.splits.train?.rows ?? rows);
+    mark(rows);
   } else {
     const reader = new AliCcpReader(files, { encoder: new HashEncoder(HASH_BUCKETS) });
     if (pass === 'rows') {
@@ -146,7 +204,7 @@ async function child(pass: PassName, dir: string, expectedRows: number): Promise
   // The vocabulary pass does not join: it reads each file once, line by line.
   const skeletonLines = stats?.skeletonLines ?? expectedRows;
   const commonLines = stats?.commonLines ?? Number.NaN;
-  const lines = pass === 'vocabulary' ? Number.NaN : skeletonLines + commonLines;
+  const lines = TEXT_PASSES.includes(pass) ? skeletonLines + commonLines : Number.NaN;
   return {
     pass,
     seconds,
@@ -250,7 +308,13 @@ function fmt(x: number, digits = 0): string {
   return x.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
 }
 
-function markdown(date: string, m: ReturnType<typeof machine>, data: Written, passes: PassResult[]): string {
+function markdown(
+  date: string,
+  m: ReturnType<typeof machine>,
+  data: Written,
+  passes: PassResult[],
+  load: string,
+): string {
   const gib = (b: number): string => (b / 2 ** 30).toFixed(2);
   const lines = [
     `# Ali-CCP streaming reader benchmark`,
@@ -266,9 +330,10 @@ function markdown(date: string, m: ReturnType<typeof machine>, data: Written, pa
     `| together | ${gib(data.skeletonBytes + data.commonBytes)} GiB |`,
     `| mean ids per common line | 109_14 ${data.meanBag['109_14'].toFixed(1)}, 110_14 ${data.meanBag['110_14'].toFixed(1)}, 127_14 ${data.meanBag['127_14'].toFixed(1)} (Ali-CCP: ≈ 69, 250, 154) |`,
     `| generation | ${data.seconds.toFixed(0)} s with the funnel simulator, writer peak RSS ${data.writerPeakRssMb.toFixed(0)} MiB |`,
+    `| machine load | shared with other work; 1-minute load average ${load} |`,
     ``,
     `Each pass runs in its own child process; peak RSS is that process's high-water mark (VmHWM / \`resourceUsage().maxRSS\`).`,
-    `MB/s counts both files (MiB read per second); lines/s counts skeleton + common lines. Rows are joined impressions.`,
+    `MB/s counts both files (MiB read per second; for the Parquet passes, MiB of shards); lines/s counts skeleton + common lines. Rows are joined impressions.`,
     ``,
     `| pass | rows | lines | seconds | rows/s | lines/s | MB/s | peak RSS (MiB) | under ${RSS_TARGET_MB} MiB |`,
     `| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |`,
@@ -278,9 +343,17 @@ function markdown(date: string, m: ReturnType<typeof machine>, data: Written, pa
     rows: '`AliCcpReader.rows()`, hash encoder',
     batches: `\`reader.batches\`: batch ${BATCH_SIZE}, shuffle buffer ${fmt(SHUFFLE_BUFFER)} rows (the default)`,
     'batches-large': `\`reader.batches\`: batch ${BATCH_SIZE}, shuffle buffer ${fmt(LARGE_SHUFFLE_BUFFER)} rows`,
+    prepare: '`prepareAliCcp` to Parquet shards (vocabulary pass + one joining pass)',
+    'parquet-rows': '`ParquetRowReader.rows()` on the shards',
+    'parquet-batches': `Parquet batches: batch ${BATCH_SIZE}, shuffled row groups + ${fmt(SHUFFLE_BUFFER)}-row buffer`,
   };
   for (const p of passes) {
-    const lineCount = p.pass === 'vocabulary' ? data.impressions + data.sessions : p.skeletonLines + p.commonLines;
+    const lineCount =
+      p.pass === 'vocabulary' || p.pass === 'prepare'
+        ? data.impressions + data.sessions
+        : TEXT_PASSES.includes(p.pass)
+          ? p.skeletonLines + p.commonLines
+          : Number.NaN;
     const lps = lineCount / p.seconds;
     lines.push(
       `| ${describe[p.pass]} | ${p.pass === 'vocabulary' ? '—' : fmt(p.rows)} | ${fmt(lineCount)} | ${p.seconds.toFixed(1)} | ${p.pass === 'vocabulary' ? '—' : fmt(p.rowsPerSecond)} | ${fmt(lps)} | ${p.mbPerSecond.toFixed(1)} | ${p.peakRssMb.toFixed(0)} | ${p.peakRssMb < RSS_TARGET_MB ? 'yes' : 'NO'} |`,
@@ -298,6 +371,14 @@ function markdown(date: string, m: ReturnType<typeof machine>, data: Written, pa
   }
   const vocab = passes.find((p) => p.pass === 'vocabulary');
   if (vocab?.note) lines.push('', `Vocabulary pass: ${vocab.note}.`);
+  const prep = passes.find((p) => p.pass === 'prepare');
+  if (prep?.note)
+    lines.push(
+      '',
+      `Prepare: ${prep.note}. A prepared row is joined: it carries its session's history bags itself ` +
+        '(about 1,000 list values), where a text row refers to its session parsed once; so a Parquet row ' +
+        'decodes several times the values of a text row, and the shards are read without any text parsing.',
+    );
   lines.push(
     '',
     'What the shuffle buffer holds: each buffered row keeps its own fields (a Map, with bags as typed arrays) and a reference to its ' +
@@ -335,6 +416,7 @@ async function main(): Promise<void> {
     return;
   }
   const gb = Number(args.get('gb') ?? '2');
+  const parquetRows = Number(args.get('parquet-rows') ?? '600000');
   if (!(gb > 0)) throw new Error(`--gb must be positive, got ${args.get('gb')}`);
   const resultsDir = resolve(args.get('results') ?? 'benchmarks/results');
   const log = (s: string): void => void process.stderr.write(`${s}\n`);
@@ -344,6 +426,7 @@ async function main(): Promise<void> {
   await rm(dir, { recursive: true, force: true });
   let data: Written;
   const passes: PassResult[] = [];
+  const load: string[] = [];
   try {
     data = await writeData(dir, gb * 1e9, log);
     log(
@@ -351,8 +434,10 @@ async function main(): Promise<void> {
         `common ${mb(data.commonBytes).toFixed(0)} MiB in ${data.seconds.toFixed(0)} s`,
     );
     for (const pass of PASSES) {
-      log(`pass ${pass} ...`);
-      const r = await runChild(pass, dir, data.impressions);
+      load.push(loadavg()[0].toFixed(1));
+      log(`pass ${pass} ... (load average ${load[load.length - 1]})`);
+      const rows = pass.startsWith('parquet-') ? Math.min(parquetRows, data.impressions) : data.impressions;
+      const r = await runChild(pass, dir, rows);
       passes.push(r);
       log(
         `  ${r.seconds.toFixed(1)} s, ${pass === 'vocabulary' ? '' : `${fmt(r.rowsPerSecond)} rows/s, `}${r.mbPerSecond.toFixed(1)} MB/s, peak RSS ${r.peakRssMb.toFixed(0)} MiB`,
@@ -362,7 +447,7 @@ async function main(): Promise<void> {
     if (!args.has('keep')) await rm(dir, { recursive: true, force: true });
   }
   await mkdir(resultsDir, { recursive: true });
-  const md = markdown(date, m, data, passes);
+  const md = markdown(date, m, data, passes, load.join(' / '));
   await writeFile(join(resultsDir, 'aliccp-reader.md'), md);
   const json = {
     date,
