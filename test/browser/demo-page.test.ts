@@ -31,7 +31,7 @@ const required = new Set((process.env.ESMM_REQUIRE_MODES ?? '').split(',').filte
  * A small world where every id recurs often, so a few steps move the CTR and CTCVR AUCs
  * (CVR needs far more conversions than a test can afford; the page's defaults train for that).
  */
-const WORLD = { users: 100, items: 100, ctr: 0.1, cvr: 0.3, bias: 3, trainRows: 6000, testRows: 3000, lr: 0.005 };
+const WORLD = { users: 100, items: 100, ctr: 0.1, cvr: 0.3, bias: 3, trainRows: 6000, testRows: 1500, lr: 0.005 };
 
 let server: ChildProcess | null = null;
 let url = '';
