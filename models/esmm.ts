@@ -83,6 +83,18 @@ export function labelTensor(values: ArrayLike<number>, like: { dtype: DType; bac
   return Tensor.fromArray(values, [values.length], { dtype: like.dtype, backend: like.backend });
 }
 
+/**
+ * Click · conversion labels of a batch, derived from it with {@link derive}, so that a captured
+ * step derives them again for each batch instead of freezing the first batch's labels.
+ */
+export function ctcvrLabels(batch: Batch): Float32Array {
+  return derive('ctcvrLabels', [batch.click, batch.conversion], (click, conversion) => {
+    const labels = new Float32Array(click.length);
+    for (let i = 0; i < click.length; i++) labels[i] = click[i] * conversion[i];
+    return { labels };
+  }).labels;
+}
+
 /** Entire Space Multi-Task Model: two towers of any registered base model. */
 export class Esmm extends nn.Module {
   /** One layer when shared, else [CTR's, CVR's]. */
@@ -149,15 +161,9 @@ export class Esmm extends nn.Module {
   lossParts(batch: Batch, out: EsmmOutput = this.forward(batch)): EsmmLossParts {
     const like = out.ctrLogit;
     const click = labelTensor(batch.click, like);
-    // Derived from the batch (so a captured step derives it again for each batch).
-    const { ctcvrLabels } = derive('ctcvrLabels', [batch.click, batch.conversion], (click, conversion) => {
-      const labels = new Float32Array(click.length);
-      for (let i = 0; i < click.length; i++) labels[i] = click[i] * conversion[i];
-      return { ctcvrLabels: labels };
-    });
     const ctr = affine(mean(bceWithLogits(out.ctrLogit, click)), this.lossWeights.ctr, 0);
     const ctcvr = affine(
-      mean(productBce(out.ctrLogit, out.cvrLogit, labelTensor(ctcvrLabels, like))),
+      mean(productBce(out.ctrLogit, out.cvrLogit, labelTensor(ctcvrLabels(batch), like))),
       this.lossWeights.ctcvr,
       0,
     );

@@ -35,11 +35,11 @@ import type { TowerInput } from '../embedding.js';
 import type { Batch, Schema } from '../schema.js';
 import type { MethodLoss } from './method.js';
 import { weightedBce } from './method.js';
+import { ctcvrLabels } from '../esmm.js';
 import { checks } from '../options.js';
 import { registerMethod } from './registry.js';
 import {
   checkSizes,
-  ctcvrLabels,
   TASK_WEIGHT_OPTIONS,
   type TaskWeightOptions,
   MultiTaskMethod,

@@ -3,7 +3,7 @@
  * impression), with pCVR recovered as pCTCVR / pCTR clipped to [0, 1].
  */
 import { add, clamp, div, maximum, sigmoid } from '../../core/index.js';
-import type { CvrPredictions } from '../esmm.js';
+import { ctcvrLabels, type CvrPredictions } from '../esmm.js';
 import type { Batch, Schema } from '../schema.js';
 import {
   CvrMethod,
@@ -56,8 +56,7 @@ export class DivisionMethod extends CvrMethod {
 
   lossFor(batch: Batch): MethodLoss {
     this.check(batch, true);
-    const labels = new Float32Array(batch.size);
-    for (let i = 0; i < batch.size; i++) labels[i] = batch.click[i] * batch.conversion[i];
+    const labels = ctcvrLabels(batch);
     const ctr = weightedBce(this.ctrModel.forward(batch), batch.click);
     const ctcvr = weightedBce(this.ctcvrModel.forward(batch), labels);
     return { loss: add(ctr, ctcvr), parts: { ctr, ctcvr }, rows: { ctr: batch.size, ctcvr: batch.size } };

@@ -11,6 +11,7 @@ import {
   bceWithLogits,
   coalesce,
   concat,
+  derive,
   div,
   guard,
   maximum,
@@ -140,6 +141,14 @@ export abstract class CvrMethod extends nn.Module {
     }
   }
 
+  /**
+   * Validate a batch for training, as the loss does: a captured step's replay runs kernels only, so
+   * the Trainer calls this before each step to keep bad ids, shapes and labels a named error.
+   */
+  checkBatch(batch: Batch): void {
+    this.check(batch, true);
+  }
+
   /** Validate a batch once (when enabled); a loss also needs at least one row, since a mean over none is NaN. */
   protected check(batch: Batch, forLoss = false): void {
     if (forLoss && batch.size === 0) throw new Error(`${this.method}: cannot compute a loss on an empty batch`);
@@ -190,9 +199,16 @@ export function weightedBce(logits: Tensor, labels: ArrayLike<number>, weights?:
   const losses = bceWithLogits(logits, labelTensor(labels, logits));
   if (!weights) return mean(losses);
   if (weights instanceof Tensor) return div(sum(mul(losses, weights)), maximum(sum(weights), 1e-12));
-  let total = 0;
-  for (let i = 0; i < weights.length; i++) total += weights[i];
-  return div(sum(mul(losses, labelTensor(weights, logits))), total > 0 ? total : 1);
+  // The total is derived from the batch, so a captured step sums each batch's weights again.
+  const host =
+    weights instanceof Float32Array || weights instanceof Float64Array ? weights : Float64Array.from(weights);
+  const { total } = derive('weightTotal', [host], (w) => {
+    let t = 0;
+    for (let i = 0; i < w.length; i++) t += w[i];
+    return { total: Float64Array.of(t > 0 ? t : 1) };
+  });
+  const divisor = Tensor.fromArray(total, [], { dtype: logits.dtype, backend: logits.backend });
+  return div(sum(mul(losses, labelTensor(host, logits))), divisor);
 }
 
 /** Options of {@link trainStep}. */

@@ -10,7 +10,7 @@ import { add, affine, mean, mul, nn, productBce, reshape, Rng, sigmoid, Tensor }
 import type { DType } from '../../kernels/index.js';
 import { createBaseModel, type BaseModel, type BaseModelOptions } from '../base/base-model.js';
 import { SharedEmbedding, type TowerInput } from '../embedding.js';
-import { labelTensor, type CvrPredictions } from '../esmm.js';
+import { ctcvrLabels, labelTensor, type CvrPredictions } from '../esmm.js';
 import type { Batch, Schema } from '../schema.js';
 import { checks, type OptionSpec } from '../options.js';
 import { CvrMethod, weightedBce, type MethodCommonOptions, type MethodLoss } from './method.js';
@@ -254,13 +254,6 @@ export function registerFrame<K extends MethodName>(
     ...registration,
     summary: `${label} with the CVR loss on clicked rows only (the naive training space)`,
   });
-}
-
-/** Click · conversion labels of a batch. */
-export function ctcvrLabels(batch: Batch): Float32Array {
-  const labels = new Float32Array(batch.size);
-  for (let i = 0; i < batch.size; i++) labels[i] = batch.click[i] * batch.conversion[i];
-  return labels;
 }
 
 /** The loss of two logits in a training space, each term weighted. */

@@ -255,6 +255,7 @@ export class Trainer {
     for await (const batch of train.batches(epoch)) {
       let loss: Tensor;
       try {
+        this.method.checkBatch(batch);
         loss = this.trainStep(batch);
       } catch (e) {
         if (!(e instanceof NonFiniteStepError)) throw e;
