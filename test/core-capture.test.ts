@@ -9,7 +9,7 @@ import { getBackend, ReferenceBackend, setBackend, type Backend } from '../kerne
 import { WasmBackend } from '../kernels/wasm/index.js';
 import { createModel, trainStep, type Batch, type CvrMethod } from '../models/index.js';
 import { FunnelSimulator } from '../models/data/simulator.js';
-import { tinySchema } from './models-fixtures.js';
+import { SMALL_WORLD, simulatorBatches, tinySchema } from './models-fixtures.js';
 
 const before = getBackend();
 afterAll(() => setBackend(before));
@@ -61,15 +61,8 @@ const backends: [string, () => Backend][] = [
 ];
 
 /** The simulator's own batches: every bag field has another total number of ids in each batch. */
-const sim = new FunnelSimulator({
-  seed: 3,
-  numUsers: 100,
-  numItems: 150,
-  numCategories: 20,
-  numShops: 40,
-  numBrands: 30,
-});
-const simBatches = [...sim.batches(sim.generate(24 * 64), { batchSize: 64, shuffle: true, seed: 2 })];
+const sim = new FunnelSimulator(SMALL_WORLD);
+const simBatches = simulatorBatches(sim, 24);
 
 describe('compileStep', () => {
   for (const [name, make] of backends) {

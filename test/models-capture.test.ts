@@ -10,20 +10,14 @@ import { WasmBackend } from '../kernels/wasm/index.js';
 import { createModel, listMethods, Trainer, trainStep, type Batch, type MethodName } from '../models/index.js';
 import { FunnelSimulator } from '../models/data/simulator.js';
 import { loadRegistrations } from './helpers/registries.js';
+import { SMALL_WORLD, simulatorBatches } from './models-fixtures.js';
 
 await loadRegistrations();
 const before = getBackend();
 afterAll(() => setBackend(before));
 
-const sim = new FunnelSimulator({
-  seed: 3,
-  numUsers: 100,
-  numItems: 150,
-  numCategories: 20,
-  numShops: 40,
-  numBrands: 30,
-});
-const batches = [...sim.batches(sim.generate(24 * 64), { batchSize: 64, shuffle: true, seed: 2 })];
+const sim = new FunnelSimulator(SMALL_WORLD);
+const batches = simulatorBatches(sim, 24);
 
 describe('captured step, every method', () => {
   for (const method of listMethods()) {

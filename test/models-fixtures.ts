@@ -4,6 +4,7 @@
  */
 import { Rng } from '../core/index.js';
 import type { Batch, FieldBatch, Schema } from '../models/index.js';
+import type { FunnelSimulator } from '../models/data/simulator.js';
 
 /** A schema with every field kind: two categoricals, a target, a sequence sharing its table, a weighted bag and a numeric. */
 export function tinySchema(dim = 2): Schema {
@@ -240,4 +241,19 @@ export function miniBatches(batch: Batch, size: number): Batch[] {
   for (let from = 0; from < batch.size; from += size)
     out.push(sliceBatch(batch, from, Math.min(batch.size, from + size)));
   return out;
+}
+
+/** A small simulated world (100 users, 150 items) for tests that train on the simulator's own batches. */
+export const SMALL_WORLD = {
+  seed: 3,
+  numUsers: 100,
+  numItems: 150,
+  numCategories: 20,
+  numShops: 40,
+  numBrands: 30,
+} as const;
+
+/** `count` shuffled batches of `size` rows from `sim`: every bag field has another total number of ids in each. */
+export function simulatorBatches(sim: FunnelSimulator, count: number, size = 64): Batch[] {
+  return [...sim.batches(sim.generate(count * size), { batchSize: size, shuffle: true, seed: 2 })];
 }

@@ -8,18 +8,14 @@ import { createModel } from '../models/model-factory.js';
 import { runTable2 } from '../models/training/experiment.js';
 import { simulatorSource } from '../models/training/sources.js';
 import { Trainer } from '../models/training/trainer.js';
+import { SMALL_WORLD } from './models-fixtures.js';
 import { main } from '../models/cli.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'esmm-training-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 const sim = new FunnelSimulator({
-  seed: 3,
-  numUsers: 100,
-  numItems: 150,
-  numCategories: 20,
-  numShops: 40,
-  numBrands: 30,
+  ...SMALL_WORLD,
   ctr: 0.15,
   cvr: 0.2,
   // The world of these tests, independent of the defaults: milder bait, full taste match.
