@@ -24,7 +24,16 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { compileStep, optim, tidy, type StepMode, type Tensor } from '../core/index.js';
+import {
+  compileStep,
+  fusions,
+  optim,
+  setFusions,
+  tidy,
+  type Fusions,
+  type StepMode,
+  type Tensor,
+} from '../core/index.js';
 // Imported here, not on first use, so that the bundled benchmark carries the gpu backend.
 import '../kernels/gpu/index.js';
 import { getBackend, setBackend } from '../kernels/index.js';
@@ -69,6 +78,8 @@ export interface BenchConfig {
   profileSteps?: number;
   /** `captured` (default, as the Trainer): steps replay a recorded plan (`compileStep`); `eager`: every op runs. */
   stepMode?: StepMode;
+  /** Kernel fusions switched away from their defaults (`setFusions`), to measure each one on vs off. */
+  fusions?: Partial<Fusions>;
 }
 
 /** Time per step spent in one backend method (from {@link BenchConfig.profileSteps}). */
@@ -83,6 +94,8 @@ export interface BenchResult {
   framework: 'esmm-ts';
   workload: Workload;
   stepMode: StepMode;
+  /** The kernel fusions in effect. */
+  fusions: Fusions;
   /** How the compiled step ran: replays, recordings, eager steps, and why it fell back if it did. */
   capture: { replays: number; recordings: number; eager: number; fallbackReason: string | null };
   backend: string;
@@ -304,6 +317,7 @@ export function runConfig(cfg: BenchConfig): BenchResult {
   const t0 = performance.now();
   const rssTrace: Record<string, number> = { start: rssMB() };
   setBackend(cfg.backend, { mode: cfg.mode, threads: cfg.threads });
+  if (cfg.fusions) setFusions(cfg.fusions);
   const be = getBackend();
 
   const workload = cfg.workload ?? 'mlp';
@@ -428,6 +442,7 @@ export function runConfig(cfg: BenchConfig): BenchResult {
     framework: 'esmm-ts',
     workload,
     stepMode,
+    fusions: { ...fusions() },
     capture: { ...compiled.stats, fallbackReason: compiled.fallbackReason },
     backend: be.name,
     mode: cfg.mode ?? null,

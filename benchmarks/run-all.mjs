@@ -363,7 +363,8 @@ function main() {
   }
 
   // Key rows again, interleaved, so that load from other processes hits every framework alike.
-  const key = { esmm: [], eager: [], torch: [], tfjs: [] };
+  const key = { esmm: [], eager: [], fusionOff: {}, torch: [], tfjs: [] };
+  for (const f of MEASURED_FUSIONS) key.fusionOff[f] = [];
   const keyPlan = args.quick ? { warmup: 2, repeats: 3, steps: 5 } : { warmup: 5, repeats: 5, steps: 20 };
   for (let round = 0; round < args.rounds; round++) {
     log(`key rows, round ${round + 1}/${args.rounds}`);
@@ -387,6 +388,18 @@ function main() {
       profileSteps: round === 0 ? 20 : 0,
     });
     if (!eager.error) key.eager.push(eager);
+    // The captured step with one fusion switched off: that fusion's lever.
+    for (const f of MEASURED_FUSIONS) {
+      const off = esmmChild({
+        backend: 'wasm',
+        threads: 1,
+        batch: 1024,
+        lossSteps: 0,
+        ...keyPlan,
+        fusions: { [f]: false },
+      });
+      if (!off.error) key.fusionOff[f].push(off);
+    }
     key.torch.push(
       ...torchRun({ ...keyPlan, lossSteps: 1, profile: round === 0 ? 20 : 0, out: path.join(OUT, 'key-torch.json') }),
     );
@@ -815,7 +828,20 @@ loaded machine; CPU time (user + system of the process) is the steadier figure t
 kernels and relaxed SIMD are not built yet, so there is no column for them.
 
 ${levers}
+${
+  fusionTable(key)
+    ? `
+### Kernel fusions on vs off (captured step, wasm, 1 thread, batch 1024, same rounds)
 
+Each fusion of \`core/fusion.ts\` is on by default; its "off" rows run the same captured step with that
+one switched off (\`setFusions\`). \`segmentSumAdam\`: lazy Adam sums each embedding row's gradient
+contributions and updates the row in one kernel (\`sparseAdamSegments\`) instead of \`segmentSumRows\` into a
+[rows, dim] buffer and then \`sparseAdam\`; both give the same bits.
+
+${fusionTable(key)}
+`
+    : ''
+}
 ## Loss agreement (same initial weights, same batches)
 
 esmm-ts updates embedding rows lazily, like PyTorch's SparseAdam, so its reference is the PyTorch
@@ -899,6 +925,29 @@ ${base.table}
 }
 
 /** Eager vs captured per workload: samples/s and CPU ms per step (medians), and the time outside kernels. */
+/** The kernel fusions of core/fusion.ts that the key rounds measure off as well as on (their default). */
+const MEASURED_FUSIONS = ['segmentSumAdam'];
+
+/** Each measured fusion on (the key rows) vs off (the same captured step with only that fusion switched off). */
+function fusionTable(key) {
+  const med = (rs, f) => median(rs.map(f));
+  const rows = [
+    '| fusion | off samples/s | on samples/s | on / off | off CPU ms/step | on CPU ms/step | CPU off / on | runs |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|',
+  ];
+  for (const f of MEASURED_FUSIONS) {
+    const off = key.fusionOff?.[f] ?? [];
+    const on = key.esmm.filter((r) => r.fusions?.[f] !== false);
+    if (!off.length || !on.length) continue;
+    const [so, sn] = [med(off, (r) => r.samplesPerSec), med(on, (r) => r.samplesPerSec)];
+    const [co, cn] = [med(off, (r) => r.cpuMsPerStep), med(on, (r) => r.cpuMsPerStep)];
+    rows.push(
+      `| ${f} | ${fmtInt(so)} | ${fmtInt(sn)} | ${fmt(sn / so, 2)}× | ${fmt(co, 1)} | ${fmt(cn, 1)} | ${fmt(co / cn, 2)}× | ${off.length} + ${on.length} |`,
+    );
+  }
+  return rows.length > 2 ? rows.join('\n') : '';
+}
+
 function leverTable(key, bases, capturedProfile, eagerProfile) {
   const med = (rs, f) => median(rs.map(f));
   const rows = [
