@@ -7,6 +7,7 @@ import { WasmBackend, type WasmBackendOptions } from './backend.js';
 export {
   WasmBackend,
   planBroadcast,
+  planOuterBroadcast,
   autoThreads,
   PARALLEL_MIN,
   type BroadcastPlan,
