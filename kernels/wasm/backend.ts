@@ -34,7 +34,17 @@ import { defineKernels, kernelBase } from '../kernel-table.js';
 import { checkRange, HostStorage, ReferenceBackend } from '../reference.js';
 import { stridesOf } from '../shape-util.js';
 import { Arena, WasmStorage, type ArenaStats } from './arena.js';
-import { kernelModule, MATH_IMPORTS, MATH_UNARY, SIMD_BINARY, SIMD_UNARY, TILE_M, TILE_N } from './kernels.js';
+import {
+  kernelModule,
+  MATH_IMPORTS,
+  MATH_UNARY,
+  relaxedSimdSupported,
+  SIMD_BINARY,
+  SIMD_UNARY,
+  TILE_M,
+  TILE_N,
+  type SimdVariant,
+} from './kernels.js';
 import {
   argNames,
   argSpecs,
@@ -65,6 +75,44 @@ export interface WasmBackendOptions {
   adaptive?: boolean;
   /** Work thresholds overriding {@link PARALLEL_MIN} (0 cuts every kernel, which tests use). */
   parallelMin?: Partial<ParallelThresholds>;
+  /**
+   * Which SIMD the kernels use (see {@link SimdVariant}): `'relaxed'` (relaxed SIMD's fused
+   * multiply-add, an error where the runtime lacks it), `'plain'`, or `'auto'` (the default,
+   * {@link DEFAULT_WASM_SIMD}): relaxed where {@link relaxedSimdSupported}, else plain.
+   */
+  simd?: WasmSimd;
+}
+
+/** The values of {@link WasmBackendOptions.simd}. */
+export type WasmSimd = 'auto' | SimdVariant;
+
+/** The default of {@link WasmBackendOptions.simd}. */
+export const DEFAULT_WASM_SIMD: WasmSimd = 'auto';
+
+const WASM_SIMD_VALUES: readonly WasmSimd[] = ['auto', 'relaxed', 'plain'];
+const OPTION_KEYS = new Set<string>(['initialPages', 'threads', 'adaptive', 'parallelMin', 'simd']);
+
+/** The runtime, as an error message names it. */
+function runtimeName(): string {
+  const versions = (globalThis as { process?: { versions?: { node?: string; v8?: string } } }).process?.versions;
+  if (versions?.node) return `Node ${versions.node} (V8 ${versions.v8 ?? '?'})`;
+  const agent = (globalThis as { navigator?: { userAgent?: string } }).navigator?.userAgent;
+  return agent ? `this browser (${agent})` : 'this JavaScript runtime';
+}
+
+/** The variant `simd` asks for in this runtime; `'relaxed'` where unsupported is an error saying what to do. */
+export function resolveSimd(simd: WasmSimd = DEFAULT_WASM_SIMD): SimdVariant {
+  if (!WASM_SIMD_VALUES.includes(simd)) {
+    throw new Error(`wasm backend: unknown simd '${String(simd)}'; expected ${WASM_SIMD_VALUES.join(', ')}`);
+  }
+  if (simd === 'plain') return 'plain';
+  if (relaxedSimdSupported()) return 'relaxed';
+  if (simd === 'auto') return 'plain';
+  throw new Error(
+    `wasm backend: simd 'relaxed' needs WebAssembly relaxed SIMD, which ${runtimeName()} does not enable. ` +
+      'Node 20 enables it with `node --experimental-wasm-relaxed-simd`; Chromium 114+ and Node 22+ have it ' +
+      "by default. Or pass simd: 'auto' (relaxed where supported, else plain) or 'plain'.",
+  );
 }
 
 /** Work below which each family of kernels stays on the calling thread. */
@@ -272,6 +320,8 @@ export class WasmBackend extends kernelBase() implements Backend, RangeAccess {
   readonly arena: Arena;
   /** Threads that compute kernels, the calling thread included. */
   readonly threads: number;
+  /** The SIMD variant of the kernels, on every thread. */
+  readonly simd: SimdVariant;
   /** The module's exports: every kernel, taking the positional arguments of its layout. */
   private readonly k: Readonly<Record<string, (...args: number[]) => void>>;
   private readonly ref = new ReferenceBackend();
@@ -284,13 +334,20 @@ export class WasmBackend extends kernelBase() implements Backend, RangeAccess {
 
   constructor(options: WasmBackendOptions = {}) {
     super();
+    for (const key of Object.keys(options)) {
+      if (!OPTION_KEYS.has(key)) {
+        throw new Error(`wasm backend: unknown option '${key}'; expected one of ${[...OPTION_KEYS].join(', ')}`);
+      }
+    }
+    this.simd = resolveSimd(options.simd);
     this.threads = resolveThreads(options.threads);
     this.min = { ...PARALLEL_MIN, ...options.parallelMin };
     const shared = this.threads > 1;
     this.arena = new Arena(options.initialPages, shared);
     const math: Record<string, (...args: number[]) => number> = {};
     for (const name of MATH_IMPORTS) math[name] = Math[name];
-    const module = kernelModule(shared);
+    // Workers instantiate this same compiled module, so every thread runs the same variant.
+    const module = kernelModule(shared, this.simd);
     const exports = new WebAssembly.Instance(module, { env: { memory: this.arena.memory }, math }).exports;
     this.k = exports as unknown as Record<string, (...args: number[]) => void>;
     for (const name of Object.keys(exports)) {
