@@ -24,6 +24,7 @@ import {
   createWasmBackend,
   kernelModule,
   planBroadcast,
+  planOuterBroadcast,
   sizeClass,
   LAYOUTS,
   MATH_IMPORTS,
@@ -187,6 +188,15 @@ describe('wasm backend: registry and building blocks', () => {
     expect(planBroadcast([4, 5], [4, 1], [4, 5])).toMatchObject({ rows: 4, cols: 5, bRow: 1, bSplat: true });
     expect(planBroadcast([], [3, 2], [3, 2])).toMatchObject({ rows: 1, cols: 6, aSplat: true, bSplat: false });
     expect(planBroadcast([3, 1, 5], [1, 4, 5], [3, 4, 5])).toBeNull();
+    // A per-row term added at every position ([B, L, H] + [B, 1, H]) runs the plan once per leading index.
+    expect(planOuterBroadcast([2, 4, 5], [2, 1, 5], [2, 4, 5])).toEqual({
+      outer: 2,
+      aStep: 20,
+      bStep: 5,
+      outStep: 20,
+      plan: { rows: 4, cols: 5, aRow: 5, aSplat: false, bRow: 0, bSplat: false },
+    });
+    expect(planOuterBroadcast([3, 1, 5], [1, 4, 5], [3, 4, 5])).toBeNull();
   });
 
   it('reuses freed blocks: the heap stops growing', () => {
@@ -406,6 +416,15 @@ describe.each(suites)('simd=$simd threads=$threads', ({ simd, threads, make }) =
         ),
         RUNS,
       );
+    });
+
+    it('a sum over a middle axis (the gradient of a per-row term) is exact', () => {
+      const X = pair(randomArray(10, 64 * 10 * 18));
+      const O = pair(new Float32Array(64 * 18));
+      ref.reduceSum(X[0], [64, 10, 18], [1], O[0]);
+      wasm.reduceSum(X[1], [64, 10, 18], [1], O[1]);
+      expect(wasm.read(O[1])).toEqual(ref.read(O[0]));
+      freeAll(X, O);
     });
 
     it('bias-gradient reduction over the leading axis is exact', () => {

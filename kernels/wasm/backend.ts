@@ -221,6 +221,32 @@ export function planBroadcast(
   return null;
 }
 
+/**
+ * A broadcast that {@link planBroadcast} cannot fold, split off its leading dims where both
+ * operands are full (e.g. [B, L, H] + [B, 1, H], DIN's per-row term added at every position):
+ * the kernel's [rows, cols] plan then runs once per leading index. Null when no such split helps.
+ */
+export function planOuterBroadcast(
+  aShape: readonly number[],
+  bShape: readonly number[],
+  outShape: readonly number[],
+): { outer: number; aStep: number; bStep: number; outStep: number; plan: BroadcastPlan } | null {
+  const rank = outShape.length;
+  const pad = (s: readonly number[]): number[] => [...Array<number>(rank - s.length).fill(1), ...s];
+  const a = pad(aShape);
+  const b = pad(bShape);
+  let outer = 1;
+  for (let s = 1; s < rank; s++) {
+    if (a[s - 1] !== outShape[s - 1] || b[s - 1] !== outShape[s - 1]) return null;
+    outer *= outShape[s - 1];
+    const plan = planBroadcast(a.slice(s), b.slice(s), outShape.slice(s));
+    if (!plan) continue;
+    const size = (x: readonly number[]): number => x.slice(s).reduce((p, d) => p * d, 1);
+    return { outer, aStep: size(a), bStep: size(b), outStep: size(outShape), plan };
+  }
+  return null;
+}
+
 /** Argument names and specs of every layout, in parameter order, looked up once. */
 const LAYOUT_NAMES = Object.fromEntries((Object.keys(LAYOUTS) as Layout[]).map((l) => [l, argNames(l)])) as Record<
   Layout,
@@ -609,7 +635,20 @@ export class WasmBackend extends kernelBase() implements Backend, RangeAccess {
       },
       binary(op, a, aShape, b, bShape, out, outShape) {
         if (out.size === 0) return;
-        const plan = a.dtype === 'float64' || !wasmBinary.has(op) ? null : planBroadcast(aShape, bShape, outShape);
+        const native = a.dtype !== 'float64' && wasmBinary.has(op);
+        const plan = native ? planBroadcast(aShape, bShape, outShape) : null;
+        const split = native && !plan ? planOuterBroadcast(aShape, bShape, outShape) : null;
+        if (split) {
+          // One kernel run per leading index, each a [rows, cols] broadcast of its own.
+          const [ap, bp, op0] = [this.ptr(a), this.ptr(b), this.outPtr(out)];
+          const { outer, aStep, bStep, outStep } = split;
+          const { rows, cols, aRow, bRow } = split.plan;
+          const [aSplat, bSplat] = [split.plan.aSplat ? 1 : 0, split.plan.bSplat ? 1 : 0];
+          const fn = this.k[`binary_${op}`];
+          for (let i = 0; i < outer; i++)
+            fn(ap + 4 * i * aStep, aRow, aSplat, bp + 4 * i * bStep, bRow, bSplat, op0 + 4 * i * outStep, rows, cols);
+          return;
+        }
         if (!plan) return this.ref.binary(op, this.host(a), aShape, this.host(b), bShape, this.host(out), outShape);
         const args = {
           a: this.ptr(a),
@@ -652,6 +691,19 @@ export class WasmBackend extends kernelBase() implements Backend, RangeAccess {
           if (dims.slice(firstReduced).every(({ r }) => r)) {
             const [rows, cols] = [prod(0, firstReduced), prod(firstReduced, dims.length)];
             this.run('rowSum', { x: this.ptr(x), out: this.ptr(out), rows, cols });
+            return;
+          }
+          // [kept..., reduced..., kept...]: a column sum for each leading index.
+          const afterReduced = firstReduced + dims.slice(firstReduced).findIndex(({ r }) => !r);
+          if (dims.slice(afterReduced).every(({ r }) => !r)) {
+            const [outer, rows, cols] = [
+              prod(0, firstReduced),
+              prod(firstReduced, afterReduced),
+              prod(afterReduced, dims.length),
+            ];
+            const [xp, op] = [this.ptr(x), this.ptr(out)];
+            for (let i = 0; i < outer; i++)
+              this.run('colSum', { x: xp + 4 * i * rows * cols, out: op + 4 * i * cols, rows, cols });
             return;
           }
         }

@@ -7,6 +7,7 @@ import { WasmBackend, type WasmBackendOptions } from './backend.js';
 export {
   WasmBackend,
   planBroadcast,
+  planOuterBroadcast,
   autoThreads,
   resolveSimd,
   DEFAULT_WASM_SIMD,
