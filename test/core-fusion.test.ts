@@ -6,7 +6,7 @@
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { compileStep, FUSION_DEFAULTS, fusions, optim, setFusions, tidy, type Tensor } from '../core/index.js';
 import { getBackend, ReferenceBackend, setBackend, type Backend, type Storage } from '../kernels/index.js';
-import { WasmBackend } from '../kernels/wasm/index.js';
+import { relaxedSimdSupported, WasmBackend } from '../kernels/wasm/index.js';
 import { createModel, trainStep, type Batch } from '../models/index.js';
 import { FunnelSimulator } from '../models/data/simulator.js';
 import { randomArray } from './gpu/kernel-checks.js';
@@ -22,7 +22,10 @@ const sim = new FunnelSimulator(SMALL_WORLD);
 const batches = simulatorBatches(sim, 10);
 const backends: [string, () => Backend][] = [
   ['reference', () => new ReferenceBackend()],
-  ['wasm', () => new WasmBackend({ threads: 1 })],
+  ['wasm plain SIMD', () => new WasmBackend({ threads: 1, simd: 'plain' })],
+  ...(relaxedSimdSupported()
+    ? [['wasm relaxed SIMD', () => new WasmBackend({ threads: 1, simd: 'relaxed' })] as [string, () => Backend]]
+    : []),
   ['wasm 2 threads', () => new WasmBackend({ threads: 2 })],
 ];
 
