@@ -58,6 +58,11 @@ export interface BenchConfig {
   lossSteps: number;
   /** Rows per field; default: the files' vocabulary (100,000), loaded from the init files. */
   vocab?: number;
+  /**
+   * Warm up over every batch once more before timing, so that each row the timed steps update has been
+   * updated before: the steady state of a long run, with no first touch of a table, m or v page left.
+   */
+  steadyState?: boolean;
   /** Directory of the init files (default `benchmarks/out`). */
   dataDir?: string;
   /** After timing, run this many more steps with every backend method timed (0: none). */
@@ -95,6 +100,10 @@ export interface BenchResult {
   msPerStep: number;
   /** CPU time per timed step, user + system, every thread of the process. */
   cpuMsPerStep: number;
+  /** System (kernel) part of {@link BenchResult.cpuMsPerStep}: page faults show up here. */
+  sysMsPerStep: number;
+  /** Minor page faults per timed step (first touches of fresh memory); 0 in a steady state. */
+  faultsPerStep: number;
   peakRssMB: number;
   /** RSS right after the model and optimizer state were allocated, before the first step. */
   rssAfterSetupMB: number;
@@ -376,6 +385,7 @@ export function runConfig(cfg: BenchConfig): BenchResult {
     if (i === 0) rssTrace.afterFirstStep = rssMB();
   }
   for (let i = 0; i < cfg.warmup; i++) step(i === cfg.warmup - 1);
+  if (cfg.steadyState) for (let i = 0; i < batches.length; i++) step(false);
   // A plan replays from the fourth step on (the first creates Adam's state, two more are recorded and
   // compared): timing starts once it does, as the Trainer would be after its first steps.
   for (let i = 0; i < 4 && stepMode === 'captured' && compiled.stats.replays === 0 && !compiled.fallbackReason; i++)
@@ -389,13 +399,17 @@ export function runConfig(cfg: BenchConfig): BenchResult {
   const rates: number[] = [];
   // CPU time (all threads of the process) as well as wall time: on a shared machine it is the steadier figure.
   const cpu0 = process.cpuUsage();
+  const faults0 = process.resourceUsage().minorPageFault;
   for (let r = 0; r < cfg.repeats; r++) {
     const ts = performance.now();
     for (let i = 0; i < cfg.steps; i++) step(i === cfg.steps - 1); // the last read syncs device backends
     rates.push((cfg.steps * cfg.batch) / ((performance.now() - ts) / 1000));
   }
   const cpu = process.cpuUsage(cpu0);
-  const cpuMsPerStep = (cpu.user + cpu.system) / 1000 / (cfg.repeats * cfg.steps);
+  const timedSteps = cfg.repeats * cfg.steps;
+  const cpuMsPerStep = (cpu.user + cpu.system) / 1000 / timedSteps;
+  const sysMsPerStep = cpu.system / 1000 / timedSteps;
+  const faultsPerStep = (process.resourceUsage().minorPageFault - faults0) / timedSteps;
   rssTrace.afterTiming = rssMB();
   const arena = arenaOf();
   const sps = median(rates);
@@ -432,6 +446,8 @@ export function runConfig(cfg: BenchConfig): BenchResult {
     samplesPerSecRepeats: rates,
     msPerStep: (1000 * cfg.batch) / sps,
     cpuMsPerStep,
+    sysMsPerStep,
+    faultsPerStep,
     peakRssMB: process.resourceUsage().maxRSS / 1024,
     rssAfterSetupMB,
     setupSeconds,

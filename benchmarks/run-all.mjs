@@ -444,7 +444,10 @@ function main() {
   // Scaling.
   const scaling = [];
   if (args.scaling) {
-    const plan = args.quick ? { warmup: 1, repeats: 2, steps: 3 } : { warmup: 3, repeats: 3, steps: 10 };
+    // Without --quick, esmm-ts warms up over every batch once, so it is timed in its steady state.
+    const plan = args.quick
+      ? { warmup: 1, repeats: 2, steps: 3 }
+      : { warmup: 3, repeats: 3, steps: 10, steadyState: true };
     for (const vocab of args.scalingVocabs) {
       log(`scaling: ${fmtInt(vocab)} rows per field`);
       for (let run = 0; run < 2; run++) {
@@ -711,6 +714,27 @@ function buildReport({ args, started, peers, peerRows, esmm, key, scaling, bases
       return `| ${s.name} | ${cells.join(' | ')} | ${fmt(Math.max(...ys) / Math.min(...ys), 2)}× |`;
     }),
   ].join('\n');
+  // CPU time and page faults of the esmm-ts runs: on a shared machine wall time also counts waiting for a core.
+  const esmmScaling = sOk.filter((r) => r.framework === 'esmm-ts' && Number.isFinite(r.cpuMsPerStep));
+  const cpuAt = (v, f) => median(esmmScaling.filter((r) => r.vocabPerField === v).map(f));
+  const cpuVocabs = vocabs.filter((v) => esmmScaling.some((r) => r.vocabPerField === v));
+  const cpuYs = cpuVocabs.map((v) => cpuAt(v, (r) => r.cpuMsPerStep));
+  const scalingCpuTable = cpuVocabs.length
+    ? [
+        `| esmm-ts wasm, per step | ${cpuVocabs.map((v) => `${(v * 10).toExponential(0).replace('+', '')} rows`).join(' | ')} | max/min |`,
+        `|---|${cpuVocabs.map(() => '---:').join('|')}|---:|`,
+        `| CPU ms (user + sys) | ${cpuYs.map((y) => fmt(y, 1)).join(' | ')} | ${fmt(Math.max(...cpuYs) / Math.min(...cpuYs), 2)}× |`,
+        `| of which sys ms | ${cpuVocabs
+          .map((v) =>
+            fmt(
+              cpuAt(v, (r) => r.sysMsPerStep ?? NaN),
+              1,
+            ),
+          )
+          .join(' | ')} | |`,
+        `| minor page faults | ${cpuVocabs.map((v) => fmtInt(cpuAt(v, (r) => r.faultsPerStep ?? NaN))).join(' | ')} | |`,
+      ].join('\n')
+    : '';
   const esmmSeries = series.find((s) => s.name.startsWith('esmm-ts'));
   const esmmScale = esmmSeries
     ? Math.max(...esmmSeries.points.map((p) => p.y)) / Math.min(...esmmSeries.points.map((p) => p.y))
@@ -833,17 +857,18 @@ Adam rows at ≥ 3e6 rows run fewer steps.${
       ? ' This run used `--quick`: each size times a few steps right after the first ones, while the' +
         ' lazy updates still touch table rows for the first time (a page fault per 4 KiB of table, m and v), so' +
         ' the large tables look slower than they are in a long run; compare frameworks within this run only.'
-      : ''
+      : ' Each esmm-ts size first runs over every batch once (every row a timed step updates was updated' +
+        ' before), so it is timed in the steady state of a long run.'
   }
 
 ${scalingTable}
-${scaling
-  .filter((r) => r.error)
-  .map(
-    (r) =>
-      `\nFailed: ${r.framework} ${r.variant} at ${fmtInt(r.vocabPerField * 10)} rows: ${r.error}${r.framework === 'tfjs' ? ' (dense Adam needs the tables, m, v and a dense gradient inside one wasm memory, which does not fit)' : ''}.`,
-  )
-  .join('')}
+${scalingCpuTable ? `\n${scalingCpuTable}\n` : ''}${scaling
+    .filter((r) => r.error)
+    .map(
+      (r) =>
+        `\nFailed: ${r.framework} ${r.variant} at ${fmtInt(r.vocabPerField * 10)} rows: ${r.error}${r.framework === 'tfjs' ? ' (dense Adam needs the tables, m, v and a dense gradient inside one wasm memory, which does not fit)' : ''}.`,
+    )
+    .join('')}
 
 ![scaling](esmm-scaling.svg)
 

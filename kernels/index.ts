@@ -10,7 +10,7 @@
 import type { Backend } from './backend.js';
 import { importOptionalPeer } from './optional-peer.js';
 import { ReferenceBackend } from './reference.js';
-import { WasmBackend } from './wasm/index.js';
+import { WasmBackend, type WasmSimd } from './wasm/index.js';
 
 export { readsAsync } from './backend.js';
 export type {
@@ -56,6 +56,8 @@ export {
   WasmBackend,
   createWasmBackend,
   autoThreads,
+  relaxedSimdSupported,
+  DEFAULT_WASM_SIMD,
   PARALLEL_MIN,
   Arena,
   WasmStorage,
@@ -63,6 +65,8 @@ export {
   type ParallelThresholds,
   type PoolStats,
   type WasmBackendOptions,
+  type WasmSimd,
+  type SimdVariant,
 } from './wasm/index.js';
 export { broadcastShapes, broadcastStrides, sameShape, sizeOf, stridesOf } from './shape-util.js';
 export * as stableMath from './stable-math.js';
@@ -73,6 +77,8 @@ export interface BackendOptions {
   mode?: string;
   /** Threads for backends that can use them (the wasm backend); `auto` uses a second core when one is free. */
   threads?: number | 'auto';
+  /** SIMD of the wasm backend's kernels: `auto` (relaxed SIMD where the runtime has it), `relaxed` or `plain`. */
+  simd?: WasmSimd;
 }
 
 /** Makes a backend; registered by name. */
@@ -80,7 +86,7 @@ export type BackendFactory = (options: BackendOptions) => Backend;
 
 const factories = new Map<string, BackendFactory>();
 factories.set('reference', () => new ReferenceBackend());
-factories.set('wasm', (options) => new WasmBackend(options));
+factories.set('wasm', ({ threads, simd }) => new WasmBackend({ threads, simd }));
 
 /**
  * Backends whose module is imported on first use; importing it registers the factory.

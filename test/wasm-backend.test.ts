@@ -24,27 +24,37 @@ import {
   createWasmBackend,
   kernelModule,
   planBroadcast,
+  planOuterBroadcast,
   sizeClass,
   LAYOUTS,
   MATH_IMPORTS,
   MAX_PAGES,
   ModuleBuilder,
+  buildKernelModule,
+  relaxedSimdSupported,
   type Layout,
+  type WasmBackendOptions,
+  type WasmSimd,
 } from '../kernels/wasm/index.js';
 import { MAX_ARGS } from '../kernels/wasm/pool.js';
 import { kernelChecks } from './gpu/kernel-checks.js';
-import { assertClose, F32_TOL, randomArray, rng, type Tol } from './wasm/helpers-wasm.js';
+import { assertClose, F32_TOL, randomArray, rng, simdVariants, type Tol } from './wasm/helpers-wasm.js';
 
 const ref = new ReferenceBackend();
 /**
- * The kernel suites run once per thread count. The two-thread backend cuts every kernel,
- * however small, so the fast-check shapes exercise the chunked paths and their edges.
+ * The kernel suites run once per SIMD variant and thread count. The two-thread backend cuts
+ * every kernel, however small, so the fast-check shapes exercise the chunked paths and their edges.
  */
-const backends: Record<1 | 2, WasmBackend> = {
-  1: new WasmBackend({ threads: 1 }),
-  2: new WasmBackend({ threads: 2, parallelMin: { gemm: 0, simd: 0, math: 0, rows: 0 }, adaptive: false }),
-};
-let wasm: WasmBackend = backends[1];
+const suites = simdVariants().flatMap((simd) => [
+  { simd, threads: 1, make: () => new WasmBackend({ threads: 1, simd }) },
+  {
+    simd,
+    threads: 2,
+    make: () =>
+      new WasmBackend({ threads: 2, simd, parallelMin: { gemm: 0, simd: 0, math: 0, rows: 0 }, adaptive: false }),
+  },
+]);
+let wasm: WasmBackend = new WasmBackend({ threads: 1, simd: suites[0].simd });
 const RUNS = { numRuns: 60 };
 
 /** Upload one host array to both backends. */
@@ -68,6 +78,39 @@ describe('wasm backend: registry and building blocks', () => {
     expect(listBackends()).toContain('wasm');
     expect(createBackend('wasm').name).toBe('wasm');
     expect(createWasmBackend().supportsDtype('float64')).toBe(true);
+  });
+
+  it('picks its SIMD variant: auto is relaxed where supported; relaxed elsewhere and unknown values are errors', () => {
+    const supported = relaxedSimdSupported();
+    expect(new WasmBackend({ threads: 1 }).simd).toBe(supported ? 'relaxed' : 'plain');
+    expect(new WasmBackend({ threads: 1, simd: 'auto' }).simd).toBe(supported ? 'relaxed' : 'plain');
+    expect(new WasmBackend({ threads: 1, simd: 'plain' }).simd).toBe('plain');
+    expect((createBackend('wasm', { threads: 1, simd: 'plain' }) as WasmBackend).simd).toBe('plain');
+    if (supported) expect(new WasmBackend({ threads: 1, simd: 'relaxed' }).simd).toBe('relaxed');
+    else {
+      expect(() => new WasmBackend({ threads: 1, simd: 'relaxed' })).toThrow(
+        /relaxed SIMD, which Node [\d.]+ \(V8 [^)]+\) does not enable.*node --experimental-wasm-relaxed-simd.*'plain'/,
+      );
+    }
+    expect(() => new WasmBackend({ simd: 'fast' as WasmSimd })).toThrow(
+      /unknown simd 'fast'; expected auto, relaxed, plain/,
+    );
+    expect(() => new WasmBackend({ thread: 2 } as WasmBackendOptions)).toThrow(/unknown option 'thread'/);
+  });
+
+  it('emits f32x4.relaxed_madd (0xfd 0x105) only in the relaxed variant, which runtimes with relaxed SIMD accept', () => {
+    const madds = (bytes: Uint8Array): number => {
+      let count = 0;
+      for (let i = 0; i + 2 < bytes.length; i++)
+        if (bytes[i] === 0xfd && bytes[i + 1] === 0x85 && bytes[i + 2] === 0x02) count++;
+      return count;
+    };
+    const relaxed = buildKernelModule(false, 'relaxed');
+    // GEMM's 8 accumulators, the row update, dot products, affine, axpby and Adam's four.
+    expect(madds(relaxed)).toBeGreaterThanOrEqual(16);
+    expect(madds(buildKernelModule(false, 'plain'))).toBe(0);
+    expect(madds(buildKernelModule(true, 'relaxed'))).toBe(madds(relaxed));
+    expect(WebAssembly.validate(relaxed)).toBe(relaxedSimdSupported());
   });
 
   it('assembles a module that runs', () => {
@@ -145,6 +188,15 @@ describe('wasm backend: registry and building blocks', () => {
     expect(planBroadcast([4, 5], [4, 1], [4, 5])).toMatchObject({ rows: 4, cols: 5, bRow: 1, bSplat: true });
     expect(planBroadcast([], [3, 2], [3, 2])).toMatchObject({ rows: 1, cols: 6, aSplat: true, bSplat: false });
     expect(planBroadcast([3, 1, 5], [1, 4, 5], [3, 4, 5])).toBeNull();
+    // A per-row term added at every position ([B, L, H] + [B, 1, H]) runs the plan once per leading index.
+    expect(planOuterBroadcast([2, 4, 5], [2, 1, 5], [2, 4, 5])).toEqual({
+      outer: 2,
+      aStep: 20,
+      bStep: 5,
+      outStep: 20,
+      plan: { rows: 4, cols: 5, aRow: 5, aSplat: false, bRow: 0, bSplat: false },
+    });
+    expect(planOuterBroadcast([3, 1, 5], [1, 4, 5], [3, 4, 5])).toBeNull();
   });
 
   it('reuses freed blocks: the heap stops growing', () => {
@@ -174,13 +226,14 @@ describe('wasm backend: registry and building blocks', () => {
   });
 });
 
-describe.each([1, 2] as const)('threads=%i', (threads) => {
+describe.each(suites)('simd=$simd threads=$threads', ({ simd, threads, make }) => {
   beforeAll(async () => {
-    wasm = backends[threads];
+    wasm = make();
+    expect(wasm.simd).toBe(simd);
     await wasm.ready();
   });
   afterAll(() => {
-    if (threads === 2) wasm.dispose();
+    wasm.dispose();
   });
 
   describe('wasm backend: the kernel checks every backend runs', () => {
@@ -384,6 +437,15 @@ describe.each([1, 2] as const)('threads=%i', (threads) => {
         ),
         RUNS,
       );
+    });
+
+    it('a sum over a middle axis (the gradient of a per-row term) is exact', () => {
+      const X = pair(randomArray(10, 64 * 10 * 18));
+      const O = pair(new Float32Array(64 * 18));
+      ref.reduceSum(X[0], [64, 10, 18], [1], O[0]);
+      wasm.reduceSum(X[1], [64, 10, 18], [1], O[1]);
+      expect(wasm.read(O[1])).toEqual(ref.read(O[0]));
+      freeAll(X, O);
     });
 
     it('bias-gradient reduction over the leading axis is exact', () => {

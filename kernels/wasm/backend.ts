@@ -35,7 +35,17 @@ import { defineKernels, kernelBase } from '../kernel-table.js';
 import { checkRange, HostStorage, ReferenceBackend } from '../reference.js';
 import { stridesOf } from '../shape-util.js';
 import { Arena, WasmStorage, type ArenaStats } from './arena.js';
-import { kernelModule, MATH_IMPORTS, MATH_UNARY, SIMD_BINARY, SIMD_UNARY, TILE_M, TILE_N } from './kernels.js';
+import {
+  kernelModule,
+  MATH_IMPORTS,
+  MATH_UNARY,
+  relaxedSimdSupported,
+  SIMD_BINARY,
+  SIMD_UNARY,
+  TILE_M,
+  TILE_N,
+  type SimdVariant,
+} from './kernels.js';
 import {
   argNames,
   argSpecs,
@@ -66,6 +76,44 @@ export interface WasmBackendOptions {
   adaptive?: boolean;
   /** Work thresholds overriding {@link PARALLEL_MIN} (0 cuts every kernel, which tests use). */
   parallelMin?: Partial<ParallelThresholds>;
+  /**
+   * Which SIMD the kernels use (see {@link SimdVariant}): `'relaxed'` (relaxed SIMD's fused
+   * multiply-add, an error where the runtime lacks it), `'plain'`, or `'auto'` (the default,
+   * {@link DEFAULT_WASM_SIMD}): relaxed where {@link relaxedSimdSupported}, else plain.
+   */
+  simd?: WasmSimd;
+}
+
+/** The values of {@link WasmBackendOptions.simd}. */
+export type WasmSimd = 'auto' | SimdVariant;
+
+/** The default of {@link WasmBackendOptions.simd}. */
+export const DEFAULT_WASM_SIMD: WasmSimd = 'auto';
+
+const WASM_SIMD_VALUES: readonly WasmSimd[] = ['auto', 'relaxed', 'plain'];
+const OPTION_KEYS = new Set<string>(['initialPages', 'threads', 'adaptive', 'parallelMin', 'simd']);
+
+/** The runtime, as an error message names it. */
+function runtimeName(): string {
+  const versions = (globalThis as { process?: { versions?: { node?: string; v8?: string } } }).process?.versions;
+  if (versions?.node) return `Node ${versions.node} (V8 ${versions.v8 ?? '?'})`;
+  const agent = (globalThis as { navigator?: { userAgent?: string } }).navigator?.userAgent;
+  return agent ? `this browser (${agent})` : 'this JavaScript runtime';
+}
+
+/** The variant `simd` asks for in this runtime; `'relaxed'` where unsupported is an error saying what to do. */
+export function resolveSimd(simd: WasmSimd = DEFAULT_WASM_SIMD): SimdVariant {
+  if (!WASM_SIMD_VALUES.includes(simd)) {
+    throw new Error(`wasm backend: unknown simd '${String(simd)}'; expected ${WASM_SIMD_VALUES.join(', ')}`);
+  }
+  if (simd === 'plain') return 'plain';
+  if (relaxedSimdSupported()) return 'relaxed';
+  if (simd === 'auto') return 'plain';
+  throw new Error(
+    `wasm backend: simd 'relaxed' needs WebAssembly relaxed SIMD, which ${runtimeName()} does not enable. ` +
+      'Node 20 enables it with `node --experimental-wasm-relaxed-simd`; Chromium 114+ and Node 22+ have it ' +
+      "by default. Or pass simd: 'auto' (relaxed where supported, else plain) or 'plain'.",
+  );
 }
 
 /** Work below which each family of kernels stays on the calling thread. */
@@ -174,6 +222,32 @@ export function planBroadcast(
   return null;
 }
 
+/**
+ * A broadcast that {@link planBroadcast} cannot fold, split off its leading dims where both
+ * operands are full (e.g. [B, L, H] + [B, 1, H], DIN's per-row term added at every position):
+ * the kernel's [rows, cols] plan then runs once per leading index. Null when no such split helps.
+ */
+export function planOuterBroadcast(
+  aShape: readonly number[],
+  bShape: readonly number[],
+  outShape: readonly number[],
+): { outer: number; aStep: number; bStep: number; outStep: number; plan: BroadcastPlan } | null {
+  const rank = outShape.length;
+  const pad = (s: readonly number[]): number[] => [...Array<number>(rank - s.length).fill(1), ...s];
+  const a = pad(aShape);
+  const b = pad(bShape);
+  let outer = 1;
+  for (let s = 1; s < rank; s++) {
+    if (a[s - 1] !== outShape[s - 1] || b[s - 1] !== outShape[s - 1]) return null;
+    outer *= outShape[s - 1];
+    const plan = planBroadcast(a.slice(s), b.slice(s), outShape.slice(s));
+    if (!plan) continue;
+    const size = (x: readonly number[]): number => x.slice(s).reduce((p, d) => p * d, 1);
+    return { outer, aStep: size(a), bStep: size(b), outStep: size(outShape), plan };
+  }
+  return null;
+}
+
 /** Argument names and specs of every layout, in parameter order, looked up once. */
 const LAYOUT_NAMES = Object.fromEntries((Object.keys(LAYOUTS) as Layout[]).map((l) => [l, argNames(l)])) as Record<
   Layout,
@@ -254,6 +328,8 @@ export class WasmBackend extends kernelBase() implements Backend, RangeAccess {
   readonly arena: Arena;
   /** Threads that compute kernels, the calling thread included. */
   readonly threads: number;
+  /** The SIMD variant of the kernels, on every thread. */
+  readonly simd: SimdVariant;
   /** The module's exports: every kernel, taking the positional arguments of its layout. */
   private readonly k: Readonly<Record<string, (...args: number[]) => void>>;
   private readonly ref = new ReferenceBackend();
@@ -266,13 +342,20 @@ export class WasmBackend extends kernelBase() implements Backend, RangeAccess {
 
   constructor(options: WasmBackendOptions = {}) {
     super();
+    for (const key of Object.keys(options)) {
+      if (!OPTION_KEYS.has(key)) {
+        throw new Error(`wasm backend: unknown option '${key}'; expected one of ${[...OPTION_KEYS].join(', ')}`);
+      }
+    }
+    this.simd = resolveSimd(options.simd);
     this.threads = resolveThreads(options.threads);
     this.min = { ...PARALLEL_MIN, ...options.parallelMin };
     const shared = this.threads > 1;
     this.arena = new Arena(options.initialPages, shared);
     const math: Record<string, (...args: number[]) => number> = {};
     for (const name of MATH_IMPORTS) math[name] = Math[name];
-    const module = kernelModule(shared);
+    // Workers instantiate this same compiled module, so every thread runs the same variant.
+    const module = kernelModule(shared, this.simd);
     const exports = new WebAssembly.Instance(module, { env: { memory: this.arena.memory }, math }).exports;
     this.k = exports as unknown as Record<string, (...args: number[]) => void>;
     for (const name of Object.keys(exports)) {
@@ -563,7 +646,20 @@ export class WasmBackend extends kernelBase() implements Backend, RangeAccess {
       },
       binary(op, a, aShape, b, bShape, out, outShape) {
         if (out.size === 0) return;
-        const plan = a.dtype === 'float64' || !wasmBinary.has(op) ? null : planBroadcast(aShape, bShape, outShape);
+        const native = a.dtype !== 'float64' && wasmBinary.has(op);
+        const plan = native ? planBroadcast(aShape, bShape, outShape) : null;
+        const split = native && !plan ? planOuterBroadcast(aShape, bShape, outShape) : null;
+        if (split) {
+          // One kernel run per leading index, each a [rows, cols] broadcast of its own.
+          const [ap, bp, op0] = [this.ptr(a), this.ptr(b), this.outPtr(out)];
+          const { outer, aStep, bStep, outStep } = split;
+          const { rows, cols, aRow, bRow } = split.plan;
+          const [aSplat, bSplat] = [split.plan.aSplat ? 1 : 0, split.plan.bSplat ? 1 : 0];
+          const fn = this.k[`binary_${op}`];
+          for (let i = 0; i < outer; i++)
+            fn(ap + 4 * i * aStep, aRow, aSplat, bp + 4 * i * bStep, bRow, bSplat, op0 + 4 * i * outStep, rows, cols);
+          return;
+        }
         if (!plan) return this.ref.binary(op, this.host(a), aShape, this.host(b), bShape, this.host(out), outShape);
         const args = {
           a: this.ptr(a),
@@ -606,6 +702,19 @@ export class WasmBackend extends kernelBase() implements Backend, RangeAccess {
           if (dims.slice(firstReduced).every(({ r }) => r)) {
             const [rows, cols] = [prod(0, firstReduced), prod(firstReduced, dims.length)];
             this.run('rowSum', { x: this.ptr(x), out: this.ptr(out), rows, cols });
+            return;
+          }
+          // [kept..., reduced..., kept...]: a column sum for each leading index.
+          const afterReduced = firstReduced + dims.slice(firstReduced).findIndex(({ r }) => !r);
+          if (dims.slice(afterReduced).every(({ r }) => !r)) {
+            const [outer, rows, cols] = [
+              prod(0, firstReduced),
+              prod(firstReduced, afterReduced),
+              prod(afterReduced, dims.length),
+            ];
+            const [xp, op] = [this.ptr(x), this.ptr(out)];
+            for (let i = 0; i < outer; i++)
+              this.run('colSum', { x: xp + 4 * i * rows * cols, out: op + 4 * i * cols, rows, cols });
             return;
           }
         }

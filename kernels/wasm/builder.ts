@@ -1,7 +1,8 @@
 /**
  * A small typed WebAssembly assembler: enough of the binary format (types, imports,
- * functions, exports, code) and of the instruction set (i32, f32, f64 and the f32x4
- * part of SIMD) to write kernels as readable TypeScript that produces module bytes.
+ * functions, exports, code) and of the instruction set (i32, f32, f64, the f32x4 part of
+ * SIMD and relaxed SIMD's multiply-add) to write kernels as readable TypeScript that
+ * produces module bytes.
  *
  * Instructions are emitted in stack order; structured control flow (`block`, `loop`,
  * `if`) takes callbacks so nesting is visible in the TypeScript source, and
@@ -141,6 +142,9 @@ const SIMD_OPS = {
   f32x4Sub: 0xe5,
   f32x4Mul: 0xe6,
   f32x4Div: 0xe7,
+  // Relaxed SIMD (not in every runtime; see kernels.ts): pops a, b, c, pushes a·b + c,
+  // rounded once (fused) or twice, as the hardware prefers.
+  f32x4RelaxedMadd: 0x105,
 } as const;
 
 /** Memory instructions that take a byte offset (default 0): their opcode and access width. */

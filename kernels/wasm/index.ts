@@ -7,16 +7,27 @@ import { WasmBackend, type WasmBackendOptions } from './backend.js';
 export {
   WasmBackend,
   planBroadcast,
+  planOuterBroadcast,
   autoThreads,
+  resolveSimd,
+  DEFAULT_WASM_SIMD,
   PARALLEL_MIN,
   type BroadcastPlan,
   type ParallelThresholds,
   type WasmBackendOptions,
+  type WasmSimd,
 } from './backend.js';
 export { ThreadPool, poolSupported, type PoolStats } from './pool.js';
 export { Arena, WasmStorage, sizeClass, type ArenaStats } from './arena.js';
 export { ModuleBuilder, FunctionBuilder, type FuncRef, type Local, type ValType } from './builder.js';
-export { buildKernelModule, kernelModule, MATH_IMPORTS, MAX_PAGES } from './kernels.js';
+export {
+  buildKernelModule,
+  kernelModule,
+  relaxedSimdSupported,
+  MATH_IMPORTS,
+  MAX_PAGES,
+  type SimdVariant,
+} from './kernels.js';
 export {
   LAYOUTS,
   checkLayouts,

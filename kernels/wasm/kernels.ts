@@ -4,6 +4,9 @@
  * Conventions: every pointer is a byte offset into the arena; counts are elements.
  * SIMD loops handle four floats at a time and finish with a scalar tail that reuses
  * the same vector code on a splatted lane, so each op is written once.
+ * Multiply-adds (GEMM, dot products, row updates of bags and segment sums, affine, axpby,
+ * Adam) go through one helper that emits either plain SIMD or relaxed SIMD's fused
+ * multiply-add, so the module is built in two variants ({@link SimdVariant}).
  * Transcendental math (exp, log1p, tanh, pow) calls the host's `Math` functions, which
  * V8 binds directly to its C implementations. The stable scalar helpers below (sigmoid,
  * log-sigmoid, log-add-exp, BCE, product BCE and its gradient) transcribe
@@ -191,11 +194,50 @@ const COPY_RUN_NATIVE = 512;
 export const MAX_PAGES = 65536;
 
 /**
+ * How the kernels multiply-add four floats: `plain` with `f32x4.mul` then `f32x4.add`
+ * (two roundings, in every runtime with SIMD), `relaxed` with relaxed SIMD's
+ * `f32x4.relaxed_madd`, which the engine may fuse into one FMA instruction (one rounding)
+ * where the CPU has one. Results of the two differ in the last bits; within one variant
+ * every run, thread count and captured replay computes the same bits.
+ */
+export type SimdVariant = 'plain' | 'relaxed';
+
+let relaxedSupport: boolean | undefined;
+
+/** Whether this runtime validates a module using `f32x4.relaxed_madd` (relaxed SIMD). */
+export function relaxedSimdSupported(): boolean {
+  relaxedSupport ??= (() => {
+    const mb = new ModuleBuilder();
+    mb.func('madd', ['v128', 'v128', 'v128'], ['v128'], (f) => {
+      f.get(f.param(0)).get(f.param(1)).get(f.param(2)).f32x4RelaxedMadd();
+    });
+    return WebAssembly.validate(mb.build());
+  })();
+  return relaxedSupport;
+}
+
+/**
  * Builds the module's bytes. `shared` declares the imported memory shared, which is what
  * lets worker threads instantiate the same kernels over the same arena.
  */
-export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
+export function buildKernelModule(shared = false, simd: SimdVariant = 'plain'): Uint8Array<ArrayBuffer> {
   const mb = new ModuleBuilder();
+  /**
+   * Pushes a·b + c, the operands pushed by the three emitters (which only load). Plain SIMD
+   * pushes c first and adds the product to it, the order the kernels have always summed in.
+   */
+  const madd = (f: FunctionBuilder, a: () => void, b: () => void, c: () => void): FunctionBuilder => {
+    if (simd === 'relaxed') {
+      a();
+      b();
+      c();
+      return f.f32x4RelaxedMadd();
+    }
+    c();
+    a();
+    b();
+    return f.f32x4Mul().f32x4Add();
+  };
   mb.importMemory('env', 'memory', 1, MAX_PAGES, shared);
   const exp = mb.importFunc('math', 'exp', ['f64'], ['f64']);
   const log = mb.importFunc('math', 'log', ['f64'], ['f64']);
@@ -292,16 +334,29 @@ export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
     const [dst, src, w, len] = [f.param(0), f.param(1), f.param(2), f.param(3)];
     const wv = f.local('v128');
     f.get(w).f32x4Splat().set(wv);
+    // The tail computes on splatted lanes so that it rounds like the vector body.
     simdLoop(
       f,
       len,
       (o) => {
         f.at(dst, o);
-        f.at(dst, o).v128Load().get(wv).at(src, o).v128Load().f32x4Mul().f32x4Add().v128Store();
+        madd(
+          f,
+          () => f.get(wv),
+          () => f.at(src, o).v128Load(),
+          () => f.at(dst, o).v128Load(),
+        ).v128Store();
       },
       (o) => {
         f.at(dst, o);
-        f.at(dst, o).f32Load().get(w).at(src, o).f32Load().f32Mul().f32Add().f32Store();
+        madd(
+          f,
+          () => f.get(wv),
+          () => f.at(src, o).v128Load32Splat(),
+          () => f.at(dst, o).v128Load32Splat(),
+        )
+          .f32x4ExtractLane(0)
+          .f32Store();
       },
     );
   });
@@ -412,50 +467,37 @@ export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
     const bv = f.local('v128');
     f.get(alpha).f32DemoteF64().f32x4Splat().set(av);
     f.get(beta).f32DemoteF64().f32x4Splat().set(bv);
-    simdLoop(
-      f,
-      n,
-      (o) => f.at(out, o).get(av).at(x, o).v128Load().f32x4Mul().get(bv).f32x4Add().v128Store(),
-      (o) =>
-        f.at(out, o).get(av).at(x, o).v128Load32Splat().f32x4Mul().get(bv).f32x4Add().f32x4ExtractLane(0).f32Store(),
-    );
+    const lanes = (vector: boolean) => (o: Local) => {
+      f.at(out, o);
+      madd(
+        f,
+        () => f.get(av),
+        () => (vector ? f.at(x, o).v128Load() : f.at(x, o).v128Load32Splat()),
+        () => f.get(bv),
+      );
+      if (vector) f.v128Store();
+      else f.f32x4ExtractLane(0).f32Store();
+    };
+    simdLoop(f, n, lanes(true), lanes(false));
   });
   kernel(mb, 'axpby', (f, { a, x, b, y, out, n }) => {
     const av = f.local('v128');
     const bv = f.local('v128');
     f.get(a).f32DemoteF64().f32x4Splat().set(av);
     f.get(b).f32DemoteF64().f32x4Splat().set(bv);
-    simdLoop(
-      f,
-      n,
-      (o) =>
-        f
-          .at(out, o)
-          .get(av)
-          .at(x, o)
-          .v128Load()
-          .f32x4Mul()
-          .get(bv)
-          .at(y, o)
-          .v128Load()
-          .f32x4Mul()
-          .f32x4Add()
-          .v128Store(),
-      (o) =>
-        f
-          .at(out, o)
-          .get(av)
-          .at(x, o)
-          .v128Load32Splat()
-          .f32x4Mul()
-          .get(bv)
-          .at(y, o)
-          .v128Load32Splat()
-          .f32x4Mul()
-          .f32x4Add()
-          .f32x4ExtractLane(0)
-          .f32Store(),
-    );
+    const lanes = (vector: boolean) => (o: Local) => {
+      const load = (p: Local) => (vector ? f.at(p, o).v128Load() : f.at(p, o).v128Load32Splat());
+      f.at(out, o);
+      madd(
+        f,
+        () => f.get(av),
+        () => load(x),
+        () => load(y).get(bv).f32x4Mul(),
+      );
+      if (vector) f.v128Store();
+      else f.f32x4ExtractLane(0).f32Store();
+    };
+    simdLoop(f, n, lanes(true), lanes(false));
   });
 
   // ---- reductions ----
@@ -597,18 +639,15 @@ export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
             f.get(ap)
               .v128Load32Splat(4 * q)
               .set(av);
-            f.get(acc[2 * q])
-              .get(av)
-              .get(b0)
-              .f32x4Mul()
-              .f32x4Add()
-              .set(acc[2 * q]);
-            f.get(acc[2 * q + 1])
-              .get(av)
-              .get(b1)
-              .f32x4Mul()
-              .f32x4Add()
-              .set(acc[2 * q + 1]);
+            for (const [h, bv] of [b0, b1].entries()) {
+              const a = acc[2 * q + h];
+              madd(
+                f,
+                () => f.get(av),
+                () => f.get(bv),
+                () => f.get(a),
+              ).set(a);
+            }
           }
           f.get(ap)
             .i32(4 * TILE_M)
@@ -725,7 +764,13 @@ export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
       simdLoop(
         f,
         len,
-        (o) => f.get(acc).at(row, o).v128Load().at(v, o).v128Load().f32x4Mul().f32x4Add().set(acc),
+        (o) =>
+          madd(
+            f,
+            () => f.at(row, o).v128Load(),
+            () => f.at(v, o).v128Load(),
+            () => f.get(acc),
+          ).set(acc),
         (o) => f.get(s).at(row, o).f32Load().at(v, o).f32Load().f32Mul().f32Add().set(s),
       );
       f.elemAt(out, r);
@@ -1107,9 +1152,10 @@ export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
 
   // ---- optimizers ----
   // Adam in f32x4. The reference computes each update in f64 and rounds m, v and p to f32;
-  // here every operation rounds to f32 and 1/√(1−β₂ᵗ) is a multiply, so m and v differ from
-  // it by a few ulp and p by a few ulp of the (small) step: well inside float32 training
-  // noise, and four lanes at a time instead of a sqrt and two f64 divisions per element.
+  // here every operation rounds to f32 (a relaxed multiply-add perhaps once for the pair) and
+  // 1/√(1−β₂ᵗ) is a multiply, so m and v differ from it by a few ulp and p by a few ulp of
+  // the (small) step: well inside float32 training noise, and four lanes at a time instead
+  // of a sqrt and two f64 divisions per element.
   // Lanes are independent, so the result does not depend on how a call is cut into chunks.
   /** The hyper-parameters as splatted f32x4 locals, in layout order; the last (√c₂) becomes 1/√c₂. */
   const adamConsts = (f: FunctionBuilder, p: KernelParams<'adam'> | KernelParams<'sparseAdam'>): Local[] => {
@@ -1140,22 +1186,48 @@ export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
       f.at(p, off);
       load();
       f.set(pv);
-      f.at(g, off);
-      load();
-      f.get(wd).get(pv).f32x4Mul().f32x4Add().set(gv);
+      madd(
+        f,
+        () => f.get(wd),
+        () => f.get(pv),
+        () => {
+          f.at(g, off);
+          load();
+        },
+      ).set(gv);
       f.at(m, off);
-      f.get(b1).at(m, off);
-      load();
-      f.f32x4Mul().get(omb1).get(gv).f32x4Mul().f32x4Add().tee(mv);
+      madd(
+        f,
+        () => f.get(omb1),
+        () => f.get(gv),
+        () => {
+          f.get(b1).at(m, off);
+          load();
+          f.f32x4Mul();
+        },
+      ).tee(mv);
       store();
       f.at(v, off);
-      f.get(b2).at(v, off);
-      load();
-      f.f32x4Mul().get(omb2).get(gv).f32x4Mul().get(gv).f32x4Mul().f32x4Add().tee(vv);
+      madd(
+        f,
+        () => f.get(omb2).get(gv).f32x4Mul(),
+        () => f.get(gv),
+        () => {
+          f.get(b2).at(v, off);
+          load();
+          f.f32x4Mul();
+        },
+      ).tee(vv);
       store();
       f.at(p, off);
       f.get(pv).get(stepSize).get(mv).f32x4Mul();
-      f.get(vv).f32x4Sqrt().get(invSqrtC2).f32x4Mul().get(eps).f32x4Add().f32x4Div().f32x4Sub();
+      madd(
+        f,
+        () => f.get(vv).f32x4Sqrt(),
+        () => f.get(invSqrtC2),
+        () => f.get(eps),
+      );
+      f.f32x4Div().f32x4Sub();
       store();
     };
     f.get(bytes).i32(-16).i32And().set(endVec);
@@ -1216,11 +1288,18 @@ export function buildKernelModule(shared = false): Uint8Array<ArrayBuffer> {
   return mb.build();
 }
 
-const cached: [WebAssembly.Module | null, WebAssembly.Module | null] = [null, null];
+const cached = new Map<string, WebAssembly.Module>();
 
-/** The compiled kernel module (for a shared memory or not), built and compiled synchronously once per process. */
-export function kernelModule(shared = false): WebAssembly.Module {
-  const i = shared ? 1 : 0;
-  cached[i] ??= new WebAssembly.Module(buildKernelModule(shared));
-  return cached[i];
+/**
+ * The compiled kernel module (for a shared memory or not, of one SIMD variant), built and
+ * compiled synchronously once per process.
+ */
+export function kernelModule(shared = false, simd: SimdVariant = 'plain'): WebAssembly.Module {
+  const key = `${shared}/${simd}`;
+  let module = cached.get(key);
+  if (!module) {
+    module = new WebAssembly.Module(buildKernelModule(shared, simd));
+    cached.set(key, module);
+  }
+  return module;
 }

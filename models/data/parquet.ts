@@ -279,6 +279,7 @@ export async function parquetFiles(path: string): Promise<string[]> {
 interface ColumnValues {
   get(r: number): unknown;
   list?: ListColumn;
+  flat?: FlatColumn;
 }
 
 function columnOf(c: FlatColumn | ListColumn): ColumnValues {
@@ -287,7 +288,7 @@ function columnOf(c: FlatColumn | ListColumn): ColumnValues {
     return { get: (r) => Array.prototype.slice.call(values, offsets[r], offsets[r + 1]), list: c };
   }
   const { values, index } = c;
-  return { get: index ? (r) => (index[r] < 0 ? null : values[index[r]]) : (r) => values[r] };
+  return { get: index ? (r) => (index[r] < 0 ? null : values[index[r]]) : (r) => values[r], flat: c };
 }
 
 /** The values of a row group, column by column. */
@@ -377,7 +378,24 @@ interface PlannedField {
   table: string;
 }
 
-/** What {@link ParquetRowReader.rows} counts. */
+/**
+ * A validated row group as flat typed arrays, field by field in the schema's order: a categorical
+ * field's embedding rows in `ids[f]` (0 where missing); a bag's in `ids[f]`, row r's being
+ * `offsets[f][r] .. offsets[f][r + 1]`, with per-id weights in `values[f]` for a weighted bag; a
+ * numeric field's `rows × dim` numbers in `values[f]`. Batches are gathered from these arrays
+ * directly, with no object per row.
+ */
+export interface GroupColumns {
+  rows: number;
+  click: Float32Array;
+  conversion: Float32Array;
+  userIds: Int32Array | null;
+  ids: (Int32Array | null)[];
+  offsets: (Int32Array | null)[];
+  values: (Float32Array | null)[];
+}
+
+/** What {@link ParquetRowReader.rows} and {@link ParquetRowReader.groups} count. */
 export interface ParquetReadStats {
   rows: number;
   rowGroups: number;
@@ -476,17 +494,52 @@ export class ParquetRowReader {
     return out;
   }
 
-  /** Rows of the files: in file order, or with the order of files and row groups shuffled by `seed`. */
-  async *rows(seed?: number): AsyncGenerator<Row> {
+  /**
+   * The validated row groups of the files, as flat typed columns (see {@link GroupColumns}): in
+   * file order, or with the order of files and row groups shuffled by `seed`. A group past
+   * `limit` is cut to the rows that remain.
+   */
+  async *groups(seed?: number): AsyncGenerator<GroupColumns> {
     const stats = (this.stats = { rows: 0, rowGroups: 0, files: this.files.length });
     const limit = this.options.limit ?? Infinity;
     for (const unit of await this.units(seed)) {
       if (stats.rows >= limit) return;
       const data = await readGroup(await this.open(unit.file), unit.group, this.columns);
       stats.rowGroups++;
-      for (const row of this.toRows(data)) {
-        if (stats.rows >= limit) return;
-        stats.rows++;
+      const columns = this.toColumns(data);
+      columns.rows = Math.min(columns.rows, limit - stats.rows);
+      stats.rows += columns.rows;
+      yield columns;
+    }
+  }
+
+  /** Rows of the files: in file order, or with the order of files and row groups shuffled by `seed`. */
+  async *rows(seed?: number): AsyncGenerator<Row> {
+    for await (const g of this.groups(seed)) {
+      for (let r = 0; r < g.rows; r++) {
+        const features = new Map<string, RowValue>();
+        this.plan.forEach((p, f) => {
+          const ids = g.ids[f];
+          const values = g.values[f];
+          const offsets = g.offsets[f];
+          if (p.field.kind === 'categorical') {
+            features.set(p.field.name, (ids as Int32Array)[r]);
+          } else if (p.field.kind === 'bag') {
+            const a = (offsets as Int32Array)[r];
+            const b = (offsets as Int32Array)[r + 1];
+            const bag: BagValue = { ids: (ids as Int32Array).slice(a, b) };
+            if (values) bag.values = values.slice(a, b);
+            features.set(p.field.name, bag);
+          } else {
+            const dim = p.field.dim ?? 1;
+            features.set(
+              p.field.name,
+              dim === 1 ? (values as Float32Array)[r] : (values as Float32Array).slice(r * dim, (r + 1) * dim),
+            );
+          }
+        });
+        const row: Row = { features, click: g.click[r], conversion: g.conversion[r] };
+        if (g.userIds) row.userId = g.userIds[r];
         yield row;
       }
     }
@@ -509,165 +562,212 @@ export class ParquetRowReader {
     return p;
   }
 
-  /** Converts a row group into rows, checking every value. */
-  private toRows(data: RowGroupData): Row[] {
+  /** Converts a row group into typed columns, checking every value. */
+  private toColumns(data: RowGroupData): GroupColumns {
     const { spec } = this.options;
+    const n = data.rows;
     const fail = (column: string, r: number, msg: string): never => {
       throw new ParquetSchemaError(data.file, msg, data.group, column, data.firstRow + r);
     };
     const click = data.columns.get(spec.click) as ColumnValues;
     const conversion = data.columns.get(spec.conversion) as ColumnValues;
     const user = spec.userId ? (data.columns.get(spec.userId) as ColumnValues) : null;
-    const rows: Row[] = new Array<Row>(data.rows);
-    for (let r = 0; r < data.rows; r++) {
+    const out: GroupColumns = {
+      rows: n,
+      click: new Float32Array(n),
+      conversion: new Float32Array(n),
+      userIds: user ? new Int32Array(n) : null,
+      ids: [],
+      offsets: [],
+      values: [],
+    };
+    for (let r = 0; r < n; r++) {
       const c = label(click.get(r));
       if (c < 0) fail(spec.click, r, `click label must be 0 or 1 (or a boolean), got ${show(click.get(r))}`);
       const v = label(conversion.get(r));
       if (v < 0)
         fail(spec.conversion, r, `conversion label must be 0 or 1 (or a boolean), got ${show(conversion.get(r))}`);
       if (c === 0 && v === 1) fail(spec.conversion, r, 'a conversion without a click (click 0, conversion 1)');
-      const row: Row = { features: new Map<string, RowValue>(), click: c, conversion: v };
+      out.click[r] = c;
+      out.conversion[r] = v;
       if (user) {
         const u = integer(user.get(r));
         if (u === null || u < -0x80000000 || u > 0x7fffffff)
           fail(spec.userId as string, r, `user id must be a 32-bit integer, got ${show(user.get(r))}`);
-        row.userId = u as number;
+        (out.userIds as Int32Array)[r] = u as number;
       }
-      rows[r] = row;
     }
     for (const p of this.plan) {
       const col = data.columns.get(p.column) as ColumnValues;
       const valuesCol = p.values ? (data.columns.get(p.values) as ColumnValues) : null;
+      let ids: Int32Array | null = null;
+      let offsets: Int32Array | null = null;
+      let values: Float32Array | null = null;
       if (p.field.kind === 'bag' && col.list && (!valuesCol || valuesCol.list)) {
-        this.fastBags(p, col.list, valuesCol?.list ?? null, rows, fail);
-        continue;
-      }
-      for (let r = 0; r < data.rows; r++) {
-        const features = rows[r].features as Map<string, RowValue>;
-        const raw = col.get(r);
-        if (p.field.kind === 'numeric') {
-          const dim = p.field.dim ?? 1;
+        [ids, offsets, values] = this.fastBag(p, col.list, valuesCol?.list ?? null, n, fail);
+      } else if (p.field.kind === 'numeric') {
+        const dim = p.field.dim ?? 1;
+        values = new Float32Array(n * dim);
+        for (let r = 0; r < n; r++) {
+          const raw = col.get(r);
           if (dim === 1 && !Array.isArray(raw)) {
             const x = finite32(raw);
             if (x === null) fail(p.column, r, `numeric value must be a number finite in float32, got ${show(raw)}`);
-            features.set(p.field.name, x as number);
+            values[r] = x as number;
           } else {
             if (!Array.isArray(raw) || raw.length !== dim)
               fail(p.column, r, `numeric field "${p.field.name}" needs a list of ${dim} numbers, got ${show(raw)}`);
-            const vec = new Float32Array(dim);
             for (let k = 0; k < dim; k++) {
               const x = finite32((raw as unknown[])[k]);
               if (x === null) fail(p.column, r, `element ${k} must be a number finite in float32, got ${show(raw)}`);
-              vec[k] = x as number;
+              values[r * dim + k] = x as number;
             }
-            features.set(p.field.name, vec);
           }
-          continue;
         }
+      } else if (p.field.kind === 'categorical') {
+        ids = this.categorical(p, col, n, fail);
+      } else {
+        // A bag through the general path: lists as arrays, two passes (lengths, then ids and values).
         const mapping = p.mapping as IdMapping;
-        const idOf = (x: unknown): number => this.mapId(p, mapping, x, r, fail);
-        if (p.field.kind === 'categorical') {
-          if (raw === null || raw === undefined) continue; // missing: row 0
-          if (Array.isArray(raw)) fail(p.column, r, `categorical field "${p.field.name}" got a list`);
-          features.set(p.field.name, idOf(raw));
-          continue;
-        }
-        if (raw === null || raw === undefined) continue; // an empty bag
-        if (!Array.isArray(raw)) fail(p.column, r, `bag field "${p.field.name}" needs a list, got ${show(raw)}`);
-        const list = raw as unknown[];
-        const ids = new Int32Array(list.length);
-        for (let k = 0; k < list.length; k++) {
-          if (list[k] === null || list[k] === undefined) fail(p.column, r, `null id at list position ${k}`);
-          ids[k] = idOf(list[k]);
-        }
-        const bag: BagValue = { ids };
-        if (valuesCol) {
-          const vs = valuesCol.get(r);
-          if (!Array.isArray(vs) || vs.length !== list.length)
-            fail(p.values as string, r, `values must be a list as long as the ids (${list.length}), got ${show(vs)}`);
-          const values = new Float32Array(list.length);
-          for (let k = 0; k < list.length; k++) {
-            const x = finite32((vs as unknown[])[k]);
-            if (x === null) fail(p.values as string, r, `value at list position ${k} is not finite in float32`);
-            values[k] = x as number;
+        offsets = new Int32Array(n + 1);
+        for (let r = 0; r < n; r++) {
+          const raw = col.get(r);
+          let len = 0;
+          if (raw !== null && raw !== undefined) {
+            if (!Array.isArray(raw)) fail(p.column, r, `bag field "${p.field.name}" needs a list, got ${show(raw)}`);
+            len = (raw as unknown[]).length;
           }
-          bag.values = values;
+          offsets[r + 1] = offsets[r] + len;
         }
-        features.set(p.field.name, bag);
+        ids = new Int32Array(offsets[n]);
+        if (valuesCol) values = new Float32Array(offsets[n]);
+        for (let r = 0; r < n; r++) {
+          const raw = col.get(r);
+          if (raw === null || raw === undefined) continue; // an empty bag
+          const list = raw as unknown[];
+          const at = offsets[r];
+          for (let k = 0; k < list.length; k++) {
+            if (list[k] === null || list[k] === undefined) fail(p.column, r, `null id at list position ${k}`);
+            ids[at + k] = this.mapId(p, mapping, list[k], r, fail);
+          }
+          if (valuesCol) {
+            const vs = valuesCol.get(r);
+            if (!Array.isArray(vs) || vs.length !== list.length)
+              fail(p.values as string, r, `values must be a list as long as the ids (${list.length}), got ${show(vs)}`);
+            for (let k = 0; k < list.length; k++) {
+              const x = finite32((vs as unknown[])[k]);
+              if (x === null) fail(p.values as string, r, `value at list position ${k} is not finite in float32`);
+              (values as Float32Array)[at + k] = x as number;
+            }
+          }
+        }
       }
+      out.ids.push(ids);
+      out.offsets.push(offsets);
+      out.values.push(values);
     }
-    return rows;
+    return out;
   }
 
-  /** Bags from the flat form of list columns: one copy of each row's slice, checked in place. */
-  private fastBags(
+  /** A categorical column as embedding rows (0 where the value is missing). */
+  private categorical(
+    p: PlannedField,
+    col: ColumnValues,
+    n: number,
+    fail: (column: string, r: number, msg: string) => never,
+  ): Int32Array {
+    const mapping = p.mapping as IdMapping;
+    const flat = col.flat;
+    if (
+      flat &&
+      flat.index === null &&
+      flat.values instanceof Int32Array &&
+      mapping !== 'vocabulary' &&
+      'encoded' in mapping
+    ) {
+      // Encoded ids with no nulls: one scan checks the range, and the decoded array is the column.
+      const src = flat.values;
+      let bad = 0;
+      for (let r = 0; r < n; r++) bad |= src[r] | (mapping.encoded - 1 - src[r]);
+      if (bad >= 0) return src;
+    }
+    const ids = new Int32Array(n);
+    for (let r = 0; r < n; r++) {
+      const raw = col.get(r);
+      if (raw === null || raw === undefined) continue; // missing: row 0
+      if (Array.isArray(raw)) fail(p.column, r, `categorical field "${p.field.name}" got a list`);
+      ids[r] = this.mapId(p, mapping, raw, r, fail);
+    }
+    return ids;
+  }
+
+  /** A bag from the flat form of list columns: the decoded arrays themselves when every value checks out. */
+  private fastBag(
     p: PlannedField,
     ids: ListColumn,
     values: ListColumn | null,
-    rows: Row[],
+    n: number,
     fail: (column: string, r: number, msg: string) => never,
-  ): void {
+  ): [Int32Array, Int32Array, Float32Array | null] {
     const mapping = p.mapping as IdMapping;
     const encoded = mapping !== 'vocabulary' && 'encoded' in mapping ? mapping.encoded : -1;
     const src = ids.values;
     const typed = src instanceof Int32Array;
-    const vsrc = values?.values;
-    const vtyped = vsrc instanceof Float32Array;
-    // One scan of the whole column; the per-row checks below run only when it finds a bad value.
-    const n = rows.length;
-    let idsOk = false;
+    if (ids.nullElementRow >= 0 && ids.nullElementRow < n) fail(p.column, ids.nullElementRow, 'null id in the list');
+    const base = ids.offsets[0];
+    const total = ids.offsets[n] - base;
+    let outIds: Int32Array;
     if (encoded >= 0 && typed) {
       const col = src as Int32Array;
       let bad = 0;
-      for (let k = ids.offsets[0], end = ids.offsets[n]; k < end; k++) bad |= col[k] | (encoded - 1 - col[k]);
-      idsOk = bad >= 0;
+      for (let k = base, end = base + total; k < end; k++) bad |= col[k] | (encoded - 1 - col[k]);
+      if (bad < 0)
+        for (let r = 0; r < n; r++)
+          for (let k = ids.offsets[r]; k < ids.offsets[r + 1]; k++)
+            if (col[k] < 0 || col[k] >= encoded)
+              fail(
+                p.column,
+                r,
+                `id must be an integer in [0, ${encoded}), got ${col[k]} at list position ${k - ids.offsets[r]}`,
+              );
+      outIds = col;
+    } else {
+      outIds = new Int32Array(ids.offsets[n]);
+      for (let r = 0; r < n; r++)
+        for (let k = ids.offsets[r]; k < ids.offsets[r + 1]; k++) outIds[k] = this.mapId(p, mapping, src[k], r, fail);
     }
-    let valuesOk = false;
-    if (vtyped) {
-      const col = vsrc as Float32Array;
-      let acc = 0;
-      for (let k = (values as ListColumn).offsets[0], end = (values as ListColumn).offsets[n]; k < end; k++)
-        acc += col[k] * 0;
-      valuesOk = acc === 0; // NaN or ±Infinity anywhere makes it NaN
-    }
+    if (!values) return [outIds, ids.offsets, null];
+    if (values.nullElementRow >= 0 && values.nullElementRow < n)
+      fail(p.values as string, values.nullElementRow, 'null value in the list');
     for (let r = 0; r < n; r++) {
-      if (ids.nullElementRow === r) fail(p.column, r, 'null id in the list');
-      const a = ids.offsets[r];
-      const b = ids.offsets[r + 1];
-      let out: Int32Array;
-      if (encoded >= 0 && typed) {
-        // A copy, not a view: a shuffle buffer releases a group's rows one by one, and views would
-        // keep every group with one row left in the buffer alive (measured: 1 GB at 20k rows).
-        out = (src as Int32Array).slice(a, b);
-        if (!idsOk)
-          for (let k = 0; k < out.length; k++)
-            if (out[k] < 0 || out[k] >= encoded)
-              fail(p.column, r, `id must be an integer in [0, ${encoded}), got ${out[k]} at list position ${k}`);
-      } else {
-        out = new Int32Array(b - a);
-        for (let k = a; k < b; k++) out[k - a] = this.mapId(p, mapping, src[k], r, fail);
-      }
-      const bag: BagValue = { ids: out };
-      if (values) {
-        if (values.nullElementRow === r) fail(p.values as string, r, 'null value in the list');
-        const va = values.offsets[r];
-        const vb = values.offsets[r + 1];
-        if (vb - va !== b - a)
-          fail(p.values as string, r, `values must be a list as long as the ids (${b - a}), got ${vb - va} values`);
-        const vs = vtyped ? (vsrc as Float32Array).slice(va, vb) : new Float32Array(vb - va);
-        if (!valuesOk)
-          for (let k = 0; k < vs.length; k++) {
-            const x = vtyped ? vs[k] : finite32((vsrc as ArrayLike<unknown>)[va + k]);
-            if (x === null || !Number.isFinite(x))
-              fail(p.values as string, r, `value at list position ${k} is not finite in float32`);
-            if (!vtyped) vs[k] = x as number;
-          }
-        bag.values = vs;
-      }
-      (rows[r].features as Map<string, RowValue>).set(p.field.name, bag);
+      const a = ids.offsets[r + 1] - ids.offsets[r];
+      const b = values.offsets[r + 1] - values.offsets[r];
+      if (a !== b) fail(p.values as string, r, `values must be a list as long as the ids (${a}), got ${b} values`);
     }
+    const vsrc = values.values;
+    // Equal lengths row by row: both lists share the ids' offsets.
+    let outValues: Float32Array;
+    if (vsrc instanceof Float32Array) {
+      let acc = 0;
+      for (let k = base, end = base + total; k < end; k++) acc += vsrc[k] * 0;
+      outValues = vsrc;
+      if (acc !== 0) outValues = new Float32Array(0); // NaN or ±Infinity somewhere: found row by row below
+    } else outValues = new Float32Array(0);
+    if (outValues.length === 0 && total > 0) {
+      outValues = new Float32Array(ids.offsets[n]);
+      for (let r = 0; r < n; r++) {
+        const a = ids.offsets[r];
+        const va = values.offsets[r];
+        for (let k = 0; k < ids.offsets[r + 1] - a; k++) {
+          const x = finite32((vsrc as ArrayLike<unknown>)[va + k]);
+          if (x === null || !Number.isFinite(Math.fround(x)))
+            fail(p.values as string, r, `value at list position ${k} is not finite in float32`);
+          outValues[a + k] = x as number;
+        }
+      }
+    }
+    return [outIds, ids.offsets, outValues];
   }
-
   private mapId(
     p: PlannedField,
     mapping: IdMapping,

@@ -16,11 +16,11 @@ import {
   parseColumnsSpec,
   type ColumnsSpec,
 } from '../data/parquet.js';
-import { ParquetStream, type ParquetStreamConfig } from '../data/parquet-stream.js';
+import { ParquetStream, batchBuffers, type ParquetStreamConfig } from '../data/parquet-stream.js';
 import type { WorkerReply, WorkerRequest } from '../data/parquet-worker.js';
 import { openPrepared } from '../data/prepare.js';
 import { DEFAULT_SHUFFLE_BUFFER, type BatchWithExtras } from '../data/rows.js';
-import type { Schema } from '../schema.js';
+import type { Batch, Schema } from '../schema.js';
 import type { BatchSource } from './trainer.js';
 import { INSTEAD, requireNode } from '../node-only.js';
 
@@ -55,6 +55,12 @@ export interface ParquetBatchSource extends BatchSource {
   /** Whether batches come from a worker thread. */
   readonly usesWorker: boolean;
   batches(epoch: number): AsyncIterable<BatchWithExtras>;
+  /**
+   * Hands a batch back once nothing reads it any more (the {@link Trainer} does after each step):
+   * its buffers are reused for a later batch instead of fresh memory. The batch must not be read
+   * afterwards; batches never handed back are simply the caller's.
+   */
+  recycle(batch: Batch): void;
   /** Ends the decoding worker; the source cannot be read afterwards. */
   close(): Promise<void>;
 }
@@ -115,6 +121,7 @@ export function parquetSource(options: ParquetSourceOptions): ParquetBatchSource
       usesWorker: false,
       rows: options.rows,
       batches: (epoch) => (stream ??= new ParquetStream(config)).batches(epoch),
+      recycle: (batch) => stream?.recycle(batch as BatchWithExtras),
       close: async () => {},
     };
   }
@@ -160,7 +167,7 @@ class WorkerSource implements ParquetBatchSource {
     return w;
   }
 
-  private request(msg: WorkerRequest): Promise<WorkerReply> {
+  private request(msg: Extract<WorkerRequest, { id: number }>): Promise<WorkerReply> {
     const w = this.start();
     return new Promise((resolve) => {
       this.waiting.set(msg.id, resolve);
@@ -194,6 +201,13 @@ class WorkerSource implements ParquetBatchSource {
     } finally {
       w.unref();
     }
+  }
+
+  recycle(batch: Batch): void {
+    const b = batch as BatchWithExtras;
+    if (!this.worker || !b.extras) return;
+    const msg: WorkerRequest = { type: 'recycle', batch: b };
+    this.worker.postMessage(msg, batchBuffers(b));
   }
 
   async close(): Promise<void> {

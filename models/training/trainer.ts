@@ -27,6 +27,11 @@ export interface BatchSource {
   batches(epoch: number): Iterable<Batch> | AsyncIterable<Batch>;
   /** Rows per epoch, when known (drives the progress bar). */
   rows?: number;
+  /**
+   * Called with each training batch once its step is done and nothing reads it any more, so a
+   * source can reuse the batch's buffers (see `parquetSource`).
+   */
+  recycle?(batch: Batch): void;
 }
 
 /** Extra columns a batch may carry: simulator ground truth and user ids, used by evaluation when present. */
@@ -267,13 +272,16 @@ export class Trainer {
         this.skippedSteps++;
         this.logEvent({ type: 'skip', epoch, step: this.step + 1, loss: e.loss, gradNorm: e.gradNorm });
         this.print(`epoch ${epoch} step ${this.step + 1}: skipped (${e.message})`);
+        train.recycle?.(batch);
         continue;
       }
+      // The step has read the batch (its kernels copy what they keep): the source may reuse it.
+      samples += batch.size;
+      train.recycle?.(batch);
       const next: Tensor = noGrad(() => (lossSum ? add(lossSum, loss) : loss.detach()));
       if (lossSum) lossSum.dispose();
       loss.dispose();
       lossSum = next;
-      samples += batch.size;
       steps++;
       this.step++;
       if (steps % this.options.logEvery === 0) {

@@ -1,7 +1,9 @@
 /**
  * Browser bundle entry: exposes `esmmGpuChecks(mode, scale)` (the shared kernel checks on
- * the synchronous gpu backend) and `esmmWebGpu(scale, tower)` (the same checks awaited on
- * webgpu, plus a tower forward compared with the reference backend) on `globalThis`.
+ * the synchronous gpu backend), `esmmWebGpu(scale, tower)` (the same checks awaited on
+ * webgpu, plus a tower forward compared with the reference backend) and
+ * `esmmWasmChecks(simd, scale)` (the checks on the wasm backend's plain or relaxed SIMD
+ * kernels) on `globalThis`.
  */
 import { ReferenceBackend } from '../../kernels/reference.js';
 import {
@@ -12,6 +14,7 @@ import {
   isWebGpuAvailable,
   type ConcreteGpuMode,
 } from '../../kernels/gpu/index.js';
+import { relaxedSimdSupported, WasmBackend, type SimdVariant } from '../../kernels/wasm/index.js';
 import { MlpTowerSession, type MlpTowerWeights, type TowerBatch } from '../../models/tower-session.js';
 import { kernelChecks } from '../gpu/kernel-checks.js';
 import { runChecksAsync } from './async-checks.js';
@@ -37,6 +40,42 @@ export interface WebGpuReport extends BrowserReport {
   tower: { webgpu: number[]; reference: number[] } | null;
   towerError: string | null;
   seconds: number;
+}
+
+/** The wasm run: which variant the backend built, and whether the browser validates relaxed SIMD. */
+export interface WasmReport extends BrowserReport {
+  simd: SimdVariant | null;
+  relaxedSupported: boolean;
+}
+
+function runWasm(simd: SimdVariant, scale: number): WasmReport {
+  const report: WasmReport = {
+    mode: `wasm ${simd}`,
+    started: false,
+    reason: null,
+    passed: 0,
+    failed: [],
+    simd: null,
+    relaxedSupported: relaxedSimdSupported(),
+  };
+  let backend: WasmBackend;
+  try {
+    backend = new WasmBackend({ threads: 1, simd });
+  } catch (e) {
+    report.reason = (e as Error).message;
+    return report;
+  }
+  report.started = true;
+  report.simd = backend.simd;
+  for (const check of kernelChecks(scale)) {
+    try {
+      check.run(backend);
+      report.passed++;
+    } catch (e) {
+      report.failed.push({ name: check.name, error: String((e as Error).message).slice(0, 500) });
+    }
+  }
+  return report;
 }
 
 function run(mode: ConcreteGpuMode, scale: number): BrowserReport {
@@ -145,4 +184,4 @@ async function runWebGpu(scale: number, fixture: TowerFixture): Promise<WebGpuRe
   return report;
 }
 
-Object.assign(globalThis, { esmmGpuChecks: run, esmmWebGpu: runWebGpu });
+Object.assign(globalThis, { esmmGpuChecks: run, esmmWebGpu: runWebGpu, esmmWasmChecks: runWasm });

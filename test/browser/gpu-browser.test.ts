@@ -1,6 +1,8 @@
 /**
  * The gpu backend's kernel checks inside headless Chromium: webgl2 on the synchronous
- * backend, webgpu awaited on the asynchronous one (plus a trained tower's forward).
+ * backend, webgpu awaited on the asynchronous one (plus a trained tower's forward); and the
+ * wasm backend's, on its relaxed SIMD kernels (Chromium validates relaxed SIMD without a
+ * flag, unlike Node 20) and on its plain ones.
  *
  * The bundle is served from a local HTTP server on 127.0.0.1: a page set with `setContent`
  * is not a secure context, and WebGPU exists only in secure contexts. Without a GPU,
@@ -22,7 +24,7 @@ import {
   type ChromiumSession,
   type LocalServer,
 } from '../helpers/chromium.js';
-import type { BrowserReport, WebGpuReport } from './entry.js';
+import type { BrowserReport, WasmReport, WebGpuReport } from './entry.js';
 import { trainTowerFixture } from './tower-fixture.js';
 
 const required = new Set((process.env.ESMM_REQUIRE_MODES ?? '').split(',').map((m) => m.trim()));
@@ -61,7 +63,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  if (summary.length > 0) console.log(`gpu backend browser summary:\n${summary.join('\n')}`);
+  if (summary.length > 0) console.log(`browser kernel checks summary:\n${summary.join('\n')}`);
   await session?.close();
   await server?.close();
 });
@@ -109,5 +111,27 @@ describe('gpu backend in headless Chromium', () => {
     // Same forward, same weights: webgpu against the reference backend, and that against the core model.
     assertClose(tower!.webgpu, tower!.reference, 'tower webgpu vs reference', { atol: 1e-5, rtol: 1e-4 });
     assertClose(tower!.reference, fixture.expected, 'tower reference vs core model', { atol: 1e-6, rtol: 1e-5 });
+  });
+});
+
+describe('wasm backend in headless Chromium', () => {
+  it('has relaxed SIMD, and both SIMD variants pass the kernel checks', async () => {
+    if (!page) return skip('wasm', `${chromium} not found`);
+    for (const simd of ['relaxed', 'plain'] as const) {
+      const report = await page.evaluate(
+        ([variant, scale]) =>
+          (globalThis as unknown as { esmmWasmChecks(v: string, s: number): WasmReport }).esmmWasmChecks(
+            variant,
+            scale,
+          ),
+        [simd, SCALE] as const,
+      );
+      summary.push(`  wasm ${simd}: ${report.passed} checks passed, ${report.failed.length} failed`);
+      expect(report.relaxedSupported).toBe(true);
+      expect(report.reason).toBeNull();
+      expect(report.simd).toBe(simd);
+      expect(report.passed).toBeGreaterThan(0);
+      expect(report.failed).toEqual([]);
+    }
   });
 });

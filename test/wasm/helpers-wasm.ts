@@ -1,5 +1,26 @@
 /** Shared helpers for the wasm backend tests: a seeded RNG and tolerant comparison. */
 import type { Backend, DType, FloatArray, Storage } from '../../kernels/index.js';
+import { relaxedSimdSupported, type SimdVariant } from '../../kernels/wasm/index.js';
+
+/**
+ * The SIMD variants the wasm suites run: those `ESMM_TEST_SIMD` lists (the vitest project
+ * that starts Node with `--experimental-wasm-relaxed-simd` sets `relaxed`), else every
+ * variant this runtime supports. A listed variant the runtime lacks fails, never skips.
+ */
+export function simdVariants(): SimdVariant[] {
+  const listed = process.env.ESMM_TEST_SIMD;
+  if (!listed) return relaxedSimdSupported() ? ['plain', 'relaxed'] : ['plain'];
+  const variants = listed.split(',').map((v) => v.trim());
+  for (const v of variants) {
+    if (v !== 'plain' && v !== 'relaxed') throw new Error(`ESMM_TEST_SIMD: unknown variant '${v}'`);
+    if (v === 'relaxed' && !relaxedSimdSupported()) {
+      throw new Error(
+        'ESMM_TEST_SIMD=relaxed, but this Node lacks relaxed SIMD: run it with --experimental-wasm-relaxed-simd',
+      );
+    }
+  }
+  return variants as SimdVariant[];
+}
 
 /** Deterministic uniform numbers (mulberry32), so a fast-check seed fixes the data. */
 export function rng(seed: number): () => number {
