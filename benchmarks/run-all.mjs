@@ -375,7 +375,7 @@ function main() {
   }
 
   // Key rows again, interleaved, so that load from other processes hits every framework alike.
-  const key = { esmm: [], eager: [], relaxed: [], plain: [], torch: [], tfjs: [] };
+  const key = { esmm: [], eager: [], unfused: [], relaxed: [], plain: [], torch: [], tfjs: [] };
   const keyPlan = args.quick ? { warmup: 2, repeats: 3, steps: 5 } : { warmup: 5, repeats: 5, steps: 20 };
   for (let round = 0; round < args.rounds; round++) {
     log(`key rows, round ${round + 1}/${args.rounds}`);
@@ -408,6 +408,17 @@ function main() {
       profileSteps: round === 0 ? 20 : 0,
     });
     if (!eager.error) key.eager.push(eager);
+    // The same captured step with Linear → PReLU run as three ops: the fused tower kernels' lever.
+    const unfused = esmmChild({
+      backend: 'wasm',
+      threads: 1,
+      batch: 1024,
+      lossSteps: 0,
+      ...keyPlan,
+      fuse: false,
+      profileSteps: round === 0 ? 20 : 0,
+    });
+    if (!unfused.error) key.unfused.push(unfused);
     key.torch.push(
       ...torchRun({ ...keyPlan, lossSteps: 1, profile: round === 0 ? 20 : 0, out: path.join(OUT, 'key-torch.json') }),
     );
@@ -754,6 +765,7 @@ function buildReport({ args, started, peers, peerRows, esmm, key, scaling, bases
   const profile = (key.eager ?? []).find((k) => k.kernelProfile)?.kernelProfile;
   const capturedProfile = key.esmm.find((k) => k.kernelProfile)?.kernelProfile;
   const levers = leverTable(key, bases, capturedProfile, profile);
+  const fusion = fusionTable(key, capturedProfile, (key.unfused ?? []).find((k) => k.kernelProfile)?.kernelProfile);
   const profileTable = profile
     ? [
         '| backend method | ms/step | calls/step |',
@@ -835,15 +847,26 @@ ${baseGoalRows}
 | esmm-ts peak RSS < 400 MB (wasm) | ${fmtInt(goals.peakRss.mb)} MB | ${goals.peakRss.met ? 'yes' : 'no'} |
 | esmm-ts step time within 1.3× from 1e5 to 1e7 rows | ${fmt(esmmScale, 2)}× (max/min over the scaling run) | ${Number.isFinite(esmmScale) ? (esmmScale <= 1.3 ? 'yes' : 'no') : 'not run'} |
 
-## Levers: eager vs captured step, plain vs relaxed SIMD (wasm, 1 thread, batch 1024, same run)
+## Levers: eager vs captured step, fused tower kernels, plain vs relaxed SIMD (wasm, 1 thread, batch 1024, same run)
 
 The captured step (\`compileStep\`, the Trainer's default) replays a plan recorded from an eager step:
 the same kernels, with no graph building, allocation or op dispatch; host work that follows the data
 (id grouping, padding, the sparse rows of Adam) still runs per batch. Wall time is what the run saw on a
 loaded machine; CPU time (user + system of the process) is the steadier figure there. The fused tower
-kernels are not built yet, so there is no column for them; relaxed SIMD has its own table below.
+kernels and relaxed SIMD have their own tables below.
 
 ${levers}
+
+### Fused vs unfused tower kernels (mlp, captured step)
+
+Fused (\`linearPrelu\`, the default): each Linear → PReLU pair of the towers is one GEMM whose epilogue
+adds the bias and applies PReLU to each output tile in registers, writing the pre-activation and the
+activation; its backward forms the pre-activation gradient, the bias and the slope gradients in one pass
+before Linear's two GEMMs. Unfused (\`nn.setLinearPreluFusion(false)\`): matmul, a bias add and prelu as
+three ops, and in the backward preluBackward and a reduceSum for the bias. Same parameters, same forward
+values bit for bit; the run above alternates the two in each round.
+
+${fusion}
 
 ## Loss agreement (same initial weights, same batches)
 
@@ -967,6 +990,40 @@ function leverTable(key, bases, capturedProfile, eagerProfile) {
   );
   const simdRows = simdTable(key);
   if (simdRows) rows.push('', simdRows);
+  return rows.join('\n');
+}
+
+/** Fused vs unfused Linear → PReLU (mlp, captured): samples/s, CPU ms per step and the kernels the fusion replaces. */
+function fusionTable(key, fusedProfile, unfusedProfile) {
+  const fused = key.esmm.filter((r) => r.fused !== false);
+  const unfused = key.unfused ?? [];
+  if (!fused.length || !unfused.length) return '_not run_';
+  const med = (rs, f) => median(rs.map(f));
+  const [sf, su] = [med(fused, (r) => r.samplesPerSec), med(unfused, (r) => r.samplesPerSec)];
+  const [cf, cu] = [med(fused, (r) => r.cpuMsPerStep), med(unfused, (r) => r.cpuMsPerStep)];
+  const rows = [
+    '| | unfused | fused | unfused / fused |',
+    '|---|---:|---:|---:|',
+    `| samples/s (median) | ${fmtInt(su)} | ${fmtInt(sf)} | ${fmt(sf / su, 2)}× faster |`,
+    `| CPU ms/step (median) | ${fmt(cu, 1)} | ${fmt(cf, 1)} | ${fmt(cu / cf, 2)}× |`,
+    `| runs | ${unfused.length} | ${fused.length} | |`,
+  ];
+  if (fusedProfile && unfusedProfile) {
+    const methods = ['matmul', 'linearPrelu', 'linearPreluBackward', 'binary', 'prelu', 'preluBackward', 'reduceSum'];
+    const cell = (p, m) => {
+      const r = p.rows.find((x) => x.method === m);
+      return r ? `${fmt(r.msPerStep, 2)} (${fmt(r.callsPerStep, 0)})` : '—';
+    };
+    rows.push(
+      '',
+      'Profiled (20 captured steps, every backend method timed): ms/step (calls/step).',
+      '',
+      '| backend method | unfused | fused |',
+      '|---|---:|---:|',
+      ...methods.map((m) => `| ${m} | ${cell(unfusedProfile, m)} | ${cell(fusedProfile, m)} |`),
+      `| step | ${fmt(unfusedProfile.stepMs, 1)} | ${fmt(fusedProfile.stepMs, 1)} |`,
+    );
+  }
   return rows.join('\n');
 }
 

@@ -48,6 +48,8 @@ const WRITES: Record<keyof BackendKernels, { out: readonly number[]; whole: bool
   scatterAddRows: { out: [3], whole: false },
   prelu: { out: [3], whole: true },
   preluBackward: { out: [4, 5], whole: true },
+  linearPrelu: { out: [7, 8], whole: true },
+  linearPreluBackward: { out: [4, 5, 6], whole: true },
   softmaxLast: { out: [4], whole: true },
   bceWithLogits: { out: [2], whole: true },
   bceWithLogitsBackward: { out: [3], whole: true },

@@ -355,6 +355,41 @@ defineKernels(ReferenceBackend, {
       }
     }
   },
+  linearPrelu(x, weight, bias, slope, rows, channels, k, pre, out) {
+    const geometry = { batch: 1, m: rows, n: channels, k, transA: false, transB: true, batchA: false, batchB: false };
+    this.matmul(x, weight, pre, geometry);
+    const ps = host(pre);
+    const bs = host(bias);
+    const ss = host(slope);
+    const os = host(out);
+    // The sum is stored (rounded to the dtype) before the bias is added, as matmul then add would.
+    for (let i = 0; i < ps.length; i++) {
+      const c = i % channels;
+      ps[i] = ps[i] + bs[c];
+      const v = ps[i];
+      os[i] = v > 0 ? v : ss[c] * v;
+    }
+  },
+  linearPreluBackward(pre, slope, gradOut, channels, gradPre, gradSlope, gradBias) {
+    const ps = host(pre);
+    const ss = host(slope);
+    const gs = host(gradOut);
+    const gp = host(gradPre);
+    const gsl = host(gradSlope);
+    const gb = host(gradBias);
+    gsl.fill(0);
+    gb.fill(0);
+    for (let i = 0; i < ps.length; i++) {
+      const c = i % channels;
+      if (ps[i] > 0) {
+        gp[i] = gs[i];
+      } else {
+        gp[i] = ss[c] * gs[i];
+        gsl[c] += ps[i] * gs[i];
+      }
+      gb[c] += gp[i];
+    }
+  },
   softmaxLast(x, mask, rows, cols, out) {
     const xs = host(x);
     const ms = mask ? host(mask) : null;

@@ -433,6 +433,34 @@ const SINGLE_BLOCK = {
       [gradSlope, dSlope],
     ];
   },
+  // Two launches: the GEMM with its bias, then PReLU over the result.
+  *linearPrelu(x, weight, bias, slope, rows, channels, k, pre, out) {
+    const z = yield launch('linearBias', SOURCES.linearBias, pre.size, [x, weight, bias, channels, k], k);
+    if (z === null) return [];
+    const y = yield launch('prelu', SOURCES.prelu, out.size, [z, slope, channels]);
+    return [
+      [pre, z],
+      [out, y],
+    ];
+  },
+  *linearPreluBackward(pre, slope, gradOut, channels, gradPre, gradSlope, gradBias) {
+    const rows = channels === 0 ? 0 : pre.size / channels;
+    const dSlope = yield launch(
+      'preluGradSlope',
+      SOURCES.preluGradSlope,
+      channels,
+      [pre, gradOut, channels, rows],
+      rows,
+    );
+    const dPre = yield launch('preluGradX', SOURCES.preluGradX, gradPre.size, [pre, slope, gradOut, channels]);
+    if (dPre === null) return [];
+    const dBias = yield launch('colSum', SOURCES.colSum, channels, [dPre, channels, rows], rows);
+    return [
+      [gradPre, dPre],
+      [gradSlope, dSlope],
+      [gradBias, dBias],
+    ];
+  },
   *softmaxLast(x, mask, rows, cols, out) {
     if (rows === 0 || cols === 0) return [];
     const masked = mask !== null;

@@ -489,6 +489,42 @@ export function kernelChecks(scale = 1): KernelCheck[] {
     );
   });
 
+  // Row and column counts cross the 4×8 GEMM tile and the wasm thread cut; 1 takes the vector paths.
+  add('linearPrelu and linearPreluBackward (edge tiles, one row or column)', (b) => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 70 }),
+        fc.integer({ min: 1, max: 21 }),
+        fc.integer({ min: 0, max: 40 }),
+        seed,
+        (rows, ch, k, s) => {
+          const x = randomArray(rows * k, s);
+          const w = randomArray(ch * k, s + 1);
+          const bias = randomArray(ch, s + 2);
+          const slope = randomArray(ch, s + 3, -0.5, 0.5);
+          const g = randomArray(rows * ch, s + 4);
+          compare(
+            b,
+            'linearPrelu',
+            [x, w, bias, slope],
+            [rows * ch, rows * ch],
+            (bk, [xs, ws, bs, ss], [pre, o]) => bk.linearPrelu(xs, ws, bs, ss, rows, ch, k, pre, o),
+            { atol: 1e-5 * k + 1e-4 },
+          );
+          compare(
+            b,
+            'linearPreluBackward',
+            [randomArray(rows * ch, s + 5), slope, g],
+            [rows * ch, ch, ch],
+            (bk, [ps, ss, gs], [gp, gsl, gb]) => bk.linearPreluBackward(ps, ss, gs, ch, gp, gsl, gb),
+            { atol: 1e-5 * rows + 1e-4 },
+          );
+        },
+      ),
+      runs(n(10)),
+    );
+  });
+
   add('softmaxLast (mask, all-masked rows, long rows)', (b) => {
     fc.assert(
       fc.property(
