@@ -27,7 +27,7 @@ import { fileURLToPath } from 'node:url';
 import { compileStep, optim, tidy, type StepMode, type Tensor } from '../core/index.js';
 // Imported here, not on first use, so that the bundled benchmark carries the gpu backend.
 import '../kernels/gpu/index.js';
-import { getBackend, setBackend } from '../kernels/index.js';
+import { getBackend, setBackend, type SimdVariant, type WasmSimd } from '../kernels/index.js';
 import {
   createModel,
   type Batch,
@@ -50,6 +50,11 @@ export interface BenchConfig {
   mode?: string;
   /** Threads requested from the backend (the wasm backend currently runs kernels on one). */
   threads?: number;
+  /**
+   * SIMD of the wasm backend (default its own, `auto`). A child asked for `relaxed` is started with
+   * `--experimental-wasm-relaxed-simd` where this Node needs the flag (Node 20).
+   */
+  simd?: WasmSimd;
   batch: number;
   warmup: number;
   repeats: number;
@@ -88,6 +93,8 @@ export interface BenchResult {
   backend: string;
   mode: string | null;
   threads: number;
+  /** The wasm backend's SIMD variant (null on other backends). */
+  simd: SimdVariant | null;
   batch: number;
   vocabPerField: number;
   totalRows: number;
@@ -303,8 +310,10 @@ export function runConfig(cfg: BenchConfig): BenchResult {
   const notes: string[] = [];
   const t0 = performance.now();
   const rssTrace: Record<string, number> = { start: rssMB() };
-  setBackend(cfg.backend, { mode: cfg.mode, threads: cfg.threads });
+  setBackend(cfg.backend, { mode: cfg.mode, threads: cfg.threads, simd: cfg.simd });
   const be = getBackend();
+  const simd = (be as { simd?: SimdVariant }).simd ?? null;
+  if (simd) notes.push(`${simd} SIMD`);
 
   const workload = cfg.workload ?? 'mlp';
   if (workload !== 'mlp' && !fromFiles)
@@ -432,6 +441,7 @@ export function runConfig(cfg: BenchConfig): BenchResult {
     backend: be.name,
     mode: cfg.mode ?? null,
     threads: cfg.threads ?? 1,
+    simd,
     batch: cfg.batch,
     vocabPerField: vocab,
     totalRows: vocab * (m.singleFields + m.bagFields),
@@ -516,7 +526,7 @@ export function runInChild(
   options: { xvfb?: boolean; timeoutMs?: number } = {},
 ): BenchResult | { error: string; config: BenchConfig } {
   const self = fileURLToPath(import.meta.url);
-  const argv = [self, '--child', JSON.stringify(cfg)];
+  const argv = [...(cfg.simd === 'relaxed' ? relaxedSimdFlags() : []), self, '--child', JSON.stringify(cfg)];
   const [cmd, args] = options.xvfb ? ['xvfb-run', ['-a', process.execPath, ...argv]] : [process.execPath, argv];
   const r = spawnSync(cmd, args, {
     encoding: 'utf8',
@@ -531,6 +541,18 @@ export function runInChild(
   return { error: why, config: cfg };
 }
 
+let relaxedFlags: string[] | undefined;
+
+/**
+ * The Node flags a child needs for relaxed SIMD: `--experimental-wasm-relaxed-simd` where this
+ * Node accepts it (Node 20 validates relaxed SIMD only with it), else none (later Node has it on).
+ */
+export function relaxedSimdFlags(): string[] {
+  const flag = '--experimental-wasm-relaxed-simd';
+  relaxedFlags ??= spawnSync(process.execPath, [flag, '-e', '0']).status === 0 ? [flag] : [];
+  return relaxedFlags;
+}
+
 /** The standard configurations: fast backends get the peers' step counts, slow ones fewer (stated in their notes). */
 export function standardConfigs(
   batches: readonly number[],
@@ -542,6 +564,11 @@ export function standardConfigs(
     const slow = quick ? { warmup: 1, repeats: 3, steps: 1 } : { warmup: 1, repeats: 3, steps: 3 };
     const lossSteps = 20;
     out.push({ label: 'wasm', xvfb: false, cfg: { backend: 'wasm', threads: 1, batch, lossSteps, ...fast } });
+    out.push({
+      label: 'wasm relaxed SIMD',
+      xvfb: false,
+      cfg: { backend: 'wasm', threads: 1, simd: 'relaxed', batch, lossSteps, ...fast },
+    });
     out.push({
       label: 'reference',
       xvfb: false,

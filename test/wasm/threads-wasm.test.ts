@@ -7,7 +7,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AdamHyper, BagMode, MatmulGeometry, Storage } from '../../kernels/index.js';
 import { WasmBackend, autoThreads, poolSupported } from '../../kernels/wasm/index.js';
-import { randomArray, rng } from './helpers-wasm.js';
+import { randomArray, rng, simdVariants } from './helpers-wasm.js';
 
 const one = new WasmBackend({ threads: 1 });
 /** Default thresholds: the sizes below are large enough to be cut. */
@@ -56,6 +56,12 @@ describe('wasm backend threads', () => {
     expect([1, 2]).toContain(autoThreads());
     expect(new WasmBackend({ threads: 0 }).threads).toBe(1);
     expect(one.poolStats()).toEqual({ workers: 0, ready: 0, workerChunks: 0 });
+  });
+
+  it('builds one SIMD variant for all its backends, so the identity checks below compare like with like', () => {
+    // The relaxed project lists only relaxed; elsewhere 'auto' picks the last variant the runtime has.
+    const variant = simdVariants().at(-1);
+    for (const be of [one, two, twoAll]) expect(be.simd).toBe(variant);
   });
 
   it('GEMM is bit-identical at one and two threads in every layout', () => {
