@@ -7,7 +7,19 @@
  * start embeddings near zero, so the towers first learn from biases and then from
  * ids); `std` overrides it.
  */
-import { derive, embeddingBag, gatherRows, init, markTraced, mul, nn, reshape, Rng, Tensor } from '../core/index.js';
+import {
+  activeTracer,
+  derive,
+  embeddingBag,
+  gatherRows,
+  init,
+  markTraced,
+  mul,
+  nn,
+  reshape,
+  Rng,
+  Tensor,
+} from '../core/index.js';
 import { getBackend, type Backend, type DType } from '../kernels/index.js';
 import {
   embeddingDimOf,
@@ -40,7 +52,7 @@ export interface SequenceEmbedding {
   mask: Tensor;
   /** Number of real behaviours of each row. */
   lengths: Int32Array;
-  /** Padded length: the longest sequence rounded up by {@link paddedLength}; at least 1, so that an all-empty batch still has a valid shape. */
+  /** Padded length: the longest sequence rounded up by {@link paddedLength} (not while an exporter traces); at least 1, so that an all-empty batch still has a valid shape. */
   maxLen: number;
 }
 
@@ -153,11 +165,14 @@ export class SharedEmbedding extends nn.Module {
     if (data.kind !== 'bag') throw new Error(`SharedEmbedding: field '${fieldName}' is not a bag in the batch`);
     const n = batch.size;
     const weighted = field.weighted === true;
+    // An exporter reads the padded length as a dimension that follows the batch: pad to the longest there.
+    const round = activeTracer() === null;
     // Derived from the batch, so that a captured step pads each batch's sequences again.
     const { lengths, maxLen, ids, scale, mask } = derive(
       'sequence',
       [data.offsets, data.ids, data.values ?? null],
-      (offsets, bagIds, bagValues) => padSequences(offsets.length - 1, offsets, bagIds, weighted ? bagValues : null),
+      (offsets, bagIds, bagValues) =>
+        padSequences(offsets.length - 1, offsets, bagIds, weighted ? bagValues : null, round),
     );
     // An exporter's tracer learns what these host arrays are, so the padding can become graph ops.
     markTraced(ids, { field: field.name, part: 'sequenceIds' } satisfies SequenceTraceTag);
@@ -229,6 +244,7 @@ function padSequences(
   offsets: Int32Array,
   bagIds: Int32Array,
   values: Float32Array | Float64Array | Int32Array | null,
+  round: boolean,
 ): { lengths: Int32Array; maxLen: number; ids: Int32Array; scale: Float64Array; mask: Float64Array } {
   const lengths = new Int32Array(n);
   let longest = 1;
@@ -236,7 +252,7 @@ function padSequences(
     lengths[r] = offsets[r + 1] - offsets[r];
     longest = Math.max(longest, lengths[r]);
   }
-  const maxLen = paddedLength(longest);
+  const maxLen = round ? paddedLength(longest) : longest;
   // Padding reads row 0 (always valid) and is then zeroed by the scale, so it carries no value and no gradient.
   const ids = new Int32Array(n * maxLen);
   const scale = new Float64Array(n * maxLen);
