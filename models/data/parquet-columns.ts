@@ -92,7 +92,9 @@ export async function readFastColumn(
     } else {
       continue; // index pages carry no values
     }
-    const decoded = convertWithDictionary(page.dataPage, dictionary, encoding, decoder) as ArrayLike<unknown>;
+    const decoded =
+      lookUp(page.dataPage, dictionary, encoding) ??
+      (convertWithDictionary(page.dataPage, dictionary, encoding, decoder) as ArrayLike<unknown>);
     parts.push(decoded);
     const defs = page.definitionLevels ?? [];
     const reps = page.repetitionLevels;
@@ -130,6 +132,29 @@ export async function readFastColumn(
   if (index) return { kind: 'flat', values, index };
   (offsets as Int32Array)[rows] = v;
   return { kind: 'list', values, offsets: offsets as Int32Array, nullElementRow };
+}
+
+/**
+ * Dictionary indices to values, straight into a typed array when the dictionary is one (hyparquet's
+ * own conversion writes into the indices' plain array, which would take a second pass to type).
+ */
+function lookUp(
+  indices: DecodedArray,
+  dictionary: DecodedArray | undefined,
+  encoding: string,
+): ArrayLike<unknown> | null {
+  if (!dictionary || !encoding.endsWith('_DICTIONARY')) return null;
+  if (!(dictionary instanceof Int32Array || dictionary instanceof Float32Array || dictionary instanceof Float64Array))
+    return null;
+  const idx = indices as ArrayLike<number>;
+  const out = new (dictionary.constructor as new (n: number) => Int32Array | Float32Array | Float64Array)(idx.length);
+  for (let i = 0; i < idx.length; i++) {
+    const j = idx[i];
+    if (!(j >= 0 && j < dictionary.length))
+      throw new Error(`dictionary index ${j} outside its ${dictionary.length} values`);
+    out[i] = dictionary[j];
+  }
+  return out;
 }
 
 /** Dictionary pages decode to plain arrays: one pass makes them typed again, for the callers' fast paths. */

@@ -180,11 +180,13 @@ function gather(
         const a = off[cr[i]];
         const len = off[cr[i] + 1] - a;
         const at = offsets[i];
-        for (let k = 0; k < len; k++) ids[at + k] = src[a + k];
         if (values) {
           const vs = g.values[f] as Float32Array;
-          for (let k = 0; k < len; k++) values[at + k] = vs[a + k];
-        }
+          for (let k = 0; k < len; k++) {
+            ids[at + k] = src[a + k];
+            values[at + k] = vs[a + k];
+          }
+        } else for (let k = 0; k < len; k++) ids[at + k] = src[a + k];
       }
     }
   }

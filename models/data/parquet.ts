@@ -335,14 +335,43 @@ async function openParquet(path: string): Promise<OpenFile> {
   return { path, metadata, file, groupStarts, columns: top };
 }
 
+/**
+ * The file as seen by one row group's columns: their bytes read in one go when they lie together
+ * (a file of just these columns, as `prepareAliCcp` writes), rather than one open and read per column.
+ */
+async function groupBuffer(f: OpenFile, group: number, columns: readonly string[]): Promise<AsyncBuffer> {
+  const wanted = new Set(columns);
+  let start = Infinity;
+  let end = 0;
+  let bytes = 0;
+  for (const c of f.metadata.row_groups[group].columns) {
+    const meta = c.meta_data;
+    if (!meta || !wanted.has(meta.path_in_schema[0])) continue;
+    const a = Number(meta.dictionary_page_offset ?? meta.data_page_offset);
+    const b = a + Number(meta.total_compressed_size);
+    start = Math.min(start, a);
+    end = Math.max(end, b);
+    bytes += b - a;
+  }
+  if (!(end > start) || end - start > 2 * bytes) return f.file;
+  const base = start;
+  const all = await f.file.slice(start, end);
+  return {
+    byteLength: f.file.byteLength,
+    slice: (a: number, b = f.file.byteLength): ArrayBuffer | Promise<ArrayBuffer> =>
+      a >= base && b <= base + all.byteLength ? all.slice(a - base, b - base) : f.file.slice(a, b),
+  };
+}
+
 async function readGroup(f: OpenFile, group: number, columns: readonly string[]): Promise<RowGroupData> {
   const firstRow = f.groupStarts[group];
   const rows = f.groupStarts[group + 1] - firstRow;
   const out = new Map<string, ColumnValues>();
   const general: string[] = [];
   try {
+    const file = await groupBuffer(f, group, columns);
     for (const c of columns) {
-      const fast = await readFastColumn(f.file, f.metadata, group, c);
+      const fast = await readFastColumn(file, f.metadata, group, c);
       if (fast) out.set(c, columnOf(fast));
       else general.push(c);
     }
