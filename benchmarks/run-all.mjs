@@ -448,7 +448,9 @@ function main() {
       log(`base model ${workload}, round ${round + 1}/${Math.max(1, args.rounds)}`);
       const lossSteps = round === 0 ? 20 : 0;
       for (const threads of [1, 2]) {
-        const e = esmmChild({ workload, backend: 'wasm', threads, batch: 1024, lossSteps, ...keyPlan });
+        // The first one-thread round is profiled on both sides too (after its timed steps).
+        const profileSteps = round === 0 && threads === 1 ? 20 : 0;
+        const e = esmmChild({ workload, backend: 'wasm', threads, batch: 1024, lossSteps, ...keyPlan, profileSteps });
         bases.push(e.error ? { framework: 'esmm-ts', workload, threads, error: e.error } : e);
         if (threads === 1) {
           const eager = esmmChild({
@@ -459,6 +461,7 @@ function main() {
             lossSteps: 0,
             ...keyPlan,
             stepMode: 'eager',
+            profileSteps,
           });
           if (!eager.error) bases.push(eager);
         }
@@ -466,6 +469,7 @@ function main() {
           workload,
           threads,
           ...keyPlan,
+          profile: profileSteps,
           lossSteps: Math.max(1, lossSteps),
           out: path.join(OUT, `base-torch-${workload}.json`),
         });
@@ -791,6 +795,10 @@ function buildReport({ args, started, peers, peerRows, esmm, key, scaling, bases
 
   const base = baseModels(bases);
   const baseGoalRows = base.goalRows;
+  const baseSideBySide = args.workloads
+    .filter((w) => w !== 'mlp')
+    .map((w) => baseStepByStep(w, bases))
+    .join('\n\n');
   const torchProfile = key.torch.find((k) => k.profile)?.profile;
   const sideBySide = profileSideBySide(profile, torchProfile);
 
@@ -948,11 +956,14 @@ ${sideBySide}
 ## Base models: DIN and DeepFM (batch 1024)
 
 Both towers DIN (attention over bag b0 against field f0, activation unit 72 → 80 → PReLU → 40 → PReLU → 1,
-unnormalised scores as in the paper) or DeepFM (first-order tables per field, FM term, the same MLP) on the
+unnormalised scores as in the paper; esmm-ts computes the unit's first layer as W_e+W_d on e, W_p on e ⊙ q per
+position and W_q−W_d on q once per row, the same function, while PyTorch builds the 72-wide input) or DeepFM (first-order tables per field, FM term, the same MLP) on the
 reference workload's fields; PyTorch peer \`torch_esmm.py --workload din|deepfm\` with SparseAdam for every
 table (DeepFM's first-order ones too); initial weights from \`make-init.mjs\`. Medians of ${Math.max(1, args.rounds)} interleaved round(s).
 
 ${base.table}
+
+${baseSideBySide}
 `;
   return {
     md,
@@ -1141,6 +1152,32 @@ function baseModels(allBases) {
       `Failed: ${failed.map((f) => `${f.framework} ${f.workload} ${f.threads} thr: ${f.error}`).join('; ')}`,
     );
   return { table: workloads.length ? lines.join('\n') : '_not run (--workloads mlp)_', goalRows: goalRows.join('\n') };
+}
+
+/** The step-by-step section of one base model (its first one-thread round, profiled on both sides). */
+function baseStepByStep(workload, bases) {
+  const name = workload === 'din' ? 'DIN' : workload === 'deepfm' ? 'DeepFM' : workload;
+  const mine = bases.filter((r) => !r.error && r.framework === 'esmm-ts' && r.workload === workload && r.threads === 1);
+  const eager = mine.find((r) => r.stepMode === 'eager' && r.kernelProfile);
+  const captured = mine.find((r) => r.stepMode !== 'eager' && r.kernelProfile);
+  const torch = bases.find((r) => r.framework === 'pytorch' && r.workload === workload && r.threads === 1 && r.profile);
+  if (!eager && !torch) return `### ${name} step by step (1 thread, batch 1024)\n\n_not profiled_`;
+  const cpu = [
+    captured && `esmm-ts captured ${fmt(captured.cpuMsPerStep, 1)} ms`,
+    eager && `esmm-ts eager ${fmt(eager.cpuMsPerStep, 1)} ms`,
+    torch?.cpuMsPerStep !== undefined && `PyTorch ${fmt(torch.cpuMsPerStep, 1)} ms`,
+  ].filter(Boolean);
+  const replayed = captured
+    ? `The captured run's profiled steps (kernels only: a replay has no phases) took ${fmt(captured.kernelProfile.stepMs, 1)} ms, ` +
+      `${fmt(captured.kernelProfile.rows.find((r) => r.method === '(outside kernels)')?.msPerStep, 1)} ms of it outside kernels.`
+    : '';
+  return `### ${name} step by step (1 thread, batch 1024)
+
+As for the MLP above: phases and the ten most expensive operations of the eager esmm-ts step
+(backend methods timed) and of PyTorch's step (\`torch.profiler\` self CPU time), same run.
+CPU time per timed step (user + system, the steadier figure on a shared machine): ${cpu.join(', ') || '—'}. ${replayed}
+
+${profileSideBySide(eager?.kernelProfile, torch?.profile)}`;
 }
 
 /** Phases and the top operations of one esmm-ts step and one PyTorch step, side by side. */
