@@ -24,7 +24,17 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { compileStep, optim, tidy, type StepMode, type Tensor } from '../core/index.js';
+import {
+  compileStep,
+  fusions,
+  nn,
+  optim,
+  setFusions,
+  tidy,
+  type Fusions,
+  type StepMode,
+  type Tensor,
+} from '../core/index.js';
 // Imported here, not on first use, so that the bundled benchmark carries the gpu backend.
 import '../kernels/gpu/index.js';
 import { getBackend, setBackend, type SimdVariant, type WasmSimd } from '../kernels/index.js';
@@ -74,6 +84,10 @@ export interface BenchConfig {
   profileSteps?: number;
   /** `captured` (default, as the Trainer): steps replay a recorded plan (`compileStep`); `eager`: every op runs. */
   stepMode?: StepMode;
+  /** Kernel fusions switched away from their defaults (`setFusions`), to measure each one on vs off. */
+  fusions?: Partial<Fusions>;
+  /** Whether the towers' Linear → PReLU pairs run as one fused op (`linearPrelu`); default `nn.LINEAR_PRELU_FUSION_DEFAULT`. */
+  fuse?: boolean;
 }
 
 /** Time per step spent in one backend method (from {@link BenchConfig.profileSteps}). */
@@ -88,6 +102,10 @@ export interface BenchResult {
   framework: 'esmm-ts';
   workload: Workload;
   stepMode: StepMode;
+  /** The kernel fusions in effect. */
+  fusions: Fusions;
+  /** Whether Linear → PReLU pairs ran fused (see {@link BenchConfig.fuse}). */
+  fused: boolean;
   /** How the compiled step ran: replays, recordings, eager steps, and why it fell back if it did. */
   capture: { replays: number; recordings: number; eager: number; fallbackReason: string | null };
   backend: string;
@@ -311,6 +329,7 @@ export function runConfig(cfg: BenchConfig): BenchResult {
   const t0 = performance.now();
   const rssTrace: Record<string, number> = { start: rssMB() };
   setBackend(cfg.backend, { mode: cfg.mode, threads: cfg.threads, simd: cfg.simd });
+  if (cfg.fusions) setFusions(cfg.fusions);
   const be = getBackend();
   const simd = (be as { simd?: SimdVariant }).simd ?? null;
   if (simd) notes.push(`${simd} SIMD`);
@@ -324,6 +343,8 @@ export function runConfig(cfg: BenchConfig): BenchResult {
   const attention = { hidden: m.attentionDims?.slice(1, -1), normalization: 'none', activation: 'prelu' } as const;
   const tower =
     workload === 'din' ? { hidden, activation: 'prelu' as const, attention } : { hidden, activation: 'prelu' as const };
+  const fused = cfg.fuse ?? nn.LINEAR_PRELU_FUSION_DEFAULT;
+  nn.setLinearPreluFusion(fused);
   const model = createModel({ method: 'esmm', base: workload, schema, tower, seed: 2018 });
   rssTrace.modelCreated = rssMB();
   if (fromFiles) {
@@ -437,6 +458,8 @@ export function runConfig(cfg: BenchConfig): BenchResult {
     framework: 'esmm-ts',
     workload,
     stepMode,
+    fusions: { ...fusions() },
+    fused,
     capture: { ...compiled.stats, fallbackReason: compiled.fallbackReason },
     backend: be.name,
     mode: cfg.mode ?? null,

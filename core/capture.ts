@@ -48,6 +48,8 @@ const WRITES: Record<keyof BackendKernels, { out: readonly number[]; whole: bool
   scatterAddRows: { out: [3], whole: false },
   prelu: { out: [3], whole: true },
   preluBackward: { out: [4, 5], whole: true },
+  linearPrelu: { out: [7, 8], whole: true },
+  linearPreluBackward: { out: [4, 5, 6], whole: true },
   softmaxLast: { out: [4], whole: true },
   bceWithLogits: { out: [2], whole: true },
   bceWithLogitsBackward: { out: [3], whole: true },
@@ -55,6 +57,7 @@ const WRITES: Record<keyof BackendKernels, { out: readonly number[]; whole: bool
   productBceBackward: { out: [4, 5], whole: true },
   adam: { out: [0, 2, 3], whole: false },
   sparseAdam: { out: [0, 1, 2], whole: false },
+  sparseAdamSegments: { out: [0, 1, 2], whole: false },
 };
 const KERNELS = Object.keys(WRITES) as (keyof BackendKernels)[];
 
@@ -494,7 +497,8 @@ export function noteLeaf(t: Tensor): void {
   if (!rec) return;
   rec.leaves.add(t);
   const g = t.gradient;
-  if (g) rec.gradients.add(g instanceof Tensor ? g : g.values);
+  if (g instanceof Tensor) rec.gradients.add(g);
+  else if (g) for (const t of g.held) rec.gradients.add(t);
 }
 
 /** Called by `Tensor.fromArray`: the values a recorded upload came from (before any dtype conversion). */
@@ -869,7 +873,7 @@ function finish(rec: Recording): boolean {
   for (const leaf of rec.leaves) {
     const g = leaf.gradient;
     if (g instanceof Tensor) grads.add(g);
-    else if (g instanceof RowSparseGrad) grads.add(g.values);
+    else if (g instanceof RowSparseGrad) for (const t of g.held) grads.add(t);
     leaf.gradient = null;
   }
   let persistent = false;

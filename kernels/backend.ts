@@ -204,6 +204,38 @@ export interface BackendKernels {
     gradX: Storage,
     gradSlope: Storage,
   ): void;
+  /**
+   * A linear layer and PReLU in one pass: pre = x·Wᵀ + bias for x viewed as [rows, k] and W stored
+   * [channels, k] (PyTorch's Linear weight), then out = prelu(pre, slope). Both are written: the
+   * next layer reads `out`, the backward reads `pre`. Each output's dot product is summed as
+   * {@link BackendKernels.matmul} sums it, so the pair equals matmul, bias add and prelu.
+   */
+  linearPrelu(
+    x: Storage,
+    weight: Storage,
+    bias: Storage,
+    slope: Storage,
+    rows: number,
+    channels: number,
+    k: number,
+    pre: Storage,
+    out: Storage,
+  ): void;
+  /**
+   * The backward of {@link BackendKernels.linearPrelu}'s epilogue in one pass over [rows, channels]:
+   * gradPre = gradOut where pre > 0, else slope·gradOut; gradSlope[c] = Σ over rows of pre·gradOut
+   * where pre ≤ 0; gradBias[c] = Σ over rows of gradPre. The input and weight gradients are then
+   * two matmuls over gradPre.
+   */
+  linearPreluBackward(
+    pre: Storage,
+    slope: Storage,
+    gradOut: Storage,
+    channels: number,
+    gradPre: Storage,
+    gradSlope: Storage,
+    gradBias: Storage,
+  ): void;
   /** Softmax over the last axis; positions with mask 0 get probability 0 (all-masked rows are all zero). */
   softmaxLast(x: Storage, mask: Storage | null, rows: number, cols: number, out: Storage): void;
   /** Elementwise BCE with logits: max(x,0) - x*y + log1p(exp(-|x|)). */
@@ -226,6 +258,24 @@ export interface BackendKernels {
     dim: number,
     rows: Int32Array,
     gradRows: Storage,
+    hyper: AdamHyper,
+  ): void;
+  /**
+   * {@link BackendKernels.sparseAdam} whose gradient rows are a segment sum, as
+   * {@link BackendKernels.segmentSumRows} computes them (the gradient of rows[u] is the sum over
+   * c in [segments[u], segments[u+1]) of scales[c] * src[srcRows[c], :]), without storing them:
+   * equal, bit for bit, to segmentSumRows into a [rows.length, dim] buffer and then sparseAdam.
+   */
+  sparseAdamSegments(
+    param: Storage,
+    m: Storage,
+    v: Storage,
+    dim: number,
+    rows: Int32Array,
+    src: Storage,
+    segments: Int32Array,
+    srcRows: Int32Array,
+    scales: Float32Array | null,
     hyper: AdamHyper,
   ): void;
 }

@@ -355,6 +355,41 @@ defineKernels(ReferenceBackend, {
       }
     }
   },
+  linearPrelu(x, weight, bias, slope, rows, channels, k, pre, out) {
+    const geometry = { batch: 1, m: rows, n: channels, k, transA: false, transB: true, batchA: false, batchB: false };
+    this.matmul(x, weight, pre, geometry);
+    const ps = host(pre);
+    const bs = host(bias);
+    const ss = host(slope);
+    const os = host(out);
+    // The sum is stored (rounded to the dtype) before the bias is added, as matmul then add would.
+    for (let i = 0; i < ps.length; i++) {
+      const c = i % channels;
+      ps[i] = ps[i] + bs[c];
+      const v = ps[i];
+      os[i] = v > 0 ? v : ss[c] * v;
+    }
+  },
+  linearPreluBackward(pre, slope, gradOut, channels, gradPre, gradSlope, gradBias) {
+    const ps = host(pre);
+    const ss = host(slope);
+    const gs = host(gradOut);
+    const gp = host(gradPre);
+    const gsl = host(gradSlope);
+    const gb = host(gradBias);
+    gsl.fill(0);
+    gb.fill(0);
+    for (let i = 0; i < ps.length; i++) {
+      const c = i % channels;
+      if (ps[i] > 0) {
+        gp[i] = gs[i];
+      } else {
+        gp[i] = ss[c] * gs[i];
+        gsl[c] += ps[i] * gs[i];
+      }
+      gb[c] += gp[i];
+    }
+  },
   softmaxLast(x, mask, rows, cols, out) {
     const xs = host(x);
     const ms = mask ? host(mask) : null;
@@ -414,6 +449,23 @@ defineKernels(ReferenceBackend, {
     const ms = host(m);
     const vs = host(v);
     for (let i = 0; i < rows.length; i++) adamUpdate(p, g, ms, vs, rows[i] * dim, i * dim, dim, hyper);
+  },
+  sparseAdamSegments(param, m, v, dim, rows, src, segments, srcRows, scales, hyper) {
+    const p = host(param);
+    const ss = host(src);
+    const ms = host(m);
+    const vs = host(v);
+    // One row of gradient at a time, summed in segmentSumRows' order and precision.
+    const g = newArray(dim, param.dtype);
+    for (let u = 0; u < rows.length; u++) {
+      g.fill(0);
+      for (let c = segments[u]; c < segments[u + 1]; c++) {
+        const w = scales ? scales[c] : 1;
+        const row = srcRows[c] * dim;
+        for (let d = 0; d < dim; d++) g[d] += w * ss[row + d];
+      }
+      adamUpdate(p, g, ms, vs, rows[u] * dim, 0, dim, hyper);
+    }
   },
 });
 

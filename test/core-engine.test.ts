@@ -23,6 +23,7 @@ import {
   tensor,
   Tensor,
   tidy,
+  withTracer,
   zeros,
 } from '../core/index.js';
 import { stableMath } from '../kernels/index.js';
@@ -394,6 +395,34 @@ describe('modules', () => {
     delete state['layers.2.bias'];
     expect(() => model.loadStateDict(state)).toThrow(/missing key 'layers.2.bias'.*'layers.0.weight': shape \[3, 5\]/);
     expect(model.layers[0] instanceof nn.Linear && [...model.layers[0].weight.toArray()]).toEqual([...before!]);
+  });
+
+  it('Sequential runs Linear → PReLU as linearPrelu unless fusion is off: same outputs and gradients', () => {
+    const run = (fuse: boolean): { ops: string[]; out: number[]; grads: number[][] } => {
+      const previous = nn.setLinearPreluFusion(fuse);
+      try {
+        const model = nn.mlp(5, [7, 3], { outFeatures: 1, rng: new Rng(4) });
+        const x = tensor(
+          Array.from({ length: 6 * 5 }, (_, i) => Math.sin(i)),
+          [6, 5],
+        );
+        const ops: string[] = [];
+        const y = withTracer({ onApply: (op) => void ops.push(op.name), onFromArray: () => {}, onMark: () => {} }, () =>
+          model.forward(x),
+        );
+        sum(y).backward();
+        return { ops, out: [...y.toArray()], grads: model.parameters().map((p) => dense(p.gradient)) };
+      } finally {
+        nn.setLinearPreluFusion(previous);
+      }
+    };
+    expect(nn.linearPreluFusion()).toBe(nn.LINEAR_PRELU_FUSION_DEFAULT);
+    const fused = run(true);
+    const plain = run(false);
+    expect(fused.ops).toEqual(['linearPrelu', 'linearPrelu', 'matmul', 'add']);
+    expect(plain.ops).toEqual(['matmul', 'add', 'prelu', 'matmul', 'add', 'prelu', 'matmul', 'add']);
+    expect(fused.out).toEqual(plain.out);
+    fused.grads.forEach((g, i) => g.forEach((v, j) => expect(v).toBeCloseTo(plain.grads[i][j], 6)));
   });
 
   it('dropout is active in training only', () => {

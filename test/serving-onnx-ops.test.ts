@@ -57,6 +57,18 @@ const CASES: Record<string, OpCase> = {
   concat: (x, y) => rows(core.mul(core.concat([x, y], 1), core.concat([y, x], 1))),
   matmul: (x, y, n) => rows(core.matmul(core.reshape(x, [n, 2, 3]), core.reshape(y, [n, 2, 3]), { transA: true })),
   prelu: (x) => rows(core.prelu(x, Tensor.fromArray([0.1, 0.2, 0.3, -0.5, 2, 0], [D]))),
+  linearPrelu: (x) =>
+    rows(
+      core.linearPrelu(
+        x,
+        Tensor.fromArray(
+          Array.from({ length: 4 * D }, (_, i) => Math.sin(i) / 2),
+          [4, D],
+        ),
+        Tensor.fromArray([0.1, -0.2, 0.3, 0], [4]),
+        Tensor.fromArray([0.25, -0.5, 2, 0], [4]),
+      ),
+    ),
   softmax: (x, y) => rows(core.mul(core.softmax(x, core.step(core.affine(y, 1, -0.4))), y)),
   bceWithLogits: (x, y) => rows(core.bceWithLogits(core.affine(x, 5, 0), core.step(core.affine(y, 1, -0.5)))),
   productBce: (x, y) =>

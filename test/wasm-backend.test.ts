@@ -292,6 +292,27 @@ describe.each(suites)('simd=$simd threads=$threads', ({ simd, threads, make }) =
     });
   });
 
+  describe('wasm backend: linearPrelu', () => {
+    it('equals matmul, bias add and prelu bit for bit (the epilogue rounds as the separate passes do)', () => {
+      for (const [m, n, k] of [
+        [1024, 200, 180],
+        [37, 13, 9],
+        [5, 8, 1],
+      ]) {
+        const g = { batch: 1, m, n, k, transA: false, transB: true, batchA: false, batchB: false };
+        const [x, w, b, s] = [m * k, n * k, n, n].map((len, i) => wasm.fromArray(randomArray(i + 7, len), 'float32'));
+        const [pre, out, z, sep] = [0, 1, 2, 3].map(() => wasm.alloc(m * n, 'float32'));
+        wasm.linearPrelu(x, w, b, s, m, n, k, pre, out);
+        wasm.matmul(x, w, z, g);
+        wasm.binary('add', z, [m, n], b, [n], z, [m, n]);
+        wasm.prelu(z, s, n, sep);
+        expect(Array.from(wasm.read(pre)), `pre ${m}×${n}×${k}`).toEqual(Array.from(wasm.read(z)));
+        expect(Array.from(wasm.read(out)), `out ${m}×${n}×${k}`).toEqual(Array.from(wasm.read(sep)));
+        for (const t of [x, w, b, s, pre, out, z, sep]) wasm.free(t);
+      }
+    });
+  });
+
   describe('wasm backend: elementwise', () => {
     const unaryOps: UnaryOp[] = [
       'neg',

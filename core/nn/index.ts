@@ -13,6 +13,9 @@ export {
   Embedding,
   EmbeddingBag,
   mlp,
+  setLinearPreluFusion,
+  linearPreluFusion,
+  LINEAR_PRELU_FUSION_DEFAULT,
   type LayerOptions,
   type MlpOptions,
 } from './layers.js';

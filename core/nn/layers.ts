@@ -5,7 +5,7 @@
 import type { BagMode, DType } from '../../kernels/index.js';
 import { full, normal, uniform } from '../init.js';
 import { add, mul, relu, sigmoid } from '../ops/elementwise.js';
-import { prelu } from '../ops/nn.js';
+import { linearPrelu, prelu } from '../ops/nn.js';
 import { embeddingBag, gatherRows, type BagInput } from '../ops/embedding.js';
 import { matmul } from '../ops/linalg.js';
 import { Rng } from '../random.js';
@@ -106,7 +106,33 @@ export class Dropout extends Layer {
   }
 }
 
-/** Layers applied in order. */
+/** Whether {@link Sequential} runs a Linear → PReLU pair as one `linearPrelu` op unless told otherwise. */
+export const LINEAR_PRELU_FUSION_DEFAULT = true;
+let fuseLinearPrelu = LINEAR_PRELU_FUSION_DEFAULT;
+
+/**
+ * Turns the Linear → PReLU fusion of {@link Sequential} on or off for every model (default
+ * {@link LINEAR_PRELU_FUSION_DEFAULT}); returns the previous setting. Parameters, their names and
+ * the values computed are the same either way: off runs matmul, bias add and prelu as three ops,
+ * for comparing the two.
+ */
+export function setLinearPreluFusion(on: boolean): boolean {
+  const previous = fuseLinearPrelu;
+  fuseLinearPrelu = on;
+  return previous;
+}
+
+/** The current setting of {@link setLinearPreluFusion}. */
+export function linearPreluFusion(): boolean {
+  return fuseLinearPrelu;
+}
+
+/** Whether `layer` is exactly a layer class (a subclass may override its forward). */
+function isExactly<T extends Layer>(layer: Layer, cls: new (...args: never[]) => T): layer is T {
+  return layer.constructor === cls;
+}
+
+/** Layers applied in order; a Linear with a bias followed by a PReLU runs as one fused op (see {@link setLinearPreluFusion}). */
 export class Sequential extends Layer {
   readonly layers: Layer[];
   constructor(...layers: Layer[]) {
@@ -115,7 +141,27 @@ export class Sequential extends Layer {
   }
   /** Apply the layer. */
   forward(x: Tensor): Tensor {
-    return this.layers.reduce((h, layer) => layer.forward(h), x);
+    const layers = this.layers;
+    let h = x;
+    for (let i = 0; i < layers.length; i++) {
+      const layer = layers[i];
+      const next = layers[i + 1];
+      if (
+        fuseLinearPrelu &&
+        next !== undefined &&
+        isExactly(layer, Linear) &&
+        layer.bias !== null &&
+        isExactly(next, PReLU) &&
+        next.weight.size === layer.outFeatures &&
+        h.shape[h.rank - 1] === layer.inFeatures
+      ) {
+        h = linearPrelu(h, layer.weight, layer.bias, next.weight);
+        i++;
+      } else {
+        h = layer.forward(h);
+      }
+    }
+    return h;
   }
 }
 

@@ -1,12 +1,14 @@
 /**
- * Fused neural-network ops: PReLU, masked softmax, and two log-space cross-entropies,
+ * Fused neural-network ops: PReLU, Linear + PReLU, masked softmax, and two log-space cross-entropies,
  * each with its own kernel because composing them from primitives would cost passes
  * or, for the losses, numerical stability.
  */
 import { sameShape } from '../../kernels/index.js';
 import { apply, registerOp, Tensor } from '../tensor.js';
 import { mul, neg, sub } from './elementwise.js';
+import { matmul } from './linalg.js';
 import { sum } from './reduce.js';
+import { reshape } from './shape.js';
 import { emptyLike, fmt } from './util.js';
 
 const preluOp = registerOp<null>({
@@ -31,6 +33,78 @@ export function prelu(x: Tensor, slope: Tensor): Tensor {
     throw new Error(`prelu: slope ${fmt(slope.shape)} must be 1-D with one entry per channel of x ${fmt(x.shape)}`);
   }
   return apply(preluOp, [x, slope], null);
+}
+
+const linearPreluOp = registerOp<null>({
+  name: 'linearPrelu',
+  arity: 4,
+  forward([x, weight, bias, slope]) {
+    const [channels, k] = weight.shape;
+    const shape = [...x.shape.slice(0, -1), channels];
+    const pre = emptyLike(x, shape);
+    const out = emptyLike(x, shape);
+    const rows = x.size / k;
+    x.backend.linearPrelu(
+      x.storage,
+      weight.storage,
+      bias.storage,
+      slope.storage,
+      rows,
+      channels,
+      k,
+      pre.storage,
+      out.storage,
+    );
+    return { output: out, saved: [pre] };
+  },
+  backward(g, { inputs: [x, weight, bias, slope], saved: [pre], needsGrad }) {
+    // One pass forms the pre-activation gradient with the bias and slope gradients; the
+    // input and weight gradients are Linear's two GEMMs over it.
+    const [channels, k] = weight.shape;
+    const gradPre = emptyLike(pre);
+    const dbias = emptyLike(bias);
+    const dslope = emptyLike(slope);
+    x.backend.linearPreluBackward(
+      pre.storage,
+      slope.storage,
+      g.storage,
+      channels,
+      gradPre.storage,
+      dslope.storage,
+      dbias.storage,
+    );
+    const flat = x.rank === 2;
+    const g2 = flat ? gradPre : reshape(gradPre, [-1, channels]);
+    const x2 = flat ? x : reshape(x, [-1, k]);
+    const dx = needsGrad[0] ? matmul(g2, weight) : null;
+    return [
+      dx && !flat ? reshape(dx, x.shape) : dx,
+      needsGrad[1] ? matmul(g2, x2, { transA: true }) : null,
+      dbias,
+      dslope,
+    ];
+  },
+});
+
+/**
+ * prelu(x·Wᵀ + bias, slope): a Linear layer (weight [out, in], as `nn.Linear` holds it) and a
+ * PReLU (one slope per output channel) in one op, whose kernel adds the bias and applies
+ * PReLU to each GEMM tile as it is finished instead of in two more passes over the output.
+ * Its values equal `prelu(add(matmul(x, weight, { transB: true }), bias), slope)`.
+ */
+export function linearPrelu(x: Tensor, weight: Tensor, bias: Tensor, slope: Tensor): Tensor {
+  if (weight.rank !== 2 || x.rank === 0 || x.shape[x.rank - 1] !== weight.shape[1]) {
+    throw new Error(
+      `linearPrelu: input ${fmt(x.shape)} must end in the ${weight.shape[1] ?? '?'} input features of weight ${fmt(weight.shape)} [out, in]`,
+    );
+  }
+  const channels = weight.shape[0];
+  if (bias.rank !== 1 || bias.size !== channels || slope.rank !== 1 || slope.size !== channels) {
+    throw new Error(
+      `linearPrelu: bias ${fmt(bias.shape)} and slope ${fmt(slope.shape)} must be 1-D with one entry per output channel (${channels})`,
+    );
+  }
+  return apply(linearPreluOp, [x, weight, bias, slope], null);
 }
 
 interface SoftmaxAttrs {

@@ -165,6 +165,19 @@ export const SOURCES = {
     for (let p = 0; p < k; p++) { s += a[aBase + p * aC] * b[bBase + p * bR]; }
     return s;
   }`,
+  /** x·Wᵀ + bias for x [rows, k] and W [n, k]: linearPrelu's pre-activation, the bias added to the finished sum. */
+  linearBias: `function(x, w, bias, n, k) {
+    const o = this.thread.x; ${divmod('i', 'j', 'o', 'n')}
+    let s = 0.0;
+    for (let p = 0; p < k; p++) { s += x[i * k + p] * w[j * k + p]; }
+    return s + bias[j];
+  }`,
+  /** Column sum of a [rows, channels] matrix: one thread per channel. */
+  colSum: `function(x, channels, rows) {
+    const c = this.thread.x; let s = 0.0;
+    for (let r = 0; r < rows; r++) { s += x[r * channels + c]; }
+    return s;
+  }`,
   gatherRows: `function(x, ids, dim) { ${ROW_COL} return x[ids[r] * dim + d]; }`,
   /** One block of a blocked table: rows (or parts of rows) inside it replace `prev`; starts are block-local. */
   gatherChunk: `function(prev, x, starts, dim, len) {

@@ -6,7 +6,8 @@
  * - wasm: GEMM (all layouts, batched), unary and affine/axpby, binary ops whose broadcast
  *   folds into a [rows, cols] view (same shape, bias rows, per-row and scalar operands),
  *   reduceSum over leading or trailing axes, gatherRows, embeddingBag, segmentSumRows,
- *   scatterAddRows, prelu and its backward, the BCE kernels, adam and sparseAdam, copyBlock
+ *   scatterAddRows, prelu and its backward, linearPrelu (the GEMM with a bias + PReLU epilogue)
+ *   and its backward pass, the BCE kernels, adam, sparseAdam and sparseAdamSegments, copyBlock
  *   (vector moves per contiguous run, or memory.copy for long runs).
  * - host loops over the arena's views (rarely hot, documented fallbacks): general
  *   broadcasts and reductions, permute, reduceMaxLast, softmaxLast (reference code);
@@ -17,8 +18,8 @@
  * chunks that a {@link ThreadPool} spreads over worker threads (see `pool.ts`). Every cut
  * keeps each output element's arithmetic and summation order, so results are identical
  * to a single-threaded run. Kernels that accumulate into shared outputs (scatterAddRows,
- * preluBackward's slope gradient, reductions) stay serial; sparseAdam's rows are distinct
- * and split like any row kernel.
+ * the slope and bias gradients of preluBackward and linearPreluBackward, reductions) stay
+ * serial; sparseAdam's rows are distinct and split like any row kernel.
  */
 import type {
   AdamHyper,
@@ -313,6 +314,13 @@ function chunkArg(
   return v + 4 * start * (typeof r === 'number' ? r : args[r]);
 }
 
+/** Pointers of the linear + PReLU epilogue of a GEMM (`gemmPrelu`). */
+interface GemmEpilogueArgs {
+  bias: number;
+  slope: number;
+  pre: number;
+}
+
 /** The WebAssembly SIMD backend. */
 export class WasmBackend extends kernelBase() implements Backend, RangeAccess {
   readonly name = 'wasm';
@@ -563,6 +571,7 @@ export class WasmBackend extends kernelBase() implements Backend, RangeAccess {
     bPack: number,
     aPack: number,
     tmp: number,
+    epi: GemmEpilogueArgs | null = null,
   ): void {
     const { m, n, k } = g;
     if (packB) {
@@ -589,7 +598,7 @@ export class WasmBackend extends kernelBase() implements Backend, RangeAccess {
     for (let c = 0; c < used; c++) {
       const i0 = this.cuts[c] * TILE_M;
       const i1 = Math.min(m, this.cuts[c + 1] * TILE_M);
-      this.chunkArgs(pool, c, 'packGemm', {
+      const panel = {
         aSrc: aOff + 4 * i0 * aRow,
         strideRow: aRow,
         strideK: aK,
@@ -600,9 +609,11 @@ export class WasmBackend extends kernelBase() implements Backend, RangeAccess {
         out: oOff + 4 * i0 * n,
         n,
         tmp: tmp + 4 * TILE_M * TILE_N * c,
-      });
+      };
+      if (epi) this.chunkArgs(pool, c, 'packGemmPrelu', { ...panel, ...epi, pre: epi.pre + 4 * i0 * n });
+      else this.chunkArgs(pool, c, 'packGemm', panel);
     }
-    pool.run(this.ids.get('packGemm') as number, used, this);
+    pool.run(this.ids.get(epi ? 'packGemmPrelu' : 'packGemm') as number, used, this);
   }
 
   // The kernels, in a static block so that they reach the private helpers above.
@@ -856,6 +867,49 @@ export class WasmBackend extends kernelBase() implements Backend, RangeAccess {
         });
       },
       // ---- fused nn kernels ----
+      linearPrelu(x, weight, bias, slope, rows, channels, k, pre, out) {
+        const m = rows;
+        const n = channels;
+        const g: MatmulGeometry = { batch: 1, m, n, k, transA: false, transB: true, batchA: false, batchB: false };
+        if (x.dtype === 'float64' || k === 0 || m === 1 || n === 1) {
+          // The shapes the packed GEMM does not take (matmul's vector and empty cases) compose the
+          // separate passes, which give the same values.
+          if (x.dtype === 'float64') {
+            const [h, w, b, s] = [x, weight, bias, slope].map((t) => this.host(t));
+            return this.ref.linearPrelu(h, w, b, s, m, n, k, this.host(pre), this.host(out));
+          }
+          this.matmul(x, weight, pre, g);
+          this.binary('add', pre, [m, n], bias, [n], pre, [m, n]);
+          this.prelu(pre, slope, n, out);
+          return;
+        }
+        if (m === 0 || n === 0) return;
+        const mPad = Math.ceil(m / TILE_M) * TILE_M;
+        const bBytes = Math.ceil(n / TILE_N) * TILE_N * k * 4;
+        const pool = this.parallel(m * n * k, this.min.gemm, 'packGemmPrelu');
+        const tmpBytes = 4 * TILE_M * TILE_N * (pool ? MAX_CHUNKS : 1);
+        const bPack = this.arena.scratch(bBytes + mPad * k * 4 + tmpBytes);
+        const aPack = bPack + bBytes;
+        const tmp = aPack + mPad * k * 4;
+        const epi = { bias: this.ptr(bias), slope: this.ptr(slope), pre: this.outPtr(pre) };
+        const [xp, wp, op] = [this.ptr(x), this.ptr(weight), this.outPtr(out)];
+        if (pool) {
+          this.gemmParallel(pool, xp, wp, op, g, true, bPack, aPack, tmp, epi);
+          return;
+        }
+        this.run('pack', { src: wp, dst: bPack, count: n, width: TILE_N, k, strideRow: k, strideK: 1 });
+        this.run('pack', { src: xp, dst: aPack, count: m, width: TILE_M, k, strideRow: k, strideK: 1 });
+        this.run('gemmPrelu', { aPack, bPack, out: op, m, n, k, tmp, ...epi });
+      },
+      linearPreluBackward(pre, slope, gradOut, channels, gradPre, gradSlope, gradBias) {
+        if (pre.dtype === 'float64') {
+          const [p, s, g, gp, gs, gb] = [pre, slope, gradOut, gradPre, gradSlope, gradBias].map((t) => this.host(t));
+          return this.ref.linearPreluBackward(p, s, g, channels, gp, gs, gb);
+        }
+        const inputs = { pre: this.ptr(pre), slope: this.ptr(slope), g: this.ptr(gradOut) };
+        const outputs = { gp: this.outPtr(gradPre), gs: this.outPtr(gradSlope), gb: this.outPtr(gradBias) };
+        this.run('linearPreluBackward', { ...inputs, ...outputs, rows: pre.size / channels, channels });
+      },
       prelu(x, slope, channels, out) {
         if (x.dtype === 'float64') return this.ref.prelu(this.host(x), this.host(slope), channels, this.host(out));
         const rows = x.size / channels;
@@ -946,6 +1000,25 @@ export class WasmBackend extends kernelBase() implements Backend, RangeAccess {
         const state = { p: this.ptr(param), m: this.ptr(m), v: this.ptr(v), dim };
         const grads = { rows: ptrs[0], count: rows.length, g: this.ptr(gradRows) };
         this.run('sparseAdam', { ...state, ...grads, ...adamArgs(hyper) }, pool);
+      },
+      sparseAdamSegments(param, m, v, dim, rows, src, segments, srcRows, scales, hyper) {
+        if (param.dtype === 'float64') {
+          const [p, mm, vv, ss] = [param, m, v, src].map((x) => this.host(x));
+          return this.ref.sparseAdamSegments(p, mm, vv, dim, rows, ss, segments, srcRows, scales, hyper);
+        }
+        const { ptrs } = this.upload([rows, segments, srcRows, scales]);
+        // As sparseAdam: distinct rows, so chunks of rows update disjoint parts of param, m and v.
+        const pool =
+          rows.length > 1
+            ? this.parallel((rows.length + srcRows.length) * dim, this.min.simd, 'sparseAdamSegments')
+            : null;
+        const state = { p: this.ptr(param), m: this.ptr(m), v: this.ptr(v), dim };
+        const grads = { rows: ptrs[0], count: rows.length, src: this.ptr(src), segments: ptrs[1] };
+        this.run(
+          'sparseAdamSegments',
+          { ...state, ...grads, srcRows: ptrs[2], scales: ptrs[3], ...adamArgs(hyper) },
+          pool,
+        );
       },
     });
   }

@@ -49,6 +49,82 @@ function kernel<L extends Layout>(mb: ModuleBuilder, layout: L, a: string | Body
   });
 }
 
+/** The extra parameters of a GEMM with the linear + PReLU epilogue: per-column bias and slope, the pre-activation output. */
+interface GemmEpilogue {
+  bias: Local;
+  slope: Local;
+  pre: Local;
+}
+
+/** Pushes `v > 0 ? v : s·v` for a local vector `v`, `slope()` pushing the slopes: the select of the prelu kernel. */
+function preluOf(f: FunctionBuilder, v: Local, slope: () => void): void {
+  f.get(v);
+  slope();
+  f.get(v).f32x4Mul();
+  f.get(v).f32(0).f32x4Splat().f32x4Gt().v128Bitselect();
+}
+
+/**
+ * Epilogue of a full TILE_M × TILE_N tile in `acc` whose out address is in `o`: adds the bias of
+ * columns j.. j+8, stores the sum to `pre` and its PReLU to `out` (the same rounding as a separate
+ * bias add and prelu pass, with no second trip through memory).
+ */
+function epilogueTile(
+  f: FunctionBuilder,
+  epi: GemmEpilogue,
+  acc: Local[],
+  o: Local,
+  out: Local,
+  j: Local,
+  n: Local,
+): void {
+  const bv = [f.local('v128'), f.local('v128')];
+  const sv = [f.local('v128'), f.local('v128')];
+  const t = f.local('v128');
+  const po = f.local('i32');
+  for (let h = 0; h < 2; h++) {
+    f.elemAt(epi.bias, j)
+      .v128Load(16 * h)
+      .set(bv[h]);
+    f.elemAt(epi.slope, j)
+      .v128Load(16 * h)
+      .set(sv[h]);
+  }
+  f.get(epi.pre).get(o).i32Add().get(out).i32Sub().set(po);
+  for (let q = 0; q < TILE_M; q++) {
+    for (let h = 0; h < 2; h++) {
+      f.get(acc[2 * q + h])
+        .get(bv[h])
+        .f32x4Add()
+        .set(t);
+      f.get(po)
+        .get(t)
+        .v128Store(16 * h);
+      f.get(o);
+      preluOf(f, t, () => f.get(sv[h]));
+      f.v128Store(16 * h);
+    }
+    if (q < TILE_M - 1) {
+      f.get(o).get(n).i32(2).i32Shl().i32Add().set(o);
+      f.get(po).get(n).i32(2).i32Shl().i32Add().set(po);
+    }
+  }
+}
+
+/**
+ * Epilogue of one element of an edge tile, with its out address in `o` and on the stack below
+ * its spilled sum's address: column j + c gets its bias and PReLU, stored to `pre` and `out`.
+ */
+function epilogueElement(f: FunctionBuilder, epi: GemmEpilogue, o: Local, out: Local, j: Local, c: Local): void {
+  const t = f.local('v128');
+  const col = f.local('i32');
+  f.get(j).get(c).i32Add().i32(2).i32Shl().set(col);
+  f.v128Load32Splat().at(epi.bias, col).v128Load32Splat().f32x4Add().set(t);
+  f.get(epi.pre).get(o).i32Add().get(out).i32Sub().get(t).f32x4ExtractLane(0).f32Store();
+  preluOf(f, t, () => f.at(epi.slope, col).v128Load32Splat());
+  f.f32x4ExtractLane(0).f32Store();
+}
+
 /**
  * Emits a loop over `n` floats (n in a local) in byte offsets: `vec(off)` for each full
  * group of four, then `tail(off)` for the remaining ones.
@@ -528,8 +604,11 @@ export function buildKernelModule(shared = false, simd: SimdVariant = 'plain'): 
 
   // The 4×8 register-tiled micro-kernel over packed panels. B's panel (k×8) stays in L1
   // while the A panels stream past it; each k step loads two B vectors and splats four
-  // A values, for 8 multiplies and 8 adds on 8 accumulators.
-  const gemmPacked = kernel(mb, 'gemmPacked', (f, { aPack, bPack, out, m, n, k, tmp }) => {
+  // A values, for 8 multiplies and 8 adds on 8 accumulators. With an epilogue (linearPrelu)
+  // each finished tile gets its bias added and PReLU applied while still in registers, and
+  // is stored twice: the pre-activation to `pre`, the activation to `out`.
+  const gemmTiles = (f: FunctionBuilder, params: KernelParams<'gemmPacked'>, epi: GemmEpilogue | null): void => {
+    const { aPack, bPack, out, m, n, k, tmp } = params;
     const i = f.local('i32');
     const j = f.local('i32');
     const p = f.local('i32');
@@ -594,15 +673,17 @@ export function buildKernelModule(shared = false, simd: SimdVariant = 'plain'): 
           .ifElse(
             () => {
               f.get(out).get(i).get(n).i32Mul().get(j).i32Add().i32(2).i32Shl().i32Add().set(o);
-              for (let q = 0; q < TILE_M; q++) {
-                f.get(o)
-                  .get(acc[2 * q])
-                  .v128Store(0);
-                f.get(o)
-                  .get(acc[2 * q + 1])
-                  .v128Store(16);
-                if (q < TILE_M - 1) f.get(o).get(n).i32(2).i32Shl().i32Add().set(o);
-              }
+              if (epi) epilogueTile(f, epi, acc, o, out, j, n);
+              else
+                for (let q = 0; q < TILE_M; q++) {
+                  f.get(o)
+                    .get(acc[2 * q])
+                    .v128Store(0);
+                  f.get(o)
+                    .get(acc[2 * q + 1])
+                    .v128Store(16);
+                  if (q < TILE_M - 1) f.get(o).get(n).i32(2).i32Shl().i32Add().set(o);
+                }
             },
             () => {
               for (let q = 0; q < 2 * TILE_M; q++)
@@ -634,8 +715,10 @@ export function buildKernelModule(shared = false, simd: SimdVariant = 'plain'): 
                     .i32(2)
                     .i32Shl()
                     .i32Add();
-                  f.get(tmp).get(r).i32(TILE_N).i32Mul().get(c).i32Add().i32(2).i32Shl().i32Add().f32Load();
-                  f.f32Store();
+                  if (epi) f.tee(o);
+                  f.get(tmp).get(r).i32(TILE_N).i32Mul().get(c).i32Add().i32(2).i32Shl().i32Add();
+                  if (epi) epilogueElement(f, epi, o, out, j, c);
+                  else f.f32Load().f32Store();
                 });
               });
             },
@@ -648,7 +731,9 @@ export function buildKernelModule(shared = false, simd: SimdVariant = 'plain'): 
         .i32Add()
         .set(bPanel);
     });
-  });
+  };
+  const gemmPacked = kernel(mb, 'gemmPacked', (f, params) => gemmTiles(f, params, null));
+  const gemmPrelu = kernel(mb, 'gemmPrelu', (f, params) => gemmTiles(f, params, params));
 
   // One row panel of a GEMM: pack `rows` rows of op(A) then multiply them by the packed B.
   // Row panels are independent and each output element keeps its summation order, so
@@ -657,6 +742,14 @@ export function buildKernelModule(shared = false, simd: SimdVariant = 'plain'): 
     f.get(aSrc).get(aPack).get(rows).i32(TILE_M).get(k).get(strideRow).get(strideK).call(pack);
     f.get(aPack).get(bPack).get(out).get(rows).get(n).get(k).get(tmp).call(gemmPacked);
   });
+  kernel(
+    mb,
+    'packGemmPrelu',
+    (f, { aSrc, strideRow, strideK, aPack, rows, k, bPack, out, n, tmp, bias, slope, pre }) => {
+      f.get(aSrc).get(aPack).get(rows).i32(TILE_M).get(k).get(strideRow).get(strideK).call(pack);
+      f.get(aPack).get(bPack).get(out).get(rows).get(n).get(k).get(tmp).get(bias).get(slope).get(pre).call(gemmPrelu);
+    },
+  );
 
   // Matrix–vector with contiguous rows: out[r] = x[r, :] · v.
   kernel(mb, 'dotRows', (f, { x, v, out, rows, len }) => {
@@ -911,6 +1004,65 @@ export function buildKernelModule(shared = false, simd: SimdVariant = 'plain'): 
       );
     });
   });
+  // preluBackward's pass that also sums the pre-activation gradient per channel (the bias gradient).
+  kernel(mb, 'linearPreluBackward', (f, { pre, slope, g, gp, gs, gb, rows, channels }) => {
+    const r = f.local('i32');
+    const base = f.local('i32');
+    const vx = f.local('v128');
+    const vg = f.local('v128');
+    const vd = f.local('v128');
+    const mask = f.local('v128');
+    const rowBytes = f.local('i32');
+    const px = f.local('i32');
+    const pg = f.local('i32');
+    const pgp = f.local('i32');
+    f.get(channels).i32(2).i32Shl().set(rowBytes);
+    f.get(gs).i32(0).get(rowBytes).memoryFill();
+    f.get(gb).i32(0).get(rowBytes).memoryFill();
+    // gp = pre > 0 ? g : s * g; gs[c] += pre > 0 ? 0 : pre * g; gb[c] += gp.
+    const body = (load: (b: Local, o: Local) => void, o: Local, store: () => void): void => {
+      load(px, o);
+      f.set(vx);
+      load(pg, o);
+      f.set(vg);
+      f.get(vx).f32(0).f32x4Splat().f32x4Gt().set(mask);
+      f.get(vg);
+      load(slope, o);
+      f.get(vg).f32x4Mul().get(mask).v128Bitselect().set(vd);
+      f.at(pgp, o).get(vd);
+      store();
+      f.at(gs, o);
+      load(gs, o);
+      f.get(vx).get(vg).f32x4Mul().get(mask).v128AndNot().f32x4Add();
+      store();
+      f.at(gb, o);
+      load(gb, o);
+      f.get(vd).f32x4Add();
+      store();
+    };
+    f.forUpTo(r, rows, 1, () => {
+      f.get(r).get(rowBytes).i32Mul().set(base);
+      f.get(pre).get(base).i32Add().set(px);
+      f.get(g).get(base).i32Add().set(pg);
+      f.get(gp).get(base).i32Add().set(pgp);
+      simdLoop(
+        f,
+        channels,
+        (o) =>
+          body(
+            (b, off) => f.at(b, off).v128Load(),
+            o,
+            () => f.v128Store(),
+          ),
+        (o) =>
+          body(
+            (b, off) => f.at(b, off).v128Load32Splat(),
+            o,
+            () => f.f32x4ExtractLane(0).f32Store(),
+          ),
+      );
+    });
+  });
   kernel(mb, 'preluBackward', (f, { x, slope, g, gx, gs, rows, channels }) => {
     const r = f.local('i32');
     const base = f.local('i32');
@@ -1006,7 +1158,10 @@ export function buildKernelModule(shared = false, simd: SimdVariant = 'plain'): 
   // of a sqrt and two f64 divisions per element.
   // Lanes are independent, so the result does not depend on how a call is cut into chunks.
   /** The hyper-parameters as splatted f32x4 locals, in layout order; the last (√c₂) becomes 1/√c₂. */
-  const adamConsts = (f: FunctionBuilder, p: KernelParams<'adam'> | KernelParams<'sparseAdam'>): Local[] => {
+  const adamConsts = (
+    f: FunctionBuilder,
+    p: KernelParams<'adam'> | KernelParams<'sparseAdam'> | KernelParams<'sparseAdamSegments'>,
+  ): Local[] => {
     const hyper = [p.beta1, p.oneMinusBeta1, p.beta2, p.oneMinusBeta2, p.eps, p.weightDecay, p.stepSize];
     const c = hyper.map((h) => {
       const l = f.local('v128');
@@ -1020,9 +1175,19 @@ export function buildKernelModule(shared = false, simd: SimdVariant = 'plain'): 
   /**
    * Emits the update of `bytes` bytes at p, g, m, v: whole vectors, then a two-float and a
    * one-float tail with narrow loads and lane stores, so no neighbouring element is touched
-   * (another thread may own it).
+   * (another thread may own it). With `grad`, the gradient is not loaded from g but pushed by
+   * `grad(load, off)` (which loads with `load`, the load of the vector width being emitted).
    */
-  const adamSpan = (f: FunctionBuilder, p: Local, g: Local, m: Local, v: Local, bytes: Local, c: Local[]): void => {
+  const adamSpan = (
+    f: FunctionBuilder,
+    p: Local,
+    g: Local,
+    m: Local,
+    v: Local,
+    bytes: Local,
+    c: Local[],
+    grad?: (load: () => void, off: Local) => void,
+  ): void => {
     const [b1, omb1, b2, omb2, eps, wd, stepSize, invSqrtC2] = c;
     const off = f.local('i32');
     const endVec = f.local('i32');
@@ -1039,8 +1204,11 @@ export function buildKernelModule(shared = false, simd: SimdVariant = 'plain'): 
         () => f.get(wd),
         () => f.get(pv),
         () => {
-          f.at(g, off);
-          load();
+          if (grad) grad(load, off);
+          else {
+            f.at(g, off);
+            load();
+          }
         },
       ).set(gv);
       f.at(m, off);
@@ -1130,6 +1298,55 @@ export function buildKernelModule(shared = false, simd: SimdVariant = 'plain'): 
       f.get(v).get(off).i32Add().set(vr);
       adamSpan(f, pr, gr, mr, vr, rowBytes, c);
       f.get(gr).get(rowBytes).i32Add().set(gr);
+    });
+  });
+
+  // sparseAdam whose gradient vector is summed in registers, term by term as segmentSumRows'
+  // axpyRow (the same multiply-add from zero), so the result is the same bits as the two kernels.
+  kernel(mb, 'sparseAdamSegments', (f, params) => {
+    const { p, m, v, dim, rows, count, src, segments, srcRows, scales } = params;
+    const c = adamConsts(f, params);
+    const [u, k, off, rowBytes, sp] = [f.local('i32'), f.local('i32'), f.local('i32'), f.local('i32'), f.local('i32')];
+    const [pr, mr, vr] = [f.local('i32'), f.local('i32'), f.local('i32')];
+    const acc = f.local('v128');
+    const wv = f.local('v128');
+    f.get(dim).i32(2).i32Shl().set(rowBytes);
+    const grad = (load: () => void, o: Local): void => {
+      f.f32(0).f32x4Splat().set(acc);
+      f.forRange(
+        k,
+        () => f.elemAt(segments, u).i32Load(),
+        () => f.elemAt(segments, u).i32Load(4),
+        1,
+        () => {
+          f.get(scales)
+            .select2(
+              'f32',
+              () => f.elemAt(scales, k).f32Load(),
+              () => f.f32(1),
+            )
+            .f32x4Splat()
+            .set(wv);
+          f.get(src).elemAt(srcRows, k).i32Load().get(rowBytes).i32Mul().i32Add().set(sp);
+          madd(
+            f,
+            () => f.get(wv),
+            () => {
+              f.at(sp, o);
+              load();
+            },
+            () => f.get(acc),
+          ).set(acc);
+        },
+      );
+      f.get(acc);
+    };
+    f.forUpTo(u, count, 1, () => {
+      f.elemAt(rows, u).i32Load().get(rowBytes).i32Mul().set(off);
+      f.get(p).get(off).i32Add().set(pr);
+      f.get(m).get(off).i32Add().set(mr);
+      f.get(v).get(off).i32Add().set(vr);
+      adamSpan(f, pr, pr, mr, vr, rowBytes, c, grad);
     });
   });
 

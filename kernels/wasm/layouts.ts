@@ -25,6 +25,12 @@ export interface ArgSpec {
   readonly count?: SplitUnit;
 }
 
+/**
+ * Most arguments a kernel may take: a threaded call passes each chunk's arguments in a row of this
+ * many (and `pool.ts` calls a kernel with exactly this many).
+ */
+export const MAX_KERNEL_ARGS = 20;
+
 /** What a threaded call is cut into. */
 export type SplitUnit = 'elems' | 'rows';
 
@@ -85,6 +91,23 @@ export const LAYOUTS = {
     n: i32,
     tmp: i32,
   },
+  // gemmPacked with the linear + PReLU epilogue (bias and slope per column, pre-activation out).
+  gemmPrelu: { aPack: i32, bPack: i32, out: i32, m: i32, n: i32, k: i32, tmp: i32, bias: i32, slope: i32, pre: i32 },
+  packGemmPrelu: {
+    aSrc: i32,
+    strideRow: i32,
+    strideK: i32,
+    aPack: i32,
+    rows: i32,
+    k: i32,
+    bPack: i32,
+    out: i32,
+    n: i32,
+    tmp: i32,
+    bias: i32,
+    slope: i32,
+    pre: i32,
+  },
   dotRows: { x: rows('len'), v: i32, out: rows(1), rows: count('rows'), len: i32 },
   axpyRows: { x: i32, coef: i32, out: i32, rows: i32, len: i32 },
   copyRuns: { src: i32, srcStride: i32, dst: i32, dstStride: i32, runBytes: i32, count: i32 },
@@ -111,6 +134,7 @@ export const LAYOUTS = {
   },
   scatterAddRows: { values: i32, dim: i32, rows: i32, count: i32, out: i32 },
   prelu: { x: rows('channels'), slope: i32, out: rows('channels'), rows: count('rows'), channels: i32 },
+  linearPreluBackward: { pre: i32, slope: i32, g: i32, gp: i32, gs: i32, gb: i32, rows: i32, channels: i32 },
   preluBackward: { x: i32, slope: i32, g: i32, gx: i32, gs: i32, rows: i32, channels: i32 },
   bce: { x: elems, y: elems, out: elems, n: count('elems') },
   bceBackward: { x: elems, y: elems, g: elems, out: elems, n: count('elems') },
@@ -120,6 +144,20 @@ export const LAYOUTS = {
   // Rows are distinct (the core coalesces sparse gradients), so chunks of rows update disjoint
   // parts of p, m and v, which the row ids index and which therefore stay put.
   sparseAdam: { p: i32, m: i32, v: i32, dim: i32, rows: rows(1), count: count('rows'), g: rows('dim'), ...ADAM },
+  // As sparseAdam; segments move with rows and stay absolute into srcRows and scales.
+  sparseAdamSegments: {
+    p: i32,
+    m: i32,
+    v: i32,
+    dim: i32,
+    rows: rows(1),
+    count: count('rows'),
+    src: i32,
+    segments: rows(1),
+    srcRows: i32,
+    scales: i32,
+    ...ADAM,
+  },
 } as const satisfies Record<string, Readonly<Record<string, ArgSpec>>>;
 
 /** A kernel layout's name. */
@@ -147,6 +185,8 @@ export function argSpecs(layout: Layout): readonly ArgSpec[] {
  */
 export function checkLayout(layout: Layout): void {
   const names = new Set(argNames(layout));
+  if (names.size > MAX_KERNEL_ARGS)
+    throw new Error(`wasm kernel layout '${layout}' has ${names.size} arguments, more than ${MAX_KERNEL_ARGS}`);
   for (const n of names) {
     if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(n))
       throw new Error(`wasm kernel layout '${layout}': bad argument name '${n}'`);

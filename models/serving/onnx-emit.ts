@@ -232,6 +232,12 @@ registerOnnxEmitter('matmul', (ctx) => {
   return ctx.node('MatMul', [left, right]);
 });
 registerOnnxEmitter('prelu', (ctx) => ctx.node('PRelu', ctx.inputs));
+// prelu(x·Wᵀ + b, slope): the three nodes of the unfused layer, which ONNX Runtime fuses itself.
+registerOnnxEmitter('linearPrelu', (ctx) => {
+  const [x, weight, bias, slope] = ctx.inputs;
+  const wt = ctx.node('Transpose', [weight], { perm: ints([1, 0]) });
+  return ctx.node('PRelu', [ctx.node('Add', [ctx.node('MatMul', [x, wt]), bias]), slope]);
+});
 registerOnnxEmitter('softmax', (ctx) => {
   const mask = attrRecord(ctx).mask;
   if (mask === null || mask === undefined) return ctx.node('Softmax', ctx.inputs, { axis: int(-1) });

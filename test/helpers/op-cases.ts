@@ -276,6 +276,33 @@ export const opCases: Record<string, fc.Arbitrary<OpCase>> = {
       label: `prelu [${rows}, ${channels}]`,
     })),
   ),
+  // Drawn cases whose pre-activation comes within 0.02 of PReLU's kink are dropped.
+  linearPrelu: fc.tuple(dimArb, dimArb, dimArb, fc.boolean()).chain(([rows, channels, k, batched]) =>
+    fc
+      .tuple(
+        valuesArb(rows * k * (batched ? 2 : 1)),
+        valuesArb(channels * k),
+        valuesArb(channels, -1, 1, 0.05),
+        valuesArb(channels, -0.5, 0.5),
+      )
+      .filter(([vx, vw, vb]) =>
+        Array.from({ length: vx.length / k }, (_, r) => r).every((r) =>
+          vb.every(
+            (b, c) => Math.abs(b + vw.slice(c * k, c * k + k).reduce((s, w, p) => s + w * vx[r * k + p], 0)) > 0.02,
+          ),
+        ),
+      )
+      .map(([vx, vw, vb, vs]) => ({
+        inputs: [
+          { values: vx, shape: batched ? [2, rows, k] : [rows, k] },
+          { values: vw, shape: [channels, k] },
+          { values: vb, shape: [channels] },
+          { values: vs, shape: [channels] },
+        ],
+        run: ([x, w, b, s]: Tensor[]) => ops.linearPrelu(x, w, b, s),
+        label: `linearPrelu x ${batched ? `[2, ${rows}, ${k}]` : `[${rows}, ${k}]`} weight [${channels}, ${k}]`,
+      })),
+  ),
   softmax: fc
     .tuple(fc.integer({ min: 1, max: 3 }), fc.integer({ min: 1, max: 5 }), fc.boolean())
     .chain(([rows, cols, masked]) =>
