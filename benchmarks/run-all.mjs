@@ -375,8 +375,8 @@ function main() {
   }
 
   // Key rows again, interleaved, so that load from other processes hits every framework alike.
-  const key = { esmm: [], eager: [], unfused: [], relaxed: [], plain: [], fusionOff: {}, torch: [], tfjs: [] };
-  for (const f of MEASURED_FUSIONS) key.fusionOff[f] = [];
+  const key = { esmm: [], eager: [], unfused: [], relaxed: [], plain: [], fusionFlipped: {}, torch: [], tfjs: [] };
+  for (const f of MEASURED_FUSIONS) key.fusionFlipped[f] = [];
   const keyPlan = args.quick ? { warmup: 2, repeats: 3, steps: 5 } : { warmup: 5, repeats: 5, steps: 20 };
   for (let round = 0; round < args.rounds; round++) {
     log(`key rows, round ${round + 1}/${args.rounds}`);
@@ -420,17 +420,17 @@ function main() {
       profileSteps: round === 0 ? 20 : 0,
     });
     if (!unfused.error) key.unfused.push(unfused);
-    // The captured step with one fusion switched off: that fusion's lever.
+    // The captured step with one fusion switched from its default: that fusion's lever.
     for (const f of MEASURED_FUSIONS) {
-      const off = esmmChild({
+      const flipped = esmmChild({
         backend: 'wasm',
         threads: 1,
         batch: 1024,
         lossSteps: 0,
         ...keyPlan,
-        fusions: { [f]: false },
+        fusions: { [f]: e.fusions?.[f] === false },
       });
-      if (!off.error) key.fusionOff[f].push(off);
+      if (!flipped.error) key.fusionFlipped[f].push(flipped);
     }
     key.torch.push(
       ...torchRun({ ...keyPlan, lossSteps: 1, profile: round === 0 ? 20 : 0, out: path.join(OUT, 'key-torch.json') }),
@@ -893,10 +893,11 @@ ${
     ? `
 ### Embedding-side fusions on vs off (captured step, wasm, 1 thread, batch 1024, same rounds)
 
-Each fusion of \`core/fusion.ts\` is on by default; its "off" rows run the same captured step with that
-one switched off (\`setFusions\`). \`segmentSumAdam\`: lazy Adam sums each embedding row's gradient
-contributions and updates the row in one kernel (\`sparseAdamSegments\`) instead of \`segmentSumRows\` into a
-[rows, dim] buffer and then \`sparseAdam\`; both give the same bits.
+The key rows run each fusion of \`core/fusion.ts\` at its default (\`FUSION_DEFAULTS\`); in each round another
+child runs the same captured step with that one fusion switched (\`setFusions\`). \`segmentSumAdam\`: lazy
+Adam sums each embedding row's gradient contributions and updates the row in one kernel
+(\`sparseAdamSegments\`) instead of \`segmentSumRows\` into a [rows, dim] buffer and then \`sparseAdam\`; both
+give the same bits.
 
 ${embeddingFusionTable(key)}
 `
@@ -991,7 +992,7 @@ ${baseSideBySide}
 /** The kernel fusions of core/fusion.ts that the key rounds measure off as well as on (their default). */
 const MEASURED_FUSIONS = ['segmentSumAdam'];
 
-/** Each measured fusion on (the key rows) vs off (the same captured step with only that fusion switched off). */
+/** Each measured fusion on vs off: the key rows run its default, the flipped rows the same captured step with only it switched. */
 function embeddingFusionTable(key) {
   const med = (rs, f) => median(rs.map(f));
   const rows = [
@@ -999,8 +1000,10 @@ function embeddingFusionTable(key) {
     '|---|---:|---:|---:|---:|---:|---:|---:|',
   ];
   for (const f of MEASURED_FUSIONS) {
-    const off = key.fusionOff?.[f] ?? [];
-    const on = key.esmm.filter((r) => r.fusions?.[f] !== false);
+    // The key rows run the default; the flipped rows the other setting.
+    const all = [...key.esmm, ...(key.fusionFlipped?.[f] ?? [])].filter((r) => r.fusions);
+    const off = all.filter((r) => r.fusions[f] === false);
+    const on = all.filter((r) => r.fusions[f] === true);
     if (!off.length || !on.length) continue;
     const [so, sn] = [med(off, (r) => r.samplesPerSec), med(on, (r) => r.samplesPerSec)];
     const [co, cn] = [med(off, (r) => r.cpuMsPerStep), med(on, (r) => r.cpuMsPerStep)];
