@@ -24,7 +24,17 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { compileStep, nn, optim, tidy, type StepMode, type Tensor } from '../core/index.js';
+import {
+  compileStep,
+  fusions,
+  nn,
+  optim,
+  setFusions,
+  tidy,
+  type Fusions,
+  type StepMode,
+  type Tensor,
+} from '../core/index.js';
 // Imported here, not on first use, so that the bundled benchmark carries the gpu backend.
 import '../kernels/gpu/index.js';
 import { getBackend, setBackend, type SimdVariant, type WasmSimd } from '../kernels/index.js';
@@ -74,6 +84,8 @@ export interface BenchConfig {
   profileSteps?: number;
   /** `captured` (default, as the Trainer): steps replay a recorded plan (`compileStep`); `eager`: every op runs. */
   stepMode?: StepMode;
+  /** Kernel fusions switched away from their defaults (`setFusions`), to measure each one on vs off. */
+  fusions?: Partial<Fusions>;
   /** Whether the towers' Linear → PReLU pairs run as one fused op (`linearPrelu`); default `nn.LINEAR_PRELU_FUSION_DEFAULT`. */
   fuse?: boolean;
 }
@@ -90,6 +102,8 @@ export interface BenchResult {
   framework: 'esmm-ts';
   workload: Workload;
   stepMode: StepMode;
+  /** The kernel fusions in effect. */
+  fusions: Fusions;
   /** Whether Linear → PReLU pairs ran fused (see {@link BenchConfig.fuse}). */
   fused: boolean;
   /** How the compiled step ran: replays, recordings, eager steps, and why it fell back if it did. */
@@ -315,6 +329,7 @@ export function runConfig(cfg: BenchConfig): BenchResult {
   const t0 = performance.now();
   const rssTrace: Record<string, number> = { start: rssMB() };
   setBackend(cfg.backend, { mode: cfg.mode, threads: cfg.threads, simd: cfg.simd });
+  if (cfg.fusions) setFusions(cfg.fusions);
   const be = getBackend();
   const simd = (be as { simd?: SimdVariant }).simd ?? null;
   if (simd) notes.push(`${simd} SIMD`);
@@ -443,6 +458,7 @@ export function runConfig(cfg: BenchConfig): BenchResult {
     framework: 'esmm-ts',
     workload,
     stepMode,
+    fusions: { ...fusions() },
     fused,
     capture: { ...compiled.stats, fallbackReason: compiled.fallbackReason },
     backend: be.name,

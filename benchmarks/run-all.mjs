@@ -375,7 +375,8 @@ function main() {
   }
 
   // Key rows again, interleaved, so that load from other processes hits every framework alike.
-  const key = { esmm: [], eager: [], unfused: [], relaxed: [], plain: [], torch: [], tfjs: [] };
+  const key = { esmm: [], eager: [], unfused: [], relaxed: [], plain: [], fusionOff: {}, torch: [], tfjs: [] };
+  for (const f of MEASURED_FUSIONS) key.fusionOff[f] = [];
   const keyPlan = args.quick ? { warmup: 2, repeats: 3, steps: 5 } : { warmup: 5, repeats: 5, steps: 20 };
   for (let round = 0; round < args.rounds; round++) {
     log(`key rows, round ${round + 1}/${args.rounds}`);
@@ -419,6 +420,18 @@ function main() {
       profileSteps: round === 0 ? 20 : 0,
     });
     if (!unfused.error) key.unfused.push(unfused);
+    // The captured step with one fusion switched off: that fusion's lever.
+    for (const f of MEASURED_FUSIONS) {
+      const off = esmmChild({
+        backend: 'wasm',
+        threads: 1,
+        batch: 1024,
+        lossSteps: 0,
+        ...keyPlan,
+        fusions: { [f]: false },
+      });
+      if (!off.error) key.fusionOff[f].push(off);
+    }
     key.torch.push(
       ...torchRun({ ...keyPlan, lossSteps: 1, profile: round === 0 ? 20 : 0, out: path.join(OUT, 'key-torch.json') }),
     );
@@ -435,7 +448,9 @@ function main() {
       log(`base model ${workload}, round ${round + 1}/${Math.max(1, args.rounds)}`);
       const lossSteps = round === 0 ? 20 : 0;
       for (const threads of [1, 2]) {
-        const e = esmmChild({ workload, backend: 'wasm', threads, batch: 1024, lossSteps, ...keyPlan });
+        // The first one-thread round is profiled on both sides too (after its timed steps).
+        const profileSteps = round === 0 && threads === 1 ? 20 : 0;
+        const e = esmmChild({ workload, backend: 'wasm', threads, batch: 1024, lossSteps, ...keyPlan, profileSteps });
         bases.push(e.error ? { framework: 'esmm-ts', workload, threads, error: e.error } : e);
         if (threads === 1) {
           const eager = esmmChild({
@@ -446,6 +461,7 @@ function main() {
             lossSteps: 0,
             ...keyPlan,
             stepMode: 'eager',
+            profileSteps,
           });
           if (!eager.error) bases.push(eager);
         }
@@ -453,6 +469,7 @@ function main() {
           workload,
           threads,
           ...keyPlan,
+          profile: profileSteps,
           lossSteps: Math.max(1, lossSteps),
           out: path.join(OUT, `base-torch-${workload}.json`),
         });
@@ -778,6 +795,10 @@ function buildReport({ args, started, peers, peerRows, esmm, key, scaling, bases
 
   const base = baseModels(bases);
   const baseGoalRows = base.goalRows;
+  const baseSideBySide = args.workloads
+    .filter((w) => w !== 'mlp')
+    .map((w) => baseStepByStep(w, bases))
+    .join('\n\n');
   const torchProfile = key.torch.find((k) => k.profile)?.profile;
   const sideBySide = profileSideBySide(profile, torchProfile);
 
@@ -867,7 +888,20 @@ three ops, and in the backward preluBackward and a reduceSum for the bias. Same 
 values bit for bit; the run above alternates the two in each round.
 
 ${fusion}
+${
+  embeddingFusionTable(key)
+    ? `
+### Embedding-side fusions on vs off (captured step, wasm, 1 thread, batch 1024, same rounds)
 
+Each fusion of \`core/fusion.ts\` is on by default; its "off" rows run the same captured step with that
+one switched off (\`setFusions\`). \`segmentSumAdam\`: lazy Adam sums each embedding row's gradient
+contributions and updates the row in one kernel (\`sparseAdamSegments\`) instead of \`segmentSumRows\` into a
+[rows, dim] buffer and then \`sparseAdam\`; both give the same bits.
+
+${embeddingFusionTable(key)}
+`
+    : ''
+}
 ## Loss agreement (same initial weights, same batches)
 
 esmm-ts updates embedding rows lazily, like PyTorch's SparseAdam, so its reference is the PyTorch
@@ -921,11 +955,14 @@ ${sideBySide}
 ## Base models: DIN and DeepFM (batch 1024)
 
 Both towers DIN (attention over bag b0 against field f0, activation unit 72 → 80 → PReLU → 40 → PReLU → 1,
-unnormalised scores as in the paper) or DeepFM (first-order tables per field, FM term, the same MLP) on the
+unnormalised scores as in the paper; esmm-ts computes the unit's first layer as W_e+W_d on e, W_p on e ⊙ q per
+position and W_q−W_d on q once per row, the same function, while PyTorch builds the 72-wide input) or DeepFM (first-order tables per field, FM term, the same MLP) on the
 reference workload's fields; PyTorch peer \`torch_esmm.py --workload din|deepfm\` with SparseAdam for every
 table (DeepFM's first-order ones too); initial weights from \`make-init.mjs\`. Medians of ${Math.max(1, args.rounds)} interleaved round(s).
 
 ${base.table}
+
+${baseSideBySide}
 `;
   return {
     md,
@@ -951,6 +988,29 @@ ${base.table}
 }
 
 /** Eager vs captured per workload: samples/s and CPU ms per step (medians), and the time outside kernels. */
+/** The kernel fusions of core/fusion.ts that the key rounds measure off as well as on (their default). */
+const MEASURED_FUSIONS = ['segmentSumAdam'];
+
+/** Each measured fusion on (the key rows) vs off (the same captured step with only that fusion switched off). */
+function embeddingFusionTable(key) {
+  const med = (rs, f) => median(rs.map(f));
+  const rows = [
+    '| fusion | off samples/s | on samples/s | on / off | off CPU ms/step | on CPU ms/step | CPU off / on | runs |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|',
+  ];
+  for (const f of MEASURED_FUSIONS) {
+    const off = key.fusionOff?.[f] ?? [];
+    const on = key.esmm.filter((r) => r.fusions?.[f] !== false);
+    if (!off.length || !on.length) continue;
+    const [so, sn] = [med(off, (r) => r.samplesPerSec), med(on, (r) => r.samplesPerSec)];
+    const [co, cn] = [med(off, (r) => r.cpuMsPerStep), med(on, (r) => r.cpuMsPerStep)];
+    rows.push(
+      `| ${f} | ${fmtInt(so)} | ${fmtInt(sn)} | ${fmt(sn / so, 2)}× | ${fmt(co, 1)} | ${fmt(cn, 1)} | ${fmt(co / cn, 2)}× | ${off.length} + ${on.length} |`,
+    );
+  }
+  return rows.length > 2 ? rows.join('\n') : '';
+}
+
 function leverTable(key, bases, capturedProfile, eagerProfile) {
   const med = (rs, f) => median(rs.map(f));
   const rows = [
@@ -1041,10 +1101,10 @@ function simdTable(key) {
     'captured mlp step, in interleaved rounds. Node 20 runs relaxed SIMD only with',
     '`--experimental-wasm-relaxed-simd`; the bench starts the relaxed runs with it where Node accepts the flag.',
     '',
-    '| SIMD | samples/s | CPU ms/step | relaxed / plain (CPU) | runs |',
+    '| SIMD | samples/s | CPU ms/step | CPU plain / this | runs |',
     '|---|---:|---:|---:|---:|',
-    `| plain | ${fmtInt(sp)} | ${fmt(cp, 1)} |  | ${plain.length} |`,
-    `| relaxed | ${fmtInt(sr)} | ${fmt(cr, 1)} | ${fmt(cp / cr, 2)}× less CPU | ${relaxed.length} |`,
+    `| plain | ${fmtInt(sp)} | ${fmt(cp, 1)} | 1.00× | ${plain.length} |`,
+    `| relaxed | ${fmtInt(sr)} | ${fmt(cr, 1)} | ${fmt(cp / cr, 2)}× | ${relaxed.length} |`,
   ].join('\n');
 }
 
@@ -1089,6 +1149,32 @@ function baseModels(allBases) {
       `Failed: ${failed.map((f) => `${f.framework} ${f.workload} ${f.threads} thr: ${f.error}`).join('; ')}`,
     );
   return { table: workloads.length ? lines.join('\n') : '_not run (--workloads mlp)_', goalRows: goalRows.join('\n') };
+}
+
+/** The step-by-step section of one base model (its first one-thread round, profiled on both sides). */
+function baseStepByStep(workload, bases) {
+  const name = workload === 'din' ? 'DIN' : workload === 'deepfm' ? 'DeepFM' : workload;
+  const mine = bases.filter((r) => !r.error && r.framework === 'esmm-ts' && r.workload === workload && r.threads === 1);
+  const eager = mine.find((r) => r.stepMode === 'eager' && r.kernelProfile);
+  const captured = mine.find((r) => r.stepMode !== 'eager' && r.kernelProfile);
+  const torch = bases.find((r) => r.framework === 'pytorch' && r.workload === workload && r.threads === 1 && r.profile);
+  if (!eager && !torch) return `### ${name} step by step (1 thread, batch 1024)\n\n_not profiled_`;
+  const cpu = [
+    captured && `esmm-ts captured ${fmt(captured.cpuMsPerStep, 1)} ms`,
+    eager && `esmm-ts eager ${fmt(eager.cpuMsPerStep, 1)} ms`,
+    torch?.cpuMsPerStep !== undefined && `PyTorch ${fmt(torch.cpuMsPerStep, 1)} ms`,
+  ].filter(Boolean);
+  const replayed = captured
+    ? `The captured run's profiled steps (kernels only: a replay has no phases) took ${fmt(captured.kernelProfile.stepMs, 1)} ms, ` +
+      `${fmt(captured.kernelProfile.rows.find((r) => r.method === '(outside kernels)')?.msPerStep, 1)} ms of it outside kernels.`
+    : '';
+  return `### ${name} step by step (1 thread, batch 1024)
+
+As for the MLP above: phases and the ten most expensive operations of the eager esmm-ts step
+(backend methods timed) and of PyTorch's step (\`torch.profiler\` self CPU time), same run.
+CPU time per timed step (user + system, the steadier figure on a shared machine): ${cpu.join(', ') || '—'}. ${replayed}
+
+${profileSideBySide(eager?.kernelProfile, torch?.profile)}`;
 }
 
 /** Phases and the top operations of one esmm-ts step and one PyTorch step, side by side. */

@@ -23,7 +23,7 @@ export function runBackward(root: Tensor, seed: Tensor): void {
         // A leaf: accumulate into .grad (or .sparseGrad) as PyTorch does across backward calls.
         const sum = tensor.gradient ? addGradients(tensor.gradient, grad) : grad;
         tensor.gradient = sum;
-        markKept(sum);
+        markKept(sum, seed);
         noteLeaf(tensor);
         continue;
       }
@@ -49,9 +49,13 @@ export function runBackward(root: Tensor, seed: Tensor): void {
   });
 }
 
-function markKept(g: Gradient): void {
+/** Keep a leaf's gradient past the step's scope; a segment sum over the caller's own seed is summed now. */
+function markKept(g: Gradient, seed: Tensor): void {
   if (g instanceof Tensor) g.keepAlive = true;
-  else g.values.keepAlive = true;
+  else {
+    if (g.pendingSource === seed) g.values.keepAlive = true;
+    g.keep();
+  }
 }
 
 function checkGradShape(op: string, input: Tensor, g: Gradient): void {

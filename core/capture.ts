@@ -57,6 +57,7 @@ const WRITES: Record<keyof BackendKernels, { out: readonly number[]; whole: bool
   productBceBackward: { out: [4, 5], whole: true },
   adam: { out: [0, 2, 3], whole: false },
   sparseAdam: { out: [0, 1, 2], whole: false },
+  sparseAdamSegments: { out: [0, 1, 2], whole: false },
 };
 const KERNELS = Object.keys(WRITES) as (keyof BackendKernels)[];
 
@@ -496,7 +497,8 @@ export function noteLeaf(t: Tensor): void {
   if (!rec) return;
   rec.leaves.add(t);
   const g = t.gradient;
-  if (g) rec.gradients.add(g instanceof Tensor ? g : g.values);
+  if (g instanceof Tensor) rec.gradients.add(g);
+  else if (g) for (const t of g.held) rec.gradients.add(t);
 }
 
 /** Called by `Tensor.fromArray`: the values a recorded upload came from (before any dtype conversion). */
@@ -871,7 +873,7 @@ function finish(rec: Recording): boolean {
   for (const leaf of rec.leaves) {
     const g = leaf.gradient;
     if (g instanceof Tensor) grads.add(g);
-    else if (g instanceof RowSparseGrad) grads.add(g.values);
+    else if (g instanceof RowSparseGrad) for (const t of g.held) grads.add(t);
     leaf.gradient = null;
   }
   let persistent = false;

@@ -48,6 +48,7 @@ export {
 import './tensor-methods.js';
 export type { TensorLike, MatmulOptions, BagInput } from './ops/index.js';
 export type { SparseLive } from './sparse-grad.js';
+export { FUSION_DEFAULTS, fusions, setFusions, type Fusions } from './fusion.js';
 export { Rng } from './random.js';
 export * as init from './init.js';
 export * as nn from './nn/index.js';

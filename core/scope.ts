@@ -79,7 +79,7 @@ export function tidy<T extends TidyResult>(fn: () => T): T {
 
 function collectTensors(value: unknown, into: Set<Tensor>): void {
   if (value instanceof Tensor) into.add(value);
-  else if (value instanceof RowSparseGrad) into.add(value.values);
+  else if (value instanceof RowSparseGrad) for (const t of value.held) into.add(t);
   else if (Array.isArray(value)) for (const v of value) collectTensors(v, into);
   else if (value && typeof value === 'object') for (const v of Object.values(value)) collectTensors(v, into);
 }

@@ -7,43 +7,150 @@
  * captured step it runs again on every replay, reading and writing the gradient's {@link SparseLive}.
  */
 import type { Storage } from '../kernels/index.js';
-import { dynamic, dynamicBuffer } from './capture.js';
+import { dynamic, dynamicBuffer, type DynamicBuffer } from './capture.js';
 import { groupIndices } from './radix-sort.js';
 import { Tensor } from './tensor.js';
+
+/**
+ * The terms of gradient rows not yet summed: row u is the sum over c in [segments[u], segments[u+1])
+ * of scales[c] times row srcRows[c] of a dense source (scales null: all ones), as
+ * `Backend.segmentSumRows` takes them.
+ */
+export interface SegmentTerms {
+  segments: Int32Array;
+  srcRows: Int32Array;
+  scales: Float32Array | null;
+}
 
 /** The current rows and values buffer of a sparse gradient; a captured step's replays refresh it. */
 export interface SparseLive {
   rows: Int32Array;
   values: Storage;
+  /** The terms of the rows' sum, for a gradient made by {@link RowSparseGrad.segmented}. */
+  terms?: SegmentTerms;
+}
+
+/** A gradient whose rows are still a segment sum over a dense tensor: that tensor and where the sum will go. */
+interface PendingSum {
+  src: Tensor;
+  buffer: DynamicBuffer;
 }
 
 /**
  * A gradient that touches only some rows of a 2-D parameter, as produced by
  * embedding lookups. `rows` are distinct and `values[i]` is the gradient of row `rows[i]`.
  * Like PyTorch's sparse gradients, it never materialises the untouched rows.
+ *
+ * A lookup's gradient may leave its rows as a pending segment sum ({@link RowSparseGrad.segmented}):
+ * lazy Adam then sums and updates each row in one kernel, and anything else that reads
+ * {@link RowSparseGrad.values} computes them first, so every reader sees the same numbers.
  */
 export class RowSparseGrad {
   /** Rows and values as dynamic work sees them (in a replay, the current batch's). */
   readonly live: SparseLive;
+  private summed: Tensor | null;
+  private pending: PendingSum | null = null;
+  /** The dense tensor a segment sum reads (kept after the sum ran) and whether this gradient keeps it alive. */
+  private source: Tensor | null = null;
+  private ownsSource = false;
 
   constructor(
     /** Row indices, host-side (they come from input ids); distinct once coalesced. */
     readonly rows: Int32Array,
     /** Gradient rows, shape [rows.length, dim]. */
-    readonly values: Tensor,
+    values: Tensor,
     /** Shape of the dense parameter, [numRows, dim]. */
     readonly denseShape: readonly number[],
     /** Whether `rows` are known distinct and ascending, so {@link coalesce} has nothing to do. */
     readonly coalesced = false,
     live?: SparseLive,
   ) {
+    this.summed = values;
     this.live = live ?? { rows, values: values.storage };
+  }
+
+  /**
+   * A coalesced gradient whose rows are a segment sum over `src` (a dense [*, dim] tensor):
+   * `fill`, dynamic work, sets the live rows and {@link SegmentTerms}; the sum itself runs only
+   * when something reads {@link RowSparseGrad.values}, or not at all when lazy Adam fuses it.
+   */
+  static segmented(
+    src: Tensor,
+    denseShape: readonly number[],
+    label: string,
+    fill: (live: SparseLive & { terms: SegmentTerms }) => void,
+  ): RowSparseGrad {
+    const live = {
+      rows: new Int32Array(0),
+      values: src.storage,
+      terms: { segments: new Int32Array(1), srcRows: new Int32Array(0), scales: null } as SegmentTerms,
+    };
+    dynamic(label, () => fill(live));
+    const g = new RowSparseGrad(live.rows, src, denseShape, true, live);
+    g.summed = null;
+    g.source = src;
+    g.pending = { src, buffer: dynamicBuffer() };
+    return g;
+  }
+
+  /** Gradient rows, shape [rows.length, dim] (computing a pending segment sum first). */
+  get values(): Tensor {
+    return this.summed ?? this.sum();
+  }
+
+  /** Compute a pending segment sum now (dynamic work), so that `live.values` holds the rows. */
+  materialize(): void {
+    if (!this.summed) this.sum();
+  }
+
+  /** The dense tensor a pending segment sum reads, or null once the rows are values (or never were a sum). */
+  get pendingSource(): Tensor | null {
+    return this.pending?.src ?? null;
+  }
+
+  /** Every tensor this gradient holds: its values once computed, and the source of its segment sum. */
+  get held(): Tensor[] {
+    return [this.summed, this.source].filter((t): t is Tensor => t !== null);
+  }
+
+  /** Keep what this gradient holds alive past the scope that made it (a leaf's accumulated gradient). */
+  keep(): void {
+    if (this.summed) this.summed.keepAlive = true;
+    if (this.source && !this.source.keepAlive) {
+      this.source.keepAlive = true;
+      this.ownsSource = true;
+    }
+  }
+
+  /** Free what this gradient holds (the source of its sum only where {@link RowSparseGrad.keep} kept it). */
+  dispose(): void {
+    this.summed?.dispose();
+    if (this.ownsSource) this.source?.dispose();
+  }
+
+  private sum(): Tensor {
+    const { src, buffer } = this.pending!;
+    const live = this.live;
+    const be = src.backend;
+    const dim = this.denseShape[1];
+    dynamic('segmentSumRows', () => {
+      const t = live.terms!;
+      const values = buffer.ensure(be, live.rows.length * dim, src.dtype);
+      be.segmentSumRows(src.storage, dim, t.segments, t.srcRows, t.scales, values);
+      live.values = values;
+    });
+    const values = new Tensor(live.values, [live.rows.length, dim], be);
+    values.keepAlive = this.ownsSource;
+    this.summed = values;
+    this.pending = null;
+    return values;
   }
 
   /** The equivalent dense gradient (allocates the whole parameter's size). */
   toDense(): Tensor {
-    const dense = Tensor.zeros(this.denseShape, { dtype: this.values.dtype, backend: this.values.backend });
-    const { live, values } = this;
+    const values = this.values;
+    const dense = Tensor.zeros(this.denseShape, { dtype: values.dtype, backend: values.backend });
+    const { live } = this;
     const dim = this.denseShape[1];
     dynamic('scatterAddRows', () => values.backend.scatterAddRows(live.values, dim, live.rows, dense.storage));
     return dense;
@@ -85,6 +192,8 @@ export function addGradients(a: Gradient, b: Gradient): Gradient {
 }
 
 function concatSparse(a: RowSparseGrad, b: RowSparseGrad): RowSparseGrad {
+  a.materialize();
+  b.materialize();
   const dim = a.denseShape[1];
   const be = a.values.backend;
   const dtype = a.values.dtype;

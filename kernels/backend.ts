@@ -260,6 +260,24 @@ export interface BackendKernels {
     gradRows: Storage,
     hyper: AdamHyper,
   ): void;
+  /**
+   * {@link BackendKernels.sparseAdam} whose gradient rows are a segment sum, as
+   * {@link BackendKernels.segmentSumRows} computes them (the gradient of rows[u] is the sum over
+   * c in [segments[u], segments[u+1]) of scales[c] * src[srcRows[c], :]), without storing them:
+   * equal, bit for bit, to segmentSumRows into a [rows.length, dim] buffer and then sparseAdam.
+   */
+  sparseAdamSegments(
+    param: Storage,
+    m: Storage,
+    v: Storage,
+    dim: number,
+    rows: Int32Array,
+    src: Storage,
+    segments: Int32Array,
+    srcRows: Int32Array,
+    scales: Float32Array | null,
+    hyper: AdamHyper,
+  ): void;
 }
 
 /**

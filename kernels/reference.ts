@@ -450,6 +450,23 @@ defineKernels(ReferenceBackend, {
     const vs = host(v);
     for (let i = 0; i < rows.length; i++) adamUpdate(p, g, ms, vs, rows[i] * dim, i * dim, dim, hyper);
   },
+  sparseAdamSegments(param, m, v, dim, rows, src, segments, srcRows, scales, hyper) {
+    const p = host(param);
+    const ss = host(src);
+    const ms = host(m);
+    const vs = host(v);
+    // One row of gradient at a time, summed in segmentSumRows' order and precision.
+    const g = newArray(dim, param.dtype);
+    for (let u = 0; u < rows.length; u++) {
+      g.fill(0);
+      for (let c = segments[u]; c < segments[u + 1]; c++) {
+        const w = scales ? scales[c] : 1;
+        const row = srcRows[c] * dim;
+        for (let d = 0; d < dim; d++) g[d] += w * ss[row + d];
+      }
+      adamUpdate(p, g, ms, vs, rows[u] * dim, 0, dim, hyper);
+    }
+  },
 });
 
 /** The factor a bag's weighted sum is multiplied by for a pooling mode. */

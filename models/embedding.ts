@@ -7,7 +7,19 @@
  * start embeddings near zero, so the towers first learn from biases and then from
  * ids); `std` overrides it.
  */
-import { derive, embeddingBag, gatherRows, init, markTraced, mul, nn, reshape, Rng, Tensor } from '../core/index.js';
+import {
+  activeTracer,
+  derive,
+  embeddingBag,
+  gatherRows,
+  init,
+  markTraced,
+  mul,
+  nn,
+  reshape,
+  Rng,
+  Tensor,
+} from '../core/index.js';
 import { getBackend, type Backend, type DType } from '../kernels/index.js';
 import {
   embeddingDimOf,
@@ -40,7 +52,7 @@ export interface SequenceEmbedding {
   mask: Tensor;
   /** Number of real behaviours of each row. */
   lengths: Int32Array;
-  /** Padded length; at least 1 so that an all-empty batch still has a valid shape. */
+  /** Padded length: the longest sequence rounded up by {@link paddedLength} (not while an exporter traces); at least 1, so that an all-empty batch still has a valid shape. */
   maxLen: number;
 }
 
@@ -153,11 +165,14 @@ export class SharedEmbedding extends nn.Module {
     if (data.kind !== 'bag') throw new Error(`SharedEmbedding: field '${fieldName}' is not a bag in the batch`);
     const n = batch.size;
     const weighted = field.weighted === true;
+    // An exporter reads the padded length as a dimension that follows the batch: pad to the longest there.
+    const round = activeTracer() === null;
     // Derived from the batch, so that a captured step pads each batch's sequences again.
     const { lengths, maxLen, ids, scale, mask } = derive(
       'sequence',
       [data.offsets, data.ids, data.values ?? null],
-      (offsets, bagIds, bagValues) => padSequences(offsets.length - 1, offsets, bagIds, weighted ? bagValues : null),
+      (offsets, bagIds, bagValues) =>
+        padSequences(offsets.length - 1, offsets, bagIds, weighted ? bagValues : null, round),
     );
     // An exporter's tracer learns what these host arrays are, so the padding can become graph ops.
     markTraced(ids, { field: field.name, part: 'sequenceIds' } satisfies SequenceTraceTag);
@@ -211,19 +226,33 @@ export class SharedEmbedding extends nn.Module {
   }
 }
 
+/**
+ * The length a batch's sequences are padded to: its longest sequence, rounded up above 16 to one of
+ * eight lengths per doubling (18, 20, …, 32, 36, 40, …, 64, 72, …), so less than 12.5% more positions.
+ * Batches of one source then share a few padded lengths, and a captured step keeps replaying its plan
+ * where the longest sequence moves by one or two (padding is masked: the values do not change).
+ */
+export function paddedLength(longest: number): number {
+  let step = 1;
+  while (longest > 16 * step) step *= 2;
+  return Math.ceil(longest / step) * step;
+}
+
 /** The padded ids, mask and per-position scale of one bag field's sequences (see {@link SharedEmbedding.sequence}). */
 function padSequences(
   n: number,
   offsets: Int32Array,
   bagIds: Int32Array,
   values: Float32Array | Float64Array | Int32Array | null,
+  round: boolean,
 ): { lengths: Int32Array; maxLen: number; ids: Int32Array; scale: Float64Array; mask: Float64Array } {
   const lengths = new Int32Array(n);
-  let maxLen = 1;
+  let longest = 1;
   for (let r = 0; r < n; r++) {
     lengths[r] = offsets[r + 1] - offsets[r];
-    maxLen = Math.max(maxLen, lengths[r]);
+    longest = Math.max(longest, lengths[r]);
   }
+  const maxLen = round ? paddedLength(longest) : longest;
   // Padding reads row 0 (always valid) and is then zeroed by the scale, so it carries no value and no gradient.
   const ids = new Int32Array(n * maxLen);
   const scale = new Float64Array(n * maxLen);

@@ -50,6 +50,48 @@ describe('captured step, every method', () => {
   }
 });
 
+describe('DIN under the captured step', () => {
+  /** The simulator's batches with the behaviour sequence of every row redrawn, the longest of each batch 33 to 36. */
+  const longSequences = batches.map((b, k): Batch => {
+    const n = b.size;
+    const offsets = new Int32Array(n + 1);
+    for (let r = 0; r < n; r++) offsets[r + 1] = offsets[r] + (r === k % n ? 33 + (k % 4) : (r * 7 + k) % 30);
+    const total = offsets[n];
+    const ids = Int32Array.from({ length: total }, (_, j) => 1 + ((j * 31 + k) % 150));
+    const values = Float32Array.from({ length: total }, (_, j) => 1 + (j % 3));
+    return { ...b, fields: { ...b.fields, '205_14': { kind: 'bag', ids, offsets, values } } };
+  });
+
+  it('replays one plan while the longest sequence varies within a padded length, bit-identical to eager', () => {
+    setBackend(new WasmBackend({ threads: 1 }));
+    const build = () => {
+      const model = createModel({
+        method: 'esmm',
+        base: 'din',
+        schema: sim.schema,
+        tower: { hidden: [8], attention: { hidden: [6, 4] } },
+        seed: 7,
+      });
+      return { model, opt: new optim.Adam(model.parameters(), { lr: 0.01 }) };
+    };
+    const eager = build();
+    const captured = build();
+    const step = compileStep((b: Batch) => trainStep(captured.model, captured.opt, b));
+    for (const b of longSequences) {
+      const want = trainStep(eager.model, eager.opt, b);
+      const got = step(b);
+      expect(got.item()).toBe(want.item());
+      want.dispose();
+      got.dispose();
+    }
+    const got = new Map(captured.model.namedParameters());
+    for (const [name, p] of eager.model.namedParameters()) expect(got.get(name)!.toArray(), name).toEqual(p.toArray());
+    // Every batch pads to 36: Adam's first step and two recordings, then replays only.
+    expect(step.stats).toMatchObject({ recordings: 3, rerecords: 0, replays: longSequences.length - 3 });
+    step.dispose();
+  });
+});
+
 describe('Trainer with the captured step', () => {
   it('refuses a batch with an id out of range after its plan has replayed, changing no parameter', async () => {
     setBackend(new WasmBackend({ threads: 1 }));

@@ -158,7 +158,8 @@ describe('DIN property', () => {
   it('scores each row the same alone as inside any batch, for any sequence lengths', () => {
     const { embedding, din } = build('softmax');
     const schema = tinySchema(3);
-    const histories = fc.array(fc.array(fc.integer({ min: 0, max: 4 }), { maxLength: 6 }), {
+    // Up to 40 behaviours: batches pad past the longest one above 16 (see paddedLength).
+    const histories = fc.array(fc.array(fc.integer({ min: 0, max: 4 }), { maxLength: 40 }), {
       minLength: 1,
       maxLength: 5,
     });

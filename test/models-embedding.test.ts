@@ -1,7 +1,7 @@
 /** SharedEmbedding: one table per table name, field-wise pooling, numeric pass-through and sequences. */
 import { describe, expect, it } from 'vitest';
 import { Rng, type Tensor } from '../core/index.js';
-import { SharedEmbedding, type Schema } from '../models/index.js';
+import { paddedLength, SharedEmbedding, type Schema } from '../models/index.js';
 import { tinyBatch, tinySchema } from './models-fixtures.js';
 import { getBackend } from '../kernels/index.js';
 
@@ -77,6 +77,15 @@ describe('SharedEmbedding', () => {
     const tagMean = [t[0], t[1], (0.5 * t[2] + 2 * t[4]) / 2.5, (0.5 * t[3] + 2 * t[5]) / 2.5, 0, 0];
     values(out.pooled.get('tags')!).forEach((v, i) => expect(v).toBeCloseTo(tagMean[i], DIGITS));
     expect(values(out.pooled.get('price')!)).toEqual([0.30000001192092896, -1.2000000476837158, 0.699999988079071]);
+  });
+
+  it('pads sequences to the longest, rounded up above 16 to eight lengths per doubling', () => {
+    const lengths = [1, 7, 16, 17, 18, 19, 32, 33, 35, 36, 37, 64, 65, 100, 1000];
+    expect(lengths.map(paddedLength)).toEqual([1, 7, 16, 18, 18, 20, 32, 36, 36, 36, 40, 64, 72, 104, 1024]);
+    for (let n = 1; n <= 3000; n++) {
+      expect(paddedLength(n)).toBeGreaterThanOrEqual(n);
+      expect(paddedLength(n)).toBeLessThan(n * 1.125);
+    }
   });
 
   it('exposes sequences as [batch, maxLen, dim] with a padding mask', () => {

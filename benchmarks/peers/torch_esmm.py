@@ -341,11 +341,14 @@ def run_child(variant, threads, batch, warmup, repeats, steps, loss_steps, vocab
     for _ in range(warmup):
         step()
     rates = []
+    # CPU time (user + system, every thread) as well as wall time: on a shared machine it is the steadier figure.
+    cpu0 = time.process_time()
     for _ in range(repeats):
         t0 = time.perf_counter()
         for _ in range(steps):
             step()
         rates.append(steps * batch / (time.perf_counter() - t0))
+    cpu_ms_per_step = (time.process_time() - cpu0) * 1000 / max(1, repeats * steps)
     while len(losses) < loss_steps:
         step()
 
@@ -385,6 +388,7 @@ def run_child(variant, threads, batch, warmup, repeats, steps, loss_steps, vocab
         "vocabPerField": vocab if scaled else manifest["vocab"],
         "samplesPerSec": statistics.median(rates),
         "samplesPerSecRepeats": rates,
+        "cpuMsPerStep": cpu_ms_per_step,
         "peakRssMB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "losses": losses,
         "warmupSteps": warmup,

@@ -6,8 +6,7 @@
  * contributions. No scatter or atomics are needed, so it maps onto every backend.
  */
 import { bagScale, type BagMode } from '../../kernels/index.js';
-import { dynamicBuffer, hostRef } from '../capture.js';
-import { sparseFrom } from '../sparse-grad.js';
+import { hostRef } from '../capture.js';
 import { apply, groupIndices, registerOp, RowSparseGrad, Tensor } from '../tensor.js';
 import { emptyLike, fmt } from './util.js';
 
@@ -71,10 +70,8 @@ function rowGradient(
   label: string,
   contributions: () => { ids: Int32Array; srcRow: Int32Array; scales: Float32Array | null },
 ): RowSparseGrad {
-  const dim = table.shape[1];
-  const be = table.backend;
-  const buffer = dynamicBuffer();
-  return sparseFrom(table, table.shape, true, label, (live) => {
+  // The rows stay a segment sum over g: lazy Adam can sum and update each row in one kernel.
+  return RowSparseGrad.segmented(g, table.shape, label, (live) => {
     const { ids, srcRow, scales } = contributions();
     const { unique, segments, order } = groupIndices(ids);
     const srcRows = new Int32Array(order.length);
@@ -83,10 +80,8 @@ function rowGradient(
       srcRows[i] = srcRow[order[i]];
       if (orderedScales && scales) orderedScales[i] = scales[order[i]];
     }
-    const values = buffer.ensure(be, unique.length * dim, table.dtype);
-    be.segmentSumRows(g.storage, dim, segments, srcRows, orderedScales, values);
     live.rows = unique;
-    live.values = values;
+    live.terms = { segments, srcRows, scales: orderedScales };
   });
 }
 

@@ -9,6 +9,7 @@
  */
 import type { AdamHyper } from '../../kernels/index.js';
 import { dynamic } from '../capture.js';
+import { fusions } from '../fusion.js';
 import { RowSparseGrad, Tensor } from '../tensor.js';
 import { currentGradient, Optimizer, sameShape, stateLike, type OptimizerState } from './optimizer.js';
 
@@ -85,16 +86,37 @@ export class Adam extends Optimizer {
     };
     if (g instanceof RowSparseGrad) {
       const live = g.live;
-      dynamic('sparseAdam', () => {
+      const dim = p.shape[1];
+      // PyTorch's SparseAdam divides by √v + ε, not by √v̂ + ε = √v/√(1−β₂ᵗ) + ε as dense Adam does;
+      // the kernels use the dense form, which equals SparseAdam's with ε scaled by 1/√(1−β₂ᵗ).
+      const sparseHyper = (): AdamHyper => {
         const h = hyper();
-        // PyTorch's SparseAdam divides by √v + ε, not by √v̂ + ε = √v/√(1−β₂ᵗ) + ε as dense Adam does;
-        // the kernels use the dense form, which equals SparseAdam's with ε scaled by 1/√(1−β₂ᵗ).
-        const sparseEps = this.eps / Math.sqrt(1 - Math.pow(this.beta2, h.step));
-        be.sparseAdam(p.storage, s.m.storage, s.v.storage, p.shape[1], live.rows, live.values, {
-          ...h,
-          eps: sparseEps,
+        return { ...h, eps: this.eps / Math.sqrt(1 - Math.pow(this.beta2, h.step)) };
+      };
+      const src = fusions().segmentSumAdam ? g.pendingSource : null;
+      if (src) {
+        // The rows are still a segment sum over src: sum and update each row in one kernel.
+        dynamic('sparseAdamSegments', () => {
+          const t = live.terms!;
+          be.sparseAdamSegments(
+            p.storage,
+            s.m.storage,
+            s.v.storage,
+            dim,
+            live.rows,
+            src.storage,
+            t.segments,
+            t.srcRows,
+            t.scales,
+            sparseHyper(),
+          );
         });
-      });
+        return;
+      }
+      g.materialize();
+      dynamic('sparseAdam', () =>
+        be.sparseAdam(p.storage, s.m.storage, s.v.storage, dim, live.rows, live.values, sparseHyper()),
+      );
     } else {
       dynamic('adam', () => be.adam(p.storage, g.storage, s.m.storage, s.v.storage, hyper()));
     }

@@ -18,7 +18,7 @@ export abstract class Optimizer {
     for (const p of this.params) {
       const g = p.gradient;
       if (g instanceof Tensor) g.dispose();
-      else if (g) g.values.dispose();
+      else if (g) g.dispose();
       p.grad = null;
     }
   }

@@ -230,7 +230,7 @@ function* sparseAdamOne(
   v: Storage,
   dim: number,
   inv: Float32Array,
-  gradRows: Storage,
+  gradRows: Storage | Temp,
   h: AdamHyper,
   phase: number | null,
 ): Plan {
@@ -342,6 +342,30 @@ const BLOCK_AWARE = {
   *sparseAdam(param, m, v, dim, rows, gradRows, h) {
     if (rows.length === 0 || dim === 0) return [];
     refuseBlocked('sparseAdam', [gradRows]);
+    return yield* sparseAdamRows(param, m, v, dim, rows, gradRows, h);
+  },
+  // The segment sum as a launch whose result the Adam launches read: no storage is written for it.
+  *sparseAdamSegments(param, m, v, dim, rows, src, segments, srcRows, scales, h) {
+    if (rows.length === 0 || dim === 0) return [];
+    refuseBlocked('sparseAdamSegments', [src]);
+    const args = segmentSumArgs(src, dim, segments, srcRows, scales);
+    const grad = yield launch('segmentSumRows', SOURCES.segmentSumRows, rows.length * dim, args.args, args.longest);
+    if (grad === null) return [];
+    return yield* sparseAdamRows(param, m, v, dim, rows, grad, h);
+  },
+} satisfies Partial<Plans>;
+
+/** Sparse Adam with its gradient rows in a storage or an earlier launch's result, on a plain or blocked table. */
+function* sparseAdamRows(
+  param: Storage,
+  m: Storage,
+  v: Storage,
+  dim: number,
+  rows: Int32Array,
+  gradRows: Storage | Temp,
+  h: AdamHyper,
+): Plan {
+  {
     const pb = chunksOf(param);
     const mb = chunksOf(m);
     const vb = chunksOf(v);
@@ -355,8 +379,26 @@ const BLOCK_AWARE = {
     return yield* perTouchedBlock(pc, dim, rows, (c, inv, phase) =>
       sparseAdamOne(pc[c], mc[c], vc[c], dim, inv, gradRows, h, phase),
     );
-  },
-} satisfies Partial<Plans>;
+  }
+}
+
+/** The segmentSumRows launch's arguments and its longest segment (its loop bound). */
+function segmentSumArgs(
+  src: Storage,
+  dim: number,
+  segments: Int32Array,
+  srcRows: Int32Array,
+  scales: Float32Array | null,
+): { args: PlanArg[]; longest: number } {
+  const segCount = Math.max(0, segments.length - 1);
+  let longest = 0;
+  for (let u = 0; u < segCount; u++) longest = Math.max(longest, segments[u + 1] - segments[u]);
+  const s = hostArray(scales ?? new Float32Array(srcRows.length).fill(1));
+  return {
+    args: [src, hostArray(segments.length > 0 ? segments : [0]), hostArray(srcRows), s, dim, segCount],
+    longest,
+  };
+}
 
 /** Kernels that run on one kernel's worth of elements; {@link PLANS} makes them refuse blocked storages by name. */
 const SINGLE_BLOCK = {
@@ -408,11 +450,7 @@ const SINGLE_BLOCK = {
     return run(out, 'matmul', SOURCES.matmul, args, k);
   },
   segmentSumRows(src, dim, segments, srcRows, scales, out) {
-    const segCount = Math.max(0, segments.length - 1);
-    let longest = 0;
-    for (let u = 0; u < segCount; u++) longest = Math.max(longest, segments[u + 1] - segments[u]);
-    const s = hostArray(scales ?? new Float32Array(srcRows.length).fill(1));
-    const args = [src, hostArray(segments.length > 0 ? segments : [0]), hostArray(srcRows), s, dim, segCount];
+    const { args, longest } = segmentSumArgs(src, dim, segments, srcRows, scales);
     return run(out, 'segmentSumRows', SOURCES.segmentSumRows, args, longest);
   },
   prelu(x, slope, channels, out) {

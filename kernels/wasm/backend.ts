@@ -7,8 +7,8 @@
  *   folds into a [rows, cols] view (same shape, bias rows, per-row and scalar operands),
  *   reduceSum over leading or trailing axes, gatherRows, embeddingBag, segmentSumRows,
  *   scatterAddRows, prelu and its backward, linearPrelu (the GEMM with a bias + PReLU epilogue)
- *   and its backward pass, the BCE kernels, adam and sparseAdam, copyBlock (vector moves per
- *   contiguous run, or memory.copy for long runs).
+ *   and its backward pass, the BCE kernels, adam, sparseAdam and sparseAdamSegments, copyBlock
+ *   (vector moves per contiguous run, or memory.copy for long runs).
  * - host loops over the arena's views (rarely hot, documented fallbacks): general
  *   broadcasts and reductions, permute, reduceMaxLast, softmaxLast (reference code);
  *   fill and copy (typed-array natives).
@@ -1000,6 +1000,25 @@ export class WasmBackend extends kernelBase() implements Backend, RangeAccess {
         const state = { p: this.ptr(param), m: this.ptr(m), v: this.ptr(v), dim };
         const grads = { rows: ptrs[0], count: rows.length, g: this.ptr(gradRows) };
         this.run('sparseAdam', { ...state, ...grads, ...adamArgs(hyper) }, pool);
+      },
+      sparseAdamSegments(param, m, v, dim, rows, src, segments, srcRows, scales, hyper) {
+        if (param.dtype === 'float64') {
+          const [p, mm, vv, ss] = [param, m, v, src].map((x) => this.host(x));
+          return this.ref.sparseAdamSegments(p, mm, vv, dim, rows, ss, segments, srcRows, scales, hyper);
+        }
+        const { ptrs } = this.upload([rows, segments, srcRows, scales]);
+        // As sparseAdam: distinct rows, so chunks of rows update disjoint parts of param, m and v.
+        const pool =
+          rows.length > 1
+            ? this.parallel((rows.length + srcRows.length) * dim, this.min.simd, 'sparseAdamSegments')
+            : null;
+        const state = { p: this.ptr(param), m: this.ptr(m), v: this.ptr(v), dim };
+        const grads = { rows: ptrs[0], count: rows.length, src: this.ptr(src), segments: ptrs[1] };
+        this.run(
+          'sparseAdamSegments',
+          { ...state, ...grads, srcRows: ptrs[2], scales: ptrs[3], ...adamArgs(hyper) },
+          pool,
+        );
       },
     });
   }

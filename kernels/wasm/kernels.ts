@@ -1158,7 +1158,10 @@ export function buildKernelModule(shared = false, simd: SimdVariant = 'plain'): 
   // of a sqrt and two f64 divisions per element.
   // Lanes are independent, so the result does not depend on how a call is cut into chunks.
   /** The hyper-parameters as splatted f32x4 locals, in layout order; the last (√c₂) becomes 1/√c₂. */
-  const adamConsts = (f: FunctionBuilder, p: KernelParams<'adam'> | KernelParams<'sparseAdam'>): Local[] => {
+  const adamConsts = (
+    f: FunctionBuilder,
+    p: KernelParams<'adam'> | KernelParams<'sparseAdam'> | KernelParams<'sparseAdamSegments'>,
+  ): Local[] => {
     const hyper = [p.beta1, p.oneMinusBeta1, p.beta2, p.oneMinusBeta2, p.eps, p.weightDecay, p.stepSize];
     const c = hyper.map((h) => {
       const l = f.local('v128');
@@ -1172,9 +1175,19 @@ export function buildKernelModule(shared = false, simd: SimdVariant = 'plain'): 
   /**
    * Emits the update of `bytes` bytes at p, g, m, v: whole vectors, then a two-float and a
    * one-float tail with narrow loads and lane stores, so no neighbouring element is touched
-   * (another thread may own it).
+   * (another thread may own it). With `grad`, the gradient is not loaded from g but pushed by
+   * `grad(load, off)` (which loads with `load`, the load of the vector width being emitted).
    */
-  const adamSpan = (f: FunctionBuilder, p: Local, g: Local, m: Local, v: Local, bytes: Local, c: Local[]): void => {
+  const adamSpan = (
+    f: FunctionBuilder,
+    p: Local,
+    g: Local,
+    m: Local,
+    v: Local,
+    bytes: Local,
+    c: Local[],
+    grad?: (load: () => void, off: Local) => void,
+  ): void => {
     const [b1, omb1, b2, omb2, eps, wd, stepSize, invSqrtC2] = c;
     const off = f.local('i32');
     const endVec = f.local('i32');
@@ -1191,8 +1204,11 @@ export function buildKernelModule(shared = false, simd: SimdVariant = 'plain'): 
         () => f.get(wd),
         () => f.get(pv),
         () => {
-          f.at(g, off);
-          load();
+          if (grad) grad(load, off);
+          else {
+            f.at(g, off);
+            load();
+          }
         },
       ).set(gv);
       f.at(m, off);
@@ -1282,6 +1298,55 @@ export function buildKernelModule(shared = false, simd: SimdVariant = 'plain'): 
       f.get(v).get(off).i32Add().set(vr);
       adamSpan(f, pr, gr, mr, vr, rowBytes, c);
       f.get(gr).get(rowBytes).i32Add().set(gr);
+    });
+  });
+
+  // sparseAdam whose gradient vector is summed in registers, term by term as segmentSumRows'
+  // axpyRow (the same multiply-add from zero), so the result is the same bits as the two kernels.
+  kernel(mb, 'sparseAdamSegments', (f, params) => {
+    const { p, m, v, dim, rows, count, src, segments, srcRows, scales } = params;
+    const c = adamConsts(f, params);
+    const [u, k, off, rowBytes, sp] = [f.local('i32'), f.local('i32'), f.local('i32'), f.local('i32'), f.local('i32')];
+    const [pr, mr, vr] = [f.local('i32'), f.local('i32'), f.local('i32')];
+    const acc = f.local('v128');
+    const wv = f.local('v128');
+    f.get(dim).i32(2).i32Shl().set(rowBytes);
+    const grad = (load: () => void, o: Local): void => {
+      f.f32(0).f32x4Splat().set(acc);
+      f.forRange(
+        k,
+        () => f.elemAt(segments, u).i32Load(),
+        () => f.elemAt(segments, u).i32Load(4),
+        1,
+        () => {
+          f.get(scales)
+            .select2(
+              'f32',
+              () => f.elemAt(scales, k).f32Load(),
+              () => f.f32(1),
+            )
+            .f32x4Splat()
+            .set(wv);
+          f.get(src).elemAt(srcRows, k).i32Load().get(rowBytes).i32Mul().i32Add().set(sp);
+          madd(
+            f,
+            () => f.get(wv),
+            () => {
+              f.at(sp, o);
+              load();
+            },
+            () => f.get(acc),
+          ).set(acc);
+        },
+      );
+      f.get(acc);
+    };
+    f.forUpTo(u, count, 1, () => {
+      f.elemAt(rows, u).i32Load().get(rowBytes).i32Mul().set(off);
+      f.get(p).get(off).i32Add().set(pr);
+      f.get(m).get(off).i32Add().set(mr);
+      f.get(v).get(off).i32Add().set(vr);
+      adamSpan(f, pr, pr, mr, vr, rowBytes, c, grad);
     });
   });
 

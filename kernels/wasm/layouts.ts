@@ -25,6 +25,12 @@ export interface ArgSpec {
   readonly count?: SplitUnit;
 }
 
+/**
+ * Most arguments a kernel may take: a threaded call passes each chunk's arguments in a row of this
+ * many (and `pool.ts` calls a kernel with exactly this many).
+ */
+export const MAX_KERNEL_ARGS = 20;
+
 /** What a threaded call is cut into. */
 export type SplitUnit = 'elems' | 'rows';
 
@@ -138,6 +144,20 @@ export const LAYOUTS = {
   // Rows are distinct (the core coalesces sparse gradients), so chunks of rows update disjoint
   // parts of p, m and v, which the row ids index and which therefore stay put.
   sparseAdam: { p: i32, m: i32, v: i32, dim: i32, rows: rows(1), count: count('rows'), g: rows('dim'), ...ADAM },
+  // As sparseAdam; segments move with rows and stay absolute into srcRows and scales.
+  sparseAdamSegments: {
+    p: i32,
+    m: i32,
+    v: i32,
+    dim: i32,
+    rows: rows(1),
+    count: count('rows'),
+    src: i32,
+    segments: rows(1),
+    srcRows: i32,
+    scales: i32,
+    ...ADAM,
+  },
 } as const satisfies Record<string, Readonly<Record<string, ArgSpec>>>;
 
 /** A kernel layout's name. */
@@ -165,6 +185,8 @@ export function argSpecs(layout: Layout): readonly ArgSpec[] {
  */
 export function checkLayout(layout: Layout): void {
   const names = new Set(argNames(layout));
+  if (names.size > MAX_KERNEL_ARGS)
+    throw new Error(`wasm kernel layout '${layout}' has ${names.size} arguments, more than ${MAX_KERNEL_ARGS}`);
   for (const n of names) {
     if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(n))
       throw new Error(`wasm kernel layout '${layout}': bad argument name '${n}'`);

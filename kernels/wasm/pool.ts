@@ -16,6 +16,7 @@
  * sits below any later growth, so the workers' views of it stay valid.
  */
 import { MATH_IMPORTS } from './kernels.js';
+import { MAX_KERNEL_ARGS } from './layouts.js';
 
 /** Int32 slots of the control block. */
 const SEQ = 0;
@@ -34,8 +35,8 @@ const ARGS_AT = 64;
 
 /** Most chunks one job may have. */
 export const MAX_CHUNKS = 64;
-/** Arguments per chunk row (every kernel takes at most this many). */
-export const MAX_ARGS = 16;
+/** Arguments per chunk row (every kernel takes at most this many; `checkLayouts` holds layouts to it). */
+export const MAX_ARGS = MAX_KERNEL_ARGS;
 /** Bytes of the control block. */
 export const CONTROL_BYTES = ARGS_AT + MAX_CHUNKS * MAX_ARGS * 8;
 /**
@@ -168,8 +169,7 @@ for (;;) {
     if (c >= n) break;
     try {
       const a = c * ${MAX_ARGS};
-      fns[Atomics.load(ctl, ${FN})](args[a], args[a + 1], args[a + 2], args[a + 3], args[a + 4], args[a + 5], args[a + 6],
-        args[a + 7], args[a + 8], args[a + 9], args[a + 10], args[a + 11], args[a + 12], args[a + 13], args[a + 14], args[a + 15]);
+      fns[Atomics.load(ctl, ${FN})](${Array.from({ length: MAX_ARGS }, (_, i) => `args[a + ${i}]`).join(', ')});
     } catch (e) {
       Atomics.store(ctl, ${ERROR}, 1);
     }
@@ -351,6 +351,10 @@ export class ThreadPool {
           args[a + 13],
           args[a + 14],
           args[a + 15],
+          args[a + 16],
+          args[a + 17],
+          args[a + 18],
+          args[a + 19],
         );
       } catch (e) {
         failure = e;

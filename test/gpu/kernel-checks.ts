@@ -647,6 +647,54 @@ export function kernelChecks(scale = 1): KernelCheck[] {
     );
   });
 
+  add('sparseAdamSegments (distinct rows, segment sums of a source)', (b) => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 80 }),
+        fc.integer({ min: 1, max: 9 }),
+        fc.integer({ min: 1, max: 40 }),
+        fc.boolean(),
+        hyperArb,
+        seed,
+        (rows, dim, srcCount, scaled, h, s) => {
+          const chosen = Int32Array.from([
+            ...new Set(Array.from(randomArray(Math.ceil(rows / 2), s, 0, rows), Math.floor)),
+          ]);
+          // Each chosen row sums 0..3 source rows (repeats allowed), as a lookup's gradient does.
+          const lengths = Array.from(randomArray(chosen.length, s + 4, 0, 4), Math.floor);
+          const segments = Int32Array.from([
+            0,
+            ...lengths.map((_, i) => lengths.slice(0, i + 1).reduce((a, c) => a + c, 0)),
+          ]);
+          const terms = segments[segments.length - 1];
+          const srcRows = Int32Array.from(randomArray(terms, s + 5, 0, srcCount), Math.floor);
+          const scales = scaled ? randomArray(terms, s + 6, -1.5, 1.5) : null;
+          const size2 = rows * dim;
+          compare(
+            b,
+            'sparseAdamSegments',
+            [
+              randomArray(size2, s),
+              randomArray(size2, s + 1, -0.1, 0.1),
+              randomArray(size2, s + 2, 0, 0.1),
+              randomArray(srcCount * dim, s + 3),
+            ],
+            [],
+            (bk, [ps, ms, vs, src]) => {
+              bk.sparseAdamSegments(ps, ms, vs, dim, chosen, src, segments, srcRows, scales, h);
+              bk.sparseAdamSegments(ps, ms, vs, dim, chosen, src, segments, srcRows, scales, {
+                ...h,
+                step: h.step + 1,
+              });
+            },
+            { atol: 1e-5, rtol: 1e-4 },
+          );
+        },
+      ),
+      runs(n(8)),
+    );
+  });
+
   return checks;
 }
 

@@ -1,0 +1,37 @@
+/**
+ * Switches for the kernel fusions the core uses, so that a benchmark or a test can compare each
+ * with the unfused kernels it replaces. A fused path gives the same numbers as the unfused one;
+ * a captured step keeps the choice it was recorded with.
+ */
+
+/** The fusions, each on (true) or off. */
+export interface Fusions {
+  /**
+   * Lazy Adam on an embedding table's row-sparse gradient sums each row's contributions and
+   * updates the row in one kernel (`sparseAdamSegments`), never writing the gradient rows.
+   * Off: `segmentSumRows` into a [rows, dim] buffer, then `sparseAdam`.
+   */
+  segmentSumAdam: boolean;
+}
+
+/** The defaults: every fusion on. */
+export const FUSION_DEFAULTS: Readonly<Fusions> = Object.freeze({ segmentSumAdam: true });
+
+const current: Fusions = { ...FUSION_DEFAULTS };
+
+/** The fusions in effect. */
+export function fusions(): Readonly<Fusions> {
+  return current;
+}
+
+/** Turn fusions on or off (others keep their setting); returns the previous settings. Unknown names throw. */
+export function setFusions(options: Partial<Fusions>): Fusions {
+  const previous = { ...current };
+  for (const [key, value] of Object.entries(options)) {
+    if (!(key in FUSION_DEFAULTS))
+      throw new Error(`setFusions: unknown fusion '${key}'; known: ${Object.keys(FUSION_DEFAULTS).join(', ')}`);
+    if (typeof value !== 'boolean') throw new Error(`setFusions: '${key}' must be true or false, got ${String(value)}`);
+    current[key as keyof Fusions] = value;
+  }
+  return previous;
+}
