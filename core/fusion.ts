@@ -12,10 +12,17 @@ export interface Fusions {
    * Off: `segmentSumRows` into a [rows, dim] buffer, then `sparseAdam`.
    */
   segmentSumAdam: boolean;
+  /**
+   * `nn.Sequential` runs a Linear (with a bias) followed by a PReLU as one `linearPrelu` op: a GEMM
+   * whose epilogue adds the bias and applies PReLU to each tile, and a backward that forms the
+   * pre-activation, bias and slope gradients in one pass. Off: matmul, add and prelu as three ops.
+   * Parameters and their names are the same either way.
+   */
+  linearPrelu: boolean;
 }
 
 /** The defaults: every fusion on. */
-export const FUSION_DEFAULTS: Readonly<Fusions> = Object.freeze({ segmentSumAdam: true });
+export const FUSION_DEFAULTS: Readonly<Fusions> = Object.freeze({ segmentSumAdam: true, linearPrelu: true });
 
 const current: Fusions = { ...FUSION_DEFAULTS };
 
