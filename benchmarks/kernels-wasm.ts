@@ -44,8 +44,11 @@ function random(n: number, seed: number): Float32Array {
   return out;
 }
 
-/** Median seconds per call after warm-up, running for about `budgetMs`. */
-function time(backend: Backend, c: Case, budgetMs: number): number {
+/**
+ * Median seconds per call after warm-up, running for about `budgetMs`; with `cpu`, the CPU time
+ * (user + system) of the whole loop per call instead, which a busy machine disturbs less.
+ */
+function time(backend: Backend, c: Case, budgetMs: number, cpu = false): number {
   const g: MatmulGeometry = {
     batch: 1,
     m: c.m,
@@ -64,12 +67,15 @@ function time(backend: Backend, c: Case, budgetMs: number): number {
   while (performance.now() < warmEnd);
   const samples: number[] = [];
   const end = performance.now() + budgetMs;
+  const cpu0 = process.cpuUsage();
   while (performance.now() < end || samples.length < 3) {
     const t0 = performance.now();
     backend.matmul(a, b, out, g);
     samples.push(performance.now() - t0);
   }
+  const used = process.cpuUsage(cpu0);
   for (const s of [a, b, out]) backend.free(s);
+  if (cpu) return (used.user + used.system) / 1e6 / samples.length;
   samples.sort((x, y) => x - y);
   return samples[samples.length >> 1] / 1000;
 }
@@ -140,7 +146,8 @@ async function main(): Promise<void> {
 
 /**
  * One thread, plain vs relaxed SIMD on the tower's shapes: rounds alternate the two variants
- * (so a neighbour's load hits both alike) and each cell is the median over the rounds.
+ * (so a neighbour's load hits both alike) and each cell is the median over the rounds, of wall
+ * time per call and, in the CPU columns, of CPU time per call (steadier on a shared machine).
  */
 function simdVariants(cases: Case[]): void {
   if (!relaxedSimdSupported()) {
@@ -150,18 +157,28 @@ function simdVariants(cases: Case[]): void {
   const plain = new WasmBackend({ threads: 1, simd: 'plain' });
   const relaxed = new WasmBackend({ threads: 1, simd: 'relaxed' });
   const rounds = 5;
-  const rows: string[][] = [['shape (1 thread)', 'plain GFLOP/s', 'relaxed GFLOP/s', 'relaxed/plain']];
+  const rows: string[][] = [
+    [
+      'shape (1 thread)',
+      'plain GFLOP/s',
+      'relaxed GFLOP/s',
+      'relaxed/plain',
+      'plain CPU GFLOP/s',
+      'relaxed CPU GFLOP/s',
+    ],
+  ];
   const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1];
   for (const c of cases) {
     const flops = 2 * c.m * c.n * c.k;
-    const tp: number[] = [];
-    const tr: number[] = [];
+    const [tp, tr, cp, cr]: number[][] = [[], [], [], []];
     for (let r = 0; r < rounds; r++) {
       tp.push(time(plain, c, 150));
       tr.push(time(relaxed, c, 150));
+      cp.push(time(plain, c, 150, true));
+      cr.push(time(relaxed, c, 150, true));
     }
-    const [p, x] = [median(tp), median(tr)];
-    rows.push([c.label, (flops / p / 1e9).toFixed(1), (flops / x / 1e9).toFixed(1), `${(p / x).toFixed(2)}x`]);
+    const gflops = (t: number[]): string => (flops / median(t) / 1e9).toFixed(1);
+    rows.push([c.label, gflops(tp), gflops(tr), `${(median(tp) / median(tr)).toFixed(2)}x`, gflops(cp), gflops(cr)]);
   }
   printTable(rows);
 }

@@ -222,10 +222,9 @@ export class DinTower extends BaseModel {
     const unit = this.units.get(pair.sequence)!;
     const [first, ...rest] = unit.layers;
     const hidden = activationUnitFirstLayer(first as nn.Linear, e, q);
-    const scores = reshape(
-      rest.reduce((h, layer) => layer.forward(h), reshape(hidden, [b * l, hidden.shape[2]])),
-      [b, l],
-    );
+    // The rest of the unit as a Sequential of its own, so that its Linear → PReLU pairs run fused.
+    const tail = new nn.Sequential(...rest);
+    const scores = reshape(tail.forward(reshape(hidden, [b * l, hidden.shape[2]])), [b, l]);
     return this.normalization === 'softmax' ? softmax(scores, seq.mask) : mul(scores, seq.mask);
   }
 
