@@ -375,8 +375,8 @@ function main() {
   }
 
   // Key rows again, interleaved, so that load from other processes hits every framework alike.
-  const key = { esmm: [], eager: [], relaxed: [], plain: [], fusionOff: {}, torch: [], tfjs: [] };
-  for (const f of MEASURED_FUSIONS) key.fusionOff[f] = [];
+  const key = { esmm: [], eager: [], relaxed: [], plain: [], fusionFlipped: {}, torch: [], tfjs: [] };
+  for (const f of MEASURED_FUSIONS) key.fusionFlipped[f] = [];
   const keyPlan = args.quick ? { warmup: 2, repeats: 3, steps: 5 } : { warmup: 5, repeats: 5, steps: 20 };
   for (let round = 0; round < args.rounds; round++) {
     log(`key rows, round ${round + 1}/${args.rounds}`);
@@ -409,18 +409,18 @@ function main() {
       profileSteps: round === 0 ? 20 : 0,
     });
     if (!eager.error) key.eager.push(eager);
-    // The captured step with one fusion switched off: that fusion's lever.
+    // The captured step with one fusion switched from its default: that fusion's lever.
     for (const f of MEASURED_FUSIONS) {
-      const off = esmmChild({
+      const flipped = esmmChild({
         backend: 'wasm',
         threads: 1,
         batch: 1024,
         lossSteps: 0,
         ...keyPlan,
-        fusions: { [f]: false },
+        fusions: { [f]: e.fusions?.[f] === false },
         profileSteps: round === 0 && f === 'linearPrelu' ? 20 : 0,
       });
-      if (!off.error) key.fusionOff[f].push(off);
+      if (!flipped.error) key.fusionFlipped[f].push(flipped);
     }
     key.torch.push(
       ...torchRun({ ...keyPlan, lossSteps: 1, profile: round === 0 ? 20 : 0, out: path.join(OUT, 'key-torch.json') }),
@@ -772,11 +772,7 @@ function buildReport({ args, started, peers, peerRows, esmm, key, scaling, bases
   const profile = (key.eager ?? []).find((k) => k.kernelProfile)?.kernelProfile;
   const capturedProfile = key.esmm.find((k) => k.kernelProfile)?.kernelProfile;
   const levers = leverTable(key, bases, capturedProfile, profile);
-  const fusion = fusionTable(
-    key,
-    capturedProfile,
-    (key.fusionOff?.linearPrelu ?? []).find((k) => k.kernelProfile)?.kernelProfile,
-  );
+  const fusion = fusionTable(key);
   const profileTable = profile
     ? [
         '| backend method | ms/step | calls/step |',
@@ -887,10 +883,11 @@ ${
     ? `
 ### Embedding-side fusions on vs off (captured step, wasm, 1 thread, batch 1024, same rounds)
 
-Each fusion of \`core/fusion.ts\` is on by default; its "off" rows run the same captured step with that
-one switched off (\`setFusions\`). \`segmentSumAdam\`: lazy Adam sums each embedding row's gradient
-contributions and updates the row in one kernel (\`sparseAdamSegments\`) instead of \`segmentSumRows\` into a
-[rows, dim] buffer and then \`sparseAdam\`; both give the same bits.
+The key rows run each fusion of \`core/fusion.ts\` at its default (\`FUSION_DEFAULTS\`); in each round another
+child runs the same captured step with that one fusion switched (\`setFusions\`). \`segmentSumAdam\`: lazy
+Adam sums each embedding row's gradient contributions and updates the row in one kernel
+(\`sparseAdamSegments\`) instead of \`segmentSumRows\` into a [rows, dim] buffer and then \`sparseAdam\`; both
+give the same bits.
 
 ${embeddingFusionTable(key)}
 `
@@ -986,7 +983,7 @@ const EMBEDDING_FUSIONS = ['segmentSumAdam'];
 /** The kernel fusions of core/fusion.ts that the key rounds measure off as well as on (their default). */
 const MEASURED_FUSIONS = [...EMBEDDING_FUSIONS, 'linearPrelu'];
 
-/** Each measured fusion on (the key rows) vs off (the same captured step with only that fusion switched off). */
+/** Each measured fusion on vs off: the key rows run its default, the flipped rows the same captured step with only it switched. */
 function embeddingFusionTable(key) {
   const med = (rs, f) => median(rs.map(f));
   const rows = [
@@ -994,8 +991,10 @@ function embeddingFusionTable(key) {
     '|---|---:|---:|---:|---:|---:|---:|---:|',
   ];
   for (const f of EMBEDDING_FUSIONS) {
-    const off = key.fusionOff?.[f] ?? [];
-    const on = key.esmm.filter((r) => r.fusions?.[f] !== false);
+    // The key rows run the default; the flipped rows the other setting.
+    const all = [...key.esmm, ...(key.fusionFlipped?.[f] ?? [])].filter((r) => r.fusions);
+    const off = all.filter((r) => r.fusions[f] === false);
+    const on = all.filter((r) => r.fusions[f] === true);
     if (!off.length || !on.length) continue;
     const [so, sn] = [med(off, (r) => r.samplesPerSec), med(on, (r) => r.samplesPerSec)];
     const [co, cn] = [med(off, (r) => r.cpuMsPerStep), med(on, (r) => r.cpuMsPerStep)];
@@ -1050,10 +1049,14 @@ function leverTable(key, bases, capturedProfile, eagerProfile) {
 }
 
 /** Fused vs unfused Linear → PReLU (mlp, captured): samples/s, CPU ms per step and the kernels the fusion replaces. */
-function fusionTable(key, fusedProfile, unfusedProfile) {
-  const fused = key.esmm.filter((r) => r.fusions?.linearPrelu !== false);
-  const unfused = key.fusionOff?.linearPrelu ?? [];
+function fusionTable(key) {
+  // The key rows run the default; the flipped rows the other setting.
+  const all = [...key.esmm, ...(key.fusionFlipped?.linearPrelu ?? [])].filter((r) => r.fusions);
+  const fused = all.filter((r) => r.fusions.linearPrelu === true);
+  const unfused = all.filter((r) => r.fusions.linearPrelu === false);
   if (!fused.length || !unfused.length) return '_not run_';
+  const fusedProfile = fused.find((r) => r.kernelProfile)?.kernelProfile;
+  const unfusedProfile = unfused.find((r) => r.kernelProfile)?.kernelProfile;
   const med = (rs, f) => median(rs.map(f));
   const [sf, su] = [med(fused, (r) => r.samplesPerSec), med(unfused, (r) => r.samplesPerSec)];
   const [cf, cu] = [med(fused, (r) => r.cpuMsPerStep), med(unfused, (r) => r.cpuMsPerStep)];
