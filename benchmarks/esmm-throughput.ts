@@ -27,7 +27,6 @@ import { fileURLToPath } from 'node:url';
 import {
   compileStep,
   fusions,
-  nn,
   optim,
   setFusions,
   tidy,
@@ -86,8 +85,6 @@ export interface BenchConfig {
   stepMode?: StepMode;
   /** Kernel fusions switched away from their defaults (`setFusions`), to measure each one on vs off. */
   fusions?: Partial<Fusions>;
-  /** Whether the towers' Linear → PReLU pairs run as one fused op (`linearPrelu`); default `nn.LINEAR_PRELU_FUSION_DEFAULT`. */
-  fuse?: boolean;
 }
 
 /** Time per step spent in one backend method (from {@link BenchConfig.profileSteps}). */
@@ -104,8 +101,6 @@ export interface BenchResult {
   stepMode: StepMode;
   /** The kernel fusions in effect. */
   fusions: Fusions;
-  /** Whether Linear → PReLU pairs ran fused (see {@link BenchConfig.fuse}). */
-  fused: boolean;
   /** How the compiled step ran: replays, recordings, eager steps, and why it fell back if it did. */
   capture: { replays: number; recordings: number; eager: number; fallbackReason: string | null };
   backend: string;
@@ -343,8 +338,6 @@ export function runConfig(cfg: BenchConfig): BenchResult {
   const attention = { hidden: m.attentionDims?.slice(1, -1), normalization: 'none', activation: 'prelu' } as const;
   const tower =
     workload === 'din' ? { hidden, activation: 'prelu' as const, attention } : { hidden, activation: 'prelu' as const };
-  const fused = cfg.fuse ?? nn.LINEAR_PRELU_FUSION_DEFAULT;
-  nn.setLinearPreluFusion(fused);
   const model = createModel({ method: 'esmm', base: workload, schema, tower, seed: 2018 });
   rssTrace.modelCreated = rssMB();
   if (fromFiles) {
@@ -459,7 +452,6 @@ export function runConfig(cfg: BenchConfig): BenchResult {
     workload,
     stepMode,
     fusions: { ...fusions() },
-    fused,
     capture: { ...compiled.stats, fallbackReason: compiled.fallbackReason },
     backend: be.name,
     mode: cfg.mode ?? null,

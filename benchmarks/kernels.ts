@@ -105,6 +105,34 @@ const CASES: Case[] = [
     },
   },
   {
+    name: 'linearPrelu 1024×360 · (200×360)ᵀ + bias, PReLU (fused Linear forward)',
+    flops: 2 * B * 200 * 360,
+    bytes: 0,
+    setup(b) {
+      const x = filled(b, B * 360, 1);
+      const w = filled(b, 200 * 360, 2);
+      const bias = filled(b, 200, 4);
+      const slope = filled(b, 200, 6, 0, 0.5);
+      const pre = b.alloc(B * 200, 'float32');
+      const out = b.alloc(B * 200, 'float32');
+      return () => b.linearPrelu(x, w, bias, slope, B, 200, 360, pre, out);
+    },
+  },
+  {
+    name: 'linearPrelu backward pass [1024, 200] (pre-activation, bias and slope gradients)',
+    flops: 0,
+    bytes: B * 200 * 12,
+    setup(b) {
+      const pre = filled(b, B * 200, 5);
+      const g = filled(b, B * 200, 8);
+      const slope = filled(b, 200, 6, 0, 0.5);
+      const gp = b.alloc(B * 200, 'float32');
+      const gs = b.alloc(200, 'float32');
+      const gb = b.alloc(200, 'float32');
+      return () => b.linearPreluBackward(pre, slope, g, 200, gp, gs, gb);
+    },
+  },
+  {
     name: 'sigmoid [1024, 200]',
     flops: 0,
     bytes: B * 200 * 8,

@@ -375,7 +375,7 @@ function main() {
   }
 
   // Key rows again, interleaved, so that load from other processes hits every framework alike.
-  const key = { esmm: [], eager: [], unfused: [], relaxed: [], plain: [], fusionFlipped: {}, torch: [], tfjs: [] };
+  const key = { esmm: [], eager: [], relaxed: [], plain: [], fusionFlipped: {}, torch: [], tfjs: [] };
   for (const f of MEASURED_FUSIONS) key.fusionFlipped[f] = [];
   const keyPlan = args.quick ? { warmup: 2, repeats: 3, steps: 5 } : { warmup: 5, repeats: 5, steps: 20 };
   for (let round = 0; round < args.rounds; round++) {
@@ -409,17 +409,6 @@ function main() {
       profileSteps: round === 0 ? 20 : 0,
     });
     if (!eager.error) key.eager.push(eager);
-    // The same captured step with Linear → PReLU run as three ops: the fused tower kernels' lever.
-    const unfused = esmmChild({
-      backend: 'wasm',
-      threads: 1,
-      batch: 1024,
-      lossSteps: 0,
-      ...keyPlan,
-      fuse: false,
-      profileSteps: round === 0 ? 20 : 0,
-    });
-    if (!unfused.error) key.unfused.push(unfused);
     // The captured step with one fusion switched from its default: that fusion's lever.
     for (const f of MEASURED_FUSIONS) {
       const flipped = esmmChild({
@@ -429,6 +418,7 @@ function main() {
         lossSteps: 0,
         ...keyPlan,
         fusions: { [f]: e.fusions?.[f] === false },
+        profileSteps: round === 0 && f === 'linearPrelu' ? 20 : 0,
       });
       if (!flipped.error) key.fusionFlipped[f].push(flipped);
     }
@@ -782,7 +772,7 @@ function buildReport({ args, started, peers, peerRows, esmm, key, scaling, bases
   const profile = (key.eager ?? []).find((k) => k.kernelProfile)?.kernelProfile;
   const capturedProfile = key.esmm.find((k) => k.kernelProfile)?.kernelProfile;
   const levers = leverTable(key, bases, capturedProfile, profile);
-  const fusion = fusionTable(key, capturedProfile, (key.unfused ?? []).find((k) => k.kernelProfile)?.kernelProfile);
+  const fusion = fusionTable(key);
   const profileTable = profile
     ? [
         '| backend method | ms/step | calls/step |',
@@ -883,7 +873,7 @@ ${levers}
 Fused (\`linearPrelu\`, the default): each Linear → PReLU pair of the towers is one GEMM whose epilogue
 adds the bias and applies PReLU to each output tile in registers, writing the pre-activation and the
 activation; its backward forms the pre-activation gradient, the bias and the slope gradients in one pass
-before Linear's two GEMMs. Unfused (\`nn.setLinearPreluFusion(false)\`): matmul, a bias add and prelu as
+before Linear's two GEMMs. Unfused (\`setFusions({ linearPrelu: false })\`): matmul, a bias add and prelu as
 three ops, and in the backward preluBackward and a reduceSum for the bias. Same parameters, same forward
 values bit for bit; the run above alternates the two in each round.
 
@@ -988,9 +978,10 @@ ${baseSideBySide}
   };
 }
 
-/** Eager vs captured per workload: samples/s and CPU ms per step (medians), and the time outside kernels. */
+/** The embedding-side fusions of core/fusion.ts, in their own table. */
+const EMBEDDING_FUSIONS = ['segmentSumAdam'];
 /** The kernel fusions of core/fusion.ts that the key rounds measure off as well as on (their default). */
-const MEASURED_FUSIONS = ['segmentSumAdam'];
+const MEASURED_FUSIONS = [...EMBEDDING_FUSIONS, 'linearPrelu'];
 
 /** Each measured fusion on vs off: the key rows run its default, the flipped rows the same captured step with only it switched. */
 function embeddingFusionTable(key) {
@@ -999,7 +990,7 @@ function embeddingFusionTable(key) {
     '| fusion | off samples/s | on samples/s | on / off | off CPU ms/step | on CPU ms/step | CPU off / on | runs |',
     '|---|---:|---:|---:|---:|---:|---:|---:|',
   ];
-  for (const f of MEASURED_FUSIONS) {
+  for (const f of EMBEDDING_FUSIONS) {
     // The key rows run the default; the flipped rows the other setting.
     const all = [...key.esmm, ...(key.fusionFlipped?.[f] ?? [])].filter((r) => r.fusions);
     const off = all.filter((r) => r.fusions[f] === false);
@@ -1014,6 +1005,7 @@ function embeddingFusionTable(key) {
   return rows.length > 2 ? rows.join('\n') : '';
 }
 
+/** Eager vs captured per workload: samples/s and CPU ms per step (medians), and the time outside kernels. */
 function leverTable(key, bases, capturedProfile, eagerProfile) {
   const med = (rs, f) => median(rs.map(f));
   const rows = [
@@ -1057,10 +1049,14 @@ function leverTable(key, bases, capturedProfile, eagerProfile) {
 }
 
 /** Fused vs unfused Linear → PReLU (mlp, captured): samples/s, CPU ms per step and the kernels the fusion replaces. */
-function fusionTable(key, fusedProfile, unfusedProfile) {
-  const fused = key.esmm.filter((r) => r.fused !== false);
-  const unfused = key.unfused ?? [];
+function fusionTable(key) {
+  // The key rows run the default; the flipped rows the other setting.
+  const all = [...key.esmm, ...(key.fusionFlipped?.linearPrelu ?? [])].filter((r) => r.fusions);
+  const fused = all.filter((r) => r.fusions.linearPrelu === true);
+  const unfused = all.filter((r) => r.fusions.linearPrelu === false);
   if (!fused.length || !unfused.length) return '_not run_';
+  const fusedProfile = fused.find((r) => r.kernelProfile)?.kernelProfile;
+  const unfusedProfile = unfused.find((r) => r.kernelProfile)?.kernelProfile;
   const med = (rs, f) => median(rs.map(f));
   const [sf, su] = [med(fused, (r) => r.samplesPerSec), med(unfused, (r) => r.samplesPerSec)];
   const [cf, cu] = [med(fused, (r) => r.cpuMsPerStep), med(unfused, (r) => r.cpuMsPerStep)];

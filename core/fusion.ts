@@ -15,10 +15,17 @@ export interface Fusions {
    * update leaves fewer rows' cache misses in flight than the plain Adam loop.
    */
   segmentSumAdam: boolean;
+  /**
+   * `nn.Sequential` runs a Linear (with a bias) followed by a PReLU as one `linearPrelu` op: a GEMM
+   * whose epilogue adds the bias and applies PReLU to each tile, and a backward that forms the
+   * pre-activation, bias and slope gradients in one pass. Off: matmul, add and prelu as three ops.
+   * Parameters and their names are the same either way.
+   */
+  linearPrelu: boolean;
 }
 
 /** The defaults: a fusion is on where it measured faster on the reference workload. */
-export const FUSION_DEFAULTS: Readonly<Fusions> = Object.freeze({ segmentSumAdam: false });
+export const FUSION_DEFAULTS: Readonly<Fusions> = Object.freeze({ segmentSumAdam: false, linearPrelu: true });
 
 const current: Fusions = { ...FUSION_DEFAULTS };
 

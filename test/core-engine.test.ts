@@ -6,6 +6,8 @@ import {
   apply,
   bceWithLogits,
   embeddingBag,
+  FUSION_DEFAULTS,
+  fusions,
   gradcheck,
   groupIndices,
   matmul,
@@ -18,6 +20,7 @@ import {
   registerOp,
   Rng,
   RowSparseGrad,
+  setFusions,
   sigmoid,
   sum,
   tensor,
@@ -399,7 +402,7 @@ describe('modules', () => {
 
   it('Sequential runs Linear → PReLU as linearPrelu unless fusion is off: same outputs and gradients', () => {
     const run = (fuse: boolean): { ops: string[]; out: number[]; grads: number[][] } => {
-      const previous = nn.setLinearPreluFusion(fuse);
+      const previous = setFusions({ linearPrelu: fuse });
       try {
         const model = nn.mlp(5, [7, 3], { outFeatures: 1, rng: new Rng(4) });
         const x = tensor(
@@ -413,10 +416,10 @@ describe('modules', () => {
         sum(y).backward();
         return { ops, out: [...y.toArray()], grads: model.parameters().map((p) => dense(p.gradient)) };
       } finally {
-        nn.setLinearPreluFusion(previous);
+        setFusions(previous);
       }
     };
-    expect(nn.linearPreluFusion()).toBe(nn.LINEAR_PRELU_FUSION_DEFAULT);
+    expect(fusions().linearPrelu).toBe(FUSION_DEFAULTS.linearPrelu);
     const fused = run(true);
     const plain = run(false);
     expect(fused.ops).toEqual(['linearPrelu', 'linearPrelu', 'matmul', 'add']);

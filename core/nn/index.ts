@@ -13,9 +13,6 @@ export {
   Embedding,
   EmbeddingBag,
   mlp,
-  setLinearPreluFusion,
-  linearPreluFusion,
-  LINEAR_PRELU_FUSION_DEFAULT,
   type LayerOptions,
   type MlpOptions,
 } from './layers.js';

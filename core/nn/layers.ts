@@ -3,6 +3,7 @@
  * PReLU, ReLU, Sigmoid, Dropout, Sequential and an MLP builder.
  */
 import type { BagMode, DType } from '../../kernels/index.js';
+import { fusions } from '../fusion.js';
 import { full, normal, uniform } from '../init.js';
 import { add, mul, relu, sigmoid } from '../ops/elementwise.js';
 import { linearPrelu, prelu } from '../ops/nn.js';
@@ -106,33 +107,15 @@ export class Dropout extends Layer {
   }
 }
 
-/** Whether {@link Sequential} runs a Linear → PReLU pair as one `linearPrelu` op unless told otherwise. */
-export const LINEAR_PRELU_FUSION_DEFAULT = true;
-let fuseLinearPrelu = LINEAR_PRELU_FUSION_DEFAULT;
-
-/**
- * Turns the Linear → PReLU fusion of {@link Sequential} on or off for every model (default
- * {@link LINEAR_PRELU_FUSION_DEFAULT}); returns the previous setting. Parameters, their names and
- * the values computed are the same either way: off runs matmul, bias add and prelu as three ops,
- * for comparing the two.
- */
-export function setLinearPreluFusion(on: boolean): boolean {
-  const previous = fuseLinearPrelu;
-  fuseLinearPrelu = on;
-  return previous;
-}
-
-/** The current setting of {@link setLinearPreluFusion}. */
-export function linearPreluFusion(): boolean {
-  return fuseLinearPrelu;
-}
-
 /** Whether `layer` is exactly a layer class (a subclass may override its forward). */
 function isExactly<T extends Layer>(layer: Layer, cls: new (...args: never[]) => T): layer is T {
   return layer.constructor === cls;
 }
 
-/** Layers applied in order; a Linear with a bias followed by a PReLU runs as one fused op (see {@link setLinearPreluFusion}). */
+/**
+ * Layers applied in order; a Linear with a bias followed by a PReLU runs as one fused op
+ * (`linearPrelu`, unless the `linearPrelu` fusion of `setFusions` is off).
+ */
 export class Sequential extends Layer {
   readonly layers: Layer[];
   constructor(...layers: Layer[]) {
@@ -147,7 +130,7 @@ export class Sequential extends Layer {
       const layer = layers[i];
       const next = layers[i + 1];
       if (
-        fuseLinearPrelu &&
+        fusions().linearPrelu &&
         next !== undefined &&
         isExactly(layer, Linear) &&
         layer.bias !== null &&
