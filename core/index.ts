@@ -47,7 +47,7 @@ export {
 } from './capture.js';
 import './tensor-methods.js';
 export type { TensorLike, MatmulOptions, BagInput } from './ops/index.js';
-export type { SparseLive } from './sparse-grad.js';
+export type { SegmentTerms, SparseLive } from './sparse-grad.js';
 export { FUSION_DEFAULTS, fusions, setFusions, type Fusions } from './fusion.js';
 export { Rng } from './random.js';
 export * as init from './init.js';
