@@ -145,6 +145,43 @@ function simdLoop(f: FunctionBuilder, n: Local, vec: (off: Local) => void, tail:
   );
 }
 
+/**
+ * Row by row over a [rows, channels] f32 matrix: `rowStart` sets the row's pointers from its byte
+ * offset, then `body` runs on vectors of four channels and on the tail one lane at a time (a splatted
+ * load and a lane-0 store, so the tail rounds like the vector body).
+ */
+function perRowChannels(
+  f: FunctionBuilder,
+  rows: Local,
+  channels: Local,
+  rowBytes: Local,
+  rowStart: (base: Local) => void,
+  body: (load: (b: Local, o: Local) => void, o: Local, store: () => void) => void,
+): void {
+  const r = f.local('i32');
+  const base = f.local('i32');
+  f.forUpTo(r, rows, 1, () => {
+    f.get(r).get(rowBytes).i32Mul().set(base);
+    rowStart(base);
+    simdLoop(
+      f,
+      channels,
+      (o) =>
+        body(
+          (b, off) => f.at(b, off).v128Load(),
+          o,
+          () => f.v128Store(),
+        ),
+      (o) =>
+        body(
+          (b, off) => f.at(b, off).v128Load32Splat(),
+          o,
+          () => f.f32x4ExtractLane(0).f32Store(),
+        ),
+    );
+  });
+}
+
 // Vector bodies of the SIMD unary ops: they pop one f32x4 and push the result.
 const unaryBodies: Record<(typeof SIMD_UNARY)[number], (f: FunctionBuilder, t: Local) => void> = {
   neg: (f) => f.f32x4Neg(),
@@ -1006,8 +1043,6 @@ export function buildKernelModule(shared = false, simd: SimdVariant = 'plain'): 
   });
   // preluBackward's pass that also sums the pre-activation gradient per channel (the bias gradient).
   kernel(mb, 'linearPreluBackward', (f, { pre, slope, g, gp, gs, gb, rows, channels }) => {
-    const r = f.local('i32');
-    const base = f.local('i32');
     const vx = f.local('v128');
     const vg = f.local('v128');
     const vd = f.local('v128');
@@ -1040,32 +1075,20 @@ export function buildKernelModule(shared = false, simd: SimdVariant = 'plain'): 
       f.get(vd).f32x4Add();
       store();
     };
-    f.forUpTo(r, rows, 1, () => {
-      f.get(r).get(rowBytes).i32Mul().set(base);
-      f.get(pre).get(base).i32Add().set(px);
-      f.get(g).get(base).i32Add().set(pg);
-      f.get(gp).get(base).i32Add().set(pgp);
-      simdLoop(
-        f,
-        channels,
-        (o) =>
-          body(
-            (b, off) => f.at(b, off).v128Load(),
-            o,
-            () => f.v128Store(),
-          ),
-        (o) =>
-          body(
-            (b, off) => f.at(b, off).v128Load32Splat(),
-            o,
-            () => f.f32x4ExtractLane(0).f32Store(),
-          ),
-      );
-    });
+    perRowChannels(
+      f,
+      rows,
+      channels,
+      rowBytes,
+      (base) => {
+        f.get(pre).get(base).i32Add().set(px);
+        f.get(g).get(base).i32Add().set(pg);
+        f.get(gp).get(base).i32Add().set(pgp);
+      },
+      body,
+    );
   });
   kernel(mb, 'preluBackward', (f, { x, slope, g, gx, gs, rows, channels }) => {
-    const r = f.local('i32');
-    const base = f.local('i32');
     const vx = f.local('v128');
     const vg = f.local('v128');
     const mask = f.local('v128');
@@ -1091,28 +1114,18 @@ export function buildKernelModule(shared = false, simd: SimdVariant = 'plain'): 
       f.get(vx).get(vg).f32x4Mul().get(mask).v128AndNot().f32x4Add();
       store();
     };
-    f.forUpTo(r, rows, 1, () => {
-      f.get(r).get(rowBytes).i32Mul().set(base);
-      f.get(x).get(base).i32Add().set(px);
-      f.get(g).get(base).i32Add().set(pg);
-      f.get(gx).get(base).i32Add().set(pgx);
-      simdLoop(
-        f,
-        channels,
-        (o) =>
-          body(
-            (b, off) => f.at(b, off).v128Load(),
-            o,
-            () => f.v128Store(),
-          ),
-        (o) =>
-          body(
-            (b, off) => f.at(b, off).v128Load32Splat(),
-            o,
-            () => f.f32x4ExtractLane(0).f32Store(),
-          ),
-      );
-    });
+    perRowChannels(
+      f,
+      rows,
+      channels,
+      rowBytes,
+      (base) => {
+        f.get(x).get(base).i32Add().set(px);
+        f.get(g).get(base).i32Add().set(pg);
+        f.get(gx).get(base).i32Add().set(pgx);
+      },
+      body,
+    );
   });
 
   // Elementwise f64 kernels over f32 storage: out[i] = fn(in0[i], in1[i], ...).
