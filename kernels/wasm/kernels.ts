@@ -182,6 +182,67 @@ function perRowChannels(
   });
 }
 
+/**
+ * PReLU's backward over [rows, channels]: gx = x > 0 ? g : s * g and gs[c] += x > 0 ? 0 : x * g;
+ * with `gb` (linearPrelu's pass) also gb[c] += gx, the bias gradient, in the same pass.
+ */
+function preluBackwardBody(
+  f: FunctionBuilder,
+  x: Local,
+  slope: Local,
+  g: Local,
+  gx: Local,
+  gs: Local,
+  gb: Local | null,
+  rows: Local,
+  channels: Local,
+): void {
+  const vx = f.local('v128');
+  const vg = f.local('v128');
+  const vd = f.local('v128');
+  const mask = f.local('v128');
+  const rowBytes = f.local('i32');
+  const px = f.local('i32');
+  const pg = f.local('i32');
+  const pgx = f.local('i32');
+  f.get(channels).i32(2).i32Shl().set(rowBytes);
+  f.get(gs).i32(0).get(rowBytes).memoryFill();
+  if (gb) f.get(gb).i32(0).get(rowBytes).memoryFill();
+  const body = (load: (b: Local, o: Local) => void, o: Local, store: () => void): void => {
+    load(px, o);
+    f.set(vx);
+    load(pg, o);
+    f.set(vg);
+    f.get(vx).f32(0).f32x4Splat().f32x4Gt().set(mask);
+    f.get(vg);
+    load(slope, o);
+    f.get(vg).f32x4Mul().get(mask).v128Bitselect().set(vd);
+    f.at(pgx, o).get(vd);
+    store();
+    f.at(gs, o);
+    load(gs, o);
+    f.get(vx).get(vg).f32x4Mul().get(mask).v128AndNot().f32x4Add();
+    store();
+    if (!gb) return;
+    f.at(gb, o);
+    load(gb, o);
+    f.get(vd).f32x4Add();
+    store();
+  };
+  perRowChannels(
+    f,
+    rows,
+    channels,
+    rowBytes,
+    (base) => {
+      f.get(x).get(base).i32Add().set(px);
+      f.get(g).get(base).i32Add().set(pg);
+      f.get(gx).get(base).i32Add().set(pgx);
+    },
+    body,
+  );
+}
+
 // Vector bodies of the SIMD unary ops: they pop one f32x4 and push the result.
 const unaryBodies: Record<(typeof SIMD_UNARY)[number], (f: FunctionBuilder, t: Local) => void> = {
   neg: (f) => f.f32x4Neg(),
@@ -1041,92 +1102,12 @@ export function buildKernelModule(shared = false, simd: SimdVariant = 'plain'): 
       );
     });
   });
-  // preluBackward's pass that also sums the pre-activation gradient per channel (the bias gradient).
-  kernel(mb, 'linearPreluBackward', (f, { pre, slope, g, gp, gs, gb, rows, channels }) => {
-    const vx = f.local('v128');
-    const vg = f.local('v128');
-    const vd = f.local('v128');
-    const mask = f.local('v128');
-    const rowBytes = f.local('i32');
-    const px = f.local('i32');
-    const pg = f.local('i32');
-    const pgp = f.local('i32');
-    f.get(channels).i32(2).i32Shl().set(rowBytes);
-    f.get(gs).i32(0).get(rowBytes).memoryFill();
-    f.get(gb).i32(0).get(rowBytes).memoryFill();
-    // gp = pre > 0 ? g : s * g; gs[c] += pre > 0 ? 0 : pre * g; gb[c] += gp.
-    const body = (load: (b: Local, o: Local) => void, o: Local, store: () => void): void => {
-      load(px, o);
-      f.set(vx);
-      load(pg, o);
-      f.set(vg);
-      f.get(vx).f32(0).f32x4Splat().f32x4Gt().set(mask);
-      f.get(vg);
-      load(slope, o);
-      f.get(vg).f32x4Mul().get(mask).v128Bitselect().set(vd);
-      f.at(pgp, o).get(vd);
-      store();
-      f.at(gs, o);
-      load(gs, o);
-      f.get(vx).get(vg).f32x4Mul().get(mask).v128AndNot().f32x4Add();
-      store();
-      f.at(gb, o);
-      load(gb, o);
-      f.get(vd).f32x4Add();
-      store();
-    };
-    perRowChannels(
-      f,
-      rows,
-      channels,
-      rowBytes,
-      (base) => {
-        f.get(pre).get(base).i32Add().set(px);
-        f.get(g).get(base).i32Add().set(pg);
-        f.get(gp).get(base).i32Add().set(pgp);
-      },
-      body,
-    );
-  });
-  kernel(mb, 'preluBackward', (f, { x, slope, g, gx, gs, rows, channels }) => {
-    const vx = f.local('v128');
-    const vg = f.local('v128');
-    const mask = f.local('v128');
-    const rowBytes = f.local('i32');
-    const px = f.local('i32');
-    const pg = f.local('i32');
-    const pgx = f.local('i32');
-    f.get(channels).i32(2).i32Shl().set(rowBytes);
-    f.get(gs).i32(0).get(rowBytes).memoryFill();
-    // gx = x > 0 ? g : s * g; gs[c] += x > 0 ? 0 : x * g.
-    const body = (load: (b: Local, o: Local) => void, o: Local, store: () => void): void => {
-      load(px, o);
-      f.set(vx);
-      load(pg, o);
-      f.set(vg);
-      f.get(vx).f32(0).f32x4Splat().f32x4Gt().set(mask);
-      f.at(pgx, o).get(vg);
-      load(slope, o);
-      f.get(vg).f32x4Mul().get(mask).v128Bitselect();
-      store();
-      f.at(gs, o);
-      load(gs, o);
-      f.get(vx).get(vg).f32x4Mul().get(mask).v128AndNot().f32x4Add();
-      store();
-    };
-    perRowChannels(
-      f,
-      rows,
-      channels,
-      rowBytes,
-      (base) => {
-        f.get(x).get(base).i32Add().set(px);
-        f.get(g).get(base).i32Add().set(pg);
-        f.get(gx).get(base).i32Add().set(pgx);
-      },
-      body,
-    );
-  });
+  kernel(mb, 'linearPreluBackward', (f, { pre, slope, g, gp, gs, gb, rows, channels }) =>
+    preluBackwardBody(f, pre, slope, g, gp, gs, gb, rows, channels),
+  );
+  kernel(mb, 'preluBackward', (f, { x, slope, g, gx, gs, rows, channels }) =>
+    preluBackwardBody(f, x, slope, g, gx, gs, null, rows, channels),
+  );
 
   // Elementwise f64 kernels over f32 storage: out[i] = fn(in0[i], in1[i], ...).
   // Every argument of the layout before `out` is an input.

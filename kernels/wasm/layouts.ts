@@ -57,6 +57,26 @@ const ADAM = {
   sqrtC2: f64,
 } as const;
 
+/** The GEMM over packed panels. */
+const GEMM_PACKED = { aPack: i32, bPack: i32, out: i32, m: i32, n: i32, k: i32, tmp: i32 } as const;
+
+/** Packing A's rows and the GEMM in one call (a threaded chunk's row panel). */
+const PACK_GEMM = {
+  aSrc: i32,
+  strideRow: i32,
+  strideK: i32,
+  aPack: i32,
+  rows: i32,
+  k: i32,
+  bPack: i32,
+  out: i32,
+  n: i32,
+  tmp: i32,
+} as const;
+
+/** What the linear + PReLU epilogue adds to a GEMM's arguments, after them. */
+const PRELU_EPILOGUE = { bias: i32, slope: i32, pre: i32 } as const;
+
 /** Every exported kernel's parameters, in order. `unary_<op>` and `binary_<op>` share one layout per family. */
 export const LAYOUTS = {
   unary: { x: elems, out: elems, n: count('elems') },
@@ -78,36 +98,11 @@ export const LAYOUTS = {
   colSum: { x: i32, out: i32, rows: i32, cols: i32 },
   rowSum: { x: i32, out: i32, rows: i32, cols: i32 },
   pack: { src: i32, dst: i32, count: i32, width: i32, k: i32, strideRow: i32, strideK: i32 },
-  gemmPacked: { aPack: i32, bPack: i32, out: i32, m: i32, n: i32, k: i32, tmp: i32 },
-  packGemm: {
-    aSrc: i32,
-    strideRow: i32,
-    strideK: i32,
-    aPack: i32,
-    rows: i32,
-    k: i32,
-    bPack: i32,
-    out: i32,
-    n: i32,
-    tmp: i32,
-  },
-  // gemmPacked with the linear + PReLU epilogue (bias and slope per column, pre-activation out).
-  gemmPrelu: { aPack: i32, bPack: i32, out: i32, m: i32, n: i32, k: i32, tmp: i32, bias: i32, slope: i32, pre: i32 },
-  packGemmPrelu: {
-    aSrc: i32,
-    strideRow: i32,
-    strideK: i32,
-    aPack: i32,
-    rows: i32,
-    k: i32,
-    bPack: i32,
-    out: i32,
-    n: i32,
-    tmp: i32,
-    bias: i32,
-    slope: i32,
-    pre: i32,
-  },
+  gemmPacked: GEMM_PACKED,
+  packGemm: PACK_GEMM,
+  // The same two with the linear + PReLU epilogue (bias and slope per column, pre-activation out).
+  gemmPrelu: { ...GEMM_PACKED, ...PRELU_EPILOGUE },
+  packGemmPrelu: { ...PACK_GEMM, ...PRELU_EPILOGUE },
   dotRows: { x: rows('len'), v: i32, out: rows(1), rows: count('rows'), len: i32 },
   axpyRows: { x: i32, coef: i32, out: i32, rows: i32, len: i32 },
   copyRuns: { src: i32, srcStride: i32, dst: i32, dstStride: i32, runBytes: i32, count: i32 },
