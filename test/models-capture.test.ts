@@ -4,10 +4,18 @@
  * batches), losses and parameters are bit-identical, and a step that cannot be replayed says why.
  */
 import { afterAll, describe, expect, it } from 'vitest';
-import { compileStep, optim } from '../core/index.js';
+import { compileStep, optim, type CompiledStep, type Tensor } from '../core/index.js';
 import { getBackend, setBackend } from '../kernels/index.js';
 import { WasmBackend } from '../kernels/wasm/index.js';
-import { createModel, listMethods, Trainer, trainStep, type Batch, type MethodName } from '../models/index.js';
+import {
+  createModel,
+  listMethods,
+  Trainer,
+  trainStep,
+  type Batch,
+  type CvrMethod,
+  type MethodName,
+} from '../models/index.js';
 import { FunnelSimulator } from '../models/data/simulator.js';
 import { loadRegistrations } from './helpers/registries.js';
 import { SMALL_WORLD, simulatorBatches } from './models-fixtures.js';
@@ -19,27 +27,39 @@ afterAll(() => setBackend(before));
 const sim = new FunnelSimulator(SMALL_WORLD);
 const batches = simulatorBatches(sim, 24);
 
+/**
+ * Trains two copies of one model over `batches`, one eagerly and one through `compileStep`, and
+ * asserts bit-identical losses at every step and parameters at the end; returns the captured step
+ * (not yet disposed) for its statistics.
+ */
+function expectCapturedEqualsEager(build: () => CvrMethod, batches: readonly Batch[]): CompiledStep<Batch, Tensor> {
+  const make = () => {
+    const model = build();
+    return { model, opt: new optim.Adam(model.parameters(), { lr: 0.01 }) };
+  };
+  const eager = make();
+  const captured = make();
+  const step = compileStep((b: Batch) => trainStep(captured.model, captured.opt, b));
+  for (const b of batches) {
+    const want = trainStep(eager.model, eager.opt, b);
+    const got = step(b);
+    expect(got.item()).toBe(want.item());
+    want.dispose();
+    got.dispose();
+  }
+  const got = new Map(captured.model.namedParameters());
+  for (const [name, p] of eager.model.namedParameters()) expect(got.get(name)!.toArray(), name).toEqual(p.toArray());
+  return step;
+}
+
 describe('captured step, every method', () => {
   for (const method of listMethods()) {
     it(`${method}: captured and eager steps give bit-identical losses and parameters over 24 batches`, () => {
       setBackend(new WasmBackend({ threads: 1 }));
-      const build = () => {
-        const model = createModel({ method: method as MethodName, base: 'mlp', schema: sim.schema, seed: 7 });
-        return { model, opt: new optim.Adam(model.parameters(), { lr: 0.01 }) };
-      };
-      const eager = build();
-      const captured = build();
-      const step = compileStep((b: Batch) => trainStep(captured.model, captured.opt, b));
-      for (const b of batches) {
-        const want = trainStep(eager.model, eager.opt, b);
-        const got = step(b);
-        expect(got.item()).toBe(want.item());
-        want.dispose();
-        got.dispose();
-      }
-      const got = new Map(captured.model.namedParameters());
-      for (const [name, p] of eager.model.namedParameters())
-        expect(got.get(name)!.toArray(), name).toEqual(p.toArray());
+      const step = expectCapturedEqualsEager(
+        () => createModel({ method: method as MethodName, base: 'mlp', schema: sim.schema, seed: 7 }),
+        batches,
+      );
       // Either the plan replayed most steps, or the step ran eagerly and says why.
       const { replays } = step.stats;
       if (replays === 0) expect(step.fallbackReason).toMatch(/./);
@@ -64,28 +84,17 @@ describe('DIN under the captured step', () => {
 
   it('replays one plan while the longest sequence varies within a padded length, bit-identical to eager', () => {
     setBackend(new WasmBackend({ threads: 1 }));
-    const build = () => {
-      const model = createModel({
-        method: 'esmm',
-        base: 'din',
-        schema: sim.schema,
-        tower: { hidden: [8], attention: { hidden: [6, 4] } },
-        seed: 7,
-      });
-      return { model, opt: new optim.Adam(model.parameters(), { lr: 0.01 }) };
-    };
-    const eager = build();
-    const captured = build();
-    const step = compileStep((b: Batch) => trainStep(captured.model, captured.opt, b));
-    for (const b of longSequences) {
-      const want = trainStep(eager.model, eager.opt, b);
-      const got = step(b);
-      expect(got.item()).toBe(want.item());
-      want.dispose();
-      got.dispose();
-    }
-    const got = new Map(captured.model.namedParameters());
-    for (const [name, p] of eager.model.namedParameters()) expect(got.get(name)!.toArray(), name).toEqual(p.toArray());
+    const step = expectCapturedEqualsEager(
+      () =>
+        createModel({
+          method: 'esmm',
+          base: 'din',
+          schema: sim.schema,
+          tower: { hidden: [8], attention: { hidden: [6, 4] } },
+          seed: 7,
+        }),
+      longSequences,
+    );
     // Every batch pads to 36: Adam's first step and two recordings, then replays only.
     expect(step.stats).toMatchObject({ recordings: 3, rerecords: 0, replays: longSequences.length - 3 });
     step.dispose();
