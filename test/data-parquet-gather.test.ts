@@ -2,8 +2,9 @@
 import { describe, expect, it } from 'vitest';
 import { BatchGatherer, BatchPool } from '../models/data/parquet-gather.js';
 import type { GroupColumns } from '../models/data/parquet.js';
-import { batchRowsSync, type BatchWithExtras, type Row } from '../models/data/rows.js';
+import { batchRowsSync, type Row } from '../models/data/rows.js';
 import type { Schema } from '../models/schema.js';
+import { plainBatch } from './helpers/batches.js';
 
 const schema: Schema = {
   fields: [
@@ -63,21 +64,6 @@ function groupOf(first: number, rows: number): GroupColumns {
   };
 }
 
-function plain(b: BatchWithExtras): unknown {
-  const fields: Record<string, unknown> = {};
-  for (const [k, f] of Object.entries(b.fields))
-    fields[k] = Object.fromEntries(
-      Object.entries(f).map(([kk, v]) => [kk, ArrayBuffer.isView(v) ? Array.from(v as Int32Array) : v]),
-    );
-  return {
-    size: b.size,
-    click: Array.from(b.click),
-    conversion: Array.from(b.conversion),
-    userIds: Array.from(b.userIds ?? []),
-    fields,
-  };
-}
-
 const SIZES = [300, 1, 0, 517, 256, 256, 90, 1024, 300, 300, 300, 44, 700, 256, 256, 256, 256, 129];
 
 function gathered(
@@ -89,7 +75,7 @@ function gathered(
   const batches: unknown[] = [];
   const drain = (): void => {
     for (let b = g.take(); b; b = g.take()) {
-      batches.push(plain(b));
+      batches.push(plainBatch(b));
       if (recycle) pool.recycle(b);
     }
   };
@@ -114,7 +100,7 @@ describe('BatchGatherer', () => {
     for (const dropLast of [false, true])
       it(`gives collate's batches: shuffle buffer ${shuffleBuffer}, dropLast ${dropLast}`, () => {
         const options = { batchSize: 64, shuffleBuffer, seed: 11, dropLast };
-        const expected = [...batchRowsSync(schema, rows, options)].map(plain);
+        const expected = [...batchRowsSync(schema, rows, options)].map(plainBatch);
         const got = gathered(options, false);
         expect(got.batches).toEqual(expected);
         // Reused buffers change nothing in what a batch holds while it is read.

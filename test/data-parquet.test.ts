@@ -22,6 +22,7 @@ import { createModel } from '../models/model-factory.js';
 import { aliCcpSource } from '../models/training/sources.js';
 import { parquetSource, preparedSources, userParquetSources } from '../models/training/sources-parquet.js';
 import { Trainer, type BatchSource } from '../models/training/trainer.js';
+import { plainBatch } from './helpers/batches.js';
 
 let tmp = '';
 let raw = '';
@@ -51,21 +52,6 @@ async function all(source: BatchSource, epoch: number): Promise<BatchWithExtras[
   const out: BatchWithExtras[] = [];
   for await (const b of source.batches(epoch)) out.push(b as BatchWithExtras);
   return out;
-}
-
-function plainBatch(b: BatchWithExtras): unknown {
-  const fields: Record<string, unknown> = {};
-  for (const [k, f] of Object.entries(b.fields))
-    fields[k] = Object.fromEntries(
-      Object.entries(f).map(([kk, v]) => [kk, ArrayBuffer.isView(v) ? Array.from(v as Int32Array) : v]),
-    );
-  return {
-    size: b.size,
-    click: Array.from(b.click),
-    conversion: Array.from(b.conversion),
-    userIds: Array.from(b.userIds ?? []),
-    fields,
-  };
 }
 
 describe('prepareAliCcp', () => {

@@ -5,6 +5,7 @@
  * `esmmWasmChecks(simd, scale)` (the checks on the wasm backend's plain or relaxed SIMD
  * kernels) on `globalThis`.
  */
+import type { Backend } from '../../kernels/backend.js';
 import { ReferenceBackend } from '../../kernels/reference.js';
 import {
   AsyncGpuBackend,
@@ -48,6 +49,18 @@ export interface WasmReport extends BrowserReport {
   relaxedSupported: boolean;
 }
 
+/** Runs the shared kernel checks on `backend`, counting passes and keeping each failure's message. */
+function runChecks(backend: Backend, scale: number, report: BrowserReport): void {
+  for (const check of kernelChecks(scale)) {
+    try {
+      check.run(backend);
+      report.passed++;
+    } catch (e) {
+      report.failed.push({ name: check.name, error: String((e as Error).message).slice(0, 500) });
+    }
+  }
+}
+
 function runWasm(simd: SimdVariant, scale: number): WasmReport {
   const report: WasmReport = {
     mode: `wasm ${simd}`,
@@ -67,14 +80,7 @@ function runWasm(simd: SimdVariant, scale: number): WasmReport {
   }
   report.started = true;
   report.simd = backend.simd;
-  for (const check of kernelChecks(scale)) {
-    try {
-      check.run(backend);
-      report.passed++;
-    } catch (e) {
-      report.failed.push({ name: check.name, error: String((e as Error).message).slice(0, 500) });
-    }
-  }
+  runChecks(backend, scale, report);
   return report;
 }
 
@@ -89,14 +95,7 @@ function run(mode: ConcreteGpuMode, scale: number): BrowserReport {
     return report;
   }
   report.started = true;
-  for (const check of kernelChecks(scale)) {
-    try {
-      check.run(backend);
-      report.passed++;
-    } catch (e) {
-      report.failed.push({ name: check.name, error: String((e as Error).message).slice(0, 500) });
-    }
-  }
+  runChecks(backend, scale, report);
   backend.dispose();
   return report;
 }
