@@ -49,8 +49,8 @@ function groupPacked(
   posBits: number,
 ): { unique: Int32Array; segments: Int32Array; order: Int32Array } {
   const n = packed.length;
-  let keys = packed;
-  let scratch = new Int32Array(n);
+  let keys: Int32Array = packed;
+  let scratch: Int32Array = new Int32Array(n);
   if (idBits > 0) {
     const digit = digitWidth(n, idBits);
     const mask = (1 << digit) - 1;
