@@ -28,6 +28,19 @@ export const TILE_M = 4;
 /** GEMM register tile: columns of B per micro-kernel (two v128). */
 export const TILE_N = 8;
 
+/** Lanes of a 32-bit shuffle of two vectors (0–3 the first, 4–7 the second). */
+type Lanes = readonly [number, number, number, number];
+/** The 4×4 transpose's shuffles: interleave the low and the high halves of two rows… */
+const UNPACK: readonly Lanes[] = [
+  [0, 4, 1, 5],
+  [2, 6, 3, 7],
+];
+/** …then join the low and the high 64-bit halves of two interleaved pairs. */
+const HALVES: readonly Lanes[] = [
+  [0, 1, 4, 5],
+  [2, 3, 6, 7],
+];
+
 /** The parameters of a kernel of layout `L`, as locals by name. */
 type KernelParams<L extends Layout> = { readonly [K in keyof (typeof LAYOUTS)[L]]: Local };
 
@@ -632,70 +645,146 @@ export function buildKernelModule(shared = false, simd: SimdVariant = 'plain'): 
   const pack = kernel(mb, 'pack', (f, { src, dst, count, width, k, strideRow, strideK }) => {
     const row0 = f.local('i32');
     const p = f.local('i32');
+    const pStart = f.local('i32');
     const r = f.local('i32');
     const row = f.local('i32');
     const d = f.local('i32');
     const padded = f.local('i32');
     f.get(dst).set(d);
     f.get(count).get(width).i32Add().i32(1).i32Sub().get(width).i32DivS().get(width).i32Mul().set(padded);
-    // Step 0: the panel width is a runtime value, so the body advances row0 itself.
     const q = f.local('i32');
     const s0 = f.local('i32');
     const widthBytes = f.local('i32');
     f.get(width).i32(2).i32Shl().set(widthBytes);
+    // Byte offsets of rows 1.. of a panel from its first, for the row-major path.
+    const rowOff: Local[] = [];
+    for (let g = 1; g < TILE_N; g++) rowOff.push(f.local('i32'));
+    for (const [g, off] of rowOff.entries())
+      f.get(strideRow)
+        .i32(4 * (g + 1))
+        .i32Mul()
+        .set(off);
+    const v = [f.local('v128'), f.local('v128'), f.local('v128'), f.local('v128')];
+    const t = [f.local('v128'), f.local('v128'), f.local('v128'), f.local('v128')];
+    const pushFull = (): void => {
+      f.get(row0).get(width).i32Add().get(count).i32LeS();
+    };
+    // Rows contiguous along p (A, and B transposed, as stored): four p of `w` rows are w/4
+    // 4×4 blocks, each loaded as four row vectors and transposed by two rounds of unpacks
+    // into the four p-slices of the panel; a k that is not a multiple of 4 leaves its last
+    // p to the element loop.
+    const rowMajor = (w: number): void => {
+      const kBytes = f.local('i32');
+      f.get(k).i32(-4).i32And().tee(pStart).i32(2).i32Shl().set(kBytes);
+      f.get(src).get(row0).get(strideRow).i32Mul().i32(2).i32Shl().i32Add().set(s0);
+      f.forUpTo(q, kBytes, 16, () => {
+        for (let g = 0; g < w / 4; g++) {
+          for (let e = 0; e < 4; e++) {
+            const rr = 4 * g + e;
+            if (rr === 0) f.at(s0, q);
+            else
+              f.at(s0, q)
+                .get(rowOff[rr - 1])
+                .i32Add();
+            f.v128Load().set(v[e]);
+          }
+          // Interleave rows 0, 1 and rows 2, 3 (unpack low and high), then take 64-bit halves.
+          for (const [h, lanes] of UNPACK.entries()) {
+            f.get(v[0])
+              .get(v[1])
+              .shuffle32(lanes)
+              .set(t[2 * h]);
+            f.get(v[2])
+              .get(v[3])
+              .shuffle32(lanes)
+              .set(t[2 * h + 1]);
+          }
+          for (let u = 0; u < 4; u++) {
+            f.get(d)
+              .get(t[2 * (u >> 1)])
+              .get(t[2 * (u >> 1) + 1])
+              .shuffle32(HALVES[u & 1])
+              .v128Store(4 * (u * w + 4 * g));
+          }
+        }
+        f.get(d)
+          .i32(16 * w)
+          .i32Add()
+          .set(d);
+      });
+    };
+    // Step 0: the panel width is a runtime value, so the body advances row0 itself.
     f.forUpTo(row0, padded, 0, () => {
+      f.i32(0).set(pStart);
       // Rows adjacent in memory (Aᵀ, and B as stored): a whole panel's slice at p is one
       // contiguous run of `width` floats, moved as vectors (width is a multiple of 4).
-      f.get(strideRow)
-        .i32(1)
-        .i32Eq()
-        .get(row0)
-        .get(width)
-        .i32Add()
-        .get(count)
-        .i32LeS()
-        .i32And()
-        .ifElse(
-          () => {
-            f.get(src).get(row0).i32(2).i32Shl().i32Add().set(s0);
-            f.forUpTo(p, k, 1, () => {
-              f.forUpTo(q, widthBytes, 16, () => f.at(d, q).at(s0, q).v128Load().v128Store());
-              f.get(d).get(widthBytes).i32Add().set(d);
-              f.get(s0).get(strideK).i32(2).i32Shl().i32Add().set(s0);
-            });
-          },
-          () => {
-            f.forUpTo(p, k, 1, () => {
-              f.forUpTo(r, width, 1, () => {
-                f.get(row0)
-                  .get(r)
-                  .i32Add()
-                  .tee(row)
-                  .get(count)
-                  .i32LtS()
-                  .ifElse(
-                    () => {
-                      f.get(d);
-                      f.get(src)
-                        .get(row)
-                        .get(strideRow)
-                        .i32Mul()
-                        .get(p)
-                        .get(strideK)
-                        .i32Mul()
-                        .i32Add()
-                        .i32(2)
-                        .i32Shl()
-                        .i32Add();
-                      f.f32Load().f32Store();
-                    },
-                    () => f.get(d).f32(0).f32Store(),
-                  );
-                f.get(d).i32(4).i32Add().set(d);
-              });
-            });
-          },
-        );
+      f.get(strideRow).i32(1).i32Eq();
+      pushFull();
+      f.i32And().ifElse(
+        () => {
+          f.get(k).set(pStart);
+          f.get(src).get(row0).i32(2).i32Shl().i32Add().set(s0);
+          f.forUpTo(p, k, 1, () => {
+            f.forUpTo(q, widthBytes, 16, () => f.at(d, q).at(s0, q).v128Load().v128Store());
+            f.get(d).get(widthBytes).i32Add().set(d);
+            f.get(s0).get(strideK).i32(2).i32Shl().i32Add().set(s0);
+          });
+        },
+        () => {
+          f.get(strideK).i32(1).i32Eq();
+          pushFull();
+          f.i32And().ifElse(() => {
+            f.get(width)
+              .i32(TILE_M)
+              .i32Eq()
+              .ifElse(
+                () => rowMajor(TILE_M),
+                () =>
+                  f
+                    .get(width)
+                    .i32(TILE_N)
+                    .i32Eq()
+                    .ifElse(() => rowMajor(TILE_N)),
+              );
+          });
+        },
+      );
+      // Whatever the paths above left (all of it in the general case): element by element.
+      f.forRange(
+        p,
+        () => f.get(pStart),
+        () => f.get(k),
+        1,
+        () => {
+          f.forUpTo(r, width, 1, () => {
+            f.get(row0)
+              .get(r)
+              .i32Add()
+              .tee(row)
+              .get(count)
+              .i32LtS()
+              .ifElse(
+                () => {
+                  f.get(d);
+                  f.get(src)
+                    .get(row)
+                    .get(strideRow)
+                    .i32Mul()
+                    .get(p)
+                    .get(strideK)
+                    .i32Mul()
+                    .i32Add()
+                    .i32(2)
+                    .i32Shl()
+                    .i32Add();
+                  f.f32Load().f32Store();
+                },
+                () => f.get(d).f32(0).f32Store(),
+              );
+            f.get(d).i32(4).i32Add().set(d);
+          });
+        },
+      );
       f.get(row0).get(width).i32Add().set(row0);
     });
   });
