@@ -419,24 +419,46 @@ export function buildKernelModule(shared = false, simd: SimdVariant = 'plain'): 
       );
     f.get(x).f64Abs().f64Neg().call(exp).call(log1p).f64Add();
   });
+  // logσ(x) and logσ(-x) share log1p(e^{-|x|}) (stable-math's logSigmoid takes e^{-x} for x ≥ 0 and
+  // e^{x} below, both e^{-|x|}): the product BCE kernels take it once per input, half the host math
+  // calls, with the same bits as calling logSigmoid on each sign.
+  const logSigmoidTail = mb.func(null, ['f64'], ['f64'], (f) => {
+    f.get(f.param(0)).f64Abs().f64Neg().call(exp).call(log1p);
+  });
+  /** logσ(x) from x and its tail log1p(e^{-|x|}): stable-math's logSigmoid(x), bit for bit. */
+  const logSigmoidWith = mb.func(null, ['f64', 'f64'], ['f64'], (f) => {
+    const [x, tail] = [f.param(0), f.param(1)];
+    f.get(x)
+      .f64(0)
+      .f64Ge()
+      .select2(
+        'f64',
+        () => f.get(tail).f64Neg(),
+        () => f.get(x).get(tail).f64Sub(),
+      );
+  });
   const productBceScalar = mb.func(null, ['f64', 'f64', 'f64'], ['f64'], (f) => {
     const [a, b, y] = [f.param(0), f.param(1), f.param(2)];
+    const [tailA, tailB, logSigA] = [f.local('f64'), f.local('f64'), f.local('f64')];
     const logP = f.local('f64');
     const logQ = f.local('f64');
-    f.get(a).call(logSigmoid).get(b).call(logSigmoid).f64Add().set(logP);
-    f.get(a).f64Neg().call(logSigmoid);
-    f.get(a).call(logSigmoid).get(b).f64Neg().call(logSigmoid).f64Add();
+    f.get(a).call(logSigmoidTail).set(tailA);
+    f.get(b).call(logSigmoidTail).set(tailB);
+    f.get(a).get(tailA).call(logSigmoidWith).tee(logSigA);
+    f.get(b).get(tailB).call(logSigmoidWith).f64Add().set(logP);
+    f.get(a).f64Neg().get(tailA).call(logSigmoidWith);
+    f.get(logSigA).get(b).f64Neg().get(tailB).call(logSigmoidWith).f64Add();
     f.call(logAddExp).set(logQ);
     f.get(y).get(logP).f64Neg().call(weighted);
     f.f64(1).get(y).f64Sub().get(logQ).f64Neg().call(weighted).f64Add();
   });
-  const productBceGradA = mb.func(null, ['f64', 'f64', 'f64'], ['f64'], (f) => {
-    const [a, b, y] = [f.param(0), f.param(1), f.param(2)];
-    const p = f.local('f64');
-    const t = f.local('f64');
-    f.get(a).call(logSigmoid).get(b).call(logSigmoid).f64Add().call(exp).set(p);
-    f.get(a).get(b).f64Neg().call(logSigmoid).f64Add().set(t);
-    f.f64(1).get(y).f64Sub().get(p).get(t).f64Neg().call(sigmoid).f64Mul().call(weighted);
+  /**
+   * stable-math's productBceGradA(a, b, y) from p = σ(a)σ(b) and logσ(-b), which the gradients of
+   * both inputs share: (1 - y)·p·σ(-(a + logσ(-b))) - y·σ(-a), zero weights giving 0.
+   */
+  const productBceGradWith = mb.func(null, ['f64', 'f64', 'f64', 'f64'], ['f64'], (f) => {
+    const [a, logSigNegB, p, y] = [f.param(0), f.param(1), f.param(2), f.param(3)];
+    f.f64(1).get(y).f64Sub().get(p).get(a).get(logSigNegB).f64Add().f64Neg().call(sigmoid).f64Mul().call(weighted);
     f.get(y).get(a).f64Neg().call(sigmoid).call(weighted).f64Sub();
   });
 
@@ -1223,13 +1245,22 @@ export function buildKernelModule(shared = false, simd: SimdVariant = 'plain'): 
   kernel(mb, 'productBceBackward', (f, { a, b, y, g, ga, gb, n }) => {
     const i = f.local('i32');
     const [va, vb, vy, vg] = [f.local('f64'), f.local('f64'), f.local('f64'), f.local('f64')];
+    const [tailA, tailB, p] = [f.local('f64'), f.local('f64'), f.local('f64')];
     f.forUpTo(i, n, 1, () => {
       f.elemAt(a, i).f32Load().f64PromoteF32().set(va);
       f.elemAt(b, i).f32Load().f64PromoteF32().set(vb);
       f.elemAt(y, i).f32Load().f64PromoteF32().set(vy);
       f.elemAt(g, i).f32Load().f64PromoteF32().set(vg);
-      f.elemAt(ga, i).get(va).get(vb).get(vy).call(productBceGradA).get(vg).f64Mul().f32DemoteF64().f32Store();
-      f.elemAt(gb, i).get(vb).get(va).get(vy).call(productBceGradA).get(vg).f64Mul().f32DemoteF64().f32Store();
+      f.get(va).call(logSigmoidTail).set(tailA);
+      f.get(vb).call(logSigmoidTail).set(tailB);
+      // p = exp(logσ(a) + logσ(b)): one value for both gradients (the sum commutes exactly).
+      f.get(va).get(tailA).call(logSigmoidWith).get(vb).get(tailB).call(logSigmoidWith).f64Add().call(exp).set(p);
+      f.elemAt(ga, i).get(va);
+      f.get(vb).f64Neg().get(tailB).call(logSigmoidWith);
+      f.get(p).get(vy).call(productBceGradWith).get(vg).f64Mul().f32DemoteF64().f32Store();
+      f.elemAt(gb, i).get(vb);
+      f.get(va).f64Neg().get(tailA).call(logSigmoidWith);
+      f.get(p).get(vy).call(productBceGradWith).get(vg).f64Mul().f32DemoteF64().f32Store();
     });
   });
 
