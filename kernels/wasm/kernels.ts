@@ -999,6 +999,24 @@ export function buildKernelModule(shared = false, simd: SimdVariant = 'plain'): 
     });
   });
 
+  // ---- memory ----
+  // Fills and moves of arena bytes run here rather than in typed-array natives: on a shared
+  // memory (the threaded backend) V8 fills and copies a SharedArrayBuffer with relaxed atomic
+  // accesses, 10–40× slower than memset, while memory.fill and memory.copy stay plain memset and
+  // memmove. On an unshared memory both are the same speed.
+  kernel(mb, 'fill', (f, { out, n, value }) => {
+    const v = f.local('v128');
+    f.get(value).f32DemoteF64().f32x4Splat().set(v);
+    simdLoop(
+      f,
+      n,
+      (o) => f.at(out, o).get(v).v128Store(),
+      (o) => f.at(out, o).get(v).f32x4ExtractLane(0).f32Store(),
+    );
+  });
+  kernel(mb, 'zeroBytes', (f, { dst, bytes }) => f.get(dst).i32(0).get(bytes).memoryFill());
+  kernel(mb, 'copyBytes', (f, { src, dst, bytes }) => f.get(dst).get(src).get(bytes).memoryCopy());
+
   // ---- layout ----
   // count runs of runBytes bytes (a multiple of 4), run r from src + r·srcStride to dst +
   // r·dstStride. The runs of concat and split are short (a field's embedding row), where
