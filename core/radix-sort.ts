@@ -5,18 +5,102 @@ const radixCounts = new Int32Array(1 << 16);
 /**
  * Group equal indices: `unique` in ascending order, and for each unique value u the
  * positions order[segments[u] .. segments[u+1]) where it occurs, ascending. Host-side:
- * indices are input data. A stable LSD radix sort (8- or 16-bit digits) keeps this linear
- * in the batch, whatever the vocabulary size (one pass per digit of the largest id).
+ * indices are input data. A stable LSD radix sort keeps this linear in the batch, whatever
+ * the vocabulary size (one pass per digit of the largest id).
  */
 export function groupIndices(indices: Int32Array): { unique: Int32Array; segments: Int32Array; order: Int32Array } {
   const n = indices.length;
-  let order = new Int32Array(n);
-  let scratch = new Int32Array(n);
+  const posBits = 32 - Math.clz32(Math.max(n - 1, 0));
+  // Packed keys, id above position, built while the largest id is found (kept only if they fit).
+  const keys = new Int32Array(n);
   let max = 0;
   for (let i = 0; i < n; i++) {
-    order[i] = i;
-    if (indices[i] > max) max = indices[i];
+    const id = indices[i];
+    if (id > max) max = id;
+    keys[i] = (id << posBits) | i;
   }
+  const idBits = 32 - Math.clz32(max);
+  return idBits + posBits <= 32 ? groupPacked(keys, idBits, posBits) : groupByPositions(indices, max);
+}
+
+/**
+ * The digit width for sorting `bits` bits of n keys: each pass costs about 2n (count, scatter)
+ * plus two sweeps of a 2^digit histogram, so the fewest passes whose histograms stay small.
+ */
+function digitWidth(n: number, bits: number): number {
+  let best = 16;
+  let bestCost = Infinity;
+  for (let passes = Math.ceil(bits / 16); passes <= Math.max(1, bits); passes++) {
+    const digit = Math.ceil(bits / passes);
+    const cost = passes * (2 * n + 2 * (1 << digit));
+    if (cost < bestCost) [best, bestCost] = [digit, cost];
+    if (digit <= 4) break;
+  }
+  return best;
+}
+
+/**
+ * Where id and position fit in one 32-bit key (id above, position below): the sort moves keys
+ * alone, with no gather through the ids, and the few passes the id's bits need.
+ */
+function groupPacked(
+  packed: Int32Array,
+  idBits: number,
+  posBits: number,
+): { unique: Int32Array; segments: Int32Array; order: Int32Array } {
+  const n = packed.length;
+  let keys: Int32Array = packed;
+  let scratch: Int32Array = new Int32Array(n);
+  if (idBits > 0) {
+    const digit = digitWidth(n, idBits);
+    const mask = (1 << digit) - 1;
+    const counts = radixCounts.subarray(0, 1 << digit);
+    for (let shift = posBits; shift < posBits + idBits; shift += digit) {
+      counts.fill(0);
+      for (let i = 0; i < n; i++) counts[(keys[i] >>> shift) & mask]++;
+      let total = 0;
+      for (let d = 0; d < counts.length; d++) {
+        const c = counts[d];
+        counts[d] = total;
+        total += c;
+      }
+      for (let i = 0; i < n; i++) {
+        const k = keys[i];
+        scratch[counts[(k >>> shift) & mask]++] = k;
+      }
+      [keys, scratch] = [scratch, keys];
+    }
+  }
+  // keys now hold each position under its id, ids ascending and positions ascending within one.
+  // The unique ids and segment starts go to the front of two n-long buffers, then are cut to length.
+  const posMask = posBits === 32 ? -1 : (1 << posBits) - 1;
+  const order = scratch;
+  const starts = new Int32Array(n + 1);
+  let distinct = 0;
+  let previous = -1;
+  for (let i = 0; i < n; i++) {
+    const k = keys[i];
+    const id = k >>> posBits;
+    order[i] = k & posMask;
+    if (id !== previous) {
+      keys[distinct] = id;
+      starts[distinct++] = i;
+      previous = id;
+    }
+  }
+  starts[distinct] = n;
+  return { unique: keys.slice(0, distinct), segments: starts.slice(0, distinct + 1), order };
+}
+
+/** The general case: a stable sort of positions by their ids (8- or 16-bit digits). */
+function groupByPositions(
+  indices: Int32Array,
+  max: number,
+): { unique: Int32Array; segments: Int32Array; order: Int32Array } {
+  const n = indices.length;
+  let order = new Int32Array(n);
+  let scratch = new Int32Array(n);
+  for (let i = 0; i < n; i++) order[i] = i;
   // Each pass costs n plus one histogram: 8-bit digits for small batches (a 16-bit histogram would
   // cost more than the batch), 16-bit ones for large; only as many passes as the largest id needs.
   const digit = n < 1 << 14 ? 8 : 16;

@@ -486,6 +486,18 @@ describe('groupIndices', () => {
     );
   });
 
+  it('groups like a stable sort where id and position just fill 32 bits', () => {
+    // 1024 positions take 10 bits, so ids below 2^22 take the packed path, its top bit set for the largest.
+    const rng = new Rng(5);
+    for (const top of [2 ** 22 - 1, 2 ** 22]) {
+      const ids = Array.from({ length: 1024 }, (_, i) => (i % 5 === 0 ? top : Math.floor(rng.uniform() * top)));
+      const { unique, segments, order } = groupIndices(Int32Array.from(ids));
+      expect([...order]).toEqual(ids.map((_, i) => i).sort((a, b) => ids[a] - ids[b] || a - b));
+      expect([...unique]).toEqual([...new Set(ids)].sort((a, b) => a - b));
+      expect(segments[segments.length - 1]).toBe(ids.length);
+    }
+  });
+
   it('groups a batch large enough for 16-bit digits like a stable sort', () => {
     const rng = new Rng(3);
     const ids = Array.from({ length: 20_000 }, (_, i) => (i % 7 === 0 ? 5 : Math.floor(rng.uniform() * 3e6)));

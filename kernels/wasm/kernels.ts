@@ -28,6 +28,19 @@ export const TILE_M = 4;
 /** GEMM register tile: columns of B per micro-kernel (two v128). */
 export const TILE_N = 8;
 
+/** Lanes of a 32-bit shuffle of two vectors (0–3 the first, 4–7 the second). */
+type Lanes = readonly [number, number, number, number];
+/** The 4×4 transpose's shuffles: interleave the low and the high halves of two rows… */
+const UNPACK: readonly Lanes[] = [
+  [0, 4, 1, 5],
+  [2, 6, 3, 7],
+];
+/** …then join the low and the high 64-bit halves of two interleaved pairs. */
+const HALVES: readonly Lanes[] = [
+  [0, 1, 4, 5],
+  [2, 3, 6, 7],
+];
+
 /** The parameters of a kernel of layout `L`, as locals by name. */
 type KernelParams<L extends Layout> = { readonly [K in keyof (typeof LAYOUTS)[L]]: Local };
 
@@ -406,24 +419,46 @@ export function buildKernelModule(shared = false, simd: SimdVariant = 'plain'): 
       );
     f.get(x).f64Abs().f64Neg().call(exp).call(log1p).f64Add();
   });
+  // logσ(x) and logσ(-x) share log1p(e^{-|x|}) (stable-math's logSigmoid takes e^{-x} for x ≥ 0 and
+  // e^{x} below, both e^{-|x|}): the product BCE kernels take it once per input, half the host math
+  // calls, with the same bits as calling logSigmoid on each sign.
+  const logSigmoidTail = mb.func(null, ['f64'], ['f64'], (f) => {
+    f.get(f.param(0)).f64Abs().f64Neg().call(exp).call(log1p);
+  });
+  /** logσ(x) from x and its tail log1p(e^{-|x|}): stable-math's logSigmoid(x), bit for bit. */
+  const logSigmoidWith = mb.func(null, ['f64', 'f64'], ['f64'], (f) => {
+    const [x, tail] = [f.param(0), f.param(1)];
+    f.get(x)
+      .f64(0)
+      .f64Ge()
+      .select2(
+        'f64',
+        () => f.get(tail).f64Neg(),
+        () => f.get(x).get(tail).f64Sub(),
+      );
+  });
   const productBceScalar = mb.func(null, ['f64', 'f64', 'f64'], ['f64'], (f) => {
     const [a, b, y] = [f.param(0), f.param(1), f.param(2)];
+    const [tailA, tailB, logSigA] = [f.local('f64'), f.local('f64'), f.local('f64')];
     const logP = f.local('f64');
     const logQ = f.local('f64');
-    f.get(a).call(logSigmoid).get(b).call(logSigmoid).f64Add().set(logP);
-    f.get(a).f64Neg().call(logSigmoid);
-    f.get(a).call(logSigmoid).get(b).f64Neg().call(logSigmoid).f64Add();
+    f.get(a).call(logSigmoidTail).set(tailA);
+    f.get(b).call(logSigmoidTail).set(tailB);
+    f.get(a).get(tailA).call(logSigmoidWith).tee(logSigA);
+    f.get(b).get(tailB).call(logSigmoidWith).f64Add().set(logP);
+    f.get(a).f64Neg().get(tailA).call(logSigmoidWith);
+    f.get(logSigA).get(b).f64Neg().get(tailB).call(logSigmoidWith).f64Add();
     f.call(logAddExp).set(logQ);
     f.get(y).get(logP).f64Neg().call(weighted);
     f.f64(1).get(y).f64Sub().get(logQ).f64Neg().call(weighted).f64Add();
   });
-  const productBceGradA = mb.func(null, ['f64', 'f64', 'f64'], ['f64'], (f) => {
-    const [a, b, y] = [f.param(0), f.param(1), f.param(2)];
-    const p = f.local('f64');
-    const t = f.local('f64');
-    f.get(a).call(logSigmoid).get(b).call(logSigmoid).f64Add().call(exp).set(p);
-    f.get(a).get(b).f64Neg().call(logSigmoid).f64Add().set(t);
-    f.f64(1).get(y).f64Sub().get(p).get(t).f64Neg().call(sigmoid).f64Mul().call(weighted);
+  /**
+   * stable-math's productBceGradA(a, b, y) from p = σ(a)σ(b) and logσ(-b), which the gradients of
+   * both inputs share: (1 - y)·p·σ(-(a + logσ(-b))) - y·σ(-a), zero weights giving 0.
+   */
+  const productBceGradWith = mb.func(null, ['f64', 'f64', 'f64', 'f64'], ['f64'], (f) => {
+    const [a, logSigNegB, p, y] = [f.param(0), f.param(1), f.param(2), f.param(3)];
+    f.f64(1).get(y).f64Sub().get(p).get(a).get(logSigNegB).f64Add().f64Neg().call(sigmoid).f64Mul().call(weighted);
     f.get(y).get(a).f64Neg().call(sigmoid).call(weighted).f64Sub();
   });
 
@@ -632,70 +667,146 @@ export function buildKernelModule(shared = false, simd: SimdVariant = 'plain'): 
   const pack = kernel(mb, 'pack', (f, { src, dst, count, width, k, strideRow, strideK }) => {
     const row0 = f.local('i32');
     const p = f.local('i32');
+    const pStart = f.local('i32');
     const r = f.local('i32');
     const row = f.local('i32');
     const d = f.local('i32');
     const padded = f.local('i32');
     f.get(dst).set(d);
     f.get(count).get(width).i32Add().i32(1).i32Sub().get(width).i32DivS().get(width).i32Mul().set(padded);
-    // Step 0: the panel width is a runtime value, so the body advances row0 itself.
     const q = f.local('i32');
     const s0 = f.local('i32');
     const widthBytes = f.local('i32');
     f.get(width).i32(2).i32Shl().set(widthBytes);
+    // Byte offsets of rows 1.. of a panel from its first, for the row-major path.
+    const rowOff: Local[] = [];
+    for (let g = 1; g < TILE_N; g++) rowOff.push(f.local('i32'));
+    for (const [g, off] of rowOff.entries())
+      f.get(strideRow)
+        .i32(4 * (g + 1))
+        .i32Mul()
+        .set(off);
+    const v = [f.local('v128'), f.local('v128'), f.local('v128'), f.local('v128')];
+    const t = [f.local('v128'), f.local('v128'), f.local('v128'), f.local('v128')];
+    const pushFull = (): void => {
+      f.get(row0).get(width).i32Add().get(count).i32LeS();
+    };
+    // Rows contiguous along p (A, and B transposed, as stored): four p of `w` rows are w/4
+    // 4×4 blocks, each loaded as four row vectors and transposed by two rounds of unpacks
+    // into the four p-slices of the panel; a k that is not a multiple of 4 leaves its last
+    // p to the element loop.
+    const rowMajor = (w: number): void => {
+      const kBytes = f.local('i32');
+      f.get(k).i32(-4).i32And().tee(pStart).i32(2).i32Shl().set(kBytes);
+      f.get(src).get(row0).get(strideRow).i32Mul().i32(2).i32Shl().i32Add().set(s0);
+      f.forUpTo(q, kBytes, 16, () => {
+        for (let g = 0; g < w / 4; g++) {
+          for (let e = 0; e < 4; e++) {
+            const rr = 4 * g + e;
+            if (rr === 0) f.at(s0, q);
+            else
+              f.at(s0, q)
+                .get(rowOff[rr - 1])
+                .i32Add();
+            f.v128Load().set(v[e]);
+          }
+          // Interleave rows 0, 1 and rows 2, 3 (unpack low and high), then take 64-bit halves.
+          for (const [h, lanes] of UNPACK.entries()) {
+            f.get(v[0])
+              .get(v[1])
+              .shuffle32(lanes)
+              .set(t[2 * h]);
+            f.get(v[2])
+              .get(v[3])
+              .shuffle32(lanes)
+              .set(t[2 * h + 1]);
+          }
+          for (let u = 0; u < 4; u++) {
+            f.get(d)
+              .get(t[2 * (u >> 1)])
+              .get(t[2 * (u >> 1) + 1])
+              .shuffle32(HALVES[u & 1])
+              .v128Store(4 * (u * w + 4 * g));
+          }
+        }
+        f.get(d)
+          .i32(16 * w)
+          .i32Add()
+          .set(d);
+      });
+    };
+    // Step 0: the panel width is a runtime value, so the body advances row0 itself.
     f.forUpTo(row0, padded, 0, () => {
+      f.i32(0).set(pStart);
       // Rows adjacent in memory (Aᵀ, and B as stored): a whole panel's slice at p is one
       // contiguous run of `width` floats, moved as vectors (width is a multiple of 4).
-      f.get(strideRow)
-        .i32(1)
-        .i32Eq()
-        .get(row0)
-        .get(width)
-        .i32Add()
-        .get(count)
-        .i32LeS()
-        .i32And()
-        .ifElse(
-          () => {
-            f.get(src).get(row0).i32(2).i32Shl().i32Add().set(s0);
-            f.forUpTo(p, k, 1, () => {
-              f.forUpTo(q, widthBytes, 16, () => f.at(d, q).at(s0, q).v128Load().v128Store());
-              f.get(d).get(widthBytes).i32Add().set(d);
-              f.get(s0).get(strideK).i32(2).i32Shl().i32Add().set(s0);
-            });
-          },
-          () => {
-            f.forUpTo(p, k, 1, () => {
-              f.forUpTo(r, width, 1, () => {
-                f.get(row0)
-                  .get(r)
-                  .i32Add()
-                  .tee(row)
-                  .get(count)
-                  .i32LtS()
-                  .ifElse(
-                    () => {
-                      f.get(d);
-                      f.get(src)
-                        .get(row)
-                        .get(strideRow)
-                        .i32Mul()
-                        .get(p)
-                        .get(strideK)
-                        .i32Mul()
-                        .i32Add()
-                        .i32(2)
-                        .i32Shl()
-                        .i32Add();
-                      f.f32Load().f32Store();
-                    },
-                    () => f.get(d).f32(0).f32Store(),
-                  );
-                f.get(d).i32(4).i32Add().set(d);
-              });
-            });
-          },
-        );
+      f.get(strideRow).i32(1).i32Eq();
+      pushFull();
+      f.i32And().ifElse(
+        () => {
+          f.get(k).set(pStart);
+          f.get(src).get(row0).i32(2).i32Shl().i32Add().set(s0);
+          f.forUpTo(p, k, 1, () => {
+            f.forUpTo(q, widthBytes, 16, () => f.at(d, q).at(s0, q).v128Load().v128Store());
+            f.get(d).get(widthBytes).i32Add().set(d);
+            f.get(s0).get(strideK).i32(2).i32Shl().i32Add().set(s0);
+          });
+        },
+        () => {
+          f.get(strideK).i32(1).i32Eq();
+          pushFull();
+          f.i32And().ifElse(() => {
+            f.get(width)
+              .i32(TILE_M)
+              .i32Eq()
+              .ifElse(
+                () => rowMajor(TILE_M),
+                () =>
+                  f
+                    .get(width)
+                    .i32(TILE_N)
+                    .i32Eq()
+                    .ifElse(() => rowMajor(TILE_N)),
+              );
+          });
+        },
+      );
+      // Whatever the paths above left (all of it in the general case): element by element.
+      f.forRange(
+        p,
+        () => f.get(pStart),
+        () => f.get(k),
+        1,
+        () => {
+          f.forUpTo(r, width, 1, () => {
+            f.get(row0)
+              .get(r)
+              .i32Add()
+              .tee(row)
+              .get(count)
+              .i32LtS()
+              .ifElse(
+                () => {
+                  f.get(d);
+                  f.get(src)
+                    .get(row)
+                    .get(strideRow)
+                    .i32Mul()
+                    .get(p)
+                    .get(strideK)
+                    .i32Mul()
+                    .i32Add()
+                    .i32(2)
+                    .i32Shl()
+                    .i32Add();
+                  f.f32Load().f32Store();
+                },
+                () => f.get(d).f32(0).f32Store(),
+              );
+            f.get(d).i32(4).i32Add().set(d);
+          });
+        },
+      );
       f.get(row0).get(width).i32Add().set(row0);
     });
   });
@@ -887,6 +998,24 @@ export function buildKernelModule(shared = false, simd: SimdVariant = 'plain'): 
       f.elemAt(coef, r).f32Load().get(len).call(axpyRow);
     });
   });
+
+  // ---- memory ----
+  // Fills and moves of arena bytes run here rather than in typed-array natives: on a shared
+  // memory (the threaded backend) V8 fills and copies a SharedArrayBuffer with relaxed atomic
+  // accesses, 10–40× slower than memset, while memory.fill and memory.copy stay plain memset and
+  // memmove. On an unshared memory both are the same speed.
+  kernel(mb, 'fill', (f, { out, n, value }) => {
+    const v = f.local('v128');
+    f.get(value).f32DemoteF64().f32x4Splat().set(v);
+    simdLoop(
+      f,
+      n,
+      (o) => f.at(out, o).get(v).v128Store(),
+      (o) => f.at(out, o).get(v).f32x4ExtractLane(0).f32Store(),
+    );
+  });
+  kernel(mb, 'zeroBytes', (f, { dst, bytes }) => f.get(dst).i32(0).get(bytes).memoryFill());
+  kernel(mb, 'copyBytes', (f, { src, dst, bytes }) => f.get(dst).get(src).get(bytes).memoryCopy());
 
   // ---- layout ----
   // count runs of runBytes bytes (a multiple of 4), run r from src + r·srcStride to dst +
@@ -1134,13 +1263,22 @@ export function buildKernelModule(shared = false, simd: SimdVariant = 'plain'): 
   kernel(mb, 'productBceBackward', (f, { a, b, y, g, ga, gb, n }) => {
     const i = f.local('i32');
     const [va, vb, vy, vg] = [f.local('f64'), f.local('f64'), f.local('f64'), f.local('f64')];
+    const [tailA, tailB, p] = [f.local('f64'), f.local('f64'), f.local('f64')];
     f.forUpTo(i, n, 1, () => {
       f.elemAt(a, i).f32Load().f64PromoteF32().set(va);
       f.elemAt(b, i).f32Load().f64PromoteF32().set(vb);
       f.elemAt(y, i).f32Load().f64PromoteF32().set(vy);
       f.elemAt(g, i).f32Load().f64PromoteF32().set(vg);
-      f.elemAt(ga, i).get(va).get(vb).get(vy).call(productBceGradA).get(vg).f64Mul().f32DemoteF64().f32Store();
-      f.elemAt(gb, i).get(vb).get(va).get(vy).call(productBceGradA).get(vg).f64Mul().f32DemoteF64().f32Store();
+      f.get(va).call(logSigmoidTail).set(tailA);
+      f.get(vb).call(logSigmoidTail).set(tailB);
+      // p = exp(logσ(a) + logσ(b)): one value for both gradients (the sum commutes exactly).
+      f.get(va).get(tailA).call(logSigmoidWith).get(vb).get(tailB).call(logSigmoidWith).f64Add().call(exp).set(p);
+      f.elemAt(ga, i).get(va);
+      f.get(vb).f64Neg().get(tailB).call(logSigmoidWith);
+      f.get(p).get(vy).call(productBceGradWith).get(vg).f64Mul().f32DemoteF64().f32Store();
+      f.elemAt(gb, i).get(vb);
+      f.get(va).f64Neg().get(tailA).call(logSigmoidWith);
+      f.get(p).get(vy).call(productBceGradWith).get(vg).f64Mul().f32DemoteF64().f32Store();
     });
   });
 
