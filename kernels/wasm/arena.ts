@@ -74,12 +74,40 @@ export class Arena {
    *   over it. Its maximum is reserved up front (as address space, not memory), and it
    *   only ever grows on the thread that owns the arena, between kernel calls.
    */
+  /** memset of arena bytes; the kernel module's once {@link useByteKernels} gave it. */
+  private zeroBytes: (ptr: number, bytes: number) => void = (ptr, bytes) => this.u8.fill(0, ptr, ptr + bytes);
+  /** memmove of arena bytes; likewise. */
+  private copyBytesFn: (src: number, dst: number, bytes: number) => void = (src, dst, bytes) =>
+    this.u8.copyWithin(dst, src, src + bytes);
+
   constructor(
     initialPages = 64,
     readonly shared = false,
   ) {
     this.memory = new WebAssembly.Memory({ initial: initialPages, maximum: MAX_PAGES, shared });
     this.refreshViews();
+  }
+
+  /**
+   * Zero and move bytes with the kernel module's `memory.fill` and `memory.copy` from now on: on a
+   * shared memory the typed-array natives take a slow path (see the `fill` kernel).
+   */
+  useByteKernels(
+    zero: (ptr: number, bytes: number) => void,
+    copy: (src: number, dst: number, bytes: number) => void,
+  ): void {
+    this.zeroBytes = zero;
+    this.copyBytesFn = copy;
+  }
+
+  /** Zero `bytes` bytes at `ptr`. */
+  zero(ptr: number, bytes: number): void {
+    if (bytes > 0) this.zeroBytes(ptr, bytes);
+  }
+
+  /** Move `bytes` bytes from `src` to `dst` (the ranges may overlap). */
+  copy(src: number, dst: number, bytes: number): void {
+    if (bytes > 0) this.copyBytesFn(src, dst, bytes);
   }
 
   private refreshViews(): void {
@@ -128,7 +156,7 @@ export class Arena {
   alloc(size: number, dtype: DType): WasmStorage {
     const bytes = size * (dtype === 'float64' ? 8 : 4);
     const { ptr, capacity } = this.allocBytes(bytes);
-    this.u8.fill(0, ptr, ptr + bytes);
+    this.zero(ptr, bytes);
     return new WasmStorage(this, ptr, size, dtype, capacity);
   }
 
@@ -151,7 +179,7 @@ export class Arena {
   materialize(s: WasmStorage): void {
     if (!s.pendingZero) return;
     s.pendingZero = false;
-    this.u8.fill(0, s.ptr, s.ptr + s.size * (s.dtype === 'float64' ? 8 : 4));
+    this.zero(s.ptr, s.size * (s.dtype === 'float64' ? 8 : 4));
   }
 
   /** Release a storage; a second release is ignored. */

@@ -8,10 +8,10 @@
  *   reduceSum over leading or trailing axes, gatherRows, embeddingBag, segmentSumRows,
  *   scatterAddRows, prelu and its backward, linearPrelu (the GEMM with a bias + PReLU epilogue)
  *   and its backward pass, the BCE kernels, adam, sparseAdam and sparseAdamSegments, copyBlock
- *   (vector moves per contiguous run, or memory.copy for long runs).
+ *   (vector moves per contiguous run, or memory.copy for long runs), fill and copy, and the
+ *   arena's zeroing (memory.fill and memory.copy: on shared memory the typed-array natives are slow).
  * - host loops over the arena's views (rarely hot, documented fallbacks): general
- *   broadcasts and reductions, permute, reduceMaxLast, softmaxLast (reference code);
- *   fill and copy (typed-array natives).
+ *   broadcasts and reductions, permute, reduceMaxLast, softmaxLast (reference code).
  * float64 (gradient checks) runs the reference kernels over the arena's Float64Array view.
  *
  * With `threads` > 1 the arena memory is shared and large float32 kernels are cut into
@@ -139,6 +139,15 @@ export const PARALLEL_MIN: Readonly<ParallelThresholds> = {
   math: 1 << 12,
   rows: 1 << 15,
 };
+
+/**
+ * What one element of the BCE kernels costs in units of the `math` threshold (one host-math
+ * call): their f64 stable math calls exp and log1p several times. Measured by the kernel benchmark
+ * against sigmoid (61 Melem/s): bceWithLogits 27, productBce 5. A batch of 1024 rows of the
+ * product BCE takes about 0.3 ms on one thread, well worth cutting.
+ */
+const BCE_COST = 2;
+const PRODUCT_BCE_COST = 12;
 
 /**
  * The thread count `'auto'` resolves to: 2 where the runtime supports the pool, the
@@ -358,6 +367,8 @@ export class WasmBackend extends kernelBase() implements Backend, RangeAccess {
     const module = kernelModule(shared, this.simd);
     const exports = new WebAssembly.Instance(module, { env: { memory: this.arena.memory }, math }).exports;
     this.k = exports as unknown as Record<string, (...args: number[]) => void>;
+    const { zeroBytes, copyBytes } = this.k;
+    this.arena.useByteKernels(zeroBytes, copyBytes);
     for (const name of Object.keys(exports)) {
       if (layoutOf(name) === undefined) throw new Error(`wasm backend: kernel '${name}' has no layout in layouts.ts`);
     }
@@ -621,12 +632,13 @@ export class WasmBackend extends kernelBase() implements Backend, RangeAccess {
     defineKernels(WasmBackend, {
       // ---- elementwise ----
       fill(out, value) {
-        this.view(out, true).fill(value);
+        if (out.dtype === 'float64') this.view(out, true).fill(value);
+        else this.run('fill', { out: this.outPtr(out), n: out.size, value });
       },
       copy(src, out) {
         const s = this.own(src);
         const bytes = s.size * (s.dtype === 'float64' ? 8 : 4);
-        this.arena.u8.copyWithin(s.size === out.size ? this.outPtr(out) : this.ptr(out), s.ptr, s.ptr + bytes);
+        this.arena.copy(s.ptr, s.size === out.size ? this.outPtr(out) : this.ptr(out), bytes);
       },
       unary(op, x, out) {
         if (x.dtype === 'float64' || !wasmUnary.has(op)) return this.ref.unary(op, this.host(x), this.host(out));
@@ -784,7 +796,7 @@ export class WasmBackend extends kernelBase() implements Backend, RangeAccess {
         const bp = this.ptr(b);
         const op = this.outPtr(out);
         if (k === 0) {
-          this.arena.u8.fill(0, op, op + g.batch * m * n * 4);
+          this.arena.zero(op, g.batch * m * n * 4);
           return;
         }
         const vector = n === 1 || m === 1;
@@ -937,7 +949,7 @@ export class WasmBackend extends kernelBase() implements Backend, RangeAccess {
       bceWithLogits(logits, labels, out) {
         if (logits.dtype === 'float64')
           return this.ref.bceWithLogits(this.host(logits), this.host(labels), this.host(out));
-        const pool = this.parallel(logits.size, this.min.math, 'bce');
+        const pool = this.parallel(logits.size * BCE_COST, this.min.math, 'bce');
         this.run('bce', { x: this.ptr(logits), y: this.ptr(labels), out: this.outPtr(out), n: logits.size }, pool);
       },
       bceWithLogitsBackward(logits, labels, gradOut, out) {
@@ -949,14 +961,14 @@ export class WasmBackend extends kernelBase() implements Backend, RangeAccess {
             this.host(out),
           );
         }
-        const pool = this.parallel(logits.size, this.min.math, 'bceBackward');
+        const pool = this.parallel(logits.size * BCE_COST, this.min.math, 'bceBackward');
         const inputs = { x: this.ptr(logits), y: this.ptr(labels), g: this.ptr(gradOut) };
         this.run('bceBackward', { ...inputs, out: this.outPtr(out), n: logits.size }, pool);
       },
       productBce(a, b, labels, out) {
         if (a.dtype === 'float64')
           return this.ref.productBce(this.host(a), this.host(b), this.host(labels), this.host(out));
-        const pool = this.parallel(a.size, this.min.math, 'productBce');
+        const pool = this.parallel(a.size * PRODUCT_BCE_COST, this.min.math, 'productBce');
         const inputs = { a: this.ptr(a), b: this.ptr(b), y: this.ptr(labels) };
         this.run('productBce', { ...inputs, out: this.ptr(out), n: a.size }, pool);
       },
@@ -971,7 +983,7 @@ export class WasmBackend extends kernelBase() implements Backend, RangeAccess {
             this.host(gradB),
           );
         }
-        const pool = this.parallel(a.size, this.min.math, 'productBceBackward');
+        const pool = this.parallel(a.size * PRODUCT_BCE_COST, this.min.math, 'productBceBackward');
         const inputs = { a: this.ptr(a), b: this.ptr(b), y: this.ptr(labels), g: this.ptr(gradOut) };
         this.run('productBceBackward', { ...inputs, ga: this.ptr(gradA), gb: this.ptr(gradB), n: a.size }, pool);
       },

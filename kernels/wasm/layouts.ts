@@ -106,6 +106,9 @@ export const LAYOUTS = {
   dotRows: { x: rows('len'), v: i32, out: rows(1), rows: count('rows'), len: i32 },
   axpyRows: { x: i32, coef: i32, out: i32, rows: i32, len: i32 },
   copyRuns: { src: i32, srcStride: i32, dst: i32, dstStride: i32, runBytes: i32, count: i32 },
+  fill: { out: elems, n: count('elems'), value: f64 },
+  zeroBytes: { dst: i32, bytes: i32 },
+  copyBytes: { src: i32, dst: i32, bytes: i32 },
   gatherRows: { x: i32, dim: i32, ids: rows(1), count: count('rows'), out: rows('dim') },
   // Bags write disjoint output rows; offsets stay absolute into ids and weights.
   embeddingBag: {

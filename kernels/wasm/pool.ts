@@ -44,8 +44,17 @@ export const CONTROL_BYTES = ARGS_AT + MAX_CHUNKS * MAX_ARGS * 8;
  * job's arguments are being written.
  */
 const IDLE = 1 << 30;
-/** Polls of a control slot before falling back to `Atomics.wait` (wake-ups cost tens of µs). */
-const SPIN = 4000;
+/**
+ * Milliseconds a thread polls a control slot before it sleeps in `Atomics.wait`. A wake-up
+ * costs tens of µs (more in a virtual machine), paid twice per job when both sides sleep, and a
+ * training step runs a parallel job every millisecond or so with serial work in between; a
+ * worker that polls through those gaps takes its first chunk at once. OpenMP runtimes spin for
+ * the same reason (libgomp's default spin count, Intel's 200 ms block time). After a step the
+ * workers sleep again, so an idle backend holds no core.
+ */
+export const SPIN_MS = 1;
+/** Polls between two reads of the clock while spinning. */
+const POLLS_PER_CLOCK = 256;
 
 /** Counters of the wasm backend's worker pool. */
 export interface PoolStats {
@@ -61,6 +70,18 @@ export interface PoolStats {
 const STRIKES = 4;
 const MIN_PAUSE = 32;
 const MAX_PAUSE = 4096;
+
+/**
+ * Whether a parallel job lost time to its workers (all times in ms): it ran no faster than the
+ * serial estimate (`serial`, the caller's time per chunk times the chunks) *and* the caller sat
+ * waiting for workers (`waited`) longer than one of its own chunks took (`chunkMs`), which is a
+ * worker that claimed work and then lost its core. A worker that woke too late to claim anything
+ * cost nothing, since the caller computed every chunk itself, so it is no reason to stop offering
+ * work: counting it made the pool pause on an idle machine whenever a sleeping worker woke slowly.
+ */
+export function jobLost(elapsed: number, serial: number, waited: number, chunkMs: number): boolean {
+  return elapsed >= 0.85 * serial && waited > chunkMs;
+}
 
 type Kernel = (...args: number[]) => void;
 
@@ -156,10 +177,11 @@ const args = new Float64Array(memory.buffer, base + ${ARGS_AT}, ${MAX_CHUNKS * M
 let seen = Atomics.load(ctl, ${SEQ});
 Atomics.add(ctl, ${READY}, 1);
 for (;;) {
-  let spins = ${SPIN};
+  const spinEnd = performance.now() + ${SPIN_MS};
+  let polls = 0;
   while (Atomics.load(ctl, ${SEQ}) === seen) {
-    if (spins > 0) spins--;
-    else Atomics.wait(ctl, ${SEQ}, seen);
+    if (++polls % ${POLLS_PER_CLOCK} !== 0 || performance.now() < spinEnd) continue;
+    Atomics.wait(ctl, ${SEQ}, seen);
   }
   seen = Atomics.load(ctl, ${SEQ});
   if (Atomics.load(ctl, ${STOP}) !== 0) break;
@@ -270,9 +292,9 @@ export class ThreadPool {
     return false;
   }
 
-  /** Record whether a job of kernel `fn` gained over the serial estimate (`serial` ms) and adapt its pause. */
-  private judge(fn: number, elapsed: number, serial: number): void {
-    if (elapsed < 0.85 * serial) {
+  /** Record how a job of kernel `fn` went ({@link jobLost}) and adapt its pause. */
+  private judge(fn: number, elapsed: number, serial: number, waited: number, chunkMs: number): void {
+    if (!jobLost(elapsed, serial, waited, chunkMs)) {
       this.strikes[fn] = 0;
       this.nextPause[fn] = MIN_PAUSE;
       return;
@@ -363,15 +385,20 @@ export class ThreadPool {
       own++;
       Atomics.add(ctl, DONE, 1);
     }
-    let spins = SPIN;
+    const w0 = performance.now();
+    const spinEnd = w0 + SPIN_MS;
+    let polls = 0;
     for (;;) {
       const done = Atomics.load(ctl, DONE);
       if (done >= chunks) break;
-      if (spins > 0) spins--;
-      else if (this.blocks) Atomics.wait(ctl, DONE, done);
+      if (++polls % POLLS_PER_CLOCK !== 0 || performance.now() < spinEnd) continue;
+      if (this.blocks) Atomics.wait(ctl, DONE, done);
     }
     Atomics.store(ctl, NEXT, IDLE);
-    if (own > 0 && this.shutdown.workers.length > 0) this.judge(fn, performance.now() - t0, (ownTime * chunks) / own);
+    if (own > 0 && this.shutdown.workers.length > 0) {
+      const end = performance.now();
+      this.judge(fn, end - t0, (ownTime * chunks) / own, end - w0, ownTime / own);
+    }
     if (failure !== null) throw failure;
     if (Atomics.load(ctl, ERROR) !== 0) throw new Error('wasm pool: a kernel failed in a worker thread');
   }

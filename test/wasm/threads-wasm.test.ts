@@ -7,6 +7,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AdamHyper, BagMode, MatmulGeometry, Storage } from '../../kernels/index.js';
 import { WasmBackend, autoThreads, poolSupported } from '../../kernels/wasm/index.js';
+import { jobLost } from '../../kernels/wasm/pool.js';
 import { randomArray, rng, simdVariants } from './helpers-wasm.js';
 
 const one = new WasmBackend({ threads: 1 });
@@ -207,6 +208,20 @@ describe('wasm backend threads', () => {
     }
     expect(be.stats().grows).toBeGreaterThan(2);
     be.dispose();
+  });
+
+  it('pauses a kernel only for jobs where the caller waited on a worker that claimed work', () => {
+    // A 1 ms serial job cut into 8 chunks of 0.125 ms.
+    const serial = 1;
+    const chunk = 0.125;
+    // Both threads computed: about half the serial time.
+    expect(jobLost(0.55, serial, 0.02, chunk)).toBe(false);
+    // The worker woke too late to claim a chunk: the caller did the job alone and lost nothing.
+    expect(jobLost(1.01, serial, 0.005, chunk)).toBe(false);
+    // The worker claimed a chunk and lost its core: the caller waited 3 ms for it.
+    expect(jobLost(3.6, serial, 3, chunk)).toBe(true);
+    // It waited, but the job still gained: keep cutting.
+    expect(jobLost(0.8, serial, 0.2, chunk)).toBe(false);
   });
 
   it('runs on the calling thread after dispose', () => {
