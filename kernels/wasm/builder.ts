@@ -376,6 +376,15 @@ export class FunctionBuilder {
   v128Store32Lane(lane: number, offset = 0): this {
     return this.simdMem(0x5a, 4, offset).op(lane);
   }
+  /**
+   * i8x16.shuffle of whole 32-bit lanes: pops a, b and pushes lanes `lanes` of their
+   * concatenation (0–3 from a, 4–7 from b), the form engines match to unpack instructions.
+   */
+  shuffle32(lanes: readonly [number, number, number, number]): this {
+    const bytes: number[] = [];
+    for (const lane of lanes) for (let b = 0; b < 4; b++) bytes.push(4 * lane + b);
+    return this.simd(0x0d, ...bytes);
+  }
   f32x4ExtractLane(lane: number): this {
     return this.simd(0x1f, lane);
   }

@@ -13,6 +13,7 @@ import {
   concat,
   div,
   init,
+  isGradEnabled,
   matmul,
   mean,
   mul,
@@ -174,11 +175,28 @@ export function activationUnitFirstLayer(linear: nn.Linear, e: Tensor, q: Tensor
   const wd = cols(2);
   const perPosition = concat([add(cols(0), wd), cols(3)], 1);
   const perRow = sub(cols(1), wd);
-  const x = concat([e, mul(e, reshape(q, [b, 1, d]))], 2);
-  const y = matmul(reshape(x, [b * l, 2 * d]), perPosition, { transB: true });
+  const y = matmul(unitInput(e, q), perPosition, { transB: true });
   let r = matmul(q, perRow, { transB: true });
   if (linear.bias) r = add(r, linear.bias);
   return add(reshape(y, [b, l, out]), reshape(r, [b, 1, out]));
+}
+
+/** The last {@link unitInput} of each sequence tensor: its target, the grad mode it was built in, and the value. */
+const unitInputs = new WeakMap<Tensor, { q: Tensor; grad: boolean; x: Tensor }>();
+
+/**
+ * The per-position input [e, e ⊙ q] of the activation unit's first layer as [batch·len, 2d]. It depends on
+ * the sequence and the target only, so the towers of one model that read the same embedding (ESMM's two,
+ * when shared) build it, and back-propagate through its concat and product, once: each gets the same tensor.
+ */
+function unitInput(e: Tensor, q: Tensor): Tensor {
+  const grad = isGradEnabled();
+  const hit = unitInputs.get(e);
+  if (hit && hit.q === q && hit.grad === grad && !hit.x.isDisposed) return hit.x;
+  const [b, l, d] = e.shape;
+  const x = reshape(concat([e, mul(e, reshape(q, [b, 1, d]))], 2), [b * l, 2 * d]);
+  unitInputs.set(e, { q, grad, x });
+  return x;
 }
 
 /** Deep Interest Network tower. */
