@@ -134,13 +134,7 @@ export function peakGflops(simd: SimdVariant, iters = 2_000_000): number {
 }
 
 /** One tower shape's GFLOP/s per SIMD variant at one thread and at two (`--json`). */
-interface GemmRow {
-  label: string;
-  m: number;
-  n: number;
-  k: number;
-  transA: boolean;
-  transB: boolean;
+interface GemmRow extends Case {
   gflops: Record<string, number>;
 }
 
