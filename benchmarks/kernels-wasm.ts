@@ -11,10 +11,16 @@
  * backward layouts (Aᵀ·B for weight gradients, A·Bᵀ for input gradients). A second table
  * times smaller square products at one and two threads, which is where the threads'
  * size threshold (`PARALLEL_MIN`) comes from.
+ *
+ * The ceiling: `peakGflops` times a loop of independent f32x4 multiply-adds on registers only (no
+ * memory), the most any SIMD128 GEMM can reach on this CPU. `--json FILE` (used by `npm run bench`)
+ * skips the tables and writes the tower shapes' GFLOP/s per variant and thread count, and the peaks.
  */
+import fs from 'node:fs';
 import type { Backend, MatmulGeometry, Storage } from '../kernels/backend.js';
 import { ReferenceBackend } from '../kernels/reference.js';
-import { relaxedSimdSupported, WasmBackend } from '../kernels/wasm/index.js';
+import { ModuleBuilder } from '../kernels/wasm/builder.js';
+import { relaxedSimdSupported, WasmBackend, type SimdVariant } from '../kernels/wasm/index.js';
 
 interface Case {
   label: string;
@@ -80,7 +86,86 @@ function time(backend: Backend, c: Case, budgetMs: number, cpu = false): number 
   return samples[samples.length >> 1] / 1000;
 }
 
+/** Independent accumulators of the peak loop: enough to cover the multiply-add latency on two FMA pipes. */
+const PEAK_CHAINS = 12;
+
+/**
+ * GFLOP/s of f32x4 multiply-adds with no memory traffic: `PEAK_CHAINS` independent accumulator
+ * chains, each step `acc = x·y + acc` as in a GEMM's inner loop (relaxed: one fused multiply-add;
+ * plain: a multiply off the chain and an add on it). The median of several timed calls after a warm-up.
+ */
+export function peakGflops(simd: SimdVariant, iters = 2_000_000): number {
+  const mb = new ModuleBuilder();
+  mb.importMemory('env', 'memory', 1);
+  mb.func('peak', ['i32'], [], (f) => {
+    const n = f.param(0);
+    const i = f.local('i32');
+    const x = f.local('v128');
+    const y = f.local('v128');
+    const acc = Array.from({ length: PEAK_CHAINS }, () => f.local('v128'));
+    f.f32(0.999).f32x4Splat().set(x);
+    f.f32(0.001).f32x4Splat().set(y);
+    for (const [q, a] of acc.entries()) f.f32(q).f32x4Splat().set(a);
+    f.forUpTo(i, n, 1, () => {
+      for (const a of acc) {
+        if (simd === 'relaxed') f.get(x).get(y).get(a).f32x4RelaxedMadd().set(a);
+        else f.get(x).get(y).f32x4Mul().get(a).f32x4Add().set(a);
+      }
+    });
+    // Keep the chains live: sum them into memory.
+    f.i32(0);
+    f.get(acc[0]);
+    for (const a of acc.slice(1)) f.get(a).f32x4Add();
+    f.v128Store();
+  });
+  const memory = new WebAssembly.Memory({ initial: 1 });
+  const { peak } = new WebAssembly.Instance(new WebAssembly.Module(mb.build()), { env: { memory } }).exports as {
+    peak: (n: number) => void;
+  };
+  peak(iters / 10);
+  const samples: number[] = [];
+  for (let r = 0; r < 7; r++) {
+    const t0 = performance.now();
+    peak(iters);
+    samples.push((performance.now() - t0) / 1000);
+  }
+  samples.sort((a, b) => a - b);
+  return (iters * PEAK_CHAINS * 8) / samples[samples.length >> 1] / 1e9;
+}
+
+/** One tower shape's GFLOP/s per SIMD variant at one thread and at two (`--json`). */
+interface GemmRow extends Case {
+  gflops: Record<string, number>;
+}
+
+/** The `--json` report: tower shapes (one thread: plain and relaxed; two threads: the default variant) and peaks. */
+async function writeJson(file: string): Promise<void> {
+  const variants: SimdVariant[] = relaxedSimdSupported() ? ['plain', 'relaxed'] : ['plain'];
+  const one = Object.fromEntries(variants.map((v) => [v, new WasmBackend({ threads: 1, simd: v })]));
+  const two = Object.fromEntries(variants.map((v) => [v, new WasmBackend({ threads: 2, simd: v })]));
+  for (const be of Object.values(two)) await be.ready();
+  const rounds = 5;
+  const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1];
+  const rows: GemmRow[] = [];
+  for (const c of [...layerCases(1024, 180, 200), ...layerCases(1024, 200, 80)]) {
+    const flops = 2 * c.m * c.n * c.k;
+    const times: Record<string, number[]> = {};
+    for (let r = 0; r < rounds; r++)
+      for (const v of variants) {
+        (times[`${v} 1T`] ??= []).push(time(one[v], c, 150));
+        (times[`${v} 2T`] ??= []).push(time(two[v], c, 150));
+      }
+    const gflops = Object.fromEntries(Object.entries(times).map(([key, t]) => [key, flops / median(t) / 1e9]));
+    rows.push({ ...c, gflops });
+  }
+  const peak = Object.fromEntries(variants.map((v) => [v, peakGflops(v)]));
+  for (const be of Object.values(two)) be.dispose();
+  fs.writeFileSync(file, JSON.stringify({ variants, rows, peak }, null, 2));
+}
+
 async function main(): Promise<void> {
+  const jsonAt = process.argv.indexOf('--json');
+  if (jsonAt >= 0) return writeJson(process.argv[jsonAt + 1]);
   const wasm = new WasmBackend({ threads: 1 });
   const wasm2 = new WasmBackend({ threads: 2 });
   await wasm2.ready();
@@ -118,6 +203,11 @@ async function main(): Promise<void> {
     ]);
   }
   printTable(rows);
+  console.log();
+  const peaks = [['SIMD128 multiply-add peak (registers only, 1 thread)', 'GFLOP/s']];
+  for (const v of relaxedSimdSupported() ? (['plain', 'relaxed'] as const) : (['plain'] as const))
+    peaks.push([v, peakGflops(v).toFixed(1)]);
+  printTable(peaks);
   console.log();
   simdVariants(cases);
   console.log();

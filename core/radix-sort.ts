@@ -23,6 +23,16 @@ export function groupIndices(indices: Int32Array): { unique: Int32Array; segment
   return idBits + posBits <= 32 ? groupPacked(keys, idBits, posBits) : groupByPositions(indices, max);
 }
 
+/** Digit counts to each digit's first slot in the sorted order (an exclusive prefix sum, in place). */
+function startsOfDigits(counts: Int32Array): void {
+  let total = 0;
+  for (let d = 0; d < counts.length; d++) {
+    const c = counts[d];
+    counts[d] = total;
+    total += c;
+  }
+}
+
 /**
  * The digit width for sorting `bits` bits of n keys: each pass costs about 2n (count, scatter)
  * plus two sweeps of a 2^digit histogram, so the fewest passes whose histograms stay small.
@@ -58,12 +68,7 @@ function groupPacked(
     for (let shift = posBits; shift < posBits + idBits; shift += digit) {
       counts.fill(0);
       for (let i = 0; i < n; i++) counts[(keys[i] >>> shift) & mask]++;
-      let total = 0;
-      for (let d = 0; d < counts.length; d++) {
-        const c = counts[d];
-        counts[d] = total;
-        total += c;
-      }
+      startsOfDigits(counts);
       for (let i = 0; i < n; i++) {
         const k = keys[i];
         scratch[counts[(k >>> shift) & mask]++] = k;
@@ -110,12 +115,7 @@ function groupByPositions(
     counts.fill(0);
     // Indices are non-negative row ids; `>>> shift & mask` buckets them by one digit.
     for (let i = 0; i < n; i++) counts[(indices[i] >>> shift) & mask]++;
-    let total = 0;
-    for (let d = 0; d < counts.length; d++) {
-      const c = counts[d];
-      counts[d] = total;
-      total += c;
-    }
+    startsOfDigits(counts);
     for (let i = 0; i < n; i++) {
       const pos = order[i];
       scratch[counts[(indices[pos] >>> shift) & mask]++] = pos;

@@ -36,6 +36,9 @@ interface PendingSum {
   buffer: DynamicBuffer;
 }
 
+/** How many kept gradients share each segment-sum source they keep alive (see {@link RowSparseGrad.keep}). */
+const sourceOwners = new WeakMap<Tensor, number>();
+
 /**
  * A gradient that touches only some rows of a 2-D parameter, as produced by
  * embedding lookups. `rows` are distinct and `values[i]` is the gradient of row `rows[i]`.
@@ -116,16 +119,28 @@ export class RowSparseGrad {
   /** Keep what this gradient holds alive past the scope that made it (a leaf's accumulated gradient). */
   keep(): void {
     if (this.summed) this.summed.keepAlive = true;
-    if (this.source && !this.source.keepAlive) {
-      this.source.keepAlive = true;
+    const src = this.source;
+    // Several tables' gradients may sum rows of one source (lookupConcat's): the gradients that kept
+    // it share it, and the last of them to be disposed frees it.
+    if (src && !this.ownsSource && (!src.keepAlive || sourceOwners.has(src))) {
+      src.keepAlive = true;
       this.ownsSource = true;
+      sourceOwners.set(src, (sourceOwners.get(src) ?? 0) + 1);
     }
   }
 
-  /** Free what this gradient holds (the source of its sum only where {@link RowSparseGrad.keep} kept it). */
+  /** Free what this gradient holds (the source of its sum only where {@link RowSparseGrad.keep} kept it, once no other keeper holds it). */
   dispose(): void {
     this.summed?.dispose();
-    if (this.ownsSource) this.source?.dispose();
+    const src = this.source;
+    if (!this.ownsSource || !src) return;
+    this.ownsSource = false;
+    const owners = (sourceOwners.get(src) ?? 1) - 1;
+    if (owners > 0) sourceOwners.set(src, owners);
+    else {
+      sourceOwners.delete(src);
+      src.dispose();
+    }
   }
 
   private sum(): Tensor {

@@ -9,16 +9,19 @@
  */
 import {
   activeTracer,
+  concat,
   derive,
   embeddingBag,
   gatherRows,
   init,
+  lookupConcat,
   markTraced,
   mul,
   nn,
   reshape,
   Rng,
   Tensor,
+  type ConcatLookup,
 } from '../core/index.js';
 import { getBackend, type Backend, type DType } from '../kernels/index.js';
 import {
@@ -74,6 +77,11 @@ export interface TowerInput {
   readonly size: number;
   /** One [batch, width] tensor per field, in schema order; numeric fields pass through as values. */
   readonly pooled: ReadonlyMap<string, Tensor>;
+  /**
+   * Every field's vector concatenated in schema order, [batch, Σ widths] (the same values as
+   * `concat([...pooled.values()], 1)`), made once per input: towers that share the input share it.
+   */
+  concatenated(): Tensor;
   /** The unpooled sequence of a bag field (computed once, on first request). */
   sequence(field: string): SequenceEmbedding;
   /** Element type of the tensors. */
@@ -136,13 +144,24 @@ export class SharedEmbedding extends nn.Module {
 
   /** Embed a batch: pooled vectors for every field, sequences when asked for. */
   forward(batch: Batch): TowerInput {
-    const pooled = new Map<string, Tensor>();
-    for (const field of this.schema.fields) pooled.set(field.name, this.pool(field, batch));
+    // Both made on first use: a tower that reads only the concatenation looks each field up once, into it.
+    let pooled: Map<string, Tensor> | null = null;
+    let joined: Tensor | null = null;
+    const pooledFields = (): Map<string, Tensor> => {
+      if (!pooled) {
+        pooled = new Map();
+        for (const field of this.schema.fields) pooled.set(field.name, this.pool(field, batch));
+      }
+      return pooled;
+    };
     const cache = new Map<string, SequenceEmbedding>();
     return {
       batch,
       size: batch.size,
-      pooled,
+      get pooled() {
+        return pooledFields();
+      },
+      concatenated: () => (joined ??= pooled ? joinFields(pooled) : this.concatenate(batch, pooledFields)),
       dtype: this.dtype,
       backend: this.backend,
       sequence: (name: string): SequenceEmbedding => {
@@ -183,6 +202,36 @@ export class SharedEmbedding extends nn.Module {
     const rows = reshape(gatherRows(table, ids), [n, maxLen, dim]);
     const values = mul(rows, this.constant(scale, [n, maxLen, 1]));
     return { values, mask: this.constant(mask, [n, maxLen]), lengths, maxLen };
+  }
+
+  /**
+   * Every field's vector in one [batch, Σ widths] matrix: one {@link lookupConcat} where every field
+   * is a lookup of one dim (its backward sums each table's rows from their columns of the gradient),
+   * else the concatenation of the pooled fields.
+   */
+  private concatenate(batch: Batch, pooledFields: () => Map<string, Tensor>): Tensor {
+    const fields = sparseFields(this.schema);
+    const dim = fields.length > 0 ? embeddingDimOf(fields[0]) : 0;
+    if (fields.length !== this.schema.fields.length || fields.some((f) => embeddingDimOf(f) !== dim))
+      return joinFields(pooledFields());
+    const tables: Tensor[] = [];
+    const lookups = fields.map((field): ConcatLookup => {
+      const table = this.tables.get(tableOf(field))!;
+      let index = tables.indexOf(table);
+      if (index < 0) index = tables.push(table) - 1;
+      const data = this.data(field, batch);
+      if (data.kind !== field.kind)
+        throw new Error(`SharedEmbedding: field '${field.name}' is not ${field.kind} in the batch`);
+      if (field.kind === 'categorical' || data.kind !== 'bag') return { table: index, ids: data.ids };
+      return {
+        table: index,
+        ids: data.ids,
+        offsets: data.offsets,
+        weights: field.weighted ? (data.values ?? null) : null,
+        mode: field.pooling ?? 'sum',
+      };
+    });
+    return lookupConcat(tables, lookups);
   }
 
   /** A constant tensor of this layer's dtype and backend. */
@@ -266,6 +315,12 @@ function padSequences(
     }
   }
   return { lengths, maxLen, ids, scale, mask };
+}
+
+/** The pooled fields side by side, in schema order (one field: itself). */
+function joinFields(pooled: ReadonlyMap<string, Tensor>): Tensor {
+  const parts = [...pooled.values()];
+  return parts.length === 1 ? parts[0] : concat(parts, 1);
 }
 
 /** Fields that carry an id lookup (categorical and bag), in schema order. */

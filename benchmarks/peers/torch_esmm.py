@@ -440,6 +440,46 @@ def reference_blas_dir():
     return os.path.dirname(hits[0]) if hits else None
 
 
+# The tower's GEMMs: batch 1024 through 180 -> 200 -> 80, forward (A.B) and the two backward layouts
+# (A^T.B for weight gradients, A.B^T for input gradients), as benchmarks/kernels-wasm.ts times them.
+GEMM_LAYERS = [(1024, 180, 200), (1024, 200, 80)]
+
+
+def gemm_cases():
+    for batch, fin, fout in GEMM_LAYERS:
+        yield f"{batch}x{fin} · {fin}x{fout}", batch, fout, fin, False, False
+        yield f"({batch}x{fin})ᵀ · {batch}x{fout}", fin, fout, batch, True, False
+        yield f"{batch}x{fout} · ({fin}x{fout})ᵀ", batch, fin, fout, False, True
+
+
+def gemm_child(threads):
+    """GFLOP/s of torch.mm (float32) at the tower shapes: median of 7 timed bursts after a warm-up."""
+    import torch
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    rows = []
+    for label, m, n, k, trans_a, trans_b in gemm_cases():
+        a = torch.randn(k, m).t() if trans_a else torch.randn(m, k)
+        b = torch.randn(n, k).t() if trans_b else torch.randn(k, n)
+        out = torch.empty(m, n)
+        for _ in range(30):
+            torch.mm(a, b, out=out)
+        burst = 50
+        samples = []
+        for _ in range(7):
+            t0 = time.perf_counter()
+            for _ in range(burst):
+                torch.mm(a, b, out=out)
+            samples.append((time.perf_counter() - t0) / burst)
+        samples.sort()
+        rows.append({"label": label, "m": m, "n": n, "k": k, "transA": trans_a, "transB": trans_b,
+                     "gflops": 2 * m * n * k / samples[len(samples) // 2] / 1e9})
+    provider = sgemm_provider(loaded_libraries())
+    info = {"sgemmProvider": provider, "openblas": openblas_info(provider), "libraries": loaded_libraries()}
+    return {"threads": threads, "torch": torch.__version__, "blas": blas_summary(info), "rows": rows}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--variants", default="sparse,dense")
@@ -463,11 +503,34 @@ def main():
     ap.add_argument("--workload", default="mlp", choices=["mlp", "din", "deepfm"],
                     help="base model of both towers (benchmarks/peers/make-init.mjs holds their initial weights)")
     ap.add_argument("--profile", type=int, default=0, help="after timing, profile this many steps with torch.profiler")
+    ap.add_argument("--gemm", action="store_true",
+                    help="only time torch.mm at the tower's shapes (1 and 2 threads, --threads) and write them to --out")
+    ap.add_argument("--gemm-child", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--child", nargs=3, metavar=("VARIANT", "THREADS", "BATCH"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.quick:
         args.warmup, args.repeats, args.steps = 2, 3, 5
         args.loss_steps = min(args.loss_steps, args.warmup + args.repeats * args.steps)
+
+    if args.gemm_child:
+        print("@@RESULT@@" + json.dumps(gemm_child(args.gemm_child)))
+        return 0
+    if args.gemm:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        runs = []
+        for t in [int(x) for x in args.threads.split(",") if x]:
+            proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--gemm-child", str(t)],
+                                  env=child_env(t, args.keep_env), capture_output=True, text=True)
+            line = next((l for l in proc.stdout.splitlines() if l.startswith("@@RESULT@@")), None)
+            if proc.returncode != 0 or line is None:
+                print(f"torch gemm t={t}: FAILED rc={proc.returncode}\n{proc.stderr[-2000:]}", file=sys.stderr)
+                continue
+            runs.append(json.loads(line[len("@@RESULT@@"):]))
+            for r in runs[-1]["rows"]:
+                print(f"torch.mm t={t} {r['label']}: {r['gflops']:.1f} GFLOP/s")
+        with open(args.out, "w") as f:
+            json.dump({"framework": "pytorch", "runs": runs}, f, indent=2)
+        return 0 if runs else 1
 
     if args.child:
         variant, threads, batch = args.child[0], int(args.child[1]), int(args.child[2])

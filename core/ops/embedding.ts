@@ -117,27 +117,33 @@ function checkIds(op: string, ids: Int32Array, rows: number): void {
  * with a sparse gradient for the table.
  */
 export function embeddingBag(table: Tensor, input: BagInput): Tensor {
+  if (table.rank !== 2) throw new Error(`embeddingBag: table must be 2-D, got ${fmt(table.shape)}`);
+  checkBag('embeddingBag', table, input);
+  const { ids, offsets } = input;
+  return apply(embeddingBagOp, [table], { ids, offsets, weights: input.weights ?? null, mode: input.mode ?? 'sum' });
+}
+
+/** The checks of a bag's ids, offsets and weights against its (2-D) table. */
+function checkBag(op: string, table: Tensor, input: BagInput): void {
   const { ids, offsets } = input;
   const weights = input.weights ?? null;
-  checkInt32('embeddingBag', 'offsets', offsets);
-  checkInt32('embeddingBag', 'ids', ids);
+  checkInt32(op, 'offsets', offsets);
+  checkInt32(op, 'ids', ids);
   if (weights && !(weights instanceof Float32Array))
-    throw new Error(`embeddingBag: weights must be a Float32Array, got ${kindOf(weights)}`);
-  if (table.rank !== 2) throw new Error(`embeddingBag: table must be 2-D, got ${fmt(table.shape)}`);
+    throw new Error(`${op}: weights must be a Float32Array, got ${kindOf(weights)}`);
   if (offsets.length < 1 || offsets[0] !== 0 || offsets[offsets.length - 1] !== ids.length) {
     throw new Error(
-      `embeddingBag: offsets must start at 0 and end at ids.length (${ids.length}), got ${offsets[0]} .. ${offsets[offsets.length - 1]}`,
+      `${op}: offsets must start at 0 and end at ids.length (${ids.length}), got ${offsets[0]} .. ${offsets[offsets.length - 1]}`,
     );
   }
   for (let b = 0; b + 1 < offsets.length; b++) {
     if (offsets[b + 1] < offsets[b])
-      throw new Error(`embeddingBag: offsets decrease at bag ${b} (${offsets[b]} > ${offsets[b + 1]})`);
+      throw new Error(`${op}: offsets decrease at bag ${b} (${offsets[b]} > ${offsets[b + 1]})`);
   }
   if (weights && weights.length !== ids.length) {
-    throw new Error(`embeddingBag: ${weights.length} weights for ${ids.length} ids`);
+    throw new Error(`${op}: ${weights.length} weights for ${ids.length} ids`);
   }
-  checkIds('embeddingBag', ids, table.shape[0]);
-  return apply(embeddingBagOp, [table], { ids, offsets, weights, mode: input.mode ?? 'sum' });
+  checkIds(op, ids, table.shape[0]);
 }
 
 const gatherRowsOp = registerOp<{ ids: Int32Array }>({
@@ -162,4 +168,127 @@ export function gatherRows(x: Tensor, ids: Int32Array): Tensor {
   if (x.rank !== 2) throw new Error(`gatherRows: input must be 2-D, got ${fmt(x.shape)}`);
   checkIds('gatherRows', ids, x.shape[0]);
   return apply(gatherRowsOp, [x], { ids });
+}
+
+/**
+ * One lookup of {@link lookupConcat}: a row per id (`offsets` null or absent, as {@link gatherRows}),
+ * or one pooled row per bag (as {@link embeddingBag}).
+ */
+export interface ConcatLookup {
+  /** Index of the lookup's table among the tables passed. */
+  table: number;
+  /** Row ids: one per output row, or concatenated over bags. */
+  ids: Int32Array;
+  /** batch + 1 offsets into `ids` (see {@link BagInput.offsets}); null for one id per row. */
+  offsets?: Int32Array | null;
+  /** Per-id weights of a bag (see {@link BagInput.weights}). */
+  weights?: Float32Array | null;
+  /** Pooling of a bag; `sum` by default. */
+  mode?: BagMode;
+}
+
+interface LookupConcatAttrs {
+  lookups: {
+    table: number;
+    ids: Int32Array;
+    offsets: Int32Array | null;
+    weights: Float32Array | null;
+    mode: BagMode;
+  }[];
+  rows: number;
+  dim: number;
+}
+
+const lookupConcatOp = registerOp<LookupConcatAttrs>({
+  name: 'lookupConcat',
+  arity: 'variadic',
+  forward(tables, { lookups, rows, dim }) {
+    const width = lookups.length * dim;
+    const out = emptyLike(tables[0], [rows, width]);
+    const part = emptyLike(tables[0], [rows, dim]);
+    const be = tables[0].backend;
+    lookups.forEach((l, j) => {
+      const table = tables[l.table].storage;
+      if (l.offsets) be.embeddingBag(table, dim, l.ids, l.offsets, l.weights, l.mode, part.storage);
+      else be.gatherRows(table, dim, l.ids, part.storage);
+      be.copyBlock(part.storage, [rows, dim], [0, 0], out.storage, [rows, width], [0, j * dim], [rows, dim]);
+    });
+    part.dispose();
+    return { output: out };
+  },
+  backward(g, { inputs: tables, attrs: { lookups } }) {
+    // g [rows, k·dim] read as [rows·k, dim]: lookup j's gradient for output row b is row b·k + j,
+    // so each table's segment sum reads its columns of g in place (no split, no per-field sum).
+    const k = lookups.length;
+    const refs = lookups.map((l, j) => ({
+      ids: hostRef(l.ids),
+      offsets: hostRef(l.offsets),
+      weights: hostRef(l.weights),
+      mode: l.mode,
+      column: j,
+    }));
+    return tables.map((table, t) => {
+      const mine = refs.filter((_, j) => lookups[j].table === t);
+      if (mine.length === 0 || !table.requiresGrad) return null;
+      return rowGradient(table, g, 'lookupConcat', () => {
+        const parts = mine.map((r) => ({ ids: r.ids(), offsets: r.offsets(), weights: r.weights(), r }));
+        const total = parts.reduce((n, p) => n + p.ids.length, 0);
+        const scaled = parts.some((p) => p.offsets && (p.weights || p.r.mode !== 'sum'));
+        const ids = parts.length === 1 ? parts[0].ids : new Int32Array(total);
+        const srcRow = new Int32Array(total);
+        const scales = scaled ? new Float32Array(total).fill(1) : null;
+        let at = 0;
+        for (const { ids: own, offsets, weights, r } of parts) {
+          if (ids !== own) ids.set(own, at);
+          if (!offsets) for (let b = 0; b < own.length; b++) srcRow[at + b] = b * k + r.column;
+          else {
+            for (let b = 0; b + 1 < offsets.length; b++) {
+              const s = bagScale(weights, offsets[b], offsets[b + 1], r.mode);
+              for (let j = offsets[b]; j < offsets[b + 1]; j++) {
+                srcRow[at + j] = b * k + r.column;
+                if (scales) scales[at + j] = (weights ? weights[j] : 1) * s;
+              }
+            }
+          }
+          at += own.length;
+        }
+        return { ids, srcRow, scales };
+      });
+    });
+  },
+});
+
+/**
+ * Lookups concatenated along columns: [rows, lookups.length · dim], lookup j's rows in columns
+ * [j·dim, (j+1)·dim), the same values as `concat([gatherRows(...) or embeddingBag(...), ...], 1)`.
+ * Every table is 2-D with one dim; a table read by several lookups is listed once. The backward
+ * sums each table's rows straight from its columns of the output's gradient, one row-sparse
+ * gradient per table, where the concat's backward would split the gradient into a block per lookup.
+ */
+export function lookupConcat(tables: readonly Tensor[], lookups: readonly ConcatLookup[]): Tensor {
+  if (tables.length === 0 || lookups.length === 0) throw new Error('lookupConcat: no tables or no lookups');
+  for (const t of tables) if (t.rank !== 2) throw new Error(`lookupConcat: tables must be 2-D, got ${fmt(t.shape)}`);
+  const dim = tables[0].shape[1];
+  if (tables.some((t) => t.shape[1] !== dim || t.dtype !== tables[0].dtype))
+    throw new Error(`lookupConcat: tables differ in dim or dtype (${tables.map((t) => fmt(t.shape)).join(', ')})`);
+  let rows = -1;
+  const normalized = lookups.map((l, j) => {
+    const table = tables[l.table];
+    if (!Number.isInteger(l.table) || !table)
+      throw new Error(`lookupConcat: lookup ${j} names table ${l.table} of ${tables.length}`);
+    const offsets = l.offsets ?? null;
+    if (offsets) checkBag('lookupConcat', table, { ids: l.ids, offsets, weights: l.weights });
+    else checkIds('lookupConcat', l.ids, table.shape[0]);
+    const n = offsets ? offsets.length - 1 : l.ids.length;
+    if (rows >= 0 && n !== rows) throw new Error(`lookupConcat: lookup ${j} has ${n} rows, lookup 0 has ${rows}`);
+    rows = n;
+    return {
+      table: l.table,
+      ids: l.ids,
+      offsets,
+      weights: offsets ? (l.weights ?? null) : null,
+      mode: l.mode ?? 'sum',
+    };
+  });
+  return apply(lookupConcatOp, tables, { lookups: normalized, rows, dim });
 }

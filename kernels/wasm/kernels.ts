@@ -27,6 +27,8 @@ export const SIMD_BINARY = ['add', 'sub', 'mul', 'div', 'maximum', 'minimum'] as
 export const TILE_M = 4;
 /** GEMM register tile: columns of B per micro-kernel (two v128). */
 export const TILE_N = 8;
+/** GEMM register tile: v128 columns of B per micro-kernel. */
+const TILE_V = TILE_N / 4;
 
 /** Lanes of a 32-bit shuffle of two vectors (0–3 the first, 4–7 the second). */
 type Lanes = readonly [number, number, number, number];
@@ -78,24 +80,28 @@ function preluOf(f: FunctionBuilder, v: Local, slope: () => void): void {
 }
 
 /**
- * Epilogue of a full TILE_M × TILE_N tile in `acc` whose out address is in `o`: adds the bias of
- * columns j.. j+8, stores the sum to `pre` and its PReLU to `out` (the same rounding as a separate
- * bias add and prelu pass, with no second trip through memory).
+ * Epilogue of a full tile of TILE_M rows of `nv` vectors in `acc` (row q's vector h at
+ * acc[TILE_V·q + h]) whose out address is in `o`: adds the bias of columns j.. j+4nv, stores the
+ * sum to `pre` and its PReLU to `out` (the same rounding as a separate bias add and prelu pass,
+ * with no second trip through memory).
  */
 function epilogueTile(
   f: FunctionBuilder,
   epi: GemmEpilogue,
   acc: Local[],
+  nv: number,
   o: Local,
   out: Local,
   j: Local,
   n: Local,
 ): void {
-  const bv = [f.local('v128'), f.local('v128')];
-  const sv = [f.local('v128'), f.local('v128')];
+  const bv: Local[] = [];
+  const sv: Local[] = [];
+  for (let h = 0; h < nv; h++) bv.push(f.local('v128'));
+  for (let h = 0; h < nv; h++) sv.push(f.local('v128'));
   const t = f.local('v128');
   const po = f.local('i32');
-  for (let h = 0; h < 2; h++) {
+  for (let h = 0; h < nv; h++) {
     f.elemAt(epi.bias, j)
       .v128Load(16 * h)
       .set(bv[h]);
@@ -105,8 +111,8 @@ function epilogueTile(
   }
   f.get(epi.pre).get(o).i32Add().get(out).i32Sub().set(po);
   for (let q = 0; q < TILE_M; q++) {
-    for (let h = 0; h < 2; h++) {
-      f.get(acc[2 * q + h])
+    for (let h = 0; h < nv; h++) {
+      f.get(acc[TILE_V * q + h])
         .get(bv[h])
         .f32x4Add()
         .set(t);
@@ -825,9 +831,12 @@ export function buildKernelModule(shared = false, simd: SimdVariant = 'plain'): 
 
   // The 4×8 register-tiled micro-kernel over packed panels. B's panel (k×8) stays in L1
   // while the A panels stream past it; each k step loads two B vectors and splats four
-  // A values, for 8 multiplies and 8 adds on 8 accumulators. With an epilogue (linearPrelu)
-  // each finished tile gets its bias added and PReLU applied while still in registers, and
-  // is stored twice: the pre-activation to `pre`, the activation to `out`.
+  // A values, for 8 multiplies and 8 adds on 8 accumulators. (Larger tiles or an unrolled k
+  // loop measured slower: V8 issues every load of the loop body first, so 8 accumulators,
+  // 6 loaded vectors and a product already take the 15 vector registers it allocates.)
+  // A last panel of at most four columns computes only its first vector. With an epilogue
+  // (linearPrelu) each finished tile gets its bias added and PReLU applied while still in
+  // registers, and is stored twice: the pre-activation to `pre`, the activation to `out`.
   const gemmTiles = (f: FunctionBuilder, params: KernelParams<'gemmPacked'>, epi: GemmEpilogue | null): void => {
     const { aPack, bPack, out, m, n, k, tmp } = params;
     const i = f.local('i32');
@@ -841,31 +850,35 @@ export function buildKernelModule(shared = false, simd: SimdVariant = 'plain'): 
     const c = f.local('i32');
     const rEnd = f.local('i32');
     const cEnd = f.local('i32');
-    const b0 = f.local('v128');
-    const b1 = f.local('v128');
+    const bv: Local[] = [];
+    for (let h = 0; h < TILE_V; h++) bv.push(f.local('v128'));
     const av = f.local('v128');
     const acc: Local[] = [];
-    for (let q = 0; q < 2 * TILE_M; q++) acc.push(f.local('v128'));
+    for (let q = 0; q < TILE_M * TILE_V; q++) acc.push(f.local('v128'));
 
-    f.get(bPack).set(bPanel);
-    f.forUpTo(j, n, TILE_N, () => {
+    // The row tiles of the panel at column j, with its first `nv` column vectors.
+    const panel = (nv: number): void => {
+      const cols = 4 * nv;
+      const tileAcc = (q: number, h: number): Local => acc[TILE_V * q + h];
       f.get(aPack).set(ap);
       f.forUpTo(i, m, TILE_M, () => {
-        for (const a of acc) f.f32(0).f32x4Splat().set(a);
+        for (let q = 0; q < TILE_M; q++) for (let h = 0; h < nv; h++) f.f32(0).f32x4Splat().set(tileAcc(q, h));
         f.get(bPanel).set(bp);
         f.forUpTo(p, k, 1, () => {
-          f.get(bp).v128Load(0).set(b0);
-          f.get(bp).v128Load(16).set(b1);
+          for (let h = 0; h < nv; h++)
+            f.get(bp)
+              .v128Load(16 * h)
+              .set(bv[h]);
           for (let q = 0; q < TILE_M; q++) {
             f.get(ap)
               .v128Load32Splat(4 * q)
               .set(av);
-            for (const [h, bv] of [b0, b1].entries()) {
-              const a = acc[2 * q + h];
+            for (let h = 0; h < nv; h++) {
+              const a = tileAcc(q, h);
               madd(
                 f,
                 () => f.get(av),
-                () => f.get(bv),
+                () => f.get(bv[h]),
                 () => f.get(a),
               ).set(a);
             }
@@ -886,7 +899,7 @@ export function buildKernelModule(shared = false, simd: SimdVariant = 'plain'): 
           .get(m)
           .i32LeS()
           .get(j)
-          .i32(TILE_N)
+          .i32(cols)
           .i32Add()
           .get(n)
           .i32LeS()
@@ -894,23 +907,22 @@ export function buildKernelModule(shared = false, simd: SimdVariant = 'plain'): 
           .ifElse(
             () => {
               f.get(out).get(i).get(n).i32Mul().get(j).i32Add().i32(2).i32Shl().i32Add().set(o);
-              if (epi) epilogueTile(f, epi, acc, o, out, j, n);
+              if (epi) epilogueTile(f, epi, acc, nv, o, out, j, n);
               else
                 for (let q = 0; q < TILE_M; q++) {
-                  f.get(o)
-                    .get(acc[2 * q])
-                    .v128Store(0);
-                  f.get(o)
-                    .get(acc[2 * q + 1])
-                    .v128Store(16);
+                  for (let h = 0; h < nv; h++)
+                    f.get(o)
+                      .get(tileAcc(q, h))
+                      .v128Store(16 * h);
                   if (q < TILE_M - 1) f.get(o).get(n).i32(2).i32Shl().i32Add().set(o);
                 }
             },
             () => {
-              for (let q = 0; q < 2 * TILE_M; q++)
-                f.get(tmp)
-                  .get(acc[q])
-                  .v128Store(16 * q);
+              for (let q = 0; q < TILE_M; q++)
+                for (let h = 0; h < nv; h++)
+                  f.get(tmp)
+                    .get(tileAcc(q, h))
+                    .v128Store(16 * (nv * q + h));
               f.get(m).get(i).i32Sub().set(rEnd);
               f.get(rEnd)
                 .i32(TILE_M)
@@ -918,9 +930,9 @@ export function buildKernelModule(shared = false, simd: SimdVariant = 'plain'): 
                 .ifElse(() => f.i32(TILE_M).set(rEnd));
               f.get(n).get(j).i32Sub().set(cEnd);
               f.get(cEnd)
-                .i32(TILE_N)
+                .i32(cols)
                 .i32GtS()
-                .ifElse(() => f.i32(TILE_N).set(cEnd));
+                .ifElse(() => f.i32(cols).set(cEnd));
               f.forUpTo(r, rEnd, 1, () => {
                 f.forUpTo(c, cEnd, 1, () => {
                   f.get(out)
@@ -937,7 +949,7 @@ export function buildKernelModule(shared = false, simd: SimdVariant = 'plain'): 
                     .i32Shl()
                     .i32Add();
                   if (epi) f.tee(o);
-                  f.get(tmp).get(r).i32(TILE_N).i32Mul().get(c).i32Add().i32(2).i32Shl().i32Add();
+                  f.get(tmp).get(r).i32(cols).i32Mul().get(c).i32Add().i32(2).i32Shl().i32Add();
                   if (epi) epilogueElement(f, epi, o, out, j, c);
                   else f.f32Load().f32Store();
                 });
@@ -945,6 +957,19 @@ export function buildKernelModule(shared = false, simd: SimdVariant = 'plain'): 
             },
           );
       });
+    };
+
+    f.get(bPack).set(bPanel);
+    f.forUpTo(j, n, TILE_N, () => {
+      f.get(n)
+        .get(j)
+        .i32Sub()
+        .i32(TILE_N - 4)
+        .i32LeS()
+        .ifElse(
+          () => panel(1),
+          () => panel(TILE_V),
+        );
       f.get(bPanel)
         .get(k)
         .i32(4 * TILE_N)

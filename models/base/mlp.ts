@@ -18,7 +18,8 @@ export class MlpTower extends BaseModel {
   }
 
   forward(input: TowerInput): Tensor {
-    return this.net.forwardFields(input.pooled);
+    // The input's one concatenation: towers sharing the embeddings share it and its lookups.
+    return this.net.forward(input.concatenated());
   }
 }
 

@@ -6,7 +6,7 @@
  * and task towers of 8, the widths of PaddleRec's reproduction of the paper's census-income setting.
  */
 import { concat, mul, nn, reshape, softmax, sum, type Tensor } from '../../core/index.js';
-import { concatFields, totalWidth } from '../base/base-model.js';
+import { totalWidth } from '../base/base-model.js';
 import type { TowerInput } from '../embedding.js';
 import type { Schema } from '../schema.js';
 import { checks } from '../options.js';
@@ -86,7 +86,7 @@ export class MmoeMethod extends TwoTowerFrame {
   protected represent(input: TowerInput): { ctr: Tensor; cvr: Tensor } {
     const outputs = this.experts.map((e) => e.forward(input));
     // The gates read the field vectors as the experts' first layer does (before any attention).
-    const x = concatFields(input.pooled);
+    const x = input.concatenated();
     return { ctr: mixExperts(outputs, this.ctrGate.forward(x)), cvr: mixExperts(outputs, this.cvrGate.forward(x)) };
   }
 }

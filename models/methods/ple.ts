@@ -8,7 +8,7 @@
  * experts of 256 and towers of 64 (DeepCTR's defaults for the paper's model).
  */
 import { nn, type Tensor } from '../../core/index.js';
-import { concatFields, totalWidth } from '../base/base-model.js';
+import { totalWidth } from '../base/base-model.js';
 import type { TowerInput } from '../embedding.js';
 import type { Schema } from '../schema.js';
 import { Gate, mixExperts } from './mmoe.js';
@@ -113,7 +113,7 @@ class ExtractionLevel extends nn.Module {
     const ctr = run(this.ctrExperts, 'ctr');
     const cvr = run(this.cvrExperts, 'cvr');
     const shared = run(this.sharedExperts, 'shared');
-    const x = this.first ? concatFields((input as TowerInput).pooled) : null;
+    const x = this.first ? (input as TowerInput).concatenated() : null;
     const gateInput = (stream: 'ctr' | 'cvr' | 'shared'): Tensor => x ?? streamOf(stream);
     return {
       ctr: mixExperts([...ctr, ...shared], this.ctrGate.forward(gateInput('ctr'))),

@@ -274,9 +274,8 @@ registerOnnxEmitter('productBce', (ctx) => {
 // ---------------------------------------------------------------------------
 // Lookups: their ids are host arrays, which tracing maps to graph inputs
 
-registerOnnxEmitter('gatherRows', (ctx) => {
-  const ids = attrRecord(ctx).ids;
-  const table = ctx.inputs[0];
+/** Rows `ids` of `table`: fixed ids as a constant, else a field's ids (or a sequence's padded ids). */
+function emitGather(ctx: EmitContext, table: string, ids: TracedAttr): string {
   if (ids && typeof ids === 'object' && 'array' in ids) {
     // Fixed ids (the same in every trace) are a constant of the graph.
     return ctx.node('Gather', [table, ctx.intConst((ids as { array: Float64Array }).array)], { axis: int(0) });
@@ -287,18 +286,18 @@ registerOnnxEmitter('gatherRows', (ctx) => {
     const flat = ctx.node('Reshape', [ctx.bag(tag.field).ids, ctx.intConst([-1])]);
     return ctx.node('Gather', [table, flat], { axis: int(0) });
   }
-  throw new Error(`ONNX export of gatherRows: ids are the ${tag.part} of field '${tag.field}', not ids`);
-});
+  throw new Error(`ONNX export of ${ctx.op}: ids are the ${tag.part} of field '${tag.field}', not ids`);
+}
 
-registerOnnxEmitter('embeddingBag', (ctx) => {
-  const a = attrRecord(ctx);
+/** One bag field's pooled rows of `table`, from the attributes `ids`, `offsets`, `weights` and `mode`. */
+function emitBag(ctx: EmitContext, table: string, a: Record<string, TracedAttr>): string {
   const ids = sourceOf(ctx, a.ids, 'ids');
   const offsets = sourceOf(ctx, a.offsets, 'offsets');
   const weights = sourceOf(ctx, a.weights, 'weights');
   if (!ids || ids.part !== 'ids' || !offsets || offsets.part !== 'offsets' || offsets.field !== ids.field)
-    throw new Error(`ONNX export of embeddingBag: ids and offsets must be one bag field's, as in the batch`);
+    throw new Error(`ONNX export of ${ctx.op}: ids and offsets must be one bag field's, as in the batch`);
   if (weights && (weights.part !== 'values' || weights.field !== ids.field))
-    throw new Error(`ONNX export of embeddingBag: weights must be the values of field '${ids.field}'`);
+    throw new Error(`ONNX export of ${ctx.op}: weights must be the values of field '${ids.field}'`);
   const bag = ctx.bag(ids.field);
   let w = weights ? bag.scale : bag.mask;
   const mode = a.mode;
@@ -310,10 +309,24 @@ registerOnnxEmitter('embeddingBag', (ctx) => {
     const zero = ctx.floatConst([0]);
     const inv = ctx.node('Where', [ctx.node('Equal', [total, zero]), zero, ctx.node('Reciprocal', [total])]);
     w = ctx.node('Mul', [w, inv]);
-  } else if (mode !== 'sum') throw new Error(`ONNX export of embeddingBag: unknown mode ${JSON.stringify(mode)}`);
-  const rows = ctx.node('Gather', [ctx.inputs[0], bag.ids], { axis: int(0) });
+  } else if (mode !== 'sum') throw new Error(`ONNX export of ${ctx.op}: unknown mode ${JSON.stringify(mode)}`);
+  const rows = ctx.node('Gather', [table, bag.ids], { axis: int(0) });
   const weighted = ctx.node('Mul', [rows, ctx.node('Unsqueeze', [w, ctx.intConst([2])])]);
   return ctx.node('ReduceSum', [weighted, ctx.intConst([1])], { keepdims: int(0) });
+}
+
+registerOnnxEmitter('gatherRows', (ctx) => emitGather(ctx, ctx.inputs[0], attrRecord(ctx).ids));
+registerOnnxEmitter('embeddingBag', (ctx) => emitBag(ctx, ctx.inputs[0], attrRecord(ctx)));
+// Each lookup as its own op would be, side by side.
+registerOnnxEmitter('lookupConcat', (ctx) => {
+  const lookups = attrRecord(ctx).lookups;
+  if (!Array.isArray(lookups)) throw new Error('ONNX export of lookupConcat: lookups is not a list');
+  const parts = lookups.map((l) => {
+    const a = l as Record<string, TracedAttr>;
+    const table = ctx.inputs[staticNumber(ctx, a.table, 'table')];
+    return a.offsets === null ? emitGather(ctx, table, a.ids) : emitBag(ctx, table, a);
+  });
+  return parts.length === 1 ? parts[0] : ctx.node('Concat', parts, { axis: int(1) });
 });
 
 export { ONNX_FLOAT, ONNX_INT64 };

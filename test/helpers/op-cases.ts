@@ -381,6 +381,58 @@ export const opCases: Record<string, fc.Arbitrary<OpCase>> = {
         label: `gatherRows rows ${rows} dim ${dim} ids ${JSON.stringify(ids)}`,
       })),
   ),
+  // 1 or 2 tables of one dim, read by 1 to 3 lookups (plain or bags, a table read by several), n rows each.
+  lookupConcat: fc
+    .tuple(
+      fc.integer({ min: 1, max: 3 }),
+      fc.integer({ min: 1, max: 3 }),
+      fc.array(fc.integer({ min: 1, max: 4 }), { minLength: 1, maxLength: 2 }),
+    )
+    .chain(([n, dim, tableRows]) => {
+      const lookupArb = fc.integer({ min: 0, max: tableRows.length - 1 }).chain((table) => {
+        const id = fc.integer({ min: 0, max: tableRows[table] - 1 });
+        const plain = fc.array(id, { minLength: n, maxLength: n }).map((ids) => ({ table, ids, bag: null }));
+        const bag = fc
+          .tuple(
+            fc.array(fc.array(id, { maxLength: 3 }), { minLength: n, maxLength: n }),
+            fc.constantFrom('sum', 'mean', 'sqrtn' as const),
+            fc.boolean(),
+          )
+          .chain(([bags, mode, weighted]) =>
+            valuesArb(bags.flat().length, 0.5, 3).map((weights) => ({
+              table,
+              ids: bags.flat(),
+              bag: { sizes: bags.map((b) => b.length), mode, weights: weighted ? weights : null },
+            })),
+          );
+        return fc.oneof(plain, bag);
+      });
+      return fc
+        .tuple(
+          fc.tuple(...tableRows.map((rows) => valuesArb(rows * dim))),
+          fc.array(lookupArb, { minLength: 1, maxLength: 3 }),
+        )
+        .map(([tables, lookups]) => ({
+          inputs: tables.map((values, t) => ({ values, shape: [tableRows[t], dim] })),
+          run: (ts: Tensor[]) =>
+            ops.lookupConcat(
+              ts,
+              lookups.map(({ table, ids, bag }) => {
+                if (!bag) return { table, ids: Int32Array.from(ids) };
+                const offsets = [0];
+                for (const k of bag.sizes) offsets.push(offsets[offsets.length - 1] + k);
+                return {
+                  table,
+                  ids: Int32Array.from(ids),
+                  offsets: Int32Array.from(offsets),
+                  weights: bag.weights ? Float32Array.from(bag.weights) : null,
+                  mode: bag.mode,
+                };
+              }),
+            ),
+          label: `lookupConcat n ${n} dim ${dim} tables ${JSON.stringify(tableRows)} lookups ${JSON.stringify(lookups)}`,
+        }));
+    }),
 };
 
 /** Build the tensors of a case on a backend. */
