@@ -705,6 +705,7 @@ export class WasmBackend extends kernelBase() implements Backend, RangeAccess {
             this.run('colSum', {
               x: this.ptr(x),
               out: this.ptr(out),
+              outer: 1,
               rows: prod(0, split),
               cols: prod(split, dims.length),
             });
@@ -716,17 +717,16 @@ export class WasmBackend extends kernelBase() implements Backend, RangeAccess {
             this.run('rowSum', { x: this.ptr(x), out: this.ptr(out), rows, cols });
             return;
           }
-          // [kept..., reduced..., kept...]: a column sum for each leading index.
+          // [kept..., reduced..., kept...]: a column sum for each leading index, all in one call.
           const afterReduced = firstReduced + dims.slice(firstReduced).findIndex(({ r }) => !r);
           if (dims.slice(afterReduced).every(({ r }) => !r)) {
-            const [outer, rows, cols] = [
-              prod(0, firstReduced),
-              prod(firstReduced, afterReduced),
-              prod(afterReduced, dims.length),
-            ];
-            const [xp, op] = [this.ptr(x), this.ptr(out)];
-            for (let i = 0; i < outer; i++)
-              this.run('colSum', { x: xp + 4 * i * rows * cols, out: op + 4 * i * cols, rows, cols });
+            this.run('colSum', {
+              x: this.ptr(x),
+              out: this.ptr(out),
+              outer: prod(0, firstReduced),
+              rows: prod(firstReduced, afterReduced),
+              cols: prod(afterReduced, dims.length),
+            });
             return;
           }
         }

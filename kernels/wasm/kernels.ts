@@ -716,13 +716,25 @@ export function buildKernelModule(shared = false, simd: SimdVariant = 'plain'): 
   });
 
   // ---- reductions ----
-  // Sum over the leading axis: adding whole rows in order gives every column the
-  // reference's summation order, so results are exact.
-  kernel(mb, 'colSum', (f, { x, out, rows, cols }) => {
+  // Sum over the middle axis of [outer, rows, cols], each of the `outer` blocks into its own row
+  // of `out`: adding whole rows in order gives every column the reference's summation order, so
+  // results are exact. One call covers every block (a reduction over a sequence axis has one per row).
+  kernel(mb, 'colSum', (f, { x, out, outer, rows, cols }) => {
+    const o = f.local('i32');
     const r = f.local('i32');
-    f.get(out).i32(0).get(cols).i32(2).i32Shl().memoryFill();
-    f.forUpTo(r, rows, 1, () => {
-      f.get(out).get(x).get(r).get(cols).i32Mul().i32(2).i32Shl().i32Add().f32(1).get(cols).call(axpyRow);
+    const src = f.local('i32');
+    const dst = f.local('i32');
+    const rowBytes = f.local('i32');
+    f.get(cols).i32(2).i32Shl().set(rowBytes);
+    f.get(x).set(src);
+    f.get(out).set(dst);
+    f.forUpTo(o, outer, 1, () => {
+      f.get(dst).i32(0).get(rowBytes).memoryFill();
+      f.forUpTo(r, rows, 1, () => {
+        f.get(dst).get(src).f32(1).get(cols).call(axpyRow);
+        f.get(src).get(rowBytes).i32Add().set(src);
+      });
+      f.get(dst).get(rowBytes).i32Add().set(dst);
     });
   });
   // Sum over trailing axes, sequentially in f32 as the reference does.

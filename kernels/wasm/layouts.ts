@@ -95,7 +95,7 @@ export const LAYOUTS = {
   },
   affine: { x: elems, out: elems, n: count('elems'), alpha: f64, beta: f64 },
   axpby: { a: f64, x: elems, b: f64, y: elems, out: elems, n: count('elems') },
-  colSum: { x: i32, out: i32, rows: i32, cols: i32 },
+  colSum: { x: i32, out: i32, outer: i32, rows: i32, cols: i32 },
   rowSum: { x: i32, out: i32, rows: i32, cols: i32 },
   pack: { src: i32, dst: i32, count: i32, width: i32, k: i32, strideRow: i32, strideK: i32 },
   gemmPacked: GEMM_PACKED,
