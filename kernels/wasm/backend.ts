@@ -505,8 +505,8 @@ export class WasmBackend extends kernelBase() implements Backend, RangeAccess {
     const w = overwrite ? this.checked(s) : this.own(s);
     w.pendingZero = false;
     return w.dtype === 'float64'
-      ? this.arena.f64.subarray(w.ptr >> 3, (w.ptr >> 3) + w.size)
-      : this.arena.f32.subarray(w.ptr >> 2, (w.ptr >> 2) + w.size);
+      ? this.arena.f64.subarray(w.ptr >>> 3, (w.ptr >>> 3) + w.size)
+      : this.arena.f32.subarray(w.ptr >>> 2, (w.ptr >>> 2) + w.size);
   }
 
   /** The storage wrapped for the reference kernels, which then work in place on the arena. */
@@ -534,8 +534,8 @@ export class WasmBackend extends kernelBase() implements Backend, RangeAccess {
         ptrs.push(0);
         return;
       }
-      if (a instanceof Int32Array) this.arena.i32.set(a, at >> 2);
-      else this.arena.f32.set(a, at >> 2);
+      if (a instanceof Int32Array) this.arena.i32.set(a, at >>> 2);
+      else this.arena.f32.set(a, at >>> 2);
       ptrs.push(at);
       at += sizes[i];
     });
