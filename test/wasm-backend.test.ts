@@ -301,6 +301,24 @@ describe.each(suites)('simd=$simd threads=$threads', ({ simd, threads, make }) =
       }
     });
 
+    it('sums a long k in blocks (weight gradients over many rows) as the reference does', () => {
+      // k past one block, an uneven last block and edge tiles in both directions.
+      for (const [m, n, k] of [
+        [40, 80, 10240],
+        [13, 9, 4099],
+        [5, 3, 2049],
+      ]) {
+        const g = { batch: 1, m, n, k, transA: true, transB: false, batchA: false, batchB: false };
+        const A = pair(randomArray(m + 1, m * k));
+        const B = pair(randomArray(n + 2, k * n));
+        const O = pair(new Float32Array(m * n));
+        ref.matmul(A[0], B[0], O[0], g);
+        wasm.matmul(A[1], B[1], O[1], g);
+        check(O, sumTol(k), `matmul ${JSON.stringify(g)}`);
+        freeAll(A, B, O);
+      }
+    });
+
     it('handles the vector shapes (n = 1, m = 1) in all layouts', () => {
       for (const [m, n, k] of [
         [33, 1, 70],
