@@ -150,6 +150,13 @@ const BCE_COST = 2;
 const PRODUCT_BCE_COST = 12;
 
 /**
+ * A batched product whose items have at most this many multiply-adds (m·n·k) runs as one
+ * batchedSmallGemm call rather than a packed GEMM or vector kernel per item: below it the calls and
+ * the packing cost more than the arithmetic (DIN's per-row [1, 10]·[10, 18] pooling: 180).
+ */
+const SMALL_BATCHED_GEMM = 4096;
+
+/**
  * The thread count `'auto'` resolves to: 2 where the runtime supports the pool, the
  * machine has more than one core and one of them is idle (the one-minute load average,
  * where the OS reports one, leaves a core free), else 1. A second thread only pays on a
@@ -797,6 +804,25 @@ export class WasmBackend extends kernelBase() implements Backend, RangeAccess {
         const op = this.outPtr(out);
         if (k === 0) {
           this.arena.zero(op, g.batch * m * n * 4);
+          return;
+        }
+        if (g.batch > 1 && m * n * k <= SMALL_BATCHED_GEMM) {
+          // Byte strides of op(A)(i, p) and op(B)(p, j) in each layout; a broadcast operand stays put.
+          this.run('batchedSmallGemm', {
+            a: ap,
+            b: bp,
+            out: op,
+            batch: g.batch,
+            m,
+            n,
+            k,
+            aBatch: g.batchA ? 4 * m * k : 0,
+            aRow: g.transA ? 4 : 4 * k,
+            aK: g.transA ? 4 * m : 4,
+            bBatch: g.batchB ? 4 * k * n : 0,
+            bK: g.transB ? 4 : 4 * n,
+            bCol: g.transB ? 4 * k : 4,
+          });
           return;
         }
         const vector = n === 1 || m === 1;
