@@ -12,7 +12,9 @@
  * run. Writes benchmarks/results/demo-browser.{md,json}.
  *
  * Options: --steps N (wasm and reference steps, default 30), --gpu-steps N (webgl2 and
- * webgpu in Chromium, default 4), --timeout S (per configuration in Chromium, default 150),
+ * webgpu in Chromium, default 4), --timeout S (per configuration in Chromium, default 420: on
+ * SwiftShader the gpu configurations compile their kernels and run 4 steps of batch 1024 in about
+ * 140 s on an idle 2-core machine),
  * --win-timeout S (the defaults' run, default 180), --chromium PATH.
  */
 import * as fs from 'node:fs';
@@ -31,7 +33,7 @@ const { values: args } = parseArgs({
   options: {
     steps: { type: 'string', default: '30' },
     'gpu-steps': { type: 'string', default: '4' },
-    timeout: { type: 'string', default: '150' },
+    timeout: { type: 'string', default: '420' },
     'win-timeout': { type: 'string', default: '180' },
     chromium: { type: 'string', default: process.env.ESMM_CHROMIUM ?? '/usr/bin/chromium' },
   },
