@@ -238,9 +238,13 @@ const w = firstWin.win;
 const lines = [
   '# ESMM training in the browser and in Node',
   '',
-  `Measured ${json.date.slice(0, 10)} with \`node benchmarks/demo-browser.mjs\` on ${machine}. **The machine was`,
-  `shared with other jobs while this ran (load average ${load(json.loadAverage.start)} at the start, ${load(json.loadAverage.end)} at the end):`,
-  'compare rows within this table only.** No GPU: WebGL2 and WebGPU',
+  `Measured ${json.date.slice(0, 10)} with \`node benchmarks/demo-browser.mjs\` on ${machine}.`,
+  // The run itself loads the machine (Chromium, SwiftShader's threads), so only the 1-minute load
+  // at the start says whether other jobs were running.
+  json.loadAverage.start[0] < 0.5
+    ? `The machine was otherwise idle when this started (load average ${load(json.loadAverage.start)}; ${load(json.loadAverage.end)} at the end, from this run).`
+    : `**The machine was shared with other jobs while this ran (load average ${load(json.loadAverage.start)} at the start, ${load(json.loadAverage.end)} at the end): compare rows within this table only.**`,
+  'No GPU: WebGL2 and WebGPU',
   "run on Chromium's SwiftShader (a software renderer on the CPU), so their figures say what the page costs",
   'without a GPU, not what a GPU does.',
   '',
