@@ -270,6 +270,55 @@ describe.each(suites)('simd=$simd threads=$threads', ({ simd, threads, make }) =
       );
     });
 
+    it('runs many small products in one call: per-row pooling shapes, every layout and broadcast', () => {
+      // DIN's attention pooling and its two gradients ([1, 10]·[10, 18], [1, 18]·[10, 18]ᵀ, [10, 1]·[1, 18])
+      // over a batch of rows, and odd widths that leave a column tail.
+      for (const [batch, m, n, k] of [
+        [1024, 1, 18, 10],
+        [1024, 1, 10, 18],
+        [1024, 10, 18, 1],
+        [37, 3, 7, 5],
+        [5, 9, 4, 13],
+      ]) {
+        for (const transA of [false, true]) {
+          for (const transB of [false, true]) {
+            for (const [batchA, batchB] of [
+              [true, true],
+              [true, false],
+              [false, true],
+            ]) {
+              const g = { batch, m, n, k, transA, transB, batchA, batchB };
+              const A = pair(randomArray(m + k, (batchA ? batch : 1) * m * k));
+              const B = pair(randomArray(n + k, (batchB ? batch : 1) * k * n));
+              const O = pair(new Float32Array(batch * m * n));
+              ref.matmul(A[0], B[0], O[0], g);
+              wasm.matmul(A[1], B[1], O[1], g);
+              check(O, sumTol(k), `matmul ${JSON.stringify(g)}`);
+              freeAll(A, B, O);
+            }
+          }
+        }
+      }
+    });
+
+    it('sums a long k in blocks (weight gradients over many rows) as the reference does', () => {
+      // k past one block, an uneven last block and edge tiles in both directions.
+      for (const [m, n, k] of [
+        [40, 80, 10240],
+        [13, 9, 4099],
+        [5, 3, 2049],
+      ]) {
+        const g = { batch: 1, m, n, k, transA: true, transB: false, batchA: false, batchB: false };
+        const A = pair(randomArray(m + 1, m * k));
+        const B = pair(randomArray(n + 2, k * n));
+        const O = pair(new Float32Array(m * n));
+        ref.matmul(A[0], B[0], O[0], g);
+        wasm.matmul(A[1], B[1], O[1], g);
+        check(O, sumTol(k), `matmul ${JSON.stringify(g)}`);
+        freeAll(A, B, O);
+      }
+    });
+
     it('handles the vector shapes (n = 1, m = 1) in all layouts', () => {
       for (const [m, n, k] of [
         [33, 1, 70],

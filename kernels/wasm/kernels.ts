@@ -1112,6 +1112,72 @@ export function buildKernelModule(shared = false, simd: SimdVariant = 'plain'): 
     });
   });
 
+  // Many small products in one call: out[b] = op(A[b])·op(B[b]) for every b, each operand read
+  // through byte strides (batch, row or column, and along k), so every layout and broadcast is the
+  // same loop. For the per-row products of a batch (DIN's attention pooling, [1, len]·[len, d] per
+  // row) one call replaces a JS call per row, which at these sizes costs more than the arithmetic.
+  // Columns adjacent in B go four at a time; every output sums along k in order, as the reference.
+  kernel(mb, 'batchedSmallGemm', (f, { a, b, out, batch, m, n, k, aBatch, aRow, aK, bBatch, bK, bCol }) => {
+    const bi = f.local('i32');
+    const i = f.local('i32');
+    const j = f.local('i32');
+    const p = f.local('i32');
+    const aRowPtr = f.local('i32');
+    const pa = f.local('i32');
+    const pb = f.local('i32');
+    const o = f.local('i32');
+    const nVec = f.local('i32');
+    const acc = f.local('v128');
+    const s = f.local('f32');
+    f.get(bCol)
+      .i32(4)
+      .i32Eq()
+      .ifElse(() => f.get(n).i32(-4).i32And().set(nVec));
+    f.get(out).set(o);
+    f.forUpTo(bi, batch, 1, () => {
+      f.get(a).set(aRowPtr);
+      f.forUpTo(i, m, 1, () => {
+        f.forUpTo(j, nVec, 4, () => {
+          f.f32(0).f32x4Splat().set(acc);
+          f.get(aRowPtr).set(pa);
+          f.elemAt(b, j).set(pb);
+          f.forUpTo(p, k, 1, () => {
+            madd(
+              f,
+              () => f.get(pa).v128Load32Splat(),
+              () => f.get(pb).v128Load(),
+              () => f.get(acc),
+            ).set(acc);
+            f.get(pa).get(aK).i32Add().set(pa);
+            f.get(pb).get(bK).i32Add().set(pb);
+          });
+          f.elemAt(o, j).get(acc).v128Store();
+        });
+        f.forRange(
+          j,
+          () => f.get(nVec),
+          () => f.get(n),
+          1,
+          () => {
+            f.f32(0).set(s);
+            f.get(aRowPtr).set(pa);
+            f.get(b).get(j).get(bCol).i32Mul().i32Add().set(pb);
+            f.forUpTo(p, k, 1, () => {
+              f.get(s).get(pa).f32Load().get(pb).f32Load().f32Mul().f32Add().set(s);
+              f.get(pa).get(aK).i32Add().set(pa);
+              f.get(pb).get(bK).i32Add().set(pb);
+            });
+            f.elemAt(o, j).get(s).f32Store();
+          },
+        );
+        f.get(o).get(n).i32(2).i32Shl().i32Add().set(o);
+        f.get(aRowPtr).get(aRow).i32Add().set(aRowPtr);
+      });
+      f.get(a).get(aBatch).i32Add().set(a);
+      f.get(b).get(bBatch).i32Add().set(b);
+    });
+  });
+
   // ---- memory ----
   // Fills and moves of arena bytes run here rather than in typed-array natives: on a shared
   // memory (the threaded backend) V8 fills and copies a SharedArrayBuffer with relaxed atomic
