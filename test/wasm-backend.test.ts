@@ -36,6 +36,7 @@ import {
   type WasmBackendOptions,
   type WasmSimd,
 } from '../kernels/wasm/index.js';
+import { TOUCH_CHUNK } from '../kernels/wasm/kernels.js';
 import { MAX_ARGS } from '../kernels/wasm/pool.js';
 import { kernelChecks } from './gpu/kernel-checks.js';
 import { assertClose, F32_TOL, randomArray, rng, simdVariants, type Tol } from './wasm/helpers-wasm.js';
@@ -267,6 +268,55 @@ describe.each(suites)('simd=$simd threads=$threads', ({ simd, threads, make }) =
         ),
         { numRuns: 150 },
       );
+    });
+
+    it('runs many small products in one call: per-row pooling shapes, every layout and broadcast', () => {
+      // DIN's attention pooling and its two gradients ([1, 10]·[10, 18], [1, 18]·[10, 18]ᵀ, [10, 1]·[1, 18])
+      // over a batch of rows, and odd widths that leave a column tail.
+      for (const [batch, m, n, k] of [
+        [1024, 1, 18, 10],
+        [1024, 1, 10, 18],
+        [1024, 10, 18, 1],
+        [37, 3, 7, 5],
+        [5, 9, 4, 13],
+      ]) {
+        for (const transA of [false, true]) {
+          for (const transB of [false, true]) {
+            for (const [batchA, batchB] of [
+              [true, true],
+              [true, false],
+              [false, true],
+            ]) {
+              const g = { batch, m, n, k, transA, transB, batchA, batchB };
+              const A = pair(randomArray(m + k, (batchA ? batch : 1) * m * k));
+              const B = pair(randomArray(n + k, (batchB ? batch : 1) * k * n));
+              const O = pair(new Float32Array(batch * m * n));
+              ref.matmul(A[0], B[0], O[0], g);
+              wasm.matmul(A[1], B[1], O[1], g);
+              check(O, sumTol(k), `matmul ${JSON.stringify(g)}`);
+              freeAll(A, B, O);
+            }
+          }
+        }
+      }
+    });
+
+    it('sums a long k in blocks (weight gradients over many rows) as the reference does', () => {
+      // k past one block, an uneven last block and edge tiles in both directions.
+      for (const [m, n, k] of [
+        [40, 80, 10240],
+        [13, 9, 4099],
+        [5, 3, 2049],
+      ]) {
+        const g = { batch: 1, m, n, k, transA: true, transB: false, batchA: false, batchB: false };
+        const A = pair(randomArray(m + 1, m * k));
+        const B = pair(randomArray(n + 2, k * n));
+        const O = pair(new Float32Array(m * n));
+        ref.matmul(A[0], B[0], O[0], g);
+        wasm.matmul(A[1], B[1], O[1], g);
+        check(O, sumTol(k), `matmul ${JSON.stringify(g)}`);
+        freeAll(A, B, O);
+      }
     });
 
     it('handles the vector shapes (n = 1, m = 1) in all layouts', () => {
@@ -586,6 +636,39 @@ describe.each(suites)('simd=$simd threads=$threads', ({ simd, threads, make }) =
       );
     });
 
+    it(`embeddingBag and gatherRows match over many ids: chunks of ${TOUCH_CHUNK} rows touched ahead`, () => {
+      fc.assert(
+        fc.property(
+          fc.integer({ min: 1, max: 19 }),
+          // Bags longer than a chunk, empty ones, and totals on both sides of chunk multiples.
+          fc.array(fc.integer({ min: 0, max: 2 * TOUCH_CHUNK + 3 }), { minLength: 1, maxLength: 6 }),
+          fc.constantFrom<BagMode>('sum', 'mean', 'sqrtn'),
+          fc.boolean(),
+          fc.integer(),
+          (dim, bagSizes, mode, weighted, seed) => {
+            const rows = 700;
+            const r = rng(seed);
+            const offsets = new Int32Array(bagSizes.length + 1);
+            bagSizes.forEach((n, i) => (offsets[i + 1] = offsets[i] + n));
+            const nIds = offsets[offsets.length - 1];
+            const ids = Int32Array.from({ length: nIds }, () => Math.floor(r() * rows));
+            const weights = weighted ? randomArray(seed + 1, nIds, 0, 2) : null;
+            const T = pair(randomArray(seed + 2, rows * dim));
+            const O = pair(new Float32Array(bagSizes.length * dim));
+            ref.embeddingBag(T[0], dim, ids, offsets, weights, mode, O[0]);
+            wasm.embeddingBag(T[1], dim, ids, offsets, weights, mode, O[1]);
+            check(O, sumTol(2 * TOUCH_CHUNK + 3), 'embeddingBag');
+            const G = pair(new Float32Array(nIds * dim));
+            ref.gatherRows(T[0], dim, ids, G[0]);
+            wasm.gatherRows(T[1], dim, ids, G[1]);
+            check(G, { rel: 0, abs: 0 }, 'gatherRows');
+            freeAll(T, O, G);
+          },
+        ),
+        { numRuns: 30 },
+      );
+    });
+
     it('segmentSumRows and scatterAddRows match', () => {
       fc.assert(
         fc.property(
@@ -743,6 +826,36 @@ describe.each(suites)('simd=$simd threads=$threads', ({ simd, threads, make }) =
     // by a few ulp (absolutely, by a few ulp of the larger of their two terms) and p by a few ulp
     // of itself. Checked per step from identical state, so errors cannot compound unnoticed.
     const ADAM_STEP_TOL: Tol = { rel: 1e-6, abs: 3e-8 };
+    it(`sparseAdam matches over many rows: chunks of ${TOUCH_CHUNK} rows touched ahead`, () => {
+      fc.assert(
+        fc.property(
+          fc.integer({ min: 1, max: 4 * TOUCH_CHUNK + 5 }),
+          fc.integer({ min: 1, max: 19 }),
+          fc.integer(),
+          (rows, dim, seed) => {
+            const n = rows * dim;
+            const P = pair(randomArray(seed, n));
+            const M = pair(randomArray(seed + 1, n, -0.1, 0.1));
+            const V = pair(randomArray(seed + 2, n, 0, 0.1));
+            const r = rng(seed);
+            const touched = Int32Array.from(Array.from({ length: rows }, (_, i) => i).filter(() => r() < 0.8));
+            const G = pair(randomArray(seed + 3, touched.length * dim));
+            const h = hyper(3, 0.01);
+            ref.sparseAdam(P[0], M[0], V[0], dim, touched, G[0], h);
+            wasm.sparseAdam(P[1], M[1], V[1], dim, touched, G[1], h);
+            for (const [x, what] of [
+              [P, 'p'],
+              [M, 'm'],
+              [V, 'v'],
+            ] as const)
+              check(x, F32_TOL, `sparseAdam ${what}`);
+            freeAll(P, M, V, G);
+          },
+        ),
+        { numRuns: 30 },
+      );
+    });
+
     it('adam and sparseAdam stay within float32 rounding of the f64 reference on every step', () => {
       fc.assert(
         fc.property(

@@ -519,11 +519,18 @@ function impressionsOf(user: number, items: number): ImpressionLog {
   };
 }
 
-/** Lets the page handle input and repaint (a macrotask, so timers and rendering get their turn). */
+/**
+ * Lets the page handle input and repaint (a macrotask, so timers and rendering get their turn).
+ * The port is closed once it has answered: in Node an open port with a listener keeps the
+ * process alive after training ends.
+ */
 function yieldToPage(): Promise<void> {
   return new Promise((resolve) => {
     const channel = new MessageChannel();
-    channel.port1.onmessage = () => resolve();
+    channel.port1.onmessage = () => {
+      channel.port1.close();
+      resolve();
+    };
     channel.port2.postMessage(null);
   });
 }

@@ -77,6 +77,7 @@ const ALIGN = { 1: 0, 2: 1, 4: 2, 8: 3, 16: 4 } as const;
 
 /** Instructions without immediates, by method name: their opcode. */
 const PLAIN_OPS = {
+  unreachable: 0x00,
   ret: 0x0f,
   drop: 0x1a,
   // Pops a, b, cond: a when cond ≠ 0, else b.
@@ -93,6 +94,7 @@ const PLAIN_OPS = {
   i32Mul: 0x6c,
   i32DivS: 0x6d,
   i32And: 0x71,
+  i32Xor: 0x73,
   i32Shl: 0x74,
   i32ShrS: 0x75,
   f32Gt: 0x5e,

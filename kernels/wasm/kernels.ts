@@ -307,6 +307,82 @@ export const MATH_IMPORTS = ['exp', 'log', 'log1p', 'tanh', 'pow'] as const;
 /** Runs of at least this many bytes are copied with memory.copy rather than vector moves. */
 const COPY_RUN_NATIVE = 512;
 
+/**
+ * Rows per chunk of the row kernels that read table rows at random (the gathers, the bags, lazy Adam):
+ * each chunk first touches its rows, then works on them.
+ */
+export const TOUCH_CHUNK = 64;
+
+/**
+ * Splits [0, count) into chunks of {@link TOUCH_CHUNK}: `body(c0, c1)` for each [c0, c1).
+ */
+function chunked(f: FunctionBuilder, count: Local, body: (c0: Local, c1: Local) => void): void {
+  const [c0, c1] = [f.local('i32'), f.local('i32')];
+  f.forUpTo(c0, count, TOUCH_CHUNK, () => {
+    f.get(c0)
+      .i32(TOUCH_CHUNK)
+      .i32Add()
+      .tee(c1)
+      .get(count)
+      .i32GtS()
+      .ifElse(() => f.get(count).set(c1));
+    body(c0, c1);
+  });
+}
+
+/**
+ * Loads one word of every 64-byte line of the rows i in [i0, i1) (row i at byte offset `rowOff(i)`,
+ * `rowBytes` long) in each of `bases`, xor-ing them into `sink`. In a large table every row sits in a
+ * page and lines of its own: a loop that only loads keeps a chunk's cache and TLB misses in flight
+ * together, where the work on a row (a few hundred instructions) would let only two or three overlap.
+ * Only lines are touched that the work reads anyway, so no other thread's rows are written or read.
+ */
+function touchRows(
+  f: FunctionBuilder,
+  bases: readonly Local[],
+  rowOff: (i: Local) => void,
+  i0: Local,
+  i1: Local,
+  rowBytes: Local,
+  sink: Local,
+): void {
+  const [i, off, a, end] = [f.local('i32'), f.local('i32'), f.local('i32'), f.local('i32')];
+  f.forRange(
+    i,
+    () => f.get(i0),
+    () => f.get(i1),
+    1,
+    () => {
+      rowOff(i);
+      f.set(off);
+      for (const base of bases) {
+        f.at(base, off).tee(a).get(rowBytes).i32Add().set(end);
+        f.get(a).i32(-64).i32And().set(a);
+        f.forRange(
+          a,
+          () => f.get(a),
+          () => f.get(end),
+          64,
+          () => f.get(sink).get(a).i32Load().i32Xor().set(sink),
+        );
+      }
+    },
+  );
+}
+
+/**
+ * Uses the touched words so that the engine keeps their loads: traps when `guard` (a parameter that is
+ * never negative, unknown to the compiler) is negative and the sink odd, which never happens.
+ */
+function keepTouches(f: FunctionBuilder, sink: Local, guard: Local): void {
+  f.get(guard)
+    .i32(0)
+    .i32LtS()
+    .get(sink)
+    .i32And()
+    .ifElse(() => f.unreachable());
+}
+
 /** Most 64 KiB pages an arena memory may have (the i32 address space). */
 export const MAX_PAGES = 65536;
 
@@ -640,13 +716,25 @@ export function buildKernelModule(shared = false, simd: SimdVariant = 'plain'): 
   });
 
   // ---- reductions ----
-  // Sum over the leading axis: adding whole rows in order gives every column the
-  // reference's summation order, so results are exact.
-  kernel(mb, 'colSum', (f, { x, out, rows, cols }) => {
+  // Sum over the middle axis of [outer, rows, cols], each of the `outer` blocks into its own row
+  // of `out`: adding whole rows in order gives every column the reference's summation order, so
+  // results are exact. One call covers every block (a reduction over a sequence axis has one per row).
+  kernel(mb, 'colSum', (f, { x, out, outer, rows, cols }) => {
+    const o = f.local('i32');
     const r = f.local('i32');
-    f.get(out).i32(0).get(cols).i32(2).i32Shl().memoryFill();
-    f.forUpTo(r, rows, 1, () => {
-      f.get(out).get(x).get(r).get(cols).i32Mul().i32(2).i32Shl().i32Add().f32(1).get(cols).call(axpyRow);
+    const src = f.local('i32');
+    const dst = f.local('i32');
+    const rowBytes = f.local('i32');
+    f.get(cols).i32(2).i32Shl().set(rowBytes);
+    f.get(x).set(src);
+    f.get(out).set(dst);
+    f.forUpTo(o, outer, 1, () => {
+      f.get(dst).i32(0).get(rowBytes).memoryFill();
+      f.forUpTo(r, rows, 1, () => {
+        f.get(dst).get(src).f32(1).get(cols).call(axpyRow);
+        f.get(src).get(rowBytes).i32Add().set(src);
+      });
+      f.get(dst).get(rowBytes).i32Add().set(dst);
     });
   });
   // Sum over trailing axes, sequentially in f32 as the reference does.
@@ -1048,6 +1136,72 @@ export function buildKernelModule(shared = false, simd: SimdVariant = 'plain'): 
     });
   });
 
+  // Many small products in one call: out[b] = op(A[b])·op(B[b]) for every b, each operand read
+  // through byte strides (batch, row or column, and along k), so every layout and broadcast is the
+  // same loop. For the per-row products of a batch (DIN's attention pooling, [1, len]·[len, d] per
+  // row) one call replaces a JS call per row, which at these sizes costs more than the arithmetic.
+  // Columns adjacent in B go four at a time; every output sums along k in order, as the reference.
+  kernel(mb, 'batchedSmallGemm', (f, { a, b, out, batch, m, n, k, aBatch, aRow, aK, bBatch, bK, bCol }) => {
+    const bi = f.local('i32');
+    const i = f.local('i32');
+    const j = f.local('i32');
+    const p = f.local('i32');
+    const aRowPtr = f.local('i32');
+    const pa = f.local('i32');
+    const pb = f.local('i32');
+    const o = f.local('i32');
+    const nVec = f.local('i32');
+    const acc = f.local('v128');
+    const s = f.local('f32');
+    f.get(bCol)
+      .i32(4)
+      .i32Eq()
+      .ifElse(() => f.get(n).i32(-4).i32And().set(nVec));
+    f.get(out).set(o);
+    f.forUpTo(bi, batch, 1, () => {
+      f.get(a).set(aRowPtr);
+      f.forUpTo(i, m, 1, () => {
+        f.forUpTo(j, nVec, 4, () => {
+          f.f32(0).f32x4Splat().set(acc);
+          f.get(aRowPtr).set(pa);
+          f.elemAt(b, j).set(pb);
+          f.forUpTo(p, k, 1, () => {
+            madd(
+              f,
+              () => f.get(pa).v128Load32Splat(),
+              () => f.get(pb).v128Load(),
+              () => f.get(acc),
+            ).set(acc);
+            f.get(pa).get(aK).i32Add().set(pa);
+            f.get(pb).get(bK).i32Add().set(pb);
+          });
+          f.elemAt(o, j).get(acc).v128Store();
+        });
+        f.forRange(
+          j,
+          () => f.get(nVec),
+          () => f.get(n),
+          1,
+          () => {
+            f.f32(0).set(s);
+            f.get(aRowPtr).set(pa);
+            f.get(b).get(j).get(bCol).i32Mul().i32Add().set(pb);
+            f.forUpTo(p, k, 1, () => {
+              f.get(s).get(pa).f32Load().get(pb).f32Load().f32Mul().f32Add().set(s);
+              f.get(pa).get(aK).i32Add().set(pa);
+              f.get(pb).get(bK).i32Add().set(pb);
+            });
+            f.elemAt(o, j).get(s).f32Store();
+          },
+        );
+        f.get(o).get(n).i32(2).i32Shl().i32Add().set(o);
+        f.get(aRowPtr).get(aRow).i32Add().set(aRowPtr);
+      });
+      f.get(a).get(aBatch).i32Add().set(a);
+      f.get(b).get(bBatch).i32Add().set(b);
+    });
+  });
+
   // ---- memory ----
   // Fills and moves of arena bytes run here rather than in typed-array natives: on a shared
   // memory (the threaded backend) V8 fills and copies a SharedArrayBuffer with relaxed atomic
@@ -1116,12 +1270,25 @@ export function buildKernelModule(shared = false, simd: SimdVariant = 'plain'): 
   kernel(mb, 'gatherRows', (f, { x, dim, ids, count, out }) => {
     const i = f.local('i32');
     const rowBytes = f.local('i32');
+    const sink = f.local('i32');
     f.get(dim).i32(2).i32Shl().set(rowBytes);
-    f.forUpTo(i, count, 1, () => {
-      f.get(out).get(i).get(rowBytes).i32Mul().i32Add();
-      f.get(x).elemAt(ids, i).i32Load().get(rowBytes).i32Mul().i32Add();
-      f.get(rowBytes).memoryCopy();
+    const rowOff = (r: Local): void => void f.elemAt(ids, r).i32Load().get(rowBytes).i32Mul();
+    chunked(f, count, (c0, c1) => {
+      touchRows(f, [x], rowOff, c0, c1, rowBytes, sink);
+      f.forRange(
+        i,
+        () => f.get(c0),
+        () => f.get(c1),
+        1,
+        () => {
+          f.get(out).get(i).get(rowBytes).i32Mul().i32Add();
+          f.get(x);
+          rowOff(i);
+          f.i32Add().get(rowBytes).memoryCopy();
+        },
+      );
     });
+    keepTouches(f, sink, dim);
   });
   // mode: 0 sum, 1 mean, 2 sqrtn; weights 0 means none. The bag scale is computed in f64
   // as bagScale() does.
@@ -1134,8 +1301,13 @@ export function buildKernelModule(shared = false, simd: SimdVariant = 'plain'): 
     const scale = f.local('f64');
     const w = f.local('f64');
     const rowBytes = f.local('i32');
+    const [touched, touchEnd, idsEnd, sink] = [f.local('i32'), f.local('i32'), f.local('i32'), f.local('i32')];
     f.get(dim).i32(2).i32Shl().set(rowBytes);
     f.get(out).i32(0).get(batch).get(rowBytes).i32Mul().memoryFill();
+    // Rows are touched ahead in chunks of ids, whatever the bags' lengths: [bag 0's start, touched) is done.
+    f.elemAt(offsets, batch).i32Load().set(idsEnd);
+    f.get(offsets).i32Load().set(touched);
+    const rowOff = (r: Local): void => void f.elemAt(ids, r).i32Load().get(rowBytes).i32Mul();
     const weightAt = (): void => {
       f.get(weights).select2(
         'f64',
@@ -1195,6 +1367,16 @@ export function buildKernelModule(shared = false, simd: SimdVariant = 'plain'): 
             );
           f.set(scale);
         });
+      f.block(() =>
+        f.loop(() => {
+          f.get(touched).get(end).i32GeS().brIf(1);
+          f.get(touched).i32(TOUCH_CHUNK).i32Add().tee(touchEnd).get(idsEnd).i32GtS();
+          f.ifElse(() => f.get(idsEnd).set(touchEnd));
+          touchRows(f, [table], rowOff, touched, touchEnd, rowBytes, sink);
+          f.get(touchEnd).set(touched);
+          f.br(0);
+        }),
+      );
       f.forRange(
         j,
         () => f.get(start),
@@ -1208,6 +1390,7 @@ export function buildKernelModule(shared = false, simd: SimdVariant = 'plain'): 
         },
       );
     });
+    keepTouches(f, sink, dim);
   });
   kernel(mb, 'segmentSumRows', (f, { src, dim, segments, nseg, srcRows, scales, out }) => {
     const u = f.local('i32');
@@ -1470,16 +1653,29 @@ export function buildKernelModule(shared = false, simd: SimdVariant = 'plain'): 
     const off = f.local('i32');
     const rowBytes = f.local('i32');
     const [pr, mr, vr, gr] = [f.local('i32'), f.local('i32'), f.local('i32'), f.local('i32')];
+    const sink = f.local('i32');
     f.get(dim).i32(2).i32Shl().set(rowBytes);
     f.get(g).set(gr);
-    f.forUpTo(i, count, 1, () => {
-      f.elemAt(rows, i).i32Load().get(rowBytes).i32Mul().set(off);
-      f.get(p).get(off).i32Add().set(pr);
-      f.get(m).get(off).i32Add().set(mr);
-      f.get(v).get(off).i32Add().set(vr);
-      adamSpan(f, pr, gr, mr, vr, rowBytes, c);
-      f.get(gr).get(rowBytes).i32Add().set(gr);
+    const rowOff = (r: Local): void => void f.elemAt(rows, r).i32Load().get(rowBytes).i32Mul();
+    chunked(f, count, (c0, c1) => {
+      touchRows(f, [p, m, v], rowOff, c0, c1, rowBytes, sink);
+      f.forRange(
+        i,
+        () => f.get(c0),
+        () => f.get(c1),
+        1,
+        () => {
+          rowOff(i);
+          f.set(off);
+          f.get(p).get(off).i32Add().set(pr);
+          f.get(m).get(off).i32Add().set(mr);
+          f.get(v).get(off).i32Add().set(vr);
+          adamSpan(f, pr, gr, mr, vr, rowBytes, c);
+          f.get(gr).get(rowBytes).i32Add().set(gr);
+        },
+      );
     });
+    keepTouches(f, sink, dim);
   });
 
   // sparseAdam whose gradient vector is summed in registers, term by term as segmentSumRows'

@@ -102,6 +102,9 @@ describe('wasm backend threads', () => {
       [180, 200, 1024, true, false],
       [1024, 180, 200, false, true],
       [1024, 1, 80, false, false],
+      // DIN's activation-unit weight gradients sum over batch × sequence rows, in blocks of k.
+      [40, 80, 10240, true, false],
+      [80, 36, 5000, true, false],
     ] as const) {
       const g = { batch: 1, m, n, k, transA, transB, batchA: false, batchB: false };
       const res = outputs([one, two], (be) => {
