@@ -1,6 +1,15 @@
 /** Grouping equal row ids on the host with a linear-time radix sort (sparse gradients, embedding bags). */
 // Reused by every call: a fresh 256 KiB array per training step would cost page faults.
 const radixCounts = new Int32Array(1 << 16);
+// The sorts' temporaries, reused likewise (grown to the largest batch): what a call returns is
+// allocated fresh, since callers keep it, but these never leave it. Fresh ones per step cost page
+// faults and external-memory GCs: the allocator hands freed backing stores back and re-faults them.
+const pooled: Int32Array[] = [new Int32Array(0), new Int32Array(0), new Int32Array(0)];
+/** Pooled temporary number `which` (0–2), at least n long; its contents are garbage. */
+function temporary(which: number, n: number): Int32Array {
+  if (pooled[which].length < n) pooled[which] = new Int32Array(Math.max(n, 2 * pooled[which].length));
+  return pooled[which].subarray(0, n);
+}
 
 /**
  * Group equal indices: `unique` in ascending order, and for each unique value u the
@@ -12,7 +21,7 @@ export function groupIndices(indices: Int32Array): { unique: Int32Array; segment
   const n = indices.length;
   const posBits = 32 - Math.clz32(Math.max(n - 1, 0));
   // Packed keys, id above position, built while the largest id is found (kept only if they fit).
-  const keys = new Int32Array(n);
+  const keys = temporary(0, n);
   let max = 0;
   for (let i = 0; i < n; i++) {
     const id = indices[i];
@@ -60,7 +69,7 @@ function groupPacked(
 ): { unique: Int32Array; segments: Int32Array; order: Int32Array } {
   const n = packed.length;
   let keys: Int32Array = packed;
-  let scratch: Int32Array = new Int32Array(n);
+  let scratch: Int32Array = temporary(1, n);
   if (idBits > 0) {
     const digit = digitWidth(n, idBits);
     const mask = (1 << digit) - 1;
@@ -79,8 +88,8 @@ function groupPacked(
   // keys now hold each position under its id, ids ascending and positions ascending within one.
   // The unique ids and segment starts go to the front of two n-long buffers, then are cut to length.
   const posMask = posBits === 32 ? -1 : (1 << posBits) - 1;
-  const order = scratch;
-  const starts = new Int32Array(n + 1);
+  const order = new Int32Array(n);
+  const starts = temporary(2, n + 1);
   let distinct = 0;
   let previous = -1;
   for (let i = 0; i < n; i++) {
@@ -97,21 +106,23 @@ function groupPacked(
   return { unique: keys.slice(0, distinct), segments: starts.slice(0, distinct + 1), order };
 }
 
-/** The general case: a stable sort of positions by their ids (8- or 16-bit digits). */
+/** The general case: a stable sort of positions by their ids. */
 function groupByPositions(
   indices: Int32Array,
   max: number,
 ): { unique: Int32Array; segments: Int32Array; order: Int32Array } {
   const n = indices.length;
-  let order = new Int32Array(n);
-  let scratch = new Int32Array(n);
+  const result = new Int32Array(n);
+  let order: Int32Array = result;
+  let scratch: Int32Array = temporary(1, n);
   for (let i = 0; i < n; i++) order[i] = i;
-  // Each pass costs n plus one histogram: 8-bit digits for small batches (a 16-bit histogram would
-  // cost more than the batch), 16-bit ones for large; only as many passes as the largest id needs.
-  const digit = n < 1 << 14 ? 8 : 16;
+  // Only as many passes as the largest id needs, of the width the cost model picks (ids of 20 bits
+  // in a batch of 10240: two passes of 10 bits rather than three of 8).
+  const bits = 32 - Math.clz32(max);
+  const digit = digitWidth(n, bits);
   const mask = (1 << digit) - 1;
   const counts = radixCounts.subarray(0, 1 << digit);
-  for (let shift = 0; shift < 32 - Math.clz32(max); shift += digit) {
+  for (let shift = 0; shift < bits; shift += digit) {
     counts.fill(0);
     // Indices are non-negative row ids; `>>> shift & mask` buckets them by one digit.
     for (let i = 0; i < n; i++) counts[(indices[i] >>> shift) & mask]++;
@@ -122,6 +133,8 @@ function groupByPositions(
     }
     [order, scratch] = [scratch, order];
   }
+  if (order !== result) result.set(order);
+  order = result;
   let distinct = 0;
   for (let i = 0; i < n; i++) if (i === 0 || indices[order[i]] !== indices[order[i - 1]]) distinct++;
   const unique = new Int32Array(distinct);

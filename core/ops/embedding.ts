@@ -10,6 +10,23 @@ import { hostRef } from '../capture.js';
 import { apply, groupIndices, registerOp, RowSparseGrad, Tensor } from '../tensor.js';
 import { emptyLike, fmt } from './util.js';
 
+// rowGradient reads a lookup's contributions and keeps only what it derives from them (fresh
+// arrays), so the contribution arrays are reused from call to call: fresh ones every training step
+// cost page faults, since the allocator hands freed backing stores back and re-faults them.
+const contributionI32: Int32Array[] = [new Int32Array(0), new Int32Array(0)];
+let contributionF32 = new Float32Array(0);
+/** Reused Int32Array number `which` (0 or 1) of n elements, contents undefined. */
+function reusedI32(which: 0 | 1, n: number): Int32Array {
+  const a = contributionI32[which];
+  if (a.length < n) contributionI32[which] = new Int32Array(Math.max(n, 2 * a.length));
+  return contributionI32[which].subarray(0, n);
+}
+/** The reused Float32Array of n elements, contents undefined. */
+function reusedF32(n: number): Float32Array {
+  if (contributionF32.length < n) contributionF32 = new Float32Array(Math.max(n, 2 * contributionF32.length));
+  return contributionF32.subarray(0, n);
+}
+
 /** Inputs of a pooled lookup, all host-side data. */
 export interface BagInput {
   /** Row ids, concatenated over bags. */
@@ -44,8 +61,8 @@ const embeddingBagOp = registerOp<BagAttrs>({
       rowGradient(table, g, 'embeddingBag', () => {
         // Contribution j (id ids[j] in bag b) adds scale_j · g[b] to row ids[j].
         const [ids, offsets, weights] = [idsOf(), offsetsOf(), weightsOf()];
-        const bagOf = new Int32Array(ids.length);
-        const scales = new Float32Array(ids.length);
+        const bagOf = reusedI32(0, ids.length);
+        const scales = reusedF32(ids.length);
         for (let b = 0; b + 1 < offsets.length; b++) {
           const s = bagScale(weights, offsets[b], offsets[b + 1], mode);
           for (let j = offsets[b]; j < offsets[b + 1]; j++) {
@@ -72,6 +89,7 @@ function rowGradient(
 ): RowSparseGrad {
   // The rows stay a segment sum over g: lazy Adam can sum and update each row in one kernel.
   return RowSparseGrad.segmented(g, table.shape, label, (live) => {
+    // Read here only (the arrays may be reused by the next lookup's contributions).
     const { ids, srcRow, scales } = contributions();
     const { unique, segments, order } = groupIndices(ids);
     const srcRows = new Int32Array(order.length);
@@ -234,9 +252,9 @@ const lookupConcatOp = registerOp<LookupConcatAttrs>({
         const parts = mine.map((r) => ({ ids: r.ids(), offsets: r.offsets(), weights: r.weights(), r }));
         const total = parts.reduce((n, p) => n + p.ids.length, 0);
         const scaled = parts.some((p) => p.offsets && (p.weights || p.r.mode !== 'sum'));
-        const ids = parts.length === 1 ? parts[0].ids : new Int32Array(total);
-        const srcRow = new Int32Array(total);
-        const scales = scaled ? new Float32Array(total).fill(1) : null;
+        const ids = parts.length === 1 ? parts[0].ids : reusedI32(1, total);
+        const srcRow = reusedI32(0, total);
+        const scales = scaled ? reusedF32(total).fill(1) : null;
         let at = 0;
         for (const { ids: own, offsets, weights, r } of parts) {
           if (ids !== own) ids.set(own, at);
