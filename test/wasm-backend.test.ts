@@ -319,6 +319,29 @@ describe.each(suites)('simd=$simd threads=$threads', ({ simd, threads, make }) =
       }
     });
 
+    it('packs the contiguous layouts (Aᵀ, B as stored) in whole panels and tails, short and long k', () => {
+      // Aᵀ and B as stored are copied a panel slice per p (4 or 8 floats); counts that leave a
+      // partial last panel send it to the element loop, and k = 1024 is the weight gradients'.
+      for (const [m, n, k] of [
+        [4, 8, 1],
+        [13, 21, 37],
+        [16, 24, 3],
+        [180, 200, 1024],
+        [7, 9, 1024],
+      ]) {
+        for (const transB of [false, true]) {
+          const g = { batch: 1, m, n, k, transA: true, transB, batchA: false, batchB: false };
+          const A = pair(randomArray(m + 2 * k, m * k));
+          const B = pair(randomArray(n + 3 * k, k * n));
+          const O = pair(new Float32Array(m * n));
+          ref.matmul(A[0], B[0], O[0], g);
+          wasm.matmul(A[1], B[1], O[1], g);
+          check(O, sumTol(k), `matmul ${JSON.stringify(g)}`);
+          freeAll(A, B, O);
+        }
+      }
+    });
+
     it('handles the vector shapes (n = 1, m = 1) in all layouts', () => {
       for (const [m, n, k] of [
         [33, 1, 70],
