@@ -78,6 +78,11 @@ export interface TowerInput {
   /** One [batch, width] tensor per field, in schema order; numeric fields pass through as values. */
   readonly pooled: ReadonlyMap<string, Tensor>;
   /**
+   * One field's vector, the same tensor as `pooled.get(field)`, looked up on first use without the
+   * others: a tower that replaces a field (DIN pools its sequences by attention) skips that lookup.
+   */
+  field(name: string): Tensor;
+  /**
    * Every field's vector concatenated in schema order, [batch, Σ widths] (the same values as
    * `concat([...pooled.values()], 1)`), made once per input: towers that share the input share it.
    */
@@ -147,10 +152,19 @@ export class SharedEmbedding extends nn.Module {
     // Both made on first use: a tower that reads only the concatenation looks each field up once, into it.
     let pooled: Map<string, Tensor> | null = null;
     let joined: Tensor | null = null;
+    const one = new Map<string, Tensor>();
+    const fieldVector = (name: string): Tensor => {
+      let t = one.get(name);
+      if (!t) {
+        t = this.pool(this.field(name), batch);
+        one.set(name, t);
+      }
+      return t;
+    };
     const pooledFields = (): Map<string, Tensor> => {
       if (!pooled) {
         pooled = new Map();
-        for (const field of this.schema.fields) pooled.set(field.name, this.pool(field, batch));
+        for (const field of this.schema.fields) pooled.set(field.name, fieldVector(field.name));
       }
       return pooled;
     };
@@ -161,6 +175,7 @@ export class SharedEmbedding extends nn.Module {
       get pooled() {
         return pooledFields();
       },
+      field: fieldVector,
       concatenated: () => (joined ??= pooled ? joinFields(pooled) : this.concatenate(batch, pooledFields)),
       dtype: this.dtype,
       backend: this.backend,

@@ -107,6 +107,32 @@ for (const normalization of ['none', 'softmax'] as const) {
   });
 }
 
+describe('DIN lookups', () => {
+  it('never pools a sequence field by sum (attention replaces it) and keeps the logits of the full lookup', () => {
+    const { embedding, din } = build('none');
+    const batch = tinyBatch();
+    const be = getBackend() as unknown as { embeddingBag: (...args: unknown[]) => void };
+    const original = be.embeddingBag;
+    let bags = 0;
+    be.embeddingBag = function (this: unknown, ...args: unknown[]) {
+      bags++;
+      return original.apply(this, args);
+    };
+    let out: Tensor;
+    try {
+      out = din.forward(embedding.forward(batch));
+    } finally {
+      be.embeddingBag = original;
+    }
+    // Only 'tags' is pooled; 'history' is read as a sequence.
+    expect(bags).toBe(1);
+    const input = embedding.forward(batch);
+    const fields = new Map(input.pooled);
+    fields.set('history', din.attend(input, din.pairs[0]));
+    expect(values(out)).toEqual(values(din.net.forwardFields(fields)));
+  });
+});
+
 describe('DIN pairing', () => {
   it('rejects a sequence without a target', () => {
     const schema = tinySchema(2);

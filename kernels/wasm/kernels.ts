@@ -771,8 +771,7 @@ export function buildKernelModule(shared = false, simd: SimdVariant = 'plain'): 
     f.get(count).get(width).i32Add().i32(1).i32Sub().get(width).i32DivS().get(width).i32Mul().set(padded);
     const q = f.local('i32');
     const s0 = f.local('i32');
-    const widthBytes = f.local('i32');
-    f.get(width).i32(2).i32Shl().set(widthBytes);
+    const kStep = f.local('i32');
     // Byte offsets of rows 1.. of a panel from its first, for the row-major path.
     const rowOff: Local[] = [];
     for (let g = 1; g < TILE_N; g++) rowOff.push(f.local('i32'));
@@ -839,13 +838,38 @@ export function buildKernelModule(shared = false, simd: SimdVariant = 'plain'): 
       pushFull();
       f.i32And().ifElse(
         () => {
-          f.get(k).set(pStart);
           f.get(src).get(row0).i32(2).i32Shl().i32Add().set(s0);
-          f.forUpTo(p, k, 1, () => {
-            f.forUpTo(q, widthBytes, 16, () => f.at(d, q).at(s0, q).v128Load().v128Store());
-            f.get(d).get(widthBytes).i32Add().set(d);
-            f.get(s0).get(strideK).i32(2).i32Shl().i32Add().set(s0);
-          });
+          f.get(strideK).i32(2).i32Shl().set(kStep);
+          // The micro-kernel's two panel widths, with the copies of each p unrolled (a loop over
+          // one or two vectors costs more than their copy); any other width is left to the
+          // element loop, as in the row-major path.
+          const contiguous = (w: number): void => {
+            f.get(k).set(pStart);
+            f.forUpTo(p, k, 1, () => {
+              for (let h = 0; h < w / 4; h++)
+                f.get(d)
+                  .get(s0)
+                  .v128Load(16 * h)
+                  .v128Store(16 * h);
+              f.get(d)
+                .i32(4 * w)
+                .i32Add()
+                .set(d);
+              f.get(s0).get(kStep).i32Add().set(s0);
+            });
+          };
+          f.get(width)
+            .i32(TILE_M)
+            .i32Eq()
+            .ifElse(
+              () => contiguous(TILE_M),
+              () =>
+                f
+                  .get(width)
+                  .i32(TILE_N)
+                  .i32Eq()
+                  .ifElse(() => contiguous(TILE_N)),
+            );
         },
         () => {
           f.get(strideK).i32(1).i32Eq();

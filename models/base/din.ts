@@ -206,6 +206,8 @@ export class DinTower extends BaseModel {
   /** One activation unit per sequence field. */
   readonly units: Map<string, nn.Sequential>;
   readonly net: FieldsMlp;
+  /** The input's fields in order, as the tower MLP reads them. */
+  private readonly fieldNames: readonly string[];
 
   constructor(schema: Schema, options: DinOptions, inputDims: InputDims) {
     super(options);
@@ -229,6 +231,7 @@ export class DinTower extends BaseModel {
       );
     }
     this.net = new FieldsMlp(inputDims, { ...options, rng });
+    this.fieldNames = [...inputDims.keys()];
   }
 
   /** Pooling weights [batch, maxLen] of one sequence field against its target; padding gets 0. */
@@ -236,7 +239,7 @@ export class DinTower extends BaseModel {
     const seq = input.sequence(pair.sequence);
     const [b, l] = seq.values.shape;
     const e = seq.values;
-    const q = input.pooled.get(pair.target)!;
+    const q = input.field(pair.target);
     const unit = this.units.get(pair.sequence)!;
     const [first, ...rest] = unit.layers;
     const hidden = activationUnitFirstLayer(first as nn.Linear, e, q);
@@ -254,10 +257,16 @@ export class DinTower extends BaseModel {
     return reshape(matmul(reshape(weights, [b, 1, l]), e), [b, d]);
   }
 
-  /** Logits [batch, 1]: every field, with sequences attention-pooled, through the MLP. */
+  /**
+   * Logits [batch, 1]: every field, with sequences attention-pooled, through the MLP. Fields are
+   * looked up one by one, so that a sequence's sum-pooled vector, which attention replaces, is never made.
+   */
   forward(input: TowerInput): Tensor {
-    const pooled = new Map(input.pooled);
-    for (const pair of this.pairs) pooled.set(pair.sequence, this.attend(input, pair));
+    const pooled = new Map<string, Tensor>();
+    for (const name of this.fieldNames) {
+      const pair = this.pairs.find((p) => p.sequence === name);
+      pooled.set(name, pair ? this.attend(input, pair) : input.field(name));
+    }
     return this.net.forwardFields(pooled);
   }
 }
