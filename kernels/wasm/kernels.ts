@@ -335,7 +335,8 @@ function chunked(f: FunctionBuilder, count: Local, body: (c0: Local, c1: Local) 
  * `rowBytes` long) in each of `bases`, xor-ing them into `sink`. In a large table every row sits in a
  * page and lines of its own: a loop that only loads keeps a chunk's cache and TLB misses in flight
  * together, where the work on a row (a few hundred instructions) would let only two or three overlap.
- * Only lines are touched that the work reads anyway, so no other thread's rows are written or read.
+ * It only reads, and only lines the work reads anyway; a line's first word may belong to a neighbouring
+ * row that another thread is updating, which is harmless since the loaded values are never used.
  */
 function touchRows(
   f: FunctionBuilder,
