@@ -954,6 +954,7 @@ export function buildKernelModule(shared = false, simd: SimdVariant = 'plain'): 
     const bv: Local[] = [];
     for (let h = 0; h < TILE_V; h++) bv.push(f.local('v128'));
     const av = f.local('v128');
+    const apEnd = f.local('i32');
     const acc: Local[] = [];
     for (let q = 0; q < TILE_M * TILE_V; q++) acc.push(f.local('v128'));
 
@@ -965,7 +966,27 @@ export function buildKernelModule(shared = false, simd: SimdVariant = 'plain'): 
       f.forUpTo(i, m, TILE_M, () => {
         for (let q = 0; q < TILE_M; q++) for (let h = 0; h < nv; h++) f.f32(0).f32x4Splat().set(tileAcc(q, h));
         f.get(bPanel).set(bp);
-        f.forUpTo(p, k, 1, () => {
+        // Plain SIMD: a bottom-tested loop counted by the A pointer itself (k ≥ 1 here), with no
+        // counter to bump and no jump back over a top test, measured 2–4% faster in V8; with
+        // relaxed SIMD's fused multiply-adds the same loop measured 3–5% slower, so it keeps the
+        // counted loop.
+        const kLoop = (body: () => void): void => {
+          if (simd === 'relaxed') {
+            f.forUpTo(p, k, 1, body);
+            return;
+          }
+          f.get(ap)
+            .get(k)
+            .i32(4 * TILE_M)
+            .i32Mul()
+            .i32Add()
+            .set(apEnd);
+          f.loop(() => {
+            body();
+            f.get(ap).get(apEnd).i32LtS().brIf(0);
+          });
+        };
+        kLoop(() => {
           for (let h = 0; h < nv; h++)
             f.get(bp)
               .v128Load(16 * h)
