@@ -270,8 +270,9 @@ const lines = [
   '',
   '## Throughput',
   '',
-  `Timed out: still running after ${timeoutMs / 1000} s, then stopped.`,
-  '',
+  ...(results.some((r) => r.timedOut)
+    ? [`Timed out: still running after ${timeoutMs / 1000} s, then stopped.`, '']
+    : []),
   '| backend | Chromium samples/s | Node samples/s |',
   '| --- | --- | --- |',
   ...[...byConfig].map(([name, r]) => `| ${name} | ${cell(r.browser)} | ${cell(r.node)} |`),
