@@ -15,6 +15,7 @@ import {
   type AdamHyper,
   type BagMode,
   type BinaryOp,
+  type MatmulGeometry,
   type Storage,
   type UnaryOp,
 } from '../kernels/index.js';
@@ -242,6 +243,17 @@ describe.each(suites)('simd=$simd threads=$threads', ({ simd, threads, make }) =
   });
 
   describe('wasm backend: GEMM', () => {
+    /** One product from seeded operands (and a seeded output, which it overwrites) on both backends, compared. */
+    const matmulAgrees = (g: MatmulGeometry, seed: number): void => {
+      const A = pair(randomArray(seed, (g.batchA ? g.batch : 1) * g.m * g.k));
+      const B = pair(randomArray(seed + 1, (g.batchB ? g.batch : 1) * g.k * g.n));
+      const O = pair(randomArray(seed + 2, g.batch * g.m * g.n));
+      ref.matmul(A[0], B[0], O[0], g);
+      wasm.matmul(A[1], B[1], O[1], g);
+      check(O, sumTol(g.k), `matmul ${JSON.stringify(g)}`);
+      freeAll(A, B, O);
+    };
+
     it('matches the reference in every layout, batched and broadcast, past the tile sizes', () => {
       fc.assert(
         fc.property(
@@ -256,15 +268,7 @@ describe.each(suites)('simd=$simd threads=$threads', ({ simd, threads, make }) =
             batchB: fc.boolean(),
             seed: fc.integer(),
           }),
-          (g) => {
-            const A = pair(randomArray(g.seed, (g.batchA ? g.batch : 1) * g.m * g.k));
-            const B = pair(randomArray(g.seed + 1, (g.batchB ? g.batch : 1) * g.k * g.n));
-            const O = pair(randomArray(g.seed + 2, g.batch * g.m * g.n));
-            ref.matmul(A[0], B[0], O[0], g);
-            wasm.matmul(A[1], B[1], O[1], g);
-            check(O, sumTol(g.k), `matmul ${JSON.stringify(g)}`);
-            freeAll(A, B, O);
-          },
+          (g) => matmulAgrees(g, g.seed),
         ),
         { numRuns: 150 },
       );
@@ -287,14 +291,7 @@ describe.each(suites)('simd=$simd threads=$threads', ({ simd, threads, make }) =
               [true, false],
               [false, true],
             ]) {
-              const g = { batch, m, n, k, transA, transB, batchA, batchB };
-              const A = pair(randomArray(m + k, (batchA ? batch : 1) * m * k));
-              const B = pair(randomArray(n + k, (batchB ? batch : 1) * k * n));
-              const O = pair(new Float32Array(batch * m * n));
-              ref.matmul(A[0], B[0], O[0], g);
-              wasm.matmul(A[1], B[1], O[1], g);
-              check(O, sumTol(k), `matmul ${JSON.stringify(g)}`);
-              freeAll(A, B, O);
+              matmulAgrees({ batch, m, n, k, transA, transB, batchA, batchB }, m + k);
             }
           }
         }
@@ -308,14 +305,7 @@ describe.each(suites)('simd=$simd threads=$threads', ({ simd, threads, make }) =
         [13, 9, 4099],
         [5, 3, 2049],
       ]) {
-        const g = { batch: 1, m, n, k, transA: true, transB: false, batchA: false, batchB: false };
-        const A = pair(randomArray(m + 1, m * k));
-        const B = pair(randomArray(n + 2, k * n));
-        const O = pair(new Float32Array(m * n));
-        ref.matmul(A[0], B[0], O[0], g);
-        wasm.matmul(A[1], B[1], O[1], g);
-        check(O, sumTol(k), `matmul ${JSON.stringify(g)}`);
-        freeAll(A, B, O);
+        matmulAgrees({ batch: 1, m, n, k, transA: true, transB: false, batchA: false, batchB: false }, m + n);
       }
     });
 
@@ -330,14 +320,7 @@ describe.each(suites)('simd=$simd threads=$threads', ({ simd, threads, make }) =
         [7, 9, 1024],
       ]) {
         for (const transB of [false, true]) {
-          const g = { batch: 1, m, n, k, transA: true, transB, batchA: false, batchB: false };
-          const A = pair(randomArray(m + 2 * k, m * k));
-          const B = pair(randomArray(n + 3 * k, k * n));
-          const O = pair(new Float32Array(m * n));
-          ref.matmul(A[0], B[0], O[0], g);
-          wasm.matmul(A[1], B[1], O[1], g);
-          check(O, sumTol(k), `matmul ${JSON.stringify(g)}`);
-          freeAll(A, B, O);
+          matmulAgrees({ batch: 1, m, n, k, transA: true, transB, batchA: false, batchB: false }, m + 2 * k);
         }
       }
     });
