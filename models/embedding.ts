@@ -176,7 +176,7 @@ export class SharedEmbedding extends nn.Module {
         return pooledFields();
       },
       field: fieldVector,
-      concatenated: () => (joined ??= pooled ? joinFields(pooled) : this.concatenate(batch, pooledFields)),
+      concatenated: () => (joined ??= pooled ? concatFields(pooled) : this.concatenate(batch, pooledFields)),
       dtype: this.dtype,
       backend: this.backend,
       sequence: (name: string): SequenceEmbedding => {
@@ -228,7 +228,7 @@ export class SharedEmbedding extends nn.Module {
     const fields = sparseFields(this.schema);
     const dim = fields.length > 0 ? embeddingDimOf(fields[0]) : 0;
     if (fields.length !== this.schema.fields.length || fields.some((f) => embeddingDimOf(f) !== dim))
-      return joinFields(pooledFields());
+      return concatFields(pooledFields());
     const tables: Tensor[] = [];
     const lookups = fields.map((field): ConcatLookup => {
       const table = this.tables.get(tableOf(field))!;
@@ -332,9 +332,14 @@ function padSequences(
   return { lengths, maxLen, ids, scale, mask };
 }
 
-/** The pooled fields side by side, in schema order (one field: itself). */
-function joinFields(pooled: ReadonlyMap<string, Tensor>): Tensor {
-  const parts = [...pooled.values()];
+/** Concatenate the named fields' vectors (schema order when omitted) into [batch, Σ widths]. */
+export function concatFields(pooled: ReadonlyMap<string, Tensor>, fields?: readonly string[]): Tensor {
+  const names = fields ?? [...pooled.keys()];
+  const parts = names.map((name) => {
+    const t = pooled.get(name);
+    if (!t) throw new Error(`concatFields: no field '${name}' in the tower input`);
+    return t;
+  });
   return parts.length === 1 ? parts[0] : concat(parts, 1);
 }
 

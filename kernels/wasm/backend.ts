@@ -642,6 +642,33 @@ export class WasmBackend extends kernelBase() implements Backend, RangeAccess {
   }
 
   /**
+   * One packed product op(A)·op(B) into `out`, on the pool's threads (which pack their own A rows)
+   * or here. `packB`/`packA` false reuse the panels an earlier product of the batch left in
+   * `bPack`/`aPack` (a broadcast operand); the serial path alone can skip packing A.
+   */
+  private gemmOnce(
+    pool: ThreadPool | null,
+    aOff: number,
+    bOff: number,
+    oOff: number,
+    g: MatmulGeometry,
+    packB: boolean,
+    packA: boolean,
+    bPack: number,
+    aPack: number,
+    tmp: number,
+  ): void {
+    if (pool) return this.gemmParallel(pool, aOff, bOff, oOff, g, packB, bPack, aPack, tmp);
+    const { m, n, k } = g;
+    // op(A)(i, p) at i*strideRow + p*strideK; op(B)(p, j) packed by columns j.
+    const [bRow, bK] = g.transB ? [k, 1] : [1, n];
+    const [aRow, aK] = g.transA ? [1, m] : [k, 1];
+    if (packB) this.run('pack', { src: bOff, dst: bPack, count: n, width: TILE_N, k, strideRow: bRow, strideK: bK });
+    if (packA) this.run('pack', { src: aOff, dst: aPack, count: m, width: TILE_M, k, strideRow: aRow, strideK: aK });
+    this.run('gemmPacked', { aPack, bPack, out: oOff, m, n, k, tmp });
+  }
+
+  /**
    * Aᵀ·B with a long k (a weight gradient over many rows: DIN's attention unit sums over batch ×
    * sequence rows) in blocks of at most {@link K_BLOCK} rows: a whole-k panel of B no longer fits
    * in L2 and every A panel streamed past it came from L3. In this layout a block of k is a block
@@ -664,12 +691,7 @@ export class WasmBackend extends kernelBase() implements Backend, RangeAccess {
       const kq = Math.min(kc, k - p0);
       const [aOff, bOff] = [ap + 4 * p0 * m, bp + 4 * p0 * n];
       const dst = p0 === 0 ? op : partial;
-      if (pool) this.gemmParallel(pool, aOff, bOff, dst, { ...g, k: kq }, true, bPack, aPack, tmp);
-      else {
-        this.run('pack', { src: bOff, dst: bPack, count: n, width: TILE_N, k: kq, strideRow: 1, strideK: n });
-        this.run('pack', { src: aOff, dst: aPack, count: m, width: TILE_M, k: kq, strideRow: 1, strideK: m });
-        this.run('gemmPacked', { aPack, bPack, out: dst, m, n, k: kq, tmp });
-      }
+      this.gemmOnce(pool, aOff, bOff, dst, { ...g, k: kq }, true, true, bPack, aPack, tmp);
       if (p0 > 0) this.run('axpby', { a: 1, x: op, b: 1, y: partial, out: op, n: m * n });
     }
   }
@@ -892,18 +914,8 @@ export class WasmBackend extends kernelBase() implements Backend, RangeAccess {
           } else if (m === 1) {
             if (g.transB) this.run('dotRows', { x: bOff, v: aOff, out: oOff, rows: n, len: k });
             else this.run('axpyRows', { x: bOff, coef: aOff, out: oOff, rows: k, len: n });
-          } else if (pool) {
-            this.gemmParallel(pool, aOff, bOff, oOff, g, bi === 0 || g.batchB, bPack, aPack, tmp);
           } else {
-            // op(A)(i, p) at i*strideRow + p*strideK; op(B)(p, j) packed by columns j.
-            const [bRow, bK] = g.transB ? [k, 1] : [1, n];
-            const [aRow, aK] = g.transA ? [1, m] : [k, 1];
-            const width = TILE_N;
-            if (bi === 0 || g.batchB)
-              this.run('pack', { src: bOff, dst: bPack, count: n, width, k, strideRow: bRow, strideK: bK });
-            if (bi === 0 || g.batchA)
-              this.run('pack', { src: aOff, dst: aPack, count: m, width: TILE_M, k, strideRow: aRow, strideK: aK });
-            this.run('gemmPacked', { aPack, bPack, out: oOff, m, n, k, tmp });
+            this.gemmOnce(pool, aOff, bOff, oOff, g, bi === 0 || g.batchB, bi === 0 || g.batchA, bPack, aPack, tmp);
           }
         }
       },

@@ -3,10 +3,10 @@
  * registry of typed, declared options so that every frame builds any tower by name and the
  * test suites check every registered model.
  */
-import { concat, nn, Rng, type Tensor } from '../../core/index.js';
+import { nn, Rng, type Tensor } from '../../core/index.js';
 import type { DType } from '../../kernels/index.js';
 import { checks, validateOptions, type OptionSpec, type OptionSpecs } from '../options.js';
-import type { TowerInput } from '../embedding.js';
+import { concatFields, type TowerInput } from '../embedding.js';
 import type { Schema } from '../schema.js';
 
 /** The settings every tower understands (shared by all base models); each model's own extend these. */
@@ -198,16 +198,8 @@ export function createBaseModel(
   return new (registry.get(name)!.model)(schema, options, inputDims);
 }
 
-/** Concatenate the named fields' vectors (schema order when omitted) into [batch, Σ widths]. */
-export function concatFields(pooled: ReadonlyMap<string, Tensor>, fields?: readonly string[]): Tensor {
-  const names = fields ?? [...pooled.keys()];
-  const parts = names.map((name) => {
-    const t = pooled.get(name);
-    if (!t) throw new Error(`concatFields: no field '${name}' in the tower input`);
-    return t;
-  });
-  return parts.length === 1 ? parts[0] : concat(parts, 1);
-}
+// Beside TowerInput, whose concatenation uses it too; exported here with the rest of a base model's kit.
+export { concatFields };
 
 /** Sum of the widths of the named fields (all when omitted). */
 export function totalWidth(inputDims: InputDims, fields?: readonly string[]): number {
