@@ -115,7 +115,7 @@ const CASES: Case[] = [
       const slope = filled(b, 200, 6, 0, 0.5);
       const pre = b.alloc(B * 200, 'float32');
       const out = b.alloc(B * 200, 'float32');
-      return () => b.linearPrelu(x, w, bias, slope, B, 200, 360, pre, out);
+      return () => b.linearPrelu(x, w, bias, slope, B, 200, 360, pre, out, 1);
     },
   },
   {
@@ -129,7 +129,7 @@ const CASES: Case[] = [
       const gp = b.alloc(B * 200, 'float32');
       const gs = b.alloc(200, 'float32');
       const gb = b.alloc(200, 'float32');
-      return () => b.linearPreluBackward(pre, slope, g, 200, gp, gs, gb);
+      return () => b.linearPreluBackward(pre, slope, g, 200, gp, gs, gb, 1);
     },
   },
   {

@@ -209,6 +209,9 @@ export interface BackendKernels {
    * [channels, k] (PyTorch's Linear weight), then out = prelu(pre, slope). Both are written: the
    * next layer reads `out`, the backward reads `pre`. Each output's dot product is summed as
    * {@link BackendKernels.matmul} sums it, so the pair equals matmul, bias add and prelu.
+   * `bias` holds `biasRows` rows of `channels`: row g is added to the g-th run of rows / biasRows
+   * consecutive rows (1: one bias for every row; more: a term per group, such as DIN's per-example
+   * part of its activation unit's first layer over that example's sequence positions).
    */
   linearPrelu(
     x: Storage,
@@ -220,12 +223,13 @@ export interface BackendKernels {
     k: number,
     pre: Storage,
     out: Storage,
+    biasRows: number,
   ): void;
   /**
    * The backward of {@link BackendKernels.linearPrelu}'s epilogue in one pass over [rows, channels]:
    * gradPre = gradOut where pre > 0, else slope·gradOut; gradSlope[c] = Σ over rows of pre·gradOut
-   * where pre ≤ 0; gradBias[c] = Σ over rows of gradPre. The input and weight gradients are then
-   * two matmuls over gradPre.
+   * where pre ≤ 0; gradBias[g, c] = Σ over the rows of bias row g (see `biasRows` of linearPrelu)
+   * of gradPre. The input and weight gradients are then two matmuls over gradPre.
    */
   linearPreluBackward(
     pre: Storage,
@@ -235,6 +239,7 @@ export interface BackendKernels {
     gradPre: Storage,
     gradSlope: Storage,
     gradBias: Storage,
+    biasRows: number,
   ): void;
   /** Softmax over the last axis; positions with mask 0 get probability 0 (all-masked rows are all zero). */
   softmaxLast(x: Storage, mask: Storage | null, rows: number, cols: number, out: Storage): void;

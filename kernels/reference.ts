@@ -355,39 +355,42 @@ defineKernels(ReferenceBackend, {
       }
     }
   },
-  linearPrelu(x, weight, bias, slope, rows, channels, k, pre, out) {
+  linearPrelu(x, weight, bias, slope, rows, channels, k, pre, out, biasRows) {
     const geometry = { batch: 1, m: rows, n: channels, k, transA: false, transB: true, batchA: false, batchB: false };
     this.matmul(x, weight, pre, geometry);
     const ps = host(pre);
     const bs = host(bias);
     const ss = host(slope);
     const os = host(out);
+    const group = (rows / biasRows) * channels;
     // The sum is stored (rounded to the dtype) before the bias is added, as matmul then add would.
     for (let i = 0; i < ps.length; i++) {
       const c = i % channels;
-      ps[i] = ps[i] + bs[c];
+      ps[i] = ps[i] + bs[Math.floor(i / group) * channels + c];
       const v = ps[i];
       os[i] = v > 0 ? v : ss[c] * v;
     }
   },
-  linearPreluBackward(pre, slope, gradOut, channels, gradPre, gradSlope, gradBias) {
+  linearPreluBackward(pre, slope, gradOut, channels, gradPre, gradSlope, gradBias, biasRows) {
     const ps = host(pre);
     const ss = host(slope);
     const gs = host(gradOut);
     const gp = host(gradPre);
     const gsl = host(gradSlope);
     const gb = host(gradBias);
+    const group = ps.length / biasRows;
     gsl.fill(0);
     gb.fill(0);
     for (let i = 0; i < ps.length; i++) {
       const c = i % channels;
+      const b = Math.floor(i / group) * channels + c;
       if (ps[i] > 0) {
         gp[i] = gs[i];
       } else {
         gp[i] = ss[c] * gs[i];
         gsl[c] += ps[i] * gs[i];
       }
-      gb[c] += gp[i];
+      gb[b] += gp[i];
     }
   },
   softmaxLast(x, mask, rows, cols, out) {

@@ -349,22 +349,41 @@ describe.each(suites)('simd=$simd threads=$threads', ({ simd, threads, make }) =
   });
 
   describe('wasm backend: linearPrelu', () => {
+    // The last number is the bias rows: 1 is one bias for all rows; more split the rows into runs
+    // (10 and 14 rows, which cross the 4-row tiles, and one run per row).
     it('equals matmul, bias add and prelu bit for bit (the epilogue rounds as the separate passes do)', () => {
-      for (const [m, n, k] of [
-        [1024, 200, 180],
-        [37, 13, 9],
-        [5, 8, 1],
+      for (const [m, n, k, groups] of [
+        [1024, 200, 180, 1],
+        [37, 13, 9, 1],
+        [5, 8, 1, 1],
+        [1024, 80, 36, 1024 / 8],
+        [40, 80, 36, 4],
+        [42, 13, 9, 3],
+        [7, 12, 5, 7],
       ]) {
         const g = { batch: 1, m, n, k, transA: false, transB: true, batchA: false, batchB: false };
-        const [x, w, b, s] = [m * k, n * k, n, n].map((len, i) => wasm.fromArray(randomArray(i + 7, len), 'float32'));
+        const [x, w, b, s] = [m * k, n * k, n * groups, n].map((len, i) =>
+          wasm.fromArray(randomArray(i + 7, len), 'float32'),
+        );
         const [pre, out, z, sep] = [0, 1, 2, 3].map(() => wasm.alloc(m * n, 'float32'));
-        wasm.linearPrelu(x, w, b, s, m, n, k, pre, out);
+        const label = `${m}×${n}×${k}, ${groups} bias rows`;
+        wasm.linearPrelu(x, w, b, s, m, n, k, pre, out, groups);
         wasm.matmul(x, w, z, g);
-        wasm.binary('add', z, [m, n], b, [n], z, [m, n]);
+        const shape = [groups, m / groups, n];
+        wasm.binary('add', z, shape, b, [groups, 1, n], z, shape);
         wasm.prelu(z, s, n, sep);
-        expect(Array.from(wasm.read(pre)), `pre ${m}×${n}×${k}`).toEqual(Array.from(wasm.read(z)));
-        expect(Array.from(wasm.read(out)), `out ${m}×${n}×${k}`).toEqual(Array.from(wasm.read(sep)));
-        for (const t of [x, w, b, s, pre, out, z, sep]) wasm.free(t);
+        expect(Array.from(wasm.read(pre)), `pre ${label}`).toEqual(Array.from(wasm.read(z)));
+        expect(Array.from(wasm.read(out)), `out ${label}`).toEqual(Array.from(wasm.read(sep)));
+        // The backward's bias gradient sums each run's rows: the reference's order, so bit for bit.
+        const gOut = wasm.fromArray(randomArray(41, m * n), 'float32');
+        const [gp, gs, gb] = [m * n, n, n * groups].map((len) => wasm.alloc(len, 'float32'));
+        const [rgp, rgs, rgb] = [m * n, n, n * groups].map((len) => ref.alloc(len, 'float32'));
+        wasm.linearPreluBackward(pre, s, gOut, n, gp, gs, gb, groups);
+        const [rp, rs, rg] = [pre, s, gOut].map((t) => ref.fromArray(wasm.read(t), 'float32'));
+        ref.linearPreluBackward(rp, rs, rg, n, rgp, rgs, rgb, groups);
+        expect(Array.from(wasm.read(gb)), `bias gradient ${label}`).toEqual(Array.from(ref.read(rgb)));
+        expect(Array.from(wasm.read(gp)), `pre gradient ${label}`).toEqual(Array.from(ref.read(rgp)));
+        for (const t of [x, w, b, s, pre, out, z, sep, gOut, gp, gs, gb]) wasm.free(t);
       }
     });
   });

@@ -54,6 +54,7 @@ const linearPreluOp = registerOp<null>({
       k,
       pre.storage,
       out.storage,
+      bias.size / channels,
     );
     return { output: out, saved: [pre] };
   },
@@ -72,6 +73,7 @@ const linearPreluOp = registerOp<null>({
       gradPre.storage,
       dslope.storage,
       dbias.storage,
+      bias.size / channels,
     );
     const flat = x.rank === 2;
     const g2 = flat ? gradPre : reshape(gradPre, [-1, channels]);
@@ -91,6 +93,11 @@ const linearPreluOp = registerOp<null>({
  * PReLU (one slope per output channel) in one op, whose kernel adds the bias and applies
  * PReLU to each GEMM tile as it is finished instead of in two more passes over the output.
  * Its values equal `prelu(add(matmul(x, weight, { transB: true }), bias), slope)`.
+ *
+ * `bias` is [out], or [groups, out] for an x of [groups·n, in]: row g of the bias is added to the
+ * g-th run of n rows, the values of `prelu(reshape(add(reshape(matmul(x, weight, { transB: true }),
+ * [groups, n, out]), reshape(bias, [groups, 1, out])), [groups·n, out]), slope)` without the copies
+ * (DIN's activation unit adds a per-example term to every sequence position this way).
  */
 export function linearPrelu(x: Tensor, weight: Tensor, bias: Tensor, slope: Tensor): Tensor {
   if (weight.rank !== 2 || x.rank === 0 || x.shape[x.rank - 1] !== weight.shape[1]) {
@@ -99,9 +106,22 @@ export function linearPrelu(x: Tensor, weight: Tensor, bias: Tensor, slope: Tens
     );
   }
   const channels = weight.shape[0];
-  if (bias.rank !== 1 || bias.size !== channels || slope.rank !== 1 || slope.size !== channels) {
+  if (slope.rank !== 1 || slope.size !== channels) {
     throw new Error(
-      `linearPrelu: bias ${fmt(bias.shape)} and slope ${fmt(slope.shape)} must be 1-D with one entry per output channel (${channels})`,
+      `linearPrelu: slope ${fmt(slope.shape)} must be 1-D with one entry per output channel (${channels})`,
+    );
+  }
+  if (bias.rank === 2) {
+    const rows = x.size / weight.shape[1];
+    const groups = bias.shape[0];
+    if (x.rank !== 2 || bias.shape[1] !== channels || groups === 0 || rows % groups !== 0) {
+      throw new Error(
+        `linearPrelu: a per-group bias ${fmt(bias.shape)} needs a 2-D input whose rows (${fmt(x.shape)}) split into ${groups} equal runs, and ${channels} channels`,
+      );
+    }
+  } else if (bias.rank !== 1 || bias.size !== channels) {
+    throw new Error(
+      `linearPrelu: bias ${fmt(bias.shape)} must be [${channels}] (one entry per output channel) or [groups, ${channels}]`,
     );
   }
   return apply(linearPreluOp, [x, weight, bias, slope], null);

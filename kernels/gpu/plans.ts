@@ -472,8 +472,9 @@ const SINGLE_BLOCK = {
     ];
   },
   // Two launches: the GEMM with its bias, then PReLU over the result.
-  *linearPrelu(x, weight, bias, slope, rows, channels, k, pre, out) {
-    const z = yield launch('linearBias', SOURCES.linearBias, pre.size, [x, weight, bias, channels, k], k);
+  *linearPrelu(x, weight, bias, slope, rows, channels, k, pre, out, biasRows) {
+    const group = Math.max(1, rows / biasRows);
+    const z = yield launch('linearBias', SOURCES.linearBias, pre.size, [x, weight, bias, channels, k, group], k);
     if (z === null) return [];
     const y = yield launch('prelu', SOURCES.prelu, out.size, [z, slope, channels]);
     return [
@@ -481,7 +482,7 @@ const SINGLE_BLOCK = {
       [out, y],
     ];
   },
-  *linearPreluBackward(pre, slope, gradOut, channels, gradPre, gradSlope, gradBias) {
+  *linearPreluBackward(pre, slope, gradOut, channels, gradPre, gradSlope, gradBias, biasRows) {
     const rows = channels === 0 ? 0 : pre.size / channels;
     const dSlope = yield launch(
       'preluGradSlope',
@@ -492,7 +493,8 @@ const SINGLE_BLOCK = {
     );
     const dPre = yield launch('preluGradX', SOURCES.preluGradX, gradPre.size, [pre, slope, gradOut, channels]);
     if (dPre === null) return [];
-    const dBias = yield launch('colSum', SOURCES.colSum, channels, [dPre, channels, rows], rows);
+    const group = Math.max(1, rows / biasRows);
+    const dBias = yield launch('colSum', SOURCES.colSum, gradBias.size, [dPre, channels, group], group);
     return [
       [gradPre, dPre],
       [gradSlope, dSlope],

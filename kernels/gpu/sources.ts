@@ -165,17 +165,22 @@ export const SOURCES = {
     for (let p = 0; p < k; p++) { s += a[aBase + p * aC] * b[bBase + p * bR]; }
     return s;
   }`,
-  /** x·Wᵀ + bias for x [rows, k] and W [n, k]: linearPrelu's pre-activation, the bias added to the finished sum. */
-  linearBias: `function(x, w, bias, n, k) {
+  /**
+   * x·Wᵀ + bias for x [rows, k] and W [n, k]: linearPrelu's pre-activation, the bias added to the
+   * finished sum; each `group` consecutive rows share a bias row.
+   */
+  linearBias: `function(x, w, bias, n, k, group) {
     const o = this.thread.x; ${divmod('i', 'j', 'o', 'n')}
     let s = 0.0;
     for (let p = 0; p < k; p++) { s += x[i * k + p] * w[j * k + p]; }
-    return s + bias[j];
+    const g = Math.floor((i + 0.5) / group);
+    return s + bias[g * n + j];
   }`,
-  /** Column sum of a [rows, channels] matrix: one thread per channel. */
-  colSum: `function(x, channels, rows) {
-    const c = this.thread.x; let s = 0.0;
-    for (let r = 0; r < rows; r++) { s += x[r * channels + c]; }
+  /** Column sums of each run of `group` rows of a [rows, channels] matrix: one thread per (run, channel). */
+  colSum: `function(x, channels, group) {
+    const o = this.thread.x; ${divmod('g', 'c', 'o', 'channels')}
+    const base = g * group; let s = 0.0;
+    for (let r = 0; r < group; r++) { s += x[(base + r) * channels + c]; }
     return s;
   }`,
   gatherRows: `function(x, ids, dim) { ${ROW_COL} return x[ids[r] * dim + d]; }`,

@@ -342,6 +342,10 @@ interface GemmEpilogueArgs {
   bias: number;
   slope: number;
   pre: number;
+  /** The first row of the call in the whole product (a threaded chunk's offset). */
+  row0: number;
+  /** Consecutive rows per bias row. */
+  group: number;
 }
 
 /** The WebAssembly SIMD backend. */
@@ -635,7 +639,7 @@ export class WasmBackend extends kernelBase() implements Backend, RangeAccess {
         n,
         tmp: tmp + 4 * TILE_M * TILE_N * c,
       };
-      if (epi) this.chunkArgs(pool, c, 'packGemmPrelu', { ...panel, ...epi, pre: epi.pre + 4 * i0 * n });
+      if (epi) this.chunkArgs(pool, c, 'packGemmPrelu', { ...panel, ...epi, pre: epi.pre + 4 * i0 * n, row0: i0 });
       else this.chunkArgs(pool, c, 'packGemm', panel);
     }
     pool.run(this.ids.get(epi ? 'packGemmPrelu' : 'packGemm') as number, used, this);
@@ -961,7 +965,7 @@ export class WasmBackend extends kernelBase() implements Backend, RangeAccess {
         });
       },
       // ---- fused nn kernels ----
-      linearPrelu(x, weight, bias, slope, rows, channels, k, pre, out) {
+      linearPrelu(x, weight, bias, slope, rows, channels, k, pre, out, biasRows) {
         const m = rows;
         const n = channels;
         const g: MatmulGeometry = { batch: 1, m, n, k, transA: false, transB: true, batchA: false, batchB: false };
@@ -970,10 +974,11 @@ export class WasmBackend extends kernelBase() implements Backend, RangeAccess {
           // separate passes, which give the same values.
           if (x.dtype === 'float64') {
             const [h, w, b, s] = [x, weight, bias, slope].map((t) => this.host(t));
-            return this.ref.linearPrelu(h, w, b, s, m, n, k, this.host(pre), this.host(out));
+            return this.ref.linearPrelu(h, w, b, s, m, n, k, this.host(pre), this.host(out), biasRows);
           }
           this.matmul(x, weight, pre, g);
-          this.binary('add', pre, [m, n], bias, [n], pre, [m, n]);
+          const grouped = [biasRows, m / biasRows, n];
+          this.binary('add', pre, grouped, bias, [biasRows, 1, n], pre, grouped);
           this.prelu(pre, slope, n, out);
           return;
         }
@@ -985,7 +990,13 @@ export class WasmBackend extends kernelBase() implements Backend, RangeAccess {
         const bPack = this.arena.scratch(bBytes + mPad * k * 4 + tmpBytes);
         const aPack = bPack + bBytes;
         const tmp = aPack + mPad * k * 4;
-        const epi = { bias: this.ptr(bias), slope: this.ptr(slope), pre: this.outPtr(pre) };
+        const epi = {
+          bias: this.ptr(bias),
+          slope: this.ptr(slope),
+          pre: this.outPtr(pre),
+          row0: 0,
+          group: m / biasRows,
+        };
         const [xp, wp, op] = [this.ptr(x), this.ptr(weight), this.outPtr(out)];
         if (pool) {
           this.gemmParallel(pool, xp, wp, op, g, true, bPack, aPack, tmp, epi);
@@ -995,14 +1006,15 @@ export class WasmBackend extends kernelBase() implements Backend, RangeAccess {
         this.run('pack', { src: xp, dst: aPack, count: m, width: TILE_M, k, strideRow: k, strideK: 1 });
         this.run('gemmPrelu', { aPack, bPack, out: op, m, n, k, tmp, ...epi });
       },
-      linearPreluBackward(pre, slope, gradOut, channels, gradPre, gradSlope, gradBias) {
+      linearPreluBackward(pre, slope, gradOut, channels, gradPre, gradSlope, gradBias, biasRows) {
         if (pre.dtype === 'float64') {
           const [p, s, g, gp, gs, gb] = [pre, slope, gradOut, gradPre, gradSlope, gradBias].map((t) => this.host(t));
-          return this.ref.linearPreluBackward(p, s, g, channels, gp, gs, gb);
+          return this.ref.linearPreluBackward(p, s, g, channels, gp, gs, gb, biasRows);
         }
         const inputs = { pre: this.ptr(pre), slope: this.ptr(slope), g: this.ptr(gradOut) };
         const outputs = { gp: this.outPtr(gradPre), gs: this.outPtr(gradSlope), gb: this.outPtr(gradBias) };
-        this.run('linearPreluBackward', { ...inputs, ...outputs, rows: pre.size / channels, channels });
+        const rows = channels === 0 ? 0 : pre.size / channels;
+        this.run('linearPreluBackward', { ...inputs, ...outputs, rows, channels, group: Math.max(1, rows / biasRows) });
       },
       prelu(x, slope, channels, out) {
         if (x.dtype === 'float64') return this.ref.prelu(this.host(x), this.host(slope), channels, this.host(out));

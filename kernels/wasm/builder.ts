@@ -93,6 +93,7 @@ const PLAIN_OPS = {
   i32Sub: 0x6b,
   i32Mul: 0x6c,
   i32DivS: 0x6d,
+  i32DivU: 0x6e,
   i32And: 0x71,
   i32Xor: 0x73,
   i32Shl: 0x74,

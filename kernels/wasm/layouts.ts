@@ -74,8 +74,12 @@ const PACK_GEMM = {
   tmp: i32,
 } as const;
 
-/** What the linear + PReLU epilogue adds to a GEMM's arguments, after them. */
-const PRELU_EPILOGUE = { bias: i32, slope: i32, pre: i32 } as const;
+/**
+ * What the linear + PReLU epilogue adds to a GEMM's arguments, after them: `row0` is the index of
+ * the call's first row in the whole product (a threaded chunk starts inside it) and `group` the
+ * number of consecutive rows that share one bias row.
+ */
+const PRELU_EPILOGUE = { bias: i32, slope: i32, pre: i32, row0: i32, group: i32 } as const;
 
 /** Every exported kernel's parameters, in order. `unary_<op>` and `binary_<op>` share one layout per family. */
 export const LAYOUTS = {
@@ -148,7 +152,17 @@ export const LAYOUTS = {
   },
   scatterAddRows: { values: i32, dim: i32, rows: i32, count: i32, out: i32 },
   prelu: { x: rows('channels'), slope: i32, out: rows('channels'), rows: count('rows'), channels: i32 },
-  linearPreluBackward: { pre: i32, slope: i32, g: i32, gp: i32, gs: i32, gb: i32, rows: i32, channels: i32 },
+  linearPreluBackward: {
+    pre: i32,
+    slope: i32,
+    g: i32,
+    gp: i32,
+    gs: i32,
+    gb: i32,
+    rows: i32,
+    channels: i32,
+    group: i32,
+  },
   preluBackward: { x: i32, slope: i32, g: i32, gx: i32, gs: i32, rows: i32, channels: i32 },
   bce: { x: elems, y: elems, out: elems, n: count('elems') },
   bceBackward: { x: elems, y: elems, g: elems, out: elems, n: count('elems') },

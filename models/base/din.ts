@@ -12,8 +12,10 @@ import {
   affine,
   concat,
   div,
+  fusions,
   init,
   isGradEnabled,
+  linearPrelu,
   matmul,
   mean,
   mul,
@@ -164,9 +166,13 @@ export function dinPairs(schema: Schema): DinPair[] {
  * by columns into [W_e, W_q, W_d, W_p], W·[e, q, e − q, e ⊙ q] = (W_e + W_d)·e + W_p·(e ⊙ q) + (W_q − W_d)·q:
  * the last term and the bias depend on the row only, so they are computed once per row instead of once
  * per position, and the per-position product reads 2d columns instead of 4d. Same parameters, the same
- * function up to rounding. `e` is [batch, len, d], `q` [batch, d]; returns [batch, len, out].
+ * function up to rounding. `e` is [batch, len, d], `q` [batch, d]; returns [batch·len, out].
+ *
+ * With `prelu` (the unit's activation when it is a PReLU) the activation is applied too, and the whole
+ * layer is one `linearPrelu` whose bias has a row per example: the per-row term reaches every position
+ * of its row in the GEMM's epilogue, with no [batch, len, out] broadcast, reshape copies or separate PReLU.
  */
-export function activationUnitFirstLayer(linear: nn.Linear, e: Tensor, q: Tensor): Tensor {
+export function activationUnitFirstLayer(linear: nn.Linear, e: Tensor, q: Tensor, prelu?: nn.PReLU): Tensor {
   const [b, l, d] = e.shape;
   const w = linear.weight;
   const out = w.shape[0];
@@ -175,10 +181,11 @@ export function activationUnitFirstLayer(linear: nn.Linear, e: Tensor, q: Tensor
   const wd = cols(2);
   const perPosition = concat([add(cols(0), wd), cols(3)], 1);
   const perRow = sub(cols(1), wd);
-  const y = matmul(unitInput(e, q), perPosition, { transB: true });
   let r = matmul(q, perRow, { transB: true });
   if (linear.bias) r = add(r, linear.bias);
-  return add(reshape(y, [b, l, out]), reshape(r, [b, 1, out]));
+  if (prelu) return linearPrelu(unitInput(e, q), perPosition, r, prelu.weight);
+  const y = matmul(unitInput(e, q), perPosition, { transB: true });
+  return reshape(add(reshape(y, [b, l, out]), reshape(r, [b, 1, out])), [b * l, out]);
 }
 
 /** The last {@link unitInput} of each sequence tensor: its target, the grad mode it was built in, and the value. */
@@ -241,11 +248,13 @@ export class DinTower extends BaseModel {
     const e = seq.values;
     const q = input.field(pair.target);
     const unit = this.units.get(pair.sequence)!;
-    const [first, ...rest] = unit.layers;
-    const hidden = activationUnitFirstLayer(first as nn.Linear, e, q);
+    const [first, second] = unit.layers;
+    // A PReLU after the first layer joins it in one fused op (as nn.Sequential fuses Linear → PReLU).
+    const fuse = fusions().linearPrelu && second?.constructor === nn.PReLU;
+    const hidden = activationUnitFirstLayer(first as nn.Linear, e, q, fuse ? (second as nn.PReLU) : undefined);
     // The rest of the unit as a Sequential of its own, so that its Linear → PReLU pairs run fused.
-    const tail = new nn.Sequential(...rest);
-    const scores = reshape(tail.forward(reshape(hidden, [b * l, hidden.shape[2]])), [b, l]);
+    const tail = new nn.Sequential(...unit.layers.slice(fuse ? 2 : 1));
+    const scores = reshape(tail.forward(hidden), [b, l]);
     return this.normalization === 'softmax' ? softmax(scores, seq.mask) : mul(scores, seq.mask);
   }
 

@@ -233,10 +233,16 @@ registerOnnxEmitter('matmul', (ctx) => {
 });
 registerOnnxEmitter('prelu', (ctx) => ctx.node('PRelu', ctx.inputs));
 // prelu(x·Wᵀ + b, slope): the three nodes of the unfused layer, which ONNX Runtime fuses itself.
+// A per-run bias [groups, out] is added to the product viewed as [groups, rows / groups, out].
 registerOnnxEmitter('linearPrelu', (ctx) => {
   const [x, weight, bias, slope] = ctx.inputs;
   const wt = ctx.node('Transpose', [weight], { perm: ints([1, 0]) });
-  return ctx.node('PRelu', [ctx.node('Add', [ctx.node('MatMul', [x, wt]), bias]), slope]);
+  const product = ctx.node('MatMul', [x, wt]);
+  const biasShape = ctx.inputShapes[2];
+  if (biasShape.length === 1) return ctx.node('PRelu', [ctx.node('Add', [product, bias]), slope]);
+  const runs = ctx.node('Reshape', [product, ctx.shape([biasShape[0], -1, biasShape[1]])]);
+  const added = ctx.node('Add', [runs, ctx.node('Unsqueeze', [bias, ctx.intConst([1])])]);
+  return ctx.node('PRelu', [ctx.node('Reshape', [added, ctx.shape(ctx.outputShape)]), slope]);
 });
 registerOnnxEmitter('softmax', (ctx) => {
   const mask = attrRecord(ctx).mask;

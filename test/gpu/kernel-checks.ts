@@ -490,17 +490,21 @@ export function kernelChecks(scale = 1): KernelCheck[] {
   });
 
   // Row and column counts cross the 4×8 GEMM tile and the wasm thread cut; 1 takes the vector paths.
-  add('linearPrelu and linearPreluBackward (edge tiles, one row or column)', (b) => {
+  // The bias has one row for all rows or one per run of `per` rows (runs that cross tiles and thread cuts).
+  add('linearPrelu and linearPreluBackward (edge tiles, one row or column, per-run bias)', (b) => {
     fc.assert(
       fc.property(
         fc.integer({ min: 1, max: 70 }),
         fc.integer({ min: 1, max: 21 }),
         fc.integer({ min: 0, max: 40 }),
+        fc.integer({ min: 0, max: 14 }),
         seed,
-        (rows, ch, k, s) => {
+        (drawn, ch, k, per, s) => {
+          const groups = per === 0 ? 1 : Math.ceil(drawn / per);
+          const rows = per === 0 ? drawn : groups * per;
           const x = randomArray(rows * k, s);
           const w = randomArray(ch * k, s + 1);
-          const bias = randomArray(ch, s + 2);
+          const bias = randomArray(ch * groups, s + 2);
           const slope = randomArray(ch, s + 3, -0.5, 0.5);
           const g = randomArray(rows * ch, s + 4);
           compare(
@@ -508,15 +512,15 @@ export function kernelChecks(scale = 1): KernelCheck[] {
             'linearPrelu',
             [x, w, bias, slope],
             [rows * ch, rows * ch],
-            (bk, [xs, ws, bs, ss], [pre, o]) => bk.linearPrelu(xs, ws, bs, ss, rows, ch, k, pre, o),
+            (bk, [xs, ws, bs, ss], [pre, o]) => bk.linearPrelu(xs, ws, bs, ss, rows, ch, k, pre, o, groups),
             { atol: 1e-5 * k + 1e-4 },
           );
           compare(
             b,
             'linearPreluBackward',
             [randomArray(rows * ch, s + 5), slope, g],
-            [rows * ch, ch, ch],
-            (bk, [ps, ss, gs], [gp, gsl, gb]) => bk.linearPreluBackward(ps, ss, gs, ch, gp, gsl, gb),
+            [rows * ch, ch, ch * groups],
+            (bk, [ps, ss, gs], [gp, gsl, gb]) => bk.linearPreluBackward(ps, ss, gs, ch, gp, gsl, gb, groups),
             { atol: 1e-5 * rows + 1e-4 },
           );
         },

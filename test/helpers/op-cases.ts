@@ -276,33 +276,41 @@ export const opCases: Record<string, fc.Arbitrary<OpCase>> = {
       label: `prelu [${rows}, ${channels}]`,
     })),
   ),
-  // Drawn cases whose pre-activation comes within 0.02 of PReLU's kink are dropped.
-  linearPrelu: fc.tuple(dimArb, dimArb, dimArb, fc.boolean()).chain(([rows, channels, k, batched]) =>
-    fc
-      .tuple(
-        valuesArb(rows * k * (batched ? 2 : 1)),
-        valuesArb(channels * k),
-        valuesArb(channels, -1, 1, 0.05),
-        valuesArb(channels, -0.5, 0.5),
-      )
-      .filter(([vx, vw, vb]) =>
-        Array.from({ length: vx.length / k }, (_, r) => r).every((r) =>
-          vb.every(
-            (b, c) => Math.abs(b + vw.slice(c * k, c * k + k).reduce((s, w, p) => s + w * vx[r * k + p], 0)) > 0.02,
+  // Drawn cases whose pre-activation comes within 0.02 of PReLU's kink are dropped. `grouped` gives
+  // each half of the rows its own bias row ([2, channels]); `batched` a 3-D input.
+  linearPrelu: fc
+    .tuple(dimArb, dimArb, dimArb, fc.constantFrom('flat', 'batched', 'grouped'))
+    .chain(([rows, channels, k, layout]) =>
+      fc
+        .tuple(
+          valuesArb(rows * k * (layout === 'flat' ? 1 : 2)),
+          valuesArb(channels * k),
+          valuesArb(channels * (layout === 'grouped' ? 2 : 1), -1, 1, 0.05),
+          valuesArb(channels, -0.5, 0.5),
+        )
+        .filter(([vx, vw, vb]) =>
+          Array.from({ length: vx.length / k }, (_, r) => r).every((r) =>
+            Array.from({ length: channels }, (_, c) => c).every((c) => {
+              const b = vb[layout === 'grouped' ? Math.floor(r / rows) * channels + c : c];
+              return Math.abs(b + vw.slice(c * k, c * k + k).reduce((s, w, p) => s + w * vx[r * k + p], 0)) > 0.02;
+            }),
           ),
-        ),
-      )
-      .map(([vx, vw, vb, vs]) => ({
-        inputs: [
-          { values: vx, shape: batched ? [2, rows, k] : [rows, k] },
-          { values: vw, shape: [channels, k] },
-          { values: vb, shape: [channels] },
-          { values: vs, shape: [channels] },
-        ],
-        run: ([x, w, b, s]: Tensor[]) => ops.linearPrelu(x, w, b, s),
-        label: `linearPrelu x ${batched ? `[2, ${rows}, ${k}]` : `[${rows}, ${k}]`} weight [${channels}, ${k}]`,
-      })),
-  ),
+        )
+        .map(([vx, vw, vb, vs]) => {
+          const xShape = layout === 'flat' ? [rows, k] : layout === 'batched' ? [2, rows, k] : [2 * rows, k];
+          const bShape = layout === 'grouped' ? [2, channels] : [channels];
+          return {
+            inputs: [
+              { values: vx, shape: xShape },
+              { values: vw, shape: [channels, k] },
+              { values: vb, shape: bShape },
+              { values: vs, shape: [channels] },
+            ],
+            run: ([x, w, b, s]: Tensor[]) => ops.linearPrelu(x, w, b, s),
+            label: `linearPrelu x [${xShape.join(', ')}] weight [${channels}, ${k}] bias [${bShape.join(', ')}]`,
+          };
+        }),
+    ),
   softmax: fc
     .tuple(fc.integer({ min: 1, max: 3 }), fc.integer({ min: 1, max: 5 }), fc.boolean())
     .chain(([rows, cols, masked]) =>
