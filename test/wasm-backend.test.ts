@@ -226,6 +226,23 @@ describe('wasm backend: registry and building blocks', () => {
     expect(be.read(big)[2_999_999]).toBe(2);
     expect(be.read(a)).toEqual(randomArray(1, 1000));
   });
+
+  // Byte addresses are unsigned i32: a block at or above 2 GiB must not turn into a negative view
+  // index (ten tables of 1e6 rows with their Adam state reach it). The 2 GiB block is reserved,
+  // never written, so the test touches only the pages it reads.
+  it('views, uploads and gathers blocks above 2 GiB', () => {
+    const be = new WasmBackend({ initialPages: 1 });
+    const low = be.alloc(2 ** 29, 'float32');
+    const table = be.fromArray(randomArray(3, 40), 'float32');
+    expect(be.stats().reserved).toBeGreaterThan(2 ** 31);
+    expect(be.read(table)).toEqual(randomArray(3, 40));
+    const out = be.alloc(8, 'float32');
+    // gatherRows uploads its ids to scratch above the table, past 2 GiB too.
+    be.gatherRows(table, 4, Int32Array.from([9, 0]), out);
+    expect(Array.from(be.read(out))).toEqual([...randomArray(3, 40).slice(36, 40), ...randomArray(3, 40).slice(0, 4)]);
+    be.free(low);
+    be.dispose();
+  });
 });
 
 describe.each(suites)('simd=$simd threads=$threads', ({ simd, threads, make }) => {
