@@ -157,6 +157,20 @@ const PRODUCT_BCE_COST = 12;
 const SMALL_BATCHED_GEMM = 4096;
 
 /**
+ * Bytes of packed A rows one serial GEMM call streams past each B panel. The panels loop outside the
+ * row tiles, so all of packed A is read once per panel: a whole DIN unit layer's A (10,240 rows of
+ * k = 80, 3.3 MB) no longer fits in L2 and came from L3 once per panel; blocks of rows keep it in L2.
+ * (Threaded runs already cut rows into chunks of this order.)
+ */
+const SERIAL_A_BLOCK = 128 * 1024;
+
+/** Rows per block of a serial GEMM: a multiple of the tile height whose packed A fits {@link SERIAL_A_BLOCK}. */
+function serialRowBlock(m: number, k: number): number {
+  const rows = Math.max(TILE_M, Math.floor(SERIAL_A_BLOCK / (4 * k) / TILE_M) * TILE_M);
+  return Math.min(rows, Math.ceil(m / TILE_M) * TILE_M);
+}
+
+/**
  * Longest k of one pass of an Aᵀ·B product (see gemmBlocked): 2048 rows keep a B panel (64 KiB) and
  * the A panels of a layer's weight gradient in L2. Measured on the DIN unit's 40×80 gradient over
  * 10,240 rows: 31 GFLOP/s in one pass, 43 in blocks of 1024 or 2048.
@@ -668,8 +682,17 @@ export class WasmBackend extends kernelBase() implements Backend, RangeAccess {
     const [bRow, bK] = g.transB ? [k, 1] : [1, n];
     const [aRow, aK] = g.transA ? [1, m] : [k, 1];
     if (packB) this.run('pack', { src: bOff, dst: bPack, count: n, width: TILE_N, k, strideRow: bRow, strideK: bK });
-    if (packA) this.run('pack', { src: aOff, dst: aPack, count: m, width: TILE_M, k, strideRow: aRow, strideK: aK });
-    this.run('gemmPacked', { aPack, bPack, out: oOff, m, n, k, tmp });
+    if (!packA) {
+      this.run('gemmPacked', { aPack, bPack, out: oOff, m, n, k, tmp });
+      return;
+    }
+    const rows = serialRowBlock(m, k);
+    for (let i0 = 0; i0 < m; i0 += rows) {
+      const count = Math.min(rows, m - i0);
+      const src = aOff + 4 * i0 * aRow;
+      this.run('pack', { src, dst: aPack, count, width: TILE_M, k, strideRow: aRow, strideK: aK });
+      this.run('gemmPacked', { aPack, bPack, out: oOff + 4 * i0 * n, m: count, n, k, tmp });
+    }
   }
 
   /**
@@ -1003,8 +1026,13 @@ export class WasmBackend extends kernelBase() implements Backend, RangeAccess {
           return;
         }
         this.run('pack', { src: wp, dst: bPack, count: n, width: TILE_N, k, strideRow: k, strideK: 1 });
-        this.run('pack', { src: xp, dst: aPack, count: m, width: TILE_M, k, strideRow: k, strideK: 1 });
-        this.run('gemmPrelu', { aPack, bPack, out: op, m, n, k, tmp, ...epi });
+        const block = serialRowBlock(m, k);
+        for (let i0 = 0; i0 < m; i0 += block) {
+          const count = Math.min(block, m - i0);
+          this.run('pack', { src: xp + 4 * i0 * k, dst: aPack, count, width: TILE_M, k, strideRow: k, strideK: 1 });
+          const rows = { out: op + 4 * i0 * n, m: count, pre: epi.pre + 4 * i0 * n, row0: i0 };
+          this.run('gemmPrelu', { aPack, bPack, n, k, tmp, ...epi, ...rows });
+        }
       },
       linearPreluBackward(pre, slope, gradOut, channels, gradPre, gradSlope, gradBias, biasRows) {
         if (pre.dtype === 'float64') {
