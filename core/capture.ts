@@ -27,10 +27,14 @@ export type HostArray = Int32Array | Float32Array | Float64Array;
 
 /**
  * Which arguments of each kernel it writes, and whether it overwrites them whole (then a replay
- * need not zero a buffer whose first use is that write). Typed by the kernel surface, so a new
- * kernel fails to compile here until it says what it writes.
+ * need not zero a buffer whose first use is that write); `whole` as a function decides from the
+ * call's non-storage arguments. Typed by the kernel surface, so a new kernel fails to compile here
+ * until it says what it writes.
  */
-const WRITES: Record<keyof BackendKernels, { out: readonly number[]; whole: boolean }> = {
+const WRITES: Record<
+  keyof BackendKernels,
+  { out: readonly number[]; whole: boolean | ((args: readonly unknown[]) => boolean) }
+> = {
   fill: { out: [0], whole: true },
   copy: { out: [1], whole: true },
   unary: { out: [2], whole: true },
@@ -40,7 +44,8 @@ const WRITES: Record<keyof BackendKernels, { out: readonly number[]; whole: bool
   reduceSum: { out: [3], whole: true },
   reduceMaxLast: { out: [3], whole: true },
   permute: { out: [3], whole: true },
-  copyBlock: { out: [3], whole: false },
+  // A block whose extent is the whole of `out` (a concat's gradient slices) overwrites it.
+  copyBlock: { out: [3], whole: (a) => sameDims(a[6], a[4]) },
   matmul: { out: [2], whole: true },
   gatherRows: { out: [3], whole: true },
   embeddingBag: { out: [6], whole: true },
@@ -620,6 +625,11 @@ class Plan {
 }
 
 /** For each buffer the step made: whether its first use overwrites it whole (else a replay zeroes it first). */
+/** Whether two recorded arguments are the same list of dimensions. */
+function sameDims(a: unknown, b: unknown): boolean {
+  return Array.isArray(a) && Array.isArray(b) && a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
 function firstUses(program: readonly Instr[]): Map<Storage, 'whole' | 'other'> {
   const seen = new Map<Storage, 'whole' | 'other'>();
   for (const ins of program) {
@@ -627,13 +637,15 @@ function firstUses(program: readonly Instr[]): Map<Storage, 'whole' | 'other'> {
     else if (ins.kind === 'guard' && !seen.has(ins.storage)) seen.set(ins.storage, 'other');
     else if (ins.kind === 'kernel') {
       const w = WRITES[ins.name];
+      const whole =
+        typeof w.whole === 'function' ? w.whole(ins.args.map((x) => ('value' in x ? x.value : undefined))) : w.whole;
       const reads = new Set<Storage>();
       ins.args.forEach((a, i) => {
         if ('storage' in a && !w.out.includes(i)) reads.add(a.storage);
       });
       ins.args.forEach((a, i) => {
         if (!('storage' in a) || seen.has(a.storage)) return;
-        seen.set(a.storage, w.whole && w.out.includes(i) && !reads.has(a.storage) ? 'whole' : 'other');
+        seen.set(a.storage, whole && w.out.includes(i) && !reads.has(a.storage) ? 'whole' : 'other');
       });
     }
   }

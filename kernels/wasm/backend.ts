@@ -846,7 +846,10 @@ export class WasmBackend extends kernelBase() implements Backend, RangeAccess {
         const rank = extent.length;
         if (extent.some((e) => e === 0)) return;
         const s = this.own(src);
-        const o = this.own(out);
+        // A block as large as `out` overwrites it whole (a concat's gradient slices): no zeroing first.
+        const whole = extent.every((e, i) => e === outShape[i]);
+        const o = whole ? this.checked(out) : this.own(out);
+        if (whole) o.pendingZero = false;
         const bytes = s.dtype === 'float64' ? 8 : 4;
         const sStr = stridesOf(srcShape);
         const oStr = stridesOf(outShape);
