@@ -694,7 +694,9 @@ export class WasmBackend extends kernelBase() implements Backend, RangeAccess {
       this.run('gemmPacked', { aPack, bPack, out: oOff, m, n, k, tmp });
       return;
     }
-    const rows = serialRowBlock(m, k);
+    // A broadcast A (one matrix for every batch item) is packed whole once and reused by the later
+    // items, so it is not cut into blocks, which would leave only the last block packed.
+    const rows = g.batch > 1 && !g.batchA ? Math.ceil(m / TILE_M) * TILE_M : serialRowBlock(m, k);
     for (let i0 = 0; i0 < m; i0 += rows) {
       const count = Math.min(rows, m - i0);
       const src = aOff + 4 * i0 * aRow;
