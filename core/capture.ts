@@ -12,6 +12,7 @@ import {
   getBackend,
   hasRangeAccess,
   readsAsync,
+  sameShape,
   type Backend,
   type BackendKernels,
   type DType,
@@ -45,7 +46,7 @@ const WRITES: Record<
   reduceMaxLast: { out: [3], whole: true },
   permute: { out: [3], whole: true },
   // A block whose extent is the whole of `out` (a concat's gradient slices) overwrites it.
-  copyBlock: { out: [3], whole: (a) => sameDims(a[6], a[4]) },
+  copyBlock: { out: [3], whole: (a) => sameShape(a[6] as number[], a[4] as number[]) },
   matmul: { out: [2], whole: true },
   gatherRows: { out: [3], whole: true },
   embeddingBag: { out: [6], whole: true },
@@ -625,11 +626,6 @@ class Plan {
 }
 
 /** For each buffer the step made: whether its first use overwrites it whole (else a replay zeroes it first). */
-/** Whether two recorded arguments are the same list of dimensions. */
-function sameDims(a: unknown, b: unknown): boolean {
-  return Array.isArray(a) && Array.isArray(b) && a.length === b.length && a.every((d, i) => d === b[i]);
-}
-
 function firstUses(program: readonly Instr[]): Map<Storage, 'whole' | 'other'> {
   const seen = new Map<Storage, 'whole' | 'other'>();
   for (const ins of program) {

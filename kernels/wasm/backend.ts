@@ -33,7 +33,7 @@ import type {
 } from '../backend.js';
 import { defineKernels, kernelBase } from '../kernel-table.js';
 import { checkRange, HostStorage, ReferenceBackend } from '../reference.js';
-import { stridesOf } from '../shape-util.js';
+import { sameShape, stridesOf } from '../shape-util.js';
 import { Arena, WasmStorage, type ArenaStats } from './arena.js';
 import {
   kernelModule,
@@ -683,25 +683,31 @@ export class WasmBackend extends kernelBase() implements Backend, RangeAccess {
     bPack: number,
     aPack: number,
     tmp: number,
+    epi: GemmEpilogueArgs | null = null,
   ): void {
-    if (pool) return this.gemmParallel(pool, aOff, bOff, oOff, g, packB, bPack, aPack, tmp);
+    if (pool) return this.gemmParallel(pool, aOff, bOff, oOff, g, packB, bPack, aPack, tmp, epi);
     const { m, n, k } = g;
     // op(A)(i, p) at i*strideRow + p*strideK; op(B)(p, j) packed by columns j.
     const [bRow, bK] = g.transB ? [k, 1] : [1, n];
     const [aRow, aK] = g.transA ? [1, m] : [k, 1];
     if (packB) this.run('pack', { src: bOff, dst: bPack, count: n, width: TILE_N, k, strideRow: bRow, strideK: bK });
-    if (!packA) {
-      this.run('gemmPacked', { aPack, bPack, out: oOff, m, n, k, tmp });
-      return;
-    }
     // A broadcast A (one matrix for every batch item) is packed whole once and reused by the later
     // items, so it is not cut into blocks, which would leave only the last block packed.
-    const rows = g.batch > 1 && !g.batchA ? Math.ceil(m / TILE_M) * TILE_M : serialRowBlock(m, k);
-    for (let i0 = 0; i0 < m; i0 += rows) {
-      const count = Math.min(rows, m - i0);
-      const src = aOff + 4 * i0 * aRow;
-      this.run('pack', { src, dst: aPack, count, width: TILE_M, k, strideRow: aRow, strideK: aK });
-      this.run('gemmPacked', { aPack, bPack, out: oOff + 4 * i0 * n, m: count, n, k, tmp });
+    const whole = !packA || (g.batch > 1 && !g.batchA);
+    const block = whole ? Math.ceil(m / TILE_M) * TILE_M : serialRowBlock(m, k);
+    for (let i0 = 0; i0 < m; i0 += block) {
+      const count = Math.min(block, m - i0);
+      if (packA) {
+        const src = aOff + 4 * i0 * aRow;
+        this.run('pack', { src, dst: aPack, count, width: TILE_M, k, strideRow: aRow, strideK: aK });
+      }
+      const out = oOff + 4 * i0 * n;
+      if (!epi) this.run('gemmPacked', { aPack, bPack, out, m: count, n, k, tmp });
+      else {
+        const { bias, slope, group } = epi;
+        const pre = epi.pre + 4 * i0 * n;
+        this.run('gemmPrelu', { aPack, bPack, out, m: count, n, k, tmp, bias, slope, pre, row0: i0, group });
+      }
     }
   }
 
@@ -849,7 +855,7 @@ export class WasmBackend extends kernelBase() implements Backend, RangeAccess {
         if (extent.some((e) => e === 0)) return;
         const s = this.own(src);
         // A block as large as `out` overwrites it whole (a concat's gradient slices): no zeroing first.
-        const whole = extent.every((e, i) => e === outShape[i]);
+        const whole = sameShape(extent, outShape);
         const o = whole ? this.checked(out) : this.own(out);
         if (whole) o.pendingZero = false;
         const bytes = s.dtype === 'float64' ? 8 : 4;
@@ -1034,18 +1040,7 @@ export class WasmBackend extends kernelBase() implements Backend, RangeAccess {
           group: m / biasRows,
         };
         const [xp, wp, op] = [this.ptr(x), this.ptr(weight), this.outPtr(out)];
-        if (pool) {
-          this.gemmParallel(pool, xp, wp, op, g, true, bPack, aPack, tmp, epi);
-          return;
-        }
-        this.run('pack', { src: wp, dst: bPack, count: n, width: TILE_N, k, strideRow: k, strideK: 1 });
-        const block = serialRowBlock(m, k);
-        for (let i0 = 0; i0 < m; i0 += block) {
-          const count = Math.min(block, m - i0);
-          this.run('pack', { src: xp + 4 * i0 * k, dst: aPack, count, width: TILE_M, k, strideRow: k, strideK: 1 });
-          const rows = { out: op + 4 * i0 * n, m: count, pre: epi.pre + 4 * i0 * n, row0: i0 };
-          this.run('gemmPrelu', { aPack, bPack, n, k, tmp, ...epi, ...rows });
-        }
+        this.gemmOnce(pool, xp, wp, op, g, true, true, bPack, aPack, tmp, epi);
       },
       linearPreluBackward(pre, slope, gradOut, channels, gradPre, gradSlope, gradBias, biasRows) {
         if (pre.dtype === 'float64') {
