@@ -10,6 +10,7 @@ import {
   fusions,
   gradcheck,
   groupIndices,
+  linearPrelu,
   matmul,
   mean,
   mul,
@@ -398,6 +399,19 @@ describe('modules', () => {
     delete state['layers.2.bias'];
     expect(() => model.loadStateDict(state)).toThrow(/missing key 'layers.2.bias'.*'layers.0.weight': shape \[3, 5\]/);
     expect(model.layers[0] instanceof nn.Linear && [...model.layers[0].weight.toArray()]).toEqual([...before!]);
+  });
+
+  it('linearPrelu names the shape that does not fit, per-run biases included', () => {
+    const w = zeros([3, 4]);
+    const slope = zeros([3]);
+    expect(() => linearPrelu(zeros([6, 5]), w, zeros([3]), slope)).toThrow(/input \[6, 5\] must end in the 4 input/);
+    expect(() => linearPrelu(zeros([6, 4]), w, zeros([3]), zeros([2]))).toThrow(/slope \[2\] must be 1-D/);
+    expect(() => linearPrelu(zeros([6, 4]), w, zeros([4]), slope)).toThrow(/bias \[4\] must be \[3\]/);
+    // A bias row per run: the rows must split evenly, the input be 2-D and the bias have 3 channels.
+    expect(() => linearPrelu(zeros([6, 4]), w, zeros([4, 3]), slope)).toThrow(/bias \[4, 3\] needs .* 4 equal runs/);
+    expect(() => linearPrelu(zeros([2, 3, 4]), w, zeros([2, 3]), slope)).toThrow(/needs a 2-D input/);
+    expect(() => linearPrelu(zeros([6, 4]), w, zeros([2, 2]), slope)).toThrow(/and 3 channels/);
+    expect(linearPrelu(zeros([6, 4]), w, zeros([3, 3]), slope).shape).toEqual([6, 3]);
   });
 
   it('Sequential runs Linear → PReLU as linearPrelu unless fusion is off: same outputs and gradients', () => {
