@@ -126,6 +126,10 @@ function fnv(bytes: Uint8Array): string {
   return (h >>> 0).toString(16);
 }
 
+function isStorage(v: unknown): v is Storage {
+  return v !== null && typeof v === 'object' && 'size' in v && 'dtype' in v && !Array.isArray(v);
+}
+
 function isHostArray(a: unknown): a is HostArray {
   return a instanceof Int32Array || a instanceof Float32Array || a instanceof Float64Array;
 }
@@ -138,6 +142,8 @@ class Recording {
   readonly owned = new Set<Storage>();
   /** Buffers made inside dynamic work: their size follows the data, so no static kernel may use them. */
   readonly dynamicOwned = new Set<Storage>();
+  /** Static buffers that dynamic work reads or writes: the program does not show those uses. */
+  readonly dynamicUses = new Set<Storage>();
   readonly buffers: DynamicBuffer[] = [];
   readonly tracked: Tensor[] = [];
   readonly leaves = new Set<Tensor>();
@@ -197,9 +203,13 @@ class Recording {
         }
       };
     };
+    const usedInDynamic = (a: readonly unknown[]): void => {
+      for (const v of a) if (isStorage(v) && !this.dynamicOwned.has(v)) this.dynamicUses.add(v);
+    };
     for (const name of KERNELS) {
       wrap(name, (orig, a) => {
         if (this.inDynamic === 0) this.recordKernel(name, a);
+        else usedInDynamic(a);
         return orig.apply(be, a);
       });
     }
@@ -220,6 +230,7 @@ class Recording {
     });
     wrap('write', (orig, a) => {
       const s = a[0] as Storage;
+      if (this.inDynamic > 0) usedInDynamic(a);
       if (this.inDynamic === 0) {
         if (this.dynamicOwned.has(s)) this.fail('a host write into a buffer whose size follows the data');
         const data = a[1];
@@ -232,6 +243,7 @@ class Recording {
       return orig.apply(be, a);
     });
     wrap('read', (orig, a) => {
+      if (this.inDynamic > 0) usedInDynamic(a);
       if (this.inDynamic === 0 && this.allowRead === 0)
         this.fail(
           'the step reads a value back (item, toArray or data) outside guard(): the host work that depends on it cannot be replayed',
@@ -264,8 +276,8 @@ class Recording {
   private recordKernel(name: keyof BackendKernels, a: unknown[]): void {
     const args: Arg[] = a.map((v) => {
       if (isHostArray(v)) return { host: this.source(v) };
-      if (v !== null && typeof v === 'object' && 'size' in v && 'dtype' in v && !Array.isArray(v)) {
-        const s = v as Storage;
+      if (isStorage(v)) {
+        const s = v;
         if (this.dynamicOwned.has(s))
           this.fail(
             `kernel '${name}' reads a buffer whose size follows the data (a row-sparse gradient's values) outside dynamic(): its row count changes with every batch`,
@@ -539,8 +551,10 @@ class Plan {
   ) {
     this.env = envOf(rec);
     const be = rec.backend;
-    const firstUse = firstUses(rec.program);
-    for (const ins of rec.program) {
+    const keep = new Set([...rec.dynamicUses, ...outputs.map((o) => o.storage)]);
+    const program = elideCopies(rec.program, rec.owned, keep);
+    const firstUse = firstUses(program);
+    for (const ins of program) {
       if (ins.kind === 'alloc') {
         if (firstUse.get(ins.storage) !== 'whole') {
           const s = ins.storage;
@@ -625,23 +639,112 @@ class Plan {
   }
 }
 
-/** For each buffer the step made: whether its first use overwrites it whole (else a replay zeroes it first). */
+/** `ins` with every use of buffer `from` made a use of `to`. */
+function renamed(ins: Instr, from: Storage, to: Storage): Instr {
+  if (ins.kind === 'kernel') {
+    if (!ins.args.some((a) => 'storage' in a && a.storage === from)) return ins;
+    return { ...ins, args: ins.args.map((a) => ('storage' in a && a.storage === from ? { storage: to } : a)) };
+  }
+  if ((ins.kind === 'alloc' || ins.kind === 'write' || ins.kind === 'guard') && ins.storage === from)
+    return { ...ins, storage: to };
+  return ins;
+}
+
+function uses(ins: Instr, s: Storage): boolean {
+  if (ins.kind === 'kernel') return ins.args.some((a) => 'storage' in a && a.storage === s);
+  return ins.kind !== 'dynamic' && ins.storage === s;
+}
+
+/**
+ * The program without the copies that only move a value to a new buffer: a reshape copies (no tensor
+ * shares a buffer, so that freeing one never frees another), but in a plan, where a copy's source is
+ * never used again and its destination not before, whatever wrote the source can write the
+ * destination instead. Only buffers of the step qualify, none that dynamic work touches (its uses
+ * are not in the program) and none that the step returns.
+ */
+function elideCopies(program: readonly Instr[], owned: ReadonlySet<Storage>, keep: ReadonlySet<Storage>): Instr[] {
+  let out = [...program];
+  for (let c = 0; c < out.length; c++) {
+    const ins = out[c];
+    if (ins.kind !== 'kernel' || ins.name !== 'copy') continue;
+    const [a, b] = ins.args;
+    if (!('storage' in a) || !('storage' in b)) continue;
+    const [src, dst] = [a.storage, b.storage];
+    if (src === dst || src.size !== dst.size || src.dtype !== dst.dtype) continue;
+    if (!owned.has(src) || !owned.has(dst) || keep.has(src) || keep.has(dst)) continue;
+    const earlier = out.slice(0, c);
+    // dst is only allocated before the copy; src is not used after it.
+    if (earlier.some((x) => uses(x, dst) && !(x.kind === 'alloc' && x.storage === dst))) continue;
+    if (out.slice(c + 1).some((x) => uses(x, src))) continue;
+    const before = earlier.filter((x) => !(x.kind === 'alloc' && x.storage === dst)).map((x) => renamed(x, src, dst));
+    out = [...before, ...out.slice(c + 1)];
+    c = before.length - 1; // the next instruction after the removed copy
+  }
+  return out;
+}
+
+/** A block of a copyBlock's output: where it begins and its extent, per axis. */
+interface Block {
+  begin: readonly number[];
+  extent: readonly number[];
+}
+
+function overlap(a: Block, b: Block): boolean {
+  return a.begin.every((x, i) => x < b.begin[i] + b.extent[i] && b.begin[i] < x + a.extent[i]);
+}
+
+const volume = (b: Block): number => b.extent.reduce((n, e) => n * e, 1);
+
+/**
+ * For each buffer the step made: whether its first use overwrites it whole (else a replay zeroes it
+ * first). Disjoint copyBlock writes that together cover a buffer before anything reads it (a concat's
+ * parts) overwrite it whole too.
+ */
 function firstUses(program: readonly Instr[]): Map<Storage, 'whole' | 'other'> {
   const seen = new Map<Storage, 'whole' | 'other'>();
+  // Buffers written so far only by disjoint copyBlocks that do not cover them yet: those blocks.
+  const parts = new Map<Storage, { blocks: Block[]; covered: number }>();
   for (const ins of program) {
     if (ins.kind === 'write' && !seen.has(ins.storage)) seen.set(ins.storage, 'whole');
+    else if ((ins.kind === 'write' || ins.kind === 'guard') && parts.delete(ins.storage)) continue;
     else if (ins.kind === 'guard' && !seen.has(ins.storage)) seen.set(ins.storage, 'other');
+    // Work run per replay may read what it likes: a buffer it meets half written keeps its zeroing.
+    else if (ins.kind === 'dynamic') parts.clear();
     else if (ins.kind === 'kernel') {
       const w = WRITES[ins.name];
-      const whole =
-        typeof w.whole === 'function' ? w.whole(ins.args.map((x) => ('value' in x ? x.value : undefined))) : w.whole;
+      const values = ins.args.map((x) => ('value' in x ? x.value : undefined));
+      const whole = typeof w.whole === 'function' ? w.whole(values) : w.whole;
       const reads = new Set<Storage>();
       ins.args.forEach((a, i) => {
         if ('storage' in a && !w.out.includes(i)) reads.add(a.storage);
       });
+      // copyBlock(src, srcShape, srcBegin, out, outShape, outBegin, extent): a block of `out`.
+      const block = (s: Storage, i: number): Block | null =>
+        ins.name === 'copyBlock' && i === 3 && !reads.has(s)
+          ? { begin: values[5] as number[], extent: values[6] as number[] }
+          : null;
       ins.args.forEach((a, i) => {
-        if (!('storage' in a) || seen.has(a.storage)) return;
-        seen.set(a.storage, whole && w.out.includes(i) && !reads.has(a.storage) ? 'whole' : 'other');
+        if (!('storage' in a)) return;
+        const s = a.storage;
+        const p = parts.get(s);
+        if (p) {
+          const b = block(s, i);
+          if (!b || p.blocks.some((o) => overlap(o, b))) parts.delete(s);
+          else {
+            p.blocks.push(b);
+            p.covered += volume(b);
+            if (p.covered === s.size) {
+              seen.set(s, 'whole');
+              parts.delete(s);
+            }
+          }
+          return;
+        }
+        if (seen.has(s)) return;
+        const first = whole && w.out.includes(i) && !reads.has(s) ? 'whole' : 'other';
+        seen.set(s, first);
+        const b = first === 'other' ? block(s, i) : null;
+        if (b) parts.set(s, { blocks: [b], covered: volume(b) });
       });
     }
   }

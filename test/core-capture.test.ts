@@ -4,7 +4,7 @@
  * back to eager with its reason.
  */
 import { afterAll, describe, expect, it } from 'vitest';
-import { compileStep, optim, Rng, Tensor, tidy, sum, mul } from '../core/index.js';
+import { compileStep, concat, optim, reshape, Rng, slice, Tensor, tidy, sum, mul } from '../core/index.js';
 import { getBackend, ReferenceBackend, setBackend, type Backend } from '../kernels/index.js';
 import { WasmBackend } from '../kernels/wasm/index.js';
 import { createModel, trainStep, type Batch, type CvrMethod } from '../models/index.js';
@@ -266,6 +266,108 @@ describe('compileStep', () => {
     expect(step.fallbackReason).toMatch(/4 steps were recorded without one replay/);
     expect(step.stats).toMatchObject({ recordings: 4, eager: 4, replays: 0 });
     expect(w.toArray()[0]).toBeCloseTo(0.5 - 0.1 * 36, 4);
+  });
+
+  it('zeroes a buffer that copyBlocks write in part, not one that disjoint blocks cover (a concat)', () => {
+    const be = new WasmBackend({ threads: 1 });
+    setBackend(be);
+    const w = Tensor.fromArray([0.5, -1, 2, 1.5, 0.25, 3], [2, 3], { requiresGrad: true });
+    w.keepAlive = true;
+    const opt = new optim.SGD([w], { lr: 0.1 });
+    const step = compileStep((x: { v: Float32Array }) =>
+      tidy(() => {
+        opt.zeroGrad();
+        const v = Tensor.fromArray(x.v, [2, 3]);
+        // A [2, 9] concat of three blocks, and a slice of it whose gradient fills a [2, 9] buffer in part.
+        const joined = concat([mul(w, v), v, mul(w, w)], 1);
+        const loss = sum(mul(slice(joined, [0, 1], [2, 6]), slice(joined, [0, 0], [2, 6])));
+        loss.backward();
+        opt.step();
+        return loss;
+      }),
+    );
+    const eagerW = Tensor.fromArray(w.toArray(), [2, 3], { requiresGrad: true });
+    eagerW.keepAlive = true;
+    const eagerOpt = new optim.SGD([eagerW], { lr: 0.1 });
+    const eagerStep = (x: { v: Float32Array }): number =>
+      tidy(() => {
+        eagerOpt.zeroGrad();
+        const v = Tensor.fromArray(x.v, [2, 3]);
+        const joined = concat([mul(eagerW, v), v, mul(eagerW, eagerW)], 1);
+        const loss = sum(mul(slice(joined, [0, 1], [2, 6]), slice(joined, [0, 0], [2, 6])));
+        loss.backward();
+        eagerOpt.step();
+        return loss.item();
+      });
+    const inputs = Array.from({ length: 5 }, (_, i) => ({
+      v: Float32Array.from({ length: 6 }, (_, j) => (i + 1) * 0.1 - j * 0.05),
+    }));
+    // Count the zero fills of [2, 9] buffers that the last replay makes.
+    const fill = be.fill.bind(be);
+    let fills = 0;
+    for (const [i, x] of inputs.entries()) {
+      if (i === inputs.length - 1) be.fill = (s, value) => (s.size === 18 && value === 0 && fills++, fill(s, value));
+      expect(step(x).item()).toBe(eagerStep(x));
+    }
+    be.fill = fill;
+    expect(step.stats.replays).toBeGreaterThan(0);
+    expect(Array.from(w.toArray())).toEqual(Array.from(eagerW.toArray()));
+    // The concat's output and the whole-extent gradients are not zeroed; each slice's gradient (its
+    // block [2, 6] of the [2, 9] gradient of `joined`) is, before its partial write.
+    expect(fills).toBe(2);
+  });
+
+  it('replays a reshape without its copy where the copied buffer is not used again', () => {
+    const be = new WasmBackend({ threads: 1 });
+    setBackend(be);
+    const start = [0.5, -1, 2, 1.5, 0.25, 3];
+    /** y = w·v is reshaped once (its copy can go); s = w·w twice (the first copy stays). */
+    const make = (): ((x: { v: Float32Array }) => Tensor) => {
+      const w = Tensor.fromArray(start, [2, 3], { requiresGrad: true });
+      w.keepAlive = true;
+      const opt = new optim.SGD([w], { lr: 0.1 });
+      return (x) =>
+        tidy(() => {
+          opt.zeroGrad();
+          const y = mul(w, Tensor.fromArray(x.v, [2, 3]));
+          const s = mul(w, w);
+          const loss = sum(mul(mul(reshape(y, [3, 2]), reshape(s, [3, 2])), reshape(s, [3, 2])));
+          loss.backward();
+          opt.step();
+          return sum(mul(loss, sum(w)));
+        });
+    };
+    const eager = make();
+    const step = compileStep(make());
+    // Copies of 6-element buffers made by a call (the loss and the returned copy have 1 element).
+    const copy = be.copy.bind(be);
+    let copies = 0;
+    const counted = <T>(run: () => T): [T, number] => {
+      copies = 0;
+      be.copy = (a, b) => (a.size === 6 && copies++, copy(a, b));
+      try {
+        return [run(), copies];
+      } finally {
+        be.copy = copy;
+      }
+    };
+    const counts: [number, number][] = [];
+    for (let i = 0; i < 6; i++) {
+      const x = { v: Float32Array.from({ length: 6 }, (_, j) => (i + 1) * 0.1 - j * 0.05) };
+      const [got, stepCopies] = counted(() => step(x).item());
+      const [want, eagerCopies] = counted(() => eager(x).item());
+      expect(got).toBe(want);
+      counts.push([stepCopies, eagerCopies]);
+    }
+    expect(step.stats.replays).toBe(4);
+    // Eager: three reshapes forward and one per gradient backward. A replay keeps only the copy whose
+    // source is read again: the first of s's two reshapes (the second one's copy is its last use).
+    expect(counts.slice(2)).toEqual([
+      [1, 6],
+      [1, 6],
+      [1, 6],
+      [1, 6],
+    ]);
   });
 
   it('rejects unknown options', () => {
