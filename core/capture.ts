@@ -231,7 +231,7 @@ class Recording {
     wrap('write', (orig, a) => {
       const s = a[0] as Storage;
       if (this.inDynamic > 0) usedInDynamic(a);
-      if (this.inDynamic === 0) {
+      else {
         if (this.dynamicOwned.has(s)) this.fail('a host write into a buffer whose size follows the data');
         const data = a[1];
         this.program.push({
@@ -277,12 +277,11 @@ class Recording {
     const args: Arg[] = a.map((v) => {
       if (isHostArray(v)) return { host: this.source(v) };
       if (isStorage(v)) {
-        const s = v;
-        if (this.dynamicOwned.has(s))
+        if (this.dynamicOwned.has(v))
           this.fail(
             `kernel '${name}' reads a buffer whose size follows the data (a row-sparse gradient's values) outside dynamic(): its row count changes with every batch`,
           );
-        return { storage: s };
+        return { storage: v };
       }
       return { value: v };
     });

@@ -271,34 +271,30 @@ describe('compileStep', () => {
   it('zeroes a buffer that copyBlocks write in part, not one that disjoint blocks cover (a concat)', () => {
     const be = new WasmBackend({ threads: 1 });
     setBackend(be);
-    const w = Tensor.fromArray([0.5, -1, 2, 1.5, 0.25, 3], [2, 3], { requiresGrad: true });
-    w.keepAlive = true;
-    const opt = new optim.SGD([w], { lr: 0.1 });
-    const step = compileStep((x: { v: Float32Array }) =>
-      tidy(() => {
-        opt.zeroGrad();
-        const v = Tensor.fromArray(x.v, [2, 3]);
-        // A [2, 9] concat of three blocks, and a slice of it whose gradient fills a [2, 9] buffer in part.
-        const joined = concat([mul(w, v), v, mul(w, w)], 1);
-        const loss = sum(mul(slice(joined, [0, 1], [2, 6]), slice(joined, [0, 0], [2, 6])));
-        loss.backward();
-        opt.step();
-        return loss;
-      }),
-    );
-    const eagerW = Tensor.fromArray(w.toArray(), [2, 3], { requiresGrad: true });
-    eagerW.keepAlive = true;
-    const eagerOpt = new optim.SGD([eagerW], { lr: 0.1 });
-    const eagerStep = (x: { v: Float32Array }): number =>
-      tidy(() => {
-        eagerOpt.zeroGrad();
-        const v = Tensor.fromArray(x.v, [2, 3]);
-        const joined = concat([mul(eagerW, v), v, mul(eagerW, eagerW)], 1);
-        const loss = sum(mul(slice(joined, [0, 1], [2, 6]), slice(joined, [0, 0], [2, 6])));
-        loss.backward();
-        eagerOpt.step();
-        return loss.item();
-      });
+    const start = [0.5, -1, 2, 1.5, 0.25, 3];
+    /** A [2, 9] concat of three blocks, and slices of it whose gradients fill [2, 9] buffers in part. */
+    const make = (): { run: (x: { v: Float32Array }) => Tensor; w: Tensor } => {
+      const w = Tensor.fromArray(start, [2, 3], { requiresGrad: true });
+      w.keepAlive = true;
+      const opt = new optim.SGD([w], { lr: 0.1 });
+      const run = (x: { v: Float32Array }): Tensor =>
+        tidy(() => {
+          opt.zeroGrad();
+          const v = Tensor.fromArray(x.v, [2, 3]);
+          const joined = concat([mul(w, v), v, mul(w, w)], 1);
+          const loss = sum(mul(slice(joined, [0, 1], [2, 6]), slice(joined, [0, 0], [2, 6])));
+          loss.backward();
+          opt.step();
+          return loss;
+        });
+      return { run, w };
+    };
+    const captured = make();
+    const eager = make();
+    const step = compileStep(captured.run);
+    const eagerStep = (x: { v: Float32Array }): number => eager.run(x).item();
+    const w = captured.w;
+    const eagerW = eager.w;
     const inputs = Array.from({ length: 5 }, (_, i) => ({
       v: Float32Array.from({ length: 6 }, (_, j) => (i + 1) * 0.1 - j * 0.05),
     }));
